@@ -1,0 +1,18 @@
+"""Errors a user can cause. Each carries one sentence that names the file, field, host
+or path at fault and says what to do; the CLI prints it without a traceback."""
+
+
+class WazuhAnomalyError(Exception):
+    """Base class of every user-facing error."""
+
+
+class ConfigError(WazuhAnomalyError):
+    """A configuration or scenario file is invalid."""
+
+
+class ModelError(WazuhAnomalyError):
+    """A model file is missing, unsafe or does not fit its scenario."""
+
+
+class LockBusy(WazuhAnomalyError):
+    """Another run holds the lock."""
