@@ -1,0 +1,681 @@
+"""The embedded default source: the manager's own alert files, no indexer needed.
+
+Reads `logs/alerts/alerts.json` and the rotated `logs/alerts/YYYY/Mon/ossec-alerts-DD.json`,
+`ossec-alerts-DD-NNN.json` (size rotations) and their `.json.gz` (compressed past days),
+streaming, in bounded memory, and yields `(ts, alert)` for a half-open UTC range
+`[start, end)` given as epoch seconds (floats). Bad lines never stop the stream: they are
+counted per reason in a `SourceStats` and skipped.
+"""
+from __future__ import annotations
+
+import calendar
+import gzip
+import hashlib
+import os
+import re
+import stat
+import zlib
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Iterator
+
+try:  # orjson is several times faster than json on alert lines
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - the project environment always has orjson
+    from json import loads as _loads
+
+from ..errors import WazuhAnomalyError
+
+__all__ = [
+    "AlertsFileSource",
+    "AlertFile",
+    "ReadCursor",
+    "SourceStats",
+    "SourceUnreadable",
+    "parse_wazuh_timestamp",
+    "SKIP_REASONS",
+]
+
+
+class SourceUnreadable(WazuhAnomalyError):
+    """The alerts directory or one of its files cannot be read (missing, permissions, not a file)."""
+
+
+# ---------------------------------------------------------------------------------------
+# Timestamps
+# ---------------------------------------------------------------------------------------
+
+# "YYYY-MM-DDTHH:MM" -> epoch of that minute; validated once per minute, then a dict hit.
+_minute_cache: dict[str, int] = {}
+_minute_cache_b: dict[bytes, int] = {}
+# ":SS" -> seconds; a dict lookup both validates and converts (int(" 5") would accept garbage).
+_SECONDS = {f":{s:02d}": s for s in range(60)}
+_SECONDS_B = {k.encode(): v for k, v in _SECONDS.items()}
+# What follows the seconds (".345+0000", "Z", ".224939+01:00") -> fraction minus UTC offset.
+_tail_cache: dict[str, float] = {}
+_tail_cache_b: dict[bytes, float] = {}
+_CACHE_LIMIT = 1 << 16
+
+_MINUTE_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})", re.ASCII)
+_TAIL_RE = re.compile(r"(?:\.(\d{1,9}))?(?:(Z)|([+-])(\d{2}):?(\d{2}))", re.ASCII)
+
+
+def _minute_epoch(head: str) -> int:
+    match = _MINUTE_RE.fullmatch(head)
+    if match is None:
+        raise ValueError(f"not a Wazuh timestamp: {head!r}...")
+    year, month, day, hour, minute = (int(g) for g in match.groups())
+    try:
+        datetime(year, month, day, hour, minute)  # rejects 2022-02-30, 25:00 ...
+    except ValueError as exc:
+        raise ValueError(f"not a Wazuh timestamp: {head!r}...: {exc}") from None
+    if len(_minute_cache) >= _CACHE_LIMIT:
+        _minute_cache.clear()
+    epoch = calendar.timegm((year, month, day, hour, minute, 0))
+    _minute_cache[head] = epoch
+    return epoch
+
+
+def _tail_seconds(tail: str) -> float:
+    match = _TAIL_RE.fullmatch(tail)
+    if match is None:
+        raise ValueError(f"bad fraction or UTC offset {tail!r} in a Wazuh timestamp")
+    fraction, zulu, sign, off_h, off_m = match.groups()
+    value = float("0." + fraction) if fraction else 0.0
+    if not zulu:
+        hours, minutes = int(off_h), int(off_m)
+        if hours > 23 or minutes > 59:
+            raise ValueError(f"bad UTC offset {tail!r} in a Wazuh timestamp")
+        offset = hours * 3600 + minutes * 60
+        value -= offset if sign == "+" else -offset
+    if len(_tail_cache) >= _CACHE_LIMIT:
+        _tail_cache.clear()
+    _tail_cache[tail] = value
+    return value
+
+
+def parse_wazuh_timestamp(text: str) -> float:
+    """Convert a Wazuh alert `timestamp` to UTC epoch seconds.
+
+    Accepts what 3.x and 4.x managers and the indexer write:
+    ``2022-01-24T03:57:12.345+0000``, ``2020-03-04T13:55:05.224939+0000``,
+    ``...+01:00``, ``...Z``, with or without a fraction. A UTC offset is required
+    (a bare local time is ambiguous). Raises ValueError on anything else.
+
+    Fast path: three slices and three dict lookups (minute, seconds, fraction+offset
+    are cached), no regex and no strptime per call.
+    """
+    try:
+        base = _minute_cache[text[:16]]
+    except KeyError:
+        base = _minute_epoch(text[:16])
+    try:
+        seconds = _SECONDS[text[16:19]]
+    except KeyError:
+        raise ValueError(f"not a Wazuh timestamp: {text!r}") from None
+    tail = text[19:]
+    try:
+        rest = _tail_cache[tail]
+    except KeyError:
+        rest = _tail_seconds(tail)
+    return base + seconds + rest
+
+
+def _parse_timestamp_bytes(raw: bytes) -> float:
+    """parse_wazuh_timestamp on the raw bytes of a line, before any JSON decoding."""
+    try:
+        base = _minute_cache_b[raw[:16]]
+    except KeyError:
+        head = raw[:16]
+        base = _minute_epoch(head.decode("ascii", "replace"))
+        if len(_minute_cache_b) >= _CACHE_LIMIT:
+            _minute_cache_b.clear()
+        _minute_cache_b[head] = base
+    try:
+        seconds = _SECONDS_B[raw[16:19]]
+    except KeyError:
+        raise ValueError(f"not a Wazuh timestamp: {raw!r}") from None
+    tail = raw[19:]
+    try:
+        rest = _tail_cache_b[tail]
+    except KeyError:
+        rest = _tail_seconds(tail.decode("ascii", "replace"))
+        if len(_tail_cache_b) >= _CACHE_LIMIT:
+            _tail_cache_b.clear()
+        _tail_cache_b[tail] = rest
+    return base + seconds + rest
+
+
+# ---------------------------------------------------------------------------------------
+# Statistics and cursor
+# ---------------------------------------------------------------------------------------
+
+SKIP_REASONS = (
+    "empty_line",      # blank or whitespace-only line
+    "invalid_utf8",    # bytes that are not UTF-8
+    "bad_json",        # not parseable as JSON
+    "not_object",      # valid JSON but not an object (array, string, number)
+    "line_too_long",   # longer than max_line_bytes; never read into memory whole
+    "no_timestamp",    # an object without `timestamp` (or the indexer's `@timestamp`)
+    "bad_timestamp",   # a `timestamp` that is not a Wazuh timestamp
+    "corrupt_gzip",    # a .json.gz that ends early or is damaged; its readable part is used
+)
+
+
+@dataclass
+class SourceStats:
+    """What one `read()` saw. `skipped` and `examples` are keyed by SKIP_REASONS.
+
+    `lines` and `bytes` count what was read in this call (after a cursor resume, only the
+    new part). Lines outside the range are counted in `outside_range` and are not
+    validated beyond their timestamp.
+    """
+
+    files: int = 0              # files opened and read
+    lines: int = 0              # lines read, good and bad
+    bytes: int = 0              # bytes read (uncompressed)
+    alerts: int = 0             # alerts yielded (inside the range)
+    outside_range: int = 0      # alerts read but outside [start, end)
+    files_vanished: int = 0     # listed but gone before opening (retention, compression)
+    incomplete_tail: int = 0    # a last line still being written (no newline yet), left for the next read
+    skipped: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, str] = field(default_factory=dict)  # first "file:line: detail" per reason
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+    def skip(self, reason: str, where: str, detail: str = "") -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        if reason not in self.examples:
+            self.examples[reason] = f"{where}: {detail}" if detail else where
+
+    def describe(self) -> str:
+        """One sentence for a health event or a log line."""
+        if not self.skipped:
+            return f"read {self.alerts} alerts from {self.files} files, no malformed lines"
+        parts = [f"{n} {reason} (first at {self.examples[reason]})" for reason, n in sorted(self.skipped.items())]
+        return (
+            f"read {self.alerts} alerts from {self.files} files and skipped "
+            f"{self.skipped_total} malformed lines: " + "; ".join(parts)
+        )
+
+
+_HEAD_BYTES = 64
+
+
+def _head_fingerprint(fd: int, length: int) -> str:
+    """Identifies a file by its first bytes, so a reused inode is not mistaken for the old file."""
+    head = os.pread(fd, length, 0) if length > 0 else b""
+    return f"{len(head)}:{hashlib.blake2b(head, digest_size=8).hexdigest()}"
+
+
+def _fingerprint_length(fingerprint: str, size: int) -> int:
+    """How many head bytes a stored fingerprint covers (-1, never matching, if the file is now shorter)."""
+    try:
+        length = int(fingerprint.split(":", 1)[0])
+    except ValueError:
+        return -1
+    return length if length <= size else -1
+
+
+@dataclass
+class ReadCursor:
+    """Where the previous `read()` may be resumed, so each run does not re-read the whole day.
+
+    `files` maps "st_dev:st_ino" of each plain (not compressed) file read to
+    ``{"offset": byte offset of a line start, "head": fingerprint of the first bytes}``.
+    `resume_from` is the previous range's end minus the slack: the offsets are only used by
+    a read whose start is >= resume_from; an earlier start reads the files from the
+    beginning. Serialise with `to_dict()` / `from_dict()` (plain JSON types).
+    """
+
+    files: dict[str, dict] = field(default_factory=dict)
+    resume_from: float | None = None
+
+    def offset_for(self, key: str, fd: int, size: int, start: float) -> int:
+        """Where to start reading the open file `fd` (identity `key`) for a range starting at `start`."""
+        if self.resume_from is None or start < self.resume_from:
+            return 0
+        mark = self.files.get(key)
+        if not mark:
+            return 0
+        offset = mark["offset"]
+        # A file shorter than the offset was truncated; another head means the inode was reused.
+        if offset > size or _head_fingerprint(fd, _fingerprint_length(mark["head"], size)) != mark["head"]:
+            return 0
+        return offset
+
+    def to_dict(self) -> dict:
+        return {"version": 1, "resume_from": self.resume_from, "files": dict(self.files)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ReadCursor":
+        """Rebuild from `to_dict()` output; anything unexpected gives an empty cursor (a full re-read is safe)."""
+        if not isinstance(data, dict) or data.get("version") != 1:
+            return cls()
+        files = data.get("files")
+        resume_from = data.get("resume_from")
+        if not isinstance(files, dict) or not isinstance(resume_from, (int, float)):
+            return cls()
+        clean = {
+            k: {"offset": v["offset"], "head": v["head"]}
+            for k, v in files.items()
+            if isinstance(v, dict) and isinstance(v.get("offset"), int) and isinstance(v.get("head"), str)
+        }
+        return cls(files=clean, resume_from=float(resume_from))
+
+
+# ---------------------------------------------------------------------------------------
+# Listing
+# ---------------------------------------------------------------------------------------
+
+# Wazuh names month folders in the C locale, whatever the system locale is.
+_MONTH_NAMES = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_DATED_RE = re.compile(r"ossec-alerts-(\d{2})(?:-(\d{3,}))?\.json(\.gz)?", re.ASCII)
+_DAY = 86400
+
+
+@dataclass(frozen=True)
+class AlertFile:
+    """One alerts file in reading order: (day, rotation) sorts the rotated files of a day."""
+
+    path: Path
+    day: date | None       # the manager's local date in the name; None for alerts.json
+    rotation: int          # 0 for ossec-alerts-DD.json, N for ossec-alerts-DD-NNN.json
+    compressed: bool
+
+
+class AlertsFileSource:
+    """Streams the manager's alerts from `alerts_dir` (normally /var/ossec/logs/alerts).
+
+    Parameters
+    ----------
+    alerts_dir : Path
+        The `logs/alerts` directory of a manager (or a copy of it).
+    max_line_bytes : int
+        Longer lines are skipped as `line_too_long` without being held in memory.
+
+    Ranges are half-open ``[start, end)`` in UTC epoch seconds (floats); datetimes are
+    refused so that no naive local time can slip in. Files are named by the manager's
+    local date, so the listing takes one more day on each side and every alert is filtered
+    on its own `timestamp`.
+
+    Errors: a missing directory, a file that cannot be opened or read (permissions) or a
+    path that is not a regular file raises `SourceUnreadable`: silently losing a file
+    would look like a drop in activity to the detectors. A damaged `.json.gz` is counted
+    as `corrupt_gzip` and its readable part is used, because re-running cannot repair it.
+    """
+
+    CHUNK_BYTES = 1 << 20
+
+    def __init__(self, alerts_dir: Path, *, max_line_bytes: int = 65536):
+        if max_line_bytes < 1:
+            raise ValueError("max_line_bytes must be positive")
+        self.alerts_dir = Path(alerts_dir)
+        self.max_line_bytes = max_line_bytes
+        self.stats = SourceStats()
+
+    # -- listing -------------------------------------------------------------------------
+
+    def files(self, start: float, end: float) -> list[AlertFile]:
+        """The files that may hold alerts of [start, end), in reading order, alerts.json last.
+
+        Where both X.json and X.json.gz exist (monitord is compressing X), only X.json.
+        """
+        start, end = _check_range(start, end)
+        directory = self.alerts_dir
+        if not directory.is_dir():
+            raise SourceUnreadable(
+                f"The alerts directory {directory} does not exist; "
+                f"check the Wazuh install prefix (normally /var/ossec)."
+            )
+        first = _utc_day(start) - 1
+        last = _utc_day(end) + 1
+        found: dict[tuple[date, int], AlertFile] = {}
+        for year in range(date.fromordinal(first).year, date.fromordinal(last).year + 1):
+            year_dir = directory / str(year)
+            if not year_dir.is_dir():
+                continue
+            for month in range(1, 13):
+                month_dir = year_dir / _MONTH_NAMES[month]
+                try:
+                    names = os.listdir(month_dir)
+                except FileNotFoundError:
+                    continue
+                except NotADirectoryError:
+                    continue
+                except PermissionError:
+                    raise SourceUnreadable(_permission_message(month_dir)) from None
+                for name in names:
+                    match = _DATED_RE.fullmatch(name)
+                    if match is None:
+                        continue  # .sum signatures, alerts.log rotations, anything else
+                    try:
+                        day = date(year, month, int(match.group(1)))
+                    except ValueError:
+                        continue
+                    if not first <= day.toordinal() <= last:
+                        continue
+                    rotation = int(match.group(2) or 0)
+                    compressed = match.group(3) is not None
+                    key = (day, rotation)
+                    if key in found and not found[key].compressed:
+                        continue  # X.json wins over X.json.gz
+                    found[key] = AlertFile(month_dir / name, day, rotation, compressed)
+        listing = [found[k] for k in sorted(found)]
+        listing.append(AlertFile(directory / "alerts.json", None, 0, False))
+        return listing
+
+    # -- reading -------------------------------------------------------------------------
+
+    def read(
+        self,
+        start: float,
+        end: float,
+        *,
+        cursor: ReadCursor | None = None,
+        slack_seconds: float = 600.0,
+        stats: SourceStats | None = None,
+    ) -> Iterator[tuple[float, dict]]:
+        """Yield ``(ts, alert)`` for every alert with ``start <= ts < end``, in file order.
+
+        Files are read in (date, rotation) order, alerts.json last; within a file in line
+        order (only roughly time-ordered). A file is read once even when it has several
+        names (alerts.json is a hard link to today's file): deduplicated by (st_dev, st_ino).
+        Each opened file is read to its end through its descriptor, so a rename or unlink
+        by rotation meanwhile loses nothing; a file that vanished before it could be opened
+        is looked for again as X.json.gz.
+
+        Resuming with `cursor` (updated in place, only when the iteration completes):
+        after the read, each plain file's entry is the offset of the first line whose
+        timestamp is >= ``end - slack_seconds`` (or the end of its last complete line).
+        Every line before that offset has a timestamp < end - slack_seconds, so a later
+        read whose start >= end - slack_seconds (the cursor's `resume_from`) can skip it
+        without missing anything: reading [a, b) then [b, c) with the same cursor yields
+        exactly the alerts of [a, c), however disordered the file is. A read starting
+        earlier than `resume_from` ignores the offsets. Compressed files carry no cursor.
+        A line that is still being written (no newline yet) is not read; the cursor stays
+        before it. Alerts that are *appended later* with a timestamp < b are not in [b, c):
+        choose `end` some time behind the clock (or overlap reads by up to the slack and
+        deduplicate) to catch late writes.
+
+        `stats` (or a new SourceStats) receives the counters and is also kept as `self.stats`.
+        """
+        start, end = _check_range(start, end)
+        stats = stats if stats is not None else SourceStats()
+        self.stats = stats
+        mark_from = end - slack_seconds
+        listing = self.files(start, end)
+        seen: set[tuple[int, int]] = set()
+        marks: dict[str, dict] = {}
+        for entry in listing:
+            opened = self._open(entry, stats)
+            if opened is None:
+                continue
+            handle, entry, info = opened
+            with handle:
+                identity = (info.st_dev, info.st_ino)
+                if identity in seen:
+                    continue
+                seen.add(identity)
+                stats.files += 1
+                if entry.compressed:
+                    yield from self._read_lines(handle, entry.path, 0, start, end, None, stats, True)
+                    continue
+                key = f"{info.st_dev}:{info.st_ino}"
+                fd = handle.fileno()
+                offset = cursor.offset_for(key, fd, info.st_size, start) if cursor is not None else 0
+                if offset:
+                    handle.seek(offset)
+                mark = {"offset": offset}
+                yield from self._read_lines(handle, entry.path, offset, start, end, mark_from, stats, False, mark)
+                mark["head"] = _head_fingerprint(fd, min(os.fstat(fd).st_size, _HEAD_BYTES))
+                marks[key] = mark
+        if cursor is not None:
+            cursor.files = marks
+            cursor.resume_from = mark_from
+
+    def _open(self, entry: AlertFile, stats: SourceStats):
+        """Open one listed file; None if it is gone for good (or alerts.json is absent)."""
+        try:
+            return self._open_path(entry)
+        except FileNotFoundError:
+            pass
+        if entry.day is None:
+            return None  # alerts.json between unlink and relink at midnight; today's dated file has it
+        if not entry.compressed:
+            # compressed meanwhile by monitord: look again, once, for the .gz
+            gz = AlertFile(entry.path.with_name(entry.path.name + ".gz"), entry.day, entry.rotation, True)
+            try:
+                return self._open_path(gz)
+            except FileNotFoundError:
+                pass
+        stats.files_vanished += 1
+        return None
+
+    @staticmethod
+    def _open_path(entry: AlertFile):
+        path = entry.path
+        try:
+            raw = open(path, "rb", buffering=0)
+        except PermissionError:
+            raise SourceUnreadable(_permission_message(path)) from None
+        except IsADirectoryError:
+            raise SourceUnreadable(_not_a_file_message(path)) from None
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise SourceUnreadable(f"Cannot open the alerts file {path}: {exc.strerror}; check the disk and the file.") from None
+        info = os.fstat(raw.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raw.close()
+            raise SourceUnreadable(_not_a_file_message(path))
+        if entry.compressed:
+            return _GzipHandle(raw), entry, info
+        return raw, entry, info
+
+    def _read_lines(self, handle, path, offset, start, end, mark_from, stats, compressed, mark=None):
+        """The hot loop: split binary chunks into lines, parse, filter, yield (ts, alert)."""
+        loads = _loads
+        parse_ts = _parse_timestamp_bytes
+        max_len = self.max_line_bytes
+        chunk_bytes = self.CHUNK_BYTES
+        prefix = b'{"timestamp":"'
+        plen = len(prefix)
+        from_start = offset == 0
+        pos = offset            # byte offset of the next line
+        lineno = 0              # lines read in this call
+        n_out = n_alerts = n_bytes = 0
+        need_mark = mark_from is not None
+        pending = b""           # a partial line carried over to the next chunk
+        discarding = False      # inside an over-long line: drop bytes up to the next newline
+        long_start = 0
+
+        def where(line_no: int, line_pos: int) -> str:
+            return f"{path}:{line_no}" if from_start else f"{path} at byte {line_pos}"
+
+        try:
+            while True:
+                chunk_start = offset + n_bytes
+                try:
+                    chunk = handle.read(chunk_bytes)
+                except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+                    stats.skip("corrupt_gzip", str(path), f"{exc}; the part before it was used")
+                    pending = b""
+                    discarding = False
+                    break
+                except OSError as exc:
+                    raise SourceUnreadable(
+                        f"Reading the alerts file {path} failed at byte {chunk_start}: "
+                        f"{exc.strerror or exc}; check the disk."
+                    ) from None
+                if not chunk:
+                    break
+                n_bytes += len(chunk)
+                if discarding:
+                    newline = chunk.find(b"\n")
+                    if newline < 0:
+                        continue
+                    lineno += 1
+                    stats.skip("line_too_long", where(lineno, long_start), f"longer than {max_len} bytes")
+                    discarding = False
+                    pos = chunk_start + newline + 1
+                    chunk = chunk[newline + 1:]
+                lines = (pending + chunk if pending else chunk).split(b"\n")
+                pending = lines.pop()
+                if len(pending) > max_len:
+                    # the line is already too long: drop what we have, skip to its newline
+                    discarding = True
+                    long_start = offset + n_bytes - len(pending)
+                    pending = b""
+                for line in lines:
+                    line_pos = pos
+                    pos += len(line) + 1
+                    lineno += 1
+                    if len(line) > max_len:
+                        stats.skip("line_too_long", where(lineno, line_pos), f"{len(line)} bytes, longer than {max_len}")
+                        continue
+                    ts = None
+                    if line[:plen] == prefix:
+                        quote = line.find(b'"', plen, plen + 48)
+                        if quote > 0:
+                            try:
+                                ts = parse_ts(line[plen:quote])
+                            except ValueError:
+                                ts = None
+                    if ts is not None:
+                        if need_mark and ts >= mark_from:
+                            mark["offset"] = line_pos
+                            need_mark = False
+                        if ts < start or ts >= end:
+                            n_out += 1
+                            continue
+                        try:
+                            alert = loads(line)
+                        except ValueError:
+                            _classify_bad(line, stats, where(lineno, line_pos))
+                            continue
+                        if type(alert) is not dict:
+                            stats.skip("not_object", where(lineno, line_pos), type(alert).__name__)
+                            continue
+                    else:
+                        parsed = _parse_slow(line, stats, where(lineno, line_pos))
+                        if parsed is None:
+                            continue
+                        ts, alert = parsed
+                        if need_mark and ts >= mark_from:
+                            mark["offset"] = line_pos
+                            need_mark = False
+                        if ts < start or ts >= end:
+                            n_out += 1
+                            continue
+                    n_alerts += 1
+                    yield ts, alert
+            # what is left after the last newline
+            if not compressed and (discarding or pending):
+                stats.incomplete_tail += 1  # still being written: the next read takes it whole
+            elif discarding:
+                lineno += 1
+                stats.skip("line_too_long", where(lineno, long_start), f"longer than {max_len} bytes")
+                pos = offset + n_bytes
+            elif pending:
+                # a finished .gz: its unterminated last line is as complete as it will ever be
+                lineno += 1
+                parsed = _parse_slow(pending, stats, where(lineno, pos))
+                pos += len(pending)
+                if parsed is not None:
+                    ts, alert = parsed
+                    if start <= ts < end:
+                        n_alerts += 1
+                        yield ts, alert
+                    else:
+                        n_out += 1
+            if need_mark:
+                # nothing at or after end - slack: resume after the last complete line
+                mark["offset"] = long_start if discarding else pos
+        finally:
+            stats.lines += lineno
+            stats.bytes += n_bytes
+            stats.alerts += n_alerts
+            stats.outside_range += n_out
+
+
+class _GzipHandle:
+    """A .json.gz opened like the plain files: read(n), fileno(), close()."""
+
+    def __init__(self, raw):
+        self._raw = raw
+        self._gz = gzip.GzipFile(fileobj=raw, mode="rb")
+
+    def read(self, n: int) -> bytes:
+        return self._gz.read(n)
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._gz.close()
+        self._raw.close()
+
+
+def _classify_bad(line: bytes, stats: SourceStats, where: str) -> None:
+    if not line.strip():
+        stats.skip("empty_line", where)
+        return
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        stats.skip("invalid_utf8", where, f"byte {exc.start}")
+        return
+    stats.skip("bad_json", where, repr(line[:60]))
+
+
+def _parse_slow(line: bytes, stats: SourceStats, where: str):
+    """Full parse of a line without the usual `{"timestamp":"` prefix; None if skipped."""
+    try:
+        alert = _loads(line)
+    except (ValueError, RecursionError):
+        _classify_bad(line, stats, where)
+        return None
+    if type(alert) is not dict:
+        stats.skip("not_object", where, type(alert).__name__)
+        return None
+    text = alert.get("timestamp")
+    if text is None:
+        text = alert.get("@timestamp")  # an alert exported from the indexer
+    if text is None:
+        stats.skip("no_timestamp", where)
+        return None
+    try:
+        return parse_wazuh_timestamp(text), alert
+    except (ValueError, TypeError):
+        stats.skip("bad_timestamp", where, repr(text)[:60])
+        return None
+
+
+def _check_range(start: float, end: float) -> tuple[float, float]:
+    for value in (start, end):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"range bounds are UTC epoch seconds (float), not {type(value).__name__}")
+    return float(start), float(end)
+
+
+def _utc_day(epoch: float) -> int:
+    """Proleptic ordinal of the UTC date of an epoch (what date.toordinal() returns)."""
+    return date(1970, 1, 1).toordinal() + int(epoch // _DAY)
+
+
+def _permission_message(path: Path) -> str:
+    return (
+        f"Cannot read {path}: permission denied; run wazuh-anomaly as root (as the wodle does) "
+        f"or as the wazuh user, and keep logs/alerts readable by the wazuh group."
+    )
+
+
+def _not_a_file_message(path: Path) -> str:
+    return f"The alerts file {path} is not a regular file; move it out of the alerts directory."
