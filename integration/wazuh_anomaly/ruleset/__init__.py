@@ -1,0 +1,55 @@
+"""The shipped Wazuh rules and everything that keeps them honest: a checker
+(`check`), Wazuh's .ini test format (`inifile`, `cases`), an offline simulator of
+wazuh-analysisd (`engine`) and a client of the manager's logtest socket (`logtest`)."""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable
+
+from ..emitter import render
+from ..paths import Layout
+from .cases import INI_FILE_NAME, RULES_FILE_NAME
+from .engine import RuleEngine, SimulatedAlert
+
+__all__ = ["SimulatedAlert", "default_rule_files", "explain", "explain_all", "repo_dir"]
+
+
+def repo_dir() -> Path | None:
+    """The source checkout this package runs from, if any (rules/ and tests/ beside it)."""
+    root = Path(__file__).resolve().parents[3]
+    return root if (root / "rules" / RULES_FILE_NAME).is_file() else None
+
+
+def default_rule_files() -> list[Path]:
+    """Our rule file: the checkout's rules/, else the one installed on this manager."""
+    repo = repo_dir()
+    if repo is not None:
+        return [repo / "rules" / RULES_FILE_NAME]
+    return [Layout.from_env().rules_dir / RULES_FILE_NAME]
+
+
+def default_ini_files() -> list[Path]:
+    repo = repo_dir()
+    return [repo / "tests" / "ruleset" / INI_FILE_NAME] if repo else []
+
+
+def _received_at(event: dict) -> float:
+    # The manager receives a line moments after the detector writes it.
+    text = (event.get("anomaly") or {}).get("detected_at")
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+    except (TypeError, ValueError):
+        return time.time()
+
+
+def explain_all(events: Iterable[dict], *, rule_files: Iterable[Path] | None = None) -> list[SimulatedAlert]:
+    """The alert each event would raise, in order, in one session (so escalations show)."""
+    session = RuleEngine(rule_files or default_rule_files()).session()
+    return [session.process(render(e), now=_received_at(e)) for e in events]
+
+
+def explain(event: dict, *, rule_files: Iterable[Path] | None = None) -> SimulatedAlert:
+    """The alert one emitter event would raise on a manager (simulated, not Wazuh)."""
+    return explain_all([event], rule_files=rule_files)[0]

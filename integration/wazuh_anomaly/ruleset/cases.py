@@ -1,0 +1,220 @@
+"""`wazuh-anomaly ruleset cases`: the rule tests of `tests/ruleset/wazuh_anomaly_rules.ini`,
+made from what the real emitter writes, so rules and emitter cannot drift apart.
+
+Every rule of `rules/wazuh_anomaly_rules.xml` has a section: each shipped scenario at
+each severity, the generic tiers (a scenario of your own), the escalations (several
+lines in one section = one logtest session), every health check. Three fallback
+rules can only be reached by events the current emitter never writes (a severity or a
+health check from a newer detector, a health event without its check); those lines
+are emitter output with one value changed, and their comment says so.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from ..emitter import event_for, event_for_health, render
+from ..findings import HEALTH_CHECKS, SEVERITIES, Anomaly, FeatureContribution, HealthEvent
+from .inifile import CaseSpec, render_ini
+
+RULES_FILE_NAME = "wazuh_anomaly_rules.xml"
+INI_FILE_NAME = "wazuh_anomaly_rules.ini"
+
+LEVEL_OF_SEVERITY = {"low": 5, "medium": 7, "high": 10, "critical": 12}
+
+# scenario -> first id of its block of 5 (rule for low; +1 medium, +2 high, +3 critical)
+SCENARIO_RULES = {
+    "authentication_failures": 117110,
+    "web_attacks": 117115,
+    "privilege_use": 117120,
+    "alert_volume": 117125,
+    "file_integrity": 117130,
+    "rule_diversity": 117135,
+}
+GENERIC_TIER_RULES = {"low": 117102, "medium": 117103, "high": 117104, "critical": 117105}
+HEALTH_RULES = {
+    "source_unreadable": (117302, 10),
+    "training_failed": (117303, 7),
+    "scenario_failed": (117304, 7),
+    "config_invalid": (117305, 7),
+    "model_stale": (117306, 5),
+    "no_data": (117307, 5),
+    "malformed_input": (117308, 4),
+    "insufficient_history": (117309, 3),
+}
+
+# What each shipped scenario's anomalies look like (features, entity): realistic shapes
+# taken from the scenarios' definitions, values chosen to read well in a dashboard.
+_SHAPES = {
+    "authentication_failures": (
+        [("auth_failures", 143, 2, 0.71, 38.4), ("distinct_srcip", 9, 1, 0.22, 11.0),
+         ("distinct_dstuser", 14, 2, 0.07, 6.2)],
+        ("data.srcip", "203.0.113.45"),
+        "Failed logins per bucket, split by source address",
+    ),
+    "web_attacks": (
+        [("web_attack_alerts", 212, 3, 0.64, 25.1), ("http_400_errors", 1830, 40, 0.36, 17.9)],
+        None,
+        "Web attack and scanner alerts per bucket",
+    ),
+    "privilege_use": (
+        [("sudo_commands", 37, 1, 0.58, 14.2), ("su_sessions", 6, 0, 0.42, 9.5)],
+        ("data.dstuser", "www-data"),
+        "sudo, su and privilege changes per bucket, split by user",
+    ),
+    "alert_volume": (
+        [("alerts", 4210, 350, 0.81, 12.7), ("max_rule_level", 12, 5, 0.19, 4.4)],
+        ("agent.name", "web-01"),
+        "All alerts and their highest level per bucket, split by agent",
+    ),
+    "file_integrity": (
+        [("fim_modified", 96, 1, 0.77, 30.2), ("fim_permissions_changed", 12, 0, 0.23, 8.1)],
+        ("agent.name", "db-02"),
+        "File integrity changes per bucket, split by agent",
+    ),
+    "rule_diversity": (
+        [("distinct_rule_ids", 27, 4, 0.88, 16.3), ("max_rule_level", 13, 5, 0.12, 5.0)],
+        ("agent.name", "intranet-server"),
+        "Distinct kinds of alerts per bucket, split by agent",
+    ),
+}
+
+WINDOW_START = datetime(2022, 1, 24, 3, 55, tzinfo=timezone.utc)
+BUCKET = timedelta(minutes=5)
+DETECTION_DELAY = timedelta(minutes=1)
+
+HEADER = f"""Copyright (C) the wazuh-anomaly authors; GPL-3.0-or-later.
+
+Rule tests for rules/{RULES_FILE_NAME}, in Wazuh's ruleset/testing format.
+Generated from the real emitter by `wazuh-anomaly ruleset cases --write`; do not edit:
+tests/test_ruleset.py fails when this file and the generator differ.
+Run on a manager: copy the rule file to etc/rules/, then `wazuh-anomaly logtest FILE`
+(or Wazuh's runtests.py). Several `log 1 pass` lines in one section run in one
+session and only the last one is checked (used for the escalation rules)."""
+
+
+def _anomaly(scenario: str, severity: str, *, step: int = 0, entity: tuple[str, str] | None = "default",
+             kind: str = "timeseries") -> Anomaly:
+    features, default_entity, description = _SHAPES.get(
+        scenario, ([("dns_queries", 5400, 300, 1.0, 21.0)], None, "DNS queries per bucket"))
+    if entity == "default":
+        entity = default_entity
+    start = WINDOW_START + step * BUCKET
+    return Anomaly(
+        scenario=scenario, detector="mvad", window_start=start, window_end=start + BUCKET,
+        bucket_minutes=5, score=0.734 + 0.01 * step, threshold=0.41, severity=severity,
+        top_features=tuple(FeatureContribution(*f) for f in features),
+        model_version="mvad-0.4.0/2022-01-23T00:00:00Z",
+        entity_field=entity[0] if entity else None, entity_value=entity[1] if entity else None,
+        kind=kind, description=description,
+    )
+
+
+def _line(anomaly: Anomaly) -> str:
+    return render(event_for(anomaly, detected_at=anomaly.window_end + DETECTION_DELAY))
+
+
+_HEALTH_MESSAGES = {
+    "training_failed": "Scenario authentication_failures: training failed (the loss did not converge); check var/anomaly/state/train.log and retrain with `wazuh-anomaly train`.",
+    "insufficient_history": "Scenario web_attacks has 2 days of history; it needs 7 before a model can be trained.",
+    "source_unreadable": "Cannot read /var/ossec/logs/alerts/alerts.json (permission denied); give the wazuh group read access.",
+    "model_stale": "The model of scenario alert_volume is 45 days old (limit 30); retrain with `wazuh-anomaly train`.",
+    "no_data": "No alerts at all between 03:55 and 04:00 UTC; check that wazuh-analysisd is writing alerts.json.",
+    "scenario_failed": "Scenario privilege_use failed while scoring (feature 'sudo_commands' missing); check etc/anomaly/scenarios/privilege_use.yaml.",
+    "malformed_input": "Skipped 3 malformed lines in /var/ossec/logs/alerts/alerts.json (first at line 1882).",
+    "config_invalid": "etc/anomaly/scenarios/dns.yaml line 4: 'bucket_minutes' must be a whole number of minutes.",
+}
+
+
+def _health_line(check: str) -> str:
+    scenario = {"training_failed": "authentication_failures", "insufficient_history": "web_attacks",
+                "model_stale": "alert_volume", "scenario_failed": "privilege_use"}.get(check)
+    severity = "high" if check == "source_unreadable" else "medium"
+    event = HealthEvent(check=check, message=_HEALTH_MESSAGES[check], at=WINDOW_START + DETECTION_DELAY,
+                        scenario=scenario, severity=severity)
+    return render(event_for_health(event))
+
+
+def _edited(line: str, path: tuple[str, ...], value) -> str:
+    """Emitter output with one value changed (or removed when value is None)."""
+    event = copy.deepcopy(json.loads(line))
+    target = event
+    for key in path[:-1]:
+        target = target[key]
+    if value is None:
+        target.pop(path[-1], None)
+    else:
+        target[path[-1]] = value
+    return render(event)
+
+
+def build_cases() -> list[CaseSpec]:
+    """Every section of the .ini file, in rule-id order."""
+    cases: list[CaseSpec] = []
+    kind_unknown = _anomaly("authentication_failures", "high", kind="forecast")
+    cases.append(CaseSpec(
+        "Anomaly event of a kind without rules is decoded but not alerted", (_line(kind_unknown),), 117100, 0))
+    cases.append(CaseSpec(
+        "Own scenario with a severity this ruleset does not know",
+        (_edited(_line(_anomaly("dns_tunnelling", "high")), ("anomaly", "severity"), "informational"),),
+        117101, 3,
+        comment="Not emitter output as is: the severity stands for a newer detector's (fallback rule 117101)."))
+    for severity in SEVERITIES:
+        cases.append(CaseSpec(
+            f"Own scenario dns_tunnelling, severity {severity}",
+            (_line(_anomaly("dns_tunnelling", severity)),),
+            GENERIC_TIER_RULES[severity], LEVEL_OF_SEVERITY[severity]))
+    for scenario, first in SCENARIO_RULES.items():
+        for offset, severity in enumerate(SEVERITIES):
+            cases.append(CaseSpec(
+                f"{scenario}, severity {severity}", (_line(_anomaly(scenario, severity)),),
+                first + offset, LEVEL_OF_SEVERITY[severity]))
+    # Escalation: same scenario three times (no entity) and same scenario + entity.
+    cases.append(CaseSpec(
+        "Repeated web_attacks anomalies escalate",
+        tuple(_line(_anomaly("web_attacks", sev, step=i)) for i, sev in enumerate(("medium", "high", "medium"))),
+        117106, 12))
+    cases.append(CaseSpec(
+        "Repeated authentication_failures anomalies from the same source escalate",
+        tuple(_line(_anomaly("authentication_failures", sev, step=i)) for i, sev in enumerate(("low", "medium", "low"))),
+        117107, 13))
+    cases.append(CaseSpec(
+        "Three anomalies of different scenarios do not escalate",
+        (_line(_anomaly("web_attacks", "medium", step=0)), _line(_anomaly("file_integrity", "medium", step=1)),
+         _line(_anomaly("privilege_use", "high", step=2))),
+        117122, 10))
+    cases.append(CaseSpec(
+        "Two anomalies of one scenario do not escalate yet",
+        (_line(_anomaly("rule_diversity", "high", step=0)), _line(_anomaly("rule_diversity", "high", step=1))),
+        117137, 10))
+    cases.append(CaseSpec(
+        "Health event without its check name", (_edited(_health_line("no_data"), ("anomaly", "health"), None),),
+        117300, 0,
+        comment="Not emitter output as is: the health check name is removed (base rule 117300)."))
+    cases.append(CaseSpec(
+        "Health check this ruleset does not know yet",
+        (_edited(_health_line("no_data"), ("anomaly", "health"), "spool_backlog"),), 117301, 5,
+        comment="Not emitter output as is: the check name stands for a newer detector's (fallback rule 117301)."))
+    for check in HEALTH_CHECKS:
+        rule, level = HEALTH_RULES[check]
+        cases.append(CaseSpec(f"Health: {check}", (_health_line(check),), rule, level))
+    return sorted(cases, key=lambda c: c.rule)
+
+
+def render_cases() -> str:
+    """The full text of tests/ruleset/wazuh_anomaly_rules.ini."""
+    return render_ini(build_cases(), HEADER)
+
+
+def write_cases(path: Path) -> bool:
+    """Writes the .ini file; True when its content changed."""
+    text = render_cases()
+    path = Path(path)
+    old = path.read_text(encoding="utf-8") if path.exists() else None
+    if old == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return True
