@@ -9,7 +9,6 @@ counted per reason in a `SourceStats` and skipped.
 from __future__ import annotations
 
 import calendar
-import gzip
 import hashlib
 import os
 import re
@@ -396,8 +395,9 @@ class AlertsFileSource:
         without missing anything: reading [a, b) then [b, c) with the same cursor yields
         exactly the alerts of [a, c), however disordered the file is. A read starting
         earlier than `resume_from` ignores the offsets. Compressed files carry no cursor.
-        A line that is still being written (no newline yet) is not read; the cursor stays
-        before it. Alerts that are *appended later* with a timestamp < b are not in [b, c):
+        In the file alerts.json points to, a last line without a newline is still being
+        written: it is not read (`incomplete_tail`) and the cursor stays before it; in any
+        other file it is read as it is. Alerts that are *appended later* with a timestamp < b are not in [b, c):
         choose `end` some time behind the clock (or overlap reads by up to the slack and
         deduplicate) to catch late writes.
 
@@ -408,6 +408,7 @@ class AlertsFileSource:
         self.stats = stats
         mark_from = end - slack_seconds
         listing = self.files(start, end)
+        live = _identity(listing[-1].path)  # alerts.json: the only file analysisd may be mid-line in
         seen: set[tuple[int, int]] = set()
         marks: dict[str, dict] = {}
         for entry in listing:
@@ -424,13 +425,14 @@ class AlertsFileSource:
                 if entry.compressed:
                     yield from self._read_lines(handle, entry.path, 0, start, end, None, stats, True)
                     continue
+                finished = identity != live
                 key = f"{info.st_dev}:{info.st_ino}"
                 fd = handle.fileno()
                 offset = cursor.offset_for(key, fd, info.st_size, start) if cursor is not None else 0
                 if offset:
                     handle.seek(offset)
                 mark = {"offset": offset}
-                yield from self._read_lines(handle, entry.path, offset, start, end, mark_from, stats, False, mark)
+                yield from self._read_lines(handle, entry.path, offset, start, end, mark_from, stats, finished, mark)
                 mark["head"] = _head_fingerprint(fd, min(os.fstat(fd).st_size, _HEAD_BYTES))
                 marks[key] = mark
         if cursor is not None:
@@ -476,14 +478,14 @@ class AlertsFileSource:
             return _GzipHandle(raw), entry, info
         return raw, entry, info
 
-    def _read_lines(self, handle, path, offset, start, end, mark_from, stats, compressed, mark=None):
+    def _read_lines(self, handle, path, offset, start, end, mark_from, stats, finished, mark=None):
         """The hot loop: split binary chunks into lines, parse, filter, yield (ts, alert)."""
         loads = _loads
         parse_ts = _parse_timestamp_bytes
         max_len = self.max_line_bytes
         chunk_bytes = self.CHUNK_BYTES
-        prefix = b'{"timestamp":"'
-        plen = len(prefix)
+        prefix = b'{"timestamp":"'  # how every line of alerts.json starts
+        minutes, seconds, tails = _minute_cache_b, _SECONDS_B, _tail_cache_b
         from_start = offset == 0
         pos = offset            # byte offset of the next line
         lineno = 0              # lines read in this call
@@ -501,7 +503,7 @@ class AlertsFileSource:
                 chunk_start = offset + n_bytes
                 try:
                     chunk = handle.read(chunk_bytes)
-                except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+                except (EOFError, zlib.error) as exc:
                     stats.skip("corrupt_gzip", str(path), f"{exc}; the part before it was used")
                     pending = b""
                     discarding = False
@@ -538,13 +540,17 @@ class AlertsFileSource:
                         stats.skip("line_too_long", where(lineno, line_pos), f"{len(line)} bytes, longer than {max_len}")
                         continue
                     ts = None
-                    if line[:plen] == prefix:
-                        quote = line.find(b'"', plen, plen + 48)
-                        if quote > 0:
-                            try:
-                                ts = parse_ts(line[plen:quote])
-                            except ValueError:
-                                ts = None
+                    if line[:14] == prefix:
+                        # parse_wazuh_timestamp inlined: three cache hits on the raw bytes
+                        try:
+                            ts = minutes[line[14:30]] + seconds[line[30:33]] + tails[line[33:line.find(b'"', 33, 64)]]
+                        except KeyError:
+                            quote = line.find(b'"', 14, 64)
+                            if quote > 0:
+                                try:
+                                    ts = parse_ts(line[14:quote])
+                                except ValueError:
+                                    ts = None
                     if ts is not None:
                         if need_mark and ts >= mark_from:
                             mark["offset"] = line_pos
@@ -574,14 +580,14 @@ class AlertsFileSource:
                     n_alerts += 1
                     yield ts, alert
             # what is left after the last newline
-            if not compressed and (discarding or pending):
+            if not finished and (discarding or pending):
                 stats.incomplete_tail += 1  # still being written: the next read takes it whole
             elif discarding:
                 lineno += 1
                 stats.skip("line_too_long", where(lineno, long_start), f"longer than {max_len} bytes")
                 pos = offset + n_bytes
             elif pending:
-                # a finished .gz: its unterminated last line is as complete as it will ever be
+                # a finished file: its unterminated last line is as complete as it will ever be
                 lineno += 1
                 parsed = _parse_slow(pending, stats, where(lineno, pos))
                 pos += len(pending)
@@ -603,14 +609,45 @@ class AlertsFileSource:
 
 
 class _GzipHandle:
-    """A .json.gz opened like the plain files: read(n), fileno(), close()."""
+    """A .json.gz opened like the plain files: read(n), fileno(), close().
+
+    zlib directly instead of gzip.GzipFile: a damaged or cut file yields everything up to
+    the damage and then raises, instead of losing the last buffer with the error.
+    """
+
+    _INPUT_BYTES = 1 << 18
 
     def __init__(self, raw):
         self._raw = raw
-        self._gz = gzip.GzipFile(fileobj=raw, mode="rb")
+        self._inflate = zlib.decompressobj(31)  # gzip wrapper: header and CRC checked by zlib
+        self._input = b""
+        self._started = False
 
     def read(self, n: int) -> bytes:
-        return self._gz.read(n)
+        while True:
+            inflate = self._inflate
+            if inflate.eof:
+                # end of one gzip member: another may follow (concatenated .gz), or zero padding
+                data = (inflate.unused_data + self._input).lstrip(b"\0")
+                self._input = b""
+                while not data:
+                    more = self._raw.read(self._INPUT_BYTES)
+                    if not more:
+                        return b""
+                    data = more.lstrip(b"\0")
+                self._inflate = zlib.decompressobj(31)
+                self._input = data
+                continue
+            data = inflate.unconsumed_tail or self._input or self._raw.read(self._INPUT_BYTES)
+            self._input = b""
+            if not data:
+                if not self._started:
+                    return b""  # an empty file holds no alerts
+                raise EOFError("the compressed file ends before its end-of-stream marker")
+            self._started = True
+            out = inflate.decompress(data, n)
+            if out:
+                return out
 
     def fileno(self) -> int:
         return self._raw.fileno()
@@ -619,7 +656,6 @@ class _GzipHandle:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._gz.close()
         self._raw.close()
 
 
@@ -656,6 +692,14 @@ def _parse_slow(line: bytes, stats: SourceStats, where: str):
     except (ValueError, TypeError):
         stats.skip("bad_timestamp", where, repr(text)[:60])
         return None
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _check_range(start: float, end: float) -> tuple[float, float]:
