@@ -352,10 +352,10 @@ class AnomalyWriter:
             st = self.path.stat()
         except FileNotFoundError:
             return
-        if file_pos is None:
+        if file_pos is None or st.st_ino != file_pos[0] or st.st_size < file_pos[1]:
+            # No state, or rotated/truncated since: the id store covers the old file,
+            # and every line of the new one was written after it, so read it whole.
             start = 0
-        elif st.st_ino != file_pos[0] or st.st_size < file_pos[1]:
-            return  # rotated or truncated: the id store is all we trust
         else:
             start = file_pos[1]
         if st.st_size <= start:
