@@ -1,0 +1,324 @@
+"""The shipped rules, their checker, the .ini cases and the offline analysisd simulator."""
+from __future__ import annotations
+
+import re
+import textwrap
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from wazuh_anomaly.emitter import event_for, event_for_health, render
+from wazuh_anomaly.findings import HEALTH_CHECKS, Anomaly, FeatureContribution, HealthEvent
+from wazuh_anomaly.ruleset import SimulatedAlert, explain, explain_all
+from wazuh_anomaly.ruleset.cases import GENERIC_TIER_RULES, SCENARIO_RULES, render_cases
+from wazuh_anomaly.ruleset.check import check_ruleset, format_problems
+from wazuh_anomaly.ruleset.engine import RuleEngine, decode, expand_description
+from wazuh_anomaly.ruleset.inifile import read_ini
+from wazuh_anomaly.ruleset.rulefile import read_rule_file
+
+REPO = Path(__file__).resolve().parents[1]
+RULES = REPO / "rules" / "wazuh_anomaly_rules.xml"
+INI = REPO / "tests" / "ruleset" / "wazuh_anomaly_rules.ini"
+T0 = datetime(2022, 1, 24, 3, 55, tzinfo=timezone.utc)
+
+
+def anomaly(scenario="authentication_failures", severity="high", *, step=0, entity=("data.srcip", "10.0.0.5")):
+    start = T0 + timedelta(minutes=5 * step)
+    return Anomaly(scenario, "mvad", start, start + timedelta(minutes=5), 5, 0.73, 0.41, severity,
+                   (FeatureContribution("auth_failures", 143, 2, 0.8, 12.5),), "v1",
+                   entity_field=entity[0] if entity else None, entity_value=entity[1] if entity else None)
+
+
+# -- the shipped rule file ----------------------------------------------------------
+
+def test_shipped_rules_pass_the_check():
+    problems = check_ruleset([REPO / "rules"], [REPO / "decoders"])
+    assert problems == [], format_problems(problems)
+
+
+def test_every_rule_uses_pcre2_fields_and_alerting_rules_drop_the_full_log():
+    for rule in read_rule_file(RULES).rules:
+        assert all(f.type == "pcre2" for f in rule.fields), rule.id
+        if rule.level > 0:
+            assert "no_full_log" in rule.options, rule.id
+
+
+def test_generic_tiers_exclude_exactly_the_shipped_scenarios():
+    rules = {r.id: r for r in read_rule_file(RULES).rules}
+    shipped = {re.fullmatch(r"\^(\w+)\$", next(f.pattern for f in rules[i].fields if f.name == "anomaly.scenario")).group(1)
+               for i in SCENARIO_RULES.values()}
+    assert shipped == set(SCENARIO_RULES)
+    for rid in GENERIC_TIER_RULES.values():
+        negated = next(f for f in rules[rid].fields if f.name == "anomaly.scenario")
+        assert negated.negate
+        assert set(re.fullmatch(r"\^\(\?:(.*)\)\$", negated.pattern).group(1).split("|")) == shipped
+
+
+def test_every_health_check_has_its_own_rule():
+    rules = read_rule_file(RULES).rules
+    named = {f.pattern.strip("^$") for r in rules for f in r.fields if f.name == "anomaly.health" and not f.negate}
+    assert named == set(HEALTH_CHECKS)
+
+
+# -- the .ini cases ------------------------------------------------------------------
+
+def test_committed_ini_equals_the_freshly_generated_one():
+    assert INI.read_text(encoding="utf-8") == render_cases(), \
+        "rules or emitter changed: run `wazuh-anomaly ruleset cases --write` and review the diff"
+
+
+def test_every_rule_id_has_a_case():
+    rule_ids = {r.id for r in read_rule_file(RULES).rules}
+    case_ids = {int(s.rule) for s in read_ini(INI) if s.rule}
+    assert rule_ids - case_ids == set()
+
+
+SECTIONS = read_ini(INI)
+
+
+@pytest.mark.parametrize("section", SECTIONS, ids=[s.name for s in SECTIONS])
+def test_every_case_fires_its_rule_and_level_in_the_simulator(section):
+    engine = RuleEngine([RULES])
+    for run in section.runs:
+        session = engine.session()
+        alerts = [session.process(line, now=1_643_000_000.0 + i) for i, line in enumerate(run.lines)]
+        last = alerts[-1]
+        assert (str(last.rule_id), str(last.level), last.decoder) == (section.rule, section.alert, section.decoder)
+        assert "$(" not in (last.description or "")
+
+
+def test_escalation_cases_hold_several_lines_in_one_run():
+    multi = [s for s in SECTIONS if any(len(r.lines) > 1 for r in s.runs)]
+    assert {s.rule for s in multi} >= {"117106", "117107"}
+
+
+def test_ini_reader_joins_repeated_log_keys_into_one_run_and_reads_fail_runs(tmp_path):
+    ini = tmp_path / "t.ini"
+    ini.write_text(textwrap.dedent("""\
+        ; comment
+        [seq]
+        log 1 pass = {"a":"1"}
+        log 1 pass = {"a":"2"}
+        log 2 fail = {"a":"3"}
+        rule = 1
+        alert = 2
+        decoder = json
+    """))
+    (section,) = read_ini(ini)
+    assert [(r.name, r.lines, r.expect_match) for r in section.runs] == [
+        ("log 1 pass", ('{"a":"1"}', '{"a":"2"}'), True), ("log 2 fail", ('{"a":"3"}',), False)]
+
+
+# -- explain(): the alert an anomaly would raise ---------------------------------------
+
+def test_explain_shows_the_scenario_alert_with_entity_and_mitre():
+    alert = explain(event_for(anomaly(), detected_at=T0 + timedelta(minutes=6)))
+    assert isinstance(alert, SimulatedAlert)
+    assert (alert.rule_id, alert.level) == (117112, 10)
+    assert alert.description == ("Anomaly (high): authentication failures far above normal, possible brute force"
+                                 " - auth_failures=143 (expected 2) from 10.0.0.5")
+    assert alert.mitre == ["T1110"] and "authentication_failures" in alert.groups
+    assert alert.static == {"srcip": "10.0.0.5"}
+    assert "simulated" in str(alert) and "not wazuh-analysisd" in str(alert)
+
+
+def test_explain_all_shows_escalation_within_an_hour_only():
+    events = [event_for(anomaly(step=i, severity="low"), detected_at=T0 + timedelta(minutes=6 + 5 * i))
+              for i in range(3)]
+    assert [a.rule_id for a in explain_all(events)] == [117110, 117110, 117107]
+    spread = [event_for(anomaly(step=i, severity="low"), detected_at=T0 + timedelta(hours=2 * i))
+              for i in range(3)]
+    assert [a.rule_id for a in explain_all(spread)] == [117110, 117110, 117110]
+
+
+def test_explain_health_event_uses_the_message():
+    h = HealthEvent("source_unreadable", "Cannot read /var/ossec/logs/alerts/alerts.json.", T0, severity="high")
+    alert = explain(event_for_health(h))
+    assert (alert.rule_id, alert.level) == (117302, 10)
+    assert alert.description == "Anomaly detector cannot read its alert source: Cannot read /var/ossec/logs/alerts/alerts.json."
+
+
+# -- the simulator's decoding ----------------------------------------------------------
+
+def test_decoding_turns_values_into_strings_like_the_json_decoder():
+    ev = decode('{"a":5,"b":0.5,"c":1.0,"d":3000000000,"e":true,"f":null,"g":[1,"x"],"h":{"i":"j"},'
+                '"srcip":"10.0.0.1","user":"alice","a":"dup"} trailing')
+    fields = dict(ev.fields[:1])
+    assert ev.decoder == "json"
+    assert fields["a"] == "5" and ev.find("A") == "5"     # first duplicate wins, case-insensitive
+    assert ev.find("b") == "0.500000" and ev.find("c") == "1"
+    assert ev.find("d") == "3000000000.000000"            # beyond cJSON's int: printed with %f
+    assert ev.find("e") == "true" and ev.find("f") == "null"
+    assert ev.find("g") == '[1, "x"]' and ev.find("h.i") == "j"
+    assert ev.static == {"srcip": "10.0.0.1", "dstuser": "alice"}
+    assert ev.find("srcip") is None
+
+
+def test_lines_that_are_not_json_objects_get_no_decoder_or_no_fields():
+    assert decode("Jan 1 host sshd[1]: hello").decoder is None
+    broken = decode('{"a": ')
+    assert broken.decoder == "json" and broken.fields == []
+
+
+def test_description_falls_back_to_the_template_beyond_1024_bytes():
+    ev = decode('{"a":"' + "x" * 2000 + '","b":"short"}')
+    assert expand_description("B=$(b) $(missing).", ev) == "B=short ."
+    assert expand_description("A=$(a)", ev) == "A=$(a)"
+
+
+# -- the simulator's rule tree and correlation --------------------------------------------
+
+def write_rules(tmp_path: Path, name: str, body: str) -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+BASE = """\
+<group name="t,">
+  <rule id="117100" level="0">
+    <decoded_as>json</decoded_as>
+    <field name="k" type="pcre2">^v$</field>
+    <description>base</description>
+  </rule>
+</group>
+"""
+
+
+def test_siblings_are_tried_level_zero_first_then_by_descending_level(tmp_path):
+    rules = write_rules(tmp_path, "r.xml", BASE + """\
+    <group name="t,">
+      <rule id="117101" level="3"><if_sid>117100</if_sid><description>three</description></rule>
+      <rule id="117102" level="9"><if_sid>117100</if_sid><description>nine</description></rule>
+      <rule id="117103" level="0"><if_sid>117100</if_sid><field name="z" type="pcre2">.</field><description>zero</description></rule>
+    </group>
+    """)
+    session = RuleEngine([rules]).session()
+    assert session.process('{"k":"v"}').rule_id == 117102
+    assert session.process('{"k":"v","z":"1"}').rule_id == 117103
+
+
+def test_frequency_fires_on_the_nth_event_then_starts_counting_again(tmp_path):
+    rules = write_rules(tmp_path, "r.xml", BASE + """\
+    <group name="t,counted,">
+      <rule id="117101" level="5"><if_sid>117100</if_sid><description>one</description></rule>
+    </group>
+    <group name="t,">
+      <rule id="117106" level="10" frequency="3" timeframe="60">
+        <if_matched_group>counted</if_matched_group>
+        <same_field>s</same_field>
+        <description>many $(s)</description>
+      </rule>
+    </group>
+    """)
+    session = RuleEngine([rules]).session()
+    fired = [session.process('{"k":"v","s":"a"}', now=t).rule_id for t in range(7)]
+    assert fired == [117101, 117101, 117106, 117101, 117101, 117106, 117101]
+    other = RuleEngine([rules]).session()
+    mixed = [other.process(f'{{"k":"v","s":"{s}"}}', now=i).rule_id for i, s in enumerate("abab")]
+    assert 117106 not in mixed                           # same_field: only equal values count
+    late = RuleEngine([rules]).session()
+    assert [late.process('{"k":"v","s":"a"}', now=t).rule_id for t in (0, 100, 200)] == [117101] * 3
+
+
+def test_if_matched_group_only_counts_rules_loaded_before_it(tmp_path):
+    rules = write_rules(tmp_path, "r.xml", BASE + """\
+    <group name="t,">
+      <rule id="117106" level="10" frequency="2" timeframe="60">
+        <if_matched_group>counted</if_matched_group>
+        <description>many</description>
+      </rule>
+    </group>
+    <group name="t,counted,">
+      <rule id="117101" level="5"><if_sid>117100</if_sid><description>one</description></rule>
+    </group>
+    """)
+    engine = RuleEngine([rules])
+    session = engine.session()
+    assert [session.process('{"k":"v"}', now=t).rule_id for t in range(3)] == [117101] * 3
+    problems = check_ruleset([tmp_path], [], project_ranges=())
+    assert any("loaded after it (117101)" in p.message for p in problems)
+
+
+# -- the checker -------------------------------------------------------------------------
+
+def messages(tmp_path: Path, **kw) -> str:
+    return "\n".join(str(p) for p in check_ruleset([tmp_path], [], **kw))
+
+
+def test_checker_names_file_line_rule_and_fix_for_each_problem(tmp_path):
+    write_rules(tmp_path, "bad.xml", """\
+    <!-- header -->
+    <group name="anomaly,">
+      <rule id="117100" level="0">
+        <decoded_as>json</decoded_as>
+        <field name="integration" type="pcre2">^anomaly$</field>
+        <description>base</description>
+      </rule>
+      <rule id="117100" level="3">
+        <if_sid>117100</if_sid>
+        <description>dup</description>
+      </rule>
+      <rule id="99999" level="17">
+        <if_sid>117100</if_sid>
+        <field name="srcip" type="pcre2">^1</field>
+        <description>x</description>
+      </rule>
+      <rule id="117150" level="3" frequency="1" timeframe="123456">
+        <if_matched_sid>117100</if_matched_sid>
+        <field name="anomaly.nope" type="pcre2">(</field>
+        <field name="anomaly.kind">[a-z]+</field>
+        <mitre><id>TA0001</id></mitre>
+      </rule>
+      <rule id="117151" level="3">
+        <if_sid>117199</if_sid>
+        <description>Broken &amp; $(anomaly.bogus)</description>
+        <options>no_fullog</options>
+      </rule>
+    </group>
+    """)
+    text = messages(tmp_path)
+    expected = [
+        (8, "117100", "duplicate id 117100"),
+        (12, "99999", "outside the custom range"),
+        (12, "99999", "level '17' must be a number from 0 to 16"),
+        (14, "99999", "is a static field"),
+        (17, "117150", "frequency 1 must be between 2 and 9999"),
+        (17, "117150", "timeframe '123456' must be an integer of at most 5 digits"),
+        (17, "117150", "no <description>"),
+        (17, "117150", "if_matched_sid 117100 has level 0"),
+        (19, "117150", "not a field of anomaly events"),
+        (19, "117150", "does not compile"),
+        (20, "117150", "is a literal in OS_Regex"),
+        (17, "117150", "MITRE id 'TA0001'"),
+        (23, "117151", "if_sid 117199 is not loaded before this rule"),
+        (23, "117151", "no parent of if_sid exists yet"),
+        (23, "117151", "$(anomaly.bogus)"),
+        (23, "117151", "option 'no_fullog'"),
+        (25, None, "entity &amp;"),
+    ]
+    for line, rid, fragment in expected:
+        rule = f" rule {rid}:" if rid else ""
+        assert any(f"bad.xml:{line}:" in row and rule in row and fragment in row for row in text.splitlines()), \
+            (line, rid, fragment, text)
+
+
+def test_checker_resolves_parents_by_file_name_order_across_directories(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    write_rules(b, "0100-base.xml", BASE)
+    write_rules(a, "0200-child.xml", """\
+    <group name="t,">
+      <rule id="117101" level="3"><if_sid>117100</if_sid><description>child</description></rule>
+    </group>
+    """)
+    assert check_ruleset([a, b], [], event_rule_ranges=()) == []
+    (b / "0100-base.xml").rename(b / "0300-base.xml")
+    assert any("if_sid 117100 is not loaded before" in p.message for p in check_ruleset([a, b], [], event_rule_ranges=()))
+
+
+def test_checker_reports_xml_that_does_not_parse(tmp_path):
+    write_rules(tmp_path, "x.xml", '<group name="t,">\n  <rule id="117100" level="0">\n</group>\n')
+    (problem,) = check_ruleset([tmp_path], [])
+    assert "x.xml:3" in problem.message and "not well-formed XML" in problem.message
