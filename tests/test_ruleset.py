@@ -322,3 +322,17 @@ def test_checker_reports_xml_that_does_not_parse(tmp_path):
     write_rules(tmp_path, "x.xml", '<group name="t,">\n  <rule id="117100" level="0">\n</group>\n')
     (problem,) = check_ruleset([tmp_path], [])
     assert "x.xml:3" in problem.message and "not well-formed XML" in problem.message
+
+
+def test_checker_warns_when_group_names_would_be_glued_together(tmp_path):
+    write_rules(tmp_path, "g.xml", """\
+    <group name="anomaly">
+      <rule id="117100" level="0">
+        <decoded_as>json</decoded_as>
+        <group>extra,</group>
+        <description>base</description>
+      </rule>
+    </group>
+    """)
+    (problem,) = check_ruleset([tmp_path], [])
+    assert problem.severity == "warning" and "'anomalyextra,'" in problem.message

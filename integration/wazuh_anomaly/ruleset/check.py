@@ -143,8 +143,9 @@ def _rule_problems(rule: Rule, loaded: dict[int, Rule], decoders: set[str], even
                 err(f"description uses $({ref}), which no anomaly event carries; it would expand to nothing.")
 
     # group string: a missing trailing comma glues the next group name on
-    if rule.group and not rule.group.endswith(","):
-        err(f"group string {rule.group!r} does not end with ','; Wazuh concatenates group names, end each with a comma.",
+    glued = [part for part in rule.group_parts[:-1] if part and not part.endswith(",")]
+    if glued or (rule.group and not rule.group.endswith(",")):
+        err(f"group string {rule.group!r}: Wazuh glues group names together as written; end each group name with a comma.",
             severity="warning")
 
     # parents, resolved in load order (OS_AddChild, rules_list.c)

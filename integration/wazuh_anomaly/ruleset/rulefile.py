@@ -61,6 +61,7 @@ class Rule:
     others: list[tuple[str, str, dict[str, str], int]] = field(default_factory=list)
     raw_id: str = ""
     raw_level: str = ""
+    group_parts: list[str] = field(default_factory=list)   # the pieces `group` is glued from
 
     @property
     def groups(self) -> list[str]:
@@ -148,6 +149,7 @@ def _read_rule(el: etree._Element, group_name: str, path: Path) -> Rule:
         overwrite=attrs.get("overwrite", "no").strip().lower() == "yes",
         raw_id=raw_id,
         raw_level=raw_level,
+        group_parts=[group_name],
     )
     for child in el:
         if not isinstance(child.tag, str):
@@ -187,6 +189,7 @@ def _read_rule(el: etree._Element, group_name: str, path: Path) -> Rule:
         elif tag == "group":
             # Concatenated as is: a missing trailing comma glues two group names together.
             rule.group += (child.text or "").replace("\n", "")
+            rule.group_parts.append((child.text or "").replace("\n", ""))
         elif tag == "mitre":
             rule.mitre.extend(_text(i) for i in child if isinstance(i.tag, str) and i.tag == "id")
             rule.others.extend((f"mitre/{i.tag}", _text(i), dict(i.attrib), i.sourceline or 0)
