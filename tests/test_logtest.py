@@ -1,0 +1,195 @@
+"""The logtest client against a local server speaking analysisd's logtest protocol.
+
+The server is a thread on a unix socket with the same framing (4-byte little-endian
+length + JSON, one request per connection, sessions by 8-character token) that answers
+from the offline simulator, so the client's bytes on the wire are what a manager gets.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import secrets
+import socket
+import struct
+import threading
+from pathlib import Path
+
+import pytest
+
+from wazuh_anomaly.ruleset.engine import RuleEngine
+from wazuh_anomaly.ruleset.logtest import (
+    DEFAULT_LOCATION,
+    LogtestError,
+    format_results,
+    request,
+    run_cases,
+    run_cases_offline,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+RULES = REPO / "rules" / "wazuh_anomaly_rules.xml"
+INI = REPO / "tests" / "ruleset" / "wazuh_anomaly_rules.ini"
+
+
+def recv_exact(conn: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError
+        data += chunk
+    return data
+
+
+class LogtestServer:
+    """analysisd's logtest socket, answered by the simulator."""
+
+    def __init__(self, path: Path, rules: list[Path], *, error: int = 0):
+        self.path = path
+        self.engine = RuleEngine(rules)
+        self.sessions = {}
+        self.requests: list[dict] = []
+        self.error = error
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        os.chmod(path, 0o660)
+        self.sock.listen(8)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                size = struct.unpack("<I", recv_exact(conn, 4))[0]
+                req = json.loads(recv_exact(conn, size))
+                self.requests.append(req)
+                reply = json.dumps(self._answer(req)).encode()
+                conn.sendall(struct.pack("<I", len(reply)) + reply)
+
+    def _answer(self, req: dict) -> dict:
+        if self.error:
+            return {"error": self.error, "message": "Error parsing JSON", "data": {}}
+        params = req["parameters"]
+        if req["command"] == "remove_session":
+            self.sessions.pop(params["token"], None)
+            return {"error": 0, "data": {"codemsg": 0, "messages": ["INFO: (7206): The session was closed"]}}
+        for key in ("event", "log_format", "location"):   # w_logtest_check_input_request
+            if not params.get(key):
+                return {"error": 0, "data": {"codemsg": -1, "messages": [f"ERROR: (7308): '{key}' JSON field is required"]}}
+        messages = []
+        token = params.get("token")
+        if token not in self.sessions:
+            token = secrets.token_hex(4)
+            self.sessions[token] = self.engine.session()
+            messages.append(f"INFO: (7202): Session initialized with token '{token}'")
+        alert = self.sessions[token].process(params["event"])
+        output = {"decoder": {"name": alert.decoder}, "location": params["location"],
+                  "full_log": params["event"]}
+        if alert.rule_id is not None:
+            output["rule"] = {"id": str(alert.rule_id), "level": alert.level,
+                              "description": alert.description, "groups": alert.groups}
+        return {"error": 0, "data": {"token": token, "messages": messages, "codemsg": 0,
+                                     "output": output, "alert": alert.alert}}
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = LogtestServer(tmp_path / "logtest", [RULES])
+    yield srv
+    srv.close()
+
+
+def test_every_case_passes_through_a_server_speaking_the_logtest_protocol(server):
+    results = run_cases(server.path, [INI])
+    assert results and all(r.passed for r in results), format_results(results)
+    assert format_results(results).endswith(f"{len(results)} passed, 0 failed")
+
+
+def test_requests_have_the_analysisd_shape_and_reuse_the_token_within_a_run(server):
+    run_cases(server.path, [INI])
+    processing = [r for r in server.requests if r["command"] == "log_processing"]
+    first = processing[0]
+    assert first["version"] == 1
+    assert first["origin"] == {"name": "wazuh-anomaly", "module": "wazuh-anomaly"}
+    assert first["parameters"]["log_format"] == "json"
+    assert first["parameters"]["location"] == DEFAULT_LOCATION
+    assert "token" not in first["parameters"]
+    # a three-line escalation run: lines 2 and 3 carry the token the server gave line 1
+    tokens = [r["parameters"].get("token") for r in processing]
+    assert any(t is None and a is not None and a == b for t, a, b in zip(tokens, tokens[1:], tokens[2:]))
+    removed = [r for r in server.requests if r["command"] == "remove_session"]
+    assert len(removed) == sum(1 for t in tokens if t is None)
+    assert server.sessions == {}
+
+
+def test_a_wrong_expectation_is_reported_as_a_failure_with_what_fired(server, tmp_path):
+    line = INI.read_text().split("log 1 pass = ")[1].splitlines()[0]
+    ini = tmp_path / "wrong.ini"
+    ini.write_text(f"[expects too much]\nlog 1 pass = {line}\nrule = 117113\nalert = 12\ndecoder = json\n"
+                   f"\n[must not match]\nlog 1 fail = {line}\nrule = 117100\nalert = 0\ndecoder = json\n")
+    results = run_cases(server.path, [ini])
+    assert [r.passed for r in results] == [False, False]
+    text = format_results(results)
+    assert "FAIL wrong.ini [expects too much] log 1 pass" in text
+    assert "expected rule 117113 level 12 decoder json" in text
+    assert "got      rule 117100 level 0 decoder json" in text
+    assert text.endswith("0 passed, 2 failed")
+
+
+def test_offline_mode_gives_the_same_results_and_says_it_is_a_simulation(server):
+    online = run_cases(server.path, [INI])
+    offline = run_cases_offline([INI], [RULES])
+    assert [(r.section, r.actual) for r in offline] == [(r.section, r.actual) for r in online]
+    assert format_results(offline).startswith("[simulated by wazuh-anomaly's offline rule engine")
+
+
+def test_missing_socket_is_one_sentence_naming_the_manager_and_rule_test(tmp_path):
+    with pytest.raises(LogtestError) as err:
+        run_cases(tmp_path / "nothing-here", [INI])
+    msg = str(err.value)
+    assert msg.count(". ") == 0 and "is wazuh-manager running?" in msg and "<rule_test>" in msg
+    assert str(tmp_path / "nothing-here") in msg
+
+
+def _connect_as_nobody(path: str, queue) -> None:
+    os.setgid(65534)
+    os.setuid(65534)
+    try:
+        run_cases(Path(path), [INI])
+        queue.put("no error")
+    except LogtestError as exc:
+        queue.put(str(exc))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to an unprivileged user")
+def test_permission_denied_says_to_run_as_root_or_wazuh(server):
+    os.chmod(server.path.parent, 0o700)          # like queue/sockets: not for other users
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_connect_as_nobody, args=(str(server.path), queue))
+    child.start()
+    child.join(30)
+    assert queue.get(timeout=5) == f"Permission denied on {server.path}: run as root or as a user in the wazuh group."
+
+
+def test_an_error_reply_from_analysisd_is_raised_with_its_message(tmp_path):
+    srv = LogtestServer(tmp_path / "logtest", [RULES], error=2)
+    try:
+        with pytest.raises(LogtestError, match="error 2: Error parsing JSON"):
+            request(srv.path, "log_processing", {"event": "{}", "log_format": "json", "location": "x"})
+    finally:
+        srv.close()
+
+
+def test_requests_over_the_socket_limit_are_refused_before_sending(server):
+    with pytest.raises(LogtestError, match="exceeds the socket's 65535-byte limit"):
+        request(server.path, "log_processing", {"event": "x" * 70_000, "log_format": "json", "location": "x"})
+    assert server.requests == []
