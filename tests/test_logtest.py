@@ -193,3 +193,15 @@ def test_requests_over_the_socket_limit_are_refused_before_sending(server):
     with pytest.raises(LogtestError, match="exceeds the socket's 65535-byte limit"):
         request(server.path, "log_processing", {"event": "x" * 70_000, "log_format": "json", "location": "x"})
     assert server.requests == []
+
+
+REAL_SOCKET = os.environ.get("WAZUH_ANOMALY_LOGTEST_SOCKET")
+
+
+@pytest.mark.skipif(not REAL_SOCKET, reason="set WAZUH_ANOMALY_LOGTEST_SOCKET to a real manager's logtest socket "
+                                            "(with rules/wazuh_anomaly_rules.xml installed in its etc/rules)")
+def test_every_case_passes_on_a_real_wazuh_analysisd():
+    results = run_cases(Path(REAL_SOCKET), [INI])
+    assert results and all(r.passed for r in results), format_results(results)
+    offline = run_cases_offline([INI], [RULES])
+    assert [(r.section, r.actual) for r in offline] == [(r.section, r.actual) for r in results]
