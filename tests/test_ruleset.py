@@ -336,3 +336,9 @@ def test_checker_warns_when_group_names_would_be_glued_together(tmp_path):
     """)
     (problem,) = check_ruleset([tmp_path], [])
     assert problem.severity == "warning" and "'anomalyextra,'" in problem.message
+
+
+def test_top_level_user_is_dstuser_from_4_14_1_and_a_dynamic_field_before():
+    assert decode('{"user":"bob"}').static == {"dstuser": "bob"}
+    older = decode('{"user":"bob"}', user_alias=False)
+    assert older.static == {} and older.find("user") == "bob"

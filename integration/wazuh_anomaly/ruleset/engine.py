@@ -178,11 +178,11 @@ def decode(line: str, *, user_alias: bool = True) -> DecodedEvent:
     if not isinstance(obj, _Pairs):
         ev.malformed = True
         return ev
-    _read(obj, None, ev, null_as_string=ev.decoder == "json")
+    _read(obj, None, ev, null_as_string=ev.decoder == "json", user_alias=user_alias)
     return ev
 
 
-def _fill(ev: DecodedEvent, key: str, value: str, user_alias: bool = True) -> None:
+def _fill(ev: DecodedEvent, key: str, value: str, user_alias: bool) -> None:
     if key in STATIC_KEYS:
         ev.static[key] = value
         return
@@ -195,24 +195,24 @@ def _fill(ev: DecodedEvent, key: str, value: str, user_alias: bool = True) -> No
     ev.fields.append((key, value))
 
 
-def _read(pairs: _Pairs, parent: str | None, ev: DecodedEvent, *, null_as_string: bool) -> None:
+def _read(pairs: _Pairs, parent: str | None, ev: DecodedEvent, *, null_as_string: bool, user_alias: bool) -> None:
     for name, value in pairs:
         key = f"{parent}.{name}" if parent else name
         if isinstance(value, _Pairs):
-            _read(value, key, ev, null_as_string=null_as_string)
+            _read(value, key, ev, null_as_string=null_as_string, user_alias=user_alias)
         elif value is True:
-            _fill(ev, key, "true")
+            _fill(ev, key, "true", user_alias)
         elif value is False:
-            _fill(ev, key, "false")
+            _fill(ev, key, "false", user_alias)
         elif value is None:
             if null_as_string:
-                _fill(ev, key, "null")
+                _fill(ev, key, "null", user_alias)
         elif isinstance(value, (int, float)):
-            _fill(ev, key, _cjson_number_field(value))
+            _fill(ev, key, _cjson_number_field(value), user_alias)
         elif isinstance(value, str):
-            _fill(ev, key, value)
+            _fill(ev, key, value, user_alias)
         elif isinstance(value, list):
-            _fill(ev, key, cjson_print(value))
+            _fill(ev, key, cjson_print(value), user_alias)
 
 
 # ---------------------------------------------------------------------------
