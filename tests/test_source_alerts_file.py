@@ -72,7 +72,7 @@ def write_lines(path: Path, lines, compress: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = b"".join(line + b"\n" for line in lines)
     if compress:
-        with gzip.open(path, "wb") as f:
+        with gzip.open(path, "wb", compresslevel=1) as f:
             f.write(data)
     else:
         path.write_bytes(data)
@@ -458,7 +458,7 @@ def test_midnight_rotation_between_listing_and_opening_reads_the_gz(tmp_path, ai
     write_lines(jan / "ossec-alerts-25.json", [alert_line("2022-01-25T00:00:01.000+0000", 25)])
     os.link(jan / "ossec-alerts-25.json", alerts_dir / "alerts.json")
     day24 = jan / "ossec-alerts-24.json"
-    with open(day24, "rb") as src, gzip.open(jan / "ossec-alerts-24.json.gz", "wb") as dst:
+    with open(day24, "rb") as src, gzip.open(jan / "ossec-alerts-24.json.gz", "wb", compresslevel=1) as dst:
         shutil.copyfileobj(src, dst)
     day24.unlink()
     got += list(stream)
@@ -469,27 +469,29 @@ def test_midnight_rotation_between_listing_and_opening_reads_the_gz(tmp_path, ai
 # --- resuming with a cursor ---------------------------------------------------------------
 
 
-def disordered_day(lines, boundaries, rng) -> list[bytes]:
-    """The 24th with alerts up to 5 minutes out of order around each boundary, as
+def disordered_day(pairs, boundaries, rng) -> list[tuple[float, bytes]]:
+    """The alerts with those up to 5 minutes around each boundary shuffled, as
     analysisd writes them when decoders lag."""
-    out = list(lines)
+    out = list(pairs)
     for b in boundaries:
-        near = [i for i, raw in enumerate(out) if abs(reference_ts(json.loads(raw)["timestamp"]) - b) < 300]
-        chunk = [out[i] for i in near]
-        rng.shuffle(chunk)
-        for i, raw in zip(near, chunk):
-            out[i] = raw
+        near = [i for i, (ts, _) in enumerate(out) if abs(ts - b) < 300]
+        moved = [out[i] for i in near]
+        rng.shuffle(moved)
+        for i, pair in zip(near, moved):
+            out[i] = pair
     return out
 
 
 @needs_shared
 def test_reading_consecutive_ranges_with_a_cursor_yields_each_alert_exactly_once(tmp_path, ait_lines):
     alerts_dir = tmp_path / "logs" / "alerts"
-    day24 = [raw for ts, raw in ait_lines if ts >= JAN24]
+    day24 = [(ts, raw) for ts, raw in ait_lines if ts >= JAN24]
     boundaries = [JAN24 + h * 3600 for h in range(1, 24)] + [JAN24 + DAY]
-    lines = disordered_day(day24, boundaries[:-1], random.Random(1))
-    assert lines != day24  # there really is disorder at the boundaries
-    stamps = [reference_ts(json.loads(raw)["timestamp"]) for raw in lines]
+    disordered = disordered_day(day24, boundaries[:-1], random.Random(1))
+    assert disordered != day24  # there really is disorder at the boundaries
+    stamps = [ts for ts, _ in disordered]
+    lines = [raw for _, raw in disordered]
+    last_before = {end: max(i for i, ts in enumerate(stamps) if ts < end) for end in boundaries}
     path = alerts_dir / "alerts.json"
     alerts_dir.mkdir(parents=True)
     path.touch()
@@ -501,7 +503,7 @@ def test_reading_consecutive_ranges_with_a_cursor_yields_each_alert_exactly_once
     got, written, resume_line = [], 0, 0
     for start, end in zip([JAN24] + boundaries, boundaries):
         # the manager has written every alert before `end`, and some after it
-        upto = max(i for i, ts in enumerate(stamps) if ts < end) + 1
+        upto = last_before[end] + 1
         with open(path, "ab") as f:
             f.write(b"".join(raw + b"\n" for raw in lines[written:upto]))
         written = upto
@@ -513,7 +515,7 @@ def test_reading_consecutive_ranges_with_a_cursor_yields_each_alert_exactly_once
         assert stats.bytes == starts[upto] - starts[resume_line]
         resume_line = next((i for i in range(upto) if stamps[i] >= end - 600), upto)
         cursor = ReadCursor.from_dict(json.loads(json.dumps(cursor.to_dict())))  # persisted between runs
-    assert sorted(ids(got)) == sorted(json.loads(raw)["id"] for raw in day24)
+    assert sorted(ids(got)) == sorted(json.loads(raw)["id"] for _, raw in day24)
     assert len(got) == len(day24) == 19816
 
 
@@ -567,9 +569,11 @@ def test_a_truncated_file_is_read_from_the_start(tmp_path):
     cursor = ReadCursor()
     list(source.read(JAN24, JAN24 + 11 * 3600, cursor=cursor))
     assert next(iter(cursor.files.values()))["offset"] == path.stat().st_size
-    # copytruncate-style: same inode, shorter content
+    # same inode, same first line, but cut short and written on: shorter than the offset
+    first_line = len(alert_line("2022-01-24T10:00:00.000+0000", 0)) + 1
     with open(path, "r+b") as f:
-        f.truncate(0)
+        f.truncate(first_line)
+        f.seek(first_line)
         f.write(alert_line("2022-01-24T11:05:00.000+0000", 99) + b"\n")
     assert ids(source.read(JAN24 + 11 * 3600, JAN24 + DAY, cursor=cursor)) == ["test.99"]
 

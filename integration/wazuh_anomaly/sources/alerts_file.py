@@ -274,6 +274,7 @@ class ReadCursor:
 _MONTH_NAMES = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _DATED_RE = re.compile(r"ossec-alerts-(\d{2})(?:-(\d{3,}))?\.json(\.gz)?", re.ASCII)
 _DAY = 86400
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
 
 
 @dataclass(frozen=True)
@@ -325,25 +326,28 @@ class AlertsFileSource:
         """
         start, end = _check_range(start, end)
         directory = self.alerts_dir
-        if not directory.is_dir():
+        try:
+            top = os.listdir(directory)
+        except FileNotFoundError:
             raise SourceUnreadable(
                 f"The alerts directory {directory} does not exist; "
                 f"check the Wazuh install prefix (normally /var/ossec)."
-            )
-        first = _utc_day(start) - 1
-        last = _utc_day(end) + 1
+            ) from None
+        except NotADirectoryError:
+            raise SourceUnreadable(f"The alerts directory {directory} is not a directory; check the Wazuh install prefix.") from None
+        except PermissionError:
+            raise SourceUnreadable(_permission_message(directory)) from None
+        # named by the manager's local date: one more day each side covers any UTC offset
+        first = max(_utc_day(start) - 1, 1)
+        last = min(_utc_day(end) + 1, date.max.toordinal())
+        years = range(date.fromordinal(first).year, date.fromordinal(last).year + 1)
         found: dict[tuple[date, int], AlertFile] = {}
-        for year in range(date.fromordinal(first).year, date.fromordinal(last).year + 1):
-            year_dir = directory / str(year)
-            if not year_dir.is_dir():
-                continue
+        for year in sorted(int(name) for name in top if name.isascii() and name.isdigit() and int(name) in years):
             for month in range(1, 13):
-                month_dir = year_dir / _MONTH_NAMES[month]
+                month_dir = directory / str(year) / _MONTH_NAMES[month]
                 try:
                     names = os.listdir(month_dir)
-                except FileNotFoundError:
-                    continue
-                except NotADirectoryError:
+                except (FileNotFoundError, NotADirectoryError):
                     continue
                 except PermissionError:
                     raise SourceUnreadable(_permission_message(month_dir)) from None
@@ -404,6 +408,8 @@ class AlertsFileSource:
         `stats` (or a new SourceStats) receives the counters and is also kept as `self.stats`.
         """
         start, end = _check_range(start, end)
+        if not slack_seconds >= 0:
+            raise ValueError("slack_seconds must be >= 0")
         stats = stats if stats is not None else SourceStats()
         self.stats = stats
         mark_from = end - slack_seconds
@@ -710,8 +716,8 @@ def _check_range(start: float, end: float) -> tuple[float, float]:
 
 
 def _utc_day(epoch: float) -> int:
-    """Proleptic ordinal of the UTC date of an epoch (what date.toordinal() returns)."""
-    return date(1970, 1, 1).toordinal() + int(epoch // _DAY)
+    """Proleptic ordinal of the UTC date of an epoch (what date.toordinal() returns), clamped to dates Python has."""
+    return min(max(_EPOCH_DAY + int(epoch // _DAY), 1), date.max.toordinal())
 
 
 def _permission_message(path: Path) -> str:
