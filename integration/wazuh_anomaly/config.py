@@ -1,0 +1,437 @@
+"""Configuration: one global file and one YAML file per scenario, with typed defaults.
+
+`etc/anomaly/config.yaml` holds what applies to every scenario (source, output, run
+limits, device); `etc/anomaly/scenarios/*.yaml` each declare one scenario: what to count
+per time bucket, how to split by entity, which detectors score it and how severities
+are tiered. Every value has a default here and nowhere else; every error names the file
+and the key.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+from .paths import Layout
+
+AGGREGATIONS = ("count", "distinct", "max", "mean", "sum")
+DETECTORS = ("mvad", "seasonal")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+MITRE_RE = re.compile(r"^T\d{4}(\.\d{3})?$")
+# Shorthand filter keys of the scenario format and the alert field each one reads.
+FILTER_SHORTHANDS = {
+    "groups": "rule.groups",
+    "rule_id": "rule.id",
+    "level": "rule.level",
+    "decoder": "decoder.name",
+    "agent": "agent.name",
+}
+CONDITION_KEYS = {"min", "max", "prefix", "regex", "exists", "not"}
+
+
+# --------------------------------------------------------------------------- values
+
+@dataclass(frozen=True)
+class Condition:
+    """One test on one alert field; every part that is set must hold."""
+
+    field: str
+    equals: tuple[str, ...] = ()      # any of these (for list fields: any element)
+    not_in: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+    prefix: str | None = None
+    regex: str | None = None
+    exists: bool | None = None
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    name: str
+    aggregation: str                  # one of AGGREGATIONS
+    field: str | None = None          # required except for count
+    filter: tuple[Condition, ...] = ()
+
+
+@dataclass(frozen=True)
+class EntitySpec:
+    field: str                        # e.g. agent.name, data.srcip, data.dstuser
+    top: int = 20                     # keep the N busiest entities
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    lookback_days: float = 14.0       # history used to train
+    min_history_hours: float = 48.0   # below this, wait and say how much is missing
+    retrain_every_days: float = 7.0
+    max_model_age_days: float = 21.0  # older than this: model_stale health event
+
+
+@dataclass(frozen=True)
+class MvadSpec:
+    sliding_window: int = 48          # input_size = sliding_window // 2 buckets of context
+    epochs: int = 30
+    batch_size: int = 32
+    interval: int = 1                 # stride of training windows (the library's 10 trains nothing on days of data)
+    lr: float = 1e-3
+    seed: int = 42
+    min_steps: int = 50               # a fit with fewer optimiser steps is a failure, not a model
+
+
+@dataclass(frozen=True)
+class SeasonalSpec:
+    weekday: bool = False             # per weekday and hour instead of per hour of day
+    direction: str = "up"             # up: only increases are anomalous; both: drops too
+    min_scale: float = 1.0            # floor of the robust scale, so a quiet hour of zeros is not infinitely tight
+
+
+@dataclass(frozen=True)
+class SeveritySpec:
+    quantile: float = 0.99            # flag budget: the threshold is this quantile of training scores
+    medium: float = 1.5               # exceedance (score above training median, in thresholds) for each tier
+    high: float = 2.5
+    critical: float = 4.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    features: tuple[FeatureSpec, ...]
+    source_file: Path | None = None
+    enabled: bool = True
+    bucket_minutes: int = 5
+    entity: EntitySpec | None = None
+    detectors: tuple[str, ...] = ("mvad", "seasonal")
+    combine: str = "any"              # any: one detector suffices; all: every detector must agree
+    training: TrainingSpec = TrainingSpec()
+    mvad: MvadSpec = MvadSpec()
+    seasonal: SeasonalSpec = SeasonalSpec()
+    severity: SeveritySpec = SeveritySpec()
+    mitre: tuple[str, ...] = ()
+
+    @property
+    def bucket_seconds(self) -> int:
+        return self.bucket_minutes * 60
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    grace_seconds: int = 120          # a bucket is scored this long after it ends (analysisd lag)
+    max_catchup_buckets: int = 288    # after downtime, score at most this many buckets per scenario per run
+    auto_train: bool = True           # the first run trains when enough history exists
+    no_data_hours: float = 6.0        # no alert at all for this long: no_data health event
+    threads: int = 2
+    device: str = "cpu"               # cpu | cuda
+    keep_models: int = 3
+
+
+@dataclass(frozen=True)
+class Config:
+    layout: Layout
+    alerts_dir: Path
+    anomalies_file: Path
+    models_dir: Path
+    state_dir: Path
+    source_type: str = "alerts_file"
+    run: RunSpec = RunSpec()
+    config_file: Path | None = None
+
+
+# --------------------------------------------------------------------------- parsing
+
+class _Reader:
+    """Reads one mapping of a YAML file, naming the file and key in every error."""
+
+    def __init__(self, data: Any, file: Path | str, where: str = ""):
+        self.file = file
+        self.where = where
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{file}: {where or 'the top level'} must be a mapping of keys to values.")
+        self.data = data
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
+    def fail(self, name: str, what: str) -> ConfigError:
+        return ConfigError(f"{self.file}: key '{self.key(name)}' {what}.")
+
+    def get(self, name: str, kind: type | tuple, default: Any = None, *, required: bool = False) -> Any:
+        self.used.add(name)
+        if name not in self.data or self.data[name] is None:
+            if required:
+                raise self.fail(name, "is required")
+            return default
+        value = self.data[name]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if kind is bool and not isinstance(value, bool) or (kind is not bool and isinstance(value, bool)):
+            raise self.fail(name, f"must be {_kind_name(kind)}, not {value!r}")
+        if not isinstance(value, kind):
+            raise self.fail(name, f"must be {_kind_name(kind)}, not {value!r}")
+        return value
+
+    def sub(self, name: str) -> "_Reader":
+        self.used.add(name)
+        return _Reader(self.data.get(name), self.file, self.key(name))
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise self.fail(unknown[0], "is not a known setting (check its spelling against the README)")
+
+
+def _kind_name(kind: type | tuple) -> str:
+    names = {int: "a whole number", float: "a number", str: "text", bool: "true or false",
+             list: "a list", dict: "a mapping"}
+    if isinstance(kind, tuple):
+        return " or ".join(names.get(k, k.__name__) for k in kind)
+    return names.get(kind, kind.__name__)
+
+
+def _positive(r: _Reader, name: str, value: float, *, allow_zero: bool = False) -> float:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise r.fail(name, f"must be {'zero or more' if allow_zero else 'more than zero'}, not {value}")
+    return value
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found; run install.sh or pass --config.") from None
+    except (PermissionError, IsADirectoryError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror}); run as root or fix its permissions.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: is not UTF-8 text.") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: {problem}{where}; fix the YAML syntax.") from None
+
+
+def _parse_condition(r: _Reader, key: str, spec: Any) -> Condition:
+    field_name = FILTER_SHORTHANDS.get(key, key)
+    if not re.fullmatch(r"[A-Za-z0-9_@\-]+(\.[A-Za-z0-9_@\-]+)*", field_name):
+        raise r.fail(key, "is not a dotted field name such as rule.groups or data.srcip")
+    if isinstance(spec, (str, int, float)) and not isinstance(spec, bool):
+        return Condition(field_name, equals=(str(spec),))
+    if isinstance(spec, list):
+        if not spec or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in spec):
+            raise r.fail(key, "must be a non-empty list of values")
+        return Condition(field_name, equals=tuple(str(v) for v in spec))
+    if isinstance(spec, dict):
+        c = _Reader(spec, r.file, r.key(key))
+        minimum = c.get("min", (int, float))
+        maximum = c.get("max", (int, float))
+        prefix = c.get("prefix", str)
+        regex = c.get("regex", str)
+        exists = c.get("exists", bool)
+        negated = c.get("not", (list, str, int), None)
+        c.done()
+        if regex is not None:
+            try:
+                re.compile(regex)
+            except re.error as exc:
+                raise c.fail("regex", f"is not a valid regular expression ({exc})") from None
+        if isinstance(negated, (str, int)):
+            negated = [negated]
+        if all(v is None for v in (minimum, maximum, prefix, regex, exists, negated)):
+            raise r.fail(key, f"needs at least one of {sorted(CONDITION_KEYS)}")
+        return Condition(field_name, not_in=tuple(str(v) for v in negated or ()),
+                         min=None if minimum is None else float(minimum),
+                         max=None if maximum is None else float(maximum),
+                         prefix=prefix, regex=regex, exists=exists)
+    raise r.fail(key, "must be a value, a list of values or a mapping such as {min: 7}")
+
+
+def _parse_features(r: _Reader) -> tuple[FeatureSpec, ...]:
+    items = r.get("features", list, required=True)
+    if not items:
+        raise r.fail("features", "must list at least one feature")
+    features: list[FeatureSpec] = []
+    for i, item in enumerate(items):
+        f = _Reader(item, r.file, f"features[{i}]")
+        name = f.get("name", str, required=True)
+        if not NAME_RE.match(name):
+            raise f.fail("name", "must be lower-case letters, digits and underscores, starting with a letter")
+        if name in {x.name for x in features}:
+            raise f.fail("name", f"repeats the feature name '{name}'")
+        aggregation = f.get("aggregation", str, "count")
+        if aggregation not in AGGREGATIONS:
+            raise f.fail("aggregation", f"must be one of {', '.join(AGGREGATIONS)}, not '{aggregation}'")
+        field_name = f.get("field", str)
+        if aggregation != "count" and not field_name:
+            raise f.fail("field", f"is required for aggregation '{aggregation}'")
+        flt = f.sub("filter")
+        conditions = tuple(_parse_condition(flt, k, v) for k, v in flt.data.items())
+        flt.used.update(flt.data)
+        f.done()
+        features.append(FeatureSpec(name, aggregation, field_name, conditions))
+    return tuple(features)
+
+
+def parse_scenario(data: Any, file: Path | str) -> Scenario:
+    """Validate one scenario mapping; raises ConfigError naming file and key."""
+    r = _Reader(data, file)
+    name = r.get("name", str, required=True)
+    if not NAME_RE.match(name):
+        raise r.fail("name", "must be lower-case letters, digits and underscores, starting with a letter")
+    description = r.get("description", str, required=True).strip()
+    enabled = r.get("enabled", bool, True)
+    bucket_minutes = r.get("bucket_minutes", int, 5)
+    if bucket_minutes < 1 or 1440 % bucket_minutes:
+        raise r.fail("bucket_minutes", "must divide a day evenly (1, 5, 10, 15, 30, 60 …)")
+    features = _parse_features(r)
+
+    entity = None
+    if r.data.get("entity") is not None:
+        e = r.sub("entity")
+        entity = EntitySpec(e.get("field", str, required=True), e.get("top", int, 20))
+        _positive(e, "top", entity.top)
+        e.done()
+    else:
+        r.used.add("entity")
+
+    detectors = r.get("detectors", list, ["mvad", "seasonal"])
+    bad = [d for d in detectors if d not in DETECTORS]
+    if bad or not detectors:
+        raise r.fail("detectors", f"must list one or more of {', '.join(DETECTORS)}")
+    combine = r.get("combine", str, "any")
+    if combine not in ("any", "all"):
+        raise r.fail("combine", "must be 'any' or 'all'")
+
+    t = r.sub("training")
+    training = TrainingSpec(
+        lookback_days=_positive(t, "lookback_days", t.get("lookback_days", float, 14.0)),
+        min_history_hours=_positive(t, "min_history_hours", t.get("min_history_hours", float, 48.0)),
+        retrain_every_days=_positive(t, "retrain_every_days", t.get("retrain_every_days", float, 7.0)),
+        max_model_age_days=_positive(t, "max_model_age_days", t.get("max_model_age_days", float, 21.0)),
+    )
+    t.done()
+
+    m = r.sub("mvad")
+    mvad = MvadSpec(
+        sliding_window=m.get("sliding_window", int, 48),
+        epochs=m.get("epochs", int, 30),
+        batch_size=m.get("batch_size", int, 32),
+        interval=m.get("interval", int, 1),
+        lr=m.get("lr", float, 1e-3),
+        seed=m.get("seed", int, 42),
+        min_steps=m.get("min_steps", int, 50),
+    )
+    m.done()
+    if mvad.sliding_window < 8:
+        raise m.fail("sliding_window", "must be at least 8 buckets")
+    for key in ("epochs", "batch_size", "interval"):
+        _positive(m, key, getattr(mvad, key))
+
+    s = r.sub("seasonal")
+    seasonal = SeasonalSpec(
+        weekday=s.get("weekday", bool, False),
+        direction=s.get("direction", str, "up"),
+        min_scale=_positive(s, "min_scale", s.get("min_scale", float, 1.0)),
+    )
+    if seasonal.direction not in ("up", "both"):
+        raise s.fail("direction", "must be 'up' or 'both'")
+    s.done()
+
+    v = r.sub("severity")
+    severity = SeveritySpec(
+        quantile=v.get("quantile", float, 0.99),
+        medium=v.get("medium", float, 1.5),
+        high=v.get("high", float, 2.5),
+        critical=v.get("critical", float, 4.0),
+    )
+    v.done()
+    if not 0.5 <= severity.quantile < 1:
+        raise v.fail("quantile", "must be at least 0.5 and below 1 (e.g. 0.99 flags about 1% of training buckets)")
+    if not 1 <= severity.medium <= severity.high <= severity.critical:
+        raise v.fail("medium", "high and critical must be increasing multiples of the threshold, all at least 1")
+
+    mitre = r.get("mitre", list, [])
+    for technique in mitre:
+        if not isinstance(technique, str) or not MITRE_RE.match(technique):
+            raise r.fail("mitre", f"has '{technique}', which is not a MITRE ATT&CK id such as T1110 or T1059.004")
+    r.done()
+    return Scenario(name=name, description=description, features=features,
+                    source_file=Path(file) if file else None, enabled=enabled,
+                    bucket_minutes=bucket_minutes, entity=entity, detectors=tuple(detectors),
+                    combine=combine, training=training, mvad=mvad, seasonal=seasonal,
+                    severity=severity, mitre=tuple(mitre))
+
+
+def load_scenario(path: Path) -> Scenario:
+    return parse_scenario(_load_yaml(path), path)
+
+
+def load_scenarios(directory: Path) -> tuple[list[Scenario], list[ConfigError]]:
+    """Every scenario file of a directory; a broken file is reported, never fatal to the others."""
+    scenarios: list[Scenario] = []
+    errors: list[ConfigError] = []
+    if not directory.is_dir():
+        return scenarios, [ConfigError(f"{directory}: scenario directory not found; run install.sh or create it.")]
+    seen: dict[str, Path] = {}
+    for path in sorted(directory.glob("*.y*ml")):
+        try:
+            scenario = load_scenario(path)
+        except ConfigError as exc:
+            errors.append(exc)
+            continue
+        if scenario.name in seen:
+            errors.append(ConfigError(f"{path}: scenario name '{scenario.name}' is already used by {seen[scenario.name]}; rename one."))
+            continue
+        seen[scenario.name] = path
+        scenarios.append(scenario)
+    return scenarios, errors
+
+
+def load_config(layout: Layout, config_file: Path | None = None) -> Config:
+    """The global configuration; a missing default file means all defaults."""
+    path = config_file or layout.config_file
+    data: Any = {}
+    if config_file is not None or path.exists():
+        data = _load_yaml(path)
+    r = _Reader(data, path)
+    src = r.sub("source")
+    source_type = src.get("type", str, "alerts_file")
+    if source_type != "alerts_file":
+        raise src.fail("type", "must be 'alerts_file' (the manager's own alerts.json)")
+    alerts_dir = src.get("alerts_dir", str, "") or str(layout.alerts_dir)
+    src.done()
+    out = r.sub("output")
+    anomalies_file = out.get("anomalies_file", str, "") or str(layout.anomalies_file)
+    out.done()
+    models_dir = r.get("models_dir", str, "") or str(layout.models_dir)
+    state_dir = r.get("state_dir", str, "") or str(layout.state_dir)
+    rr = r.sub("run")
+    run = RunSpec(
+        grace_seconds=int(_positive(rr, "grace_seconds", rr.get("grace_seconds", int, 120), allow_zero=True)),
+        max_catchup_buckets=int(_positive(rr, "max_catchup_buckets", rr.get("max_catchup_buckets", int, 288))),
+        auto_train=rr.get("auto_train", bool, True),
+        no_data_hours=_positive(rr, "no_data_hours", rr.get("no_data_hours", float, 6.0)),
+        threads=int(_positive(rr, "threads", rr.get("threads", int, 2))),
+        device=rr.get("device", str, "cpu"),
+        keep_models=int(_positive(rr, "keep_models", rr.get("keep_models", int, 3))),
+    )
+    if run.device not in ("cpu", "cuda"):
+        raise rr.fail("device", "must be 'cpu' or 'cuda'")
+    rr.done()
+    r.done()
+    return Config(layout=layout, alerts_dir=Path(alerts_dir), anomalies_file=Path(anomalies_file),
+                  models_dir=Path(models_dir), state_dir=Path(state_dir), source_type=source_type,
+                  run=run, config_file=path if path.exists() else None)

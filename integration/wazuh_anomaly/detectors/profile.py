@@ -1,0 +1,97 @@
+"""What each feature usually is at this time of day: median and robust scale per hour
+(optionally per weekday and hour), pooled over entities and per busy entity.
+
+Used by the seasonal detector to score, and by every detector to tell an analyst the
+expected value and the deviation of each feature in an anomaly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+MAD_TO_SIGMA = 1.4826
+POOLED = "*"
+
+
+def slot_of(index: pd.DatetimeIndex, weekday: bool) -> np.ndarray:
+    """The seasonal slot of each bucket: hour of day, or weekday * 24 + hour (UTC)."""
+    hours = np.asarray(index.hour)
+    return np.asarray(index.weekday) * 24 + hours if weekday else hours
+
+
+@dataclass
+class SeasonalProfile:
+    features: list[str]
+    weekday: bool = False
+    min_scale: float = 1.0
+    min_samples: int = 3                      # fewer samples in a slot: fall back to all slots
+    # key (entity or POOLED) -> array (slots, features) of medians and scales
+    medians: dict[str, np.ndarray] = field(default_factory=dict)
+    scales: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n_slots(self) -> int:
+        return 168 if self.weekday else 24
+
+    def fit(self, series: Mapping[str | None, pd.DataFrame]) -> "SeasonalProfile":
+        frames = [f[self.features] for f in series.values() if len(f)]
+        if not frames:
+            raise ValueError("no training data")
+        self.medians, self.scales = {}, {}
+        self._fit_key(POOLED, pd.concat(frames))
+        if len(series) > 1:
+            for entity, frame in series.items():
+                if entity is not None and len(frame):
+                    self._fit_key(str(entity), frame[self.features])
+        return self
+
+    def _fit_key(self, key: str, frame: pd.DataFrame) -> None:
+        values = frame.to_numpy(dtype=float)
+        slots = slot_of(frame.index, self.weekday)
+        overall_median = np.median(values, axis=0)
+        overall_scale = np.maximum(MAD_TO_SIGMA * np.median(np.abs(values - overall_median), axis=0), self.min_scale)
+        medians = np.tile(overall_median, (self.n_slots, 1))
+        scales = np.tile(overall_scale, (self.n_slots, 1))
+        for slot in np.unique(slots):
+            rows = values[slots == slot]
+            if len(rows) < self.min_samples:
+                continue
+            median = np.median(rows, axis=0)
+            medians[slot] = median
+            scales[slot] = np.maximum(MAD_TO_SIGMA * np.median(np.abs(rows - median), axis=0), self.min_scale)
+        self.medians[key] = medians
+        self.scales[key] = scales
+
+    def expected(self, index: pd.DatetimeIndex, entity: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(median, scale) arrays of shape (len(index), features) for these buckets."""
+        key = str(entity) if entity is not None and str(entity) in self.medians else POOLED
+        slots = slot_of(index, self.weekday)
+        return self.medians[key][slots], self.scales[key][slots]
+
+    def deviation(self, frame: pd.DataFrame, entity: str | None = None) -> np.ndarray:
+        """Robust z of every value: (value - median) / scale for its slot."""
+        median, scale = self.expected(frame.index, entity)
+        return (frame[self.features].to_numpy(dtype=float) - median) / scale
+
+    def to_json(self) -> dict:
+        return {
+            "features": self.features, "weekday": self.weekday, "min_scale": self.min_scale,
+            "min_samples": self.min_samples,
+            "medians": {k: np.round(v, 6).tolist() for k, v in self.medians.items()},
+            "scales": {k: np.round(v, 6).tolist() for k, v in self.scales.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "SeasonalProfile":
+        profile = cls(features=list(data["features"]), weekday=bool(data["weekday"]),
+                      min_scale=float(data["min_scale"]), min_samples=int(data["min_samples"]))
+        profile.medians = {k: np.asarray(v, dtype=float) for k, v in data["medians"].items()}
+        profile.scales = {k: np.asarray(v, dtype=float) for k, v in data["scales"].items()}
+        expected = (profile.n_slots, len(profile.features))
+        for key, array in list(profile.medians.items()) + list(profile.scales.items()):
+            if array.shape != expected:
+                raise ValueError(f"profile of {key!r} has shape {array.shape}, expected {expected}")
+        return profile
