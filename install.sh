@@ -521,10 +521,11 @@ py_version_ok() {
 }
 py_version() { "$1" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null || echo unknown; }
 
-in_framework() {
-    local real
-    real=$(readlink -f -- "$1" 2>/dev/null || printf '%s' "$1")
-    case $real in "$prefix"/framework/*|/var/ossec/framework/*) return 0 ;; esac
+in_framework() {  # the path as given, or where its symlinks lead
+    local p
+    for p in "$1" "$(readlink -f -- "$1" 2>/dev/null || true)"; do
+        case $p in "$prefix"/framework/*|/var/ossec/framework/*) return 0 ;; esac
+    done
     return 1
 }
 
@@ -560,7 +561,7 @@ setup_python() {
             say "[dry-run] would create the virtualenv $venv with $python (Python $(py_version "$python"))"
         else
             d=$(dirname "$venv")
-            while [ ! -d "$d" ]; do missing=("$d" ${missing[@]+"${missing[@]}"}); d=$(dirname "$d"); done
+            while [ ! -d "$d" ]; do missing+=("$d"); d=$(dirname "$d"); done  # deepest first
             mkdir -p -- "$(dirname "$venv")"
             if ! "$python" -m venv "$venv"; then
                 rm -rf -- "$venv"
@@ -576,8 +577,9 @@ setup_python() {
 
     if [ -n "$find_links" ]; then idx=(--no-index --find-links "$find_links"); fi
 
-    if [ -x "$vpy" ] && "$vpy" -c 'import torch' >/dev/null 2>&1; then
-        say "torch is already importable in $venv; skipping the torch step"
+    # Installed torch (what pip itself would count as satisfied): no download.
+    if [ -x "$vpy" ] && "$vpy" -c 'import importlib.util, importlib.metadata as m, sys; m.version("torch"); sys.exit(importlib.util.find_spec("torch") is None)' >/dev/null 2>&1; then
+        say "torch $("$vpy" -c 'import importlib.metadata as m; print(m.version("torch"))') is already installed in $venv; skipping the torch step"
     elif [ -n "$find_links" ]; then
         if [ "$dry" = 1 ]; then say "[dry-run] would install torch from $find_links (offline)"
         else
@@ -618,8 +620,15 @@ if version < (70, 1):
     import wheel  # noqa: F401  (older setuptools builds wheels with it)
 EOF
     say "installing wazuh-anomaly from $REPO into $venv"
-    pip install ${nbi[@]+"${nbi[@]}"} ${idx[@]+"${idx[@]}"} "$REPO" ||
+    # The package alone first: resolving torch's whole dependency tree is slow, and
+    # needless when "pip check" finds every requirement already satisfied.
+    pip install --no-deps ${nbi[@]+"${nbi[@]}"} ${idx[@]+"${idx[@]}"} "$REPO" ||
         die "installing wazuh-anomaly into $venv failed (see pip's output above)."
+    if ! "$vpy" -m pip --disable-pip-version-check check >/dev/null 2>&1; then
+        say "installing the dependencies of wazuh-anomaly"
+        pip install ${nbi[@]+"${nbi[@]}"} ${idx[@]+"${idx[@]}"} "$REPO" ||
+            die "installing the dependencies of wazuh-anomaly into $venv failed (see pip's output above)."
+    fi
     [ -x "$venv/bin/wazuh-anomaly" ] || die "pip did not create $venv/bin/wazuh-anomaly; check that $REPO is the wazuh-anomaly source tree."
 }
 

@@ -1,0 +1,530 @@
+"""install.sh on a sandbox prefix: real bash, real files, a real pip install of the package.
+
+The sandbox mirrors a manager's /var/ossec (etc/ossec.conf from tests/data, etc/rules,
+etc/decoders, logs/, bin/). The virtualenvs are fresh `python -m venv` ones whose
+site-packages hold a .pth line pointing at this interpreter's site-packages, so torch and
+the other dependencies are already there: install.sh skips the torch step and pip really
+installs our package, offline.
+"""
+from __future__ import annotations
+
+import grp
+import hashlib
+import importlib.util
+import os
+import shutil
+import site
+import stat
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+INSTALL = REPO / "install.sh"
+MANAGER_CONF = Path(__file__).parent / "data" / "ossec.conf"
+BEGIN = "<!-- wazuh-anomaly:begin (managed by install.sh, do not edit inside) -->"
+END = "<!-- wazuh-anomaly:end -->"
+
+# Tests that pip-install the package (about 10 s each); deselect with -m "not pip".
+pip = pytest.mark.pip
+needs_torch = pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None,
+    reason="install.sh would download torch: run the tests with the project's environment",
+)
+
+
+def _can_chown() -> bool:
+    if os.geteuid() != 0:
+        return False
+    try:
+        grp.getgrnam("wazuh")
+    except KeyError:
+        return False
+    return True
+
+
+CAN_CHOWN = _can_chown()
+
+
+# ---------------------------------------------------------------- helpers
+
+def run(*args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Runs install.sh with no terminal on stdin, as a scheduled job or CI would."""
+    clean_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    clean_env.update(env or {})
+    proc = subprocess.run(
+        ["bash", str(INSTALL), *args],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900, env=clean_env,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"install.sh {' '.join(args)} exited {proc.returncode}\n"
+            f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+        )
+    return proc
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every path under root with its type and mode, owner, group and, for files, sha256."""
+    out: dict[str, tuple] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            entry: tuple = (stat.filemode(st.st_mode), st.st_uid, st.st_gid)
+            if stat.S_ISREG(st.st_mode):
+                entry += (hashlib.sha256(p.read_bytes()).hexdigest(),)
+            out[p.relative_to(root).as_posix()] = entry
+    return out
+
+
+def make_prefix(root: Path, conf_text: str | None = None) -> Path:
+    """A sandbox manager directory laid out like /var/ossec."""
+    prefix = root / "ossec"
+    for d in ("etc/rules", "etc/decoders", "logs/alerts", "bin", "queue/sockets"):
+        (prefix / d).mkdir(parents=True)
+    conf = prefix / "etc" / "ossec.conf"
+    conf.write_text(conf_text if conf_text is not None else MANAGER_CONF.read_text())
+    conf.chmod(0o660)
+    (prefix / "etc/rules/local_rules.xml").write_text(
+        '<group name="local,syslog,sshd,">\n'
+        '  <rule id="100001" level="5">\n'
+        "    <if_sid>5716</if_sid>\n"
+        "    <srcip>1.1.1.1</srcip>\n"
+        "    <description>sshd: authentication failed from IP 1.1.1.1.</description>\n"
+        "    <group>authentication_failed,pci_dss_10.2.4,pci_dss_10.2.5,</group>\n"
+        "  </rule>\n"
+        "</group>\n"
+    )
+    (prefix / "etc/decoders/local_decoder.xml").write_text(
+        '<decoder name="local_decoder_example">\n'
+        "    <program_name>local_decoder_example</program_name>\n"
+        "</decoder>\n"
+    )
+    (prefix / "logs/alerts/alerts.json").write_text("")
+    return prefix
+
+
+def make_venv(path: Path) -> Path:
+    """A fresh virtualenv that sees this interpreter's site-packages (torch and all)."""
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    purelib = subprocess.run(
+        [str(path / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    runner_sites = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    Path(purelib, "wazuh_anomaly_test_runner.pth").write_text("\n".join(runner_sites) + "\n")
+    return path
+
+
+def block_of(conf: Path) -> ET.Element:
+    text = conf.read_text()
+    assert text.count(BEGIN) == 1 and text.count(END) == 1, "expected exactly one wazuh-anomaly block"
+    inner = text.split(BEGIN, 1)[1].split(END, 1)[0]
+    return ET.fromstring(inner)
+
+
+def venv_imports_package(venv: Path) -> bool:
+    probe = "import wazuh_anomaly, sys; sys.exit(0 if wazuh_anomaly.__file__.startswith(sys.prefix) else 3)"
+    return subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True).returncode == 0
+
+
+# ---------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def scratch_venv(tmp_path_factory) -> Path:
+    """Shared by the tests that install and uninstall again."""
+    return make_venv(tmp_path_factory.mktemp("venv") / "scratch")
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    """One install into its own prefix and virtualenv, for the read-only checks."""
+    root = tmp_path_factory.mktemp("installed")
+    prefix = make_prefix(root)
+    venv = make_venv(root / "venv")
+    proc = run("--prefix", str(prefix), "--venv", str(venv), "--no-restart")
+    return prefix, venv, proc
+
+
+@pytest.fixture
+def prefix(tmp_path) -> Path:
+    return make_prefix(tmp_path)
+
+
+# ---------------------------------------------------------------- what an install leaves
+
+@pip
+@needs_torch
+def test_launcher_is_root_wazuh_0750_and_execs_the_virtualenv_cli(installed):
+    prefix, venv, _ = installed
+    launcher = prefix / "wodles/anomaly/wazuh-anomaly"
+    st = launcher.stat()
+    assert stat.S_IMODE(st.st_mode) == 0o750
+    if CAN_CHOWN:
+        assert (st.st_uid, st.st_gid) == (0, grp.getgrnam("wazuh").gr_gid)
+    text = launcher.read_text()
+    assert text.startswith("#!/bin/sh\n")
+    assert f"exec '{venv}/bin/wazuh-anomaly' --prefix '{prefix}' \"$@\"" in text
+
+
+@pip
+@needs_torch
+def test_package_is_really_pip_installed_into_the_virtualenv(installed):
+    _, venv, _ = installed
+    assert venv_imports_package(venv)
+    assert (venv / "bin/wazuh-anomaly").is_file()
+
+
+@pip
+@needs_torch
+def test_launcher_help_exits_zero(installed):
+    if not (REPO / "integration/wazuh_anomaly/cli.py").exists():
+        pytest.skip("the CLI (integration/wazuh_anomaly/cli.py) is not written yet")
+    prefix, _, _ = installed
+    proc = subprocess.run([str(prefix / "wodles/anomaly/wazuh-anomaly"), "--help"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pip
+@needs_torch
+def test_files_and_directories_get_the_modes_of_the_design(installed):
+    prefix, _, proc = installed
+    modes = {
+        "etc/anomaly": 0o750,
+        "etc/anomaly/config.yaml": 0o640,
+        "var/anomaly": 0o750,
+        "var/anomaly/models": 0o750,
+        "var/anomaly/state": 0o750,
+        "logs/anomaly": 0o750,
+        "logs/anomaly/anomalies.json": 0o640,
+        "wodles/anomaly": 0o750,
+    }
+    for rules in sorted((REPO / "rules").glob("*.xml")):
+        modes[f"etc/rules/{rules.name}"] = 0o660
+    for rel, mode in modes.items():
+        assert stat.S_IMODE((prefix / rel).stat().st_mode) == mode, rel
+    if CAN_CHOWN:
+        wazuh_gid = grp.getgrnam("wazuh").gr_gid
+        for rel in modes:
+            st = (prefix / rel).stat()
+            assert (st.st_uid, st.st_gid) == (0, wazuh_gid), rel
+    else:
+        assert "skipping chown:" in proc.stdout
+
+
+@pip
+@needs_torch
+def test_config_scenarios_rules_and_decoders_are_copied_from_the_repo(installed):
+    prefix, _, _ = installed
+    shipped = {
+        f"etc/anomaly/{p.relative_to(REPO / 'wazuh/etc/anomaly').as_posix()}": p
+        for p in (REPO / "wazuh/etc/anomaly").rglob("*") if p.is_file() and not p.name.startswith(".")
+    }
+    shipped.update({f"etc/rules/{p.name}": p for p in (REPO / "rules").glob("*.xml")})
+    shipped.update({f"etc/decoders/{p.name}": p for p in (REPO / "decoders").glob("*.xml")})
+    assert "etc/anomaly/config.yaml" in shipped
+    for rel, src in shipped.items():
+        assert (prefix / rel).read_bytes() == src.read_bytes(), rel
+    manifest = (prefix / "etc/anomaly/.install-manifest").read_text()
+    for rel in shipped:
+        assert f"\t{rel}\n" in manifest
+
+
+@pip
+@needs_torch
+def test_ossec_conf_block_schedules_the_wodle_and_reads_the_anomalies_file(installed):
+    prefix, _, _ = installed
+    conf = prefix / "etc/ossec.conf"
+    # The original file is untouched up to the block, which is its own <ossec_config>.
+    assert conf.read_text().startswith(MANAGER_CONF.read_text())
+    block = block_of(conf)
+    assert block.tag == "ossec_config"
+    wodle = block.find("wodle")
+    assert wodle is not None and wodle.get("name") == "command"
+    assert {child.tag: child.text for child in wodle} == {
+        "disabled": "no",
+        "tag": "wazuh-anomaly",
+        "command": f"{prefix}/wodles/anomaly/wazuh-anomaly run",
+        "interval": "5m",
+        "run_on_start": "yes",
+        "timeout": "1800",
+        "ignore_output": "yes",
+    }
+    localfile = block.find("localfile")
+    assert {child.tag: child.text for child in localfile} == {
+        "log_format": "json",
+        "location": f"{prefix}/logs/anomaly/anomalies.json",
+        "only-future-events": "no",
+    }
+    assert not list(conf.parent.glob("ossec.conf.anomaly-*")), "backup or temp file left behind"
+
+
+@pip
+@needs_torch
+def test_dry_run_of_uninstall_changes_nothing(installed):
+    prefix, _, _ = installed
+    before = snapshot(prefix)
+    proc = run("--prefix", str(prefix), "--uninstall", "--dry-run")
+    assert "[dry-run] would remove the wazuh-anomaly block" in proc.stdout
+    assert snapshot(prefix) == before
+
+
+# ---------------------------------------------------------------- install, re-install, uninstall
+
+@pip
+@needs_torch
+def test_install_twice_then_uninstall_leaves_the_prefix_exactly_as_before(prefix, scratch_venv):
+    original_conf = (prefix / "etc/ossec.conf").read_bytes()
+    before = snapshot(prefix)
+    args = ("--prefix", str(prefix), "--venv", str(scratch_venv), "--no-restart")
+
+    run(*args)
+    after_first = snapshot(prefix)
+    conf_after_first = (prefix / "etc/ossec.conf").read_bytes()
+    second = run(*args)
+    assert snapshot(prefix) == after_first
+    assert (prefix / "etc/ossec.conf").read_bytes() == conf_after_first
+    assert conf_after_first.decode().count(BEGIN) == 1
+    assert "is up to date" in second.stdout
+
+    run("--prefix", str(prefix), "--uninstall", "--yes")
+    assert (prefix / "etc/ossec.conf").read_bytes() == original_conf
+    assert snapshot(prefix) == before
+    # The virtualenv was not made by install.sh: only our package leaves it.
+    assert (scratch_venv / "bin/python").exists()
+    assert not venv_imports_package(scratch_venv)
+
+
+@pip
+@needs_torch
+def test_uninstall_removes_a_virtualenv_install_sh_created(prefix, tmp_path):
+    venv = tmp_path / "opt" / "wazuh-anomaly" / "venv"
+    # The same interpreter as the runner, so the .pth trick below keeps torch importable.
+    python = Path(sys.executable)
+    proc = run("--prefix", str(prefix), "--venv", str(venv), "--python", str(python),
+               "--no-restart", "--torch-index", "http://127.0.0.1:9/unreachable", check=False,
+               env={"PIP_RETRIES": "0", "PIP_TIMEOUT": "2"})
+    # A fresh virtualenv has no torch: the CPU index step runs and fails offline, with advice.
+    assert proc.returncode != 0
+    assert "--find-links" in proc.stderr and "--torch-index pypi" in proc.stderr
+    assert not (prefix / "etc/anomaly").exists(), "nothing may be installed before the Python step succeeds"
+    # Now make torch importable in that virtualenv and install for real.
+    purelib = subprocess.run(
+        [str(venv / "bin/python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True).stdout.strip()
+    Path(purelib, "wazuh_anomaly_test_runner.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    run("--prefix", str(prefix), "--venv", str(venv), "--no-restart")
+    assert venv_imports_package(venv)
+    run("--prefix", str(prefix), "--uninstall", "--yes")
+    assert not venv.exists()
+    assert not (tmp_path / "opt").exists(), "parents made for the virtualenv must go too"
+
+
+# ---------------------------------------------------------------- cluster
+
+@pip
+@needs_torch
+def test_worker_gets_the_localfile_but_no_wodle_unless_allowed(tmp_path, scratch_venv):
+    worker_conf = MANAGER_CONF.read_text().replace(
+        "<node_type>master</node_type>", "<node_type>worker</node_type>"
+    ).replace("<disabled>yes</disabled>\n  </cluster>", "<disabled>no</disabled>\n  </cluster>")
+    assert "<node_type>worker</node_type>" in worker_conf and "<disabled>no</disabled>\n  </cluster>" in worker_conf
+    prefix = make_prefix(tmp_path, worker_conf)
+    args = ("--prefix", str(prefix), "--venv", str(scratch_venv), "--no-restart")
+
+    proc = run(*args)
+    assert "must score on the master only" in proc.stdout
+    block = block_of(prefix / "etc/ossec.conf")
+    assert block.find("wodle") is None
+    assert block.find("localfile/location").text == f"{prefix}/logs/anomaly/anomalies.json"
+
+    run(*args, "--allow-worker")
+    block = block_of(prefix / "etc/ossec.conf")
+    assert block.find("wodle/command").text == f"{prefix}/wodles/anomaly/wazuh-anomaly run"
+
+
+# ---------------------------------------------------------------- rollback
+
+FAILING_ANALYSISD = """#!/bin/sh
+echo "2026/01/01 00:00:00 wazuh-analysisd: ERROR: (1226): Error reading XML file 'etc/rules/wazuh_anomaly_rules.xml': XMLERR: Element 'rule' not closed. (line 12)." >&2
+echo "2026/01/01 00:00:00 wazuh-analysisd: CRITICAL: (1220): Error loading the rules: 'etc/rules/wazuh_anomaly_rules.xml'." >&2
+exit 1
+"""
+
+
+def add_failing_analysisd(prefix: Path) -> None:
+    analysisd = prefix / "bin/wazuh-analysisd"
+    analysisd.write_text(FAILING_ANALYSISD)
+    analysisd.chmod(0o750)
+
+
+@pip
+@needs_torch
+def test_failed_configuration_check_rolls_the_first_install_back(prefix, scratch_venv):
+    add_failing_analysisd(prefix)
+    original_conf = (prefix / "etc/ossec.conf").read_bytes()
+    before = snapshot(prefix)
+
+    proc = run("--prefix", str(prefix), "--venv", str(scratch_venv), "--no-restart", check=False)
+
+    assert proc.returncode != 0
+    assert "Error loading the rules" in proc.stderr  # analysisd's own words reach the admin
+    assert "rolled back" in proc.stderr
+    assert (prefix / "etc/ossec.conf").read_bytes() == original_conf
+    assert snapshot(prefix) == before
+
+
+@pip
+@needs_torch
+def test_failed_configuration_check_on_reinstall_restores_the_previous_install(prefix, scratch_venv):
+    args = ("--prefix", str(prefix), "--venv", str(scratch_venv), "--no-restart")
+    run(*args)
+    add_failing_analysisd(prefix)
+    before = snapshot(prefix)
+
+    proc = run(*args, "--interval", "10m", check=False)
+
+    assert proc.returncode != 0
+    assert snapshot(prefix) == before
+    assert block_of(prefix / "etc/ossec.conf").find("wodle/interval").text == "5m"
+
+
+# ---------------------------------------------------------------- the admin's changes and data
+
+@pip
+@needs_torch
+def test_admin_changed_config_survives_reinstall_and_the_new_one_lands_as_dist(prefix, scratch_venv):
+    args = ("--prefix", str(prefix), "--venv", str(scratch_venv), "--no-restart")
+    run(*args)
+    config = prefix / "etc/anomaly/config.yaml"
+    admin_text = config.read_text() + "\n# tuned by the admin\n"
+    config.write_text(admin_text)
+
+    proc = run(*args)
+
+    assert config.read_text() == admin_text
+    dist = prefix / "etc/anomaly/config.yaml.dist"
+    assert dist.read_bytes() == (REPO / "wazuh/etc/anomaly/config.yaml").read_bytes()
+    assert f"kept {config} because it was changed" in proc.stdout
+    assert stat.S_IMODE(dist.stat().st_mode) == 0o640
+
+
+
+@pip
+@needs_torch
+def test_uninstall_with_keep_data_keeps_models_state_and_anomalies(prefix, scratch_venv):
+    original_conf = (prefix / "etc/ossec.conf").read_bytes()
+    run("--prefix", str(prefix), "--venv", str(scratch_venv), "--no-restart")
+    model = prefix / "var/anomaly/models/authentication_failures.pt"
+    model.write_bytes(b"trained model bytes")
+    anomalies = prefix / "logs/anomaly/anomalies.json"
+    anomalies.write_text('{"integration":"anomaly","anomaly":{"id":"a1"}}\n')
+    config = prefix / "etc/anomaly/config.yaml"
+    config.write_text(config.read_text() + "\n# tuned by the admin\n")
+
+    proc = run("--prefix", str(prefix), "--uninstall", "--keep-data", "--yes")
+
+    assert model.read_bytes() == b"trained model bytes"
+    assert anomalies.read_text().startswith('{"integration":"anomaly"')
+    assert (prefix / "var/anomaly/state").is_dir()
+    # The admin's config stays; everything else of ours is gone.
+    assert config.exists() and "tuned by the admin" in config.read_text()
+    assert sorted(p.name for p in (prefix / "etc/anomaly").iterdir()) == ["config.yaml"]
+    assert not (prefix / "wodles/anomaly").exists()
+    assert (prefix / "etc/ossec.conf").read_bytes() == original_conf
+    assert "--keep-data" in proc.stdout
+
+
+# ---------------------------------------------------------------- plans and refusals (no pip)
+
+@needs_torch
+def test_dry_run_changes_nothing(prefix, scratch_venv):
+    before = snapshot(prefix)
+    conf = (prefix / "etc/ossec.conf").read_bytes()
+
+    proc = run("--prefix", str(prefix), "--venv", str(scratch_venv), "--dry-run")
+
+    assert snapshot(prefix) == before
+    assert (prefix / "etc/ossec.conf").read_bytes() == conf
+    assert "[dry-run] would install launcher" in proc.stdout
+    assert BEGIN in proc.stdout  # the block it would write is shown
+    assert "Dry run: nothing was changed." in proc.stdout
+
+
+def test_dry_run_with_a_new_virtualenv_plans_it_without_creating_it(prefix, tmp_path):
+    venv = tmp_path / "not-yet"
+    proc = run("--prefix", str(prefix), "--venv", str(venv), "--python", sys.executable, "--dry-run")
+    assert "[dry-run] would create the virtualenv" in proc.stdout
+    assert "[dry-run] would install torch from https://download.pytorch.org/whl/cpu" in proc.stdout
+    assert not venv.exists()
+
+
+def test_uninstall_without_a_terminal_or_yes_refuses(prefix):
+    before = snapshot(prefix)
+    proc = run("--prefix", str(prefix), "--uninstall", check=False)
+    assert proc.returncode != 0
+    assert "re-run with --yes" in proc.stderr
+    assert snapshot(prefix) == before
+
+
+def test_install_that_would_restart_the_manager_needs_yes_without_a_terminal(prefix, tmp_path):
+    control = prefix / "bin/wazuh-control"
+    control.write_text("#!/bin/sh\necho 'wazuh-control must not run in this test' >&2\nexit 1\n")
+    control.chmod(0o750)
+    before = snapshot(prefix)
+    proc = run("--prefix", str(prefix), "--venv", str(tmp_path / "venv"), check=False)
+    assert proc.returncode != 0
+    assert "--yes" in proc.stderr and "--no-restart" in proc.stderr
+    assert snapshot(prefix) == before
+    assert not (tmp_path / "venv").exists()
+
+
+def test_refuses_a_directory_that_is_not_a_manager(tmp_path):
+    proc = run("--prefix", str(tmp_path), "--no-restart", check=False)
+    assert proc.returncode != 0
+    assert "no etc/ossec.conf" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_refuses_an_agent_configuration(tmp_path):
+    prefix = make_prefix(tmp_path, "<ossec_config>\n  <client>\n    <server><address>10.0.0.1</address></server>\n"
+                                   "  </client>\n</ossec_config>\n")
+    proc = run("--prefix", str(prefix), "--venv", str(tmp_path / "venv"), "--no-restart", check=False)
+    assert proc.returncode != 0
+    assert "agent" in proc.stderr
+    assert not (tmp_path / "venv").exists()
+
+
+def test_refuses_the_managers_own_framework_python(prefix, tmp_path):
+    framework_python = prefix / "framework/python/bin/python3"
+    framework_python.parent.mkdir(parents=True)
+    framework_python.symlink_to(sys.executable)
+    proc = run("--prefix", str(prefix), "--venv", str(tmp_path / "venv"), "--python", str(framework_python),
+               "--no-restart", check=False)
+    assert proc.returncode != 0
+    assert "framework Python" in proc.stderr
+    assert not (tmp_path / "venv").exists()
+
+
+def test_rejects_an_interval_wazuh_does_not_understand(prefix):
+    proc = run("--prefix", str(prefix), "--interval", "5 minutes", "--no-restart", check=False)
+    assert proc.returncode != 0
+    assert "--interval" in proc.stderr
+
+
+def test_help_lists_every_option():
+    proc = run("--help")
+    for option in ("--prefix", "--venv", "--python", "--dry-run", "--uninstall", "--keep-data", "--no-restart",
+                   "--yes", "--cuda", "--torch-index", "--find-links", "--allow-worker", "--interval"):
+        assert option in proc.stdout
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+def test_install_sh_passes_shellcheck():
+    proc = subprocess.run(["shellcheck", str(INSTALL)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
