@@ -17,6 +17,7 @@ import site
 import stat
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -111,6 +112,9 @@ def make_prefix(root: Path, conf_text: str | None = None) -> Path:
 def make_venv(path: Path) -> Path:
     """A fresh virtualenv that sees this interpreter's site-packages (torch and all)."""
     subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    # Its own older setuptools would shadow the runner's one that torch requires.
+    subprocess.run([str(path / "bin/python"), "-m", "pip", "uninstall", "-q", "-y", "setuptools"],
+                   capture_output=True)
     purelib = subprocess.run(
         [str(path / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         check=True, capture_output=True, text=True,
@@ -438,6 +442,44 @@ def test_uninstall_with_keep_data_keeps_models_state_and_anomalies(prefix, scrat
     assert not (prefix / "wodles/anomaly").exists()
     assert (prefix / "etc/ossec.conf").read_bytes() == original_conf
     assert "--keep-data" in proc.stdout
+
+
+# ---------------------------------------------------------------- a real wazuh-analysisd (optional)
+
+REAL_MANAGER = os.environ.get("WAZUH_ANOMALY_TEST_MANAGER")  # a prefix with a real bin/wazuh-analysisd
+
+
+def _copy_manager(src: Path, dst: Path) -> Path:
+    def sockets(directory, names):
+        return [n for n in names if stat.S_ISSOCK(os.lstat(os.path.join(directory, n)).st_mode)]
+    shutil.copytree(src, dst, symlinks=True, ignore=sockets)
+    for path in [dst, *dst.rglob("*")]:  # owners matter: analysisd reads as the wazuh user
+        st = os.lstat(src / path.relative_to(dst))
+        os.lchown(path, st.st_uid, st.st_gid)
+    for pid in (dst / "var/run").glob("*.pid"):
+        pid.unlink()
+    return dst
+
+
+@pip
+@needs_torch
+@pytest.mark.skipif(not REAL_MANAGER, reason="set WAZUH_ANOMALY_TEST_MANAGER to a prefix with a real wazuh-analysisd")
+@pytest.mark.skipif(os.geteuid() != 0, reason="wazuh-analysisd -t chroots into the prefix: needs root")
+def test_real_analysisd_accepts_the_installed_rules_and_block(scratch_venv):
+    # analysisd reads its files as the wazuh user: the copy must not sit under pytest's 0700 tmp.
+    root = Path(tempfile.mkdtemp(prefix="wazuh-anomaly-install-test-"))
+    try:
+        root.chmod(0o755)
+        prefix = _copy_manager(Path(REAL_MANAGER), root / "ossec")
+        original_conf = (prefix / "etc/ossec.conf").read_bytes()
+
+        proc = run("--prefix", str(prefix), "--venv", str(scratch_venv), "--no-restart")
+
+        assert "configuration check passed: wazuh-analysisd -t" in proc.stdout
+        run("--prefix", str(prefix), "--uninstall", "--yes")
+        assert (prefix / "etc/ossec.conf").read_bytes() == original_conf
+    finally:
+        shutil.rmtree(root)
 
 
 # ---------------------------------------------------------------- plans and refusals (no pip)
