@@ -259,7 +259,13 @@ read_manifest() {
         case $p in
             ''|/*|..|../*|*/../*|*/..) die "$f lists an unsafe path '$p'; fix or delete that line." ;;
         esac
-        case $t in dir|data|file|dist|log) ;; *) die "$f has an unknown entry type '$t'." ;; esac
+        # Only our own places: a damaged manifest must not make uninstall touch anything else.
+        case $t:$p in
+            dir:*|data:var/anomaly|data:logs/anomaly|log:logs/anomaly/*) ;;
+            file:etc/anomaly/*|file:etc/rules/*|file:etc/decoders/*|file:wodles/anomaly/*) ;;
+            dist:etc/anomaly/*|dist:etc/rules/*|dist:etc/decoders/*) ;;
+            *) die "$f has an unexpected entry '$t $p'; fix or delete that line." ;;
+        esac
         [ -n "${old_type[$p]:-}" ] || old_order+=("$p")
         old_type[$p]=$t
         old_sha[$p]=$s
@@ -554,6 +560,10 @@ setup_python() {
         py_version_ok "$vpy" ||
             die "the virtualenv $venv runs Python $(py_version "$vpy"); wazuh-anomaly needs 3.10-3.12, so remove it or pass another --venv."
         say "using the virtualenv $venv (Python $(py_version "$vpy"))"
+        # The wodle runs this Python as root: nobody else may be able to change it.
+        if [ "$(id -u)" = 0 ] && [ -n "$(find "$venv" "$venv/bin" "$venv/lib" -maxdepth 0 \( -perm -0002 -o -perm -0020 -o ! -user root \) -print -quit 2>/dev/null)" ]; then
+            say "warning: $venv is writable by users other than root, and the wodle runs it as root; make it root-owned (chown -R root: $venv; chmod -R go-w $venv)" >&2
+        fi
     else
         [ ! -e "$venv" ] || die "$venv exists but is not a virtualenv (no bin/python); remove it or pass another --venv."
         find_python

@@ -526,6 +526,18 @@ def test_install_that_would_restart_the_manager_needs_yes_without_a_terminal(pre
     assert not (tmp_path / "venv").exists()
 
 
+def test_uninstall_refuses_a_manifest_entry_outside_its_own_places(prefix):
+    conf = prefix / "etc/ossec.conf"
+    digest = hashlib.sha256(conf.read_bytes()).hexdigest()
+    (prefix / "etc/anomaly").mkdir()
+    (prefix / "etc/anomaly/.install-manifest").write_text(f"file\t{digest}\tetc/ossec.conf\n")
+    before = snapshot(prefix)
+    proc = run("--prefix", str(prefix), "--uninstall", "--yes", check=False)
+    assert proc.returncode != 0
+    assert "unexpected entry" in proc.stderr
+    assert snapshot(prefix) == before
+
+
 def test_refuses_a_directory_that_is_not_a_manager(tmp_path):
     proc = run("--prefix", str(tmp_path), "--no-restart", check=False)
     assert proc.returncode != 0
