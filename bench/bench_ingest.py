@@ -1,0 +1,393 @@
+"""Ingest rate of the manager's alert files: ours against a naive json.loads + pandas baseline.
+
+The AIT-ADS alerts are laid out as a manager's logs/alerts tree (past days as
+ossec-alerts-DD.json.gz, yesterday plain, today plain and hard-linked to alerts.json),
+optionally replicated --scale times with the dates shifted by the data's span. Then,
+each in its own fresh process, alternately, --repeats times:
+
+- ours: one AlertsFileSource.read pass feeding a FeatureAggregator per shipped scenario
+  (what `run` does), then every scenario's frames;
+- read_only: our source alone, no features (where our time goes; not compared);
+- naive: every line json.loads'ed, pd.json_normalize, then the same features per
+  scenario with pandas masks, explode and groupby.
+
+The first repeat of each also writes its frames, and the two are compared for every
+scenario before anything is reported: the baseline computes the same thing.
+Times cover the ingest and the features (imports excluded, they are the same pandas);
+peak RSS is the whole worker process.
+
+    python bench/bench_ingest.py                 # about a minute
+    python bench/bench_ingest.py --quick         # a few seconds, for the smoke test
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import pickle
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import measure
+
+DAY = 86400
+# Wazuh names month folders in the C locale.
+MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+TIMESTAMP_PREFIX = b'{"timestamp":"'
+TARGET_SPEEDUP = 5.0
+
+
+# --------------------------------------------------------------------------- the alerts tree
+
+def read_ait_lines(path: Path, limit: int | None) -> list[bytes]:
+    with gzip.open(path, "rb") as f:
+        lines = [line.rstrip(b"\n") for line in f if line.strip()]
+    for line in lines:
+        # dates are shifted by rewriting bytes 14..24, so every line must start the same way
+        if not line.startswith(TIMESTAMP_PREFIX) or line[24:25] != b"T":
+            raise SystemExit(f"{path}: a line does not start with {TIMESTAMP_PREFIX!r} and a date; "
+                             f"this benchmark expects Wazuh alerts.json lines.")
+    return lines[:limit] if limit else lines
+
+
+def replicate_by_day(lines: list[bytes], scale: int) -> dict[date, list[bytes]]:
+    """The lines `scale` times, copy k shifted by k times the data's span in whole days,
+    grouped by (shifted) UTC date."""
+    first = date.fromisoformat(lines[0][14:24].decode())
+    last = max(date.fromisoformat(d) for d in {line[14:24].decode() for line in lines})
+    span = (last - first).days + 1
+    days: dict[date, list[bytes]] = {}
+    for k in range(scale):
+        shifted: dict[bytes, tuple[date, bytes]] = {}
+        for line in lines:
+            key = line[14:24]
+            target = shifted.get(key)
+            if target is None:
+                day = date.fromisoformat(key.decode()) + timedelta(days=k * span)
+                target = shifted[key] = (day, day.isoformat().encode())
+            days.setdefault(target[0], []).append(line[:14] + target[1] + line[24:])
+    return days
+
+
+def build_alerts_tree(root: Path, days: dict[date, list[bytes]]) -> Path:
+    """logs/alerts as a manager leaves it: older days compressed, yesterday not yet,
+    today's file with alerts.json hard-linked to it."""
+    alerts_dir = root / "logs" / "alerts"
+    ordered = sorted(days)
+    for i, day in enumerate(ordered):
+        folder = alerts_dir / str(day.year) / MONTHS[day.month]
+        folder.mkdir(parents=True, exist_ok=True)
+        data = b"".join(line + b"\n" for line in days[day])
+        name = f"ossec-alerts-{day.day:02d}.json"
+        if i < len(ordered) - 2:
+            with gzip.open(folder / (name + ".gz"), "wb") as f:
+                f.write(data)
+        else:
+            (folder / name).write_bytes(data)
+    today = ordered[-1]
+    os.link(alerts_dir / str(today.year) / MONTHS[today.month] / f"ossec-alerts-{today.day:02d}.json",
+            alerts_dir / "alerts.json")
+    return alerts_dir
+
+
+def day_range(days: dict[date, list[bytes]]) -> tuple[float, float]:
+    """[first midnight, midnight after the last day) in UTC epoch seconds: aligned to every bucket size."""
+    first, last = min(days), max(days)
+    start = datetime(first.year, first.month, first.day, tzinfo=timezone.utc).timestamp()
+    end = datetime(last.year, last.month, last.day, tzinfo=timezone.utc).timestamp() + DAY
+    return start, end
+
+
+# --------------------------------------------------------------------------- ours
+
+def ours(alerts_dir: Path, scenarios, start: float, end: float):
+    """One pass over the source feeding every scenario's aggregator, as `run` does."""
+    from wazuh_anomaly.features import FeatureAggregator
+    from wazuh_anomaly.sources import AlertsFileSource
+
+    aggregators = [FeatureAggregator(s, start, end) for s in scenarios]
+    adds = [a.add for a in aggregators]
+    n = 0
+    for ts, alert in AlertsFileSource(alerts_dir).read(start, end):
+        n += 1
+        for add in adds:
+            add(ts, alert)
+    return n, {a.scenario.name: a.frames() for a in aggregators}
+
+
+def ours_read_only(alerts_dir: Path, scenarios, start: float, end: float):
+    """The source alone, no features: splits our time between reading and aggregating."""
+    from wazuh_anomaly.sources import AlertsFileSource
+
+    n = 0
+    for _ in AlertsFileSource(alerts_dir).read(start, end):
+        n += 1
+    return n, {}
+
+
+# --------------------------------------------------------------------------- naive baseline
+
+def naive_files(alerts_dir: Path) -> list[Path]:
+    """Every alerts file of the tree once (alerts.json is a hard link to today's file)."""
+    seen, files = set(), []
+    for folder, _, names in sorted(os.walk(alerts_dir)):
+        for name in sorted(names):
+            path = Path(folder) / name
+            if name.endswith((".json", ".json.gz")):
+                info = path.stat()
+                if (info.st_dev, info.st_ino) not in seen:
+                    seen.add((info.st_dev, info.st_ino))
+                    files.append(path)
+    return files
+
+
+def naive(alerts_dir: Path, scenarios, start: float, end: float):
+    """What one would write first: load every alert, one DataFrame, pandas per scenario."""
+    import pandas as pd
+
+    records = []
+    for path in naive_files(alerts_dir):
+        opener = gzip.open if path.name.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    records.append(json.loads(line))
+    df = pd.json_normalize(records)
+    del records
+    times = pd.to_datetime(df["timestamp"], format="ISO8601", utc=True)
+    inside = (times >= pd.Timestamp(start, unit="s", tz="UTC")) & (times < pd.Timestamp(end, unit="s", tz="UTC"))
+    df, times = df[inside], times[inside]
+    return len(df), {s.name: naive_frames(df, times, s, start, end) for s in scenarios}
+
+
+def _column(df, field: str):
+    import pandas as pd
+    return df[field] if field in df.columns else pd.Series(None, index=df.index, dtype=object)
+
+
+def _is_value(v) -> bool:
+    """A scalar the features count (our _as_strings drops None, NaN for absent, dicts and lists)."""
+    return v is not None and v == v and not isinstance(v, (dict, list))
+
+
+def _condition_mask(df, cond):
+    import math
+    import pandas as pd
+    if cond.not_in or cond.prefix is not None or cond.regex is not None:
+        raise NotImplementedError("the naive baseline implements only the condition kinds of the shipped scenarios")
+    col = _column(df, cond.field)
+    mask = pd.Series(True, index=df.index)
+    if cond.exists is not None:
+        mask &= col.notna() == cond.exists
+    if cond.equals:
+        exploded = col.explode()
+        hits = exploded[exploded.map(_is_value)].astype(str).isin(cond.equals)
+        mask &= hits.groupby(level=0).any().reindex(df.index, fill_value=False)
+    if cond.min is not None or cond.max is not None:
+        number = pd.to_numeric(col, errors="coerce")
+        lo = -math.inf if cond.min is None else cond.min
+        hi = math.inf if cond.max is None else cond.max
+        mask &= number.between(lo, hi)
+    return mask
+
+
+def naive_frames(df, times, scenario, start: float, end: float) -> dict:
+    import numpy as np
+    import pandas as pd
+
+    step = f"{scenario.bucket_minutes}min"
+    index = pd.date_range(pd.Timestamp(start, unit="s", tz="UTC"), pd.Timestamp(end, unit="s", tz="UTC"),
+                          freq=step, inclusive="left", name="bucket")
+    bucket = times.dt.floor(step)
+    if scenario.entity is not None:
+        raw = _column(df, scenario.entity.field)
+        valid = raw.map(lambda v: _is_value(v) and v != "")
+        entity = raw[valid].astype(str)
+    else:
+        valid = pd.Series(True, index=df.index)
+        entity = pd.Series("", index=df.index)
+    df, bucket = df[valid], bucket[valid]
+    contributed = pd.Series(False, index=df.index)
+    tables = {}
+    for feature in scenario.features:
+        mask = pd.Series(True, index=df.index)
+        for cond in feature.filter:
+            mask &= _condition_mask(df, cond)
+        if feature.aggregation == "count":
+            values = pd.Series(1.0, index=df.index)[mask]
+        else:
+            col = _column(df, feature.field)[mask]
+            if feature.aggregation == "distinct":
+                values = col.explode()
+                values = values[values.map(_is_value)].astype(str)
+            else:
+                values = pd.to_numeric(col[col.map(lambda v: not isinstance(v, bool))], errors="coerce").dropna()
+        contributed[values.index.unique()] = True
+        grouped = values.groupby([entity[values.index], bucket[values.index]])
+        agg = {"count": "sum", "distinct": "nunique", "max": "max", "sum": "sum", "mean": "mean"}[feature.aggregation]
+        tables[feature.name] = getattr(grouped, agg)()
+    volume = contributed.groupby(entity).sum()
+    volume = volume[volume > 0]
+    ranked = sorted(volume.index, key=lambda e: (-volume[e], e))
+    if scenario.entity is None:
+        ranked, top = [""], None
+    else:
+        top = scenario.entity.top
+    frames = {}
+    for name in ranked[:top]:
+        frame = pd.DataFrame(np.zeros((len(index), len(scenario.features))), index=index,
+                             columns=[f.name for f in scenario.features])
+        for feature_name, table in tables.items():
+            if len(table) and name in table.index.get_level_values(0):
+                frame[feature_name] = table.xs(name, level=0).reindex(index, fill_value=0.0).astype(float)
+        frames[None if scenario.entity is None else name] = frame
+    return frames
+
+
+# --------------------------------------------------------------------------- comparison
+
+def compare_frames(ours_frames: dict, naive_frames_: dict) -> dict[str, dict]:
+    """Per scenario, how much was compared (entities, non-zero cells); raises naming the first difference."""
+    import pandas as pd
+    equal = {}
+    for scenario, frames in ours_frames.items():
+        other = naive_frames_[scenario]
+        if list(frames) != list(other):
+            raise SystemExit(f"scenario {scenario}: entities differ between ours and the baseline: "
+                             f"{list(frames)[:5]} vs {list(other)[:5]}")
+        for entity, frame in frames.items():
+            try:
+                pd.testing.assert_frame_equal(frame, other[entity], check_freq=False)
+            except AssertionError as exc:
+                raise SystemExit(f"scenario {scenario}, entity {entity}: ours and the baseline differ: {exc}")
+        equal[scenario] = {"entities": len(frames),
+                           "nonzero_cells": int(sum((f.to_numpy() != 0).sum() for f in frames.values()))}
+    return equal
+
+
+# --------------------------------------------------------------------------- processes
+
+def worker(args) -> None:
+    """One measured ingest in this fresh process; prints its numbers as one JSON line."""
+    import pandas  # noqa: F401  - imported before the clock starts, as in both real programs
+    from wazuh_anomaly.config import load_scenarios
+
+    scenarios, errors = load_scenarios(Path(args.scenarios))
+    if errors:
+        raise SystemExit(str(errors[0]))
+    scenarios = [s for s in scenarios if s.enabled]
+    implementation = {"ours": ours, "naive": naive, "read_only": ours_read_only}[args.worker]
+    rss_before = measure.current_rss_mib()
+    started = time.perf_counter()
+    n_alerts, frames = implementation(Path(args.tree), scenarios, args.start, args.end)
+    seconds = time.perf_counter() - started
+    if args.dump:
+        with open(args.dump, "wb") as f:
+            pickle.dump(frames, f)
+    print(json.dumps({"alerts": n_alerts, "seconds": seconds, "rss_before_mib": rss_before,
+                      "scenarios": [s.name for s in scenarios],
+                      "frames": sum(len(f) for f in frames.values())}))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, help="shared data directory (default ../shared/data beside the repo)")
+    parser.add_argument("--scale", type=int, default=None, help="copies of the AIT alerts, dates shifted (default 2; 1 with --quick)")
+    parser.add_argument("--repeats", type=int, default=None, help="runs of each implementation (default 3; 1 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="a small slice of the data, for the smoke test")
+    parser.add_argument("--out", type=Path, default=measure.RESULTS / "ingest.json")
+    parser.add_argument("--scenarios", type=Path, default=measure.SCENARIOS_DIR)
+    parser.add_argument("--worker", choices=("ours", "naive", "read_only"), help=argparse.SUPPRESS)
+    parser.add_argument("--tree", help=argparse.SUPPRESS)
+    parser.add_argument("--start", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--end", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--dump", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args)
+        return {}
+
+    scale = args.scale or (1 if args.quick else 2)
+    repeats = args.repeats or (1 if args.quick else 3)
+    limit = 3000 if args.quick else None
+    source = measure.ait_alerts(args.data)
+    lines = read_ait_lines(source, limit)
+    days = replicate_by_day(lines, scale)
+    start, end = day_range(days)
+    env = measure.python_env()
+    runs: dict[str, list[dict]] = {"ours": [], "naive": [], "read_only": []}
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        tmp = Path(tmp)
+        alerts_dir = build_alerts_tree(tmp, days)
+        tree_bytes = sum(p.stat().st_size for p in naive_files(alerts_dir))
+        for repeat in range(repeats):
+            for name in runs:
+                argv = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--tree", str(alerts_dir),
+                        "--start", repr(start), "--end", repr(end), "--scenarios", str(args.scenarios)]
+                if repeat == 0 and name != "read_only":
+                    argv += ["--dump", str(tmp / f"{name}.pickle")]
+                measured = measure.run_measured(argv, env=env)
+                report = measured.json_line()
+                report["peak_rss_mib"] = measured.max_rss_mib
+                report["process_seconds"] = measured.wall_seconds
+                runs[name].append(report)
+        with open(tmp / "ours.pickle", "rb") as f:
+            ours_frames = pickle.load(f)
+        with open(tmp / "naive.pickle", "rb") as f:
+            naive_frames_ = pickle.load(f)
+        equal = compare_frames(ours_frames, naive_frames_)
+
+    n_alerts = runs["ours"][0]["alerts"]
+    if any(r["alerts"] != n_alerts for r in runs["ours"] + runs["naive"]):
+        raise SystemExit("ours and the baseline read different numbers of alerts")
+    summary = {}
+    for name, reports in runs.items():
+        seconds = measure.median([r["seconds"] for r in reports])
+        summary[name] = {"alerts_per_second": n_alerts / seconds, "seconds": seconds,
+                         "peak_rss_mib": measure.median([r["peak_rss_mib"] for r in reports]),
+                         "rss_before_mib": measure.median([r["rss_before_mib"] for r in reports]),
+                         "seconds_each": [round(r["seconds"], 4) for r in reports]}
+    # each repeat ran ours and naive back to back, so their ratio cancels most of the load noise
+    paired = [n["seconds"] / o["seconds"] for o, n in zip(runs["ours"], runs["naive"])]
+    speedup = measure.median(paired)
+    results = {
+        "benchmark": "ingest",
+        "quick": args.quick,
+        "data": str(source),
+        "scale": scale,
+        "repeats": repeats,
+        "alerts": n_alerts,
+        "bytes": tree_bytes,
+        "days": len(days),
+        "scenarios": runs["ours"][0]["scenarios"],
+        "frames_equal_for": equal,
+        "ours": summary["ours"],
+        "naive": summary["naive"],
+        "ours_read_only": summary["read_only"],
+        "aggregation_share_of_ours": 1 - summary["read_only"]["seconds"] / summary["ours"]["seconds"],
+        "speedup": speedup,
+        "speedup_each": [round(r, 3) for r in paired],
+        "memory_ratio": summary["naive"]["peak_rss_mib"] / summary["ours"]["peak_rss_mib"],
+        "target_speedup": TARGET_SPEEDUP,
+        "meets_target": speedup >= TARGET_SPEEDUP,
+    }
+    measure.write_results(args.out, results)
+    measure.print_table(
+        f"ingest: {n_alerts:,} alerts, {tree_bytes / measure.MIB:,.0f} MiB on disk, {len(days)} days, "
+        f"{len(results['scenarios'])} scenarios, median of {repeats}",
+        ["", "alerts/s", "seconds", "peak RSS MiB"],
+        [[name, s["alerts_per_second"], s["seconds"], s["peak_rss_mib"]] for name, s in summary.items()]
+        + [["naive/ours", speedup, "", results["memory_ratio"]]])
+    compared = ", ".join(f"{name} ({c['nonzero_cells']} non-zero cells)" for name, c in equal.items())
+    print(f"frames equal in ours and the baseline: {compared}")
+    print(f"target {TARGET_SPEEDUP:g}x: "
+          f"{'met' if results['meets_target'] else 'NOT met'}; written to {args.out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
