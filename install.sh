@@ -630,13 +630,19 @@ if version < (70, 1):
     import wheel  # noqa: F401  (older setuptools builds wheels with it)
 EOF
     say "installing wazuh-anomaly from $REPO into $venv"
+    # Build from a copy: pip would write build/ and *.egg-info into the source tree.
+    local src=$work/src f
+    mkdir "$src"
+    for f in "$REPO"/* "$REPO"/.[!.]*; do [ ! -f "$f" ] || cp -p -- "$f" "$src/"; done
+    cp -R -- "$REPO/integration" "$src/integration"
+    find "$src/integration" \( -name __pycache__ -o -name '*.egg-info' \) -prune -exec rm -rf {} +
     # The package alone first: resolving torch's whole dependency tree is slow, and
     # needless when "pip check" finds every requirement already satisfied.
-    pip install --no-deps ${nbi[@]+"${nbi[@]}"} ${idx[@]+"${idx[@]}"} "$REPO" ||
+    pip install --no-deps ${nbi[@]+"${nbi[@]}"} ${idx[@]+"${idx[@]}"} "$src" ||
         die "installing wazuh-anomaly into $venv failed (see pip's output above)."
     if ! "$vpy" -m pip --disable-pip-version-check check >/dev/null 2>&1; then
         say "installing the dependencies of wazuh-anomaly"
-        pip install ${nbi[@]+"${nbi[@]}"} ${idx[@]+"${idx[@]}"} "$REPO" ||
+        pip install ${nbi[@]+"${nbi[@]}"} ${idx[@]+"${idx[@]}"} "$src" ||
             die "installing the dependencies of wazuh-anomaly into $venv failed (see pip's output above)."
     fi
     [ -x "$venv/bin/wazuh-anomaly" ] || die "pip did not create $venv/bin/wazuh-anomaly; check that $REPO is the wazuh-anomaly source tree."
