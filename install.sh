@@ -785,19 +785,21 @@ do_install() {
     say "  launcher:   $launcher (runs $venv/bin/wazuh-anomaly --prefix $prefix)"
     say "  config:     $prefix/etc/anomaly/ (enable scenarios in config.yaml)"
     if [ "$wodle" = 1 ]; then
-        say "  scoring:    every $interval by wazuh-modulesd (wodle tag wazuh-anomaly; failed runs are logged in $prefix/logs/ossec.log)"
+        say "  scoring:    every $interval by wazuh-modulesd (wodle tag wazuh-anomaly)"
     else
         say "  scoring:    not scheduled on this worker; it runs on the master"
     fi
     say "  anomalies:  $prefix/logs/anomaly/anomalies.json, raised as alerts by rules 117xxx"
     say "  models:     $prefix/var/anomaly/"
+    say "  logs:       $prefix/logs/anomaly/wazuh-anomaly.log (each run), $prefix/logs/ossec.log (wazuh-modulesd)"
     if [ ${#changed_kept[@]} -gt 0 ]; then
         say "  kept your changes in: ${changed_kept[*]} (new versions are beside them as .dist)"
     fi
     say "Next steps:"
-    say "  1. check that the rules decode our events:  $launcher logtest"
-    say "  2. score once by hand and look at the output: $launcher run; tail $prefix/logs/anomaly/anomalies.json"
-    say "  3. uninstall: $REPO/install.sh --prefix $prefix --uninstall"
+    say "  1. check the config and scenarios:     $launcher validate"
+    say "  2. check the rules with the manager:   $launcher logtest"
+    say "  3. score once by hand, then look:      $launcher run; $launcher status"
+    say "  to remove it again:                    $REPO/install.sh --prefix $prefix --uninstall"
 }
 
 sq() {  # single-quote for sh
