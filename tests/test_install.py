@@ -422,6 +422,8 @@ def test_admin_changed_config_survives_reinstall_and_the_new_one_lands_as_dist(p
 @pip
 @needs_torch
 def test_uninstall_with_keep_data_keeps_models_state_and_anomalies(prefix, scratch_venv):
+    # This manager's ossec.conf lacks the final newline: it must still come back byte for byte.
+    (prefix / "etc/ossec.conf").write_bytes(MANAGER_CONF.read_bytes().rstrip(b"\n"))
     original_conf = (prefix / "etc/ossec.conf").read_bytes()
     run("--prefix", str(prefix), "--venv", str(scratch_venv), "--no-restart")
     model = prefix / "var/anomaly/models/authentication_failures.pt"
@@ -524,6 +526,45 @@ def test_install_that_would_restart_the_manager_needs_yes_without_a_terminal(pre
     assert "--yes" in proc.stderr and "--no-restart" in proc.stderr
     assert snapshot(prefix) == before
     assert not (tmp_path / "venv").exists()
+
+
+def run_with_terminal(*args: str, answer: str) -> subprocess.CompletedProcess:
+    """Runs install.sh with a terminal on stdin, typing `answer` at its question."""
+    master, slave = os.openpty()
+    try:
+        os.write(master, answer.encode() + b"\n")
+        return subprocess.run(["bash", str(INSTALL), *args], stdin=slave, capture_output=True, text=True,
+                              timeout=120)
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def conf_with_block(prefix: Path) -> bytes:
+    """ossec.conf as an earlier install left it: the original plus our block."""
+    conf = prefix / "etc/ossec.conf"
+    original = conf.read_bytes()
+    block = (f"\n{BEGIN}\n<ossec_config>\n  <localfile>\n    <log_format>json</log_format>\n"
+             f"    <location>{prefix}/logs/anomaly/anomalies.json</location>\n  </localfile>\n"
+             f"</ossec_config>\n{END}\n")
+    conf.write_bytes(original + block.encode())
+    return original
+
+
+def test_uninstall_asks_first_and_answering_no_changes_nothing(prefix):
+    conf_with_block(prefix)
+    before = snapshot(prefix)
+    proc = run_with_terminal("--prefix", str(prefix), "--uninstall", answer="n")
+    assert proc.returncode != 0
+    assert "[y/N]" in proc.stdout and "nothing was removed" in proc.stderr
+    assert snapshot(prefix) == before
+
+
+def test_uninstall_answered_yes_removes_the_block_byte_for_byte(prefix):
+    original = conf_with_block(prefix)
+    proc = run_with_terminal("--prefix", str(prefix), "--uninstall", answer="y")
+    assert proc.returncode == 0, proc.stderr
+    assert (prefix / "etc/ossec.conf").read_bytes() == original
 
 
 def test_uninstall_refuses_a_manifest_entry_outside_its_own_places(prefix):
