@@ -56,10 +56,12 @@ class Measured:
 
 
 def run_measured(argv: list[str], *, env: dict | None = None, cwd: Path | None = None) -> Measured:
-    """Run argv and measure it like /usr/bin/time -v: wall time and the child's own max RSS.
+    """Run argv and measure it like /usr/bin/time -v: wall time and the child's max RSS.
 
-    os.wait4 gives the rusage of exactly this child; RUSAGE_CHILDREN would be the maximum
-    over every child this process ever waited for.
+    os.wait4 gives the rusage of exactly this child (RUSAGE_CHILDREN would be the maximum
+    over every child ever waited for). Linux counts in a child's ru_maxrss the RSS of this
+    process when it spawned the child, so keep this process small or let the child
+    report peak_rss_mib() itself.
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
@@ -75,18 +77,26 @@ def run_measured(argv: list[str], *, env: dict | None = None, cwd: Path | None =
                         stderr=err.read().decode("utf-8", "replace"))
 
 
-def current_rss_mib() -> float:
-    """Resident memory of this process now (Linux /proc)."""
+def _status_mib(key: str) -> float:
     with open("/proc/self/status", encoding="ascii") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
 
+def current_rss_mib() -> float:
+    """Resident memory of this process now (Linux /proc)."""
+    return _status_mib("VmRSS:")
+
+
 def peak_rss_mib() -> float:
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process since its exec (VmHWM).
+
+    Workers report this themselves: ru_maxrss of a child also counts the parent's RSS
+    at the moment it was spawned (Linux keeps the pre-exec high-water mark).
+    """
+    return _status_mib("VmHWM:")
 
 
 def machine() -> dict:
