@@ -300,6 +300,7 @@ ensure_dir() {  # ensure_dir REL TYPE MODE
     local rel=$1 type=$2 mode=$3 dir=$prefix/$1 parent=${1%/*}
     # Parents first, so that a parent made by an earlier install stays on the list.
     [ "$parent" = "$rel" ] || ensure_dir "$parent" dir 0750
+    [ -z "${planned_dirs[$rel]:-}" ] || return 0  # a dry run has already listed it
     if [ -d "$dir" ]; then
         # Ours from an earlier install: keep it on the list (and its mode right).
         if [ -n "${old_type[$rel]:-}" ]; then
@@ -315,9 +316,11 @@ ensure_dir() {  # ensure_dir REL TYPE MODE
     fi
     say "$(v create) $dir"
     record "$type" - "$rel"
+    planned_dirs[$rel]=1
 }
 
 changed_kept=()
+declare -A planned_dirs=()
 
 # place_file SRC REL MODE WHAT POLICY: POLICY "protect" never overwrites a file that
 # differs from what the previous install wrote (the new one goes beside it as .dist);
