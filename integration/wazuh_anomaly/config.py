@@ -75,11 +75,12 @@ class TrainingSpec:
 class MvadSpec:
     sliding_window: int = 48          # input_size = sliding_window // 2 buckets of context
     epochs: int = 30
-    batch_size: int = 32
+    batch_size: int = 64
     interval: int = 1                 # stride of training windows (the library's 10 trains nothing on days of data)
+    windows_per_epoch: int = 1024     # each epoch trains on a fresh random sample of this many windows
     lr: float = 1e-3
     seed: int = 42
-    min_steps: int = 50               # a fit with fewer optimiser steps is a failure, not a model
+    min_steps: int = 100              # a fit with fewer optimiser steps is a failure, not a model
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class SeasonalSpec:
 
 @dataclass(frozen=True)
 class SeveritySpec:
-    quantile: float = 0.99            # flag budget: the threshold is this quantile of training scores
+    quantile: float = 0.999           # flag budget: the threshold is this quantile of training scores (strictly above it is anomalous)
     medium: float = 1.5               # exceedance (score above training median, in thresholds) for each tier
     high: float = 2.5
     critical: float = 4.0
@@ -328,16 +329,17 @@ def parse_scenario(data: Any, file: Path | str) -> Scenario:
     mvad = MvadSpec(
         sliding_window=m.get("sliding_window", int, 48),
         epochs=m.get("epochs", int, 30),
-        batch_size=m.get("batch_size", int, 32),
+        batch_size=m.get("batch_size", int, 64),
         interval=m.get("interval", int, 1),
+        windows_per_epoch=m.get("windows_per_epoch", int, 1024),
         lr=m.get("lr", float, 1e-3),
         seed=m.get("seed", int, 42),
-        min_steps=m.get("min_steps", int, 50),
+        min_steps=m.get("min_steps", int, 100),
     )
     m.done()
     if mvad.sliding_window < 8:
         raise m.fail("sliding_window", "must be at least 8 buckets")
-    for key in ("epochs", "batch_size", "interval"):
+    for key in ("epochs", "batch_size", "interval", "windows_per_epoch"):
         _positive(m, key, getattr(mvad, key))
 
     s = r.sub("seasonal")
@@ -352,14 +354,14 @@ def parse_scenario(data: Any, file: Path | str) -> Scenario:
 
     v = r.sub("severity")
     severity = SeveritySpec(
-        quantile=v.get("quantile", float, 0.99),
+        quantile=v.get("quantile", float, 0.999),
         medium=v.get("medium", float, 1.5),
         high=v.get("high", float, 2.5),
         critical=v.get("critical", float, 4.0),
     )
     v.done()
     if not 0.5 <= severity.quantile < 1:
-        raise v.fail("quantile", "must be at least 0.5 and below 1 (e.g. 0.99 flags about 1% of training buckets)")
+        raise v.fail("quantile", "must be at least 0.5 and below 1 (e.g. 0.999 flags about 1 in 1000 training buckets)")
     if not 1 <= severity.medium <= severity.high <= severity.critical:
         raise v.fail("medium", "high and critical must be increasing multiples of the threshold, all at least 1")
 

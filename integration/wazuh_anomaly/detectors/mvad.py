@@ -171,8 +171,12 @@ class MvadDetector:
             raise TrainingError("MVAD found no training windows; wait for more history or lower mvad.sliding_window.")
         config.batch_size = batch_size
         generator = torch.Generator().manual_seed(self.spec.seed)
+        # Entity splits multiply the windows; a fresh random sample per epoch keeps the cost
+        # of an epoch fixed while every window still gets its turn over the epochs.
+        sampler = torch.utils.data.RandomSampler(train_set, replacement=False, generator=generator,
+                                                 num_samples=min(n_train, max(self.spec.windows_per_epoch, batch_size)))
         train_loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, drop_last=True,
-                                                   shuffle=True, num_workers=0, generator=generator)
+                                                   sampler=sampler, num_workers=0)
         torch.manual_seed(self.spec.seed)
         model = lib.module.MultivariateGraphAttnDetector(config).to(self.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=self.spec.lr)

@@ -1,0 +1,282 @@
+"""wazuh-anomaly: the command line. Parses arguments, calls the jobs, prints results.
+
+Errors a user can cause come out as one sentence and exit code 2; a scoring run whose
+scenarios raised health events still exits 0 (the events are the report), so the
+wodle does not log a failure for a manager that simply has no history yet.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import LockBusy, WazuhAnomalyError
+from .paths import PREFIX_ENV, Layout
+
+log = logging.getLogger("wazuh_anomaly")
+
+
+def _setup_logging(layout: Layout, verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    root = logging.getLogger("wazuh_anomaly")
+    root.setLevel(logging.DEBUG)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(level)
+    console.setFormatter(logging.Formatter("wazuh-anomaly: %(message)s"))
+    root.addHandler(console)
+    log_file = layout.logs_dir / "wazuh-anomaly.log"
+    if layout.logs_dir.is_dir() and os.access(layout.logs_dir, os.W_OK):
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler.setLevel(logging.INFO)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%SZ"))
+        handler.formatter.converter = time.gmtime
+        root.addHandler(handler)
+
+
+def _context(args: argparse.Namespace):
+    from .config import load_config, load_scenarios
+    from .detectors.mvad import quiet_library_environment
+    layout = Layout.from_env(args.prefix)
+    config = load_config(layout, Path(args.config) if args.config else None)
+    quiet_library_environment(config.state_dir / ".cache")
+    scenarios, errors = load_scenarios(layout.scenarios_dir)
+    return layout, config, scenarios, errors
+
+
+def _runner(args: argparse.Namespace):
+    from .runner import Runner, parse_time
+    _, config, scenarios, errors = _context(args)
+    now = parse_time(args.now) if getattr(args, "now", None) else None
+    return Runner(config, scenarios, config_errors=errors, now=now)
+
+
+def _print_anomalies(anomalies, *, as_json: bool) -> None:
+    from .emitter import event_for, render
+    from datetime import datetime, timezone
+    now = datetime.now(timezone.utc)
+    for a in anomalies:
+        if as_json:
+            print(render(event_for(a, detected_at=now)))
+        else:
+            entity = f" {a.entity_field}={a.entity_value}" if a.entity_value is not None else ""
+            top = ", ".join(f"{f.name}={f.actual:g} (expected {f.expected:g})" for f in a.top_features[:3])
+            print(f"{a.window_start:%Y-%m-%d %H:%M} {a.scenario}{entity} {a.severity} "
+                  f"[{a.detector} score {a.score:.4g} > {a.threshold:.4g}]: {top}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        report = _runner(args).run(args.scenario or None)
+    except LockBusy as exc:
+        print(f"wazuh-anomaly: {exc}", file=sys.stderr)
+        return 0
+    for line in report.lines():
+        log.info("%s", line)
+    if args.show:
+        _print_anomalies(report.anomalies, as_json=False)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .runner import parse_time
+    runner = _runner(args)
+    start = parse_time(args.start) if args.start else None
+    end = parse_time(args.end) if args.end else None
+    report = runner.train(args.scenario or None, start, end)
+    for line in report.lines():
+        print(line)
+    failed = [r for r in report.scenarios.values() if r.status in ("failed",)]
+    return 1 if failed else 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from .runner import parse_time
+    runner = _runner(args)
+    report = runner.detect(parse_time(args.start), parse_time(args.end), args.scenario or None,
+                           write=not args.dry_run)
+    _print_anomalies(report.anomalies, as_json=args.json)
+    if not args.json:
+        for line in report.lines():
+            print(line, file=sys.stderr)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    rows = _runner(args).status()
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for row in rows:
+        print(f"{row['scenario']}: {'enabled' if row.get('enabled') else 'disabled'}")
+        for key in ("model", "model_age_days", "trained_range", "versions", "last_scored_bucket_end",
+                    "lag_minutes", "last_run", "last_anomalies", "total_anomalies", "last_error"):
+            if key in row and row[key] is not None:
+                print(f"  {key.replace('_', ' ')}: {row[key]}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    layout, config, scenarios, errors = _context(args)
+    print(f"config: {config.config_file or '(defaults; ' + str(layout.config_file) + ' not found)'}")
+    for s in scenarios:
+        entity = f", per {s.entity.field} (top {s.entity.top})" if s.entity else ""
+        print(f"scenario {s.name}: {'enabled' if s.enabled else 'disabled'}, {len(s.features)} features, "
+              f"{s.bucket_minutes}-minute buckets{entity}, detectors {'+'.join(s.detectors)}")
+    for e in errors:
+        print(f"error: {e}")
+    return 2 if errors else 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .ruleset import explain_all
+    layout, config, _, _ = _context(args)
+    path = Path(args.file) if args.file else config.anomalies_file
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        print(f"{path}: no anomalies written yet (run 'wazuh-anomaly run' first).")
+        return 0
+    events = []
+    for number, line in enumerate(lines, 1):
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            print(f"{path}:{number}: not a JSON line, skipped", file=sys.stderr)
+    alerts = explain_all(events)
+    shown = list(zip(events, alerts))[-args.last:] if args.last else list(zip(events, alerts))
+    for event, alert in shown:
+        a = event.get("anomaly", {})
+        if a.get("kind") == "health":
+            head = f"health {a.get('health')} ({a.get('severity')}): {a.get('message')}"
+        else:
+            head = (f"{a.get('window', {}).get('start', '')[:16]} {a.get('scenario')} {a.get('severity')} "
+                    f"[{a.get('detector')}]: {a.get('summary')}")
+        print(head)
+        print(f"  -> rule {alert.rule_id} (level {alert.level}): {alert.description}"
+              + (f"  mitre {', '.join(alert.mitre)}" if alert.mitre else ""))
+    if shown:
+        print(f"({len(shown)} of {len(events)} lines; the rule each raises is simulated by wazuh-anomaly's rule "
+              f"engine; run 'wazuh-anomaly logtest' on the manager to check with Wazuh itself)")
+    return 0
+
+
+def cmd_sample_data(args: argparse.Namespace) -> int:
+    from .sample import install_sample_alerts
+    layout = Layout.from_env(args.prefix)
+    written = install_sample_alerts(layout.alerts_dir, shift_to=args.shift_to)
+    for line in written:
+        print(line)
+    return 0
+
+
+def cmd_ruleset(args: argparse.Namespace) -> int:
+    from .ruleset import commands
+    if args.ruleset_command == "check":
+        text, code = commands.ruleset_check([Path(d) for d in args.rules] if args.rules else None,
+                                            [Path(d) for d in args.decoders] if args.decoders else None)
+    else:
+        text, code = commands.ruleset_cases(write=args.write, path=Path(args.path) if args.path else None)
+    print(text)
+    return code
+
+
+def cmd_logtest(args: argparse.Namespace) -> int:
+    from .ruleset import commands
+    text, code = commands.logtest([Path(f) for f in args.files], socket_path=Path(args.socket) if args.socket else None,
+                                  offline=args.offline)
+    print(text)
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wazuh-anomaly",
+        description="Learns what normal looks like in a Wazuh manager's alerts and raises anomalies as "
+                    "native Wazuh alerts (rules 117xxx).")
+    parser.add_argument("--version", action="version", version=f"wazuh-anomaly {__version__}")
+    parser.add_argument("--prefix", help=f"Wazuh install directory (default: ${PREFIX_ENV} or /var/ossec)")
+    parser.add_argument("--config", help="global config file (default: <prefix>/etc/anomaly/config.yaml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print debug messages")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="score new complete buckets of every enabled scenario (what the wodle runs)")
+    p.add_argument("--scenario", action="append", help="only this scenario (repeatable)")
+    p.add_argument("--now", help="pretend the time is this (ISO 8601; for replays and tests)")
+    p.add_argument("--show", action="store_true", help="also print the anomalies found")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("train", help="learn from history (default: each scenario's training.lookback_days)")
+    p.add_argument("--scenario", action="append", help="only this scenario (repeatable)")
+    p.add_argument("--from", dest="start", help="start of the history to learn from (ISO 8601, UTC if no zone)")
+    p.add_argument("--to", dest="end", help="end of the history (default: now)")
+    p.add_argument("--now", help="pretend the time is this (ISO 8601)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("detect", help="score a historical range with the current models (backfill)")
+    p.add_argument("--from", dest="start", required=True, help="start (ISO 8601)")
+    p.add_argument("--to", dest="end", required=True, help="end (ISO 8601)")
+    p.add_argument("--scenario", action="append", help="only this scenario (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="print the anomalies without writing them")
+    p.add_argument("--json", action="store_true", help="print events as JSON lines")
+    p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("status", help="per scenario: model, age, last scored bucket, lag, last error")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--now", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("validate", help="check the config file and every scenario file")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("show", help="list written anomalies and the Wazuh rule each raises")
+    p.add_argument("--last", type=int, default=20, help="how many of the newest lines (0: all; default 20)")
+    p.add_argument("--file", help="anomalies file (default: from the config)")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("sample-data", help="write the bundled sample alerts (AIT-ADS) into <prefix>/logs/alerts")
+    p.add_argument("--shift-to", help="move the sample so that its last day ends at this date (ISO 8601)")
+    p.set_defaults(func=cmd_sample_data)
+
+    p = sub.add_parser("ruleset", help="check the shipped rules, or regenerate their test cases")
+    rs = p.add_subparsers(dest="ruleset_command", required=True, metavar="ACTION")
+    c = rs.add_parser("check", help="ids, parents, fields, PCRE2 patterns — what wazuh-analysisd would reject")
+    c.add_argument("--rules", action="append", help="rule directory (repeatable)")
+    c.add_argument("--decoders", action="append", help="decoder directory (repeatable)")
+    c = rs.add_parser("cases", help="the .ini test cases generated from the emitter")
+    c.add_argument("--write", action="store_true", help="update the .ini file")
+    c.add_argument("--path", help="the .ini file (default: tests/ruleset/wazuh_anomaly_rules.ini)")
+    p.set_defaults(func=cmd_ruleset)
+
+    p = sub.add_parser("logtest", help="run the rule test cases through the manager's logtest socket")
+    p.add_argument("files", nargs="*", help=".ini files (default: the shipped cases)")
+    p.add_argument("--socket", help="logtest socket (default: <prefix>/queue/sockets/logtest)")
+    p.add_argument("--offline", action="store_true",
+                   help="use wazuh-anomaly's rule simulator instead of the manager (not Wazuh itself)")
+    p.set_defaults(func=cmd_logtest)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.prefix:
+        # Everything that derives paths from the environment agrees with --prefix.
+        os.environ[PREFIX_ENV] = str(Path(args.prefix).absolute())
+    layout = Layout.from_env(args.prefix)
+    _setup_logging(layout, args.verbose, args.quiet)
+    try:
+        return args.func(args)
+    except WazuhAnomalyError as exc:
+        print(f"wazuh-anomaly: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""The bundled sample alerts (AIT-ADS russellmitchell), laid out as a manager's
+logs/alerts tree: YYYY/Mon/ossec-alerts-DD.json per day and alerts.json as a hard link
+to the last day's file, exactly as wazuh-analysisd leaves them."""
+from __future__ import annotations
+
+import gzip
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import orjson
+
+SAMPLE_DIR = Path(__file__).resolve().parent / "data" / "sample"
+SAMPLE_ALERTS = SAMPLE_DIR / "russellmitchell.alerts.json.gz"
+SAMPLE_LABELS = SAMPLE_DIR / "russellmitchell.labels.json"
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _shift(timestamp: str, delta: timedelta) -> str:
+    moved = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%f%z") + delta
+    return moved.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moved.microsecond // 1000:03d}+0000"
+
+
+def install_sample_alerts(alerts_dir: Path, *, shift_to: str | None = None) -> list[str]:
+    """Write the sample into `alerts_dir`; `shift_to` moves it so its last day is that date."""
+    delta = timedelta(0)
+    if shift_to:
+        target = datetime.fromisoformat(shift_to[:10]).replace(tzinfo=timezone.utc)
+        delta = target - datetime(2022, 1, 24, tzinfo=timezone.utc)
+    by_day: dict[str, list[bytes]] = {}
+    with gzip.open(SAMPLE_ALERTS, "rb") as handle:
+        for line in handle:
+            alert = orjson.loads(line)
+            if delta:
+                alert["timestamp"] = _shift(alert["timestamp"], delta)
+            by_day.setdefault(alert["timestamp"][:10], []).append(orjson.dumps(alert) + b"\n")
+    written = []
+    last_file = None
+    for day in sorted(by_day):
+        year, month, dd = day.split("-")
+        path = alerts_dir / year / MONTHS[int(month) - 1] / f"ossec-alerts-{dd}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"".join(by_day[day]))
+        written.append(f"wrote {len(by_day[day])} alerts to {path}")
+        last_file = path
+    if last_file is not None:
+        link = alerts_dir / "alerts.json"
+        if link.exists() or link.is_symlink():
+            link.unlink()
+        os.link(last_file, link)
+        written.append(f"linked {link} to {last_file} (as the manager does)")
+    return written

@@ -1,0 +1,133 @@
+"""Per-scenario state between wodle runs, written atomically, and the run lock.
+
+A scenario's state is its watermark (end of the last scored bucket) and the trailing
+context MVAD needs before the next bucket, per entity; both are saved in one file
+after the run's anomalies are written, so a run killed half-way is repeated by the next
+one without gaps, and the emitter's id store keeps the repeat from duplicating.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import LockBusy
+
+
+def atomic_write_json(path: Path, data: Any, *, mode: int = 0o640) -> None:
+    """Write JSON so that readers see the old or the new file, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, separators=(",", ":"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return default
+
+
+class RunLock:
+    """One run at a time: a second wodle run while one is still going is skipped."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+
+    def __enter__(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LockBusy(f"another wazuh-anomaly run holds {self.path}; this run is skipped "
+                           f"(if none is running, the lock frees itself when that process exits).") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+@dataclass
+class ScenarioState:
+    """What one scenario remembers between runs."""
+
+    name: str
+    watermark: float | None = None            # end of the last scored bucket, epoch seconds
+    context: dict[str, list[list[float]]] = field(default_factory=dict)  # entity key -> last rows
+    last_run: float | None = None
+    last_error: str | None = None
+    last_anomalies: int = 0
+    total_anomalies: int = 0
+
+    @staticmethod
+    def entity_key(entity: str | None) -> str:
+        return "" if entity is None else "=" + entity
+
+    @staticmethod
+    def entity_of(key: str) -> str | None:
+        return None if key == "" else key[1:]
+
+    def context_frame(self, entity: str | None, features: list[str], rows: int, step: int) -> pd.DataFrame:
+        """The `rows` buckets before the watermark for one entity; zeros where unknown
+        (an entity not seen before had no matching alerts: zero is the truth)."""
+        index = pd.DatetimeIndex(pd.to_datetime(self.watermark - step * np.arange(rows, 0, -1), unit="s", utc=True),
+                                 name="bucket")
+        values = np.zeros((rows, len(features)))
+        stored = self.context.get(self.entity_key(entity))
+        if stored:
+            tail = np.asarray(stored, dtype=float)[-rows:]
+            if tail.ndim == 2 and tail.shape[1] == len(features):
+                values[rows - len(tail):] = tail
+        return pd.DataFrame(values, index=index, columns=features)
+
+    def remember(self, frames: dict[str | None, pd.DataFrame], rows: int, keep: int) -> None:
+        """Keep the last `rows` buckets of the busiest `keep` entities that had any activity."""
+        ranked = sorted(frames.items(), key=lambda kv: -float(kv[1].tail(rows).to_numpy().sum()))
+        self.context = {self.entity_key(e): np.round(f.tail(rows).to_numpy(dtype=float), 6).tolist()
+                        for e, f in ranked[:keep] if rows and f.tail(rows).to_numpy().any()}
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "watermark": self.watermark, "context": self.context,
+                "last_run": self.last_run, "last_error": self.last_error,
+                "last_anomalies": self.last_anomalies, "total_anomalies": self.total_anomalies}
+
+    @classmethod
+    def load(cls, state_dir: Path, name: str) -> "ScenarioState":
+        data = read_json(state_dir / "scenarios" / f"{name}.json")
+        if not isinstance(data, dict):
+            return cls(name)
+        return cls(name=name, watermark=data.get("watermark"), context=data.get("context") or {},
+                   last_run=data.get("last_run"), last_error=data.get("last_error"),
+                   last_anomalies=int(data.get("last_anomalies") or 0),
+                   total_anomalies=int(data.get("total_anomalies") or 0))
+
+    def save(self, state_dir: Path) -> None:
+        atomic_write_json(state_dir / "scenarios" / f"{self.name}.json", self.to_json())
