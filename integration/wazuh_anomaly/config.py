@@ -8,6 +8,9 @@ and the key.
 """
 from __future__ import annotations
 
+import difflib
+import fnmatch
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,9 +191,11 @@ class _Reader:
         return _Reader(self.data.get(name), self.file, self.key(name))
 
     def done(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
+        unknown = sorted(set(self.data) - self.used, key=str)
         if unknown:
-            raise self.fail(unknown[0], "is not a known setting (check its spelling against the README)")
+            close = difflib.get_close_matches(str(unknown[0]), sorted(self.used), n=1)
+            hint = f"did you mean '{self.key(close[0])}'?" if close else "check its spelling against the README"
+            raise self.fail(unknown[0], f"is not a known setting ({hint})")
 
 
 def _kind_name(kind: type | tuple) -> str:
@@ -207,12 +212,17 @@ def _positive(r: _Reader, name: str, value: float, *, allow_zero: bool = False) 
     return value
 
 
-def _load_yaml(path: Path) -> Any:
+_ABSENT = object()
+
+
+def _load_yaml(path: Path, *, missing_ok: bool = False) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
+        if missing_ok:
+            return _ABSENT
         raise ConfigError(f"{path}: file not found; run install.sh or pass --config.") from None
-    except (PermissionError, IsADirectoryError) as exc:
+    except OSError as exc:  # permissions, a directory, a symlink loop
         raise ConfigError(f"{path}: cannot be read ({exc.strerror}); run as root or fix its permissions.") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: is not UTF-8 text.") from None
@@ -226,7 +236,7 @@ def _load_yaml(path: Path) -> Any:
 
 
 def _parse_condition(r: _Reader, key: str, spec: Any) -> Condition:
-    field_name = FILTER_SHORTHANDS.get(key, key)
+    field_name = FILTER_SHORTHANDS.get(key, key) if isinstance(key, str) else ""
     if not re.fullmatch(r"[A-Za-z0-9_@\-]+(\.[A-Za-z0-9_@\-]+)*", field_name):
         raise r.fail(key, "is not a dotted field name such as rule.groups or data.srcip")
     if isinstance(spec, (str, int, float)) and not isinstance(spec, bool):
@@ -385,10 +395,15 @@ def load_scenarios(directory: Path) -> tuple[list[Scenario], list[ConfigError]]:
     """Every scenario file of a directory; a broken file is reported, never fatal to the others."""
     scenarios: list[Scenario] = []
     errors: list[ConfigError] = []
-    if not directory.is_dir():
+    # listed by hand: glob() and is_dir() would turn an unreadable directory into no scenarios or a traceback
+    try:
+        names = sorted(os.listdir(directory))
+    except (FileNotFoundError, NotADirectoryError):
         return scenarios, [ConfigError(f"{directory}: scenario directory not found; run install.sh or create it.")]
+    except OSError as exc:
+        return scenarios, [ConfigError(f"{directory}: cannot be read ({exc.strerror}); run as root or fix its permissions.")]
     seen: dict[str, Path] = {}
-    for path in sorted(directory.glob("*.y*ml")):
+    for path in (directory / n for n in names if fnmatch.fnmatchcase(n, "*.y*ml")):
         try:
             scenario = load_scenario(path)
         except ConfigError as exc:
@@ -405,10 +420,10 @@ def load_scenarios(directory: Path) -> tuple[list[Scenario], list[ConfigError]]:
 def load_config(layout: Layout, config_file: Path | None = None) -> Config:
     """The global configuration; a missing default file means all defaults."""
     path = config_file or layout.config_file
-    data: Any = {}
-    if config_file is not None or path.exists():
-        data = _load_yaml(path)
-    r = _Reader(data, path)
+    # read, not exists(): exists() raises on an etc/anomaly the user cannot enter
+    data = _load_yaml(path, missing_ok=config_file is None)
+    found = data is not _ABSENT
+    r = _Reader(data if found else {}, path)
     src = r.sub("source")
     source_type = src.get("type", str, "alerts_file")
     if source_type != "alerts_file":
@@ -436,4 +451,4 @@ def load_config(layout: Layout, config_file: Path | None = None) -> Config:
     r.done()
     return Config(layout=layout, alerts_dir=Path(alerts_dir), anomalies_file=Path(anomalies_file),
                   models_dir=Path(models_dir), state_dir=Path(state_dir), source_type=source_type,
-                  run=run, config_file=path if path.exists() else None)
+                  run=run, config_file=path if found else None)
