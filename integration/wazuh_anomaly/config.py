@@ -201,6 +201,8 @@ class _Reader:
 def _kind_name(kind: type | tuple) -> str:
     names = {int: "a whole number", float: "a number", str: "text", bool: "true or false",
              list: "a list", dict: "a mapping"}
+    if isinstance(kind, tuple) and set(kind) == {int, float}:
+        return names[float]
     if isinstance(kind, tuple):
         return " or ".join(names.get(k, k.__name__) for k in kind)
     return names.get(kind, kind.__name__)
