@@ -375,7 +375,8 @@ def parse_scenario(data: Any, file: Path | str) -> Scenario:
     if not 0.5 <= severity.quantile < 1:
         raise v.fail("quantile", "must be at least 0.5 and below 1 (e.g. 0.999 flags about 1 in 1000 training buckets)")
     if not 1 <= severity.medium <= severity.high <= severity.critical:
-        raise v.fail("medium", "high and critical must be increasing multiples of the threshold, all at least 1")
+        raise v.fail("medium", f"({severity.medium:g}), '{v.key('high')}' ({severity.high:g}) and '{v.key('critical')}' "
+                               f"({severity.critical:g}) must be increasing multiples of the threshold, all at least 1")
 
     mitre = r.get("mitre", list, [])
     for technique in mitre:
