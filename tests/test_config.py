@@ -290,6 +290,13 @@ def test_a_user_error_is_one_sentence_naming_file_and_key(tmp_path, data, key, w
     assert words in msg, msg
 
 
+def test_severity_tiers_out_of_order_name_all_three_with_their_values(tmp_path):
+    path = scenario_file(tmp_path, with_(severity={"medium": 3, "high": 2}))
+    assert config_error(load_scenario, path) == (
+        f"{path}: key 'severity.medium' (3), 'severity.high' (2) and 'severity.critical' (4) must be increasing "
+        "multiples of the threshold, all at least 1.")
+
+
 def test_severity_tiers_may_be_equal():
     assert parse_scenario(with_(severity={"medium": 2, "high": 2, "critical": 2}), "s.yaml").severity.high == 2.0
 
