@@ -124,7 +124,7 @@ def test_documented_default_values():
     assert SeveritySpec() == SeveritySpec(quantile=0.999, medium=1.5, high=2.5, critical=4.0)
     assert SeasonalSpec() == SeasonalSpec(weekday=False, direction="up", min_scale=1.0)
     assert RunSpec() == RunSpec(grace_seconds=120, max_catchup_buckets=288, auto_train=True, no_data_hours=6.0,
-                                threads=2, device="cpu", keep_models=3)
+                                threads=1, device="cpu", keep_models=3)
 
 
 def test_null_values_mean_the_default_and_empty_sections_are_allowed():

@@ -46,14 +46,21 @@ def field_getter(dotted: str) -> Callable[[dict], Any]:
     return get
 
 
+def _text(value: Any) -> str:
+    # JSON true/false compare as Wazuh's decoder writes them, not as Python's True/False.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def _as_strings(value: Any) -> list[str]:
     if value is None:
         return []
     if isinstance(value, list):
-        return [str(v) for v in value if v is not None and not isinstance(v, (dict, list))]
+        return [_text(v) for v in value if v is not None and not isinstance(v, (dict, list))]
     if isinstance(value, dict):
         return []
-    return [str(value)]
+    return [_text(value)]
 
 
 def _as_number(value: Any) -> float | None:
@@ -147,6 +154,8 @@ class FeatureAggregator:
 
     def __init__(self, scenario: Scenario, start: float, end: float):
         step = scenario.bucket_seconds
+        if end < start:
+            raise ValueError(f"range [{start}, {end}) ends before it starts")
         if start % step or end % step:
             raise ValueError(f"range [{start}, {end}) is not aligned to {step}-second buckets")
         self.scenario = scenario

@@ -1,0 +1,35 @@
+"""Shared fixtures: where the shared real data lives, and small generated series."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+# The library's side effects (telemetry, progress bars) stay off in tests too.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+AIT_ALERTS = SHARED_DATA / "ait-ads" / "russellmitchell.alerts.json.gz"
+AIT_LABELS = SHARED_DATA / "ait-ads" / "russellmitchell.labels.json"
+
+
+def need_shared_data() -> None:
+    if not AIT_ALERTS.exists():
+        pytest.skip(f"real data not found at {SHARED_DATA} (../shared beside the repo)")
+
+
+@pytest.fixture
+def seasonal_frame() -> pd.DataFrame:
+    """Three days of 5-minute buckets with a daily cycle and Poisson noise, 3 features."""
+    rng = np.random.default_rng(7)
+    index = pd.date_range("2024-03-01", periods=3 * 288, freq="5min", tz="UTC", name="bucket")
+    hour = index.hour.to_numpy()
+    base = 3 + 2 * np.sin(2 * np.pi * hour / 24)
+    data = np.column_stack([rng.poisson(base), rng.poisson(base / 2), rng.poisson(1, len(index))])
+    return pd.DataFrame(data.astype(float), index=index, columns=["logins", "failures", "distinct_users"])
