@@ -1,0 +1,270 @@
+"""The scoring run end to end on a sandbox prefix: training when history allows, scoring
+new buckets, crash safety, bad input, health events, locking, bounded catch-up."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wazuh_anomaly.cli import main
+from wazuh_anomaly.config import load_config, load_scenarios
+from wazuh_anomaly.paths import Layout
+from wazuh_anomaly.runner import Runner, parse_time
+from wazuh_anomaly.state import RunLock
+
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+START = datetime(2024, 3, 1, tzinfo=timezone.utc)
+SCENARIO = textwrap.dedent("""\
+    name: auth_test
+    description: Failed logins per agent (test)
+    bucket_minutes: 5
+    entity: {field: agent.name, top: 5}
+    features:
+      - {name: failures, aggregation: count, filter: {rule.groups: [authentication_failed]}}
+      - {name: users, aggregation: distinct, field: data.dstuser, filter: {rule.groups: [authentication_failed]}}
+    detectors: [seasonal]
+    training: {lookback_days: 3, min_history_hours: 24}
+    """)
+
+
+def alert(ts: datetime, agent: str, user: str = "alice", groups=("authentication_failed",)) -> dict:
+    return {"timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}+0000",
+            "rule": {"level": 5, "id": "5716", "groups": list(groups), "description": "sshd: authentication failed."},
+            "agent": {"id": "001", "name": agent}, "data": {"dstuser": user, "srcip": "10.0.0.9"},
+            "location": "/var/log/auth.log", "decoder": {"name": "sshd"}}
+
+
+def normal_alerts(days: float, seed: int = 1) -> list[dict]:
+    """A few failed logins per bucket on two agents, with a daily cycle."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for bucket in range(int(days * 288)):
+        t0 = START + timedelta(minutes=5 * bucket)
+        for agent in ("web-01", "db-01"):
+            lam = 1.5 + np.sin(2 * np.pi * t0.hour / 24)
+            for k in range(rng.poisson(lam)):
+                out.append(alert(t0 + timedelta(seconds=int(rng.integers(0, 300))), agent,
+                                 user=f"user{rng.integers(0, 3)}"))
+    out.sort(key=lambda a: a["timestamp"])
+    return out
+
+
+def burst(at: datetime, agent: str = "web-01", n: int = 80) -> list[dict]:
+    return [alert(at + timedelta(seconds=2 * i), agent, user=f"u{i}") for i in range(n)]
+
+
+def write_alerts(prefix: Path, alerts: list[dict], extra_lines: dict[str, list[bytes]] | None = None) -> None:
+    """Lay alerts out as a manager does: dated files and alerts.json linked to the last."""
+    by_day: dict[str, list[bytes]] = {}
+    for a in alerts:
+        by_day.setdefault(a["timestamp"][:10], []).append(json.dumps(a).encode() + b"\n")
+    for day, lines in (extra_lines or {}).items():
+        by_day.setdefault(day, []).extend(lines)
+    base = prefix / "logs" / "alerts"
+    last = None
+    for day in sorted(by_day):
+        y, m, d = day.split("-")
+        path = base / y / MONTHS[int(m) - 1] / f"ossec-alerts-{d}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"".join(by_day[day]))
+        last = path
+    link = base / "alerts.json"
+    if link.exists():
+        link.unlink()
+    os.link(last, link)
+
+
+@pytest.fixture
+def prefix(tmp_path: Path) -> Path:
+    scenarios = tmp_path / "etc" / "anomaly" / "scenarios"
+    scenarios.mkdir(parents=True)
+    (scenarios / "auth_test.yaml").write_text(SCENARIO)
+    return tmp_path
+
+
+def runner(prefix: Path, now: datetime) -> Runner:
+    layout = Layout(prefix)
+    scenarios, errors = load_scenarios(layout.scenarios_dir)
+    return Runner(load_config(layout), scenarios, config_errors=errors, now=now.timestamp())
+
+
+def lines(prefix: Path) -> list[dict]:
+    path = prefix / "logs" / "anomaly" / "anomalies.json"
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_first_run_without_enough_history_says_how_much_is_missing(prefix):
+    write_alerts(prefix, normal_alerts(0.25))
+    report = runner(prefix, START + timedelta(hours=6, minutes=3)).run()
+    assert report.scenarios["auth_test"].status == "waiting"
+    health = [e["anomaly"] for e in lines(prefix) if e["anomaly"]["kind"] == "health"]
+    assert [h["health"] for h in health] == ["insufficient_history"]
+    assert "needs 24.0 h" in health[0]["message"] and "has 6.0 h" in health[0]["message"]
+    assert not (prefix / "var" / "anomaly" / "models" / "auth_test").exists()
+
+
+def test_first_run_trains_then_later_runs_score_only_new_buckets(prefix):
+    history = normal_alerts(2)
+    spike_at = START + timedelta(days=2, hours=1, minutes=10)
+    write_alerts(prefix, history)
+    first = runner(prefix, START + timedelta(days=2, minutes=3)).run()
+    assert first.scenarios["auth_test"].status == "trained"
+    assert (prefix / "var" / "anomaly" / "models" / "auth_test" / "current").exists()
+
+    write_alerts(prefix, history + normal_alerts(2.1, seed=2)[len(history):] + burst(spike_at))
+    second = runner(prefix, START + timedelta(days=2, hours=2, minutes=3)).run()
+    scored = second.scenarios["auth_test"]
+    assert scored.status == "scored" and scored.buckets == 24
+    found = [e for e in lines(prefix) if e["anomaly"]["kind"] == "timeseries"]
+    assert [(e["anomaly"]["window"]["start"], e["anomaly"]["entity"]["value"]) for e in found] == [
+        ("2024-03-03T01:10:00.000+0000", "web-01")]
+    assert found[0]["anomaly"]["top_feature"] in ("failures", "users")
+
+
+def test_rescoring_the_same_buckets_emits_nothing_new(prefix):
+    write_alerts(prefix, normal_alerts(2) + burst(START + timedelta(days=1, hours=3)))
+    r = runner(prefix, START + timedelta(days=2, minutes=3))
+    r.train(start=START.timestamp(), end=(START + timedelta(days=1)).timestamp())
+    first = r.detect(START.timestamp() + 86400, START.timestamp() + 2 * 86400)
+    second = r.detect(START.timestamp() + 86400, START.timestamp() + 2 * 86400)
+    assert first.written >= 1 and second.written == 0
+    assert second.duplicates == first.written
+    ids = [e["anomaly"]["id"] for e in lines(prefix)]
+    assert len(ids) == len(set(ids))
+
+
+def _anomaly_windows(prefix: Path) -> list[tuple[str, str]]:
+    return sorted((e["anomaly"]["window"]["start"], e["anomaly"]["entity"]["value"]) for e in lines(prefix)
+                  if e["anomaly"]["kind"] == "timeseries")
+
+
+def test_a_run_killed_half_way_then_run_again_emits_no_duplicates_and_leaves_no_gaps(prefix, tmp_path_factory):
+    history = normal_alerts(2)
+    bursts = burst(START + timedelta(days=2, minutes=20)) + burst(START + timedelta(days=2, hours=1), "db-01")
+    write_alerts(prefix, history + normal_alerts(2.1, seed=3)[len(history):] + bursts)
+    train_now = START + timedelta(days=2, minutes=3)
+    later = START + timedelta(days=2, hours=2, minutes=3)
+    runner(prefix, train_now).run()
+
+    # The reference: an identical prefix whose run is never interrupted.
+    reference = tmp_path_factory.mktemp("reference")
+    subprocess.run(["cp", "-a", f"{prefix}/.", str(reference)], check=True)
+    runner(reference, later).run()
+    expected = _anomaly_windows(reference)
+    assert len(expected) == 2
+
+    # Killed after the anomalies were appended but before the watermark was saved.
+    code = textwrap.dedent(f"""
+        import os, sys
+        from wazuh_anomaly.state import ScenarioState
+        ScenarioState.save = lambda self, state_dir: os._exit(9)
+        from wazuh_anomaly.cli import main
+        main(["--prefix", {str(prefix)!r}, "-q", "run", "--now", {later.isoformat()!r}])
+        """)
+    killed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert killed.returncode == 9
+    assert _anomaly_windows(prefix) == expected            # written before the kill
+
+    assert main(["--prefix", str(prefix), "-q", "run", "--now", later.isoformat()]) == 0
+    assert _anomaly_windows(prefix) == expected            # no duplicate, no gap
+    state = json.loads((prefix / "var/anomaly/state/scenarios/auth_test.json").read_text())
+    assert state["watermark"] == parse_time("2024-03-03T02:00:00Z")
+
+
+def test_malformed_alert_lines_are_counted_and_skipped(prefix):
+    bad = [b"{not json\n", b"[1, 2]\n", b"\xff\xfe garbage\n", b'{"no": "timestamp"}\n', b"x" * 70000 + b"\n"]
+    day = (START + timedelta(days=1)).strftime("%Y-%m-%d")
+    write_alerts(prefix, normal_alerts(2), extra_lines={day: bad})
+    report = runner(prefix, START + timedelta(days=2, minutes=3)).run()
+    assert report.scenarios["auth_test"].status == "trained"
+    health = [e["anomaly"] for e in lines(prefix) if e["anomaly"]["kind"] == "health"]
+    malformed = [h for h in health if h["health"] == "malformed_input"]
+    assert len(malformed) == 1
+    assert "5" in malformed[0]["message"] and "ossec-alerts-02.json" in malformed[0]["message"]
+
+
+def test_a_missing_alerts_directory_is_a_health_event_and_one_clear_sentence(prefix, capsys):
+    assert main(["--prefix", str(prefix), "run", "--now", "2024-03-03T00:03:00Z"]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert str(prefix / "logs" / "alerts") in err
+    health = [e["anomaly"] for e in lines(prefix)]
+    assert [h["health"] for h in health] == ["source_unreadable"]
+    assert health[0]["severity"] == "high"
+
+
+def test_an_overlapping_run_is_skipped_while_the_lock_is_held(prefix, capsys):
+    write_alerts(prefix, normal_alerts(2))
+    with RunLock(Layout(prefix).run_lock):
+        assert main(["--prefix", str(prefix), "run", "--now", "2024-03-03T00:03:00Z"]) == 0
+    assert "this run is skipped" in capsys.readouterr().err
+    assert lines(prefix) == []
+
+
+def test_a_broken_scenario_file_does_not_stop_the_others(prefix):
+    (prefix / "etc/anomaly/scenarios/broken.yaml").write_text("name: broken\nfeatures: [\n")
+    write_alerts(prefix, normal_alerts(2))
+    report = runner(prefix, START + timedelta(days=2, minutes=3)).run()
+    assert report.scenarios["auth_test"].status == "trained"
+    health = [e["anomaly"] for e in lines(prefix) if e["anomaly"]["kind"] == "health"]
+    assert [h["health"] for h in health] == ["config_invalid"]
+    assert "broken.yaml" in health[0]["message"]
+
+
+def test_a_model_writable_by_others_is_refused_and_reported(prefix):
+    write_alerts(prefix, normal_alerts(2))
+    runner(prefix, START + timedelta(days=2, minutes=3)).run()
+    model_dir = next(p for p in (prefix / "var/anomaly/models/auth_test").iterdir() if p.is_dir())
+    os.chmod(model_dir / "seasonal.json", 0o666)
+    r = runner(prefix, START + timedelta(days=2, hours=1))
+    row = r.status()[0]
+    assert row["model"] is None and "writable by group or others" in row["last_error"]
+
+
+def test_catch_up_after_downtime_is_bounded(prefix):
+    (prefix / "etc/anomaly/config.yaml").write_text("run:\n  max_catchup_buckets: 12\n")
+    write_alerts(prefix, normal_alerts(3))
+    runner(prefix, START + timedelta(days=2, minutes=3)).run()
+    report = runner(prefix, START + timedelta(days=2, hours=10, minutes=3)).run()
+    assert report.scenarios["auth_test"].buckets == 12
+    assert "backlog" in report.scenarios["auth_test"].message
+
+
+def test_runs_one_bucket_at_a_time_find_the_same_anomalies_as_one_backfill(prefix, tmp_path_factory):
+    """The persisted context makes incremental scoring equal to scoring a range at once."""
+    spec = SCENARIO.replace("detectors: [seasonal]", "detectors: [mvad, seasonal]\n"
+                            "mvad: {sliding_window: 16, epochs: 3, windows_per_epoch: 256, min_steps: 10}")
+    (prefix / "etc/anomaly/scenarios/auth_test.yaml").write_text(spec)
+    history = normal_alerts(2)
+    write_alerts(prefix, history + normal_alerts(2.1, seed=5)[len(history):] +
+                 burst(START + timedelta(days=2, minutes=40)))
+    runner(prefix, START + timedelta(days=2, minutes=3)).run()
+    other = tmp_path_factory.mktemp("backfill")
+    subprocess.run(["cp", "-a", f"{prefix}/.", str(other)], check=True)
+
+    for step in range(1, 13):
+        runner(prefix, START + timedelta(days=2, minutes=5 * step + 3)).run()
+    incremental = [(e["anomaly"]["window"]["start"], e["anomaly"]["entity"]["value"], e["anomaly"]["score"])
+                   for e in lines(prefix) if e["anomaly"]["kind"] == "timeseries"]
+    runner(other, START + timedelta(days=2, hours=1, minutes=3)).detect(
+        (START + timedelta(days=2)).timestamp(), (START + timedelta(days=2, hours=1)).timestamp())
+    backfill = [(e["anomaly"]["window"]["start"], e["anomaly"]["entity"]["value"], e["anomaly"]["score"])
+                for e in lines(other) if e["anomaly"]["kind"] == "timeseries"]
+    assert incremental and sorted(incremental) == sorted(backfill)
+
+
+def test_status_shows_model_age_watermark_and_lag(prefix, capsys):
+    write_alerts(prefix, normal_alerts(2))
+    runner(prefix, START + timedelta(days=2, minutes=3)).run()
+    assert main(["--prefix", str(prefix), "status", "--json", "--now", "2024-03-03T01:00:00Z"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["scenario"] == "auth_test" and rows[0]["model"]
+    assert rows[0]["last_scored_bucket_end"] == "2024-03-03 00:00 UTC"
+    assert rows[0]["lag_minutes"] == 60.0
