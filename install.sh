@@ -708,6 +708,12 @@ do_install() {
         [ -f "$f" ] || continue
         place_file "$f" "etc/decoders/${f##*/}" 0660 decoders protect
     done
+    # The rule test cases, so that `wazuh-anomaly logtest` can check the rules on this manager.
+    ensure_dir etc/anomaly/ruleset-tests dir 0750
+    for f in "$REPO"/tests/ruleset/*.ini; do
+        [ -f "$f" ] || continue
+        place_file "$f" "etc/anomaly/ruleset-tests/${f##*/}" 0640 "rule tests" replace
+    done
 
     # The launcher: a tiny sh script with the virtualenv and prefix baked in.
     render "$REPO/wazuh/wodles/anomaly/wazuh-anomaly.in" t

@@ -77,10 +77,10 @@ class TrainingSpec:
 @dataclass(frozen=True)
 class MvadSpec:
     sliding_window: int = 48          # input_size = sliding_window // 2 buckets of context
-    epochs: int = 30
+    epochs: int = 20
     batch_size: int = 64
     interval: int = 1                 # stride of training windows (the library's 10 trains nothing on days of data)
-    windows_per_epoch: int = 1024     # each epoch trains on a fresh random sample of this many windows
+    windows_per_epoch: int = 640      # each epoch trains on a fresh random sample of this many windows
     lr: float = 1e-3
     seed: int = 42
     min_steps: int = 100              # a fit with fewer optimiser steps is a failure, not a model
@@ -342,10 +342,10 @@ def parse_scenario(data: Any, file: Path | str) -> Scenario:
     m = r.sub("mvad")
     mvad = MvadSpec(
         sliding_window=m.get("sliding_window", int, 48),
-        epochs=m.get("epochs", int, 30),
+        epochs=m.get("epochs", int, 20),
         batch_size=m.get("batch_size", int, 64),
         interval=m.get("interval", int, 1),
-        windows_per_epoch=m.get("windows_per_epoch", int, 1024),
+        windows_per_epoch=m.get("windows_per_epoch", int, 640),
         lr=m.get("lr", float, 1e-3),
         seed=m.get("seed", int, 42),
         min_steps=m.get("min_steps", int, 100),

@@ -40,6 +40,7 @@ from ..errors import ModelError
 from .base import ScoreFrame, Series
 
 WEIGHTS_FILE = "mvad.pt"
+VALIDATION_WINDOWS = 512
 CONFIG_FILE = "mvad.json"
 
 
@@ -165,6 +166,10 @@ class MvadDetector:
         # Validation windows end in the held-out tail but may look back into training rows.
         val_parts = [a[max(0, s - self.input_size):] for a, s in zip(usable, splits) if len(a) - s > 0]
         val_set = windows(val_parts, 1, consts.INFERENCE_CLIP_MIN, consts.INFERENCE_CLIP_MAX) if val_parts else None
+        if val_set is not None and len(val_set) > VALIDATION_WINDOWS:
+            # A fixed, evenly spread subset: the same yardstick every epoch, at a bounded cost.
+            keep = np.linspace(0, len(val_set) - 1, VALIDATION_WINDOWS).round().astype(int).tolist()
+            val_set = torch.utils.data.Subset(val_set, keep)
         n_train = len(train_set)
         batch_size = min(self.spec.batch_size, n_train)
         if batch_size < 1:

@@ -31,8 +31,11 @@ def default_rule_files() -> list[Path]:
 
 
 def default_ini_files() -> list[Path]:
+    """The checkout's tests/ruleset cases, else the copies install.sh put on this manager."""
     repo = repo_dir()
-    return [repo / "tests" / "ruleset" / INI_FILE_NAME] if repo else []
+    if repo is not None:
+        return [repo / "tests" / "ruleset" / INI_FILE_NAME]
+    return sorted((Layout.from_env().etc_dir / "ruleset-tests").glob("*.ini"))
 
 
 def _received_at(event: dict) -> float:
