@@ -237,9 +237,9 @@ ERRORS = [
     ("duplicate feature name", with_(features=[{"name": "a"}, {"name": "b"}, {"name": "a"}]), "features[2].name",
      "repeats the feature name 'a'"),
     ("bad aggregation", feature(aggregation="median", field="rule.level"), "features[0].aggregation",
-     "must be one of count, distinct, max, mean, sum, not 'median'"),
+     "must be one of count, distinct, max, mean, sum, rare, not 'median'"),
     *[(f"{agg} without field", feature(aggregation=agg), "features[0].field", f"is required for aggregation '{agg}'")
-      for agg in ("distinct", "max", "mean", "sum")],
+      for agg in ("distinct", "max", "mean", "sum", "rare")],
     *[(f"bucket_minutes {m}", with_(bucket_minutes=m), "bucket_minutes", "must divide a day evenly")
       for m in (7, 0, -5, 2880)],
     *[(f"MITRE id {t!r}", with_(mitre=["T1110", t]), "mitre", "is not a MITRE ATT&CK id")

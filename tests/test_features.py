@@ -453,12 +453,17 @@ def one_pass_and_runs(alerts_dir) -> tuple[dict, dict]:
         for agg in one.values():
             agg.add(ts, a)
     runs: dict[str, list[FeatureAggregator]] = {name: [] for name in SHIPPED}
+    vocabulary: dict[str, dict] = {name: {} for name in SHIPPED}
     for start, end in zip(CUTS, CUTS[1:]):
-        parts = {name: FeatureAggregator(s, start, end) for name, s in SHIPPED.items()}
+        # Each run starts from the rare-value vocabulary the previous run left, as the runner does.
+        parts = {name: FeatureAggregator(s, start, end, vocabulary=vocabulary[name]) for name, s in SHIPPED.items()}
         for ts, a in AlertsFileSource(alerts_dir).read(start, end):
             for agg in parts.values():
                 agg.add(ts, a)
         for name, agg in parts.items():
+            for entity in agg.entities():
+                agg.frame(entity)
+            vocabulary[name] = agg.vocabulary_after()
             runs[name].append(agg)
     return one, runs
 
@@ -498,9 +503,18 @@ def independent_alert_volume(df: pd.DataFrame) -> pd.DataFrame:
 def independent_rule_diversity(df: pd.DataFrame) -> pd.DataFrame:
     by = df.groupby(["agent.name", "bucket"])
     groups = df[["agent.name", "bucket", "rule.groups"]].explode("rule.groups").groupby(["agent.name", "bucket"])
+    # rare_rules: rule ids this agent raised in at most 2 earlier buckets, counted in time order.
+    rare = {}
+    for agent, rules in df.groupby(["agent.name", "bucket"])["rule.id"].apply(set).groupby(level=0):
+        earlier: dict[str, int] = {}
+        for (_, bucket), ids in rules.sort_index().items():
+            rare[(agent, bucket)] = sum(1 for r in ids if earlier.get(r, 0) <= 2)
+            for r in ids:
+                earlier[r] = earlier.get(r, 0) + 1
     out = pd.DataFrame({
         "distinct_rules": by["rule.id"].nunique(), "distinct_groups": groups["rule.groups"].nunique(),
-        "distinct_decoders": by["decoder.name"].nunique(), "max_level": by["rule.level"].max(),
+        "distinct_decoders": by["decoder.name"].nunique(), "rare_rules": pd.Series(rare),
+        "max_level": by["rule.level"].max(),
     }).astype(float)
     out.index.names = ["agent", "bucket"]
     return out
@@ -517,9 +531,11 @@ def test_real_numbers_for_intranet_server_at_0355_on_jan_24(real_stream, ait_fra
     for name, want in [
         ("alert_volume", {"alerts_low": 3, "alerts_medium": 10343, "alerts_high": 548, "alerts_critical": 0,
                           "ids_alerts": 6}),
-        ("rule_diversity", {"distinct_rules": 15, "distinct_groups": 16, "distinct_decoders": 5, "max_level": 10}),
+        ("rule_diversity", {"distinct_rules": 15, "distinct_groups": 16, "distinct_decoders": 5, "max_level": 10,
+                            "rare_rules": 12}),
     ]:
-        got = aggregate(SHIPPED[name], real_stream, at("03:00"), at("05:00")).frame("intranet_server").loc[bucket]
+        # From the start of the data, so that rare_rules sees the same history as the pandas version.
+        got = aggregate(SHIPPED[name], real_stream, *DAYS).frame("intranet_server").loc[bucket]
         independent = {"alert_volume": independent_alert_volume,
                        "rule_diversity": independent_rule_diversity}[name](ait_frame).loc[("intranet_server", bucket)]
         assert got.to_dict() == {k: float(v) for k, v in want.items()} == independent.to_dict()

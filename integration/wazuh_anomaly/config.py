@@ -21,7 +21,7 @@ import yaml
 from .errors import ConfigError
 from .paths import Layout
 
-AGGREGATIONS = ("count", "distinct", "max", "mean", "sum")
+AGGREGATIONS = ("count", "distinct", "max", "mean", "sum", "rare")
 DETECTORS = ("mvad", "seasonal")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 MITRE_RE = re.compile(r"^T\d{4}(\.\d{3})?$")
@@ -58,6 +58,7 @@ class FeatureSpec:
     aggregation: str                  # one of AGGREGATIONS
     field: str | None = None          # required except for count
     filter: tuple[Condition, ...] = ()
+    max_seen: int = 2                 # rare: a value seen in at most this many earlier buckets (per entity) is rare
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,10 @@ class Scenario:
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    @property
+    def has_rare_features(self) -> bool:
+        return any(f.aggregation == "rare" for f in self.features)
 
 
 @dataclass(frozen=True)
@@ -292,11 +297,16 @@ def _parse_features(r: _Reader) -> tuple[FeatureSpec, ...]:
         field_name = f.get("field", str)
         if aggregation != "count" and not field_name:
             raise f.fail("field", f"is required for aggregation '{aggregation}'")
+        max_seen = f.get("max_seen", int, 2)
+        if max_seen < 0:
+            raise f.fail("max_seen", "must be zero (never seen before) or more")
+        if aggregation != "rare" and "max_seen" in f.data:
+            raise f.fail("max_seen", "only applies to aggregation 'rare'")
         flt = f.sub("filter")
         conditions = tuple(_parse_condition(flt, k, v) for k, v in flt.data.items())
         flt.used.update(flt.data)
         f.done()
-        features.append(FeatureSpec(name, aggregation, field_name, conditions))
+        features.append(FeatureSpec(name, aggregation, field_name, conditions, max_seen))
     return tuple(features)
 
 

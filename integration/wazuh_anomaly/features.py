@@ -123,7 +123,7 @@ def compile_filter(conditions: Iterable[Condition]) -> Callable[[dict], bool]:
 def _new_acc(aggregation: str) -> Any:
     if aggregation == "count":
         return 0
-    if aggregation == "distinct":
+    if aggregation in ("distinct", "rare"):
         return set()
     if aggregation == "max":
         return -math.inf
@@ -132,10 +132,24 @@ def _new_acc(aggregation: str) -> Any:
     return 0.0  # sum
 
 
+VOCABULARY_LIMIT = 5000
+
+
+def _vocab_key(entity: str | None) -> str:
+    return "" if entity is None else "=" + entity
+
+
+def _capped(counts: dict[str, int]) -> dict[str, int]:
+    """Keep the vocabulary bounded: past the limit, forget the rarest values first."""
+    if len(counts) <= VOCABULARY_LIMIT:
+        return counts
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:VOCABULARY_LIMIT])
+
+
 def _final(aggregation: str, acc: Any) -> float:
     if aggregation == "count":
         return float(acc)
-    if aggregation == "distinct":
+    if aggregation in ("distinct", "rare"):
         return float(len(acc))
     if aggregation == "max":
         return 0.0 if acc == -math.inf else float(acc)
@@ -152,7 +166,8 @@ class FeatureAggregator:
     over a source that reads the union of their ranges.
     """
 
-    def __init__(self, scenario: Scenario, start: float, end: float):
+    def __init__(self, scenario: Scenario, start: float, end: float,
+                 vocabulary: dict[str, dict[str, dict[str, int]]] | None = None):
         step = scenario.bucket_seconds
         if end < start:
             raise ValueError(f"range [{start}, {end}) ends before it starts")
@@ -176,6 +191,9 @@ class FeatureAggregator:
         # (entity, bucket) -> accumulators, only for buckets that saw a matching alert.
         self._cells: dict[tuple[str | None, int], list[Any]] = {}
         self.entity_volume: dict[str | None, int] = defaultdict(int)
+        # feature -> entity key -> value -> number of earlier buckets it was seen in
+        self.vocabulary = vocabulary or {}
+        self._vocabulary_after: dict[str, dict[str, dict[str, int]]] = {}
         self.alerts_seen = 0
         self.alerts_matched = 0
         self.alerts_without_entity = 0
@@ -209,7 +227,7 @@ class FeatureAggregator:
                 value = get(alert)
                 if value is None:
                     continue
-                if aggregation == "distinct":
+                if aggregation == "distinct" or aggregation == "rare":
                     for v in _as_strings(value):
                         cell[i].add(v)
                         matched = True
@@ -245,10 +263,29 @@ class FeatureAggregator:
     def frame(self, entity: str | None = None) -> pd.DataFrame:
         """The bucket x feature frame of one entity (or of the whole stream)."""
         values = np.zeros((self.n_buckets, len(self.features)), dtype=float)
-        for (cell_entity, bucket), cell in self._cells.items():
-            if cell_entity == entity:
-                values[bucket] = [_final(f.aggregation, acc) for f, acc in zip(self.features, cell)]
+        rare = [i for i, f in enumerate(self.features) if f.aggregation == "rare"]
+        cells = sorted((bucket, cell) for (cell_entity, bucket), cell in self._cells.items()
+                       if cell_entity == entity) if rare else \
+            [(bucket, cell) for (cell_entity, bucket), cell in self._cells.items() if cell_entity == entity]
+        seen = {i: dict(self.vocabulary.get(self.features[i].name, {}).get(_vocab_key(entity), {})) for i in rare}
+        for bucket, cell in cells:
+            values[bucket] = [_final(f.aggregation, acc) for f, acc in zip(self.features, cell)]
+            # Rare values: seen in at most max_seen earlier buckets of this entity, in time order.
+            for i in rare:
+                counts, limit = seen[i], self.features[i].max_seen
+                values[bucket, i] = float(sum(1 for v in cell[i] if counts.get(v, 0) <= limit))
+                for v in cell[i]:
+                    counts[v] = counts.get(v, 0) + 1
+        for i in rare:
+            self._vocabulary_after.setdefault(self.features[i].name, {})[_vocab_key(entity)] = _capped(seen[i])
         return pd.DataFrame(values, index=self.index(), columns=[f.name for f in self.features])
+
+    def vocabulary_after(self) -> dict[str, dict[str, dict[str, int]]]:
+        """The rare-value counts after this range, for the next run (call after frames())."""
+        merged = {name: dict(entities) for name, entities in self.vocabulary.items()}
+        for name, entities in self._vocabulary_after.items():
+            merged.setdefault(name, {}).update(entities)
+        return merged
 
     def frames(self, top: int | None = None) -> dict[str | None, pd.DataFrame]:
         if top is None and self.scenario.entity is not None:

@@ -73,6 +73,7 @@ class ModelBundle:
     detectors: dict[str, object]
     calibrations: dict[str, dict[str, Calibration]]   # detector -> entity key (or POOLED) -> calibration
     meta: dict = field(default_factory=dict)
+    vocabulary: dict = field(default_factory=dict)     # rare features: value counts at the end of training
 
     @property
     def context_buckets(self) -> int:
@@ -159,6 +160,8 @@ class ModelBundle:
             for detector in self.detectors.values():
                 detector.save(tmp)
             (tmp / "profile.json").write_text(json.dumps(self.profile.to_json()), encoding="utf-8")
+            if self.vocabulary:
+                (tmp / "vocabulary.json").write_text(json.dumps(self.vocabulary), encoding="utf-8")
             (tmp / "meta.json").write_text(json.dumps(self.meta, indent=1), encoding="utf-8")
             for path in tmp.iterdir():
                 os.chmod(path, 0o640)
@@ -222,12 +225,14 @@ class ModelBundle:
                     detectors[name] = cls_.load(directory, features)
             calibrations = {d: {k: Calibration.from_json(v) for k, v in cals.items()}
                             for d, cals in meta["calibration"].items()}
+            vocabulary_file = directory / "vocabulary.json"
+            vocabulary = json.loads(vocabulary_file.read_text(encoding="utf-8")) if vocabulary_file.exists() else {}
         except ModelError:
             raise
         except Exception as exc:  # a damaged file of any kind: one sentence, then retrain
             raise ModelError(f"{directory}: cannot be loaded ({type(exc).__name__}: {exc}); "
                              f"retrain with 'wazuh-anomaly train'.") from None
-        return cls(scenario, version, profile, detectors, calibrations, meta)
+        return cls(scenario, version, profile, detectors, calibrations, meta, vocabulary)
 
     # ------------------------------------------------------------------ scoring
     def calibration(self, detector: str, entity: str | None) -> Calibration:

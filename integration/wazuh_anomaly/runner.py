@@ -28,6 +28,7 @@ from .sources import AlertsFileSource, ReadCursor, SourceStats, SourceUnreadable
 from .state import RunLock, ScenarioState, atomic_write_json, read_json
 
 log = logging.getLogger("wazuh_anomaly")
+RARE_WARMUP_SECONDS = 86400
 
 
 def _dt(epoch: float) -> datetime:
@@ -179,11 +180,19 @@ class Runner:
                 # first activity ever is reported instead of waiting for a model forever.
                 frames = {None: agg.frame(None)}
                 log.info("%s: no alert matched its features in the training range; training on zeros", s.name)
-            series = {e: f[f.index >= pd.Timestamp(s_start, unit="s", tz="UTC")] for e, f in frames.items()}
+            fit_from = s_start
+            if s.has_rare_features:
+                # Everything is "rare" while the vocabulary is young: the first day only
+                # builds it, and the detectors learn from the buckets after that.
+                fit_from = s_start + min(RARE_WARMUP_SECONDS, (s_end - s_start) / 3)
+                fit_from = align_down(fit_from, s.bucket_seconds)
+            series = {e: f[f.index >= pd.Timestamp(fit_from, unit="s", tz="UTC")] for e, f in frames.items()}
+            vocabulary = agg.vocabulary_after()
             try:
                 bundle = ModelBundle.train(s, series, trained_from=s_start, trained_to=s_end,
                                            device=self.config.run.device, threads=self.config.run.threads,
                                            now=self.now)
+                bundle.vocabulary = vocabulary
                 bundle.save(self.config.models_dir, keep=self.config.run.keep_models)
             except (ValueError, RuntimeError, WazuhAnomalyError) as exc:
                 r.status = "failed"
@@ -201,6 +210,7 @@ class Runner:
             if state.watermark is None or state.watermark <= s_end:
                 state.watermark = s_end
                 state.remember(series, bundle.context_buckets, s.entity.top if s.entity else 1)
+                state.vocabulary = vocabulary
                 state.save(self.state_dir)
         return trained
 
@@ -311,7 +321,7 @@ class Runner:
         for name, (s, bundle, state, start, end) in plans.items():
             # Context comes from the state when it ends exactly at the watermark, else from the source.
             context_from = start if state.watermark == start else start - bundle.context_buckets * s.bucket_seconds
-            aggregators[name] = (FeatureAggregator(s, context_from, end), context_from)
+            aggregators[name] = (FeatureAggregator(s, context_from, end, vocabulary=state.vocabulary), context_from)
         lo = min(a.start for a, _ in aggregators.values())
         hi = max(a.end for a, _ in aggregators.values())
         cursor = ReadCursor.from_dict(run_state.get("cursor") or {})
@@ -348,6 +358,7 @@ class Runner:
             r.anomalies = anomalies
             state.watermark = end
             state.remember(frames, bundle.context_buckets, s.entity.top if s.entity else 1)
+            state.vocabulary = agg.vocabulary_after()
             state.last_run = self.now
             state.last_error = None
             state.last_anomalies = len(anomalies)
@@ -412,7 +423,8 @@ class Runner:
                 r.message = "the range holds no complete bucket"
                 continue
             context_from = s_start - bundle.context_buckets * s.bucket_seconds
-            plans[s.name] = (s, bundle, FeatureAggregator(s, context_from, s_end), s_start, s_end)
+            plans[s.name] = (s, bundle, FeatureAggregator(s, context_from, s_end, vocabulary=bundle.vocabulary),
+                             s_start, s_end)
         if plans:
             lo = min(p[2].start for p in plans.values())
             hi = max(p[2].end for p in plans.values())

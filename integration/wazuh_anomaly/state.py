@@ -86,6 +86,7 @@ class ScenarioState:
     last_error: str | None = None
     last_anomalies: int = 0
     total_anomalies: int = 0
+    vocabulary: dict = field(default_factory=dict)  # rare features: value counts per entity
 
     @staticmethod
     def entity_key(entity: str | None) -> str:
@@ -117,7 +118,8 @@ class ScenarioState:
     def to_json(self) -> dict:
         return {"name": self.name, "watermark": self.watermark, "context": self.context,
                 "last_run": self.last_run, "last_error": self.last_error,
-                "last_anomalies": self.last_anomalies, "total_anomalies": self.total_anomalies}
+                "last_anomalies": self.last_anomalies, "total_anomalies": self.total_anomalies,
+                "vocabulary": self.vocabulary}
 
     @classmethod
     def load(cls, state_dir: Path, name: str) -> "ScenarioState":
@@ -127,7 +129,8 @@ class ScenarioState:
         return cls(name=name, watermark=data.get("watermark"), context=data.get("context") or {},
                    last_run=data.get("last_run"), last_error=data.get("last_error"),
                    last_anomalies=int(data.get("last_anomalies") or 0),
-                   total_anomalies=int(data.get("total_anomalies") or 0))
+                   total_anomalies=int(data.get("total_anomalies") or 0),
+                   vocabulary=data.get("vocabulary") or {})
 
     def save(self, state_dir: Path) -> None:
         atomic_write_json(state_dir / "scenarios" / f"{self.name}.json", self.to_json())
