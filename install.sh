@@ -792,7 +792,7 @@ do_install() {
     fi
     say "wazuh-anomaly is installed in $prefix."
     say "  launcher:   $launcher (runs $venv/bin/wazuh-anomaly --prefix $prefix)"
-    say "  config:     $prefix/etc/anomaly/ (scenarios: etc/anomaly/scenarios/*.yaml, "enabled: false" to switch one off)"
+    say "  config:     $prefix/etc/anomaly/ (scenarios: etc/anomaly/scenarios/*.yaml, 'enabled: false' to switch one off)"
     if [ "$wodle" = 1 ]; then
         say "  scoring:    every $interval by wazuh-modulesd (wodle tag wazuh-anomaly)"
     else
