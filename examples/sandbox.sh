@@ -29,7 +29,7 @@ cli=$prefix/wodles/anomaly/wazuh-anomaly
 echo "== sample alerts"
 "$cli" sample-data
 echo "== train on 2022-01-21 .. 2022-01-23 (MVAD and the seasonal baseline; a few minutes on 2 cores)"
-"$cli" train --from 2022-01-21T00:00:00Z --to 2022-01-24T00:00:00Z
+"$cli" train --from 2022-01-21T00:00:00Z --to 2022-01-24T00:00:00Z --now 2022-01-24T00:05:00Z
 echo "== the wodle's scoring run, as if it were 2022-01-25 00:05 UTC (scores every bucket of the 24th)"
 "$cli" run --now 2022-01-25T00:05:00Z
 echo "== the anomalies written to $prefix/logs/anomaly/anomalies.json, and the alert each raises"

@@ -18,6 +18,7 @@ import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,10 @@ TOP_FEATURES = 5
 
 def _utc(epoch: float) -> pd.Timestamp:
     return pd.Timestamp(epoch, unit="s", tz="UTC")
+
+
+def _iso(epoch: float) -> str:
+    return iso(datetime.fromtimestamp(epoch, tz=timezone.utc))
 
 
 def data_hash(series: dict[str | None, pd.DataFrame]) -> str:
@@ -141,9 +146,9 @@ class ModelBundle:
             "entity_field": scenario.entity.field if scenario.entity else None,
             "entities": [e for e in series if e is not None],
             "detectors": list(detectors), "skipped_detectors": skipped, "combine": scenario.combine,
-            "trained_at": iso(_utc(now).to_pydatetime()), "trained_at_epoch": now,
-            "trained_from": iso(_utc(trained_from).to_pydatetime()), "trained_from_epoch": trained_from,
-            "trained_to": iso(_utc(trained_to).to_pydatetime()), "trained_to_epoch": trained_to,
+            "trained_at": _iso(now), "trained_at_epoch": now,
+            "trained_from": _iso(trained_from), "trained_from_epoch": trained_from,
+            "trained_to": _iso(trained_to), "trained_to_epoch": trained_to,
             "buckets": int(sum(len(f) for f in series.values())), "data_hash": data_hash(series),
             "calibration": {d: {k: c.to_json() for k, c in cals.items()} for d, cals in calibrations.items()},
             "fit": details, "library_versions": library_versions(), "wazuh_anomaly": __version__,
