@@ -17,8 +17,9 @@ if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
     "$venv/bin/python" -m pip install -q -r "$here/requirements.txt" >&2
     touch "$venv/.complete"
 fi
-# The project itself, editable, so the tests always see this clone's code.
-if ! "$venv/bin/python" -c 'import wazuh_anomaly, os, sys; sys.exit(0 if os.path.realpath(os.path.dirname(wazuh_anomaly.__file__)).startswith(os.path.realpath(sys.argv[1])) else 1)' "$repo" 2>/dev/null; then
+# The project's console script, once (an editable install of whichever clone came first);
+# callers put their own clone's integration/ first on PYTHONPATH, so its code is what runs.
+if [ ! -x "$venv/bin/wazuh-anomaly" ]; then
     "$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$repo" >&2
 fi
 echo "$venv"
