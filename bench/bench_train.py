@@ -11,19 +11,21 @@ the whole process.
 
     python bench/bench_train.py                  # a few minutes: 3 full MVAD trainings
     python bench/bench_train.py --quick          # seconds: 2 epochs, for the smoke test
+    python bench/bench_train.py --busy           # with one core kept busy (as analysisd would)
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import measure
 
-THREADS = 2
+THREADS = 2  # run.threads' default
 # Mean count per 5-minute bucket of each feature in turn (cycled): busy, medium, rare, very rare, steady.
 RATES = (30.0, 8.0, 2.0, 0.3, 5.0)
 FIRST_BUCKET = "2024-01-01T00:00:00Z"  # a Monday
@@ -63,10 +65,10 @@ def worker(args) -> None:
         started = time.perf_counter()
         from wazuh_anomaly.detectors.mvad import _library
         torch = _library().torch
-        torch.set_num_threads(THREADS)
+        torch.set_num_threads(args.threads)
         report["import_seconds"] = time.perf_counter() - started
         spec = quick_spec(scenario.mvad) if args.quick else scenario.mvad
-        detector = detector_class("mvad")(features, spec, threads=THREADS)
+        detector = detector_class("mvad")(features, spec, threads=args.threads)
         started = time.perf_counter()
         detector.fit({None: frame})
         seconds = time.perf_counter() - started
@@ -89,6 +91,20 @@ def worker(args) -> None:
     print(json.dumps(report))
 
 
+def measure_fits(args, scenario_file: Path, repeats: int, env: dict, runs: dict[str, list[dict]]) -> None:
+    """Each fit in a fresh process, MVAD and seasonal back to back, `repeats` times."""
+    for _ in range(repeats):
+        for name in runs:
+            argv = [sys.executable, str(Path(__file__).resolve()), "--worker", name,
+                    "--scenario-file", str(scenario_file), "--days", repr(args.days), "--threads", str(args.threads)]
+            if args.quick:
+                argv.append("--quick")
+            measured = measure.run_measured(argv, env=env)
+            report = measured.json_line()
+            report["process_seconds"] = measured.wall_seconds
+            runs[name].append(report)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenario", default="alert_volume", help="shipped scenario whose features and specs are used")
@@ -96,6 +112,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--days", type=float, default=7.0, help="days of buckets to train on (default 7)")
     parser.add_argument("--repeats", type=int, default=None, help="trainings of each detector (default 3; 1 with --quick)")
     parser.add_argument("--quick", action="store_true", help="2 short MVAD epochs, for the smoke test")
+    parser.add_argument("--threads", type=int, default=THREADS, help=f"torch threads (default {THREADS})")
+    parser.add_argument("--busy", action="store_true", help="keep one core busy meanwhile, as a manager's "
+                        "analysisd would (shows what oversubscribed torch threads cost)")
     parser.add_argument("--out", type=Path, default=measure.RESULTS / "train.json")
     parser.add_argument("--worker", choices=("mvad", "seasonal"), help=argparse.SUPPRESS)
     parser.add_argument("--scenario-file", help=argparse.SUPPRESS)
@@ -112,16 +131,14 @@ def main(argv: list[str] | None = None) -> dict:
     repeats = args.repeats or (1 if args.quick else 3)
     env = measure.python_env()
     runs: dict[str, list[dict]] = {"mvad": [], "seasonal": []}
-    for _ in range(repeats):
-        for name in runs:
-            argv = [sys.executable, str(Path(__file__).resolve()), "--worker", name,
-                    "--scenario-file", str(scenario_file), "--days", repr(args.days)]
-            if args.quick:
-                argv.append("--quick")
-            measured = measure.run_measured(argv, env=env)
-            report = measured.json_line()
-            report["process_seconds"] = measured.wall_seconds
-            runs[name].append(report)
+    # a pure-Python busy loop: one core taken, no memory, ended by its own pid below
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
+    try:
+        measure_fits(args, scenario_file, repeats, env, runs)
+    finally:
+        if hog is not None:
+            hog.kill()
+            hog.wait()
 
     mvad, seasonal = runs["mvad"], runs["seasonal"]
     paired = [m["seconds"] / s["seconds"] for m, s in zip(mvad, seasonal)]
@@ -133,7 +150,8 @@ def main(argv: list[str] | None = None) -> dict:
         "days": args.days,
         "rows": first["rows"],
         "features": first["features"],
-        "threads": THREADS,
+        "threads": args.threads,
+        "busy_core": args.busy,
         "repeats": repeats,
         "mvad": {
             "seconds": measure.median([r["seconds"] for r in mvad]),
@@ -164,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
     m, s = results["mvad"], results["seasonal"]
     measure.print_table(
         f"train: {args.scenario}, {results['rows']} buckets x {len(results['features'])} features, "
-        f"{THREADS} threads, median of {repeats}",
+        f"{args.threads} threads{', one core kept busy' if args.busy else ''}, median of {repeats}",
         ["", "fit seconds", "steps", "s/step", "peak RSS MiB"],
         [["mvad", m["seconds"], m["steps"], m["seconds_per_step"], m["peak_rss_mib"]],
          ["seasonal", s["seconds"], "", "", s["peak_rss_mib"]],
