@@ -268,3 +268,32 @@ def test_status_shows_model_age_watermark_and_lag(prefix, capsys):
     assert rows[0]["scenario"] == "auth_test" and rows[0]["model"]
     assert rows[0]["last_scored_bucket_end"] == "2024-03-03 00:00 UTC"
     assert rows[0]["lag_minutes"] == 60.0
+
+
+def test_training_and_scoring_write_nothing_under_home_or_the_working_directory(prefix, tmp_path_factory):
+    """The library's side effects (checkpoints, telemetry, caches) stay out of the manager."""
+    spec = SCENARIO.replace("detectors: [seasonal]", "detectors: [mvad, seasonal]\n"
+                            "mvad: {sliding_window: 16, epochs: 2, windows_per_epoch: 128, min_steps: 4}")
+    (prefix / "etc/anomaly/scenarios/auth_test.yaml").write_text(spec)
+    write_alerts(prefix, normal_alerts(2.1))
+    home, cwd = tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("cwd")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW", "DO_NOT_TRACK", "TQDM", "XDG", "MPL"))}
+    env["HOME"] = str(home)
+    for now in ("2024-03-03T00:03:00Z", "2024-03-03T00:33:00Z"):
+        subprocess.run([sys.executable, "-m", "wazuh_anomaly.cli", "--prefix", str(prefix), "-q", "run", "--now", now],
+                       cwd=cwd, env=env, check=True, capture_output=True)
+    assert (prefix / "var/anomaly/models/auth_test/current").exists()
+    assert sorted(p.name for p in home.rglob("*")) == []
+    assert sorted(p.name for p in cwd.rglob("*")) == []
+
+
+def test_a_failed_training_is_shown_by_status(prefix):
+    spec = SCENARIO.replace("detectors: [seasonal]", "detectors: [mvad]\n"
+                            "mvad: {sliding_window: 16, epochs: 1, windows_per_epoch: 64, min_steps: 1000}")
+    (prefix / "etc/anomaly/scenarios/auth_test.yaml").write_text(spec)
+    write_alerts(prefix, normal_alerts(2))
+    r = runner(prefix, START + timedelta(days=2, minutes=3))
+    report = r.run()
+    assert report.scenarios["auth_test"].status == "failed"
+    assert "optimiser steps" in r.status()[0]["last_error"]
+    assert [e["anomaly"]["health"] for e in lines(prefix)] == ["training_failed"]

@@ -199,6 +199,9 @@ class Runner:
                 r.message = f"training failed: {exc}"
                 self._health(report, "training_failed", f"scenario {s.name}: {exc}", scenario=s.name,
                              severity="medium")
+                state = ScenarioState.load(self.state_dir, s.name)
+                state.last_error = r.message
+                state.save(self.state_dir)
                 continue
             trained[s.name] = bundle
             r.status = "trained"

@@ -44,7 +44,7 @@ VALIDATION_WINDOWS = 512
 CONFIG_FILE = "mvad.json"
 
 
-class TrainingError(Exception):
+class TrainingError(ModelError):
     """Training produced no usable model; the message says why and what to change."""
 
 
