@@ -104,6 +104,13 @@ def _column(df, field: str):
     return df[field] if field in df.columns else pd.Series(None, index=df.index, dtype=object)
 
 
+def _text(v) -> str:
+    """JSON true/false as Wazuh writes them (what the features compare), anything else as str."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
 def _is_value(v) -> bool:
     """A scalar the features count (our _as_strings drops None, NaN for absent, dicts and lists)."""
     return v is not None and v == v and not isinstance(v, (dict, list))
@@ -120,7 +127,7 @@ def _condition_mask(df, cond):
         mask &= col.notna() == cond.exists
     if cond.equals:
         exploded = col.explode()
-        hits = exploded[exploded.map(_is_value)].astype(str).isin(cond.equals)
+        hits = exploded[exploded.map(_is_value)].map(_text).isin(cond.equals)
         mask &= hits.groupby(level=0).any().reindex(df.index, fill_value=False)
     if cond.min is not None or cond.max is not None:
         number = pd.to_numeric(col, errors="coerce")
@@ -128,6 +135,20 @@ def _condition_mask(df, cond):
         hi = math.inf if cond.max is None else cond.max
         mask &= number.between(lo, hi)
     return mask
+
+
+def _rare_counts(grouped, max_seen: int):
+    """Per (entity, bucket): values the entity had in at most max_seen earlier buckets."""
+    import pandas as pd
+    sets = grouped.apply(set)
+    out = {}
+    for entity, per_bucket in sets.groupby(level=0):
+        earlier: dict[str, int] = {}
+        for key, values in per_bucket.sort_index().items():
+            out[key] = float(sum(1 for v in values if earlier.get(v, 0) <= max_seen))
+            for v in values:
+                earlier[v] = earlier.get(v, 0) + 1
+    return pd.Series(out, dtype=float)
 
 
 def naive_frames(df, times, scenario, start: float, end: float) -> dict:
@@ -141,7 +162,7 @@ def naive_frames(df, times, scenario, start: float, end: float) -> dict:
     if scenario.entity is not None:
         raw = _column(df, scenario.entity.field)
         valid = raw.map(lambda v: _is_value(v) and v != "")
-        entity = raw[valid].astype(str)
+        entity = raw[valid].map(str)
     else:
         valid = pd.Series(True, index=df.index)
         entity = pd.Series("", index=df.index)
@@ -156,13 +177,16 @@ def naive_frames(df, times, scenario, start: float, end: float) -> dict:
             values = pd.Series(1.0, index=df.index)[mask]
         else:
             col = _column(df, feature.field)[mask]
-            if feature.aggregation == "distinct":
+            if feature.aggregation in ("distinct", "rare"):
                 values = col.explode()
-                values = values[values.map(_is_value)].astype(str)
+                values = values[values.map(_is_value)].map(_text)
             else:
                 values = pd.to_numeric(col[col.map(lambda v: not isinstance(v, bool))], errors="coerce").dropna()
         contributed[values.index.unique()] = True
         grouped = values.groupby([entity[values.index], bucket[values.index]])
+        if feature.aggregation == "rare":
+            tables[feature.name] = _rare_counts(grouped, feature.max_seen)
+            continue
         agg = {"count": "sum", "distinct": "nunique", "max": "max", "sum": "sum", "mean": "mean"}[feature.aggregation]
         tables[feature.name] = getattr(grouped, agg)()
     volume = contributed.groupby(entity).sum()
