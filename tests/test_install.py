@@ -133,7 +133,8 @@ def block_of(conf: Path) -> ET.Element:
 
 def venv_imports_package(venv: Path) -> bool:
     probe = "import wazuh_anomaly, sys; sys.exit(0 if wazuh_anomaly.__file__.startswith(sys.prefix) else 3)"
-    return subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True).returncode == 0
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    return subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True, env=env).returncode == 0
 
 
 # ---------------------------------------------------------------- fixtures
