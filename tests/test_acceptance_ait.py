@@ -57,12 +57,6 @@ def backtest(request, tmp_path_factory):
     return request.param, result, report
 
 
-def test_the_web_scans_are_flagged(backtest):
-    _, result, _ = backtest
-    caught = set(result.caught)
-    assert caught & set(WEB_SCANS), result.table()
-
-
 def test_the_cracking_reverse_shell_and_privilege_escalation_are_flagged(backtest):
     _, result, _ = backtest
     assert {"cracking", "reverse_shell", "privilege_escalation"} <= set(result.caught), result.table()
@@ -76,16 +70,19 @@ def test_the_web_scans_are_flagged_within_five_minutes(backtest):
 
 def test_few_anomalies_outside_the_attack_phases(backtest):
     detector, result, _ = backtest
-    # Measured 3 buckets (seasonal) and 4 (MVAD) of 288 x 11 agents x 2 scenarios; a
-    # margin of 2 for torch builds that differ in the last bits.
-    bound = {"seasonal": 3, "mvad": 4}[detector] + 2
+    # Measured 3 buckets for each detector, of 288 x 11 agents x 2 scenarios; a margin
+    # of 2 for torch builds that differ in the last bits.
+    bound = {"seasonal": 3, "mvad": 3}[detector] + 2
     assert result.false_alarm_buckets <= bound, result.table()
 
 
-def test_every_anomaly_gets_a_severity_and_names_its_top_feature(backtest):
+def test_the_web_scan_flood_on_intranet_server_is_the_most_severe_anomaly(backtest):
     _, _, report = backtest
-    assert report.anomalies
-    for a in report.anomalies:
-        assert a.severity in ("low", "medium", "high", "critical")
-        assert a.top_features and a.top_features[0].contribution > 0
-        assert a.entity_field == "agent.name" and a.entity_value
+    scan = [a for a in report.anomalies if a.entity_value == "intranet_server"
+            and a.window_start.strftime("%H:%M") == "03:55" and a.scenario == "alert_volume"]
+    assert len(scan) == 1
+    order = ("low", "medium", "high", "critical")
+    assert order.index(scan[0].severity) == max(order.index(a.severity) for a in report.anomalies)
+    assert scan[0].severity in ("high", "critical")
+    top = {f.name: f for f in scan[0].top_features}
+    assert top["alerts_medium"].actual == 10343 and top["alerts_medium"].expected < 10

@@ -116,8 +116,17 @@ def test_scores_match_the_librarys_own_inference(trained):
     library.model = detector.model_
     library.pct_weight = detector.pct_weight_.tolist()
     _, totals, _, _, _, _ = library.inference(frame[FEATURES].to_numpy(dtype=float), compute_attn=False)
-    ours = detector.score(frame)["score"].to_numpy()
-    assert np.allclose(ours, np.asarray(totals), atol=1e-6)
+    assert np.allclose(detector.library_scores(frame), np.asarray(totals), atol=1e-6)
+
+
+def test_the_score_grows_with_the_size_of_the_deviation_instead_of_saturating(trained):
+    """The library's score caps every feature's error at e-1; ours keeps growing."""
+    detector, frame, _ = trained
+    big, huge = frame.copy(), frame.copy()
+    big.iloc[-1] = [60.0, 40.0, 15.0]
+    huge.iloc[-1] = [6000.0, 4000.0, 1500.0]
+    assert detector.score(huge)["score"].iloc[-1] > 10 * detector.score(big)["score"].iloc[-1]
+    assert np.isclose(detector.library_scores(huge)[-1], detector.library_scores(big)[-1], rtol=0.05)
 
 
 def test_scoring_does_not_import_mlflow(trained):

@@ -125,7 +125,9 @@ def test_first_run_trains_then_later_runs_score_only_new_buckets(prefix):
     found = [e for e in lines(prefix) if e["anomaly"]["kind"] == "timeseries"]
     assert [(e["anomaly"]["window"]["start"], e["anomaly"]["entity"]["value"]) for e in found] == [
         ("2024-03-03T01:10:00.000+0000", "web-01")]
-    assert found[0]["anomaly"]["top_feature"] in ("failures", "users")
+    top = {f["name"]: f for f in found[0]["anomaly"]["top_features"]}
+    assert top["failures"]["actual"] >= 80 and top["failures"]["expected"] <= 3
+    assert top["users"]["actual"] >= 80
 
 
 def test_rescoring_the_same_buckets_emits_nothing_new(prefix):
@@ -187,7 +189,11 @@ def test_malformed_alert_lines_are_counted_and_skipped(prefix):
     health = [e["anomaly"] for e in lines(prefix) if e["anomaly"]["kind"] == "health"]
     malformed = [h for h in health if h["health"] == "malformed_input"]
     assert len(malformed) == 1
-    assert "5" in malformed[0]["message"] and "ossec-alerts-02.json" in malformed[0]["message"]
+    message = malformed[0]["message"]
+    assert "skipped 5 malformed lines" in message
+    for reason in ("1 bad_json", "1 not_object", "1 invalid_utf8", "1 no_timestamp", "1 line_too_long"):
+        assert reason in message
+    assert "ossec-alerts-02.json:" in message
 
 
 def test_a_missing_alerts_directory_is_a_health_event_and_one_clear_sentence(prefix, capsys):
@@ -297,3 +303,84 @@ def test_a_failed_training_is_shown_by_status(prefix):
     assert report.scenarios["auth_test"].status == "failed"
     assert "optimiser steps" in r.status()[0]["last_error"]
     assert [e["anomaly"]["health"] for e in lines(prefix)] == ["training_failed"]
+
+
+def test_sample_data_refuses_a_managers_real_alerts(prefix, capsys):
+    write_alerts(prefix, normal_alerts(0.1))
+    before = (prefix / "logs/alerts/alerts.json").read_bytes()
+    assert main(["--prefix", str(prefix), "sample-data"]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert (prefix / "logs/alerts/alerts.json").read_bytes() == before
+
+
+def test_sample_data_needs_an_explicit_prefix(monkeypatch, capsys):
+    monkeypatch.delenv("WAZUH_ANOMALY_PREFIX", raising=False)
+    assert main(["sample-data"]) == 2
+    assert "--prefix" in capsys.readouterr().err
+
+
+def test_a_retrain_never_skips_unscored_buckets(prefix):
+    """Scoring continues from the last scored bucket with the new model."""
+    history = normal_alerts(2)
+    spike = START + timedelta(days=2, hours=1, minutes=10)
+    write_alerts(prefix, history + normal_alerts(2.2, seed=4)[len(history):] + burst(spike))
+    runner(prefix, START + timedelta(days=2, minutes=3)).run()
+    # A retrain up to well past the burst, before any run scored those buckets.
+    r = runner(prefix, START + timedelta(days=2, hours=3, minutes=3))
+    r.train()
+    report = r.run()
+    assert report.scenarios["auth_test"].buckets == 36
+    assert ("2024-03-03T01:10:00.000+0000", "web-01") in _anomaly_windows(prefix)
+
+
+def test_a_lost_state_file_resumes_scoring_where_training_ended(prefix):
+    history = normal_alerts(2)
+    write_alerts(prefix, history + normal_alerts(2.1, seed=6)[len(history):] +
+                 burst(START + timedelta(days=2, minutes=30)))
+    runner(prefix, START + timedelta(days=2, minutes=3)).run()
+    (prefix / "var/anomaly/state/scenarios/auth_test.json").unlink()
+    report = runner(prefix, START + timedelta(days=2, hours=1, minutes=3)).run()
+    assert report.scenarios["auth_test"].buckets == 12
+    assert ("2024-03-03T00:30:00.000+0000", "web-01") in _anomaly_windows(prefix)
+
+
+def test_no_data_is_not_raised_while_alerts_flow_during_warm_up(prefix):
+    write_alerts(prefix, normal_alerts(1.0))
+    for hours in (7, 8, 9):    # past no_data_hours since the first run, still no model
+        runner(prefix, START + timedelta(hours=hours, minutes=3)).run()
+    runner(prefix, START + timedelta(hours=20, minutes=3)).run()
+    assert "no_data" not in [e["anomaly"].get("health") for e in lines(prefix)]
+
+
+def test_a_damaged_state_file_is_rebuilt_not_a_traceback(prefix):
+    write_alerts(prefix, normal_alerts(2))
+    runner(prefix, START + timedelta(days=2, minutes=3)).run()
+    (prefix / "var/anomaly/state/run.json").write_text("{not json")
+    (prefix / "var/anomaly/state/scenarios/auth_test.json").write_text("\x00garbage")
+    assert main(["--prefix", str(prefix), "-q", "run", "--now", "2024-03-03T00:33:00Z"]) == 0
+    state = json.loads((prefix / "var/anomaly/state/scenarios/auth_test.json").read_text())
+    assert state["watermark"] == parse_time("2024-03-03T00:30:00Z")
+
+
+def test_detect_of_an_old_range_run_twice_writes_nothing_the_second_time(prefix):
+    write_alerts(prefix, normal_alerts(2) + burst(START + timedelta(days=1, hours=3)))
+    r = runner(prefix, START + timedelta(days=90))      # the range is three months old
+    r.train(start=START.timestamp(), end=(START + timedelta(days=1)).timestamp())
+    first = r.detect(START.timestamp() + 86400, START.timestamp() + 2 * 86400)
+    second = runner(prefix, START + timedelta(days=91)).detect(START.timestamp() + 86400,
+                                                               START.timestamp() + 2 * 86400)
+    assert first.written >= 1 and second.written == 0
+
+
+def test_detect_never_scores_an_incomplete_bucket(prefix):
+    write_alerts(prefix, normal_alerts(2.1))
+    r = runner(prefix, START + timedelta(days=2, minutes=33))
+    r.train(start=START.timestamp(), end=(START + timedelta(days=2)).timestamp())
+    report = r.detect((START + timedelta(days=2)).timestamp(), (START + timedelta(days=3)).timestamp())
+    assert report.scenarios["auth_test"].buckets == 6     # up to 00:30; 00:30-00:35 is not over yet
+
+
+def test_bad_times_on_the_command_line_are_one_sentence(prefix, capsys):
+    assert main(["--prefix", str(prefix), "detect", "--from", "", "--to", "2024-03-02"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a date or time" in err and "Traceback" not in err

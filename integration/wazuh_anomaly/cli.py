@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import logging.handlers
 import os
 import sys
 import time
@@ -31,7 +32,10 @@ def _setup_logging(layout: Layout, verbose: bool, quiet: bool) -> None:
     root.addHandler(console)
     log_file = layout.logs_dir / "wazuh-anomaly.log"
     if layout.logs_dir.is_dir() and os.access(layout.logs_dir, os.W_OK):
-        handler = logging.FileHandler(log_file, encoding="utf-8")
+        if not log_file.exists():
+            os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640))
+        handler = logging.handlers.RotatingFileHandler(log_file, maxBytes=10 * 1024 * 1024, backupCount=3,
+                                                       encoding="utf-8")
         handler.setLevel(logging.INFO)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%SZ"))
         handler.formatter.converter = time.gmtime
@@ -167,6 +171,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_sample_data(args: argparse.Namespace) -> int:
     from .sample import install_sample_alerts
+    if not args.prefix and not os.environ.get(PREFIX_ENV):
+        raise WazuhAnomalyError("sample-data writes into logs/alerts: name the sandbox with --prefix DIR "
+                                "(it refuses a manager's real alerts).")
     layout = Layout.from_env(args.prefix)
     written = install_sample_alerts(layout.alerts_dir, shift_to=args.shift_to)
     for line in written:
@@ -273,6 +280,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except WazuhAnomalyError as exc:
         print(f"wazuh-anomaly: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # Disk full, or a file root owns read by another user: one sentence, not a traceback.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"wazuh-anomaly: {where}{exc.strerror or exc}; check free space and permissions "
+              f"(the wodle runs as root).", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -422,6 +422,7 @@ def load_scenarios(directory: Path) -> tuple[list[Scenario], list[ConfigError]]:
         try:
             scenario = load_scenario(path)
         except ConfigError as exc:
+            exc.path = path
             errors.append(exc)
             continue
         if scenario.name in seen:

@@ -313,7 +313,9 @@ class AnomalyWriter:
                     duplicates += 1
                     continue
                 lines.append(line_for(f, detected_at))
-                seen[f.id] = _window_time(f).timestamp()
+                # Kept 35 days after writing (or after the window, if later), so a
+                # backfill of an old range re-run next week still finds its ids.
+                seen[f.id] = max(_window_time(f).timestamp(), detected_at.timestamp())
             if lines:
                 file_pos = self._append(lines)
             elif file_pos is None and self.path.exists():
@@ -370,8 +372,8 @@ class AnomalyWriter:
                 ident = str(body["id"])
             except (ValueError, KeyError, TypeError):
                 continue
-            when = body.get("window", {}).get("start") or body.get("detected_at")
-            seen.setdefault(ident, _parse_iso(when))
+            when = max(_parse_iso(body.get("window", {}).get("start")), _parse_iso(body.get("detected_at")))
+            seen.setdefault(ident, when)
 
     def _append(self, lines: list[str]) -> tuple[int, int]:
         data = ("\n".join(lines) + "\n").encode("utf-8")

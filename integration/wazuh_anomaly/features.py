@@ -285,6 +285,13 @@ class FeatureAggregator:
         merged = {name: dict(entities) for name, entities in self.vocabulary.items()}
         for name, entities in self._vocabulary_after.items():
             merged.setdefault(name, {}).update(entities)
+        # With an entity such as data.srcip the set of entities never ends: keep the
+        # ones with the most history (a forgotten entity's values are simply rare again).
+        limit = max(100, 4 * self.scenario.entity.top) if self.scenario.entity else 1
+        for name, entities in merged.items():
+            if len(entities) > limit:
+                keep = sorted(entities, key=lambda e: (-sum(entities[e].values()), e))[:limit]
+                merged[name] = {e: entities[e] for e in keep}
         return merged
 
     def frames(self, top: int | None = None) -> dict[str | None, pd.DataFrame]:

@@ -77,9 +77,9 @@ class Anomaly:
 
     @property
     def id(self) -> str:
-        # The model version is left out on purpose: re-scoring a bucket after a
-        # retrain must not raise the same anomaly twice.
-        return stable_id("anomaly", self.kind, self.scenario, self.detector,
+        # The model version and the detectors that flagged it are left out on purpose:
+        # re-scoring a bucket after a retrain must not raise the same anomaly twice.
+        return stable_id("anomaly", self.kind, self.scenario,
                          self.entity_field, self.entity_value, iso(self.window_start))
 
 

@@ -172,9 +172,14 @@ class ModelBundle:
                 os.chmod(path, 0o640)
             os.chmod(tmp, 0o750)
             final = scenario_dir / self.version
+            old = None
             if final.exists():
-                shutil.rmtree(final)
+                # Same second, same data: move the live copy aside, never delete it first.
+                old = scenario_dir / f".old-{self.version}-{os.getpid()}"
+                os.replace(final, old)
             os.replace(tmp, final)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -196,6 +201,7 @@ class ModelBundle:
         pointer = scenario_dir / "current"
         if not pointer.exists():
             return None
+        check_trusted(scenario_dir)
         check_trusted(pointer)
         version = pointer.read_text(encoding="utf-8").strip()
         directory = scenario_dir / version

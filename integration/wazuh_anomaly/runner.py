@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable
 
+from pathlib import Path
+
 import pandas as pd
 
 from .config import Config, Scenario
@@ -29,6 +31,7 @@ from .state import RunLock, ScenarioState, atomic_write_json, read_json
 
 log = logging.getLogger("wazuh_anomaly")
 RARE_WARMUP_SECONDS = 86400
+TRAIN_RETRY_SECONDS = 3600
 
 
 def _dt(epoch: float) -> datetime:
@@ -103,6 +106,7 @@ class Runner:
         self.source = AlertsFileSource(config.alerts_dir)
         self.state_dir = config.state_dir
         self.run_state_file = config.state_dir / "run.json"
+        self.latest_alert: float | None = None       # newest alert any read of this run saw
 
     # ------------------------------------------------------------------ helpers
     def _health(self, report: RunReport, check: str, message: str, *, scenario: str | None = None,
@@ -113,6 +117,10 @@ class Runner:
 
     def _writer(self) -> AnomalyWriter:
         return AnomalyWriter(self.config.anomalies_file, self.state_dir)
+
+    def _tried_recently(self, attempted: float | None) -> bool:
+        # Training re-reads the whole lookback: once an hour is enough to retry.
+        return attempted is not None and 0 <= self.now - attempted < TRAIN_RETRY_SECONDS
 
     def _end_of_complete_buckets(self, scenario: Scenario) -> float:
         return align_down(self.now - self.config.run.grace_seconds, scenario.bucket_seconds)
@@ -130,6 +138,8 @@ class Runner:
             for add in adders:
                 add(ts, alert)
         report.stats = stats
+        if observer.last is not None:
+            self.latest_alert = max(self.latest_alert or 0.0, observer.last)
         if stats.skipped_total:
             self._health(report, "malformed_input", stats.describe(), severity="low")
         return observer
@@ -158,6 +168,9 @@ class Runner:
         trained: dict[str, ModelBundle] = {}
         for s in scenarios:
             r = report.scenarios.setdefault(s.name, ScenarioReport(s.name))
+            attempt = ScenarioState.load(self.state_dir, s.name)
+            attempt.last_train_attempt = self.now
+            attempt.save(self.state_dir)
             s_start, s_end = ranges[s.name]
             first = observer.first
             # History starts with the first alert, not with the lookback: leading zeros from
@@ -208,13 +221,16 @@ class Runner:
             r.message = (f"model {bundle.version} from {_fmt(s_start)} to {_fmt(s_end)}, "
                          f"{len(series)} series")
             log.info("%s: trained %s", s.name, r.message)
-            # Scoring continues where training ended, with the training tail as context.
+            # A first model starts scoring where its training ended, with the training tail
+            # as context. A retrain leaves the watermark alone: scoring goes on from the
+            # last scored bucket with the new model, so no bucket is skipped.
             state = ScenarioState.load(self.state_dir, s.name)
-            if state.watermark is None or state.watermark <= s_end:
+            state.last_error = None
+            if state.watermark is None:
                 state.watermark = s_end
                 state.remember(series, bundle.context_buckets, s.entity.top if s.entity else 1)
                 state.vocabulary = vocabulary
-                state.save(self.state_dir)
+            state.save(self.state_dir)
         return trained
 
     def train(self, names: list[str] | None = None, start: float | None = None,
@@ -251,12 +267,22 @@ class Runner:
         report = RunReport()
         with RunLock(self.config.layout.run_lock):
             for error in self.config_errors:
-                self._health(report, "config_invalid", str(error), severity="medium")
+                where = getattr(error, "path", None)
+                self._health(report, "config_invalid", str(error), severity="medium",
+                             scenario=Path(where).stem if where else None)
             run_state = read_json(self.run_state_file, {}) or {}
+            if not isinstance(run_state, dict):
+                run_state = {}
             try:
                 self._run_locked(self._select(names), report, run_state)
             except SourceUnreadable as exc:
                 self._health(report, "source_unreadable", str(exc), severity="high")
+            except ConfigError:
+                raise
+            except Exception as exc:  # the wodle ignores output: an event is the only way to be seen
+                log.exception("the run failed")
+                self._health(report, "scenario_failed", f"the scoring run failed ({type(exc).__name__}: {exc}); "
+                             f"see logs/anomaly/wazuh-anomaly.log.", severity="high")
             self._flush_health(report)
         return report
 
@@ -265,6 +291,7 @@ class Runner:
         due: list[Scenario] = []
         for s in scenarios:
             r = report.scenarios.setdefault(s.name, ScenarioReport(s.name))
+            attempted = ScenarioState.load(self.state_dir, s.name).last_train_attempt
             try:
                 bundle = self._load_model(s)
             except ModelError as exc:
@@ -273,10 +300,12 @@ class Runner:
             if bundle is not None:
                 models[s.name] = bundle
                 age = self.now - bundle.trained_at
-                if age > s.training.retrain_every_days * 86400:
+                if age > s.training.retrain_every_days * 86400 and not self._tried_recently(attempted):
                     due.append(s)
-            else:
+            elif not self._tried_recently(attempted):
                 due.append(s)
+            else:
+                r.status, r.message = "waiting", "no model yet; training is retried hourly"
         if due and self.config.run.auto_train:
             trained = self._train(due, report)
             models.update(trained)
@@ -301,7 +330,11 @@ class Runner:
                 continue
             state = ScenarioState.load(self.state_dir, s.name)
             end = self._end_of_complete_buckets(s)
-            start = state.watermark if state.watermark is not None else end
+            if state.watermark is None:
+                # Lost or new state with an existing model: resume where training ended.
+                start = max(bundle.trained_to, end - self.config.run.max_catchup_buckets * s.bucket_seconds)
+            else:
+                start = state.watermark
             start = align_down(start, s.bucket_seconds)
             limit = self.config.run.max_catchup_buckets * s.bucket_seconds
             if end - start > limit:
@@ -316,7 +349,7 @@ class Runner:
                 continue
             plans[s.name] = (s, bundle, state, start, end)
         if not plans:
-            self._check_no_data(report, run_state, None)
+            self._check_no_data(report, run_state)
             run_state["last_run"] = self.now
             atomic_write_json(self.run_state_file, run_state)
             return
@@ -328,7 +361,10 @@ class Runner:
         lo = min(a.start for a, _ in aggregators.values())
         hi = max(a.end for a, _ in aggregators.values())
         cursor = ReadCursor.from_dict(run_state.get("cursor") or {})
-        resume_at = min(end for (_, _, _, _, end) in plans.values())
+        next_starts = [end for (_, _, _, _, end) in plans.values()]
+        next_starts += [ScenarioState.load(self.state_dir, s.name).watermark or lo
+                        for s in scenarios if s.name in models and s.name not in plans]
+        resume_at = min(next_starts)
         observer = self._read([a for a, _ in aggregators.values()], lo, hi, report, cursor=cursor,
                               resume_at=resume_at)
 
@@ -360,14 +396,14 @@ class Runner:
             r.buckets = int((end - start) // s.bucket_seconds)
             r.anomalies = anomalies
             state.watermark = end
-            state.remember(frames, bundle.context_buckets, s.entity.top if s.entity else 1)
+            state.remember(frames, bundle.context_buckets, 2 * s.entity.top if s.entity else 1)
             state.vocabulary = agg.vocabulary_after()
             state.last_run = self.now
             state.last_error = None
             state.last_anomalies = len(anomalies)
             state.total_anomalies += len(anomalies)
             state.save(self.state_dir)
-        self._check_no_data(report, run_state, observer)
+        self._check_no_data(report, run_state)
         # Next time, reading resumes where the earliest scenario will need it.
         run_state["cursor"] = cursor.to_dict()
         run_state["last_run"] = self.now
@@ -396,9 +432,9 @@ class Runner:
             frames[entity] = frame
         return frames
 
-    def _check_no_data(self, report: RunReport, run_state: dict, observer: _Observer | None) -> None:
-        if observer is not None and observer.last is not None:
-            run_state["last_alert"] = max(run_state.get("last_alert") or 0.0, observer.last)
+    def _check_no_data(self, report: RunReport, run_state: dict) -> None:
+        if self.latest_alert is not None:
+            run_state["last_alert"] = max(run_state.get("last_alert") or 0.0, self.latest_alert)
         reference = run_state.get("last_alert") or run_state.setdefault("first_run", self.now)
         silent = self.now - reference
         if silent > self.config.run.no_data_hours * 3600:
@@ -420,7 +456,8 @@ class Runner:
                 r.status = "waiting"
                 r.message = "no model; run 'wazuh-anomaly train' first"
                 continue
-            s_start, s_end = align_down(start, s.bucket_seconds), align_down(end, s.bucket_seconds)
+            s_start = align_down(start, s.bucket_seconds)
+            s_end = min(align_down(end, s.bucket_seconds), self._end_of_complete_buckets(s))
             if s_end <= s_start:
                 r.status = "up-to-date"
                 r.message = "the range holds no complete bucket"
@@ -488,6 +525,9 @@ def parse_time(text: str) -> float:
     except (ValueError, TypeError):
         raise ConfigError(f"'{text}' is not a date or time; use ISO 8601 such as 2022-01-24 or "
                           f"2022-01-24T03:00:00Z.") from None
+    if ts is pd.NaT or pd.isna(ts):
+        raise ConfigError(f"'{text}' is not a date or time; use ISO 8601 such as 2022-01-24 or "
+                          f"2022-01-24T03:00:00Z.")
     if ts.tzinfo is None:
         ts = ts.tz_localize("UTC")
     value = ts.timestamp()

@@ -10,9 +10,12 @@ from pathlib import Path
 
 import orjson
 
+from .errors import WazuhAnomalyError
+
 SAMPLE_DIR = Path(__file__).resolve().parent / "data" / "sample"
 SAMPLE_ALERTS = SAMPLE_DIR / "russellmitchell.alerts.json.gz"
 SAMPLE_LABELS = SAMPLE_DIR / "russellmitchell.labels.json"
+SAMPLE_MARKER = ".wazuh-anomaly-sample"   # marks a logs/alerts tree that sample-data wrote
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -23,10 +26,20 @@ def _shift(timestamp: str, delta: timedelta) -> str:
 
 def install_sample_alerts(alerts_dir: Path, *, shift_to: str | None = None) -> list[str]:
     """Write the sample into `alerts_dir`; `shift_to` moves it so its last day is that date."""
+    link = alerts_dir / "alerts.json"
+    marker = alerts_dir / SAMPLE_MARKER
+    if link.exists() and not marker.exists():
+        raise WazuhAnomalyError(f"{link} already exists and was not written by sample-data: refusing to "
+                                f"overwrite a manager's alerts; use an empty sandbox prefix.")
     delta = timedelta(0)
     if shift_to:
-        target = datetime.fromisoformat(shift_to[:10]).replace(tzinfo=timezone.utc)
+        try:
+            target = datetime.fromisoformat(shift_to[:10]).replace(tzinfo=timezone.utc)
+        except ValueError:
+            raise WazuhAnomalyError(f"--shift-to '{shift_to}' is not a date such as 2024-03-15.") from None
         delta = target - datetime(2022, 1, 24, tzinfo=timezone.utc)
+    alerts_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text("written by wazuh-anomaly sample-data; safe to overwrite\n", encoding="utf-8")
     by_day: dict[str, list[bytes]] = {}
     with gzip.open(SAMPLE_ALERTS, "rb") as handle:
         for line in handle:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -41,9 +42,14 @@ def atomic_write_json(path: Path, data: Any, *, mode: int = 0o640) -> None:
 
 
 def read_json(path: Path, default: Any = None) -> Any:
+    """A state file's content; a missing or damaged one reads as `default` (and is logged):
+    state is rebuilt from the alerts and the models, never a reason to stop scoring."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        return default
+    except (ValueError, UnicodeDecodeError):
+        logging.getLogger("wazuh_anomaly").warning("%s: damaged state file ignored; it is rewritten by this run", path)
         return default
 
 
@@ -87,6 +93,7 @@ class ScenarioState:
     last_anomalies: int = 0
     total_anomalies: int = 0
     vocabulary: dict = field(default_factory=dict)  # rare features: value counts per entity
+    last_train_attempt: float | None = None
 
     @staticmethod
     def entity_key(entity: str | None) -> str:
@@ -119,7 +126,7 @@ class ScenarioState:
         return {"name": self.name, "watermark": self.watermark, "context": self.context,
                 "last_run": self.last_run, "last_error": self.last_error,
                 "last_anomalies": self.last_anomalies, "total_anomalies": self.total_anomalies,
-                "vocabulary": self.vocabulary}
+                "vocabulary": self.vocabulary, "last_train_attempt": self.last_train_attempt}
 
     @classmethod
     def load(cls, state_dir: Path, name: str) -> "ScenarioState":
@@ -130,7 +137,8 @@ class ScenarioState:
                    last_run=data.get("last_run"), last_error=data.get("last_error"),
                    last_anomalies=int(data.get("last_anomalies") or 0),
                    total_anomalies=int(data.get("total_anomalies") or 0),
-                   vocabulary=data.get("vocabulary") or {})
+                   vocabulary=data.get("vocabulary") or {},
+                   last_train_attempt=data.get("last_train_attempt"))
 
     def save(self, state_dir: Path) -> None:
         atomic_write_json(state_dir / "scenarios" / f"{self.name}.json", self.to_json())

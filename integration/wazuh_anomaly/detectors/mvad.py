@@ -210,6 +210,9 @@ class MvadDetector:
                 f"MVAD made only {steps} optimiser steps ({n_train} training windows, batch {batch_size}, "
                 f"{self.spec.epochs} epochs; at least {self.spec.min_steps} needed); train on more history "
                 f"or raise mvad.epochs.")
+        if best_state is None:
+            raise TrainingError("MVAD's validation loss was never a number (NaN); check the scenario's features "
+                                "for huge or constant values, or use detectors: [seasonal].")
         model.load_state_dict(best_state)
         model.eval()
         self.config_, self.model_ = config, model
@@ -233,9 +236,9 @@ class MvadDetector:
         return total / max(count, 1)
 
     # ------------------------------------------------------------------ scoring
-    def _raw_contributions(self, values: np.ndarray) -> np.ndarray:
-        """Per-feature prediction error of every row after the first input_size rows,
-        computed as the library's `inference` does, before its pct_weight."""
+    def prediction_errors(self, values: np.ndarray) -> np.ndarray:
+        """|forecast - actual| per feature of every row after the first input_size rows, in
+        the units of the training range (1.0 = the whole range seen in training)."""
         lib = _library()
         torch = lib.torch
         if self.threads:
@@ -253,18 +256,25 @@ class MvadDetector:
         with torch.no_grad():
             for inputs, target in loader:
                 x_pred, _, _, _ = lib.module.DetectionResults(*self.model_(inputs.to(self.device))).get_loss_items()
-                errors = torch.exp(torch.min(2 * torch.abs(x_pred - target.to(self.device)),
-                                             torch.ones_like(x_pred))) - 1
-                parts.append(errors.cpu().numpy())
+                parts.append(torch.abs(x_pred - target.to(self.device)).cpu().numpy())
         return np.concatenate(parts)
+
+    def library_scores(self, frame: pd.DataFrame) -> np.ndarray:
+        """The library's own score (`inference`): errors saturated at e-1 and weighted by
+        pct_weight. Kept to check that our scoring runs the library's model faithfully."""
+        errors = self.prediction_errors(frame[self.features].to_numpy(dtype=float))
+        saturated = np.exp(np.minimum(2 * errors, 1.0)) - 1
+        return (saturated * self.pct_weight_).mean(axis=1)
 
     def score(self, frame: pd.DataFrame, entity: str | None = None) -> ScoreFrame:
         if self.model_ is None:
             raise RuntimeError("score() before fit() or load()")
         values = frame[self.features].to_numpy(dtype=float)
-        raw = self._raw_contributions(values)
-        weighted = raw * self.pct_weight_
-        scores = weighted.mean(axis=1) if len(raw) else np.zeros(0)
+        # The mean forecast error, neither saturated nor pct_weighted as the library's score
+        # is: its cap at e-1 makes 10,000 alerts score like 50 (every anomaly "low"), and
+        # pct_weight halves exactly the volatile features that carry security signals.
+        raw = self.prediction_errors(values)
+        scores = raw.mean(axis=1) if len(raw) else np.zeros(0)
         totals = raw.sum(axis=1, keepdims=True)
         shares = np.divide(raw, totals, out=np.zeros_like(raw), where=totals > 0)
         out = pd.DataFrame(shares, index=frame.index[self.input_size:], columns=self.features)

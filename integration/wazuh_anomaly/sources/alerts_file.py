@@ -194,10 +194,12 @@ class SourceStats:
         """One sentence for a health event or a log line."""
         if not self.skipped:
             return f"read {self.alerts} alerts from {self.files} files, no malformed lines"
-        parts = [f"{n} {reason} (first at {self.examples[reason]})" for reason, n in sorted(self.skipped.items())]
+        # Counts first, then one example: the sentence must survive truncation in an alert.
+        counts = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
+        first = next(iter(self.examples))   # examples keep the order the reasons first appeared in
         return (
             f"read {self.alerts} alerts from {self.files} files and skipped "
-            f"{self.skipped_total} malformed lines: " + "; ".join(parts)
+            f"{self.skipped_total} malformed lines ({counts}); first {first} at {self.examples[first]}"
         )
 
 
