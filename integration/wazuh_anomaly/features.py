@@ -77,9 +77,44 @@ def _as_number(value: Any) -> float | None:
     return None
 
 
+def _any_of(get: Callable[[dict], Any], equals: frozenset) -> Callable[[dict], bool]:
+    """The common case on the hot path: the field equals one of the values (for a list
+    field, one of its elements does); strings are compared without conversion."""
+    def test(alert: dict) -> bool:
+        value = get(alert)
+        kind = type(value)
+        if kind is str:
+            return value in equals
+        if kind is list:
+            if not equals.isdisjoint(value):
+                return True
+            return any(type(v) is not str and v is not None and not isinstance(v, (dict, list))
+                       and _text(v) in equals for v in value)
+        if value is None or kind is dict:
+            return False
+        return _text(value) in equals
+    return test
+
+
+def _in_range(get: Callable[[dict], Any], lo: float, hi: float) -> Callable[[dict], bool]:
+    def test(alert: dict) -> bool:
+        value = get(alert)
+        if type(value) is int or type(value) is float:
+            return lo <= value <= hi
+        number = _as_number(value)
+        return number is not None and lo <= number <= hi
+    return test
+
+
 def compile_condition(cond: Condition) -> Callable[[dict], bool]:
     """One condition of a scenario filter as a predicate on an alert dict."""
     get = field_getter(cond.field)
+    plain = cond.exists is None and not cond.not_in and cond.prefix is None and cond.regex is None
+    if plain and cond.equals and cond.min is None and cond.max is None:
+        return _any_of(get, frozenset(cond.equals))
+    if plain and not cond.equals and (cond.min is not None or cond.max is not None):
+        return _in_range(get, -math.inf if cond.min is None else cond.min,
+                         math.inf if cond.max is None else cond.max)
     equals = frozenset(cond.equals)
     not_in = frozenset(cond.not_in)
     pattern = re.compile(cond.regex) if cond.regex else None
@@ -205,10 +240,13 @@ class FeatureAggregator:
         entity: str | None = None
         if self._entity is not None:
             value = self._entity(alert)
-            if value is None or isinstance(value, (dict, list)) or value == "":
+            if type(value) is str and value:
+                entity = value
+            elif value is None or isinstance(value, (dict, list)) or value == "":
                 self.alerts_without_entity += 1
                 return
-            entity = str(value)
+            else:
+                entity = _text(value)
         cell = None
         matched = False
         for test, members in self._groups:
@@ -228,12 +266,16 @@ class FeatureAggregator:
                 if value is None:
                     continue
                 if aggregation == "distinct" or aggregation == "rare":
+                    if type(value) is str:
+                        cell[i].add(value)
+                        matched = True
+                        continue
                     for v in _as_strings(value):
                         cell[i].add(v)
                         matched = True
                     continue
-                number = _as_number(value)
-                if number is None:
+                number = value if type(value) is int or type(value) is float else _as_number(value)
+                if number is None or number != number or number in (math.inf, -math.inf):
                     continue
                 matched = True
                 if aggregation == "max":
