@@ -152,7 +152,16 @@ def compile_filter(conditions: Iterable[Condition]) -> Callable[[dict], bool]:
         return lambda alert: True
     if len(tests) == 1:
         return tests[0]
-    return lambda alert: all(t(alert) for t in tests)
+    if len(tests) == 2:
+        first, second = tests
+        return lambda alert: first(alert) and second(alert)
+
+    def every(alert: dict) -> bool:
+        for test in tests:
+            if not test(alert):
+                return False
+        return True
+    return every
 
 
 def _new_acc(aggregation: str) -> Any:
