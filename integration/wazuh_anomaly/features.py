@@ -177,6 +177,7 @@ def _new_acc(aggregation: str) -> Any:
 
 
 VOCABULARY_LIMIT = 5000
+_SET = "set"
 
 
 def _vocab_key(entity: str | None) -> str:
@@ -227,9 +228,14 @@ class FeatureAggregator:
         groups: dict[tuple[Condition, ...], list[int]] = defaultdict(list)
         for i, feature in enumerate(self.features):
             groups[feature.filter].append(i)
-        self._groups = [(compile_filter(conds), [(i, self.features[i].aggregation,
-                                                  field_getter(self.features[i].field) if self.features[i].field else None)
-                                                 for i in idxs])
+        # Members carry the aggregation, with distinct and rare as one marker (both
+        # collect a set), and no getter for count.
+        self._aggregations = [f.aggregation for f in self.features]
+        self._groups = [(compile_filter(conds),
+                         [(i, _SET if self.features[i].aggregation in ("distinct", "rare") else self.features[i].aggregation,
+                           field_getter(self.features[i].field)
+                           if self.features[i].field and self.features[i].aggregation != "count" else None)
+                          for i in idxs])
                         for conds, idxs in groups.items()]
         self._entity = field_getter(scenario.entity.field) if scenario.entity else None
         # (entity, bucket) -> accumulators, only for buckets that saw a matching alert.
@@ -265,16 +271,16 @@ class FeatureAggregator:
                 key = (entity, int((ts - self.start) // self.step))
                 cell = self._cells.get(key)
                 if cell is None:
-                    cell = self._cells[key] = [_new_acc(f.aggregation) for f in self.features]
+                    cell = self._cells[key] = [_new_acc(a) for a in self._aggregations]
             for i, aggregation, get in members:
-                if aggregation == "count":
+                if get is None:                      # count
                     cell[i] += 1
                     matched = True
                     continue
                 value = get(alert)
                 if value is None:
                     continue
-                if aggregation == "distinct" or aggregation == "rare":
+                if aggregation is _SET:
                     if type(value) is str:
                         cell[i].add(value)
                         matched = True
