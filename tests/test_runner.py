@@ -17,9 +17,9 @@ from wazuh_anomaly.cli import main
 from wazuh_anomaly.config import load_config, load_scenarios
 from wazuh_anomaly.paths import Layout
 from wazuh_anomaly.runner import Runner, parse_time
+from wazuh_anomaly.sample import lay_out_alerts
 from wazuh_anomaly.state import RunLock
 
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 START = datetime(2024, 3, 1, tzinfo=timezone.utc)
 SCENARIO = textwrap.dedent("""\
     name: auth_test
@@ -67,18 +67,7 @@ def write_alerts(prefix: Path, alerts: list[dict], extra_lines: dict[str, list[b
         by_day.setdefault(a["timestamp"][:10], []).append(json.dumps(a).encode() + b"\n")
     for day, lines in (extra_lines or {}).items():
         by_day.setdefault(day, []).extend(lines)
-    base = prefix / "logs" / "alerts"
-    last = None
-    for day in sorted(by_day):
-        y, m, d = day.split("-")
-        path = base / y / MONTHS[int(m) - 1] / f"ossec-alerts-{d}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"".join(by_day[day]))
-        last = path
-    link = base / "alerts.json"
-    if link.exists():
-        link.unlink()
-    os.link(last, link)
+    lay_out_alerts(prefix / "logs" / "alerts", by_day)
 
 
 @pytest.fixture

@@ -47,6 +47,12 @@ def install_sample_alerts(alerts_dir: Path, *, shift_to: str | None = None) -> l
             if delta:
                 alert["timestamp"] = _shift(alert["timestamp"], delta)
             by_day.setdefault(alert["timestamp"][:10], []).append(orjson.dumps(alert) + b"\n")
+    return lay_out_alerts(alerts_dir, by_day)
+
+
+def lay_out_alerts(alerts_dir: Path, by_day: dict[str, list[bytes]]) -> list[str]:
+    """Write alert lines per UTC day as the manager names its files, and hard-link
+    alerts.json to the last day; returns one line per file for the user."""
     written = []
     last_file = None
     for day in sorted(by_day):
