@@ -554,3 +554,19 @@ def test_real_frames_equal_a_pandas_groupby_of_the_raw_alerts_for_every_agent(na
         got = agg.frame(entity)
         expected_frame = want.loc[entity].reindex(got.index, fill_value=0.0)
         pd.testing.assert_frame_equal(got, expected_frame, check_freq=False, check_names=False)
+
+
+def test_the_rule_groups_shortcut_gives_the_same_counts_as_testing_every_filter():
+    """Every feature filters on rule.groups, so alerts in none of those groups are skipped
+    early; odd shapes of rule.groups (a string, numbers, missing) must count the same."""
+    s = scenario({"name": "auth", "aggregation": "count", "filter": {"rule.groups": ["authentication_failed", "5"]}},
+                 {"name": "users", "aggregation": "distinct", "field": "data.dstuser",
+                  "filter": {"groups": ["sudo"], "level": {"min": 3}}})
+    alerts = [alert(groups=["syslog", "authentication_failed"]), alert(groups=["web"]),
+              alert(groups=[5]), {**alert(), "rule": {"level": 3, "groups": "sudo"}, "data": {"dstuser": "root"}},
+              {**alert(), "rule": {"level": 3}}, alert(groups=["sudo"], data={"dstuser": "alice"}),
+              alert(groups=[True, "sudo"], level=1, data={"dstuser": "bob"})]
+    agg = aggregate(s, [(at("00:01"), a) for a in alerts], at("00:00"), at("00:05"))
+    assert agg._gate == frozenset({"authentication_failed", "5", "sudo"})
+    assert agg.frame().iloc[0].to_dict() == {"auth": 2.0, "users": 2.0}
+    assert agg.alerts_matched == 4

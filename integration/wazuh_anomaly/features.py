@@ -77,6 +77,25 @@ def _as_number(value: Any) -> float | None:
     return None
 
 
+def _any_of_slow(values: list, equals: frozenset) -> bool:
+    """Non-string elements of a list field (numbers, booleans) compared as Wazuh writes them."""
+    return any(type(v) is not str and v is not None and not isinstance(v, (dict, list))
+               and _text(v) in equals for v in values)
+
+
+def _groups_gate(groups: dict[tuple[Condition, ...], list[int]]) -> frozenset | None:
+    """The union of rule.groups values when every filter of a scenario requires one of
+    them (so an alert in none of them matches nothing); None otherwise."""
+    union: set[str] = set()
+    for conditions in groups:
+        wanted = [c for c in conditions if c.field == "rule.groups" and c.equals and c.exists is not False
+                  and c.min is None and c.max is None]
+        if not wanted:
+            return None
+        union.update(wanted[0].equals)
+    return frozenset(union) if union else None
+
+
 def _any_of(get: Callable[[dict], Any], equals: frozenset) -> Callable[[dict], bool]:
     """The common case on the hot path: the field equals one of the values (for a list
     field, one of its elements does); strings are compared without conversion."""
@@ -86,10 +105,7 @@ def _any_of(get: Callable[[dict], Any], equals: frozenset) -> Callable[[dict], b
         if kind is str:
             return value in equals
         if kind is list:
-            if not equals.isdisjoint(value):
-                return True
-            return any(type(v) is not str and v is not None and not isinstance(v, (dict, list))
-                       and _text(v) in equals for v in value)
+            return not equals.isdisjoint(value) or _any_of_slow(value, equals)
         if value is None or kind is dict:
             return False
         return _text(value) in equals
@@ -238,6 +254,7 @@ class FeatureAggregator:
                           for i in idxs])
                         for conds, idxs in groups.items()]
         self._entity = field_getter(scenario.entity.field) if scenario.entity else None
+        self._gate = _groups_gate(groups)
         # (entity, bucket) -> accumulators, only for buckets that saw a matching alert.
         self._cells: dict[tuple[str | None, int], list[Any]] = {}
         self.entity_volume: dict[str | None, int] = defaultdict(int)
@@ -262,6 +279,21 @@ class FeatureAggregator:
                 return
             else:
                 entity = _text(value)
+        gate = self._gate
+        if gate is not None:
+            # Most alerts are in none of the groups this scenario counts: one set test
+            # instead of one per filter (exact: every filter requires one of these groups).
+            rule = alert.get("rule")
+            groups = rule.get("groups") if type(rule) is dict else None
+            kind = type(groups)
+            if kind is list:
+                if gate.isdisjoint(groups) and not _any_of_slow(groups, gate):
+                    return
+            elif kind is str:
+                if groups not in gate:
+                    return
+            elif groups is None or kind is dict:
+                return
         cell = None
         matched = False
         for test, members in self._groups:
