@@ -145,8 +145,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     except FileNotFoundError:
         print(f"{path}: no anomalies written yet (run 'wazuh-anomaly run' first).")
         return 0
+    # The newest lines, with an hour's worth before them so that escalations show as they would.
+    first = max(0, len(lines) - args.last - 200) if args.last else 0
     events = []
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(lines[first:], first + 1):
         try:
             events.append(json.loads(line))
         except ValueError:
@@ -164,7 +166,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"  -> rule {alert.rule_id} (level {alert.level}): {alert.description}"
               + (f"  mitre {', '.join(alert.mitre)}" if alert.mitre else ""))
     if shown:
-        print(f"({len(shown)} of {len(events)} lines; the rule each raises is simulated by wazuh-anomaly's rule "
+        print(f"({len(shown)} of {len(lines)} lines; the rule each raises is simulated by wazuh-anomaly's rule "
               f"engine; run 'wazuh-anomaly logtest' on the manager to check with Wazuh itself)")
     return 0
 

@@ -49,7 +49,7 @@ def _hours(seconds: float) -> str:
 @dataclass
 class ScenarioReport:
     name: str
-    status: str = "idle"        # scored | trained | waiting | failed | disabled | up-to-date
+    status: str = "idle"        # scored | trained | waiting | failed | up-to-date
     buckets: int = 0
     anomalies: list[Anomaly] = field(default_factory=list)
     message: str = ""
