@@ -373,3 +373,17 @@ def test_bad_times_on_the_command_line_are_one_sentence(prefix, capsys):
     assert main(["--prefix", str(prefix), "detect", "--from", "", "--to", "2024-03-02"]) == 2
     err = capsys.readouterr().err
     assert "is not a date or time" in err and "Traceback" not in err
+
+
+def test_show_lists_the_newest_anomalies_with_the_rule_each_raises(prefix, capsys):
+    history = normal_alerts(2)
+    write_alerts(prefix, history + normal_alerts(2.1, seed=8)[len(history):] +
+                 burst(START + timedelta(days=2, minutes=20)) + burst(START + timedelta(days=2, minutes=50), "db-01"))
+    runner(prefix, START + timedelta(days=2, minutes=3)).run()
+    runner(prefix, START + timedelta(days=2, hours=1, minutes=3)).run()
+    capsys.readouterr()
+    assert main(["--prefix", str(prefix), "show", "--last", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("2024-03-03T00:50 auth_test") and "db-01" in out[0]
+    assert out[1].startswith("  -> rule 11710") and "(level " in out[1]     # a scenario of our own: generic tiers
+    assert out[2].startswith("(1 of 2 lines;") and "simulated" in out[2]
