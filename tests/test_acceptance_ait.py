@@ -10,7 +10,6 @@ this alert stream (README explains).
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest

@@ -137,3 +137,24 @@ def test_scoring_does_not_import_mlflow(trained):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert _library().torch is not None
+
+
+def test_a_weights_file_others_can_write_is_refused(trained, tmp_path):
+    detector, _, _ = trained
+    detector.save(tmp_path)
+    os.chmod(tmp_path / "mvad.pt", 0o646)
+    with pytest.raises(ModelError, match="writable by group or others"):
+        MvadDetector.load(tmp_path, FEATURES)
+
+
+def test_a_symlinked_weights_file_is_refused(trained, tmp_path):
+    detector, _, _ = trained
+    real = tmp_path / "elsewhere"
+    real.mkdir()
+    detector.save(real)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "mvad.json").write_bytes((real / "mvad.json").read_bytes())
+    os.symlink(real / "mvad.pt", model / "mvad.pt")
+    with pytest.raises(ModelError, match="symbolic link"):
+        MvadDetector.load(model, FEATURES)

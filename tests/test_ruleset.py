@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from wazuh_anomaly.emitter import event_for, event_for_health, render
+from wazuh_anomaly.emitter import event_for, event_for_health
 from wazuh_anomaly.findings import HEALTH_CHECKS, Anomaly, FeatureContribution, HealthEvent
 from wazuh_anomaly.ruleset import SimulatedAlert, explain, explain_all
 from wazuh_anomaly.ruleset.cases import GENERIC_TIER_RULES, SCENARIO_RULES, render_cases

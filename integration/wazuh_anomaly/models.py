@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import shutil
-import stat
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from .detectors import Calibration, SeasonalProfile, detector_class
 from .detectors.base import severity_for
 from .errors import ModelError
 from .findings import Anomaly, FeatureContribution, iso
+from .trust import check_trusted, read_trusted
 
 FORMAT = 1
 POOLED = "*"
@@ -52,22 +52,6 @@ def data_hash(series: dict[str | None, pd.DataFrame]) -> str:
         digest.update(np.ascontiguousarray(frame.index.asi8).tobytes())
         digest.update(np.ascontiguousarray(frame.to_numpy(dtype=float)).tobytes())
     return digest.hexdigest()[:16]
-
-
-def check_trusted(path: Path) -> None:
-    """Refuse a model file or directory that someone else could have written."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        raise ModelError(f"{path}: model file missing; retrain with 'wazuh-anomaly train'.") from None
-    if stat.S_ISLNK(st.st_mode):
-        raise ModelError(f"{path}: is a symbolic link; model files must be plain files. Retrain with 'wazuh-anomaly train'.")
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise ModelError(f"{path}: is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
-                         f"models are trusted code: 'chmod go-w {path}' if you trust it, or retrain.")
-    if st.st_uid not in (0, os.getuid()):
-        raise ModelError(f"{path}: is owned by uid {st.st_uid}, not root or the user running wazuh-anomaly; "
-                         f"refusing to load it. Retrain with 'wazuh-anomaly train'.")
 
 
 @dataclass
@@ -211,7 +195,7 @@ class ModelBundle:
         for path in directory.iterdir():
             check_trusted(path)
         try:
-            meta = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+            meta = json.loads(read_trusted(directory / "meta.json"))
         except (OSError, ValueError) as exc:
             raise ModelError(f"{directory / 'meta.json'}: unreadable ({exc}); retrain with 'wazuh-anomaly train'.") from None
         features = scenario.feature_names
@@ -226,7 +210,7 @@ class ModelBundle:
             raise ModelError(f"{directory}: trained for detectors {meta.get('detectors')}, but the scenario lists "
                              f"{list(scenario.detectors)}; retrain with 'wazuh-anomaly train'.")
         try:
-            profile = SeasonalProfile.from_json(json.loads((directory / "profile.json").read_text(encoding="utf-8")))
+            profile = SeasonalProfile.from_json(json.loads(read_trusted(directory / "profile.json")))
             detectors = {}
             for name in trained:
                 cls_ = detector_class(name)
@@ -237,7 +221,7 @@ class ModelBundle:
             calibrations = {d: {k: Calibration.from_json(v) for k, v in cals.items()}
                             for d, cals in meta["calibration"].items()}
             vocabulary_file = directory / "vocabulary.json"
-            vocabulary = json.loads(vocabulary_file.read_text(encoding="utf-8")) if vocabulary_file.exists() else {}
+            vocabulary = json.loads(read_trusted(vocabulary_file)) if vocabulary_file.exists() else {}
         except ModelError:
             raise
         except Exception as exc:  # a damaged file of any kind: one sentence, then retrain

@@ -365,8 +365,8 @@ class Runner:
         next_starts += [ScenarioState.load(self.state_dir, s.name).watermark or lo
                         for s in scenarios if s.name in models and s.name not in plans]
         resume_at = min(next_starts)
-        observer = self._read([a for a, _ in aggregators.values()], lo, hi, report, cursor=cursor,
-                              resume_at=resume_at)
+        self._read([a for a, _ in aggregators.values()], lo, hi, report, cursor=cursor,
+                   resume_at=resume_at)
 
         writer = self._writer()
         for name, (s, bundle, state, start, end) in plans.items():

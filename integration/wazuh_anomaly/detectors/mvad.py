@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import io
 import json
 import os
 import sys
@@ -37,6 +38,7 @@ import pandas as pd
 
 from ..config import MvadSpec
 from ..errors import ModelError
+from ..trust import read_trusted
 from .base import ScoreFrame, Series
 
 WEIGHTS_FILE = "mvad.pt"
@@ -294,7 +296,7 @@ class MvadDetector:
     def load(cls, directory: Path, features: list[str], *, device: str = "cpu",
              threads: int | None = None) -> "MvadDetector":
         lib = _library()
-        data = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+        data = json.loads(read_trusted(directory / CONFIG_FILE))
         if data["features"] != list(features):
             raise ModelError(f"{directory}: the MVAD model was trained on features {data['features']}, "
                              f"but the scenario now has {list(features)}; retrain with 'wazuh-anomaly train'.")
@@ -305,7 +307,8 @@ class MvadDetector:
         detector.config_ = lib.contract.MultiADConfig(**config)
         model = lib.module.MultivariateGraphAttnDetector(detector.config_)
         # weights_only: a model file is data, never code.
-        state = lib.torch.load(directory / WEIGHTS_FILE, map_location=device, weights_only=True)
+        state = lib.torch.load(io.BytesIO(read_trusted(directory / WEIGHTS_FILE)), map_location=device,
+                               weights_only=True)
         model.load_state_dict(state)
         model.to(device).eval()
         detector.model_ = model

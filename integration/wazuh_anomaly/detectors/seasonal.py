@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import SeasonalSpec
+from ..trust import read_trusted
 from .base import ScoreFrame, Series
 from .profile import SeasonalProfile
 
@@ -62,7 +63,7 @@ class SeasonalDetector:
 
     @classmethod
     def load(cls, directory: Path, features: list[str]) -> "SeasonalDetector":
-        data = json.loads((directory / "seasonal.json").read_text(encoding="utf-8"))
+        data = json.loads(read_trusted(directory / "seasonal.json"))
         detector = cls(features, SeasonalSpec(**data["spec"]))
         detector.profile_ = SeasonalProfile.from_json(data["profile"])
         if detector.profile_.features != list(features):

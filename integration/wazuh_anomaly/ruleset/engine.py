@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from .patterns import osmatch_search, osregex_search, search
+from .patterns import osmatch_search, search
 from .rulefile import Rule, load_order, read_rule_file
 
 SIMULATION_NOTE = "simulated by wazuh-anomaly's offline rule engine (not wazuh-analysisd)"
