@@ -297,7 +297,7 @@ def _parse_features(r: _Reader) -> tuple[FeatureSpec, ...]:
         field_name = f.get("field", str)
         if aggregation != "count" and not field_name:
             raise f.fail("field", f"is required for aggregation '{aggregation}'")
-        max_seen = f.get("max_seen", int, 2)
+        max_seen = f.get("max_seen", int, FeatureSpec.max_seen)
         if max_seen < 0:
             raise f.fail("max_seen", "must be zero (never seen before) or more")
         if aggregation != "rare" and "max_seen" in f.data:
@@ -317,8 +317,8 @@ def parse_scenario(data: Any, file: Path | str) -> Scenario:
     if not NAME_RE.match(name):
         raise r.fail("name", "must be lower-case letters, digits and underscores, starting with a letter")
     description = r.get("description", str, required=True).strip()
-    enabled = r.get("enabled", bool, True)
-    bucket_minutes = r.get("bucket_minutes", int, 5)
+    enabled = r.get("enabled", bool, Scenario.enabled)
+    bucket_minutes = r.get("bucket_minutes", int, Scenario.bucket_minutes)
     if bucket_minutes < 1 or 1440 % bucket_minutes:
         raise r.fail("bucket_minutes", "must divide a day evenly (1, 5, 10, 15, 30, 60 …)")
     features = _parse_features(r)
@@ -326,39 +326,39 @@ def parse_scenario(data: Any, file: Path | str) -> Scenario:
     entity = None
     if r.data.get("entity") is not None:
         e = r.sub("entity")
-        entity = EntitySpec(e.get("field", str, required=True), e.get("top", int, 20))
+        entity = EntitySpec(e.get("field", str, required=True), e.get("top", int, EntitySpec.top))
         _positive(e, "top", entity.top)
         e.done()
     else:
         r.used.add("entity")
 
-    detectors = r.get("detectors", list, ["mvad", "seasonal"])
+    detectors = r.get("detectors", list, list(Scenario.detectors))
     bad = [d for d in detectors if d not in DETECTORS]
     if bad or not detectors:
         raise r.fail("detectors", f"must list one or more of {', '.join(DETECTORS)}")
-    combine = r.get("combine", str, "any")
+    combine = r.get("combine", str, Scenario.combine)
     if combine not in ("any", "all"):
         raise r.fail("combine", "must be 'any' or 'all'")
 
     t = r.sub("training")
     training = TrainingSpec(
-        lookback_days=_positive(t, "lookback_days", t.get("lookback_days", float, 14.0)),
-        min_history_hours=_positive(t, "min_history_hours", t.get("min_history_hours", float, 48.0)),
-        retrain_every_days=_positive(t, "retrain_every_days", t.get("retrain_every_days", float, 7.0)),
-        max_model_age_days=_positive(t, "max_model_age_days", t.get("max_model_age_days", float, 21.0)),
+        lookback_days=_positive(t, "lookback_days", t.get("lookback_days", float, TrainingSpec.lookback_days)),
+        min_history_hours=_positive(t, "min_history_hours", t.get("min_history_hours", float, TrainingSpec.min_history_hours)),
+        retrain_every_days=_positive(t, "retrain_every_days", t.get("retrain_every_days", float, TrainingSpec.retrain_every_days)),
+        max_model_age_days=_positive(t, "max_model_age_days", t.get("max_model_age_days", float, TrainingSpec.max_model_age_days)),
     )
     t.done()
 
     m = r.sub("mvad")
     mvad = MvadSpec(
-        sliding_window=m.get("sliding_window", int, 48),
-        epochs=m.get("epochs", int, 20),
-        batch_size=m.get("batch_size", int, 64),
-        interval=m.get("interval", int, 1),
-        windows_per_epoch=m.get("windows_per_epoch", int, 640),
-        lr=m.get("lr", float, 1e-3),
-        seed=m.get("seed", int, 42),
-        min_steps=m.get("min_steps", int, 100),
+        sliding_window=m.get("sliding_window", int, MvadSpec.sliding_window),
+        epochs=m.get("epochs", int, MvadSpec.epochs),
+        batch_size=m.get("batch_size", int, MvadSpec.batch_size),
+        interval=m.get("interval", int, MvadSpec.interval),
+        windows_per_epoch=m.get("windows_per_epoch", int, MvadSpec.windows_per_epoch),
+        lr=m.get("lr", float, MvadSpec.lr),
+        seed=m.get("seed", int, MvadSpec.seed),
+        min_steps=m.get("min_steps", int, MvadSpec.min_steps),
     )
     m.done()
     if mvad.sliding_window < 8:
@@ -368,9 +368,9 @@ def parse_scenario(data: Any, file: Path | str) -> Scenario:
 
     s = r.sub("seasonal")
     seasonal = SeasonalSpec(
-        weekday=s.get("weekday", bool, False),
-        direction=s.get("direction", str, "up"),
-        min_scale=_positive(s, "min_scale", s.get("min_scale", float, 1.0)),
+        weekday=s.get("weekday", bool, SeasonalSpec.weekday),
+        direction=s.get("direction", str, SeasonalSpec.direction),
+        min_scale=_positive(s, "min_scale", s.get("min_scale", float, SeasonalSpec.min_scale)),
     )
     if seasonal.direction not in ("up", "both"):
         raise s.fail("direction", "must be 'up' or 'both'")
@@ -378,10 +378,10 @@ def parse_scenario(data: Any, file: Path | str) -> Scenario:
 
     v = r.sub("severity")
     severity = SeveritySpec(
-        quantile=v.get("quantile", float, 0.999),
-        medium=v.get("medium", float, 1.5),
-        high=v.get("high", float, 2.5),
-        critical=v.get("critical", float, 4.0),
+        quantile=v.get("quantile", float, SeveritySpec.quantile),
+        medium=v.get("medium", float, SeveritySpec.medium),
+        high=v.get("high", float, SeveritySpec.high),
+        critical=v.get("critical", float, SeveritySpec.critical),
     )
     v.done()
     if not 0.5 <= severity.quantile < 1:
@@ -453,13 +453,13 @@ def load_config(layout: Layout, config_file: Path | None = None) -> Config:
     state_dir = r.get("state_dir", str, "") or str(layout.state_dir)
     rr = r.sub("run")
     run = RunSpec(
-        grace_seconds=int(_positive(rr, "grace_seconds", rr.get("grace_seconds", int, 120), allow_zero=True)),
-        max_catchup_buckets=int(_positive(rr, "max_catchup_buckets", rr.get("max_catchup_buckets", int, 288))),
-        auto_train=rr.get("auto_train", bool, True),
-        no_data_hours=_positive(rr, "no_data_hours", rr.get("no_data_hours", float, 6.0)),
-        threads=int(_positive(rr, "threads", rr.get("threads", int, 1))),
-        device=rr.get("device", str, "cpu"),
-        keep_models=int(_positive(rr, "keep_models", rr.get("keep_models", int, 3))),
+        grace_seconds=int(_positive(rr, "grace_seconds", rr.get("grace_seconds", int, RunSpec.grace_seconds), allow_zero=True)),
+        max_catchup_buckets=int(_positive(rr, "max_catchup_buckets", rr.get("max_catchup_buckets", int, RunSpec.max_catchup_buckets))),
+        auto_train=rr.get("auto_train", bool, RunSpec.auto_train),
+        no_data_hours=_positive(rr, "no_data_hours", rr.get("no_data_hours", float, RunSpec.no_data_hours)),
+        threads=int(_positive(rr, "threads", rr.get("threads", int, RunSpec.threads))),
+        device=rr.get("device", str, RunSpec.device),
+        keep_models=int(_positive(rr, "keep_models", rr.get("keep_models", int, RunSpec.keep_models))),
     )
     if run.device not in ("cpu", "cuda"):
         raise rr.fail("device", "must be 'cpu' or 'cuda'")
