@@ -1,6 +1,6 @@
 """The CLI commands of this package, each returning (text to print, exit code), so
 that cli.py only parses arguments: `ruleset check`, `ruleset cases [--write]`,
-`logtest [--socket PATH] [--offline] [FILES...]`, `explain`."""
+`logtest [--socket PATH] [--offline] [FILES...]`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +8,7 @@ from typing import Iterable
 
 from ..errors import WazuhAnomalyError
 from ..paths import Layout
-from . import default_ini_files, default_rule_files, explain_all, repo_dir
+from . import default_ini_files, default_rule_files, repo_dir
 from .cases import INI_FILE_NAME, render_cases, write_cases
 from .check import check_ruleset, format_problems
 from .logtest import format_results, run_cases, run_cases_offline
@@ -52,9 +52,3 @@ def logtest(files: Iterable[Path] = (), *, socket_path: Path | None = None, offl
     else:
         results = run_cases(socket_path or Layout.from_env().logtest_socket, files)
     return format_results(results), 0 if all(r.passed for r in results) else 1
-
-
-def explain_events(events: Iterable[dict]) -> tuple[str, int]:
-    """The alert each event would raise, simulated in one session."""
-    alerts = explain_all(list(events))
-    return "\n".join(str(a) for a in alerts), 0
