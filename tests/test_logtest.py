@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import tempfile
 import secrets
 import socket
 import struct
@@ -159,24 +160,32 @@ def test_missing_socket_is_one_sentence_naming_the_manager_and_rule_test(tmp_pat
     assert str(tmp_path / "nothing-here") in msg
 
 
-def _connect_as_nobody(path: str, queue) -> None:
+def _connect_as_nobody(path: str, ini: str, queue) -> None:
     os.setgid(65534)
     os.setuid(65534)
     try:
-        run_cases(Path(path), [INI])
+        run_cases(Path(path), [Path(ini)])
         queue.put("no error")
     except LogtestError as exc:
         queue.put(str(exc))
+    except Exception as exc:  # anything else must show up as a failed assertion, not an empty queue
+        queue.put(f"unexpected {type(exc).__name__}: {exc}")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to an unprivileged user")
 def test_permission_denied_says_to_run_as_root_or_wazuh(server):
     os.chmod(server.path.parent, 0o700)          # like queue/sockets: not for other users
+    # The cases themselves are readable by anyone, wherever the checkout lives.
+    fd, ini = tempfile.mkstemp(suffix=".ini", dir="/tmp")
+    os.write(fd, INI.read_bytes())
+    os.close(fd)
+    os.chmod(ini, 0o644)
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
-    child = ctx.Process(target=_connect_as_nobody, args=(str(server.path), queue))
+    child = ctx.Process(target=_connect_as_nobody, args=(str(server.path), ini, queue))
     child.start()
     child.join(30)
+    os.unlink(ini)
     assert queue.get(timeout=5) == f"Permission denied on {server.path}: run as root or as a user in the wazuh group."
 
 
