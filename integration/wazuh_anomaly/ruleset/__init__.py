@@ -10,8 +10,9 @@ from typing import Iterable
 
 from ..emitter import render
 from ..paths import Layout
-from .cases import INI_FILE_NAME, RULES_FILE_NAME
+from .cases import RULES_FILE_NAME
 from .engine import RuleEngine, SimulatedAlert
+from .rulefile import load_order
 
 __all__ = ["SimulatedAlert", "default_rule_files", "explain", "explain_all", "repo_dir"]
 
@@ -23,18 +24,19 @@ def repo_dir() -> Path | None:
 
 
 def default_rule_files() -> list[Path]:
-    """Our rule file: the checkout's rules/, else the one installed on this manager."""
+    """Our rule files in Wazuh's load order: the checkout's rules/, else the ones
+    installed on this manager (every etc/rules file named like ours)."""
     repo = repo_dir()
     if repo is not None:
-        return [repo / "rules" / RULES_FILE_NAME]
-    return [Layout.from_env().rules_dir / RULES_FILE_NAME]
+        return load_order([repo / "rules"])
+    return load_order([Layout.from_env().rules_dir], r"^wazuh_anomaly.*\.xml$")
 
 
 def default_ini_files() -> list[Path]:
     """The checkout's tests/ruleset cases, else the copies install.sh put on this manager."""
     repo = repo_dir()
     if repo is not None:
-        return [repo / "tests" / "ruleset" / INI_FILE_NAME]
+        return sorted((repo / "tests" / "ruleset").glob("*.ini"))
     return sorted((Layout.from_env().etc_dir / "ruleset-tests").glob("*.ini"))
 
 
