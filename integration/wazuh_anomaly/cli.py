@@ -268,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offline", action="store_true",
                    help="use wazuh-anomaly's rule simulator instead of the manager (not Wazuh itself)")
     p.set_defaults(func=cmd_logtest)
+
+    from .netflow import register as register_netflow
+    register_netflow(sub)
     return parser
 
 

@@ -1,0 +1,82 @@
+"""The rule tests of tests/ruleset/wazuh_anomaly_netflow_rules.ini, made from the
+generator's events (real normaliser and detector output), so the rules, the
+normaliser and the detections cannot drift apart. `wazuh-anomaly netflow cases --write`
+updates the file; tests/test_netflow_rules.py fails when it is stale."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from ..errors import WazuhAnomalyError
+from ..ruleset.inifile import CaseSpec, render_ini
+from .generate import tagged_events
+
+RULES_FILE_NAME = "wazuh_anomaly_netflow_rules.xml"
+INI_FILE_NAME = "wazuh_anomaly_netflow_rules.ini"
+
+# generator scenario -> (rule, level, section name)
+SCENARIO_CASES = (
+    ("port_scan", 117001, 9, "SYN probe from 192.168.56.30 to 192.168.56.28:47775 tagged possible_port_scan"),
+    ("icmp_sweep", 117001, 9, "ICMP echo sweep of 192.168.56.0/24 tagged possible_port_scan"),
+    ("high_outbound", 117002, 10, "Internal host sending over 500 MB an hour outside"),
+    ("beaconing", 117003, 10, "Connections every 5 minutes to one outside host and port"),
+    ("lateral_movement", 117004, 8, "Internal host reaching SMB, RDP, SSH, WinRM, MSSQL or MySQL of another"),
+    ("dns", 117005, 8, "Over 300 DNS flows in 5 minutes from one host"),
+    ("external_inbound", 117006, 8, "Outside host reaching RDP on an internal host"),
+    ("unusual_outbound", 117007, 5, "Internal host reaching port 4444 outside"),
+    ("dos", 117008, 12, "Over 100000 packets a minute to one host"),
+    ("brute_force", 117040, 10, "Over 20 SSH connections in 5 minutes from one outside host"),
+)
+
+HEADER = f"""Copyright (C) the wazuh-anomaly authors; GPL-3.0-or-later.
+
+Rule tests for rules/{RULES_FILE_NAME}, in Wazuh's ruleset/testing format.
+Generated from `wazuh-anomaly netflow generate` (the real normaliser and flow detections)
+by `wazuh-anomaly netflow cases --write`; do not edit: tests/test_netflow_rules.py fails
+when this file and the generator differ.
+Several `log 1 pass` lines in one section run in one session and only the last one is
+checked (used for the escalation rule 117009)."""
+
+
+def _line(event: dict) -> str:
+    return orjson.dumps(event).decode()
+
+
+def build_cases() -> list[CaseSpec]:
+    cases = [CaseSpec("Flow without a tag is decoded but not alerted",
+                      (_line(tagged_events("random_traffic", 1)[-1]),), 117000, 0,
+                      comment="Random (Poisson) connections to one host and port: no beaconing tag.")]
+    for scenario, rule, level, name in SCENARIO_CASES:
+        cases.append(CaseSpec(name, (_line(tagged_events(scenario, 1)[-1]),), rule, level))
+    scans = [_line(e) for e in tagged_events("port_scan", 5)]
+    cases.append(CaseSpec("The same source port-scanning five times within ten minutes escalates",
+                          tuple(scans), 117009, 12))
+    cases.append(CaseSpec("Four port-scan alerts from one source do not escalate yet",
+                          tuple(scans[:4]), 117001, 9))
+    return sorted(cases, key=lambda c: c.rule)
+
+
+def render_cases() -> str:
+    return render_ini(build_cases(), HEADER)
+
+
+def ini_path() -> Path:
+    from ..ruleset import repo_dir
+    repo = repo_dir()
+    if repo is None:
+        raise WazuhAnomalyError(f"No source checkout found; {INI_FILE_NAME} lives in its tests/ruleset/.")
+    return repo / "tests" / "ruleset" / INI_FILE_NAME
+
+
+def check_or_write(*, write: bool) -> tuple[str, int]:
+    path = ini_path()
+    text = render_cases()
+    old = path.read_text(encoding="utf-8") if path.exists() else None
+    if write:
+        if old != text:
+            path.write_text(text, encoding="utf-8")
+            return f"wrote {path}", 0
+        return f"{path} is up to date", 0
+    stale = old != text
+    return text.rstrip("\n") + (f"\n; {path} differs: run with --write" if stale else ""), 1 if stale else 0

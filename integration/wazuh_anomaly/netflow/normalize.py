@@ -1,0 +1,290 @@
+"""pmacct flow record -> the normalised flow event of DESIGN.md.
+
+Accepts both pmacct JSON dialects: `pmacctd`'s print plugin (`ip_proto` a name,
+`tcp_flags` a decimal string, `stamp_inserted` the start of the time bin, no zone) and
+the `nfacctd` NetFlow/IPFIX collector (adds `peer_ip_src`, `timestamp_start`,
+`timestamp_end`; reports ICMP type/code in `port_dst` as type*256+code). Pure
+functions on dicts; a record that cannot be a flow raises `BadRecord` with the reason.
+"""
+from __future__ import annotations
+
+import calendar
+import ipaddress
+from datetime import datetime
+
+from . import tables
+from .settings import NetflowSettings
+
+DIRECTIONS = ("internal_to_internal", "internal_to_external", "external_to_internal", "external_to_external")
+_MARKER_EVENTS = frozenset({"purge_init", "purge_close", "start", "end"})
+
+
+class BadRecord(ValueError):
+    """A record that is not a usable flow; the message is the reason, in a few words."""
+
+
+class AddressBook:
+    """Is an address internal? Cached, because flows repeat the same few addresses."""
+
+    def __init__(self, networks, *, max_cached: int = 65536):
+        self.v4 = [n for n in networks if n.version == 4]
+        self.v6 = [n for n in networks if n.version == 6]
+        self.cache: dict[str, bool] = {}
+        self.max_cached = max_cached
+
+    def is_internal(self, text: str) -> bool:
+        hit = self.cache.get(text)
+        if hit is not None:
+            return hit
+        try:
+            addr = ipaddress.ip_address(text)
+        except ValueError:
+            raise BadRecord(f"'{text}' is not an IP address") from None
+        if addr.version == 6 and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        nets = self.v4 if addr.version == 4 else self.v6
+        inside = any(addr in n for n in nets)
+        if len(self.cache) >= self.max_cached:
+            self.cache.clear()
+        self.cache[text] = inside
+        return inside
+
+
+def direction_of(src_internal: bool, dst_internal: bool) -> str:
+    return DIRECTIONS[(0 if src_internal else 2) + (0 if dst_internal else 1)]
+
+
+class _Clock:
+    """pmacct time text -> (epoch seconds, ISO 8601 UTC text); minute prefixes are cached."""
+
+    def __init__(self) -> None:
+        self.minutes: dict[str, int] = {}
+
+    def parse(self, value, key: str) -> tuple[float, str]:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return self._epoch(float(value), key)
+        if not isinstance(value, str):
+            raise BadRecord(f"{key} {value!r} is not a time")
+        text = value.strip()
+        if text[:1].isdigit() and len(text) >= 19 and text[4] == "-" and text[10] in " T":
+            head = text[:16]
+            minute = self.minutes.get(head)
+            if minute is None:
+                try:
+                    minute = calendar.timegm(datetime.strptime(head, "%Y-%m-%d" + text[10] + "%H:%M").timetuple())
+                except ValueError:
+                    raise BadRecord(f"{key} '{text}' is not a time such as 2024-01-31 23:59:00") from None
+                if len(self.minutes) > 4096:
+                    self.minutes.clear()
+                self.minutes[head] = minute
+            rest = text[17:]
+            zone = ""
+            if rest.endswith("Z"):
+                rest = rest[:-1]
+            elif len(rest) > 6 and rest[-6] in "+-" and rest[-3] == ":":
+                zone = rest[-6:]
+                rest = rest[:-6]
+            elif len(rest) > 5 and rest[-5] in "+-":
+                zone = rest[-5:-2] + ":" + rest[-2:]
+                rest = rest[:-5]
+            try:
+                seconds = float(rest)
+            except ValueError:
+                raise BadRecord(f"{key} '{text}' is not a time such as 2024-01-31 23:59:00") from None
+            if not 0 <= seconds < 61:
+                raise BadRecord(f"{key} '{text}' has {rest} seconds")
+            epoch = minute + seconds
+            if zone and zone not in ("+00:00", "-00:00"):
+                sign = 1 if zone[0] == "+" else -1
+                epoch -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+                return self._epoch(epoch, key)
+            return epoch, f"{text[:10]}T{text[11:16]}:{rest}Z"
+        try:
+            return self._epoch(float(text), key)  # timestamps_since_epoch: true
+        except ValueError:
+            raise BadRecord(f"{key} '{text}' is not a time such as 2024-01-31 23:59:00") from None
+
+    @staticmethod
+    def _epoch(epoch: float, key: str) -> tuple[float, str]:
+        if not 0 <= epoch < 32503680000:
+            raise BadRecord(f"{key} {epoch!r} is not a time after 1970")
+        whole = int(epoch)
+        frac = epoch - whole
+        text = datetime.utcfromtimestamp(whole).strftime("%Y-%m-%dT%H:%M:%S")
+        if frac:
+            text += f"{frac:.6f}"[1:].rstrip("0")
+        return epoch, text + "Z"
+
+
+def _count(record: dict, key: str) -> int:
+    value = record.get(key, 0)
+    if type(value) is int and value >= 0:
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    if isinstance(value, float) and value >= 0 and value.is_integer():
+        return int(value)
+    raise BadRecord(f"{key} {value!r} is not a count")
+
+
+def _port(record: dict, key: str) -> int | None:
+    value = record.get(key)
+    if value is None:
+        return None
+    if type(value) is int and 0 <= value <= 65535:
+        return value
+    if isinstance(value, str) and value.isdigit() and int(value) <= 65535:
+        return int(value)
+    raise BadRecord(f"{key} {value!r} is not a port number")
+
+
+def _protocol(value) -> str:
+    if isinstance(value, str):
+        name = value.strip().lower()
+        if name.isdigit():
+            return tables.PROTOCOL_NAMES.get(int(name), name)
+        if not name:
+            raise BadRecord("ip_proto is empty")
+        return tables.PROTOCOL_ALIASES.get(name, name)
+    if type(value) is int:
+        return tables.PROTOCOL_NAMES.get(value, str(value))
+    raise BadRecord(f"ip_proto {value!r} is not a protocol")
+
+
+def _flags(value) -> int:
+    if value is None:
+        return 0
+    if type(value) is int:
+        bits = value
+    elif isinstance(value, str) and value.isdigit():
+        bits = int(value)
+    elif isinstance(value, str) and value.lower().startswith("0x"):
+        try:
+            bits = int(value, 16)
+        except ValueError:
+            raise BadRecord(f"tcp_flags {value!r} is not a number") from None
+    else:
+        raise BadRecord(f"tcp_flags {value!r} is not a number")
+    if not 0 <= bits <= 0xFFF:
+        raise BadRecord(f"tcp_flags {value!r} is out of range")
+    return bits
+
+
+class Normalizer:
+    """Turns pmacct records into normalised flow events (dicts, ready to serialise)."""
+
+    def __init__(self, settings: NetflowSettings | None = None):
+        self.settings = settings or NetflowSettings()
+        self.addresses = AddressBook(self.settings.networks())
+        self.clock = _Clock()
+        self._flag_names: dict[int, str] = {}
+
+    def normalize(self, record) -> dict:
+        if not isinstance(record, dict):
+            raise BadRecord("the line is not a JSON object")
+        src = record.get("ip_src")
+        dst = record.get("ip_dst")
+        if not isinstance(src, str) or not isinstance(dst, str):
+            kind = record.get("event_type")
+            if kind in _MARKER_EVENTS:
+                raise BadRecord(f"a '{kind}' marker, not a flow")
+            missing = "ip_src" if not isinstance(src, str) else "ip_dst"
+            raise BadRecord(f"{missing} is missing; aggregate on src_host,dst_host in pmacct")
+        is_src_internal = self.addresses.is_internal(src)
+        is_dst_internal = self.addresses.is_internal(dst)
+        protocol = _protocol(record.get("ip_proto", record.get("proto", "")))
+        sport = _port(record, "port_src")
+        dport = _port(record, "port_dst")
+        bytes_ = _count(record, "bytes")
+        packets = _count(record, "packets")
+        collector = "nfacctd" if ("timestamp_start" in record or "peer_ip_src" in record) else "pmacctd"
+
+        start_value = record.get("timestamp_start") or record.get("stamp_inserted") or record.get("stamp_updated")
+        if start_value is None:
+            raise BadRecord("no timestamp_start, stamp_inserted or stamp_updated")
+        start, start_text = self.clock.parse(start_value, "timestamp_start" if "timestamp_start" in record else "stamp_inserted")
+        event = {"start": start_text}
+        end_value = record.get("timestamp_end")
+        if end_value:
+            end, end_text = self.clock.parse(end_value, "timestamp_end")
+            if end < start:
+                raise BadRecord(f"timestamp_end {end_value!r} is before timestamp_start {start_value!r}")
+            event["end"] = end_text
+            event["duration"] = round(end - start, 3)
+        event["type"] = "connection"
+        event["category"] = "network"
+
+        source = {"ip": src}
+        destination = {"ip": dst}
+        flow = {"protocol": protocol,
+                "direction": direction_of(is_src_internal, is_dst_internal)}
+        icmp = None
+        if protocol in tables.ICMP_PROTOCOLS:
+            # nfacctd: type*256+code in port_dst; pmacctd leaves both ports 0.
+            if collector == "nfacctd" or dport:
+                code = dport or 0
+                icmp = {"type": code >> 8, "code": code & 0xFF}
+        else:
+            if sport is not None:
+                source["port"] = sport
+            if dport is not None:
+                destination["port"] = dport
+        flags = 0
+        if protocol == "tcp":
+            flags = _flags(record.get("tcp_flags"))
+            if flags:
+                names = self._flag_names.get(flags)
+                if names is None:
+                    names = self._flag_names[flags] = ",".join(tables.tcp_flag_names(flags))
+                flow["tcp_flags"] = names
+        if icmp is not None:
+            flow["icmp_type"] = icmp["type"]
+            flow["icmp_code"] = icmp["code"]
+        out = {
+            "netflow": "true",
+            "event": event,
+            "source": source,
+            "destination": destination,
+            "flow": flow,
+            "network": {"bytes": bytes_, "packets": packets},
+        }
+        service = tables.SERVICES.get(dport) if dport is not None and icmp is None else None
+        if service is not None and protocol in tables.PORT_PROTOCOLS:
+            out["service"] = {"name": service}
+        peer = record.get("peer_ip_src")
+        out["observer"] = {"collector": collector, **({"exporter": peer} if isinstance(peer, str) and peer else {})}
+        out["anomaly"] = {"tags": []}
+        # Static fields for stock active responses; only outside addresses in srcip, so
+        # firewall-drop can never be pointed at one of our own hosts.
+        if not is_src_internal:
+            out["srcip"] = src
+        out["dstip"] = dst
+        # Kept out of the output: what the detections need, computed once here.
+        out["_ts"] = start
+        out["_flags"] = flags
+        out["_src_internal"] = is_src_internal
+        out["_dst_internal"] = is_dst_internal
+        return out
+
+
+def is_reply(event: dict) -> bool:
+    """A server's answer rather than a connection attempt: from a service port to a higher
+    client port, a TCP SYN+ACK without a client's bare SYN, or an ICMP echo reply."""
+    flow = event["flow"]
+    protocol = flow["protocol"]
+    if protocol in tables.ICMP_PROTOCOLS:
+        return flow.get("icmp_type") in (0, 129)
+    sport = event["source"].get("port")
+    dport = event["destination"].get("port")
+    if sport is None or dport is None:
+        return False
+    if sport < tables.EPHEMERAL_PORT_START <= dport:
+        return True
+    if sport in tables.SERVICES and dport not in tables.SERVICES and dport >= tables.EPHEMERAL_PORT_START:
+        return True
+    return False
+
+
+def public_view(event: dict) -> dict:
+    """The event as written: without the detections' private keys."""
+    return {k: v for k, v in event.items() if k[0] != "_"}

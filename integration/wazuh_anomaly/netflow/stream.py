@@ -1,0 +1,273 @@
+"""Reading pmacct files and writing normalised flow events: one pass (`normalize_file`)
+or following a growing file (`follow`), rotation-safe, resuming where the last run
+stopped. Output is appended with one write per batch (O_APPEND), so wazuh-logcollector
+never sees half a batch; the resume offset and the detection windows are saved
+atomically after each batch.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import orjson
+
+from ..errors import WazuhAnomalyError
+from ..sources.alerts_file import _fingerprint_length, _head_fingerprint
+from ..state import atomic_write_json, read_json
+from .detect import FlowDetector
+from .normalize import BadRecord, Normalizer
+from .settings import NetflowSettings
+
+log = logging.getLogger("wazuh_anomaly")
+BATCH_LINES = 4096
+MAX_LINE_BYTES = 65536
+MAX_LOGGED_BAD = 20          # bad lines logged one by one; beyond, only counted
+_PRIVATE = ("_ts", "_flags", "_src_internal", "_dst_internal")
+
+
+@dataclass
+class NormalizeStats:
+    records: int = 0            # good records written
+    tagged: int = 0             # of which carried at least one tag
+    skipped: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    tags: dict[str, int] = field(default_factory=dict)
+    bytes_read: int = 0
+
+    def skip(self, where: str, reason: str) -> None:
+        self.skipped += 1
+        key = reason.split(" '")[0].split(" {")[0]
+        self.reasons[key] = self.reasons.get(key, 0) + 1
+        if self.skipped <= MAX_LOGGED_BAD:
+            log.warning("%s: skipped, %s.", where, reason)
+        elif self.skipped == MAX_LOGGED_BAD + 1:
+            log.warning("more bad lines follow; only their count is reported from now on.")
+
+    def describe(self) -> str:
+        tags = ", ".join(f"{n} {t}" for t, n in sorted(self.tags.items())) or "none"
+        text = f"{self.records} flows written, {self.tagged} tagged (tags: {tags})"
+        if self.skipped:
+            text += f"; {self.skipped} bad lines skipped ({', '.join(f'{n} {r}' for r, n in sorted(self.reasons.items()))})"
+        return text
+
+
+class FlowPipeline:
+    """Normaliser + detector over raw lines; returns the output bytes of a batch."""
+
+    def __init__(self, settings: NetflowSettings, detector_state: dict | None = None, *, detect: bool = True):
+        self.normalizer = Normalizer(settings)
+        self.detector = FlowDetector(settings, detector_state) if detect else None
+        self.stats = NormalizeStats()
+
+    def event(self, record) -> dict:
+        """One parsed record -> the normalised, tagged event (private keys removed)."""
+        event = self.normalizer.normalize(record)
+        if self.detector is not None:
+            self.detector.observe(event)
+        for key in _PRIVATE:
+            del event[key]
+        return event
+
+    def process(self, lines: Iterable[tuple[str, bytes]]) -> bytes:
+        out = []
+        stats = self.stats
+        loads, dumps, event_of = orjson.loads, orjson.dumps, self.event
+        for where, line in lines:
+            if not line.strip():
+                continue
+            try:
+                event = event_of(loads(line))
+            except orjson.JSONDecodeError:
+                stats.skip(where, "not a JSON line")
+                continue
+            except BadRecord as exc:
+                stats.skip(where, str(exc))
+                continue
+            tags = event["anomaly"]["tags"]
+            if tags:
+                stats.tagged += 1
+                for tag in tags:
+                    stats.tags[tag] = stats.tags.get(tag, 0) + 1
+            out.append(dumps(event))
+        stats.records += len(out)
+        if not out:
+            return b""
+        out.append(b"")
+        return b"\n".join(out)
+
+
+def append_atomically(path: Path, data: bytes) -> None:
+    """One write with O_APPEND: a reader sees the whole batch or none of it."""
+    if not data:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o640)
+    try:
+        written = os.write(fd, data)
+        while written < len(data):   # only on a full disk or a signal; the rest follows at once
+            written += os.write(fd, data[written:])
+    finally:
+        os.close(fd)
+
+
+def state_file_for(state_dir: Path, input_path: Path) -> Path:
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(input_path.absolute()).strip("/"))
+    return state_dir / "netflow" / f"{name[-120:]}.json"
+
+
+class _Resume:
+    """Where to resume one input file: identity, byte offset, line number."""
+
+    def __init__(self, path: Path, state_file: Path | None):
+        self.path = path
+        self.state_file = state_file
+        data = read_json(state_file, {}) if state_file else {}
+        self.data = data if isinstance(data, dict) else {}
+
+    @property
+    def detector(self) -> dict | None:
+        return self.data.get("detector")
+
+    def offset_for(self, fd: int, st: os.stat_result) -> tuple[int, int]:
+        mark = self.data.get("file") or {}
+        if mark.get("id") != f"{st.st_dev}:{st.st_ino}" or mark.get("offset", 0) > st.st_size:
+            return 0, 0
+        if _head_fingerprint(fd, _fingerprint_length(mark.get("head", ""), st.st_size)) != mark.get("head"):
+            return 0, 0
+        return int(mark["offset"]), int(mark.get("line", 0))
+
+    def save(self, fd: int, st: os.stat_result, offset: int, line: int, detector: FlowDetector | None) -> None:
+        if self.state_file is None:
+            return
+        self.data = {"version": 1, "input": str(self.path),
+                     "file": {"id": f"{st.st_dev}:{st.st_ino}", "offset": offset, "line": line,
+                              "head": _head_fingerprint(fd, min(64, offset))},
+                     "detector": detector.to_json() if detector else None}
+        atomic_write_json(self.state_file, self.data, mode=0o640)
+
+
+def _open_input(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise WazuhAnomalyError(f"{path}: flow file not found; check pmacct's print_output_file "
+                                f"(or pass the right file).") from None
+    except PermissionError:
+        raise WazuhAnomalyError(f"{path}: cannot be read (permission denied); run as root or give "
+                                f"the wazuh group read access.") from None
+    except IsADirectoryError:
+        raise WazuhAnomalyError(f"{path}: is a directory; name the pmacct JSON file itself.") from None
+
+
+class _Reader:
+    """Complete lines from an open file, from an offset, with their line numbers."""
+
+    def __init__(self, fd: int, path: Path, offset: int, line: int):
+        self.fd, self.path, self.offset, self.line = fd, path, offset, line
+        self.pending = b""
+
+    def batches(self, batch_lines: int = BATCH_LINES):
+        """Yields lists of (where, line) up to the last complete line; the offset follows."""
+        while True:
+            chunk = os.pread(self.fd, 1 << 20, self.offset + len(self.pending))
+            if not chunk:
+                return
+            data = self.pending + chunk
+            lines = data.split(b"\n")
+            self.pending = lines.pop()
+            if len(self.pending) > MAX_LINE_BYTES:   # no newline in sight: drop the monster line
+                log.warning("%s line %d: skipped, a line longer than %d bytes.", self.path, self.line + 1,
+                            MAX_LINE_BYTES)
+                self.offset += len(data)
+                self.line += 1
+                self.pending = b""
+                while (b := os.pread(self.fd, 1 << 20, self.offset)) and b"\n" not in b:
+                    self.offset += len(b)
+                if b:
+                    self.offset += b.index(b"\n") + 1
+                continue
+            for i in range(0, len(lines), batch_lines):
+                part = lines[i:i + batch_lines]
+                first = self.line + 1
+                batch = [(f"{self.path} line {first + j}", ln) for j, ln in enumerate(part)]
+                self.line += len(part)
+                self.offset += sum(len(ln) + 1 for ln in part)
+                yield batch
+
+
+def normalize_file(input_path: Path, output: Callable[[bytes], None], settings: NetflowSettings, *,
+                   state_file: Path | None = None, from_start: bool = False) -> NormalizeStats:
+    """One pass: everything after the saved offset (all of it with from_start)."""
+    resume = _Resume(input_path, state_file)
+    pipeline = FlowPipeline(settings, None if from_start else resume.detector)
+    fd = _open_input(input_path)
+    try:
+        st = os.fstat(fd)
+        offset, line = (0, 0) if from_start else resume.offset_for(fd, st)
+        reader = _Reader(fd, input_path, offset, line)
+        for batch in reader.batches():
+            output(pipeline.process(batch))
+            resume.save(fd, os.fstat(fd), reader.offset, reader.line, pipeline.detector)
+        pipeline.stats.bytes_read = reader.offset - offset
+    finally:
+        os.close(fd)
+    return pipeline.stats
+
+
+def follow(input_path: Path, output: Callable[[bytes], None], settings: NetflowSettings, *,
+           state_file: Path | None, poll_seconds: float = 1.0, stop: Callable[[], bool] = lambda: False,
+           idle_exit_seconds: float | None = None) -> NormalizeStats:
+    """Follows a growing file until `stop()`; survives rotation (rename or copytruncate):
+    the old file is read to its end, then the new one from its start."""
+    resume = _Resume(input_path, state_file)
+    pipeline = FlowPipeline(settings, resume.detector)
+    fd = None
+    reader = None
+    idle_since = time.monotonic()
+    try:
+        while not stop():
+            if fd is None:
+                try:
+                    fd = os.open(input_path, os.O_RDONLY)
+                except FileNotFoundError:
+                    fd = None
+                if fd is not None:
+                    offset, line = resume.offset_for(fd, os.fstat(fd))
+                    reader = _Reader(fd, input_path, offset, line)
+            progressed = False
+            if reader is not None:
+                for batch in reader.batches():
+                    output(pipeline.process(batch))
+                    resume.save(fd, os.fstat(fd), reader.offset, reader.line, pipeline.detector)
+                    progressed = True
+                try:
+                    now = os.stat(input_path)
+                except FileNotFoundError:
+                    now = None
+                mine = os.fstat(fd)
+                if now is None or (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
+                    # Rotated away: what is left in the old file was just read; start the new one.
+                    if now is not None:
+                        log.info("%s was rotated; reading the new file from its start", input_path)
+                        os.close(fd)
+                        fd = os.open(input_path, os.O_RDONLY)
+                        reader = _Reader(fd, input_path, 0, 0)
+                        resume.save(fd, os.fstat(fd), 0, 0, pipeline.detector)
+                        continue
+                elif mine.st_size < reader.offset:
+                    log.info("%s shrank (copytruncate); reading it again from its start", input_path)
+                    reader = _Reader(fd, input_path, 0, 0)
+                    continue
+            if progressed:
+                idle_since = time.monotonic()
+            elif idle_exit_seconds is not None and time.monotonic() - idle_since >= idle_exit_seconds:
+                break
+            time.sleep(poll_seconds)
+    finally:
+        if fd is not None:
+            os.close(fd)
+    return pipeline.stats
