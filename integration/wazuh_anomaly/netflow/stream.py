@@ -26,6 +26,7 @@ log = logging.getLogger("wazuh_anomaly")
 BATCH_LINES = 4096
 MAX_LINE_BYTES = 65536
 MAX_LOGGED_BAD = 20          # bad lines logged one by one; beyond, only counted
+HEAD_BYTES = 1024          # identifies a file by its first bytes (a reused inode, a rewrite)
 _PRIVATE = ("_ts", "_flags", "_src_internal", "_dst_internal")
 
 
@@ -145,7 +146,7 @@ class _Resume:
             return
         self.data = {"version": 1, "input": str(self.path),
                      "file": {"id": f"{st.st_dev}:{st.st_ino}", "offset": offset, "line": line,
-                              "head": _head_fingerprint(fd, min(64, offset))},
+                              "head": _head_fingerprint(fd, min(HEAD_BYTES, offset))},
                      "detector": detector.to_json() if detector else None}
         atomic_write_json(self.state_file, self.data, mode=0o640)
 
@@ -169,6 +170,16 @@ class _Reader:
     def __init__(self, fd: int, path: Path, offset: int, line: int):
         self.fd, self.path, self.offset, self.line = fd, path, offset, line
         self.pending = b""
+        self.head: str | None = None
+
+    def head_changed(self) -> bool:
+        """The first bytes differ from when they were read: truncated and rewritten to the same size."""
+        if self.offset == 0:
+            return False
+        if self.head is None:
+            self.head = _head_fingerprint(self.fd, min(HEAD_BYTES, self.offset))
+            return False
+        return _head_fingerprint(self.fd, _fingerprint_length(self.head, os.fstat(self.fd).st_size)) != self.head
 
     def batches(self, batch_lines: int = BATCH_LINES):
         """Yields lists of (where, line) up to the last complete line; the offset follows."""
@@ -258,8 +269,8 @@ def follow(input_path: Path, output: Callable[[bytes], None], settings: NetflowS
                         reader = _Reader(fd, input_path, 0, 0)
                         resume.save(fd, os.fstat(fd), 0, 0, pipeline.detector)
                         continue
-                elif mine.st_size < reader.offset:
-                    log.info("%s shrank (copytruncate); reading it again from its start", input_path)
+                elif mine.st_size < reader.offset or (not progressed and reader.head_changed()):
+                    log.info("%s was truncated (copytruncate); reading it again from its start", input_path)
                     reader = _Reader(fd, input_path, 0, 0)
                     continue
             if progressed:

@@ -1,0 +1,277 @@
+"""NetFlow normaliser, flow detections, follow mode and generator."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from conftest import SHARED_DATA, need_shared_data
+from wazuh_anomaly.cli import main
+from wazuh_anomaly.errors import ConfigError
+from wazuh_anomaly.netflow.detect import FlowDetector
+from wazuh_anomaly.netflow.generate import SCENARIOS, raw_records, tagged_events
+from wazuh_anomaly.netflow.normalize import BadRecord, Normalizer
+from wazuh_anomaly.netflow.settings import NetflowSettings, load_netflow_settings
+from wazuh_anomaly.netflow.stream import FlowPipeline, follow, normalize_file, state_file_for
+from wazuh_anomaly.paths import Layout
+
+PMACCT = SHARED_DATA / "pmacct"
+PMACCTD_LINE = {"event_type": "purge", "ip_src": "147.32.80.40", "ip_dst": "147.32.80.37", "port_src": 36679,
+                "port_dst": 902, "tcp_flags": "6", "ip_proto": "tcp", "stamp_inserted": "2026-03-22 22:47:00",
+                "stamp_updated": "2026-11-21 23:31:31", "packets": 2, "bytes": 84}
+NFACCTD_LINE = {"event_type": "purge", "peer_ip_src": "10.0.0.1", "ip_src": "10.1.2.3", "ip_dst": "2001:db8::5",
+                "port_src": 0, "port_dst": 8 * 256, "tcp_flags": "0", "ip_proto": "ipv6-icmp",
+                "timestamp_start": "2026-03-22 22:47:01.250000", "timestamp_end": "2026-03-22 22:47:03.750000",
+                "packets": 3, "bytes": 192}
+
+
+def events_of(path: Path, settings: NetflowSettings | None = None) -> list[dict]:
+    pipeline = FlowPipeline(settings or NetflowSettings())
+    return [pipeline.event(json.loads(line)) for line in path.read_text().splitlines()]
+
+
+# -- normaliser ------------------------------------------------------------------------
+
+def test_pmacctd_print_plugin_record_becomes_the_design_shape():
+    event = Normalizer().normalize(dict(PMACCTD_LINE))
+    assert event["netflow"] == "true"
+    assert event["source"] == {"ip": "147.32.80.40", "port": 36679}
+    assert event["destination"] == {"ip": "147.32.80.37", "port": 902}
+    assert event["flow"] == {"protocol": "tcp", "direction": "external_to_external", "tcp_flags": "SYN,RST"}
+    assert event["network"] == {"bytes": 84, "packets": 2}
+    assert event["event"] == {"start": "2026-03-22T22:47:00Z", "type": "connection", "category": "network"}
+    assert event["service"] == {"name": "vmware-auth"}
+    assert event["anomaly"] == {"tags": []}
+    assert event["srcip"] == "147.32.80.40" and event["dstip"] == "147.32.80.37"
+
+
+def test_nfacctd_record_has_duration_exporter_and_icmp_type_from_port_dst():
+    event = Normalizer().normalize(dict(NFACCTD_LINE))
+    assert event["flow"]["protocol"] == "icmpv6"
+    assert (event["flow"]["icmp_type"], event["flow"]["icmp_code"]) == (8, 0)
+    assert "port" not in event["destination"] and "service" not in event
+    assert event["event"]["start"] == "2026-03-22T22:47:01.250000Z"
+    assert event["event"]["duration"] == 2.5
+    assert event["observer"] == {"collector": "nfacctd", "exporter": "10.0.0.1"}
+    assert event["flow"]["direction"] == "internal_to_external"
+
+
+def test_direction_follows_internal_networks_for_ipv4_and_ipv6():
+    settings = load_netflow_settings(Layout.from_env("/nonexistent"), internal_networks="147.32.0.0/16,2001:db8::/32")
+    n = Normalizer(settings)
+    assert n.normalize(dict(PMACCTD_LINE))["flow"]["direction"] == "internal_to_internal"
+    assert n.normalize(dict(NFACCTD_LINE))["flow"]["direction"] == "external_to_internal"
+    # internal sources never go into the static srcip that firewall-drop acts on
+    assert "srcip" not in n.normalize(dict(PMACCTD_LINE))
+
+
+def test_internal_networks_from_the_environment_and_bad_ones_named(monkeypatch):
+    monkeypatch.setenv("WAZUH_ANOMALY_INTERNAL_NETWORKS", "198.51.100.0/24")
+    assert load_netflow_settings(Layout.from_env("/nonexistent")).internal_networks == ("198.51.100.0/24",)
+    monkeypatch.setenv("WAZUH_ANOMALY_INTERNAL_NETWORKS", "10.0.0.0/33")
+    with pytest.raises(ConfigError, match="WAZUH_ANOMALY_INTERNAL_NETWORKS.*10.0.0.0/33"):
+        load_netflow_settings(Layout.from_env("/nonexistent"))
+
+
+def test_settings_file_sets_thresholds_and_names_unknown_keys(tmp_path):
+    path = tmp_path / "netflow.yaml"
+    path.write_text("internal_networks: [10.0.0.0/8]\nthresholds:\n  port_scan_ports: 5\n")
+    s = load_netflow_settings(Layout.from_env(tmp_path), path)
+    assert s.thresholds.port_scan_ports == 5 and s.thresholds.port_scan_hosts == 10
+    path.write_text("thresholds:\n  port_scan_portz: 5\n")
+    with pytest.raises(ConfigError, match="thresholds.port_scan_portz.*did you mean 'thresholds.port_scan_ports'"):
+        load_netflow_settings(Layout.from_env(tmp_path), path)
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"ip_src": None}, "ip_src is missing"),
+    ({"ip_dst": "not-an-ip"}, "'not-an-ip' is not an IP address"),
+    ({"bytes": -5}, "bytes -5 is not a count"),
+    ({"port_dst": 70000}, "port_dst 70000 is not a port number"),
+    ({"stamp_inserted": "yesterday"}, "stamp_inserted 'yesterday' is not a time"),
+    ({"tcp_flags": "SYN"}, "tcp_flags 'SYN' is not a number"),
+])
+def test_bad_records_are_refused_with_the_reason(change, reason):
+    record = dict(PMACCTD_LINE, **change)
+    record = {k: v for k, v in record.items() if v is not None}
+    with pytest.raises(BadRecord, match=reason):
+        Normalizer().normalize(record)
+
+
+def test_bad_lines_are_counted_skipped_and_named_by_file_and_line(tmp_path, caplog):
+    src = tmp_path / "flows.json"
+    src.write_text(json.dumps(PMACCTD_LINE) + "\nnot json\n" + json.dumps(dict(PMACCTD_LINE, bytes="x")) + "\n"
+                   + json.dumps(PMACCTD_LINE) + "\n")
+    out = tmp_path / "out.json"
+    with caplog.at_level("WARNING", logger="wazuh_anomaly"):
+        stats = normalize_file(src, lambda d: out.open("ab").write(d), NetflowSettings())
+    assert (stats.records, stats.skipped) == (2, 2)
+    assert f"{src} line 2: skipped, not a JSON line." in caplog.text
+    assert f"{src} line 3: skipped, bytes 'x' is not a count." in caplog.text
+    assert len(out.read_text().splitlines()) == 2
+
+
+# -- detections on real data -----------------------------------------------------------
+
+def test_real_icmp_sweep_is_tagged_as_a_port_scan_from_the_sweeper_only():
+    need_shared_data()
+    events = events_of(PMACCT / "test12-icmp-portscan.json")
+    tagged = [e for e in events if "possible_port_scan" in e["anomaly"]["tags"]]
+    assert tagged and {e["source"]["ip"] for e in tagged} == {"192.168.1.109"}
+    # from the 10th distinct host on (port_scan_hosts), every further probe
+    assert len(tagged) == len({e["destination"]["ip"] for e in events if e["source"]["ip"] == "192.168.1.109"}) - 9
+
+
+def test_real_ssh_brute_force_is_tagged_and_the_servers_replies_are_not_a_port_scan():
+    need_shared_data()
+    events = events_of(PMACCT / "malicious-ssh-bruteforce.json")
+    tags = {(e["source"]["ip"], t) for e in events for t in e["anomaly"]["tags"]}
+    # the server answers to 68 different client ports: replies, not a scan of the client
+    assert tags == {("147.32.80.40", "possible_brute_force")}
+
+
+# -- detections on generated data ------------------------------------------------------
+
+@pytest.mark.parametrize("scenario", [n for n, (_, tag) in SCENARIOS.items() if tag])
+def test_every_generator_scenario_yields_events_with_its_tag(scenario):
+    _, tag = SCENARIOS[scenario]
+    events = tagged_events(scenario, 4)
+    assert len(events) == 4 and all(tag in e["anomaly"]["tags"] for e in events)
+
+
+def test_beaconing_is_tagged_while_random_traffic_to_the_same_host_is_not():
+    pipeline = FlowPipeline(NetflowSettings())
+    beacon = [pipeline.event(r) for r in raw_records("beaconing", 20)]
+    control = [pipeline.event(r) for r in raw_records("random_traffic", 40)]
+    assert sum("possible_beaconing" in e["anomaly"]["tags"] for e in beacon) == 20
+    assert control[0]["destination"] == beacon[0]["destination"]
+    assert not any("possible_beaconing" in e["anomaly"]["tags"] for e in control)
+
+
+def test_beaconing_survives_pmacctd_one_minute_bins():
+    detector = FlowDetector()
+    n = Normalizer()
+    tags = []
+    for i in range(12):  # every 90 s: bins alternate 60 and 120 s apart
+        bin_start = (i * 90) // 60 * 60
+        rec = dict(PMACCTD_LINE, ip_src="10.0.0.7", ip_dst="198.51.100.9", port_src=40000 + i, port_dst=8443,
+                   tcp_flags="27", stamp_inserted=f"2026-03-22 22:{bin_start // 60:02d}:00")
+        tags.append(detector.observe(n.normalize(rec)))
+    assert "possible_beaconing" in tags[-1]
+
+
+def test_ordinary_browsing_to_many_hosts_is_no_port_scan():
+    n, d = Normalizer(), FlowDetector()
+    for i in range(60):
+        e = n.normalize(dict(PMACCTD_LINE, ip_src="10.0.0.7", ip_dst=f"198.51.100.{i}", port_src=40000 + i,
+                             port_dst=443, tcp_flags="27", packets=30))
+        assert d.observe(e) == []
+
+
+def test_windows_persist_between_runs_so_a_scan_split_in_two_is_one_scan():
+    records = raw_records("port_scan", 1)
+    first = FlowPipeline(NetflowSettings())
+    [first.event(r) for r in records[:-1]]
+    state = json.loads(json.dumps(first.detector.to_json()))
+    second = FlowPipeline(NetflowSettings(), state)
+    assert "possible_port_scan" in second.event(records[-1])["anomaly"]["tags"]
+    fresh = FlowPipeline(NetflowSettings())
+    assert fresh.event(records[-1])["anomaly"]["tags"] == []
+
+
+def test_scan_probes_older_than_the_window_do_not_count():
+    n, d = Normalizer(), FlowDetector()
+    for i in range(30):
+        minute = i * 10  # one probe every 10 minutes: never 15 in 5 minutes
+        e = n.normalize(dict(PMACCTD_LINE, ip_src="10.0.0.9", ip_dst="10.0.0.10", port_src=40000, port_dst=100 + i,
+                             tcp_flags="2", stamp_inserted=f"2026-03-22 {minute // 60:02d}:{minute % 60:02d}:00"))
+        assert "possible_port_scan" not in d.observe(e)
+
+
+# -- files, follow mode, CLI -----------------------------------------------------------
+
+def test_second_run_resumes_after_the_saved_offset(tmp_path):
+    src, out = tmp_path / "flows.json", tmp_path / "out.json"
+    state = state_file_for(tmp_path / "state", src)
+    src.write_text(json.dumps(PMACCTD_LINE) + "\n")
+    write = lambda d: out.open("ab").write(d)  # noqa: E731
+    assert normalize_file(src, write, NetflowSettings(), state_file=state).records == 1
+    with src.open("a") as fh:
+        fh.write(json.dumps(dict(PMACCTD_LINE, port_src=1)) + "\n" + '{"ip_src": "10.0.0.1", "ip_d')
+    assert normalize_file(src, write, NetflowSettings(), state_file=state).records == 1
+    assert normalize_file(src, write, NetflowSettings(), state_file=state).records == 0
+    assert [json.loads(l)["source"]["port"] for l in out.read_text().splitlines()] == [36679, 1]
+
+
+def test_follow_reads_growth_and_rotation_without_loss_or_duplicates(tmp_path):
+    src, out = tmp_path / "flows.json", tmp_path / "out.json"
+    state = state_file_for(tmp_path / "state", src)
+    src.write_text("")
+    stop = threading.Event()
+    result = {}
+
+    def run():
+        result["stats"] = follow(src, lambda d: out.open("ab").write(d), NetflowSettings(), state_file=state,
+                                 poll_seconds=0.02, stop=stop.is_set)
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        def add(path, port):
+            with path.open("a") as fh:
+                fh.write(json.dumps(dict(PMACCTD_LINE, port_src=port)) + "\n")
+        add(src, 1)
+        add(src, 2)
+        time.sleep(0.2)
+        add(src, 3)                              # written just before rotation
+        os.rename(src, tmp_path / "flows.json.1")
+        add(src, 4)                              # the new file
+        time.sleep(0.2)
+        src.write_text("")                       # copytruncate
+        add(src, 5)
+        deadline = time.time() + 5
+        while time.time() < deadline and len(out.read_text().splitlines()) < 5:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        worker.join(5)
+    ports = [json.loads(l)["source"]["port"] for l in out.read_text().splitlines()]
+    assert sorted(ports) == [1, 2, 3, 4, 5]
+
+
+def test_cli_normalize_appends_to_the_output_and_reports(tmp_path, capsys):
+    need_shared_data()
+    out = tmp_path / "netflow.json"
+    code = main(["--prefix", str(tmp_path), "netflow", "normalize", str(PMACCT / "test12-icmp-portscan.json"),
+                 "--output", str(out)])
+    assert code == 0
+    assert "29 flows written, 9 tagged (tags: 9 possible_port_scan)" in capsys.readouterr().err
+    lines = out.read_bytes().splitlines()
+    assert len(lines) == 29 and all(orjson.loads(l)["netflow"] == "true" for l in lines)
+    assert oct(out.stat().st_mode & 0o777) == "0o640"
+
+
+def test_cli_normalize_names_a_missing_file_in_one_sentence(tmp_path, capsys):
+    assert main(["--prefix", str(tmp_path), "netflow", "normalize", str(tmp_path / "nope.json")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.json: flow file not found" in err and "Traceback" not in err
+
+
+def test_cli_generate_every_scenario_and_refuses_an_unknown_one(capsys):
+    assert main(["netflow", "generate", "--count", "2"]) == 0
+    events = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+    assert len(events) == 2 * len([n for n, (_, t) in SCENARIOS.items() if t])
+    assert all(e["anomaly"]["tags"] for e in events)
+    assert main(["netflow", "generate", "--scenario", "port_scam"]) == 2
+    assert "no generator scenario named 'port_scam'" in capsys.readouterr().err
+
+
+def test_generated_raw_records_normalise_to_the_same_events(tmp_path, capsys):
+    assert main(["netflow", "generate", "--scenario", "brute_force", "--count", "3", "--raw",
+                 "--output", str(tmp_path / "raw.json")]) == 0
+    stats = normalize_file(tmp_path / "raw.json", lambda d: None, NetflowSettings())
+    assert stats.tags == {"possible_brute_force": 3, "external_inbound_sensitive_service": 22}
