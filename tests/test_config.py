@@ -71,12 +71,14 @@ def assert_one_sentence(msg: str, path: Path) -> None:
 # --- the shipped files ------------------------------------------------------------------
 
 
-def test_six_scenarios_are_shipped():
+def test_six_alert_scenarios_and_the_flow_baseline_are_shipped():
     assert [p.stem for p in SHIPPED_SCENARIOS] == [
-        "alert_volume", "authentication_failures", "file_integrity", "privilege_use", "rule_diversity", "web_attacks"]
+        "alert_volume", "authentication_failures", "file_integrity", "flow_baseline", "privilege_use",
+        "rule_diversity", "web_attacks"]
+    assert load_scenario(SHIPPED_ETC / "scenarios" / "flow_baseline.yaml").source == "flows"
 
 
-@pytest.mark.parametrize("path", SHIPPED_SCENARIOS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [p for p in SHIPPED_SCENARIOS if p.stem != "flow_baseline"], ids=lambda p: p.stem)
 def test_every_shipped_scenario_loads_named_like_its_file_with_an_entity(path):
     s = load_scenario(path)
     assert s.name == path.stem and s.source_file == path and s.enabled

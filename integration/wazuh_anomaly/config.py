@@ -23,6 +23,7 @@ from .paths import Layout
 
 AGGREGATIONS = ("count", "distinct", "max", "mean", "sum", "rare")
 DETECTORS = ("mvad", "seasonal")
+SCENARIO_SOURCES = ("alerts", "flows")   # what a scenario counts: Wazuh alerts or NetFlow flow events
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 MITRE_RE = re.compile(r"^T\d{4}(\.\d{3})?$")
 # Shorthand filter keys of the scenario format and the alert field each one reads.
@@ -118,6 +119,8 @@ class Scenario:
     seasonal: SeasonalSpec = SeasonalSpec()
     severity: SeveritySpec = SeveritySpec()
     mitre: tuple[str, ...] = ()
+    source: str = "alerts"            # alerts | flows (normalised NetFlow events, see netflow/)
+    flows_file: str = ""              # source flows: default <prefix>/logs/anomaly/netflow.json
 
     @property
     def bucket_seconds(self) -> int:
@@ -390,6 +393,13 @@ def parse_scenario(data: Any, file: Path | str) -> Scenario:
         raise v.fail("medium", f"({severity.medium:g}), '{v.key('high')}' ({severity.high:g}) and '{v.key('critical')}' "
                                f"({severity.critical:g}) must be increasing multiples of the threshold, all at least 1")
 
+    source = r.get("source", str, Scenario.source)
+    if source not in SCENARIO_SOURCES:
+        raise r.fail("source", f"must be one of {', '.join(SCENARIO_SOURCES)}, not '{source}'")
+    flows_file = r.get("flows_file", str, Scenario.flows_file)
+    if flows_file and source != "flows":
+        raise r.fail("flows_file", "only applies to 'source: flows'")
+
     mitre = r.get("mitre", list, [])
     for technique in mitre:
         if not isinstance(technique, str) or not MITRE_RE.match(technique):
@@ -399,7 +409,7 @@ def parse_scenario(data: Any, file: Path | str) -> Scenario:
                     source_file=Path(file) if file else None, enabled=enabled,
                     bucket_minutes=bucket_minutes, entity=entity, detectors=tuple(detectors),
                     combine=combine, training=training, mvad=mvad, seasonal=seasonal,
-                    severity=severity, mitre=tuple(mitre))
+                    severity=severity, mitre=tuple(mitre), source=source, flows_file=flows_file)
 
 
 def load_scenario(path: Path) -> Scenario:

@@ -27,6 +27,7 @@ from .features import FeatureAggregator, align_down
 from .findings import Anomaly, HealthEvent
 from .models import ModelBundle, list_versions
 from .sources import AlertsFileSource, ReadCursor, SourceStats, SourceUnreadable
+from .sources.flows_file import FlowsFileSource
 from .state import RunLock, ScenarioState, atomic_write_json, read_json
 
 log = logging.getLogger("wazuh_anomaly")
@@ -100,7 +101,10 @@ class Runner:
     def __init__(self, config: Config, scenarios: list[Scenario], *, config_errors: Iterable[ConfigError] = (),
                  now: float | None = None):
         self.config = config
+        # Flow-baseline scenarios wait silently until the NetFlow collector writes its file.
+        scenarios = [s for s in scenarios if s.source != "flows" or self._flows_source(s).available()]
         self.scenarios = scenarios
+        self.flows_first: float | None = None        # oldest flow event the last read saw
         self.config_errors = list(config_errors)
         self.now = time.time() if now is None else now
         self.source = AlertsFileSource(config.alerts_dir)
@@ -127,6 +131,12 @@ class Runner:
 
     def _read(self, aggregators: list[FeatureAggregator], start: float, end: float, report: RunReport,
               cursor: ReadCursor | None = None, resume_at: float | None = None) -> _Observer:
+        flows = [a for a in aggregators if a.scenario.source == "flows"]
+        if flows:
+            self._read_flows(flows, start, end, report)
+            aggregators = [a for a in aggregators if a.scenario.source != "flows"]
+            if not aggregators:
+                return _Observer()
         observer = _Observer()
         stats = SourceStats()
         adders = [a.add for a in aggregators]
@@ -143,6 +153,30 @@ class Runner:
         if stats.skipped_total:
             self._health(report, "malformed_input", stats.describe(), severity="low")
         return observer
+
+    def _flows_source(self, scenario: Scenario) -> FlowsFileSource:
+        path = Path(scenario.flows_file) if scenario.flows_file else self.config.layout.logs_dir / "netflow.json"
+        name = "".join(c if c.isalnum() else "_" for c in str(path.absolute()))[-100:]
+        return FlowsFileSource(path, cursor_file=self.config.state_dir / f"flows_cursor_{name}.json")
+
+    def _read_flows(self, aggregators: list[FeatureAggregator], start: float, end: float,
+                    report: RunReport) -> None:
+        """Flow-baseline scenarios read the normalised NetFlow events, one pass per file."""
+        by_file: dict[Path, list[FeatureAggregator]] = {}
+        for a in aggregators:
+            by_file.setdefault(self._flows_source(a.scenario).path, []).append(a)
+        self.flows_first = None
+        for group in by_file.values():
+            source = self._flows_source(group[0].scenario)
+            stats = SourceStats()
+            adders = [a.add for a in group]
+            for ts, event in source.read(start, end, stats=stats):
+                if self.flows_first is None or ts < self.flows_first:
+                    self.flows_first = ts
+                for add in adders:
+                    add(ts, event)
+            if stats.skipped_total:
+                self._health(report, "malformed_input", f"{source.path}: {stats.describe()}", severity="low")
 
     def _load_model(self, scenario: Scenario) -> ModelBundle | None:
         return ModelBundle.load(self.config.models_dir, scenario, device=self.config.run.device,
@@ -172,7 +206,7 @@ class Runner:
             attempt.last_train_attempt = self.now
             attempt.save(self.state_dir)
             s_start, s_end = ranges[s.name]
-            first = observer.first
+            first = self.flows_first if s.source == "flows" else observer.first
             # History starts with the first alert, not with the lookback: leading zeros from
             # before the manager existed would teach the model that silence is normal.
             if first is not None and first > s_start and not explicit:

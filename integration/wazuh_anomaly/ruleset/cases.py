@@ -32,6 +32,7 @@ SCENARIO_RULES = {
     "alert_volume": 117125,
     "file_integrity": 117130,
     "rule_diversity": 117135,
+    "flow_baseline": 117010,
 }
 GENERIC_TIER_RULES = {"low": 117102, "medium": 117103, "high": 117104, "critical": 117105}
 HEALTH_RULES = {
@@ -78,6 +79,11 @@ _SHAPES = {
         [("distinct_rule_ids", 27, 4, 0.88, 16.3), ("max_rule_level", 13, 5, 0.12, 5.0)],
         ("agent.name", "intranet-server"),
         "Distinct kinds of alerts per bucket, split by agent",
+    ),
+    "flow_baseline": (
+        [("bytes_out", 8.4e9, 3.1e8, 0.83, 27.0), ("distinct_destinations", 412, 95, 0.17, 6.1)],
+        None,
+        "NetFlow aggregates of the whole network per bucket (bytes and flows out, fan-out, DNS, inbound)",
     ),
 }
 

@@ -1,0 +1,131 @@
+"""Normalised flow events (what `wazuh-anomaly netflow normalize` appends to
+logs/anomaly/netflow.json) as a source for learned flow baselines: `(ts, event)` pairs,
+ts from `event.start`, streaming, for scenarios with `source: flows`.
+
+Reads the file and its rotated copies (`netflow.json.1`, `netflow.json-20260301` …;
+compressed ones are not read). A file last written before the range starts is skipped
+without opening it. The live file is resumed from a cursor (its identity, first bytes
+and the offset of the first line at or after the previous range's end less the slack),
+kept in `cursor_file`, so a scoring run does not re-read the day.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Iterator
+
+import orjson
+
+from ..netflow.normalize import BadRecord, _Clock
+from ..state import atomic_write_json, read_json
+from .alerts_file import ReadCursor, SourceStats, SourceUnreadable, _head_fingerprint
+
+_ROTATED = re.compile(r"^\.(\d+)$|^-\d{8,}$")
+
+
+class FlowsFileSource:
+    """Flow events of `path` and its rotated copies in [start, end)."""
+
+    CHUNK_BYTES = 1 << 20
+
+    def __init__(self, path: Path, *, cursor_file: Path | None = None):
+        self.path = Path(path)
+        self.cursor_file = cursor_file
+        self.clock = _Clock()
+
+    def available(self) -> bool:
+        return self.path.is_file()
+
+    def files(self) -> list[Path]:
+        """Rotated copies oldest first, then the live file."""
+        directory, name = self.path.parent, self.path.name
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise SourceUnreadable(f"{directory}: cannot be read ({exc.strerror}); run as root.") from None
+        rotated = []
+        for other in names:
+            if other.startswith(name) and _ROTATED.match(other[len(name):]):
+                suffix = other[len(name):]
+                # numbered copies: higher is older; dated copies: earlier date is older
+                key = (0, -int(suffix[1:])) if suffix[0] == "." else (1, int(suffix[1:]))
+                rotated.append((key, directory / other))
+        ordered = [p for _, p in sorted(rotated)]
+        if self.path.is_file():
+            ordered.append(self.path)
+        return ordered
+
+    def read(self, start: float, end: float, *, stats: SourceStats | None = None,
+             slack_seconds: float = 600.0) -> Iterator[tuple[float, dict]]:
+        stats = stats if stats is not None else SourceStats()
+        cursor = ReadCursor.from_dict(read_json(self.cursor_file, {}) if self.cursor_file else {})
+        mark_from = end - slack_seconds
+        for path in self.files():
+            live = path == self.path
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                stats.files_vanished += 1
+                continue
+            except PermissionError:
+                raise SourceUnreadable(f"{path}: cannot be read (permission denied); run as root or give the "
+                                       f"wazuh group read access.") from None
+            try:
+                st = os.fstat(fd)
+                if st.st_mtime < start - slack_seconds and not live:
+                    continue
+                key = f"{st.st_dev}:{st.st_ino}"
+                offset = cursor.offset_for(key, fd, st.st_size, start) if live else 0
+                stats.files += 1
+                mark = yield from self._lines(fd, path, offset, start, end, mark_from, stats)
+                if live:
+                    cursor.files = {key: {"offset": mark, "head": _head_fingerprint(fd, min(64, mark))}}
+            finally:
+                os.close(fd)
+        if self.cursor_file is not None:
+            cursor.resume_from = mark_from
+            atomic_write_json(self.cursor_file, cursor.to_dict())
+
+    def _lines(self, fd: int, path: Path, offset: int, start: float, end: float, mark_from: float,
+               stats: SourceStats):
+        """Yields the events in range; returns the offset of the first line at or after mark_from."""
+        pending = b""
+        position = offset          # file offset of the start of `pending`
+        line_no = 0
+        mark = None
+        loads, parse = orjson.loads, self.clock.parse
+        while True:
+            chunk = os.pread(fd, self.CHUNK_BYTES, position + len(pending))
+            if not chunk:
+                break
+            data = pending + chunk
+            lines = data.split(b"\n")
+            pending = lines.pop()
+            for line in lines:
+                line_start = position
+                position += len(line) + 1
+                line_no += 1
+                stats.lines += 1
+                stats.bytes += len(line) + 1
+                if not line.strip():
+                    continue
+                try:
+                    event = loads(line)
+                    ts, _ = parse(event["event"]["start"], "event.start")
+                except (orjson.JSONDecodeError, KeyError, TypeError, BadRecord):
+                    stats.skip("not_a_flow_event", f"{path}:{line_no if not offset else 'after byte ' + str(line_start)}",
+                               "not a normalised flow event")
+                    continue
+                if mark is None and ts >= mark_from:
+                    mark = line_start
+                if start <= ts < end:
+                    stats.alerts += 1
+                    yield ts, event
+                else:
+                    stats.outside_range += 1
+        if pending:
+            stats.incomplete_tail += 1
+        return mark if mark is not None else position
