@@ -238,7 +238,7 @@ def worker(args) -> None:
     scenarios, errors = load_scenarios(Path(args.scenarios))
     if errors:
         raise SystemExit(str(errors[0]))
-    scenarios = [s for s in scenarios if s.enabled]
+    scenarios = [s for s in scenarios if s.enabled and s.source == "alerts"]   # flow scenarios read netflow.json
     implementation = {"ours": ours, "naive": naive, "read_only": ours_read_only}[args.worker]
     rss_before = measure.current_rss_mib()
     started = time.perf_counter()

@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from conftest import SHARED_DATA, need_shared_data
+from conftest import REPO, SHARED_DATA, need_shared_data
 from wazuh_anomaly.cli import main
 from wazuh_anomaly.errors import ConfigError
 from wazuh_anomaly.netflow.detect import FlowDetector
@@ -275,3 +275,27 @@ def test_generated_raw_records_normalise_to_the_same_events(tmp_path, capsys):
                  "--output", str(tmp_path / "raw.json")]) == 0
     stats = normalize_file(tmp_path / "raw.json", lambda d: None, NetflowSettings())
     assert stats.tags == {"possible_brute_force": 3, "external_inbound_sensitive_service": 22}
+
+
+# -- shipped collector-side files ----------------------------------------------------------
+
+def test_shipped_netflow_settings_load_and_the_localfile_snippet_reads_the_default_output():
+    from lxml import etree
+    etc = REPO / "wazuh" / "etc" / "anomaly"
+    settings = load_netflow_settings(Layout.from_env("/var/ossec"), etc / "netflow.yaml")
+    assert settings == NetflowSettings()
+    snippet = etree.parse(str(etc / "netflow" / "localfile-netflow.xml"))
+    assert snippet.findtext("localfile/log_format") == "json"
+    assert snippet.findtext("localfile/location") == "/var/ossec/logs/anomaly/netflow.json"
+    unit = (etc / "netflow" / "wazuh-anomaly-netflow.service").read_text()
+    assert "ExecStart=/var/ossec/wodles/anomaly/wazuh-anomaly netflow normalize --follow" in unit
+
+
+def test_normalising_does_not_import_pandas():
+    import subprocess
+    import sys
+    code = ("import sys; from wazuh_anomaly.cli import main; "
+            "main(['netflow', 'generate', '--count', '1']); print('pandas' in sys.modules, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO / "integration")})
+    assert done.returncode == 0 and done.stderr.strip().endswith("False"), done.stderr

@@ -59,8 +59,33 @@ class _Clock:
 
     def __init__(self) -> None:
         self.minutes: dict[str, int] = {}
+        self.recent: dict[str, tuple[float, str]] = {}   # pmacctd bins repeat one stamp per minute
 
     def parse(self, value, key: str) -> tuple[float, str]:
+        if type(value) is str:
+            hit = self.recent.get(value)
+            if hit is not None:
+                return hit
+            n = len(value)
+            # the common shape, "2024-01-31 23:59:00[.123456]", without zone: no general parsing
+            if (n == 19 or (n > 20 and value[19] == "." and value[-1].isdigit())) and value[4] == "-" \
+                    and value[10] in " T" and value[:1].isdigit():
+                minute = self.minutes.get(value[:16])
+                if minute is not None:
+                    try:
+                        seconds = float(value[17:])
+                    except ValueError:
+                        seconds = -1.0
+                    if 0 <= seconds < 61:
+                        result = (minute + seconds, f"{value[:10]}T{value[11:]}Z")
+                        if n == 19:
+                            if len(self.recent) > 4096:
+                                self.recent.clear()
+                            self.recent[value] = result
+                        return result
+        return self._parse(value, key)
+
+    def _parse(self, value, key: str) -> tuple[float, str]:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return self._epoch(float(value), key)
         if not isinstance(value, str):
@@ -178,6 +203,7 @@ class Normalizer:
         self.addresses = AddressBook(self.settings.networks())
         self.clock = _Clock()
         self._flag_names: dict[int, str] = {}
+        self._protocols: dict = {}
 
     def normalize(self, record) -> dict:
         if not isinstance(record, dict):
@@ -190,13 +216,32 @@ class Normalizer:
                 raise BadRecord(f"a '{kind}' marker, not a flow")
             missing = "ip_src" if not isinstance(src, str) else "ip_dst"
             raise BadRecord(f"{missing} is missing; aggregate on src_host,dst_host in pmacct")
-        is_src_internal = self.addresses.is_internal(src)
-        is_dst_internal = self.addresses.is_internal(dst)
-        protocol = _protocol(record.get("ip_proto", record.get("proto", "")))
-        sport = _port(record, "port_src")
-        dport = _port(record, "port_dst")
-        bytes_ = _count(record, "bytes")
-        packets = _count(record, "packets")
+        cache = self.addresses.cache
+        is_src_internal = cache.get(src)
+        if is_src_internal is None:
+            is_src_internal = self.addresses.is_internal(src)
+        is_dst_internal = cache.get(dst)
+        if is_dst_internal is None:
+            is_dst_internal = self.addresses.is_internal(dst)
+        proto_value = record.get("ip_proto", record.get("proto", ""))
+        protocol = self._protocols.get(proto_value) if type(proto_value) in (str, int) else None
+        if protocol is None:
+            protocol = _protocol(proto_value)
+            if len(self._protocols) < 256:
+                self._protocols[proto_value] = protocol
+        # fast paths for what pmacct writes (ints); anything else goes through the checks
+        sport = record.get("port_src")
+        if type(sport) is not int or not 0 <= sport <= 65535:
+            sport = _port(record, "port_src")
+        dport = record.get("port_dst")
+        if type(dport) is not int or not 0 <= dport <= 65535:
+            dport = _port(record, "port_dst")
+        bytes_ = record.get("bytes", 0)
+        if type(bytes_) is not int or bytes_ < 0:
+            bytes_ = _count(record, "bytes")
+        packets = record.get("packets", 0)
+        if type(packets) is not int or packets < 0:
+            packets = _count(record, "packets")
         collector = "nfacctd" if ("timestamp_start" in record or "peer_ip_src" in record) else "pmacctd"
 
         start_value = record.get("timestamp_start") or record.get("stamp_inserted") or record.get("stamp_updated")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,6 @@ import orjson
 
 from ..errors import WazuhAnomalyError
 from ..sources.alerts_file import _fingerprint_length, _head_fingerprint
-from ..state import atomic_write_json, read_json
 from .detect import FlowDetector
 from .normalize import BadRecord, Normalizer
 from .settings import NetflowSettings
@@ -113,6 +113,37 @@ def append_atomically(path: Path, data: bytes) -> None:
             written += os.write(fd, data[written:])
     finally:
         os.close(fd)
+
+
+def atomic_write_json(path: Path, data, *, mode: int = 0o640) -> None:
+    """Readers see the old or the new state, never half. Not state.atomic_write_json: that
+    module imports pandas, which would triple the follow daemon's memory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(orjson.dumps(data))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def read_json(path: Path, default=None):
+    """A damaged or missing state file reads as `default`: the windows restart empty."""
+    try:
+        return orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return default
+    except orjson.JSONDecodeError:
+        log.warning("%s: damaged state file ignored; it is rewritten by this run", path)
+        return default
 
 
 def state_file_for(state_dir: Path, input_path: Path) -> Path:

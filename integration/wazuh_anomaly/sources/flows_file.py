@@ -18,7 +18,7 @@ from typing import Iterator
 import orjson
 
 from ..netflow.normalize import BadRecord, _Clock
-from ..state import atomic_write_json, read_json
+from ..netflow.stream import atomic_write_json, read_json
 from .alerts_file import ReadCursor, SourceStats, SourceUnreadable, _head_fingerprint
 
 _ROTATED = re.compile(r"^\.(\d+)$|^-\d{8,}$")

@@ -1,0 +1,27 @@
+"""bench/bench_netflow.py runs end to end in --quick mode and writes the numbers it promises
+(speed is never asserted: the machines are shared; see bench/README.md)."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+from conftest import REPO, need_shared_data
+
+
+def test_netflow_bench_quick_writes_all_three_rates_and_the_ratio(tmp_path):
+    need_shared_data()
+    out = tmp_path / "netflow.json"
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "bench_netflow.py"), "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert str(out) in done.stdout
+    results = json.loads(out.read_text())
+    assert results["benchmark"] == "netflow" and results["quick"] is True and results["records"] == 20_000
+    for kind in ("normalize", "with_detections", "naive"):
+        for key in ("records_per_second", "records_per_wall_second", "cpu_seconds", "seconds", "peak_rss_mib"):
+            value = results[kind][key]
+            assert isinstance(value, float) and math.isfinite(value) and value > 0, (kind, key, value)
+    assert results["ratio_to_naive"] > 0 and results["target_records_per_second"] == 50_000
+    assert isinstance(results["meets_target"], bool)
