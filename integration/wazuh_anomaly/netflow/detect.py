@@ -7,7 +7,7 @@ by the caller), so a scan split across two runs is still one scan. Memory is bou
 """
 from __future__ import annotations
 
-import statistics
+import math
 
 from . import tables
 from .normalize import is_reply
@@ -208,4 +208,5 @@ class FlowDetector:
             return False
         binned = all(x % _BIN_SECONDS == 0 for x in recent)
         allowed = max(t.beaconing_max_jitter * mean, _BIN_SECONDS / 2 if binned else 0.0)
-        return statistics.pstdev(intervals) <= allowed
+        spread = math.sqrt(sum((x - mean) ** 2 for x in intervals) / len(intervals))  # statistics.pstdev is 10x slower
+        return spread <= allowed
