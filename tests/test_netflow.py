@@ -61,6 +61,13 @@ def test_nfacctd_record_has_duration_exporter_and_icmp_type_from_port_dst():
     assert event["flow"]["direction"] == "internal_to_external"
 
 
+def test_exporter_without_flow_times_falls_back_to_the_bin_stamp():
+    record = dict(NFACCTD_LINE, timestamp_start="0000-00-00 00:00:00", timestamp_end="0000-00-00 00:00:00",
+                  stamp_inserted="2026-03-22 22:47:00")
+    event = Normalizer().normalize(record)
+    assert event["event"]["start"] == "2026-03-22T22:47:00Z" and "duration" not in event["event"]
+
+
 def test_direction_follows_internal_networks_for_ipv4_and_ipv6():
     settings = load_netflow_settings(Layout.from_env("/nonexistent"), internal_networks="147.32.0.0/16,2001:db8::/32")
     n = Normalizer(settings)

@@ -195,6 +195,13 @@ def _flags(value) -> int:
     return bits
 
 
+def _is_time(value) -> bool:
+    """Set, and not pmacct's placeholder for a time the exporter did not send."""
+    if not value:
+        return False
+    return not (type(value) is str and value.startswith(("0000-00-00", "1970-01-01 00:00:00")))
+
+
 class Normalizer:
     """Turns pmacct records into normalised flow events (dicts, ready to serialise)."""
 
@@ -244,13 +251,14 @@ class Normalizer:
             packets = _count(record, "packets")
         collector = "nfacctd" if ("timestamp_start" in record or "peer_ip_src" in record) else "pmacctd"
 
-        start_value = record.get("timestamp_start") or record.get("stamp_inserted") or record.get("stamp_updated")
-        if start_value is None:
+        start_key = next((k for k in ("timestamp_start", "stamp_inserted", "stamp_updated") if _is_time(record.get(k))), None)
+        if start_key is None:
             raise BadRecord("no timestamp_start, stamp_inserted or stamp_updated")
-        start, start_text = self.clock.parse(start_value, "timestamp_start" if "timestamp_start" in record else "stamp_inserted")
+        start_value = record[start_key]
+        start, start_text = self.clock.parse(start_value, start_key)
         event = {"start": start_text}
         end_value = record.get("timestamp_end")
-        if end_value:
+        if start_key == "timestamp_start" and _is_time(end_value):
             end, end_text = self.clock.parse(end_value, "timestamp_end")
             if end < start:
                 raise BadRecord(f"timestamp_end {end_value!r} is before timestamp_start {start_value!r}")

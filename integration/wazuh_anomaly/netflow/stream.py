@@ -270,6 +270,7 @@ def follow(input_path: Path, output: Callable[[bytes], None], settings: NetflowS
     fd = None
     reader = None
     idle_since = time.monotonic()
+    waiting = False
     try:
         while not stop():
             if fd is None:
@@ -277,6 +278,9 @@ def follow(input_path: Path, output: Callable[[bytes], None], settings: NetflowS
                     fd = os.open(input_path, os.O_RDONLY)
                 except FileNotFoundError:
                     fd = None
+                    if not waiting:
+                        log.info("%s does not exist yet; waiting for pmacct to write it", input_path)
+                        waiting = True
                 if fd is not None:
                     offset, line = resume.offset_for(fd, os.fstat(fd))
                     reader = _Reader(fd, input_path, offset, line)
