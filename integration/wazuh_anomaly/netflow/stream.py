@@ -52,7 +52,7 @@ class NormalizeStats:
         tags = ", ".join(f"{n} {t}" for t, n in sorted(self.tags.items())) or "none"
         text = f"{self.records} flows written, {self.tagged} tagged (tags: {tags})"
         if self.skipped:
-            text += f"; {self.skipped} bad lines skipped ({', '.join(f'{n} {r}' for r, n in sorted(self.reasons.items()))})"
+            text += f"; {self.skipped} bad line{'s' if self.skipped != 1 else ''} skipped ({', '.join(f'{n} {r}' for r, n in sorted(self.reasons.items()))})"
         return text
 
 
@@ -118,7 +118,7 @@ def append_atomically(path: Path, data: bytes) -> None:
 def atomic_write_json(path: Path, data, *, mode: int = 0o640) -> None:
     """Readers see the old or the new state, never half. Not state.atomic_write_json: that
     module imports pandas, which would triple the follow daemon's memory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)   # state: not world-readable
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
