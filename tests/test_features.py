@@ -441,7 +441,7 @@ def alerts_dir(ait_raw, tmp_path_factory) -> Path:
     return root
 
 
-SHIPPED = {p.stem: load_scenario(p) for p in SHIPPED_SCENARIOS}
+SHIPPED = {p.stem: load_scenario(p) for p in SHIPPED_SCENARIOS if load_scenario(p).source == "alerts"}  # not flow_baseline
 
 
 @pytest.fixture(scope="module")

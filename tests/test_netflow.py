@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -28,6 +29,16 @@ NFACCTD_LINE = {"event_type": "purge", "peer_ip_src": "10.0.0.1", "ip_src": "10.
                 "port_src": 0, "port_dst": 8 * 256, "tcp_flags": "0", "ip_proto": "ipv6-icmp",
                 "timestamp_start": "2026-03-22 22:47:01.250000", "timestamp_end": "2026-03-22 22:47:03.750000",
                 "packets": 3, "bytes": 192}
+
+
+@pytest.fixture(autouse=True)
+def cli_log_handlers_removed_after_each_test():
+    """main() adds console handlers bound to this test's captured stderr; later tests must not inherit them."""
+    logger = logging.getLogger("wazuh_anomaly")
+    before = list(logger.handlers)
+    yield
+    for handler in logger.handlers[len(before):]:
+        logger.removeHandler(handler)
 
 
 def events_of(path: Path, settings: NetflowSettings | None = None) -> list[dict]:
