@@ -13,7 +13,7 @@ import pytest
 
 from conftest import REPO, SHARED_DATA, need_shared_data
 from wazuh_anomaly.cli import main
-from wazuh_anomaly.errors import ConfigError
+from wazuh_anomaly.errors import ConfigError, WazuhAnomalyError
 from wazuh_anomaly.netflow.detect import FlowDetector
 from wazuh_anomaly.netflow.generate import SCENARIOS, raw_records, tagged_events
 from wazuh_anomaly.netflow.normalize import BadRecord, Normalizer
@@ -259,6 +259,24 @@ def test_follow_reads_growth_and_rotation_without_loss_or_duplicates(tmp_path):
         worker.join(5)
     ports = [json.loads(l)["source"]["port"] for l in out.read_text().splitlines()]
     assert sorted(ports) == [1, 2, 3, 4, 5]
+
+
+def test_a_second_normaliser_on_the_same_input_is_refused_in_one_sentence(tmp_path):
+    src = tmp_path / "flows.json"
+    src.write_text(json.dumps(PMACCTD_LINE) + "\n")
+    state = state_file_for(tmp_path / "state", src)
+    stop = threading.Event()
+    worker = threading.Thread(target=follow, args=(src, lambda d: None, NetflowSettings()),
+                              kwargs={"state_file": state, "poll_seconds": 0.02, "stop": stop.is_set})
+    worker.start()
+    try:
+        time.sleep(0.2)
+        with pytest.raises(WazuhAnomalyError, match=f"{src}: another 'wazuh-anomaly netflow normalize' is reading it"):
+            normalize_file(src, lambda d: None, NetflowSettings(), state_file=state)
+    finally:
+        stop.set()
+        worker.join(5)
+    assert normalize_file(src, lambda d: None, NetflowSettings(), state_file=state).records == 0
 
 
 def test_cli_normalize_appends_to_the_output_and_reports(tmp_path, capsys):

@@ -6,6 +6,8 @@ atomically after each batch.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import tempfile
@@ -182,6 +184,25 @@ class _Resume:
         atomic_write_json(self.state_file, self.data, mode=0o640)
 
 
+@contextlib.contextmanager
+def _only_reader(state_file: Path | None, input_path: Path):
+    """One normaliser per input: two would both write every flow and fight over the offset."""
+    if state_file is None:
+        yield
+        return
+    state_file.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+    fd = os.open(state_file.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o640)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WazuhAnomalyError(f"{input_path}: another 'wazuh-anomaly netflow normalize' is reading it "
+                                    f"(the wazuh-anomaly-netflow service?); stop that one or let it do the work.") from None
+        yield
+    finally:
+        os.close(fd)
+
+
 def _open_input(path: Path) -> int:
     try:
         return os.open(path, os.O_RDONLY)
@@ -244,6 +265,11 @@ class _Reader:
 def normalize_file(input_path: Path, output: Callable[[bytes], None], settings: NetflowSettings, *,
                    state_file: Path | None = None, from_start: bool = False) -> NormalizeStats:
     """One pass: everything after the saved offset (all of it with from_start)."""
+    with _only_reader(state_file, input_path):
+        return _normalize_file(input_path, output, settings, state_file, from_start)
+
+
+def _normalize_file(input_path, output, settings, state_file, from_start) -> NormalizeStats:
     resume = _Resume(input_path, state_file)
     pipeline = FlowPipeline(settings, None if from_start else resume.detector)
     fd = _open_input(input_path)
@@ -265,6 +291,11 @@ def follow(input_path: Path, output: Callable[[bytes], None], settings: NetflowS
            idle_exit_seconds: float | None = None) -> NormalizeStats:
     """Follows a growing file until `stop()`; survives rotation (rename or copytruncate):
     the old file is read to its end, then the new one from its start."""
+    with _only_reader(state_file, input_path):
+        return _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_exit_seconds)
+
+
+def _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_exit_seconds) -> NormalizeStats:
     resume = _Resume(input_path, state_file)
     pipeline = FlowPipeline(settings, resume.detector)
     fd = None
