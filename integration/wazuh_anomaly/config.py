@@ -75,6 +75,7 @@ class TrainingSpec:
     max_model_age_days: float = 21.0  # older than this: model_stale health event
     drift_buckets: int = 288          # recent scored buckets compared with the training scores
     drift_threshold: float = 0.3      # Kolmogorov-Smirnov D above this: model_drift health event
+    drift_tail_ratio: float = 5.0     # or: this many times more recent scores above the training 99th percentile than 1%
 
 
 @dataclass(frozen=True)
@@ -357,6 +358,7 @@ def parse_scenario(data: Any, file: Path | str) -> Scenario:
         max_model_age_days=_positive(t, "max_model_age_days", t.get("max_model_age_days", float, TrainingSpec.max_model_age_days)),
         drift_buckets=int(_positive(t, "drift_buckets", t.get("drift_buckets", int, TrainingSpec.drift_buckets))),
         drift_threshold=t.get("drift_threshold", float, TrainingSpec.drift_threshold),
+        drift_tail_ratio=_positive(t, "drift_tail_ratio", t.get("drift_tail_ratio", float, TrainingSpec.drift_tail_ratio)),
     )
     if not 0 < training.drift_threshold <= 1:
         raise t.fail("drift_threshold", "must be above 0 and at most 1 (a Kolmogorov-Smirnov distance)")

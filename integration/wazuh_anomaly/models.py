@@ -64,7 +64,7 @@ class ModelBundle:
     calibrations: dict[str, dict[str, Calibration]]   # detector -> entity key (or POOLED) -> calibration
     meta: dict = field(default_factory=dict)
     vocabulary: dict = field(default_factory=dict)     # rare features: value counts at the end of training
-    recent_scores: dict = field(default_factory=dict)  # detector -> scores of the buckets scored since loading
+    recent_scores: dict = field(default_factory=dict)  # detector -> (bucket epoch, score) scored since loading
 
     @property
     def context_buckets(self) -> int:
@@ -259,7 +259,8 @@ class ModelBundle:
             result = detector.score(with_calendar(frame, self.scenario) if name == "mvad" else frame, entity)
             scored[name] = result[result.index >= first_ts]
             # Every scored bucket's score, for the drift check (lifecycle.record_scores).
-            self.recent_scores.setdefault(name, []).extend(scored[name]["score"].tolist())
+            self.recent_scores.setdefault(name, []).extend(
+                zip((scored[name].index.asi8 // 10**9).tolist(), scored[name]["score"].tolist()))
         rows = frame[frame.index >= first_ts]
         if rows.empty:
             return []

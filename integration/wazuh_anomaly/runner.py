@@ -55,6 +55,7 @@ class ScenarioReport:
     buckets: int = 0
     anomalies: list[Anomaly] = field(default_factory=list)
     message: str = ""
+    scores: dict = field(default_factory=dict)   # detect: detector -> (bucket epoch, score), for drift checks
 
 
 @dataclass
@@ -508,6 +509,7 @@ class Runner:
                 anomalies.extend(bundle.score(frame, entity, first=s_start))
             anomalies.sort(key=lambda a: (a.window_start, a.entity_value or ""))
             anomalies = apply_suppressions(anomalies, suppressions)
+            r.scores, bundle.recent_scores = bundle.recent_scores, {}
             r.status = "scored"
             r.buckets = int((s_end - s_start) // s.bucket_seconds)
             r.anomalies = anomalies
