@@ -26,6 +26,8 @@ from wazuh_anomaly.paths import Layout
 from wazuh_anomaly.runner import Runner, parse_time
 from wazuh_anomaly.sample import _shift, lay_out_alerts
 
+pytestmark = pytest.mark.slow
+
 SCENARIO = "alert_volume"
 SMALL_MVAD = "mvad: {epochs: 3, windows_per_epoch: 256, min_steps: 10}\n"
 TRAINING = "training: {lookback_days: 3, min_history_hours: 24, retrain_every_days: 1.5}\n"

@@ -26,6 +26,10 @@ def _setup_logging(layout: Layout, verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     root = logging.getLogger("wazuh_anomaly")
     root.setLevel(logging.DEBUG)
+    # main() called again in one process (tests, tools) must not keep writing to old streams.
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(level)
     console.setFormatter(logging.Formatter("wazuh-anomaly: %(message)s"))

@@ -16,13 +16,17 @@ excluded buckets are replaced by the seasonal expectation (the median of the sam
 learned from the buckets that are kept): the series stays contiguous, and the model
 learns neither the benign burst nor a silence that never happened.
 
-Drift: each scored bucket's score is kept (per detector, the last `training.drift_buckets`
-of them, for the current version only). Once that many are there, their distribution is
-compared with the training scores (101 quantiles stored in the model's meta.json) by the
-two-sample Kolmogorov-Smirnov statistic D, the largest gap between the two cumulative
-distributions (0 = same, 1 = disjoint). D above `training.drift_threshold` (default 0.3)
-is a `model_drift` health event (rule 117310). Measured on the AIT data (README): an
-ordinary next day gives D <= 0.2, a day with 5 times the volume gives D close to 1.
+Drift: each scored bucket's score is kept (per detector, every entity's scores of the
+last `training.drift_buckets` buckets, for the current version only). Once that many
+are there, they are compared with the training scores (101 percentiles stored in the
+model's meta.json) in two ways: the two-sample Kolmogorov-Smirnov distance D, the
+largest gap between the two cumulative distributions (drift above
+`training.drift_threshold`, 0.3: the whole distribution moved); and the share of recent
+scores above the training 99th percentile, in units of the 1% expected (drift above
+`training.drift_tail_ratio`, 5: the busy part moved, which D misses when most series
+are quiet). Either is a `model_drift` health event (rule 117310). Measured on the AIT
+data (README): an ordinary next day gives D <= 0.02 and a tail ratio <= 1.5; the same day
+with ten times the volume a tail ratio of 9 (seasonal).
 """
 from __future__ import annotations
 

@@ -544,13 +544,18 @@ class Runner:
                 row["trained_range"] = f"{bundle.meta.get('trained_from')} .. {bundle.meta.get('trained_to')}"
                 if bundle.meta.get("excluded_buckets"):
                     row["excluded_from_training"] = f"{bundle.meta['excluded_buckets']} buckets"
+                problems = []
+                if state.last_error and state.last_error.startswith("training failed"):
+                    problems.append("last retraining failed (see last error)")
                 if self.now - bundle.trained_at > s.training.max_model_age_days * 86400:
-                    row["model_health"] = f"stale (older than {s.training.max_model_age_days:g} days)"
+                    problems.append(f"stale (older than {s.training.max_model_age_days:g} days)")
                 drift = lifecycle.drift_of(bundle, lifecycle.recent_scores(self.state_dir, bundle))
                 if drift:
                     row["drift"] = "; ".join(d.describe() for d in drift)
                     if any(d.drifted for d in drift):
-                        row["model_health"] = "drifted"
+                        problems.append("drifted")
+                if problems:
+                    row["model_health"] = ", ".join(problems)
                 rolled = lifecycle.lifecycle_state(self.state_dir, s.name)
                 if rolled.get("rolled_back_to") == bundle.version:
                     row["rolled_back"] = (f"from {rolled.get('rolled_back_from')} at "

@@ -133,7 +133,7 @@ _HEALTH_MESSAGES = {
     "scenario_failed": "Scenario privilege_use failed while scoring (feature 'sudo_commands' missing); check etc/anomaly/scenarios/privilege_use.yaml.",
     "malformed_input": "Skipped 3 malformed lines in /var/ossec/logs/alerts/alerts.json (first at line 1882).",
     "config_invalid": "etc/anomaly/scenarios/dns.yaml line 4: 'bucket_minutes' must be a whole number of minutes.",
-    "model_drift": "Scenario rule_diversity: scores of the last 288 buckets differ from training (KS 0.46 > 0.30, median x3.1); check for a changed environment and retrain with `wazuh-anomaly train`, or roll back with `wazuh-anomaly models rollback`.",
+    "model_drift": "scenario rule_diversity: model 20220124T000900Z-588277bd no longer fits recent activity (seasonal: KS 0.10 (limit 0.30), 9.0x the training share above its 99th percentile (limit 5x) over the last 288 buckets: DRIFT); if the change is legitimate retrain with 'wazuh-anomaly train --scenario rule_diversity', if a retrain made it worse use 'wazuh-anomaly models rollback --scenario rule_diversity'.",
 }
 
 
