@@ -210,3 +210,17 @@ def test_a_false_positive_and_a_suppressed_period_are_left_out_of_the_next_train
     # One 5-minute bucket of web-01, and the Saturday hour (12 buckets) of each of the two agents.
     assert meta["excluded_buckets"] == 1 + 2 * 12
     assert len(meta["exclusions"]) == 2
+
+
+def test_the_wodles_scheduled_retrain_leaves_out_false_positives_too(prefix, capsys):
+    spec = prefix / "etc/anomaly/scenarios/auth_test.yaml"
+    spec.write_text(spec.read_text().replace("min_history_hours: 24}", "min_history_hours: 24, retrain_every_days: 0.1}"))
+    found = _scored_with_a_burst(prefix)
+    assert main(["--prefix", str(prefix), "feedback", found["id"], "false-positive"]) == 0
+    # 0.1 days after the first model: the wodle's next run retrains before it scores.
+    report = runner(prefix, START + timedelta(days=2, hours=2, minutes=33)).run()
+    assert report.scenarios["auth_test"].status == "scored"
+    capsys.readouterr()
+    assert main(["--prefix", str(prefix), "models", "list", "--json"]) == 0
+    versions = json.loads(capsys.readouterr().out)["auth_test"]
+    assert len(versions) == 2 and versions[-1]["current"] and versions[-1]["excluded_buckets"] == 1
