@@ -109,3 +109,36 @@ def test_a_model_trained_before_calendar_features_existed_still_loads(seasonal_f
     (path / "meta.json").write_text(json.dumps(meta))
     loaded = ModelBundle.load(tmp_path, s)
     assert loaded.version == bundle.version and loaded.score(seasonal_frame, None, first=seasonal_frame.index[0].timestamp()) is not None
+
+
+@pytest.mark.slow
+def test_with_the_calendar_a_weekly_monday_burst_is_learned_not_flagged():
+    """Five weeks of hourly logins (generated): office hours on weekdays and a burst every
+    Monday 08:00. Trained on four weeks, scored on the fifth. Measured (README): Monday's
+    burst stays below the threshold both ways (exceedance 0.83 without, 0.71 with the
+    calendar), but only the calendar model predicts it, so its threshold — the 99.9th
+    percentile of its training scores — is 2.6x tighter (0.20 against 0.52)."""
+    rng = np.random.default_rng(3)
+    index = pd.date_range("2024-03-04", periods=5 * 7 * 24, freq="60min", tz="UTC", name="bucket")  # a Monday
+    weekday, hour = index.weekday.to_numpy(), index.hour.to_numpy()
+    rate = np.full(len(index), 3.0)
+    rate[(weekday < 5) & (hour >= 8) & (hour < 18)] = 12
+    rate[(weekday == 0) & (hour == 8)] = 120
+    frame = pd.DataFrame({"logins": rng.poisson(rate), "failures": rng.poisson(1, len(index))},
+                         index=index).astype(float)
+    train, test = frame.iloc[:4 * 168], frame.iloc[4 * 168 - 24:]
+    results = {}
+    for calendar in (None, {"hour_of_day": True, "weekday": True}):
+        data = {"name": "logins", "description": "Logins per hour", "bucket_minutes": 60,
+                "features": [{"name": "logins"}, {"name": "failures"}], "detectors": ["mvad"],
+                "mvad": {"sliding_window": 16, "epochs": 12, "windows_per_epoch": 256, "min_steps": 10,
+                         "batch_size": 32}}
+        if calendar:
+            data["calendar"] = calendar
+        s = parse_scenario(data, "logins.yaml")
+        bundle = ModelBundle.train(s, {None: train}, trained_from=0, trained_to=1)
+        anomalies = bundle.score(test, None, first=test.index[24].timestamp())
+        monday = [a for a in anomalies if a.window_start.weekday() == 0 and a.window_start.hour == 8]
+        results[bool(calendar)] = (bundle.calibration("mvad", None).threshold, monday)
+    assert results[True][1] == []
+    assert results[True][0] < 0.6 * results[False][0], results
