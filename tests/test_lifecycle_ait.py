@@ -111,12 +111,11 @@ def test_an_ordinary_next_day_does_not_drift(lifecycle):
     assert status["drift"].count(": ok") == 2, status["drift"]
 
 
-def test_a_retrain_adds_a_version_and_keeps_the_old_one(lifecycle, capsys):
+def test_a_retrain_adds_a_version_and_keeps_the_old_one(lifecycle):
     prefix, steps = lifecycle
     rows = list_models(prefix / "var/anomaly/models", SCENARIO)
     assert [r["version"] for r in rows] == [steps["v1"], steps["v2"]]
-    assert [r["current"] for r in rows] == [False, True] or current_version(prefix / "var/anomaly/models",
-                                                                             SCENARIO) != steps["v2"]
+    assert [r["current"] for r in rows] == [False, True]
     assert rows[0]["trained_to"].startswith("2022-01-23T00:00") and rows[1]["trained_to"].startswith("2022-01-24T00:00")
     assert steps["v1_scores"] != steps["v2_scores"]
 
