@@ -1,6 +1,7 @@
 """The emitter: schema v1 events and the exactly-once, crash-safe AnomalyWriter."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -142,8 +143,10 @@ def test_health_event_shape_omits_scenario_when_none():
 def test_event_fields_name_every_field_an_event_can_carry():
     full = event_for(anomaly(entity=("data.dstuser", "alice")), detected_at=DETECTED)
     ip = event_for(anomaly(), detected_at=DETECTED)
+    suppressed = event_for(dataclasses.replace(anomaly(), suppression_id="abc", suppression_reason="scan"),
+                           detected_at=DETECTED)
     health = [event_for_health(HealthEvent(c, "m", T0, scenario="s")) for c in HEALTH_CHECKS]
-    seen = flatten(full) | flatten(ip) | set().union(*(flatten(h) for h in health))
+    seen = flatten(full) | flatten(ip) | flatten(suppressed) | set().union(*(flatten(h) for h in health))
     assert seen == EVENT_FIELDS
 
 

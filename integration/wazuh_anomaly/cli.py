@@ -26,6 +26,10 @@ def _setup_logging(layout: Layout, verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     root = logging.getLogger("wazuh_anomaly")
     root.setLevel(logging.DEBUG)
+    # main() called again in one process (tests, tools) must not keep writing to old streams.
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(level)
     console.setFormatter(logging.Formatter("wazuh-anomaly: %(message)s"))
@@ -117,7 +121,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         print(f"{row['scenario']}: {'enabled' if row.get('enabled') else 'disabled'}")
-        for key in ("model", "model_age_days", "trained_range", "versions", "last_scored_bucket_end",
+        for key in ("model", "model_age_days", "trained_range", "versions", "model_health", "drift", "rolled_back",
+                    "excluded_from_training", "last_scored_bucket_end",
                     "lag_minutes", "last_run", "last_anomalies", "total_anomalies", "last_error"):
             if key in row and row[key] is not None:
                 print(f"  {key.replace('_', ' ')}: {row[key]}")
@@ -239,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--now", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_status)
+
+    from .operations import add_commands
+    add_commands(sub, _context)   # models, suppress, feedback
 
     p = sub.add_parser("validate", help="check the config file and every scenario file")
     p.set_defaults(func=cmd_validate)

@@ -74,6 +74,15 @@ class TrainingSpec:
     min_history_hours: float = 48.0   # below this, wait and say how much is missing
     retrain_every_days: float = 7.0
     max_model_age_days: float = 21.0  # older than this: model_stale health event
+    drift_buckets: int = 288          # recent scored buckets compared with the training scores
+    drift_threshold: float = 0.3      # Kolmogorov-Smirnov D above this: model_drift health event
+    drift_tail_ratio: float = 5.0     # or: this many times more recent scores above the training 99th percentile than 1%
+
+
+@dataclass(frozen=True)
+class CalendarSpec:
+    hour_of_day: bool = False         # time of day (sin/cos) as MVAD input
+    weekday: bool = False             # day of the week (sin/cos) as MVAD input
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,7 @@ class Scenario:
     mitre: tuple[str, ...] = ()
     source: str = "alerts"            # alerts | flows (normalised NetFlow events, see netflow/)
     flows_file: str = ""              # source flows: default <prefix>/logs/anomaly/netflow.json
+    calendar: CalendarSpec = CalendarSpec()
 
     @property
     def bucket_seconds(self) -> int:
@@ -143,7 +153,7 @@ class RunSpec:
     no_data_hours: float = 6.0        # no alert at all for this long: no_data health event
     threads: int = 1                  # torch CPU threads; 2 is only ~10% faster alone and 10x slower on a busy manager
     device: str = "cpu"               # cpu | cuda
-    keep_models: int = 3
+    keep_models: int = 5              # model versions kept per scenario (models list | show | rollback)
 
 
 @dataclass(frozen=True)
@@ -349,8 +359,24 @@ def parse_scenario(data: Any, file: Path | str) -> Scenario:
         min_history_hours=_positive(t, "min_history_hours", t.get("min_history_hours", float, TrainingSpec.min_history_hours)),
         retrain_every_days=_positive(t, "retrain_every_days", t.get("retrain_every_days", float, TrainingSpec.retrain_every_days)),
         max_model_age_days=_positive(t, "max_model_age_days", t.get("max_model_age_days", float, TrainingSpec.max_model_age_days)),
+        drift_buckets=int(_positive(t, "drift_buckets", t.get("drift_buckets", int, TrainingSpec.drift_buckets))),
+        drift_threshold=t.get("drift_threshold", float, TrainingSpec.drift_threshold),
+        drift_tail_ratio=_positive(t, "drift_tail_ratio", t.get("drift_tail_ratio", float, TrainingSpec.drift_tail_ratio)),
     )
+    if not 0 < training.drift_threshold <= 1:
+        raise t.fail("drift_threshold", "must be above 0 and at most 1 (a Kolmogorov-Smirnov distance)")
     t.done()
+
+    c = r.sub("calendar")
+    calendar = CalendarSpec(hour_of_day=c.get("hour_of_day", bool, CalendarSpec.hour_of_day),
+                            weekday=c.get("weekday", bool, CalendarSpec.weekday))
+    c.done()
+    if (calendar.hour_of_day or calendar.weekday) and "mvad" not in detectors:
+        raise c.fail("hour_of_day" if calendar.hour_of_day else "weekday",
+                     "only applies to the mvad detector; add mvad to detectors, or use seasonal.weekday")
+    clash = [f.name for f in features if f.name.startswith("calendar_")]
+    if clash and (calendar.hour_of_day or calendar.weekday):
+        raise r.fail("features", f"has '{clash[0]}'; names starting with calendar_ are kept for calendar features")
 
     m = r.sub("mvad")
     mvad = MvadSpec(
@@ -409,7 +435,8 @@ def parse_scenario(data: Any, file: Path | str) -> Scenario:
                     source_file=Path(file) if file else None, enabled=enabled,
                     bucket_minutes=bucket_minutes, entity=entity, detectors=tuple(detectors),
                     combine=combine, training=training, mvad=mvad, seasonal=seasonal,
-                    severity=severity, mitre=tuple(mitre), source=source, flows_file=flows_file)
+                    severity=severity, mitre=tuple(mitre), source=source, flows_file=flows_file,
+                    calendar=calendar)
 
 
 def load_scenario(path: Path) -> Scenario:

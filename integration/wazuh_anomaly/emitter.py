@@ -70,6 +70,9 @@ EVENT_FIELDS: frozenset[str] = frozenset({
     "anomaly.detected_at",
     "anomaly.health",
     "anomaly.message",
+    "anomaly.suppressed",
+    "anomaly.suppression.id",
+    "anomaly.suppression.reason",
     # top-level keys the decoder puts into Wazuh's static fields
     "srcip",
     "dstuser",
@@ -212,6 +215,11 @@ def event_for(anomaly: Anomaly, *, detected_at: datetime) -> dict:
     if anomaly.description:
         body["description"] = _clip(anomaly.description, MAX_DESCRIPTION)
     body["detected_at"] = iso(detected_at)
+    if anomaly.suppressed:
+        # Still written, so it can be searched; rule 117108 (level 0) keeps it from alerting.
+        body["suppressed"] = "true"
+        body["suppression"] = {"id": _clip(anomaly.suppression_id, MAX_NAME),
+                               "reason": _clip(anomaly.suppression_reason or "", MAX_MESSAGE)}
 
     event: dict = {"integration": INTEGRATION, "anomaly": body}
     srcip = entity_srcip(anomaly.entity_field, anomaly.entity_value)

@@ -21,6 +21,7 @@ HEALTH_CHECKS = (
     "scenario_failed",       # scoring a scenario raised an error
     "malformed_input",       # malformed alert lines were skipped
     "config_invalid",        # a scenario file could not be loaded
+    "model_drift",           # recent scores no longer look like the training scores
 )
 
 
@@ -70,6 +71,12 @@ class Anomaly:
     entity_value: str | None = None
     kind: str = "timeseries"
     description: str = ""         # the scenario's one-line description
+    suppression_id: str | None = None      # set when an admin's suppression covers it (suppression.py)
+    suppression_reason: str | None = None
+
+    @property
+    def suppressed(self) -> bool:
+        return self.suppression_id is not None
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:

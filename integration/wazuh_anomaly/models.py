@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
+from .calendar_features import calendar_names, with_calendar
 from .config import Scenario
 from .detectors import Calibration, SeasonalProfile, detector_class
 from .detectors.base import severity_for
@@ -63,6 +64,7 @@ class ModelBundle:
     calibrations: dict[str, dict[str, Calibration]]   # detector -> entity key (or POOLED) -> calibration
     meta: dict = field(default_factory=dict)
     vocabulary: dict = field(default_factory=dict)     # rare features: value counts at the end of training
+    recent_scores: dict = field(default_factory=dict)  # detector -> (bucket epoch, score) scored since loading
 
     @property
     def context_buckets(self) -> int:
@@ -92,6 +94,8 @@ class ModelBundle:
         calibrations: dict[str, dict[str, Calibration]] = {}
         details: dict[str, dict] = {}
         skipped: dict[str, str] = {}
+        calendar = calendar_names(scenario)
+        score_quantiles: dict[str, list[float]] = {}
         joined = np.concatenate([f.to_numpy(dtype=float) for f in series.values()])
         constant = bool(np.all(joined == joined[0])) if len(joined) else True
         for name in scenario.detectors:
@@ -102,15 +106,19 @@ class ModelBundle:
                 continue
             cls_ = detector_class(name)
             if name == "mvad":
-                detector = cls_(features, scenario.mvad, device=device, threads=threads)
+                detector = cls_(features + calendar, scenario.mvad, device=device, threads=threads)
             else:
                 detector = cls_(features, scenario.seasonal)
+            # Only MVAD sees the opt-in calendar columns; the seasonal profile is per hour already.
+            inputs = {e: with_calendar(f, scenario) for e, f in series.items()} if name == "mvad" else series
             started = time.monotonic()
-            detector.fit(series)
-            per_entity = {e: detector.score(f, e)["score"].to_numpy() for e, f in series.items()}
+            detector.fit(inputs)
+            per_entity = {e: detector.score(f, e)["score"].to_numpy() for e, f in inputs.items()}
             floor = getattr(detector, "threshold_floor", None)
             quantile = scenario.severity.quantile
             pooled_scores = np.concatenate([s for s in per_entity.values() if len(s)])
+            from .lifecycle import score_quantiles as _quantiles
+            score_quantiles[name] = _quantiles(pooled_scores)   # the yardstick of the drift check
             cals = {POOLED: Calibration.from_scores(pooled_scores, quantile, floor=floor)}
             # Busy entities get their own threshold: a noisy firewall must not hide a quiet server.
             min_scores = max(96, int(round(10 / (1 - quantile))))
@@ -135,6 +143,7 @@ class ModelBundle:
             "trained_to": _iso(trained_to), "trained_to_epoch": trained_to,
             "buckets": int(sum(len(f) for f in series.values())), "data_hash": data_hash(series),
             "calibration": {d: {k: c.to_json() for k, c in cals.items()} for d, cals in calibrations.items()},
+            "calendar": calendar, "score_quantiles": score_quantiles,
             "fit": details, "library_versions": library_versions(), "wazuh_anomaly": __version__,
         }
         return cls(scenario, version, profile, detectors, calibrations, meta)
@@ -179,15 +188,17 @@ class ModelBundle:
 
     @classmethod
     def load(cls, models_dir: Path, scenario: Scenario, *, device: str = "cpu",
-             threads: int | None = None) -> "ModelBundle | None":
-        """The current model of a scenario, None when there is none yet."""
+             threads: int | None = None, version: str | None = None) -> "ModelBundle | None":
+        """The current model of a scenario (or the named version), None when there is none yet."""
         scenario_dir = models_dir / scenario.name
         pointer = scenario_dir / "current"
-        if not pointer.exists():
-            return None
+        if version is None:
+            if not pointer.exists():
+                return None
+            check_trusted(scenario_dir)
+            check_trusted(pointer)
+            version = pointer.read_text(encoding="utf-8").strip()
         check_trusted(scenario_dir)
-        check_trusted(pointer)
-        version = pointer.read_text(encoding="utf-8").strip()
         directory = scenario_dir / version
         if not version or "/" in version or version.startswith(".") or not directory.is_dir():
             raise ModelError(f"{pointer}: names version '{version}', which does not exist; retrain with 'wazuh-anomaly train'.")
@@ -205,6 +216,10 @@ class ModelBundle:
             raise ModelError(f"{directory}: trained on features {meta.get('features')} in {meta.get('bucket_minutes')}-minute "
                              f"buckets, but scenario '{scenario.name}' now has {features} in "
                              f"{scenario.bucket_minutes}-minute buckets; retrain with 'wazuh-anomaly train'.")
+        calendar = calendar_names(scenario)
+        if (meta.get("calendar") or []) != calendar:
+            raise ModelError(f"{directory}: trained with calendar features {meta.get('calendar') or []}, but scenario "
+                             f"'{scenario.name}' now asks for {calendar}; retrain with 'wazuh-anomaly train'.")
         trained = meta.get("detectors") or []
         if not trained or not set(trained) <= set(scenario.detectors):
             raise ModelError(f"{directory}: trained for detectors {meta.get('detectors')}, but the scenario lists "
@@ -215,7 +230,7 @@ class ModelBundle:
             for name in trained:
                 cls_ = detector_class(name)
                 if name == "mvad":
-                    detectors[name] = cls_.load(directory, features, device=device, threads=threads)
+                    detectors[name] = cls_.load(directory, features + calendar, device=device, threads=threads)
                 else:
                     detectors[name] = cls_.load(directory, features)
             calibrations = {d: {k: Calibration.from_json(v) for k, v in cals.items()}
@@ -241,8 +256,11 @@ class ModelBundle:
         first_ts = _utc(first)
         scored: dict[str, pd.DataFrame] = {}
         for name, detector in self.detectors.items():
-            result = detector.score(frame, entity)
+            result = detector.score(with_calendar(frame, self.scenario) if name == "mvad" else frame, entity)
             scored[name] = result[result.index >= first_ts]
+            # Every scored bucket's score, for the drift check (lifecycle.record_scores).
+            self.recent_scores.setdefault(name, []).extend(
+                zip((scored[name].index.asi8 // 10**9).tolist(), scored[name]["score"].tolist()))
         rows = frame[frame.index >= first_ts]
         if rows.empty:
             return []
@@ -264,7 +282,9 @@ class ModelBundle:
                 continue
             # Half the detector's own attribution, half each feature's deviation from its
             # profile: MVAD's pct_weight would otherwise rank volume above the real cause.
+            # Calendar columns are inputs, never causes: only the scenario's features are ranked.
             share = np.asarray([scored[lead].at[ts, f] for f in features], dtype=float)
+            share = share / share.sum() if share.sum() > 0 else share
             z = np.maximum(deviation[i], 0.0)
             z_share = z / z.sum() if z.sum() > 0 else np.zeros_like(z)
             blend = 0.5 * share + 0.5 * z_share if z.sum() > 0 else share

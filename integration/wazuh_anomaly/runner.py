@@ -25,7 +25,9 @@ from .emitter import AnomalyWriter
 from .errors import ConfigError, ModelError, WazuhAnomalyError
 from .features import FeatureAggregator, align_down
 from .findings import Anomaly, HealthEvent
+from . import lifecycle
 from .models import ModelBundle, list_versions
+from .suppression import apply_suppressions, load_suppressions
 from .sources import AlertsFileSource, ReadCursor, SourceStats, SourceUnreadable
 from .sources.flows_file import FlowsFileSource
 from .state import RunLock, ScenarioState, atomic_write_json, read_json
@@ -54,6 +56,7 @@ class ScenarioReport:
     buckets: int = 0
     anomalies: list[Anomaly] = field(default_factory=list)
     message: str = ""
+    scores: dict = field(default_factory=dict)   # detect: detector -> (bucket epoch, score), for drift checks
 
 
 @dataclass
@@ -236,10 +239,15 @@ class Runner:
             series = {e: f[f.index >= pd.Timestamp(fit_from, unit="s", tz="UTC")] for e, f in frames.items()}
             vocabulary = agg.vocabulary_after()
             try:
+                # Suppressed periods and false positives are not normal: left out (lifecycle.py).
+                exclusions = lifecycle.training_exclusions(self.config, s, fit_from, s_end)
+                series, excluded = lifecycle.exclude_from_training(s, series, exclusions)
                 bundle = ModelBundle.train(s, series, trained_from=s_start, trained_to=s_end,
                                            device=self.config.run.device, threads=self.config.run.threads,
                                            now=self.now)
                 bundle.vocabulary = vocabulary
+                bundle.meta["excluded_buckets"] = excluded
+                bundle.meta["exclusions"] = sorted({x.why for x in exclusions})
                 bundle.save(self.config.models_dir, keep=self.config.run.keep_models)
             except (ValueError, RuntimeError, WazuhAnomalyError) as exc:
                 r.status = "failed"
@@ -333,7 +341,8 @@ class Runner:
                 bundle = None
             if bundle is not None:
                 models[s.name] = bundle
-                age = self.now - bundle.trained_at
+                # After a rollback the clock starts again, or the next run would undo it.
+                age = self.now - lifecycle.retrain_reference(self.config, s.name, bundle)
                 if age > s.training.retrain_every_days * 86400 and not self._tried_recently(attempted):
                     due.append(s)
             elif not self._tried_recently(attempted):
@@ -403,6 +412,7 @@ class Runner:
                    resume_at=resume_at)
 
         writer = self._writer()
+        suppressions = load_suppressions(self.config)
         for name, (s, bundle, state, start, end) in plans.items():
             r = report.scenarios[name]
             agg, context_from = aggregators[name]
@@ -412,6 +422,7 @@ class Runner:
                 for entity, frame in frames.items():
                     anomalies.extend(bundle.score(frame, entity, first=start))
                 anomalies.sort(key=lambda a: (a.window_start, a.entity_value or ""))
+                anomalies = apply_suppressions(anomalies, suppressions)
                 result = writer.write(anomalies, _dt(self.now))
                 report.written += result.written
                 report.duplicates += result.duplicates
@@ -437,11 +448,27 @@ class Runner:
             state.last_anomalies = len(anomalies)
             state.total_anomalies += len(anomalies)
             state.save(self.state_dir)
+            try:
+                self._check_drift(s, bundle, report)
+            except (OSError, ValueError) as exc:  # a drift check must never cost the scores
+                log.warning("%s: drift check skipped (%s)", name, exc)
         self._check_no_data(report, run_state)
         # Next time, reading resumes where the earliest scenario will need it.
         run_state["cursor"] = cursor.to_dict()
         run_state["last_run"] = self.now
         atomic_write_json(self.run_state_file, run_state)
+
+    def _check_drift(self, s: Scenario, bundle: ModelBundle, report: RunReport) -> None:
+        """Keep the scores just computed; once a day's worth is there, compare with training."""
+        kept = lifecycle.record_scores(self.state_dir, bundle, bundle.recent_scores)
+        bundle.recent_scores = {}
+        drifted = [d for d in lifecycle.drift_of(bundle, kept) if d.drifted]
+        if drifted:
+            self._health(report, "model_drift",
+                         f"scenario {s.name}: model {bundle.version} no longer fits recent activity "
+                         f"({'; '.join(d.describe() for d in drifted)}); if the change is legitimate retrain with "
+                         f"'wazuh-anomaly train --scenario {s.name}', if a retrain made it worse use "
+                         f"'wazuh-anomaly models rollback --scenario {s.name}'.", scenario=s.name, severity="medium")
 
     def _frames_for_scoring(self, s: Scenario, bundle: ModelBundle, state: ScenarioState,
                             agg: FeatureAggregator, start: float, context_from: float) -> dict[str | None, pd.DataFrame]:
@@ -508,12 +535,15 @@ class Runner:
                 self._health(report, "source_unreadable", str(exc), severity="high")
                 plans = {}
         writer = self._writer() if write else None
+        suppressions = load_suppressions(self.config)
         for name, (s, bundle, agg, s_start, s_end) in plans.items():
             r = report.scenarios[name]
             anomalies = []
             for entity, frame in agg.frames().items():
                 anomalies.extend(bundle.score(frame, entity, first=s_start))
             anomalies.sort(key=lambda a: (a.window_start, a.entity_value or ""))
+            anomalies = apply_suppressions(anomalies, suppressions)
+            r.scores, bundle.recent_scores = bundle.recent_scores, {}
             r.status = "scored"
             r.buckets = int((s_end - s_start) // s.bucket_seconds)
             r.anomalies = anomalies
@@ -546,6 +576,24 @@ class Runner:
                 row["model"] = bundle.version
                 row["model_age_days"] = round((self.now - bundle.trained_at) / 86400, 2)
                 row["trained_range"] = f"{bundle.meta.get('trained_from')} .. {bundle.meta.get('trained_to')}"
+                if bundle.meta.get("excluded_buckets"):
+                    row["excluded_from_training"] = f"{bundle.meta['excluded_buckets']} buckets"
+                problems = []
+                if state.last_error and state.last_error.startswith("training failed"):
+                    problems.append("last retraining failed (see last error)")
+                if self.now - bundle.trained_at > s.training.max_model_age_days * 86400:
+                    problems.append(f"stale (older than {s.training.max_model_age_days:g} days)")
+                drift = lifecycle.drift_of(bundle, lifecycle.recent_scores(self.state_dir, bundle))
+                if drift:
+                    row["drift"] = "; ".join(d.describe() for d in drift)
+                    if any(d.drifted for d in drift):
+                        problems.append("drifted")
+                if problems:
+                    row["model_health"] = ", ".join(problems)
+                rolled = lifecycle.lifecycle_state(self.state_dir, s.name)
+                if rolled.get("rolled_back_to") == bundle.version:
+                    row["rolled_back"] = (f"from {rolled.get('rolled_back_from')} at "
+                                          f"{_fmt(rolled.get('rolled_back_at'))}")
             rows.append(row)
         for error in self.config_errors:
             rows.append({"scenario": "(invalid)", "enabled": False, "last_error": str(error)})

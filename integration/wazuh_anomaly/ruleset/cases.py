@@ -11,6 +11,7 @@ are emitter output with one value changed, and their comment says so.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -44,7 +45,9 @@ HEALTH_RULES = {
     "no_data": (117307, 5),
     "malformed_input": (117308, 4),
     "insufficient_history": (117309, 3),
+    "model_drift": (117310, 5),
 }
+SUPPRESSED_RULE = 117108
 
 # What each shipped scenario's anomalies look like (features, entity): realistic shapes
 # taken from the scenarios' definitions, values chosen to read well in a dashboard.
@@ -118,6 +121,11 @@ def _anomaly(scenario: str, severity: str, *, step: int = 0, entity: tuple[str, 
     )
 
 
+def _suppressed(anomaly: Anomaly) -> Anomaly:
+    return dataclasses.replace(anomaly, suppression_id="5f3a9c2e1b",
+                               suppression_reason="weekly vulnerability scan by the security team")
+
+
 def _line(anomaly: Anomaly) -> str:
     return render(event_for(anomaly, detected_at=anomaly.window_end + DETECTION_DELAY))
 
@@ -131,12 +139,14 @@ _HEALTH_MESSAGES = {
     "scenario_failed": "Scenario privilege_use failed while scoring (feature 'sudo_commands' missing); check etc/anomaly/scenarios/privilege_use.yaml.",
     "malformed_input": "Skipped 3 malformed lines in /var/ossec/logs/alerts/alerts.json (first at line 1882).",
     "config_invalid": "etc/anomaly/scenarios/dns.yaml line 4: 'bucket_minutes' must be a whole number of minutes.",
+    "model_drift": "scenario rule_diversity: model 20220124T000900Z-588277bd no longer fits recent activity (seasonal: KS 0.10 (limit 0.30), 9.0x the training share above its 99th percentile (limit 5x) over the last 288 buckets: DRIFT); if the change is legitimate retrain with 'wazuh-anomaly train --scenario rule_diversity', if a retrain made it worse use 'wazuh-anomaly models rollback --scenario rule_diversity'.",
 }
 
 
 def _health_line(check: str) -> str:
     scenario = {"training_failed": "authentication_failures", "insufficient_history": "web_attacks",
-                "model_stale": "alert_volume", "scenario_failed": "privilege_use"}.get(check)
+                "model_stale": "alert_volume", "scenario_failed": "privilege_use",
+                "model_drift": "rule_diversity"}.get(check)
     severity = "high" if check == "source_unreadable" else "medium"
     event = HealthEvent(check=check, message=_HEALTH_MESSAGES[check], at=WINDOW_START + DETECTION_DELAY,
                         scenario=scenario, severity=severity)
@@ -195,6 +205,23 @@ def build_cases() -> list[CaseSpec]:
         "Two anomalies of one scenario do not escalate yet",
         (_line(_anomaly("rule_diversity", "high", step=0)), _line(_anomaly("rule_diversity", "high", step=1))),
         117137, 10))
+    # Suppressed anomalies: level 0 whatever the scenario and severity, and never escalating.
+    cases.append(CaseSpec(
+        "Suppressed critical anomaly of a shipped scenario does not alert",
+        (_line(_suppressed(_anomaly("authentication_failures", "critical"))),), SUPPRESSED_RULE, 0))
+    cases.append(CaseSpec(
+        "Suppressed anomaly of an own scenario does not alert",
+        (_line(_suppressed(_anomaly("dns_tunnelling", "high"))),), SUPPRESSED_RULE, 0))
+    cases.append(CaseSpec(
+        "Three suppressed anomalies of one scenario and entity do not escalate",
+        tuple(_line(_suppressed(_anomaly("authentication_failures", "high", step=i))) for i in range(3)),
+        SUPPRESSED_RULE, 0))
+    cases.append(CaseSpec(
+        "Suppressed anomalies are not counted by the escalation",
+        (_line(_suppressed(_anomaly("web_attacks", "high", step=0))),
+         _line(_suppressed(_anomaly("web_attacks", "high", step=1))),
+         _line(_anomaly("web_attacks", "medium", step=2))),
+        117116, 7))
     cases.append(CaseSpec(
         "Health event without its check name", (_edited(_health_line("no_data"), ("anomaly", "health"), None),),
         117300, 0,

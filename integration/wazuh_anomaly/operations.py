@@ -1,0 +1,132 @@
+"""The commands an admin uses to operate the detector for months: `models`, `suppress` and
+`feedback`. cli.py registers them with `add_commands`; each prints plain lines and
+raises a project error (one sentence) for anything the user typed wrong."""
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from .errors import ConfigError
+
+
+def _utc(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    from .runner import parse_time
+    return datetime.fromtimestamp(parse_time(text), tz=timezone.utc)
+
+
+def _scenario(scenarios, name: str | None):
+    if name is None:
+        return None
+    known = {s.name: s for s in scenarios}
+    if name not in known:
+        raise ConfigError(f"no scenario named '{name}'; known: {', '.join(sorted(known)) or 'none'}.")
+    return known[name]
+
+
+# --------------------------------------------------------------------------- suppress
+
+def cmd_suppress(args: argparse.Namespace, context: Callable) -> int:
+    from .suppression import add_suppression, load_suppressions, new_suppression, remove_suppression
+    _, config, scenarios, _ = context(args)
+    if args.suppress_command == "add":
+        scenario = _scenario(scenarios, args.scenario)
+        if args.feature and scenario is not None and args.feature not in scenario.feature_names:
+            raise ConfigError(f"scenario '{scenario.name}' has no feature '{args.feature}'; its features: "
+                              f"{', '.join(scenario.feature_names)}.")
+        if args.entity and scenario is not None and scenario.entity is None:
+            raise ConfigError(f"scenario '{scenario.name}' is not split by entity; drop --entity.")
+        s = new_suppression(reason=args.reason or "", scenario=args.scenario, entity=args.entity,
+                            feature=args.feature, start=_utc(args.start), end=_utc(args.end), every=args.every,
+                            expires=_utc(args.expires))
+        add_suppression(config, s)
+        print(f"added suppression {s.id}: {_describe(s)}")
+        return 0
+    if args.suppress_command == "remove":
+        s = remove_suppression(config, args.id)
+        print(f"removed suppression {s.id}: {_describe(s)}")
+        return 0
+    items = load_suppressions(config)
+    if args.json:
+        print(json.dumps([s.to_json() for s in items], indent=1))
+        return 0
+    if not items:
+        print("no suppressions; add one with 'wazuh-anomaly suppress add'.")
+    now = datetime.now(timezone.utc)
+    for s in items:
+        expired = " (expired)" if s.expires and s.expires <= now else ""
+        print(f"{s.id}{expired}: {_describe(s)}")
+    return 0
+
+
+def _describe(s) -> str:
+    scope = s.scenario or "every scenario"
+    if s.entity:
+        scope += f", entity {s.entity}"
+    if s.feature:
+        scope += f", led by feature {s.feature}"
+    expires = f", expires {s.expires:%Y-%m-%d %H:%M} UTC" if s.expires else ""
+    by = f" (by {s.created_by})" if s.created_by else ""
+    return f"{scope}; {s.when()}{expires}; reason: {s.reason}{by}"
+
+
+# --------------------------------------------------------------------------- feedback
+
+def cmd_feedback(args: argparse.Namespace, context: Callable) -> int:
+    from .feedback import load_feedback, record_feedback
+    _, config, _, _ = context(args)
+    if args.list:
+        items = sorted(load_feedback(config).values(), key=lambda f: f.window_start)
+        if not items:
+            print("no feedback yet; give some with 'wazuh-anomaly feedback ID false-positive|true-positive'.")
+        for f in items:
+            entity = f" {f.entity_field}={f.entity}" if f.entity else ""
+            note = f" - {f.note}" if f.note else ""
+            print(f"{f.id} {f.verdict}: {f.scenario}{entity} {f.window_start:%Y-%m-%d %H:%M} "
+                  f"({f.severity}){note}")
+        return 0
+    if not args.id or not args.verdict:
+        raise ConfigError("give the anomaly id and a verdict: 'wazuh-anomaly feedback ID false-positive' "
+                          "(or --list).")
+    f = record_feedback(config, config.anomalies_file, args.id, args.verdict, args.note or "")
+    entity = f" {f.entity_field}={f.entity}" if f.entity else ""
+    then = (" its window is left out of the next training." if f.false_positive
+            else " it stays in the training data as it is.")
+    print(f"recorded {f.verdict} for {f.id} ({f.scenario}{entity} {f.window_start:%Y-%m-%d %H:%M} UTC);{then}")
+    return 0
+
+
+# --------------------------------------------------------------------------- registration
+
+def add_commands(sub, context: Callable) -> None:
+    """Adds `models`, `suppress` and `feedback` to the CLI's subparsers."""
+    p = sub.add_parser("suppress", help="silence known-benign anomalies (still written, flagged, level 0)")
+    act = p.add_subparsers(dest="suppress_command", required=True, metavar="ACTION")
+    a = act.add_parser("add", help="add a suppression (one window or a recurring maintenance window)")
+    a.add_argument("--scenario", help="only this scenario (default: every scenario)")
+    a.add_argument("--entity", help="only this entity value (e.g. an agent name or source address)")
+    a.add_argument("--feature", help="only anomalies led by this feature (their top contributor)")
+    a.add_argument("--from", dest="start", help="window start (ISO 8601, UTC if no zone)")
+    a.add_argument("--to", dest="end", help="window end (ISO 8601)")
+    a.add_argument("--every", help="recurring window in UTC: 'sun 02:00-04:00', 'mon-fri 22:00-23:30', "
+                                   "'daily 01:00-01:30'")
+    a.add_argument("--reason", required=True, help="why this is benign (written with each suppressed anomaly)")
+    a.add_argument("--expires", help="stop covering anomalies from this time on (ISO 8601)")
+    act.add_parser("list", help="list suppressions").add_argument("--json", action="store_true")
+    r = act.add_parser("remove", help="remove a suppression by id")
+    r.add_argument("id")
+    p.set_defaults(func=lambda args: cmd_suppress(args, context))
+
+    p = sub.add_parser("feedback", help="mark an anomaly false-positive or true-positive")
+    p.add_argument("id", nargs="?", help="the anomaly id (data.anomaly.id of the alert)")
+    p.add_argument("verdict", nargs="?", choices=("false-positive", "true-positive"))
+    p.add_argument("--note", help="free text kept with the verdict")
+    p.add_argument("--list", action="store_true", help="list the verdicts given so far")
+    p.set_defaults(func=lambda args: cmd_feedback(args, context))
+
+    from .lifecycle import add_models_command
+    add_models_command(sub, context)
