@@ -375,19 +375,3 @@ def cmd_models(args: argparse.Namespace, context: Callable) -> int:
     print(f"{scenario.name}: current model switched from {old} to {new}; the next run scores with it "
           f"(retraining is due {scenario.training.retrain_every_days:g} days from now).")
     return 0
-
-
-def add_models_command(sub, context: Callable) -> None:
-    p = sub.add_parser("models", help="list, inspect or roll back the kept model versions")
-    act = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    a = act.add_parser("list", help="kept versions per scenario (* marks the current one)")
-    a.add_argument("--scenario")
-    a.add_argument("--json", action="store_true")
-    a = act.add_parser("show", help="what one version was trained on (default: the current one)")
-    a.add_argument("--scenario", required=True)
-    a.add_argument("--version")
-    a.add_argument("--json", action="store_true", help="print meta.json as it is")
-    a = act.add_parser("rollback", help="switch to an older version (default: the one before the current)")
-    a.add_argument("--scenario", required=True)
-    a.add_argument("--version")
-    p.set_defaults(func=lambda args: cmd_models(args, context))

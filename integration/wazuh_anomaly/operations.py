@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Callable
 
 from .errors import ConfigError
@@ -128,5 +127,27 @@ def add_commands(sub, context: Callable) -> None:
     p.add_argument("--list", action="store_true", help="list the verdicts given so far")
     p.set_defaults(func=lambda args: cmd_feedback(args, context))
 
-    from .lifecycle import add_models_command
     add_models_command(sub, context)
+
+
+def add_models_command(sub, context: Callable) -> None:
+    p = sub.add_parser("models", help="list, inspect or roll back the kept model versions")
+    act = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    a = act.add_parser("list", help="kept versions per scenario (* marks the current one)")
+    a.add_argument("--scenario")
+    a.add_argument("--json", action="store_true")
+    a = act.add_parser("show", help="what one version was trained on (default: the current one)")
+    a.add_argument("--scenario", required=True)
+    a.add_argument("--version")
+    a.add_argument("--json", action="store_true", help="print meta.json as it is")
+    a = act.add_parser("rollback", help="switch to an older version (default: the one before the current)")
+    a.add_argument("--scenario", required=True)
+    a.add_argument("--version")
+    p.set_defaults(func=lambda args: _cmd_models(args, context))
+
+
+def _cmd_models(args, context: Callable) -> int:
+    # lifecycle needs pandas and numpy: imported only when a models command runs, so
+    # that light commands (netflow, realtime) never pay for them.
+    from .lifecycle import cmd_models
+    return cmd_models(args, context)
