@@ -85,8 +85,8 @@ class Detector:
         if not matches(self.spec.get("filter") or {}, alert):
             return [], False
         key = _key(alert, self.spec["key"]) if self.spec["key"] else ""
-        if key is None:
-            return [], False
+        if key is None or (self.spec["value"] and _key(alert, self.spec["value"]) is None):
+            return [], False  # the alert lacks the key or the value: not this detector's event
         changed = False
         if "started" not in state:
             state["started"] = t

@@ -6,7 +6,6 @@ import time
 
 from ..errors import ModelError
 from . import detectors as _detectors
-from .events import RareFinding
 from .fields import alert_time
 from .rarity import RareEventModel, extract
 
@@ -39,18 +38,20 @@ class RealtimeEngine:
                     self._models[name] = None
         return self._models[name]
 
-    def process(self, store, alert: dict, *, force_learn: bool = False, now: float | None = None) -> list[RareFinding]:
+    def process(self, store, alert: dict, *, force_learn: bool = False, now: float | None = None) -> list:
         """The findings one alert raises (state updated in `store`; nothing written)."""
         t = alert_time(alert)
         if t is None:
             t = time.time() if now is None else now
-        found: list[RareFinding] = []
+        found: list = []
         for det in self.detectors:
             state = store.get(det.name)
             findings, changed = det.observe(state, alert, t, force_learn=force_learn)
             if changed:
                 store.mark(det.name)
-            found.extend(RareFinding(f, alert) for f in findings)
+            if findings:
+                from .events import RareFinding  # rendering is only imported when there is something to write
+                found.extend(RareFinding(f, alert) for f in findings)
         if not force_learn:
             for spec in self.model_specs:
                 if not _detectors.matches(spec.get("filter") or {}, alert):
@@ -66,6 +67,7 @@ class RealtimeEngine:
                 score = model.score_tokens(tokens)
                 if score <= model.threshold:
                     continue
+                from .events import RareFinding
                 found.append(RareFinding(self._rare_event(spec, model, ev, alert, score, t), alert))
         return found
 

@@ -88,9 +88,6 @@ def read_options(path: str) -> list[str] | None:
 
 def handle(paths: Paths, alert: dict, *, only: list[str] | None = None, debug: bool = False) -> int:
     """Evaluate one alert and append its findings; the number of findings written."""
-    from datetime import datetime, timezone
-
-    from ..emitter import AnomalyWriter
     from . import config as _config
     from .engine import RealtimeEngine
     from .store import StateStore
@@ -101,6 +98,9 @@ def handle(paths: Paths, alert: dict, *, only: list[str] | None = None, debug: b
         findings = engine.process(store, alert)
         written = 0
         if findings:
+            from datetime import datetime, timezone
+
+            from ..emitter import AnomalyWriter  # only imported when there is something to write
             # Written before the state is saved: a crash in between repeats the finding,
             # which the writer's id store drops, instead of losing it.
             written = AnomalyWriter(paths.anomalies, paths.base).write(findings, datetime.now(timezone.utc)).written
