@@ -216,6 +216,8 @@ def cmd_realtime(args: argparse.Namespace) -> int:
                                     only=args.model)
     elif args.realtime_command == "status":
         text, code = commands.status(prefix)
+    elif args.realtime_command == "cases":
+        text, code = commands.cases(write=args.write)
     else:
         text, code = commands.validate(prefix)
     print(text)
@@ -305,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--model", action="append", help="only this model (repeatable)")
     rt.add_parser("status", help="per detector: learn mode, keys, values, findings; per model: trained or not")
     rt.add_parser("validate", help="check etc/anomaly/realtime.yaml")
+    c = rt.add_parser("cases", help="the .ini test cases of rules/wazuh_anomaly_rules_realtime.xml")
+    c.add_argument("--write", action="store_true", help="update tests/ruleset/wazuh_anomaly_rules_realtime.ini")
     p.set_defaults(func=cmd_realtime)
     return parser
 

@@ -152,3 +152,18 @@ def validate(prefix: str) -> tuple[str, int]:
     cfg = _config.load_yaml(paths.config)
     return (f"{paths.config}: {len(cfg['detectors'])} detectors, {len(cfg['models'])} models, "
             f"learn_days {cfg['learn_days']:g}, max_keys {cfg['max_keys']}, max_values_per_key {cfg['max_values_per_key']}"), 0
+
+
+def cases(*, write: bool = False) -> tuple[str, int]:
+    """Without write: the .ini text (exit 1 if the committed file differs); with write: update it."""
+    from ..ruleset import repo_dir
+    from ..ruleset.realtime_cases import INI_FILE_NAME, render_cases, write_cases
+    repo = repo_dir()
+    if repo is None:
+        raise WazuhAnomalyError("No source checkout found; the rule cases are generated from one.")
+    path = repo / "tests" / "ruleset" / INI_FILE_NAME
+    if write:
+        return (f"wrote {path}" if write_cases(path) else f"{path} is up to date"), 0
+    text = render_cases()
+    stale = not path.exists() or path.read_text(encoding="utf-8") != text
+    return text.rstrip("\n") + (f"\n; {path} differs: run with --write" if stale else ""), 1 if stale else 0
