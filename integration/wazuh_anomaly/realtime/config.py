@@ -268,6 +268,7 @@ def load(path: str, cache: str | None) -> dict:
     if cache:
         from .store import atomic_write
         try:
+            os.makedirs(os.path.dirname(cache), mode=0o2770, exist_ok=True)
             atomic_write(cache, json.dumps({"version": CACHE_VERSION, "source": signature, "config": config},
                                            separators=(",", ":")).encode())
         except OSError:

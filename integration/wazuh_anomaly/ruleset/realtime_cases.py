@@ -197,6 +197,10 @@ def build_cases() -> list[CaseSpec]:
         cases.append(CaseSpec(f"Own model dns_rare, severity {severity}",
                               (_model_line("dns_rare", "command", _command_alert("/usr/bin/dig txt example.org"), 0.70, severity),),
                               rule, LEVEL_OF_SEVERITY[severity]))
+    event = json.loads(_model_line("dns_rare", "command", _command_alert("/usr/bin/dig txt example.org"), 0.70, "high"))
+    event["anomaly"]["severity"] = "informational"
+    cases.append(CaseSpec("Own model with a severity this ruleset does not know", (render(event),), 117250, 3,
+                          comment="Not output as is: the severity stands for a newer model's (fallback rule 117250)."))
     return sorted(cases, key=lambda c: c.rule)
 
 
