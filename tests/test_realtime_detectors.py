@@ -242,3 +242,12 @@ def test_a_damaged_state_file_relearns_instead_of_failing(tmp_path):
     with StateStore(str(tmp_path)) as store:
         assert RealtimeEngine(cfg, "m").process(store, alert(), now=T0) == []
     assert json.loads((tmp_path / "state" / "d.json").read_text())["keys"][""]["values"] == ["5501"]
+
+
+def test_our_own_anomaly_alerts_never_feed_back_into_the_detectors(tmp_path):
+    cfg = config.parse({"detectors": {"d": {"type": "new_value", "key": "agent.id", "value": "rule.id"}}}, "x")
+    own = {"rule": {"id": "117210", "level": 6, "groups": ["anomaly", "anomaly_realtime"]}, "agent": {"id": "000"},
+           "data": {"integration": "anomaly"}}
+    with StateStore(str(tmp_path)) as store:
+        assert RealtimeEngine(cfg, "m").process(store, own, now=T0) == []
+        assert store.get("d") == {}

@@ -40,6 +40,10 @@ class RealtimeEngine:
 
     def process(self, store, alert: dict, *, force_learn: bool = False, now: float | None = None) -> list:
         """The findings one alert raises (state updated in `store`; nothing written)."""
+        rule = alert.get("rule") if isinstance(alert.get("rule"), dict) else {}
+        data = alert.get("data") if isinstance(alert.get("data"), dict) else {}
+        if "anomaly" in (rule.get("groups") or ()) or data.get("integration") == "anomaly":
+            return []  # our own alerts (rules 117xxx) would otherwise feed back into the detectors
         t = alert_time(alert)
         if t is None:
             t = time.time() if now is None else now
