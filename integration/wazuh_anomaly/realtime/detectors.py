@@ -153,9 +153,14 @@ class ValueRange(Detector):
         span = max(hi - lo, abs(hi) * 0.01, 1e-9) * self.spec["margin"]
         if lo - span <= x <= hi + span:
             return [], False
+        reported = entry.setdefault("reported", [])
+        if raw in reported:
+            return [], False  # each out-of-range value is reported once per key
+        if len(reported) < self.spec["max_values_per_key"]:
+            reported.append(raw)
         return [{"value_fields": self.spec["value"], "value": raw, "expected_low": lo, "expected_high": hi,
                  "score": x, "threshold": hi + span if x > hi else lo - span,
-                 "what": "value above its learned range" if x > hi else "value below its learned range"}], False
+                 "what": "value above its learned range" if x > hi else "value below its learned range"}], True
 
 
 class Frequency(Detector):
