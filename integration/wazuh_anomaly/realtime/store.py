@@ -3,8 +3,8 @@
 integratord runs one integration at a time, but the CLI (`realtime learn`, `status`)
 and a second manager process may run beside it: every read-modify-write of the state
 happens under one exclusive flock on `state.lock`, and every file is replaced
-atomically (write a temporary file, fsync, rename), so a reader sees the old or the
-new state, never half of one. Files are 0660 and the directory root:wazuh 2770
+atomically (write a temporary file, rename), so a reader sees the old or the new
+state, never half of one. Files are 0660 and the directory root:wazuh 2770
 (install.sh), so root (the CLI) and wazuh (the integration) can both update them.
 """
 from __future__ import annotations
@@ -17,8 +17,9 @@ FILE_MODE = 0o660
 DIR_MODE = 0o2770
 
 
-def atomic_write(path: str, data: bytes, mode: int = FILE_MODE) -> None:
-    """Replace `path` with `data` so that readers never see a partial file."""
+def atomic_write(path: str, data: bytes, mode: int = FILE_MODE, *, durable: bool = True) -> None:
+    """Replace `path` with `data` so that readers never see a partial file (`durable`:
+    fsync before the rename, so a power cut leaves the old or the new file)."""
     directory = os.path.dirname(path) or "."
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
@@ -27,7 +28,8 @@ def atomic_write(path: str, data: bytes, mode: int = FILE_MODE) -> None:
         while view:
             view = view[os.write(fd, view):]
         os.fchmod(fd, mode)
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
         try:
@@ -100,7 +102,11 @@ class StateStore:
         for name in sorted(self._dirty):
             state = self._loaded[name]
             state.pop("damaged", None)
-            atomic_write(self.path(name), json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode())
+            # Not fsynced (one alert = one process; an fsync costs as much as all the detectors):
+            # after a power cut a state file may lose its last update, which is then
+            # learned again, and a finding reported twice is dropped by the writer's id store.
+            atomic_write(self.path(name), json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode(),
+                         durable=False)
         self._dirty.clear()
 
 
