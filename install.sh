@@ -743,6 +743,7 @@ do_install() {
     if [ "$realtime" = 1 ]; then
         ensure_dir integrations dir 0750
         ensure_dir var/anomaly/realtime dir 2770  # state shared by root (CLI) and wazuh (integration)
+        ensure_dir var/anomaly/realtime/state dir 2770
         render "$REPO/wazuh/integrations/custom-anomaly.in" t
         t=${t//@PYTHON@/"$(sq "$venv/bin/python")"}
         t=${t//@PREFIX@/"$(sq "$prefix")"}

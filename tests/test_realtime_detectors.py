@@ -251,3 +251,16 @@ def test_our_own_anomaly_alerts_never_feed_back_into_the_detectors(tmp_path):
     with StateStore(str(tmp_path)) as store:
         assert RealtimeEngine(cfg, "m").process(store, own, now=T0) == []
         assert store.get("d") == {}
+
+
+def test_state_directories_stay_group_writable_whatever_the_umask(tmp_path):
+    import os
+    import stat
+    old = os.umask(0o022)
+    try:
+        with StateStore(str(tmp_path / "realtime")):
+            pass
+    finally:
+        os.umask(old)
+    for d in (tmp_path / "realtime", tmp_path / "realtime" / "state"):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o2770, d

@@ -29,6 +29,7 @@ def test_realtime_and_active_response_install_their_launchers_blocks_and_uninsta
         assert stat.S_IMODE(path.stat().st_mode) == 0o750, rel
         assert f"exec '{venv}/bin/python' -m {module} --prefix '{prefix}' \"$@\"" in path.read_text()
     assert stat.S_IMODE((prefix / "var/anomaly/realtime").stat().st_mode) == 0o2770
+    assert stat.S_IMODE((prefix / "var/anomaly/realtime/state").stat().st_mode) == 0o2770
     assert stat.S_IMODE((prefix / "logs/anomaly").stat().st_mode) == 0o770
     for rel in ("logs/anomaly/anomalies.json", "logs/anomaly/anomalies.json.lock"):
         assert stat.S_IMODE((prefix / rel).stat().st_mode) == 0o660, rel

@@ -266,9 +266,9 @@ def load(path: str, cache: str | None) -> dict:
             pass
     config = load_yaml(path)
     if cache:
-        from .store import atomic_write
+        from .store import atomic_write, ensure_shared_dir
         try:
-            os.makedirs(os.path.dirname(cache), mode=0o2770, exist_ok=True)
+            ensure_shared_dir(os.path.dirname(cache))
             atomic_write(cache, json.dumps({"version": CACHE_VERSION, "source": signature, "config": config},
                                            separators=(",", ":")).encode())
         except OSError:

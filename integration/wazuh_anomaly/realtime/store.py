@@ -41,6 +41,18 @@ def atomic_write(path: str, data: bytes, mode: int = FILE_MODE, *, durable: bool
     os.replace(tmp, path)
 
 
+def ensure_shared_dir(path: str) -> None:
+    """Create a directory both root and wazuh can write (the umask would drop group write)."""
+    try:
+        os.mkdir(path, DIR_MODE)
+    except FileExistsError:
+        return
+    except FileNotFoundError:
+        ensure_shared_dir(os.path.dirname(path))
+        os.mkdir(path, DIR_MODE)
+    os.chmod(path, DIR_MODE)
+
+
 class StateStore:
     """One JSON document per detector under `<dir>/state/`, read and written under a lock."""
 
@@ -53,7 +65,7 @@ class StateStore:
         self._dirty: set[str] = set()
 
     def __enter__(self) -> "StateStore":
-        os.makedirs(self.state_dir, mode=DIR_MODE, exist_ok=True)
+        ensure_shared_dir(self.state_dir)
         try:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
         except PermissionError:
