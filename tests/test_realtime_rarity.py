@@ -158,3 +158,23 @@ def test_real_alerts_command_events_score_alike_in_pure_python_and_scikit_learn(
         return X
     forest = IsolationForest(n_estimators=30, max_samples=len(rows), random_state=5).fit(dense(rows))
     assert [model.score_vector(p) for p in probes] == pytest.approx((-forest.score_samples(dense(probes))).tolist(), abs=1e-5)
+
+
+def test_wazuh_anomaly_train_also_trains_the_realtime_models_on_the_managers_alerts(tmp_path):
+    import time
+    (tmp_path / "etc/anomaly/scenarios").mkdir(parents=True)
+    (tmp_path / "logs/alerts").mkdir(parents=True)
+    shutil.copy(REPO / "wazuh/etc/anomaly/config.yaml", tmp_path / "etc/anomaly/config.yaml")
+    shutil.copy(REPO / "wazuh/etc/anomaly/scenarios/alert_volume.yaml", tmp_path / "etc/anomaly/scenarios/")
+    (tmp_path / "etc/anomaly/realtime.yaml").write_text(
+        "detectors: {}\nmodels:\n  fim_rare_change: {target: fim, min_training_events: 20}\n")
+    now = time.time()
+    with open(tmp_path / "logs/alerts/alerts.json", "w") as fh:
+        for i, alert in enumerate(web_server_history(60)):
+            alert["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime(now - 3600 + i * 30))
+            fh.write(json.dumps(alert) + "\n")
+    done = subprocess.run([sys.executable, "-m", "wazuh_anomaly.cli", "--prefix", str(tmp_path), "train"],
+                          capture_output=True, text=True, env=ENV, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "realtime fim_rare_change: trained on 60 fim events" in done.stdout
+    assert (tmp_path / "var/anomaly/realtime/models/fim_rare_change.json").is_file()

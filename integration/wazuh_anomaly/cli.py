@@ -95,6 +95,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     for line in report.lines():
         print(line)
     failed = [r for r in report.scenarios.values() if r.status in ("failed",)]
+    # The real-time rare-event models learn from the same history (when realtime.yaml is installed).
+    layout = Layout.from_env(args.prefix)
+    if not args.scenario and (layout.etc_dir / "realtime.yaml").is_file():
+        from .realtime import commands as realtime_commands
+        text, _ = realtime_commands.train(str(layout.prefix), start=start, end=end)
+        for line in text.splitlines():
+            print(f"realtime {line}")
     return 1 if failed else 0
 
 
