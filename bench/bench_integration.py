@@ -135,8 +135,9 @@ def main() -> int:
 
 def integration_argv(prefix: Path, alert: Path) -> list[str]:
     # what integratord passes: alert file, api_key, hook_url, debug, options, timeout, retries, the literal redirect
-    return [sys.executable, "-m", "wazuh_anomaly.realtime.integration", "--prefix", str(prefix),
-            str(alert), "", "", "", "", "10", "3", "> /dev/null 2>&1"]
+    # the launcher's own command line (wazuh/integrations/custom-anomaly.in), without its /bin/sh
+    return [sys.executable, "-c", "import sys; from wazuh_anomaly.realtime.integration import main; sys.exit(main())",
+            "--prefix", str(prefix), str(alert), "", "", "", "", "10", "3", "> /dev/null 2>&1"]
 
 
 if __name__ == "__main__":

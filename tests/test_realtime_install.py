@@ -23,11 +23,12 @@ def test_realtime_and_active_response_install_their_launchers_blocks_and_uninsta
     run("--prefix", str(prefix), "--venv", str(venv), "--no-restart", "--realtime", "--active-response",
         "--ar-timeout", "600")
 
-    for rel, module in (("integrations/custom-anomaly", "wazuh_anomaly.realtime.integration"),
-                        ("active-response/bin/anomaly-response", "wazuh_anomaly.realtime.response")):
+    for rel, run_it in (("integrations/custom-anomaly",
+                         "-c 'import sys; from wazuh_anomaly.realtime.integration import main; sys.exit(main())'"),
+                        ("active-response/bin/anomaly-response", "-m wazuh_anomaly.realtime.response")):
         path = prefix / rel
         assert stat.S_IMODE(path.stat().st_mode) == 0o750, rel
-        assert f"exec '{venv}/bin/python' -m {module} --prefix '{prefix}' \"$@\"" in path.read_text()
+        assert f"exec '{venv}/bin/python' {run_it} --prefix '{prefix}' \"$@\"" in path.read_text()
     assert stat.S_IMODE((prefix / "var/anomaly/realtime").stat().st_mode) == 0o2770
     assert stat.S_IMODE((prefix / "var/anomaly/realtime/state").stat().st_mode) == 0o2770
     assert stat.S_IMODE((prefix / "logs/anomaly").stat().st_mode) == 0o770

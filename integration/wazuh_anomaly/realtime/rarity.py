@@ -13,8 +13,6 @@ integration scores an alert without importing numpy. Training lives in `train.py
 from __future__ import annotations
 
 import json
-import math
-import zlib
 
 FORMAT = "wazuh-anomaly-iforest"
 FORMAT_VERSION = 1
@@ -99,6 +97,7 @@ def extract(target: str, alert: dict, *, ignore_users=(), ignore_path_prefixes=(
 
 def vector(tokens: list[str], dimensions: int) -> dict[int, float]:
     """Hashed token counts, sparse: {dimension: count} (crc32 is stable across processes)."""
+    import zlib  # here, not at the top: most alerts are neither FIM nor commands
     out: dict[int, float] = {}
     for tok in tokens:
         i = zlib.crc32(tok.encode("utf-8", "replace")) % dimensions
@@ -109,6 +108,7 @@ def vector(tokens: list[str], dimensions: int) -> dict[int, float]:
 def average_path_length(n: float) -> float:
     """c(n), the expected depth of an unsuccessful search in a binary tree of n samples
     (scikit-learn's _average_path_length)."""
+    import math
     if n <= 1:
         return 0.0
     if n == 2:
