@@ -212,3 +212,56 @@ def test_rare_event_fields_name_every_field_a_realtime_event_carries():
         return out
     seen = set().union(*(flat(json.loads(line)) for c in build_cases() for line in c.lines))
     assert seen == RARE_EVENT_FIELDS
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv to run as another user")
+def test_the_integration_works_as_an_unprivileged_user_with_the_installed_permissions():
+    """As on a manager: root learns (CLI), the integration runs as the wazuh user (here
+    nobody:nogroup) with root:GROUP 2770 state, 0660 anomalies.json and lock (install.sh --realtime)."""
+    import tempfile
+    tmp_path = Path(tempfile.mkdtemp(prefix="wa-unprivileged-"))   # pytest's own tmp is root-only
+    try:
+        _run_as_nobody(tmp_path)
+    finally:
+        shutil.rmtree(tmp_path)
+
+
+def _run_as_nobody(tmp_path: Path) -> None:
+    import grp
+    import pwd
+    prefix = tmp_path / "ossec"
+    (prefix / "etc/anomaly").mkdir(parents=True)
+    (prefix / "logs").mkdir()
+    shutil.copy(REPO / "wazuh/etc/anomaly/realtime.yaml", prefix / "etc/anomaly/realtime.yaml")
+    uid, gid = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
+    base = prefix / "var/anomaly/realtime"
+    (prefix / "var/anomaly").mkdir(parents=True)
+    base.mkdir()
+    (prefix / "logs/anomaly").mkdir()
+    for d, mode in ((prefix / "var", 0o755), (prefix / "var/anomaly", 0o750), (base, 0o2770), (prefix / "logs/anomaly", 0o770)):
+        os.chown(d, 0, gid)
+        os.chmod(d, mode)
+    for name in ("anomalies.json", "anomalies.json.lock"):
+        f = prefix / "logs/anomaly" / name
+        f.write_text("")
+        os.chown(f, 0, gid)
+        os.chmod(f, 0o660)
+    os.chmod(prefix / "etc/anomaly/realtime.yaml", 0o644)
+    for p in (tmp_path, prefix, prefix / "etc", prefix / "etc/anomaly", prefix / "logs"):
+        os.chmod(p, 0o755)
+    learn_file = tmp_path / "learn.json"
+    learn_file.write_text(json.dumps(sudo_alert("/usr/bin/id", "2022-01-01T00:00:00.000+0000")) + "\n")
+    assert cli(prefix, "realtime", "learn", "--alerts", str(learn_file)).returncode == 0   # as root
+    alert_file = tmp_path / "custom-anomaly-1-x.alert"
+    alert_file.write_text(json.dumps(sudo_alert("/bin/cat /etc/shadow")))
+    os.chmod(alert_file, 0o644)
+    code = ("import sys; sys.path.insert(0, %r); from wazuh_anomaly.realtime.integration import main; "
+            "sys.exit(main())") % str(REPO / "integration")
+    done = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", sys.executable, "-c", code,
+                           "--prefix", str(prefix), *integratord_argv(alert_file)],
+                          capture_output=True, text=True, env={k: v for k, v in ENV.items() if k != "PYTHONPATH"})
+    assert done.returncode == 0, done.stderr
+    (event,) = anomalies(prefix)
+    assert event["anomaly"]["observed"]["value"] == "/bin/cat /etc/shadow"
+    learned = json.loads((base / "state/new_sudo_command_for_user.json").read_text())
+    assert learned["keys"]["phopkins"]["values"] == ["/usr/bin/id", "/bin/cat /etc/shadow"]
