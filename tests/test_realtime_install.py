@@ -7,10 +7,7 @@ import os
 import stat
 import subprocess
 
-import pytest
-
-from test_install import (REPO, block_of, make_prefix, make_venv, needs_torch, pip, run,  # noqa: F401
-                          snapshot)
+from test_install import block_of, make_prefix, make_venv, needs_torch, pip, run, snapshot
 
 
 @pip

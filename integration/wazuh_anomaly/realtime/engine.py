@@ -10,6 +10,11 @@ from .fields import alert_time
 from .rarity import RareEventModel, extract
 
 
+def _finding(data: dict, alert: dict):
+    from .events import RareFinding  # rendering is only imported when there is something to write
+    return RareFinding(data, alert)
+
+
 class RealtimeEngine:
     """The detectors and models of one configuration, with their state in a StateStore."""
 
@@ -53,9 +58,7 @@ class RealtimeEngine:
             findings, changed = det.observe(state, alert, t, force_learn=force_learn)
             if changed:
                 store.mark(det.name)
-            if findings:
-                from .events import RareFinding  # rendering is only imported when there is something to write
-                found.extend(RareFinding(f, alert) for f in findings)
+            found.extend(_finding(f, alert) for f in findings)
         if not force_learn:
             for spec in self.model_specs:
                 if not _detectors.matches(spec.get("filter") or {}, alert):
@@ -71,8 +74,7 @@ class RealtimeEngine:
                 score = model.score_tokens(tokens)
                 if score <= model.threshold:
                     continue
-                from .events import RareFinding
-                found.append(RareFinding(self._rare_event(spec, model, ev, alert, score, t), alert))
+                found.append(_finding(self._rare_event(spec, model, ev, alert, score, t), alert))
         return found
 
     @staticmethod
