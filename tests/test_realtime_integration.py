@@ -265,3 +265,19 @@ def _run_as_nobody(tmp_path: Path) -> None:
     assert event["anomaly"]["observed"]["value"] == "/bin/cat /etc/shadow"
     learned = json.loads((base / "state/new_sudo_command_for_user.json").read_text())
     assert learned["keys"]["phopkins"]["values"] == ["/usr/bin/id", "/bin/cat /etc/shadow"]
+
+
+def test_an_alert_without_findings_imports_neither_json_nor_re_nor_dataclasses(prefix, tmp_path):
+    """The common case (nothing new) stays at the bare interpreter's imports plus ours."""
+    first = integration(prefix, sudo_alert("/usr/bin/id", "2022-01-01T00:00:00.000+0000"), tmp_path)
+    assert first.returncode == 0, first.stderr             # writes the config cache and the state
+    alert_file = tmp_path / "again.alert"
+    alert_file.write_text(json.dumps(sudo_alert("/usr/bin/id", "2022-01-01T00:00:05.000+0000")))
+    code = f"""
+import sys
+from wazuh_anomaly.realtime.integration import main
+rc = main(["--prefix", {str(prefix)!r}, {str(alert_file)!r}, "", "", "", "", "10", "3"])
+print(rc, sorted(m for m in ("json", "re", "datetime", "dataclasses", "typing", "pathlib", *{HEAVY!r}) if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, check=True).stdout
+    assert out.strip() == "0 []"

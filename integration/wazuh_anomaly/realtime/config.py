@@ -8,17 +8,16 @@ file and the key.
 """
 from __future__ import annotations
 
-import json
 import os
-import re
 
 from ..errors import ConfigError
+from . import fastjson
 
 DETECTOR_TYPES = ("new_value", "value_range", "frequency")
 MODEL_TARGETS = ("fim", "command")
 SEVERITIES = ("low", "medium", "high", "critical")
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-FIELD_RE = re.compile(r"^[A-Za-z0-9_@-]+(?:\.[A-Za-z0-9_@-]+)*$")
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+FIELD_PATTERN = r"^[A-Za-z0-9_@-]+(?:\.[A-Za-z0-9_@-]+)*$"
 CACHE_VERSION = 1
 
 # Bounds of the learned state (documented in the README): per detector at most
@@ -66,8 +65,9 @@ def _strings(file: str, key: str, value, *, fields: bool = False) -> list[str]:
         raise _err(file, key, "must be a string or a list of strings")
     out = [str(v) for v in value]
     if fields:
+        import re  # only when the YAML is parsed, never on the cached per-alert path
         for f in out:
-            if not FIELD_RE.match(f):
+            if not re.match(FIELD_PATTERN, f):
                 raise _err(file, key, f"names '{f}', which is not a dotted alert field such as data.srcip")
     return out
 
@@ -120,8 +120,9 @@ def _filter(file: str, where: str, raw) -> dict:
 
 
 def _detector(file: str, name, raw, top: dict) -> dict:
+    import re
     where = f"detectors.{name}"
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not re.match(NAME_PATTERN, name):
         raise _err(file, where, "is not a valid name (lower case letters, digits and _, starting with a letter)")
     if not isinstance(raw, dict):
         raise _err(file, where, "must be a mapping")
@@ -163,8 +164,9 @@ def _detector(file: str, name, raw, top: dict) -> dict:
 
 
 def _model(file: str, name, raw) -> dict:
+    import re
     where = f"models.{name}"
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not re.match(NAME_PATTERN, name):
         raise _err(file, where, "is not a valid name (lower case letters, digits and _, starting with a letter)")
     if not isinstance(raw, dict):
         raise _err(file, where, "must be a mapping")
@@ -258,8 +260,7 @@ def load(path: str, cache: str | None) -> dict:
         raise ConfigError(f"{path}: file not found; run install.sh or copy wazuh/etc/anomaly/realtime.yaml there.") from None
     if cache:
         try:
-            with open(cache, encoding="utf-8") as fh:
-                cached = json.load(fh)
+            cached = fastjson.load_file(cache)
             if cached.get("version") == CACHE_VERSION and cached.get("source") == signature:
                 return cached["config"]
         except (OSError, ValueError, AttributeError):
@@ -269,8 +270,8 @@ def load(path: str, cache: str | None) -> dict:
         from .store import atomic_write, ensure_shared_dir
         try:
             ensure_shared_dir(os.path.dirname(cache))
-            atomic_write(cache, json.dumps({"version": CACHE_VERSION, "source": signature, "config": config},
-                                           separators=(",", ":")).encode())
+            atomic_write(cache, fastjson.dumps({"version": CACHE_VERSION, "source": signature,
+                                                "config": config}).encode())
         except OSError:
             pass  # a read-only state directory only costs the YAML parse next time
     return config

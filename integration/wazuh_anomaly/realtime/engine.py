@@ -31,11 +31,11 @@ class RealtimeEngine:
         """The trained model of a spec (read once, refused when someone else could have written it)."""
         name = spec["name"]
         if name not in self._models:
-            from ..trust import read_trusted
             path = os.path.join(self.models_dir, f"{name}.json")
             if not os.path.exists(path):
                 self._models[name] = None  # not trained yet: `wazuh-anomaly realtime train`
             else:
+                from ..trust import read_trusted  # pathlib: only when there is a model to read
                 try:
                     self._models[name] = RareEventModel.from_bytes(read_trusted(path), path)
                 except (ModelError, ValueError, KeyError, TypeError) as exc:

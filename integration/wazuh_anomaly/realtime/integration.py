@@ -12,12 +12,12 @@ Errors become one line in logs/integrations.log and exit code 1.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 
 from ..errors import WazuhAnomalyError
+from . import fastjson
 
 NAME = "custom-anomaly"
 
@@ -57,7 +57,7 @@ def read_alert(path: str) -> dict:
     except OSError as exc:
         raise WazuhAnomalyError(f"{path}: cannot read the alert file ({exc.strerror}).") from None
     try:
-        alert = json.loads(raw)
+        alert = fastjson.loads(raw)
     except ValueError:
         raise WazuhAnomalyError(f"{path}: the alert is not JSON; add <alert_format>json</alert_format> "
                                 f"to the <integration> block of {NAME}.") from None
@@ -77,7 +77,7 @@ def read_options(path: str) -> list[str] | None:
     if not text:
         return None
     try:
-        options = json.loads(text)
+        options = fastjson.loads(text)
     except ValueError:
         raise WazuhAnomalyError(f"<options> of {NAME} must be JSON such as {{\"detectors\": [\"new_rule_for_agent\"]}}.") from None
     only = options.get("detectors") if isinstance(options, dict) else None

@@ -12,7 +12,6 @@ integration scores an alert without importing numpy. Training lives in `train.py
 """
 from __future__ import annotations
 
-import json
 
 FORMAT = "wazuh-anomaly-iforest"
 FORMAT_VERSION = 1
@@ -133,7 +132,8 @@ class RareEventModel:
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str = "model") -> "RareEventModel":
-        return cls(json.loads(data), source)
+        from .fastjson import loads
+        return cls(loads(data), source)
 
     def score_vector(self, x: dict[int, float]) -> float:
         total = 0.0

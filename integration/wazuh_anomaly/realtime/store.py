@@ -10,8 +10,9 @@ state, never half of one. Files are 0660 and the directory root:wazuh 2770
 from __future__ import annotations
 
 import fcntl
-import json
 import os
+
+from . import fastjson
 
 FILE_MODE = 0o660
 DIR_MODE = 0o2770
@@ -96,8 +97,7 @@ class StateStore:
         """The state of one detector ({} when new or damaged: it relearns, never stops)."""
         if name not in self._loaded:
             try:
-                with open(self.path(name), encoding="utf-8") as fh:
-                    data = json.load(fh)
+                data = fastjson.load_file(self.path(name))
                 if not isinstance(data, dict):
                     data = {}
             except FileNotFoundError:
@@ -117,8 +117,7 @@ class StateStore:
             # Not fsynced (one alert = one process; an fsync costs as much as all the detectors):
             # after a power cut a state file may lose its last update, which is then
             # learned again, and a finding reported twice is dropped by the writer's id store.
-            atomic_write(self.path(name), json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode(),
-                         durable=False)
+            atomic_write(self.path(name), fastjson.dumps(state).encode(), durable=False)
         self._dirty.clear()
 
 
