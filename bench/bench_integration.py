@@ -9,8 +9,8 @@ Timed, --repeats times, alternating in fresh processes:
   baseline  python -c pass
   known     the integration on a no-attack line it learned: every detector runs, nothing is new
             (the common case: no finding, so the writer and its imports are never loaded)
-  finding   the integration on the attack line "sudo /bin/cat /etc/shadow": three detectors
-            report, the finding is rendered and appended to anomalies.json (the learned state
+  finding   the integration on the attack line "sudo /bin/cat /etc/shadow": new_sudo_command_for_user
+            reports, the finding is rendered and appended to anomalies.json (the learned state
             and anomalies.json are reset before each repeat, untimed, so every repeat writes it)
 Ratios are medians of per-repeat ratios against the baseline of the same repeat.
 Target: `known` under 60 ms and at most 3x the bare interpreter.
@@ -113,7 +113,7 @@ def main() -> int:
             "benchmark": "integration", "quick": args.quick, "repeats": repeats,
             "baseline": {"what": "python -c pass", "median_ms": ms(rows["baseline"])},
             "known": {"what": "learned alert, no finding", "median_ms": ms(rows["known"]), "ratio": ratio["known"]},
-            "finding": {"what": "new sudo command, 3 findings written", "median_ms": ms(rows["finding"]),
+            "finding": {"what": "new sudo command, its finding written", "median_ms": ms(rows["finding"]),
                         "ratio": ratio["finding"], "lines_written": findings_written[0]},
             "heavy_modules_loaded": heavy,
             "target_ms": TARGET_MS, "target_ratio": TARGET_RATIO,
@@ -124,7 +124,7 @@ def main() -> int:
                             ["case", "ms", "x python -c pass"],
                             [["python -c pass", ms(rows["baseline"]), 1.0],
                              ["known alert (no finding)", ms(rows["known"]), ratio["known"]],
-                             ["new sudo command (findings written)", ms(rows["finding"]), ratio["finding"]]])
+                             ["new sudo command (finding written)", ms(rows["finding"]), ratio["finding"]]])
         print(f"target: known < {TARGET_MS:g} ms and <= {TARGET_RATIO:g}x: {'met' if results['meets_target'] else 'NOT met'}; "
               f"heavy modules loaded: {heavy or 'none'}")
         print(f"wrote {path}")
