@@ -168,8 +168,20 @@ class Execd:
         return subprocess.run(["ip", "netns", "exec", self.netns, *argv], capture_output=True, text=True, check=True).stdout
 
 
-def log_lines(prefix: Path) -> list[str]:
+def all_log_lines(prefix: Path) -> list[str]:
     return (prefix / "logs/active-responses.log").read_text().splitlines()
+
+
+def log_lines(prefix: Path) -> list[str]:
+    """The decisions (the messages received, logged as Wazuh's scripts do, left out)."""
+    return [line for line in all_log_lines(prefix) if not line.split(": ", 1)[1].startswith("{")]
+
+
+def test_the_message_received_is_logged_first_as_wazuhs_own_scripts_do(prefix):
+    Execd(prefix, None).run("add", anomaly_alert(severity="low"))
+    first, decision = all_log_lines(prefix)
+    assert LOG_LINE.match(first) and json.loads(first.split(": ", 1)[1])["command"] == "add"
+    assert "below min_severity" in decision
 
 
 @needs_netns
@@ -198,7 +210,7 @@ def test_execd_add_check_keys_continue_blocks_abort_refreshes_delete_unblocks_nf
     assert other in execd.ns("nft", "list", "set", "inet", "wazuh_anomaly", family_set)
     assert srcip not in execd.ns("nft", "list", "set", "inet", "wazuh_anomaly", family_set)
     logged = log_lines(prefix)
-    assert all(LOG_LINE.match(line) for line in logged)
+    assert all(LOG_LINE.match(line) for line in all_log_lines(prefix))
     assert [line.split(": ", 1)[1] for line in logged] == [
         f"add (rule 117240, severity critical): blocked {srcip} with nftables",
         f"add (rule 117240): {srcip} is already blocked; wazuh-execd refreshed its timeout",

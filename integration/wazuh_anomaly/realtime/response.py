@@ -11,8 +11,8 @@ An `add` is refused, and nothing is run, when the alert has no valid source addr
 is not a wazuh-anomaly event, is below `min_severity`, or its address is in the
 never-block list: the internal networks (RFC 1918, CGNAT, loopback, link-local, ULA,
 multicast, unspecified), every address of this manager, and the configured critical
-hosts. Every decision is one line in logs/active-responses.log, in the format of
-Wazuh's own scripts ("YYYY/MM/DD HH:MM:SS active-response/bin/anomaly-response: ...").
+hosts. The message received and every decision are lines in logs/active-responses.log,
+in the format of Wazuh's own scripts ("YYYY/MM/DD HH:MM:SS active-response/bin/anomaly-response: ...").
 Firewall commands are argv lists, never shell strings.
 
 Config: etc/anomaly/active-response.yaml (min_severity, never_block, firewall,
@@ -252,6 +252,8 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None, runner=subproce
     except (ValueError, KeyError, TypeError):
         log(prefix, f"invalid input from wazuh-execd (not the 4.2+ JSON protocol): {line[:200]!r}")
         return 1
+    # Like Wazuh's own scripts: the message as received (the stock ar_log_json decoder reads it).
+    log(prefix, line.strip())
     rule = (alert.get("rule") or {}).get("id", "?")
     try:
         cfg = load_config(os.path.join(prefix, "etc", "anomaly", "active-response.yaml"))
