@@ -264,3 +264,13 @@ def test_state_directories_stay_group_writable_whatever_the_umask(tmp_path):
         os.umask(old)
     for d in (tmp_path / "realtime", tmp_path / "realtime" / "state"):
         assert stat.S_IMODE(d.stat().st_mode) == 0o2770, d
+
+
+def test_a_detector_without_a_key_still_names_one_in_its_event():
+    from datetime import datetime, timezone
+    from wazuh_anomaly.realtime.events import RareFinding
+    det = detectors.build(spec(key=[], learn_days=0))
+    (f,) = run(det, {"started": T0 - 1}, alert("5706"), T0)
+    event = RareFinding(f, alert("5706")).to_event(datetime.now(timezone.utc))
+    assert event["anomaly"]["entity"] == {"field": "none", "value": "all alerts"}
+    assert event["anomaly"]["observed"] == {"field": "rule.id", "value": "5706"}

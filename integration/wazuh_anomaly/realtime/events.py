@@ -101,6 +101,8 @@ class RareFinding:
         key_field = "+".join(d["key_fields"])
         if key_field:
             body["entity"] = {"field": _clip(key_field, MAX_NAME), "value": _clip(d["key"].replace("\x1f", ", "), MAX_VALUE)}
+        else:  # a detector without a key learns over all alerts; rule descriptions still name "the key"
+            body["entity"] = {"field": "none", "value": "all alerts"}
         value_field = "+".join(d["value_fields"])
         body["observed"] = {"field": _clip(value_field, MAX_NAME), "value": _clip(d["value"].replace("\x1f", ", "), MAX_VALUE)}
         if "expected_low" in d:
