@@ -28,6 +28,9 @@ torch_index_set=0
 find_links=
 allow_worker=0
 interval=5m
+realtime=0
+active_response=0
+ar_timeout=3600
 
 usage() {
     cat <<EOF
@@ -46,6 +49,11 @@ Options:
   --cuda              torch from the default index with CUDA (large download)
   --find-links DIR    offline: install everything from this folder of wheels
   --allow-worker      schedule the scoring wodle even on a cluster worker
+  --realtime          also install the real-time integration (integrations/custom-anomaly)
+                      and its <integration> block (opt-in; see README "Real-time path")
+  --active-response   also install active-response/bin/anomaly-response and the blocks
+                      that run it on critical anomalies with a source address (opt-in)
+  --ar-timeout SECS   how long the active response blocks an address (default 3600)
   --no-restart        do not restart the manager afterwards
   --yes               do not ask before restarting the manager or removing files
   --dry-run           print every action and change nothing
@@ -87,6 +95,10 @@ while [ $# -gt 0 ]; do
         --find-links=*) find_links=${1#*=} ;;
         --cuda) cuda=1 ;;
         --allow-worker) allow_worker=1 ;;
+        --realtime) realtime=1 ;;
+        --active-response) active_response=1 ;;
+        --ar-timeout) need_value "$1" $#; ar_timeout=$2; shift ;;
+        --ar-timeout=*) ar_timeout=${1#*=} ;;
         --no-restart) restart=0 ;;
         --yes|-y) yes=1 ;;
         --dry-run) dry=1 ;;
@@ -101,6 +113,7 @@ done
 # ---------------------------------------------------------------- checks
 
 [ "$keep_data" = 0 ] || [ "$uninstall" = 1 ] || die "--keep-data only makes sense with --uninstall."
+[[ $ar_timeout =~ ^[1-9][0-9]*$ ]] || die "--ar-timeout '$ar_timeout' must be a number of seconds such as 3600."
 [[ $interval =~ ^[1-9][0-9]*[smhdw]?$ ]] ||
     die "--interval '$interval' is not a Wazuh interval such as 300s, 5m, 1h or 1d."
 if [ "$cuda" = 1 ] && [ "$torch_index_set" = 1 ]; then
@@ -263,6 +276,7 @@ read_manifest() {
         case $t:$p in
             dir:*|data:var/anomaly|data:logs/anomaly|log:logs/anomaly/*) ;;
             file:etc/anomaly/*|file:etc/rules/*|file:etc/decoders/*|file:wodles/anomaly/*) ;;
+            file:integrations/custom-anomaly|file:active-response/bin/anomaly-response) ;;
             dist:etc/anomaly/*|dist:etc/rules/*|dist:etc/decoders/*) ;;
             *) die "$f has an unexpected entry '$t $p'; fix or delete that line." ;;
         esac
@@ -416,6 +430,7 @@ render() {  # render TEMPLATE VAR: fill the @NAME@ placeholders of a snippet
     _tpl=${_tpl//@LAUNCHER@/"$launcher"}
     _tpl=${_tpl//@INTERVAL@/"$interval"}
     _tpl=${_tpl//@ANOMALIES_FILE@/"$prefix/logs/anomaly/anomalies.json"}
+    _tpl=${_tpl//@AR_TIMEOUT@/"$ar_timeout"}
     printf -v "$2" '%s' "$_tpl"
 }
 
@@ -686,7 +701,8 @@ do_install() {
     ensure_dir var/anomaly data 0750
     ensure_dir var/anomaly/models dir 0750
     ensure_dir var/anomaly/state dir 0750
-    ensure_dir logs/anomaly data 0750
+    # The real-time integration runs as wazuh and appends to logs/anomaly/anomalies.json.
+    if [ "$realtime" = 1 ]; then ensure_dir logs/anomaly data 0770; else ensure_dir logs/anomaly data 0750; fi
     ensure_dir etc/rules dir 0770
     ensure_dir etc/decoders dir 0770
 
@@ -722,6 +738,28 @@ do_install() {
     printf '%s' "$t" >"$work/launcher"
     place_file "$work/launcher" wodles/anomaly/wazuh-anomaly 0750 launcher replace
 
+    # Opt-in launchers of the real-time path and the active response (root:wazuh 0750:
+    # integratord and execd refuse scripts the wazuh user can write).
+    if [ "$realtime" = 1 ]; then
+        ensure_dir integrations dir 0750
+        ensure_dir var/anomaly/realtime dir 2770  # state shared by root (CLI) and wazuh (integration)
+        ensure_dir var/anomaly/realtime/state dir 2770
+        render "$REPO/wazuh/integrations/custom-anomaly.in" t
+        t=${t//@PYTHON@/"$(sq "$venv/bin/python")"}
+        t=${t//@PREFIX@/"$(sq "$prefix")"}
+        printf '%s' "$t" >"$work/integration"
+        place_file "$work/integration" integrations/custom-anomaly 0750 integration replace
+    fi
+    if [ "$active_response" = 1 ]; then
+        ensure_dir active-response dir 0750
+        ensure_dir active-response/bin dir 0750
+        render "$REPO/wazuh/active-response/bin/anomaly-response.in" t
+        t=${t//@PYTHON@/"$(sq "$venv/bin/python")"}
+        t=${t//@PREFIX@/"$(sq "$prefix")"}
+        printf '%s' "$t" >"$work/active-response"
+        place_file "$work/active-response" active-response/bin/anomaly-response 0750 "active response" replace
+    fi
+
     # The output file logcollector reads (created empty so it has something to open).
     rel=logs/anomaly/anomalies.json
     if [ -e "$prefix/$rel" ]; then
@@ -734,6 +772,18 @@ do_install() {
         fi
         say "$(v create) $prefix/$rel"
         record log - "$rel"
+    fi
+    if [ "$realtime" = 1 ]; then
+        # The integration (user wazuh) appends to it under the writer's lock file.
+        for p in "$rel" "$rel.lock"; do
+            if [ ! -e "$prefix/$p" ]; then
+                if [ "$dry" = 0 ]; then tx_file "$prefix/$p"; : >"$prefix/$p"; fi
+                record log - "$p"
+            elif [ "${old_type[$p]:-}" = log ]; then
+                record log - "$p"
+            fi
+            [ "$dry" = 1 ] || perm 0660 "$prefix/$p"
+        done
     fi
 
     # Files of an earlier install that this version no longer ships.
@@ -753,7 +803,16 @@ do_install() {
         block+=$t$'\n'
     fi
     render "$REPO/wazuh/ossec.conf.d/localfile-anomalies.xml.in" t
-    block+=$t$'</ossec_config>\n'$END_MARK$'\n'
+    block+=$t
+    if [ "$realtime" = 1 ]; then
+        render "$REPO/wazuh/ossec.conf.d/integration-anomaly.xml.in" t
+        block+=$t
+    fi
+    if [ "$active_response" = 1 ]; then
+        render "$REPO/wazuh/ossec.conf.d/active-response-anomaly.xml.in" t
+        block+=$t
+    fi
+    block+=$'</ossec_config>\n'$END_MARK$'\n'
     read_all "$conf" current
     strip_block "$current" base
     new_text=$base$'\n'$block

@@ -99,6 +99,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     for line in report.lines():
         print(line)
     failed = [r for r in report.scenarios.values() if r.status in ("failed",)]
+    # The real-time rare-event models learn from the same history (when realtime.yaml is installed).
+    layout = Layout.from_env(args.prefix)
+    if not args.scenario and (layout.etc_dir / "realtime.yaml").is_file():
+        from .realtime import commands as realtime_commands
+        text, _ = realtime_commands.train(str(layout.prefix), start=start, end=end)
+        for line in text.splitlines():
+            print(f"realtime {line}")
     return 1 if failed else 0
 
 
@@ -207,6 +214,28 @@ def cmd_logtest(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_realtime(args: argparse.Namespace) -> int:
+    from .realtime import commands
+    from .runner import parse_time
+    prefix = str(Layout.from_env(args.prefix).prefix)
+    start = parse_time(args.start) if getattr(args, "start", None) else None
+    end = parse_time(args.end) if getattr(args, "end", None) else None
+    if args.realtime_command == "learn":
+        text, code = commands.learn(prefix, files=args.alerts or [], start=start, end=end, days=args.days,
+                                    keep_learning=args.keep_learning)
+    elif args.realtime_command == "train":
+        text, code = commands.train(prefix, files=args.alerts or [], start=start, end=end, days=args.days or 30.0,
+                                    only=args.model)
+    elif args.realtime_command == "status":
+        text, code = commands.status(prefix)
+    elif args.realtime_command == "cases":
+        text, code = commands.cases(write=args.write)
+    else:
+        text, code = commands.validate(prefix)
+    print(text)
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wazuh-anomaly",
@@ -279,6 +308,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .netflow import register as register_netflow
     register_netflow(sub)
+
+    p = sub.add_parser("realtime", help="the real-time detectors of integrations/custom-anomaly: learn, train, status")
+    rt = p.add_subparsers(dest="realtime_command", required=True, metavar="ACTION")
+    c = rt.add_parser("learn", help="replay history through the first-seen detectors, then end learn mode")
+    c.add_argument("--alerts", action="append", help="learn from this JSON-lines alerts file (repeatable; default: the manager's alerts)")
+    c.add_argument("--from", dest="start", help="start of the history (ISO 8601; default: learn_days before --to)")
+    c.add_argument("--to", dest="end", help="end of the history (default: now)")
+    c.add_argument("--days", type=float, help="history length when --from is not given (default: learn_days)")
+    c.add_argument("--keep-learning", action="store_true", help="stay in learn mode after the replay")
+    c = rt.add_parser("train", help="train the rare-event models (FIM, commands) on history")
+    c.add_argument("--alerts", action="append", help="train on this JSON-lines alerts file (repeatable)")
+    c.add_argument("--from", dest="start", help="start of the history (ISO 8601; default: 30 days before --to)")
+    c.add_argument("--to", dest="end", help="end of the history (default: now)")
+    c.add_argument("--days", type=float, help="history length when --from is not given (default 30)")
+    c.add_argument("--model", action="append", help="only this model (repeatable)")
+    rt.add_parser("status", help="per detector: learn mode, keys, values, findings; per model: trained or not")
+    rt.add_parser("validate", help="check etc/anomaly/realtime.yaml")
+    c = rt.add_parser("cases", help="the .ini test cases of rules/wazuh_anomaly_rules_realtime.xml")
+    c.add_argument("--write", action="store_true", help="update tests/ruleset/wazuh_anomaly_rules_realtime.ini")
+    p.set_defaults(func=cmd_realtime)
     return parser
 
 

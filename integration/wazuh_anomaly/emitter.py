@@ -256,6 +256,9 @@ def render(event: dict) -> str:
 
 
 def line_for(finding: Anomaly | HealthEvent, detected_at: datetime) -> str:
+    to_event = getattr(finding, "to_event", None)
+    if to_event is not None:  # a real-time finding (realtime/events.py) renders itself
+        return render(to_event(detected_at))
     if isinstance(finding, HealthEvent):
         return render(event_for_health(finding))
     return render(event_for(finding, detected_at=detected_at))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..emitter import EVENT_FIELDS
+from ..realtime.events import RARE_EVENT_FIELDS
 from .patterns import PatternError, compile_pcre2, osmatch_problems, osmatch_search, osregex_problems
 from .rulefile import Rule, RuleFileError, load_order, read_decoder_names, read_rule_file
 
@@ -19,8 +20,8 @@ from .rulefile import Rule, RuleFileError, load_order, read_decoder_names, read_
 CUSTOM_RANGE = (100000, 120000)
 # The project's ranges (DESIGN.md): NetFlow, time-series, rare-value, health, response.
 PROJECT_RANGES = ((117000, 117399),)
-# Rules matched against our event schema (EVENT_FIELDS): time-series and health.
-EVENT_RULE_RANGES = ((117100, 117199), (117300, 117349))
+# Rules matched against our event schema (EVENT_FIELDS): time-series, real-time and health.
+EVENT_RULE_RANGES = ((117100, 117199), (117200, 117299), (117300, 117349))
 # <field name=…> on these is a load error ("Field 'x' is static", rules.c).
 STATIC_FIELDS = frozenset({
     "srcip", "dstip", "srcgeoip", "dstgeoip", "srcport", "dstport", "user", "srcuser",
@@ -58,7 +59,7 @@ def _in(ranges: Iterable[tuple[int, int]], rid: int) -> bool:
 
 
 def check_ruleset(rules_dirs: Iterable[Path], decoders_dirs: Iterable[Path] = (), *,
-                  event_fields: frozenset[str] = EVENT_FIELDS,
+                  event_fields: frozenset[str] = EVENT_FIELDS | RARE_EVENT_FIELDS,
                   project_ranges: tuple[tuple[int, int], ...] = PROJECT_RANGES,
                   event_rule_ranges: tuple[tuple[int, int], ...] = EVENT_RULE_RANGES) -> list[Problem]:
     """Every problem found in the rule files of `rules_dirs`, in load order."""

@@ -1,0 +1,169 @@
+"""`wazuh-anomaly realtime learn|train|status|validate`: each returns (text, exit code),
+so cli.py only parses arguments."""
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import time
+from typing import Iterable, Iterator
+
+from ..errors import WazuhAnomalyError
+from . import config as _config
+from .engine import RealtimeEngine
+from .integration import Paths
+from .store import StateStore, read_states
+
+DAY = 86400.0
+
+
+def _iso(t: float | None) -> str:
+    return "-" if t is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def alerts_from_files(files: Iterable[str]) -> Iterator[dict]:
+    """Alerts of JSON-lines files (plain or .gz), malformed lines skipped."""
+    for name in files:
+        opener = gzip.open if name.endswith(".gz") else open
+        try:
+            with opener(name, "rt", encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    try:
+                        alert = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(alert, dict):
+                        yield alert
+        except OSError as exc:
+            raise WazuhAnomalyError(f"{name}: cannot read it ({exc.strerror}).") from None
+
+
+def alerts_from_manager(prefix: str, start: float, end: float) -> Iterator[dict]:
+    """Alerts of the manager's alerts.json and rotated files in [start, end)."""
+    from ..config import load_config
+    from ..paths import Layout
+    from ..sources.alerts_file import AlertsFileSource
+    cfg = load_config(Layout.from_env(prefix))
+    for _, alert in AlertsFileSource(cfg.alerts_dir).read(start, end):
+        yield alert
+
+
+def _history(paths: Paths, files, start, end) -> Iterator[dict]:
+    return alerts_from_files(files) if files else alerts_from_manager(paths.prefix, start, end)
+
+
+def learn(prefix: str, *, files: list[str] = (), start: float | None = None, end: float | None = None,
+          days: float | None = None, keep_learning: bool = False) -> tuple[str, int]:
+    """Replay history through every detector in learn mode; unless keep_learning, learn mode
+    ends at the end of the replayed range, so the next alert is already judged."""
+    paths = Paths(prefix)
+    cfg = _config.load(paths.config, paths.cache)
+    now = time.time()
+    end = now if end is None else end
+    start = end - (days if days is not None else cfg["learn_days"]) * DAY if start is None else start
+    engine = RealtimeEngine(cfg, paths.models)
+    from .fields import alert_time
+    seen = 0
+    newest = None
+    with StateStore(paths.base) as store:
+        for alert in _history(paths, files, start, end):
+            engine.process(store, alert, force_learn=True, now=end)
+            seen += 1
+            t = alert_time(alert)
+            if t is not None and (newest is None or t > newest):
+                newest = t
+        # Files carry their own clock: learn mode ends just after their newest alert.
+        learned_to = (newest + 1 if newest is not None else end) if files else end
+        for det in engine.detectors:
+            state = store.get(det.name)
+            # A detector that saw nothing keeps its own learn period from its first alert.
+            if not keep_learning and state.get("started") is not None:
+                state["learn_end"] = learned_to
+                store.mark(det.name)
+    lines = [f"learned from {seen} alerts ({'files ' + ', '.join(files) if files else _iso(start) + ' to ' + _iso(end)})"
+             + ("" if keep_learning else f"; learn mode ends at {_iso(learned_to)}")]
+    lines += status_lines(prefix)
+    return "\n".join(lines), 0
+
+
+def train(prefix: str, *, files: list[str] = (), start: float | None = None, end: float | None = None,
+          days: float = 30.0, only: list[str] | None = None) -> tuple[str, int]:
+    """Train every enabled rare-event model on history and save it under var/anomaly/realtime/models."""
+    from .train import fit, save, training_rows
+    paths = Paths(prefix)
+    cfg = _config.load(paths.config, paths.cache)
+    end = time.time() if end is None else end
+    start = end - days * DAY if start is None else start
+    specs = [m for m in cfg["models"] if m["enabled"] and (not only or m["name"] in only)]
+    if not specs:
+        return "no enabled model in " + paths.config, 0
+    alerts = list(_history(paths, files, start, end))
+    lines, code = [], 0
+    for spec in specs:
+        rows = training_rows(spec, alerts)
+        try:
+            doc = fit(spec, rows)
+        except WazuhAnomalyError as exc:
+            lines.append(f"{spec['name']}: not trained: {exc}")
+            code = 1
+            continue
+        path = save(doc, paths.models)
+        lines.append(f"{spec['name']}: trained on {doc['training_events']} {spec['target']} events, "
+                     f"threshold {doc['threshold']:.4f}, {len(doc['trees'])} trees, {os.path.getsize(path)} bytes -> {path}")
+    return "\n".join(lines), code
+
+
+def status_lines(prefix: str) -> list[str]:
+    paths = Paths(prefix)
+    cfg = _config.load(paths.config, paths.cache)
+    states = read_states(paths.base)
+    engine = RealtimeEngine(cfg, paths.models)
+    lines = []
+    for det in engine.detectors:
+        st = states.get(det.name, {})
+        keys = st.get("keys") or {}
+        until = det.learn_until(st) if st else None
+        mode = "not started (no alert seen yet)" if not st.get("started") else \
+            f"learning until {_iso(until)}" if det.learning(st, time.time()) else f"detecting since {_iso(until)}"
+        n_values = sum(len(e.get("values") or ()) for e in keys.values())
+        full = sum(1 for e in keys.values() if e.get("full"))
+        lines.append(f"{det.name} ({det.spec['type']}): {mode}; {len(keys)} keys"
+                     + (f", {n_values} values" if det.spec["type"] == "new_value" else "")
+                     + (f", {full} keys at the value cap" if full else "")
+                     + (f", {st['dropped_keys']} keys over the cap not tracked" if st.get("dropped_keys") else "")
+                     + f"; {st.get('findings', 0)} findings, last {_iso(st.get('last_finding'))}")
+    for spec in engine.model_specs:
+        model = engine.model(spec)
+        if model is None:
+            lines.append(f"{spec['name']} (rare {spec['target']} events): not trained; run 'wazuh-anomaly realtime train'")
+        else:
+            lines.append(f"{spec['name']} (rare {spec['target']} events): trained {model.doc.get('trained_at')} on "
+                         f"{model.doc.get('training_events')} events, threshold {model.threshold:.4f}")
+    lines += [f"problem: {p}" for p in engine.problems]
+    return lines
+
+
+def status(prefix: str) -> tuple[str, int]:
+    return "\n".join(status_lines(prefix)), 0
+
+
+def validate(prefix: str) -> tuple[str, int]:
+    paths = Paths(prefix)
+    cfg = _config.load_yaml(paths.config)
+    return (f"{paths.config}: {len(cfg['detectors'])} detectors, {len(cfg['models'])} models, "
+            f"learn_days {cfg['learn_days']:g}, max_keys {cfg['max_keys']}, max_values_per_key {cfg['max_values_per_key']}"), 0
+
+
+def cases(*, write: bool = False) -> tuple[str, int]:
+    """Without write: the .ini text (exit 1 if the committed file differs); with write: update it."""
+    from ..ruleset import repo_dir
+    from ..ruleset.realtime_cases import INI_FILE_NAME, render_cases, write_cases
+    repo = repo_dir()
+    if repo is None:
+        raise WazuhAnomalyError("No source checkout found; the rule cases are generated from one.")
+    path = repo / "tests" / "ruleset" / INI_FILE_NAME
+    if write:
+        return (f"wrote {path}" if write_cases(path) else f"{path} is up to date"), 0
+    text = render_cases()
+    stale = not path.exists() or path.read_text(encoding="utf-8") != text
+    return text.rstrip("\n") + (f"\n; {path} differs: run with --write" if stale else ""), 1 if stale else 0

@@ -1,0 +1,210 @@
+"""The first-seen family (in the spirit of logdata-anomaly-miner): each detector learns
+from the alerts it sees until its learn mode ends, then reports what it never saw.
+
+- `new_value`: a value (or a combination of values) never seen for its key, e.g. a
+  rule id an agent never raised, a user never logged into a host, a command a user
+  never ran, a source address a user never logged in from.
+- `value_range`: a number outside the range learned for its key (with a margin).
+- `frequency`: the number of matching alerts per key and window above (or below) the
+  band learned from complete windows.
+
+A detector's state is a plain dict (saved by `store.StateStore`), bounded: at most
+`max_keys` keys and `max_values_per_key` values per key. A key that reaches the value
+cap is marked `full` and no longer reported on: a key with that many values is too
+varied for a first-seen value to mean anything. Keys beyond `max_keys` are counted in
+`dropped_keys` and not tracked. Time is the alert's own timestamp, so replaying
+history (`wazuh-anomaly realtime learn`) behaves exactly as the live path did.
+"""
+from __future__ import annotations
+
+from .fields import first, values
+
+DAY = 86400.0
+KIND_OF_TYPE = {"new_value": "rare_value", "value_range": "rare_value", "frequency": "rare_value"}
+
+
+def matches(filt: dict, alert: dict) -> bool:
+    """Does the alert pass a detector's filter (groups any-of, rule ids, level, ignore lists)?"""
+    if not filt:
+        return True
+    rule = alert.get("rule") or {}
+    groups = rule.get("groups") or ()
+    if "groups" in filt and not any(g in groups for g in filt["groups"]):
+        return False
+    if "not_groups" in filt and any(g in groups for g in filt["not_groups"]):
+        return False
+    if "rule_ids" in filt and str(rule.get("id")) not in filt["rule_ids"]:
+        return False
+    if "min_level" in filt:
+        try:
+            if int(rule.get("level", 0)) < filt["min_level"]:
+                return False
+        except (TypeError, ValueError):
+            return False
+    for field, ignored in (filt.get("ignore") or {}).items():
+        if any(v in ignored for v in values(alert, field)):
+            return False
+    for field, prefixes in (filt.get("ignore_prefixes") or {}).items():
+        if any(v.startswith(p) for v in values(alert, field) for p in prefixes):
+            return False
+    return True
+
+
+def _key(alert: dict, fields: list[str]) -> str | None:
+    parts = []
+    for f in fields:
+        v = first(alert, f)
+        if v is None or v == "":
+            return None
+        parts.append(v)
+    return "\x1f".join(parts)
+
+
+class Detector:
+    """Shared learn-mode and key bookkeeping; subclasses implement `_observe`."""
+
+    def __init__(self, spec: dict):
+        self.spec = spec
+        self.name = spec["name"]
+        self.kind = KIND_OF_TYPE[spec["type"]]
+
+    def learn_until(self, state: dict) -> float | None:
+        if state.get("learn_end") is not None:  # set by `realtime learn` or `realtime detect-now`
+            return state["learn_end"]
+        if self.spec.get("learn_until") is not None:
+            return self.spec["learn_until"]
+        started = state.get("started")
+        return None if started is None else started + self.spec["learn_days"] * DAY
+
+    def learning(self, state: dict, t: float) -> bool:
+        until = self.learn_until(state)
+        return until is None or t < until
+
+    def observe(self, state: dict, alert: dict, t: float, *, force_learn: bool = False) -> tuple[list[dict], bool]:
+        """(findings, whether the state changed) for one alert at time t."""
+        if not matches(self.spec.get("filter") or {}, alert):
+            return [], False
+        key = _key(alert, self.spec["key"]) if self.spec["key"] else ""
+        if key is None or (self.spec["value"] and _key(alert, self.spec["value"]) is None):
+            return [], False  # the alert lacks the key or the value: not this detector's event
+        changed = False
+        if "started" not in state:
+            state["started"] = t
+            changed = True
+        keys = state.setdefault("keys", {})
+        entry = keys.get(key)
+        if entry is None:
+            if len(keys) >= self.spec["max_keys"]:
+                state["dropped_keys"] = state.get("dropped_keys", 0) + 1
+                return [], True
+            entry = keys[key] = {"since": t}
+            changed = True
+        learning = force_learn or self.learning(state, t) or t < entry["since"] + self.spec["new_key_learn_hours"] * 3600
+        findings, entry_changed = self._observe(entry, alert, t, learning)
+        if findings:
+            state["findings"] = state.get("findings", 0) + len(findings)
+            state["last_finding"] = t
+            for f in findings:
+                f.update(detector=self.name, type=self.spec["type"], kind=self.kind,
+                         severity=f.get("severity", self.spec["severity"]),
+                         description=self.spec["description"], key_fields=self.spec["key"], key=key, at=t,
+                         since=state["started"])
+        return findings, changed or entry_changed or bool(findings)
+
+    def _observe(self, entry: dict, alert: dict, t: float, learning: bool) -> tuple[list[dict], bool]:
+        raise NotImplementedError
+
+
+class NewValue(Detector):
+    def _observe(self, entry, alert, t, learning):
+        value = _key(alert, self.spec["value"])
+        if value is None:
+            return [], False
+        known = entry.setdefault("values", [])
+        if value in known:
+            return [], False
+        if len(known) >= self.spec["max_values_per_key"]:
+            if not entry.get("full"):
+                entry["full"] = True
+                return [], True
+            return [], False
+        known.append(value)
+        if learning or entry.get("full"):
+            return [], True
+        return [{"value_fields": self.spec["value"], "value": value, "known": len(known) - 1,
+                 "score": 1.0, "threshold": 1.0,
+                 "what": "new combination" if len(self.spec["value"]) > 1 else "new value"}], True
+
+
+class ValueRange(Detector):
+    def _observe(self, entry, alert, t, learning):
+        raw = first(alert, self.spec["value"][0])
+        try:
+            x = float(raw)
+        except (TypeError, ValueError):
+            return [], False
+        lo, hi = entry.get("lo"), entry.get("hi")
+        if learning or lo is None:
+            if lo is None or x < lo or x > hi:
+                entry["lo"] = x if lo is None else min(lo, x)
+                entry["hi"] = x if hi is None else max(hi, x)
+                return [], True
+            return [], False
+        span = max(hi - lo, abs(hi) * 0.01, 1e-9) * self.spec["margin"]
+        if lo - span <= x <= hi + span:
+            return [], False
+        reported = entry.setdefault("reported", [])
+        if raw in reported:
+            return [], False  # each out-of-range value is reported once per key
+        if len(reported) < self.spec["max_values_per_key"]:
+            reported.append(raw)
+        return [{"value_fields": self.spec["value"], "value": raw, "expected_low": lo, "expected_high": hi,
+                 "score": x, "threshold": hi + span if x > hi else lo - span,
+                 "what": "value above its learned range" if x > hi else "value below its learned range"}], True
+
+
+class Frequency(Detector):
+    def _observe(self, entry, alert, t, learning):
+        if self.spec["value"] and _key(alert, self.spec["value"]) is None:
+            return [], False
+        width = self.spec["window_minutes"] * 60
+        window = t - t % width
+        findings: list[dict] = []
+        current = entry.get("w")
+        if current is None:
+            entry.update(w=window, c=0, fired=False)
+        elif window > current:
+            closed = entry.get("c", 0)
+            gap = int((window - current) // width) - 1  # complete windows without a single alert
+            learned = entry.get("n", 0) >= self.spec["min_windows"]
+            if learning or not learned:
+                seen = [closed] + ([0] if gap > 0 else [])
+                entry["lo"] = min([entry["lo"], *seen]) if "lo" in entry else min(seen)
+                entry["hi"] = max([entry["hi"], *seen]) if "hi" in entry else max(seen)
+                entry["n"] = entry.get("n", 0) + 1 + max(gap, 0)
+            elif closed < entry["lo"] * (1 - self.spec["tolerance"]):
+                findings.append(self._finding(entry, closed, current, width, "alerts per window below the learned band"))
+            entry.update(w=window, c=0, fired=False)
+        elif window < current:
+            return [], False  # a late alert of a window already closed
+        entry["c"] = entry.get("c", 0) + 1
+        learned = entry.get("n", 0) >= self.spec["min_windows"]
+        if not learning and learned and not entry.get("fired") and entry["c"] > entry["hi"] * (1 + self.spec["tolerance"]):
+            entry["fired"] = True
+            findings.append(self._finding(entry, entry["c"], window, width, "alerts per window above the learned band"))
+        return findings, True
+
+    def _finding(self, entry, count, window, width, what):
+        above = count > entry["hi"]
+        return {"value_fields": ["alerts_per_window"], "value": str(count), "window_start": window,
+                "window_end": window + width, "expected_low": entry["lo"], "expected_high": entry["hi"],
+                "score": float(count),
+                "threshold": entry["hi"] * (1 + self.spec["tolerance"]) if above else entry["lo"] * (1 - self.spec["tolerance"]),
+                "what": what}
+
+
+TYPES = {"new_value": NewValue, "value_range": ValueRange, "frequency": Frequency}
+
+
+def build(spec: dict) -> Detector:
+    return TYPES[spec["type"]](spec)

@@ -1,0 +1,134 @@
+"""State of the real-time detectors, shared by concurrent processes.
+
+integratord runs one integration at a time, but the CLI (`realtime learn`, `status`)
+and a second manager process may run beside it: every read-modify-write of the state
+happens under one exclusive flock on `state.lock`, and every file is replaced
+atomically (write a temporary file, rename), so a reader sees the old or the new
+state, never half of one. Files are 0660 and the directory root:wazuh 2770
+(install.sh), so root (the CLI) and wazuh (the integration) can both update them.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+
+from . import fastjson
+
+FILE_MODE = 0o660
+DIR_MODE = 0o2770
+
+
+def atomic_write(path: str, data: bytes, mode: int = FILE_MODE, *, durable: bool = True) -> None:
+    """Replace `path` with `data` so that readers never see a partial file (`durable`:
+    fsync before the rename, so a power cut leaves the old or the new file)."""
+    directory = os.path.dirname(path) or "."
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fchmod(fd, mode)
+        if durable:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+
+
+def ensure_shared_dir(path: str) -> None:
+    """Create a directory both root and wazuh can write (the umask would drop group write)."""
+    try:
+        os.mkdir(path, DIR_MODE)
+    except FileExistsError:
+        return
+    except FileNotFoundError:
+        ensure_shared_dir(os.path.dirname(path))
+        os.mkdir(path, DIR_MODE)
+    os.chmod(path, DIR_MODE)
+
+
+class StateStore:
+    """One JSON document per detector under `<dir>/state/`, read and written under a lock."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self.state_dir = os.path.join(directory, "state")
+        self.lock_path = os.path.join(directory, "state.lock")
+        self._fd: int | None = None
+        self._loaded: dict[str, dict] = {}
+        self._dirty: set[str] = set()
+
+    def __enter__(self) -> "StateStore":
+        ensure_shared_dir(self.state_dir)
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+        except PermissionError:
+            # A lock file only root may write: a shared lock on a read-only descriptor still excludes.
+            fd = os.open(self.lock_path, os.O_RDONLY | os.O_NOFOLLOW)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.fstat(fd).st_uid == os.geteuid():
+                os.fchmod(fd, FILE_MODE)  # the other user (root or wazuh) must open it too
+        except OSError:
+            pass
+        self._fd = fd
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        try:
+            if exc_type is None:
+                self.flush()
+        finally:
+            if self._fd is not None:
+                os.close(self._fd)  # closing releases the lock
+                self._fd = None
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.state_dir, f"{name}.json")
+
+    def get(self, name: str) -> dict:
+        """The state of one detector ({} when new or damaged: it relearns, never stops)."""
+        if name not in self._loaded:
+            try:
+                data = fastjson.load_file(self.path(name))
+                if not isinstance(data, dict):
+                    data = {}
+            except FileNotFoundError:
+                data = {}
+            except (ValueError, UnicodeDecodeError):
+                data = {"damaged": True}
+            self._loaded[name] = data
+        return self._loaded[name]
+
+    def mark(self, name: str) -> None:
+        self._dirty.add(name)
+
+    def flush(self) -> None:
+        for name in sorted(self._dirty):
+            state = self._loaded[name]
+            state.pop("damaged", None)
+            # Not fsynced (one alert = one process; an fsync costs as much as all the detectors):
+            # after a power cut a state file may lose its last update, which is then
+            # learned again, and a finding reported twice is dropped by the writer's id store.
+            atomic_write(self.path(name), fastjson.dumps(state).encode(), durable=False)
+        self._dirty.clear()
+
+
+def read_states(directory: str) -> dict[str, dict]:
+    """Every detector's saved state (for `realtime status`), read under the lock."""
+    out: dict[str, dict] = {}
+    with StateStore(directory) as store:
+        try:
+            names = sorted(f[:-5] for f in os.listdir(store.state_dir) if f.endswith(".json") and not f.startswith("."))
+        except FileNotFoundError:
+            names = []
+        for name in names:
+            out[name] = store.get(name)
+    return out

@@ -1,0 +1,180 @@
+"""Rare-event models: IsolationForest trained with scikit-learn, exported as JSON, scored
+in pure Python exactly as scikit-learn scores it; model files are trusted input."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, SHARED_DATA
+from wazuh_anomaly.errors import ModelError
+from wazuh_anomaly.realtime import config
+from wazuh_anomaly.realtime.engine import RealtimeEngine
+from wazuh_anomaly.realtime.rarity import RareEventModel, extract, vector
+from wazuh_anomaly.realtime.train import fit, save, training_rows
+
+ENV = {**os.environ, "PYTHONPATH": str(REPO / "integration")}
+
+
+def fim(path, event="modified", user="www-data", agent="20"):
+    return {"rule": {"id": "550", "level": 7, "groups": ["ossec", "syscheck"]}, "agent": {"id": agent},
+            "syscheck": {"path": path, "event": event, "uname_after": user, "mode": "realtime"}}
+
+
+def web_server_history(n=400, seed=3):
+    """A web server's usual FIM changes: uploads and cache files by www-data, a few config edits by root."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        r = rng.random()
+        if r < 0.6:
+            out.append(fim(f"/var/www/html/wp-content/uploads/2022/01/img{rng.randint(1, 500)}.jpg", "added"))
+        elif r < 0.9:
+            out.append(fim(f"/var/www/html/wp-content/cache/page{rng.randint(1, 50)}.html"))
+        else:
+            out.append(fim(rng.choice(["/etc/hosts", "/etc/resolv.conf"]), user="root"))
+    return out
+
+
+def model_spec(**kw):
+    raw = {"target": "fim", "trees": 40, "sample_size": 128, "min_training_events": 20, **kw}
+    return config.parse({"models": {"fim_rare_change": raw}}, "realtime.yaml")["models"][0]
+
+
+def test_pure_python_scores_equal_scikit_learn_score_samples():
+    from sklearn.ensemble import IsolationForest
+    spec = model_spec()
+    rows = training_rows(spec, web_server_history())
+    doc = fit(spec, rows, seed=11)
+    model = RareEventModel(json.loads(json.dumps(doc)))       # through JSON, as from the file
+    X = np.zeros((len(rows), spec["dimensions"]))
+    for i, row in enumerate(rows):
+        for j, v in row.items():
+            X[i, j] = v
+    forest = IsolationForest(n_estimators=40, max_samples=128, random_state=11).fit(X)
+    probes = rows[:50] + [vector(extract("fim", a)[1], 64) for a in
+                          (fim("/etc/systemd/system/backdoor.service", "added", "root"), fim("/usr/bin/sudo", user="root"))]
+    Xp = np.zeros((len(probes), 64))
+    for i, row in enumerate(probes):
+        for j, v in row.items():
+            Xp[i, j] = v
+    ours = [model.score_vector(p) for p in probes]
+    theirs = -forest.score_samples(Xp)
+    assert ours == pytest.approx(theirs.tolist(), abs=1e-5)
+
+
+def test_an_unusual_file_change_scores_above_the_threshold_and_usual_ones_below():
+    spec = model_spec()
+    model = RareEventModel(fit(spec, training_rows(spec, web_server_history())))
+    usual = [model.score_tokens(extract("fim", a)[1]) for a in web_server_history(50, seed=99)]
+    backdoor = model.score_tokens(extract("fim", fim("/etc/systemd/system/backdoor.service", "added", "root"))[1])
+    assert backdoor > model.threshold
+    assert sum(s > model.threshold for s in usual) <= 2
+
+
+def test_ignore_lists_skip_users_and_path_prefixes():
+    assert extract("fim", fim("/tmp/x"), ignore_path_prefixes=["/tmp/"]) is None
+    assert extract("fim", fim("/etc/x", user="backup"), ignore_users=["backup"]) is None
+    assert extract("command", {"data": {"command": "/usr/bin/rsync -a", "srcuser": "backup"}}, ignore_users=["backup"]) is None
+    assert extract("fim", {"rule": {}}) is None
+
+
+def test_too_little_history_is_one_clear_error():
+    with pytest.raises(ModelError, match="3 fim events in the history, it needs 20"):
+        fit(model_spec(), training_rows(model_spec(), web_server_history(3)))
+
+
+def test_model_files_are_json_and_refused_when_others_could_write_them(tmp_path):
+    spec = model_spec()
+    path = save(fit(spec, training_rows(spec, web_server_history())), str(tmp_path))
+    assert oct(os.stat(path).st_mode & 0o777) == "0o640"
+    assert json.loads(open(path, "rb").read())["format"] == "wazuh-anomaly-iforest"
+    cfg = {"detectors": [], "models": [spec]}
+    assert RealtimeEngine(cfg, str(tmp_path)).model(spec) is not None
+    os.chmod(path, 0o664)
+    engine = RealtimeEngine(cfg, str(tmp_path))
+    assert engine.model(spec) is None
+    assert "writable by group or others" in engine.problems[0]
+
+
+def test_scoring_a_fim_alert_in_the_integration_path_needs_no_numpy(tmp_path):
+    spec = model_spec()
+    save(fit(spec, training_rows(spec, web_server_history())), str(tmp_path / "models"))
+    (tmp_path / "cfg.json").write_text(json.dumps({"detectors": [], "models": [spec]}))
+    (tmp_path / "alert.json").write_text(json.dumps(fim("/etc/systemd/system/backdoor.service", "added", "root")))
+    code = f"""
+import json, sys
+from wazuh_anomaly.realtime.engine import RealtimeEngine
+from wazuh_anomaly.realtime.store import StateStore
+with StateStore({str(tmp_path)!r}) as store:
+    found = RealtimeEngine(json.load(open({str(tmp_path / 'cfg.json')!r})), {str(tmp_path / 'models')!r}).process(
+        store, json.load(open({str(tmp_path / 'alert.json')!r})), now=1.7e9)
+print([f.data['value'] for f in found], 'numpy' in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, check=True).stdout
+    assert out.strip() == "['/etc/systemd/system/backdoor.service'] False"
+
+
+def test_real_alerts_too_few_command_events_refuse_training_with_the_default_minimum(tmp_path):
+    """The 100 no-attack lines hold 6 command events (4 apparmor_parser, 2 sudo tail): too few
+    for an IsolationForest to mean anything, and the shipped minimum (50) says so."""
+    no_attack = SHARED_DATA / "wazuh-alerts" / "wazuh_no_attack_lines.json"
+    if not no_attack.exists():
+        pytest.skip("real alerts not found")
+    (tmp_path / "etc/anomaly").mkdir(parents=True)
+    shutil.copy(REPO / "wazuh/etc/anomaly/realtime.yaml", tmp_path / "etc/anomaly/realtime.yaml")
+    done = subprocess.run([sys.executable, "-m", "wazuh_anomaly.cli", "--prefix", str(tmp_path), "realtime", "train",
+                           "--alerts", str(no_attack)], capture_output=True, text=True, env=ENV)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "command_rare: not trained: model command_rare: 6 command events in the history, it needs 50" in done.stdout
+    assert not (tmp_path / "var/anomaly/realtime/models/command_rare.json").exists()
+
+
+def test_real_alerts_command_events_score_alike_in_pure_python_and_scikit_learn(tmp_path):
+    from sklearn.ensemble import IsolationForest
+    attack = SHARED_DATA / "wazuh-alerts" / "wazuh_attack_lines.json"
+    no_attack = SHARED_DATA / "wazuh-alerts" / "wazuh_no_attack_lines.json"
+    if not attack.exists():
+        pytest.skip("real alerts not found")
+    spec = config.parse({"models": {"command_rare": {"target": "command", "min_training_events": 5, "trees": 30,
+                                                     "sample_size": 64}}}, "x")["models"][0]
+    history = [json.loads(line) for line in no_attack.read_text().splitlines()]
+    rows = training_rows(spec, history)
+    model = RareEventModel(fit(spec, rows, seed=5))
+    probes = rows + training_rows(spec, [json.loads(line) for line in attack.read_text().splitlines()])
+    assert len(probes) == 6 + 3     # the attack's sudo commands: list, ls -laR /root/, cat /etc/shadow
+
+    def dense(rs):
+        X = np.zeros((len(rs), spec["dimensions"]))
+        for i, row in enumerate(rs):
+            for j, v in row.items():
+                X[i, j] = v
+        return X
+    forest = IsolationForest(n_estimators=30, max_samples=len(rows), random_state=5).fit(dense(rows))
+    assert [model.score_vector(p) for p in probes] == pytest.approx((-forest.score_samples(dense(probes))).tolist(), abs=1e-5)
+
+
+def test_wazuh_anomaly_train_also_trains_the_realtime_models_on_the_managers_alerts(tmp_path):
+    import time
+    (tmp_path / "etc/anomaly/scenarios").mkdir(parents=True)
+    (tmp_path / "logs/alerts").mkdir(parents=True)
+    shutil.copy(REPO / "wazuh/etc/anomaly/config.yaml", tmp_path / "etc/anomaly/config.yaml")
+    shutil.copy(REPO / "wazuh/etc/anomaly/scenarios/alert_volume.yaml", tmp_path / "etc/anomaly/scenarios/")
+    (tmp_path / "etc/anomaly/realtime.yaml").write_text(
+        "detectors: {}\nmodels:\n  fim_rare_change: {target: fim, min_training_events: 20}\n")
+    now = time.time()
+    with open(tmp_path / "logs/alerts/alerts.json", "w") as fh:
+        for i, alert in enumerate(web_server_history(60)):
+            alert["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime(now - 3600 + i * 30))
+            fh.write(json.dumps(alert) + "\n")
+    done = subprocess.run([sys.executable, "-m", "wazuh_anomaly.cli", "--prefix", str(tmp_path), "train"],
+                          capture_output=True, text=True, env=ENV, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "realtime fim_rare_change: trained on 60 fim events" in done.stdout
+    assert (tmp_path / "var/anomaly/realtime/models/fim_rare_change.json").is_file()
