@@ -115,6 +115,8 @@ discovery.type: single-node
 path.data: $base/data
 path.logs: $base/logs
 action.auto_create_index: true
+# one node: replicas could never be assigned and the cluster would stay yellow
+cluster.default_number_of_replicas: 0
 EOF
     printf -- '-Xms%s\n-Xmx%s\n' "$heap" "$heap" >"$home/config/jvm.options.d/heap.options"
     local scheme=http user="" pw=""
@@ -125,6 +127,8 @@ EOF
         (umask 077 && printf '%s' "$pw" >"$passfile")
         OPENSEARCH_INITIAL_ADMIN_PASSWORD=$pw bash "$home/plugins/opensearch-security/tools/install_demo_configuration.sh" -y -i -s >"$base/demo-config.log" 2>&1 \
             || die "the security plugin's demo configuration failed; see $base/demo-config.log"
+        # the demo's audit log would be one more index on a small test node
+        sed -i 's/^plugins.security.audit.type: .*/plugins.security.audit.type: noop/' "$home/config/opensearch.yml"
         scheme=https
         user=admin
     fi

@@ -43,6 +43,9 @@ HEALTH_RULES = {
     "no_data": (117307, 5),
     "malformed_input": (117308, 4),
     "insufficient_history": (117309, 3),
+    "shipping_failed": (117390, 5),
+    "shipping_rejected": (117391, 7),
+    "spool_full": (117392, 10),
 }
 
 # What each shipped scenario's anomalies look like (features, entity): realistic shapes
@@ -125,6 +128,9 @@ _HEALTH_MESSAGES = {
     "scenario_failed": "Scenario privilege_use failed while scoring (feature 'sudo_commands' missing); check etc/anomaly/scenarios/privilege_use.yaml.",
     "malformed_input": "Skipped 3 malformed lines in /var/ossec/logs/alerts/alerts.json (first at line 1882).",
     "config_invalid": "etc/anomaly/scenarios/dns.yaml line 4: 'bucket_minutes' must be a whole number of minutes.",
+    "shipping_failed": "12 anomalies wait in /var/ossec/var/anomaly/spool for the indexer: The indexer https://indexer-1:9200 is unreachable (shipping anomalies); check that it is running.",
+    "shipping_rejected": "the indexer refused 2 anomalies for wazuh-anomaly-web-attacks (mapper_parsing_exception: failed to parse field [anomaly.features.web_attack_alerts]); they are kept in /var/ossec/var/anomaly/spool/rejected.",
+    "spool_full": "the shipping spool /var/ossec/var/anomaly/spool passed shipping.spool_max_mb (100 MB): the 40 oldest anomalies were not shipped (they are still in anomalies.json).",
 }
 
 
