@@ -128,7 +128,8 @@ EOF
         OPENSEARCH_INITIAL_ADMIN_PASSWORD=$pw bash "$home/plugins/opensearch-security/tools/install_demo_configuration.sh" -y -i -s >"$base/demo-config.log" 2>&1 \
             || die "the security plugin's demo configuration failed; see $base/demo-config.log"
         # the demo's audit log would be one more index on a small test node
-        sed -i 's/^plugins.security.audit.type: .*/plugins.security.audit.type: noop/' "$home/config/opensearch.yml"
+        sed -i -e 's/^plugins.security.audit.type: .*/plugins.security.audit.type: noop/' \
+            -e '/^node.max_local_storage_nodes:/d' "$home/config/opensearch.yml"
         scheme=https
         user=admin
     fi
@@ -148,9 +149,18 @@ EOF
 }
 
 cmd_start() {
+    # one start at a time (tests, CI and the benchmark may race)
+    mkdir -p "$base"
+    exec 9>"$base/start.lock"
+    flock 9
     if cmd_status; then
         say "already running at $(url)"
         return 0
+    fi
+    if running; then
+        say "already starting"
+        cmd_wait
+        return
     fi
     command -v java >/dev/null || die "java is not installed; install a JDK 17 (apt-get install openjdk-17-jre-headless)."
     if [ "$(cat "$base/installed" 2>/dev/null)" != "$version $security" ] || [ ! -d "$home" ]; then
@@ -165,7 +175,7 @@ cmd_start() {
         run=(setpriv --reuid=nobody --regid=nogroup --clear-groups --)
     fi
     say "starting OpenSearch $version (heap $heap)"
-    "${run[@]}" env OPENSEARCH_JAVA_HOME="$OPENSEARCH_JAVA_HOME" "$home/bin/opensearch" -d -p "$pidfile" >"$base/stdout.log" 2>&1 \
+    "${run[@]}" env OPENSEARCH_JAVA_HOME="$OPENSEARCH_JAVA_HOME" "$home/bin/opensearch" -d -p "$pidfile" >"$base/stdout.log" 2>&1 9>&- \
         || die "OpenSearch did not start; see $base/stdout.log and $base/logs/"
     for _ in $(seq 1 30); do [ -s "$pidfile" ] && break; sleep 1; done
     cmd_wait

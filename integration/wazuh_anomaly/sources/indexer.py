@@ -15,9 +15,11 @@ Two paths, one scenario format:
   of `indexer.page_size`, only the fields the scenarios read. No 10,000-hit cap.
 
 The features equal the alerts-file source's (tests/test_indexer_source.py proves it on
-the AIT alerts). Distinct counts use `cardinality` with `precision_threshold` (default
-and maximum 40000): exact up to that many distinct values per bucket, an estimate within
-a few percent above it.
+the AIT alerts). Distinct counts use `cardinality` with `indexer.precision_threshold`
+(default 3000, at most 40000): exact up to that many distinct values in one bucket (the
+indexer keeps the value hashes), a HyperLogLog++ estimate above it (typically within a
+few percent). Each such bucket costs threshold x 8 bytes of indexer heap, so requests
+are sized to stay under REQUEST_HEAP_BYTES.
 """
 from __future__ import annotations
 
@@ -35,6 +37,9 @@ from .alerts_file import SourceStats, SourceUnreadable, parse_wazuh_timestamp
 log = logging.getLogger("wazuh_anomaly.indexer")
 
 COMPOSITE_PAGE = 1000
+# Each cardinality bucket costs precision_threshold * 8 bytes of indexer heap: pages and
+# histogram chunks are sized so one request stays under this.
+REQUEST_HEAP_BYTES = 32 * 1024 * 1024
 PIT_KEEP_ALIVE = "2m"
 
 
@@ -155,6 +160,12 @@ class IndexerSource:
         except IndexerError as exc:
             raise SourceUnreadable(str(exc)) from None
 
+    def _buckets_per_request(self, scenario: Scenario, limit: int) -> int:
+        distinct = sum(1 for f in scenario.features if f.aggregation == "distinct")
+        if not distinct:
+            return limit
+        return max(10, min(limit, REQUEST_HEAP_BYTES // (distinct * self.spec.precision_threshold * 8)))
+
     def _range(self, start: float, end: float) -> dict:
         return {"range": {self.spec.time_field: {"gte": _ms(start), "lt": _ms(end), "format": "epoch_millis"}}}
 
@@ -202,7 +213,7 @@ class IndexerSource:
     def _fill_histogram(self, agg: FeatureAggregator) -> None:
         s, step = agg.scenario, agg.step
         aggs = feature_aggs(s, self.spec.precision_threshold)
-        chunk = self.spec.buckets_per_request * step
+        chunk = self._buckets_per_request(s, self.spec.buckets_per_request) * step
         lo = agg.start
         while lo < agg.end:
             hi = min(agg.end, lo + chunk)
@@ -249,8 +260,10 @@ class IndexerSource:
             return
         aggs = feature_aggs(s, self.spec.precision_threshold)
 
+        page = self._buckets_per_request(s, COMPOSITE_PAGE)
+
         def cells(after):
-            comp = {"size": COMPOSITE_PAGE, "sources": [
+            comp = {"size": page, "sources": [
                 {"e": {"terms": {"field": entity_field}}},
                 {"t": {"date_histogram": {"field": self.spec.time_field, "fixed_interval": f"{s.bucket_minutes}m",
                                           "time_zone": "UTC"}}}]}
