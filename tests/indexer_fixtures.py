@@ -1,7 +1,8 @@
 """A real OpenSearch server for the tests, started through scripts/opensearch.sh.
 
 Tests that use it fail when it cannot be started; only a developer may skip them
-locally with WAZUH_ANOMALY_SKIP_OPENSEARCH=1 (ignored when CI is set).
+locally with WAZUH_ANOMALY_SKIP_OPENSEARCH=1 (ignored under .ci/run, which sets
+WAZUH_ANOMALY_REQUIRE_OPENSEARCH=1, and when CI is set).
 """
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def opensearch() -> Server:
-    if os.environ.get("WAZUH_ANOMALY_SKIP_OPENSEARCH") == "1" and not os.environ.get("CI"):
+    required = os.environ.get("CI") or os.environ.get("WAZUH_ANOMALY_REQUIRE_OPENSEARCH") == "1"
+    if os.environ.get("WAZUH_ANOMALY_SKIP_OPENSEARCH") == "1" and not required:
         pytest.skip("WAZUH_ANOMALY_SKIP_OPENSEARCH=1: the real-OpenSearch tests are skipped (never in CI)")
     was_running = script("status").returncode == 0
     done = script("start")

@@ -36,7 +36,8 @@ from .alerts_file import SourceStats, SourceUnreadable, parse_wazuh_timestamp
 
 log = logging.getLogger("wazuh_anomaly.indexer")
 
-COMPOSITE_PAGE = 1000
+COMPOSITE_PAGE = 5000
+MAX_BUCKETS = 60000             # OpenSearch refuses a response with more than 65535 buckets
 # Each cardinality bucket costs precision_threshold * 8 bytes of indexer heap: pages and
 # histogram chunks are sized so one request stays under this.
 REQUEST_HEAP_BYTES = 32 * 1024 * 1024
@@ -161,6 +162,9 @@ class IndexerSource:
             raise SourceUnreadable(str(exc)) from None
 
     def _buckets_per_request(self, scenario: Scenario, limit: int) -> int:
+        # each time bucket holds one filter bucket per feature and one metric per non-count feature
+        per_bucket = 1 + sum(2 if f.aggregation != "count" else 1 for f in scenario.features)
+        limit = min(limit, MAX_BUCKETS // per_bucket)
         distinct = sum(1 for f in scenario.features if f.aggregation == "distinct")
         if not distinct:
             return limit
@@ -232,11 +236,13 @@ class IndexerSource:
     def _composite(self, body_for, what: str) -> Iterator[dict]:
         after = None
         while True:
-            answer = self._search(body_for(after), what)
+            body = body_for(after)
+            answer = self._search(body, what)
             result = answer["aggregations"]["c"]
             yield from result["buckets"]
             after = result.get("after_key")
-            if not result["buckets"] or after is None:
+            # a page that is not full is the last one: no request for an empty page
+            if len(result["buckets"]) < body["aggs"]["c"]["composite"]["size"] or after is None:
                 return
 
     def _fill_entities(self, agg: FeatureAggregator) -> None:
