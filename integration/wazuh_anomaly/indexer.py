@@ -87,7 +87,11 @@ def _hosts_text(spec: IndexerSpec) -> str:
 
 def make_client(spec: IndexerSpec, prefix: Path, *, credentials: Credentials | None | bool = True):
     """An opensearch-py client; TLS verified against spec.ca unless verify is false."""
-    from opensearchpy import OpenSearch, RequestsHttpConnection  # noqa: F401 (import errors show early)
+    try:
+        from opensearchpy import OpenSearch
+    except ImportError:
+        raise IndexerError("The indexer needs the opensearch-py package, which is not installed in wazuh-anomaly's "
+                           "virtualenv; install it there with: pip install 'opensearch-py>=2.4'.") from None
     if credentials is True:
         credentials = resolve_credentials(spec, prefix)
     https = any(h.startswith("https://") for h in spec.hosts)
