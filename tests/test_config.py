@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import replace
@@ -506,7 +507,7 @@ def test_a_config_file_given_explicitly_must_exist(tmp_path):
 CONFIG_ERRORS = [
     ("unknown key with hint", {"run": {"thread": 4}}, "run.thread", "did you mean 'run.threads'?"),
     ("unknown top-level key", {"model_dir": "/x"}, "model_dir", "did you mean 'models_dir'?"),
-    ("other source type", {"source": {"type": "indexer"}}, "source.type", "must be 'alerts_file'"),
+    ("other source type", {"source": {"type": "kafka"}}, "source.type", "must be 'alerts_file' (the manager's own alerts.json) or 'indexer'"),
     ("bad device", {"run": {"device": "gpu"}}, "run.device", "must be 'cpu' or 'cuda'"),
     ("zero threads", {"run": {"threads": 0}}, "run.threads", "more than zero"),
     ("negative grace", {"run": {"grace_seconds": -1}}, "run.grace_seconds", "zero or more"),
@@ -534,3 +535,26 @@ def test_invalid_yaml_in_the_default_config_file_is_not_taken_for_defaults(tmp_p
     msg = config_error(load_config, layout)
     assert_one_sentence(msg, layout.config_file)
     assert "at line 3" in msg
+
+
+def test_indexer_and_shipping_blocks_have_typed_defaults_and_one_sentence_errors(tmp_path):
+    from wazuh_anomaly.config import IndexerSpec, ShippingSpec
+    layout = Layout(tmp_path)
+    path = tmp_path / "config.yaml"
+    path.write_text("source: {type: indexer}\nindexer: {hosts: 'https://indexer-1:9200', password: s3cret}\n"
+                    "shipping: {enabled: true, scenarios: [web_attacks]}\n")
+    config = load_config(layout, path)
+    assert config.source_type == "indexer"
+    assert config.indexer.hosts == ("https://indexer-1:9200",) and config.indexer.ca == IndexerSpec.ca
+    assert config.indexer.verify is True and "s3cret" not in repr(config)
+    assert config.shipping.enabled and config.shipping.scenarios == ("web_attacks",)
+    assert config.shipping.prefix == ShippingSpec.prefix
+    for text, words in (("indexer: {hosts: [indexer-1]}", "indexer.hosts' must list URLs"),
+                        ("indexer: {client_cert: /c.pem}", "indexer.client_key' must be set together"),
+                        ("indexer: {precision_threshold: 50000}", "at most 40000"),
+                        ("shipping: {rollover_age: soon}", "shipping.rollover_age' must be a duration"),
+                        ("shipping: {prefix: Wazuh Anomaly}", "shipping.prefix' must be a lower-case"),
+                        ("shipping: {enabeld: true}", "did you mean 'shipping.enabled'")):
+        path.write_text(text + "\n")
+        with pytest.raises(ConfigError, match=re.escape(words)):
+            load_config(layout, path)

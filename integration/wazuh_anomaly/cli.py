@@ -183,6 +183,18 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from .indexer import check
+    layout, config, scenarios, _ = _context(args)
+    lines = check(config.indexer, layout.prefix, [s for s in scenarios if s.enabled])
+    if config.shipping.enabled and all(line.ok for line in lines):
+        from .shipping import check_shipping
+        lines += check_shipping(config, scenarios)
+    for line in lines:
+        print(f"{'ok  ' if line.ok else 'FAIL'} {line.name}: {line.message}")
+    return 0 if all(line.ok for line in lines) else 1
+
+
 def cmd_sample_data(args: argparse.Namespace) -> int:
     from .sample import install_sample_alerts
     if not args.prefix and not os.environ.get(PREFIX_ENV):
@@ -284,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--last", type=int, default=20, help="how many of the newest lines (0: all; default 20)")
     p.add_argument("--file", help="anomalies file (default: from the config)")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("check", help="check the Wazuh indexer: reachable, TLS, auth, health, alert indices, mappings")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("sample-data", help="write the bundled sample alerts (AIT-ADS) into <prefix>/logs/alerts")
     p.add_argument("--shift-to", help="move the sample so that its last day ends at this date (ISO 8601)")

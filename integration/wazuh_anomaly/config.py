@@ -12,7 +12,7 @@ import difflib
 import fnmatch
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from .paths import Layout
 AGGREGATIONS = ("count", "distinct", "max", "mean", "sum", "rare")
 DETECTORS = ("mvad", "seasonal")
 SCENARIO_SOURCES = ("alerts", "flows")   # what a scenario counts: Wazuh alerts or NetFlow flow events
+SOURCE_TYPES = ("alerts_file", "indexer")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 MITRE_RE = re.compile(r"^T\d{4}(\.\d{3})?$")
 # Shorthand filter keys of the scenario format and the alert field each one reads.
@@ -157,6 +158,45 @@ class RunSpec:
 
 
 @dataclass(frozen=True)
+class IndexerSpec:
+    """The Wazuh indexer (OpenSearch 2.x): where alerts are read from and anomalies shipped to."""
+
+    hosts: tuple[str, ...] = ("https://127.0.0.1:9200",)
+    index: str = "wazuh-alerts-*"                  # the alert indices (wazuh-alerts-4.x-YYYY.MM.DD)
+    time_field: str = "timestamp"
+    ca: str = "/etc/filebeat/certs/root-ca.pem"    # the CA Filebeat already trusts on a manager
+    verify: bool = True                            # false only for a lab: the password would go to anyone
+    client_cert: str = ""
+    client_key: str = ""
+    username: str = ""                             # empty: from username_env, then the manager's keystore
+    password: str = field(default="", repr=False)  # empty: from password_env, then the manager's keystore; never shown
+    username_env: str = "WAZUH_ANOMALY_INDEXER_USERNAME"
+    password_env: str = "WAZUH_ANOMALY_INDEXER_PASSWORD"
+    keystore: bool = True                          # read missing credentials with bin/wazuh-keystore -f indexer
+    timeout_seconds: float = 30.0
+    retries: int = 3                               # per request, with exponential backoff
+    page_size: int = 5000                          # documents per page of the raw-document path
+    buckets_per_request: int = 2000                # time buckets per aggregation request (max_buckets is 65535)
+    precision_threshold: int = 3000                # distinct counts are exact up to this many values per bucket (costs 8 bytes each per bucket on the indexer)
+
+
+@dataclass(frozen=True)
+class ShippingSpec:
+    """Anomalies also written to indexer data streams wazuh-anomaly-<scenario>."""
+
+    enabled: bool = False
+    scenarios: tuple[str, ...] = ()                # empty: every scenario
+    prefix: str = "wazuh-anomaly"
+    spool_dir: str = ""                            # default: <prefix>/var/anomaly/spool
+    spool_max_mb: int = 100                        # beyond this the oldest spooled anomalies are dropped (anomalies.json keeps them)
+    batch_size: int = 500
+    rollover_age: str = "1d"                       # ISM policy (where the index-management plugin exists)
+    rollover_size: str = "5gb"
+    rollover_docs: int = 10_000_000
+    delete_after_days: int = 90
+
+
+@dataclass(frozen=True)
 class Config:
     layout: Layout
     alerts_dir: Path
@@ -166,6 +206,8 @@ class Config:
     source_type: str = "alerts_file"
     run: RunSpec = RunSpec()
     config_file: Path | None = None
+    indexer: IndexerSpec = IndexerSpec()
+    shipping: ShippingSpec = ShippingSpec()
 
 
 # --------------------------------------------------------------------------- parsing
@@ -479,8 +521,8 @@ def load_config(layout: Layout, config_file: Path | None = None) -> Config:
     r = _Reader(data if found else {}, path)
     src = r.sub("source")
     source_type = src.get("type", str, "alerts_file")
-    if source_type != "alerts_file":
-        raise src.fail("type", "must be 'alerts_file' (the manager's own alerts.json)")
+    if source_type not in SOURCE_TYPES:
+        raise src.fail("type", "must be 'alerts_file' (the manager's own alerts.json) or 'indexer' (the Wazuh indexer)")
     alerts_dir = src.get("alerts_dir", str, "") or str(layout.alerts_dir)
     src.done()
     out = r.sub("output")
@@ -501,7 +543,62 @@ def load_config(layout: Layout, config_file: Path | None = None) -> Config:
     if run.device not in ("cpu", "cuda"):
         raise rr.fail("device", "must be 'cpu' or 'cuda'")
     rr.done()
+    indexer = _parse_indexer(r.sub("indexer"))
+    shipping = _parse_shipping(r.sub("shipping"))
     r.done()
     return Config(layout=layout, alerts_dir=Path(alerts_dir), anomalies_file=Path(anomalies_file),
                   models_dir=Path(models_dir), state_dir=Path(state_dir), source_type=source_type,
-                  run=run, config_file=path if found else None)
+                  run=run, config_file=path if found else None, indexer=indexer, shipping=shipping)
+
+
+def _parse_indexer(x: _Reader) -> IndexerSpec:
+    d = IndexerSpec
+    hosts = x.get("hosts", (list, str), list(d.hosts))
+    hosts = [hosts] if isinstance(hosts, str) else hosts
+    if not hosts or not all(isinstance(h, str) and re.match(r"^https?://[^/\s]+/?$", h) for h in hosts):
+        raise x.fail("hosts", "must list URLs such as https://indexer-1:9200")
+    spec = IndexerSpec(
+        hosts=tuple(h.rstrip("/") for h in hosts),
+        index=x.get("index", str, d.index), time_field=x.get("time_field", str, d.time_field),
+        ca=x.get("ca", str, d.ca), verify=x.get("verify", bool, d.verify),
+        client_cert=x.get("client_cert", str, d.client_cert), client_key=x.get("client_key", str, d.client_key),
+        username=x.get("username", str, d.username), password=x.get("password", str, d.password),
+        username_env=x.get("username_env", str, d.username_env), password_env=x.get("password_env", str, d.password_env),
+        keystore=x.get("keystore", bool, d.keystore),
+        timeout_seconds=_positive(x, "timeout_seconds", x.get("timeout_seconds", float, d.timeout_seconds)),
+        retries=int(_positive(x, "retries", x.get("retries", int, d.retries), allow_zero=True)),
+        page_size=int(_positive(x, "page_size", x.get("page_size", int, d.page_size))),
+        buckets_per_request=int(_positive(x, "buckets_per_request", x.get("buckets_per_request", int, d.buckets_per_request))),
+        precision_threshold=int(_positive(x, "precision_threshold", x.get("precision_threshold", int, d.precision_threshold))),
+    )
+    if spec.precision_threshold > 40000:
+        raise x.fail("precision_threshold", "must be at most 40000 (OpenSearch's limit for exact distinct counts)")
+    if bool(spec.client_cert) != bool(spec.client_key):
+        raise x.fail("client_cert" if not spec.client_cert else "client_key", "must be set together with its pair (client_cert and client_key)")
+    x.done()
+    return spec
+
+
+def _parse_shipping(x: _Reader) -> ShippingSpec:
+    d = ShippingSpec
+    scenarios = x.get("scenarios", list, [])
+    if not all(isinstance(n, str) and NAME_RE.match(n) for n in scenarios):
+        raise x.fail("scenarios", "must list scenario names such as authentication_failures")
+    prefix = x.get("prefix", str, d.prefix)
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,100}", prefix):
+        raise x.fail("prefix", "must be a lower-case index name prefix such as wazuh-anomaly")
+    spec = ShippingSpec(
+        enabled=x.get("enabled", bool, d.enabled), scenarios=tuple(scenarios), prefix=prefix,
+        spool_dir=x.get("spool_dir", str, d.spool_dir),
+        spool_max_mb=int(_positive(x, "spool_max_mb", x.get("spool_max_mb", int, d.spool_max_mb))),
+        batch_size=int(_positive(x, "batch_size", x.get("batch_size", int, d.batch_size))),
+        rollover_age=x.get("rollover_age", str, d.rollover_age), rollover_size=x.get("rollover_size", str, d.rollover_size),
+        rollover_docs=int(_positive(x, "rollover_docs", x.get("rollover_docs", int, d.rollover_docs))),
+        delete_after_days=int(_positive(x, "delete_after_days", x.get("delete_after_days", int, d.delete_after_days))),
+    )
+    if not re.fullmatch(r"\d+[smhd]", spec.rollover_age):
+        raise x.fail("rollover_age", "must be a duration such as 1d or 12h")
+    if not re.fullmatch(r"\d+(b|kb|mb|gb|tb)", spec.rollover_size):
+        raise x.fail("rollover_size", "must be a size such as 5gb or 500mb")
+    x.done()
+    return spec

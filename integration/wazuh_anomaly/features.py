@@ -192,6 +192,19 @@ def _new_acc(aggregation: str) -> Any:
     return 0.0  # sum
 
 
+def _acc_for(aggregation: str, value: float) -> Any:
+    """An accumulator that _final() turns back into `value`."""
+    if aggregation == "count":
+        return int(value)
+    if aggregation == "distinct":
+        return range(int(value))  # only its length is read
+    if aggregation == "mean":
+        return [value, 1] if value else [0.0, 0]
+    if aggregation == "rare":
+        raise ValueError("rare values are counted from documents, not from finished values")
+    return value if value or aggregation != "max" else -math.inf
+
+
 VOCABULARY_LIMIT = 5000
 _SET = "set"
 
@@ -336,6 +349,13 @@ class FeatureAggregator:
         if matched:
             self.alerts_matched += 1
             self.entity_volume[entity] += 1
+
+    def put(self, entity: str | None, bucket: int, values: list[float], volume: int) -> None:
+        """Set one bucket's finished feature values, computed elsewhere (the indexer's
+        aggregations), so that frame() and entities() read them like streamed alerts."""
+        self._cells[(entity, bucket)] = [_acc_for(f.aggregation, v) for f, v in zip(self.features, values)]
+        if volume:
+            self.entity_volume[entity] += volume
 
     def index(self) -> pd.DatetimeIndex:
         return pd.DatetimeIndex(

@@ -22,6 +22,9 @@ HEALTH_CHECKS = (
     "malformed_input",       # malformed alert lines were skipped
     "config_invalid",        # a scenario file could not be loaded
     "model_drift",           # recent scores no longer look like the training scores
+    "shipping_failed",       # the indexer is down or busy: anomalies wait in the spool (rule 117390)
+    "shipping_rejected",     # the indexer refused anomalies for good (mapping): kept in spool/rejected (117391)
+    "spool_full",            # the shipping spool passed its limit: the oldest were not shipped (117392)
 )
 
 

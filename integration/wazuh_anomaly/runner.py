@@ -28,7 +28,7 @@ from .findings import Anomaly, HealthEvent
 from . import lifecycle
 from .models import ModelBundle, list_versions
 from .suppression import apply_suppressions, load_suppressions
-from .sources import AlertsFileSource, ReadCursor, SourceStats, SourceUnreadable
+from .sources import ReadCursor, SourceStats, SourceUnreadable, make_source
 from .sources.flows_file import FlowsFileSource
 from .state import RunLock, ScenarioState, atomic_write_json, read_json
 
@@ -110,7 +110,7 @@ class Runner:
         self.flows_first: float | None = None        # oldest flow event the last read saw
         self.config_errors = list(config_errors)
         self.now = time.time() if now is None else now
-        self.source = AlertsFileSource(config.alerts_dir)
+        self.source = make_source(config)
         self.state_dir = config.state_dir
         self.run_state_file = config.state_dir / "run.json"
         self.latest_alert: float | None = None       # newest alert any read of this run saw
@@ -142,12 +142,16 @@ class Runner:
                 return _Observer()
         observer = _Observer()
         stats = SourceStats()
+        push_down = getattr(self.source, "push_down", None)
+        if push_down is not None:
+            # The indexer computes what it can itself; only the rest is read document by document.
+            aggregators, (observer.first, observer.last, observer.count) = push_down(aggregators, start, end)
         adders = [a.add for a in aggregators]
         # The cursor marks where the next read can start: `resume_at`, less the usual slack
         # for alerts written slightly out of order.
         slack = 600.0 + max(0.0, end - (resume_at if resume_at is not None else end))
         for ts, alert in observer.watch(self.source.read(start, end, cursor=cursor, stats=stats,
-                                                         slack_seconds=slack)):
+                                                         slack_seconds=slack) if adders else ()):
             for add in adders:
                 add(ts, alert)
         report.stats = stats
@@ -325,8 +329,23 @@ class Runner:
                 log.exception("the run failed")
                 self._health(report, "scenario_failed", f"the scoring run failed ({type(exc).__name__}: {exc}); "
                              f"see logs/anomaly/wazuh-anomaly.log.", severity="high")
+            self._ship(report)
             self._flush_health(report)
         return report
+
+    def _ship(self, report: RunReport) -> None:
+        """Also send the anomalies to the indexer's data streams (shipping.enabled); after
+        anomalies.json has them, so a shipping failure never loses one."""
+        if not self.config.shipping.enabled:
+            return
+        from .shipping import Shipper
+        try:
+            result = Shipper(self.config, self.scenarios, now=self.now).ship(report.anomalies, _dt(self.now))
+        except OSError as exc:
+            self._health(report, "shipping_failed", f"the shipping spool cannot be written ({exc.strerror}); "
+                         f"anomalies.json still has every anomaly; check the disk.", severity="high")
+            return
+        report.health.extend(result.health)
 
     def _run_locked(self, scenarios: list[Scenario], report: RunReport, run_state: dict) -> None:
         models: dict[str, ModelBundle] = {}
@@ -552,6 +571,7 @@ class Runner:
                 report.written += result.written
                 report.duplicates += result.duplicates
         if write:
+            self._ship(report)
             self._flush_health(report)
         return report
 

@@ -46,6 +46,9 @@ HEALTH_RULES = {
     "malformed_input": (117308, 4),
     "insufficient_history": (117309, 3),
     "model_drift": (117310, 5),
+    "shipping_failed": (117390, 5),
+    "shipping_rejected": (117391, 7),
+    "spool_full": (117392, 10),
 }
 SUPPRESSED_RULE = 117108
 
@@ -140,6 +143,9 @@ _HEALTH_MESSAGES = {
     "malformed_input": "Skipped 3 malformed lines in /var/ossec/logs/alerts/alerts.json (first at line 1882).",
     "config_invalid": "etc/anomaly/scenarios/dns.yaml line 4: 'bucket_minutes' must be a whole number of minutes.",
     "model_drift": "scenario rule_diversity: model 20220124T000900Z-588277bd no longer fits recent activity (seasonal: KS 0.10 (limit 0.30), 9.0x the training share above its 99th percentile (limit 5x) over the last 288 buckets: DRIFT); if the change is legitimate retrain with 'wazuh-anomaly train --scenario rule_diversity', if a retrain made it worse use 'wazuh-anomaly models rollback --scenario rule_diversity'.",
+    "shipping_failed": "12 anomalies wait in /var/ossec/var/anomaly/spool for the indexer: The indexer https://indexer-1:9200 is unreachable (shipping anomalies); check that it is running.",
+    "shipping_rejected": "the indexer refused 2 anomalies for wazuh-anomaly-web-attacks (mapper_parsing_exception: failed to parse field [anomaly.features.web_attack_alerts]); they are kept in /var/ossec/var/anomaly/spool/rejected.",
+    "spool_full": "the shipping spool /var/ossec/var/anomaly/spool passed shipping.spool_max_mb (100 MB): the 40 oldest anomalies were not shipped (they are still in anomalies.json).",
 }
 
 

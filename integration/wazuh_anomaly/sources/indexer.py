@@ -1,0 +1,341 @@
+"""The Wazuh indexer as an alert source, with the feature work pushed down to it.
+
+Two paths, one scenario format:
+
+- **Pushdown** (every scenario without `rare` features or Python-regex filters): the
+  indexer computes each bucket's features itself. Without an entity split, one
+  `date_histogram` (fixed interval, UTC, `min_doc_count: 0` with `extended_bounds`, so
+  empty buckets are zeros) with one `filter` sub-aggregation per feature and a
+  `cardinality` / `max` / `avg` / `sum` under it. With an entity split, a `composite`
+  aggregation first ranks the entities by how many alerts match any feature (paged by
+  `after_key`), then a second one over (entity, time bucket) computes the features of
+  the busiest `entity.top`. Only numbers cross the network.
+- **Raw documents** (`rare` needs every value in time order; a regex filter is Python's
+  `re`, not Lucene's): a point in time (PIT) and `search_after`, sorted by time, pages
+  of `indexer.page_size`, only the fields the scenarios read. No 10,000-hit cap.
+
+The features equal the alerts-file source's (tests/test_indexer_source.py proves it on
+the AIT alerts). Distinct counts use `cardinality` with `indexer.precision_threshold`
+(default 3000, at most 40000): exact up to that many distinct values in one bucket (the
+indexer keeps the value hashes), a HyperLogLog++ estimate above it (typically within a
+few percent). Each such bucket costs threshold x 8 bytes of indexer heap, so requests
+are sized to stay under REQUEST_HEAP_BYTES.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from ..config import Condition, FeatureSpec, IndexerSpec, Scenario
+from ..features import FeatureAggregator
+from ..indexer import (IndexerError, field_types, make_client, mapping_problems, pushdown_reason,
+                       retrying, scenario_fields)
+from .alerts_file import SourceStats, SourceUnreadable, parse_wazuh_timestamp
+
+log = logging.getLogger("wazuh_anomaly.indexer")
+
+COMPOSITE_PAGE = 5000
+MAX_BUCKETS = 60000             # OpenSearch refuses a response with more than 65535 buckets
+# Each cardinality bucket costs precision_threshold * 8 bytes of indexer heap: pages and
+# histogram chunks are sized so one request stays under this.
+REQUEST_HEAP_BYTES = 32 * 1024 * 1024
+PIT_KEEP_ALIVE = "2m"
+
+
+# --------------------------------------------------------------------------- queries
+
+def condition_query(cond: Condition) -> dict:
+    """One scenario condition as an OpenSearch query with the alerts-file semantics."""
+    must: list[dict] = []
+    must_not: list[dict] = []
+    f = cond.field
+    if cond.equals:
+        must.append({"terms": {f: list(cond.equals)}})
+    if cond.not_in:
+        must_not.append({"terms": {f: list(cond.not_in)}})
+    if cond.prefix is not None:
+        must.append({"prefix": {f: cond.prefix}})
+    if cond.min is not None or cond.max is not None:
+        bounds = {}
+        if cond.min is not None:
+            bounds["gte"] = cond.min
+        if cond.max is not None:
+            bounds["lte"] = cond.max
+        must.append({"range": {f: bounds}})
+    if cond.exists is True:
+        must.append({"exists": {"field": f}})
+    elif cond.exists is False:
+        must_not.append({"exists": {"field": f}})
+    if cond.regex is not None:
+        raise ValueError(f"the regex on {f} is Python's, not Lucene's: not pushed down")
+    query: dict = {}
+    if must:
+        query["filter"] = must
+    if must_not:
+        query["must_not"] = must_not
+    return {"bool": query} if query else {"match_all": {}}
+
+
+def feature_query(feature: FeatureSpec) -> dict:
+    """The alerts a feature reads: its filter and, except for counts, a value in its field."""
+    clauses = [condition_query(c) for c in feature.filter]
+    if feature.aggregation != "count" and feature.field:
+        clauses.append({"exists": {"field": feature.field}})
+    return {"bool": {"filter": clauses}} if clauses else {"match_all": {}}
+
+
+def volume_query(scenario: Scenario) -> dict:
+    """Alerts that count towards an entity's volume: those any feature reads."""
+    return {"bool": {"should": [feature_query(f) for f in scenario.features], "minimum_should_match": 1}}
+
+
+def feature_aggs(scenario: Scenario, precision_threshold: int) -> dict:
+    aggs = {}
+    for i, f in enumerate(scenario.features):
+        sub = {"filter": feature_query(f)}
+        if f.aggregation == "distinct":
+            sub["aggs"] = {"v": {"cardinality": {"field": f.field, "precision_threshold": precision_threshold}}}
+        elif f.aggregation in ("max", "sum"):
+            sub["aggs"] = {"v": {f.aggregation: {"field": f.field}}}
+        elif f.aggregation == "mean":
+            sub["aggs"] = {"v": {"avg": {"field": f.field}}}
+        aggs[f"f{i}"] = sub
+    return aggs
+
+
+def feature_values(scenario: Scenario, bucket: dict) -> list[float]:
+    """The feature values of one aggregation bucket, as the alerts-file source computes them."""
+    out = []
+    for i, f in enumerate(scenario.features):
+        sub = bucket[f"f{i}"]
+        if f.aggregation == "count":
+            out.append(float(sub["doc_count"]))
+            continue
+        value = sub["v"]["value"]
+        out.append(0.0 if value is None or (isinstance(value, float) and not math.isfinite(value)) else float(value))
+    return out
+
+
+def _ms(epoch: float) -> int:
+    return int(round(epoch * 1000))
+
+
+# --------------------------------------------------------------------------- source
+
+class IndexerSource:
+    """Alerts from the Wazuh indexer; `push_down` computes features server-side."""
+
+    def __init__(self, spec: IndexerSpec, prefix: Path, *, client=None):
+        self.spec = spec
+        self.prefix = prefix
+        self._client = client
+        self._types: dict[str, set[str]] | None = None
+        self.stats = SourceStats()
+        self.last_paths: dict[str, str] = {}      # scenario -> "pushdown" or why it was read raw
+
+    @property
+    def client(self):
+        if self._client is None:
+            try:
+                self._client = make_client(self.spec, self.prefix)
+            except IndexerError as exc:
+                raise SourceUnreadable(str(exc)) from None
+        return self._client
+
+    def _call(self, what: str, fn):
+        try:
+            return retrying(self.spec, fn, what)
+        except IndexerError as exc:
+            raise SourceUnreadable(str(exc)) from None
+
+    def _search(self, body: dict, what: str) -> dict:
+        return self._call(what, lambda: self.client.search(
+            index=self.spec.index, body=body,
+            params={"ignore_unavailable": "true", "allow_no_indices": "true", "request_cache": "false"}))
+
+    def field_types(self, fields: Iterable[str]) -> dict[str, set[str]]:
+        try:
+            return field_types(self.client, self.spec, sorted(set(fields)))
+        except IndexerError as exc:
+            raise SourceUnreadable(str(exc)) from None
+
+    def _buckets_per_request(self, scenario: Scenario, limit: int) -> int:
+        # each time bucket holds one filter bucket per feature and one metric per non-count feature
+        per_bucket = 1 + sum(2 if f.aggregation != "count" else 1 for f in scenario.features)
+        limit = min(limit, MAX_BUCKETS // per_bucket)
+        distinct = sum(1 for f in scenario.features if f.aggregation == "distinct")
+        if not distinct:
+            return limit
+        return max(10, min(limit, REQUEST_HEAP_BYTES // (distinct * self.spec.precision_threshold * 8)))
+
+    def _range(self, start: float, end: float) -> dict:
+        return {"range": {self.spec.time_field: {"gte": _ms(start), "lt": _ms(end), "format": "epoch_millis"}}}
+
+    # ------------------------------------------------------------------ pushdown
+    def push_down(self, aggregators: list[FeatureAggregator], start: float, end: float):
+        """Compute on the indexer every aggregator it can; returns (the rest, (first, last, count))
+        where first/last/count describe the alerts of [start, end)."""
+        fields = {self.spec.time_field}
+        for agg in aggregators:
+            fields.update(scenario_fields(agg.scenario))
+        types = self.field_types(fields)
+        rest = []
+        for agg in aggregators:
+            problems = mapping_problems(agg.scenario, types)
+            if problems:
+                raise SourceUnreadable(problems[0] + ".")
+            reason = pushdown_reason(agg.scenario, types)
+            if reason is not None:
+                log.info("scenario %s: %s", agg.scenario.name, reason)
+                self.last_paths[agg.scenario.name] = reason
+                rest.append(agg)
+                continue
+            self.last_paths[agg.scenario.name] = "pushdown"
+            self.fill(agg)
+        return rest, self.span(start, end)
+
+    def span(self, start: float, end: float) -> tuple[float | None, float | None, int]:
+        body = {"size": 0, "track_total_hits": True, "query": self._range(start, end),
+                "aggs": {"first": {"min": {"field": self.spec.time_field}},
+                         "last": {"max": {"field": self.spec.time_field}}}}
+        answer = self._search(body, "reading the time span")
+        first = answer["aggregations"]["first"]["value"]
+        last = answer["aggregations"]["last"]["value"]
+        return (None if first is None else first / 1000.0, None if last is None else last / 1000.0,
+                int(answer["hits"]["total"]["value"]))
+
+    def fill(self, agg: FeatureAggregator) -> None:
+        """Put the indexer's feature values of agg's scenario and range into agg."""
+        s = agg.scenario
+        if s.entity is None:
+            self._fill_histogram(agg)
+        else:
+            self._fill_entities(agg)
+
+    def _fill_histogram(self, agg: FeatureAggregator) -> None:
+        s, step = agg.scenario, agg.step
+        aggs = feature_aggs(s, self.spec.precision_threshold)
+        chunk = self._buckets_per_request(s, self.spec.buckets_per_request) * step
+        lo = agg.start
+        while lo < agg.end:
+            hi = min(agg.end, lo + chunk)
+            body = {"size": 0, "query": {"bool": {"filter": [self._range(lo, hi), volume_query(s)]}},
+                    "aggs": {"t": {"date_histogram": {
+                        "field": self.spec.time_field, "fixed_interval": f"{s.bucket_minutes}m", "time_zone": "UTC",
+                        "min_doc_count": 0, "extended_bounds": {"min": _ms(lo), "max": _ms(hi - step)}},
+                        "aggs": aggs}}}
+            answer = self._search(body, f"computing the features of scenario {s.name}")
+            for bucket in answer["aggregations"]["t"]["buckets"]:
+                index = int((bucket["key"] / 1000.0 - agg.start) // step)
+                if bucket["doc_count"] and 0 <= index < agg.n_buckets:
+                    agg.put(None, index, feature_values(s, bucket), bucket["doc_count"])
+            lo = hi
+
+    def _composite(self, body_for, what: str) -> Iterator[dict]:
+        after = None
+        while True:
+            body = body_for(after)
+            answer = self._search(body, what)
+            result = answer["aggregations"]["c"]
+            yield from result["buckets"]
+            after = result.get("after_key")
+            # a page that is not full is the last one: no request for an empty page
+            if len(result["buckets"]) < body["aggs"]["c"]["composite"]["size"] or after is None:
+                return
+
+    def _fill_entities(self, agg: FeatureAggregator) -> None:
+        s, step = agg.scenario, agg.step
+        entity_field = s.entity.field
+        base = [self._range(agg.start, agg.end), volume_query(s)]
+
+        def ranking(after):
+            comp = {"size": COMPOSITE_PAGE, "sources": [{"e": {"terms": {"field": entity_field}}}]}
+            if after:
+                comp["after"] = after
+            return {"size": 0, "query": {"bool": {"filter": base}}, "aggs": {"c": {"composite": comp}}}
+        volumes = {}
+        for bucket in self._composite(ranking, f"ranking the entities of scenario {s.name}"):
+            entity = bucket["key"]["e"]
+            entity = _entity_text(entity)
+            if entity:
+                volumes[entity] = volumes.get(entity, 0) + bucket["doc_count"]
+        top = sorted(volumes, key=lambda e: (-volumes[e], e))[:s.entity.top]
+        if not top:
+            return
+        aggs = feature_aggs(s, self.spec.precision_threshold)
+
+        page = self._buckets_per_request(s, COMPOSITE_PAGE)
+
+        def cells(after):
+            comp = {"size": page, "sources": [
+                {"e": {"terms": {"field": entity_field}}},
+                {"t": {"date_histogram": {"field": self.spec.time_field, "fixed_interval": f"{s.bucket_minutes}m",
+                                          "time_zone": "UTC"}}}]}
+            if after:
+                comp["after"] = after
+            query = {"bool": {"filter": base + [{"terms": {entity_field: top}}]}}
+            return {"size": 0, "query": query, "aggs": {"c": {"composite": comp, "aggs": aggs}}}
+        wanted = set(top)
+        for bucket in self._composite(cells, f"computing the features of scenario {s.name}"):
+            entity = _entity_text(bucket["key"]["e"])
+            if entity not in wanted:
+                continue
+            index = int((bucket["key"]["t"] / 1000.0 - agg.start) // step)
+            if 0 <= index < agg.n_buckets:
+                agg.put(entity, index, feature_values(s, bucket), 0)
+        for entity in top:
+            agg.entity_volume[entity] = volumes[entity]
+
+    # ------------------------------------------------------------------ raw documents
+    def read(self, start: float, end: float, cursor=None, stats: SourceStats | None = None,
+             slack_seconds: float = 0.0, fields: Iterable[str] | None = None) -> Iterator[tuple[float, dict]]:
+        """Every alert of [start, end) in time order, as (epoch seconds, document) — PIT +
+        search_after, so there is no 10,000-hit cap. `cursor` and `slack_seconds` exist for
+        the alerts-file interface: the indexer is queried by time, not by file offset."""
+        stats = stats if stats is not None else SourceStats()
+        self.stats = stats
+        pit = self._call("opening a point in time", lambda: self.client.transport.perform_request(
+            "POST", f"/{self.spec.index}/_search/point_in_time",
+            params={"keep_alive": PIT_KEEP_ALIVE, "allow_partial_pit_creation": "false"}))["pit_id"]
+        try:
+            # _id breaks ties of equal timestamps (OpenSearch 2.19 has no _shard_doc), so no page skips one
+            body: dict = {"size": self.spec.page_size, "query": self._range(start, end),
+                          "pit": {"id": pit, "keep_alive": PIT_KEEP_ALIVE},
+                          "sort": [{self.spec.time_field: "asc"}, {"_id": "asc"}],
+                          "track_total_hits": False}
+            if fields is not None:
+                body["_source"] = sorted(set(fields) | {self.spec.time_field})
+            while True:
+                answer = self._call("reading alerts", lambda: self.client.transport.perform_request(
+                    "POST", "/_search", body=body))
+                hits = answer["hits"]["hits"]
+                if not hits:
+                    return
+                body["pit"]["id"] = answer.get("pit_id", pit)
+                for hit in hits:
+                    doc = hit.get("_source") or {}
+                    stats.lines += 1
+                    text = doc.get(self.spec.time_field)
+                    try:
+                        ts = parse_wazuh_timestamp(text) if isinstance(text, str) else float(hit["sort"][0]) / 1000.0
+                    except (ValueError, TypeError):
+                        ts = float(hit["sort"][0]) / 1000.0
+                    if not start <= ts < end:
+                        stats.outside_range += 1
+                        continue
+                    stats.alerts += 1
+                    yield ts, doc
+                body["search_after"] = hits[-1]["sort"]
+        finally:
+            try:
+                self.client.transport.perform_request("DELETE", "/_search/point_in_time", body={"pit_id": [pit]})
+            except Exception as exc:  # the PIT expires by itself after keep_alive
+                log.info("closing the point in time failed (%s); it expires by itself", type(exc).__name__)
+
+
+def _entity_text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)

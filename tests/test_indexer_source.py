@@ -1,0 +1,89 @@
+"""The indexer as a source: the same feature frames as the alerts file, computed by the
+server (pushdown) or from raw documents (PIT + search_after), on a real OpenSearch."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from indexer_fixtures import ait_indexed, opensearch  # noqa: F401 (fixtures)
+from wazuh_anomaly.config import load_scenarios, parse_scenario
+from wazuh_anomaly.features import FeatureAggregator, aggregate
+from wazuh_anomaly.sources.indexer import IndexerSource
+
+REPO = Path(__file__).resolve().parents[1]
+START = pd.Timestamp("2022-01-21", tz="UTC").timestamp()
+END = pd.Timestamp("2022-01-25", tz="UTC").timestamp()
+
+
+def shipped_scenarios():
+    scenarios, errors = load_scenarios(REPO / "wazuh" / "etc" / "anomaly" / "scenarios")
+    assert not errors
+    return scenarios
+
+
+def file_frames(scenario, alerts):
+    return aggregate(scenario, alerts, START, END).frames()
+
+
+def indexer_frames(source, scenario):
+    agg = FeatureAggregator(scenario, START, END)
+    rest, span = source.push_down([agg], START, END)
+    for a in rest:
+        for ts, alert in source.read(START, END):
+            a.add(ts, alert)
+    return agg.frames(), rest, span
+
+
+def assert_same_frames(expected, got):
+    assert list(got) == list(expected)          # same entities, busiest first
+    for entity, frame in expected.items():
+        pd.testing.assert_frame_equal(got[entity], frame, check_exact=False, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("name", ["alert_volume", "authentication_failures", "file_integrity",
+                                  "privilege_use", "web_attacks", "rule_diversity"])
+def test_indexer_gives_the_same_feature_frame_as_the_alerts_file(opensearch, ait_indexed, name):
+    scenario = next(s for s in shipped_scenarios() if s.name == name)
+    source = IndexerSource(opensearch.spec(), Path("/nonexistent"))
+    got, rest, span = indexer_frames(source, scenario)
+    expected = file_frames(scenario, ait_indexed)
+    assert_same_frames(expected, got)
+    # rare values need the documents in time order: only rule_diversity is read raw
+    assert (rest != []) == scenario.has_rare_features
+    assert span[2] == len(ait_indexed)
+
+
+def test_every_aggregation_and_condition_kind_matches_without_an_entity(opensearch, ait_indexed):
+    scenario = parse_scenario({
+        "name": "kinds", "description": "every aggregation and condition kind", "bucket_minutes": 10,
+        "features": [
+            {"name": "n", "aggregation": "count"},
+            {"name": "high", "aggregation": "count", "filter": {"rule.level": {"min": 7}}},
+            {"name": "not_aminer", "aggregation": "count", "filter": {"rule.groups": {"not": ["aminer"]}}},
+            {"name": "prefixed", "aggregation": "count", "filter": {"rule.id": {"prefix": "51"}}},
+            {"name": "no_srcip", "aggregation": "count", "filter": {"data.srcip": {"exists": False}}},
+            {"name": "agents", "aggregation": "distinct", "field": "agent.name"},
+            {"name": "rules", "aggregation": "distinct", "field": "rule.id", "filter": {"level": {"max": 5}}},
+            {"name": "top_level", "aggregation": "max", "field": "rule.level"},
+            {"name": "level_sum", "aggregation": "sum", "field": "rule.level"},
+            {"name": "level_mean", "aggregation": "mean", "field": "rule.level"},
+            {"name": "fired", "aggregation": "max", "field": "rule.firedtimes", "filter": {"agent": "cloud_share"}},
+        ]}, "kinds.yaml")
+    source = IndexerSource(opensearch.spec(buckets_per_request=100), Path("/nonexistent"))
+    got, rest, _ = indexer_frames(source, scenario)
+    assert rest == []
+    expected = file_frames(scenario, ait_indexed)
+    assert_same_frames(expected, got)
+    frame = got[None]
+    assert len(frame) == 4 * 144                # every 10-minute bucket of 4 days, empty ones as zeros
+    assert frame["n"].sum() == len(ait_indexed)
+
+
+def test_raw_documents_are_all_read_past_ten_thousand_hits(opensearch, ait_indexed):
+    source = IndexerSource(opensearch.spec(page_size=3000), Path("/nonexistent"))
+    times = [ts for ts, _ in source.read(START, END, fields=["rule.id"])]
+    assert len(times) == len(ait_indexed) > 10_000
+    assert times == sorted(times)
+    assert source.stats.alerts == len(ait_indexed)

@@ -1,0 +1,163 @@
+"""Shipping anomalies to indexer data streams on a real OpenSearch: exactly once, through
+replays, a server stopped mid-shipment, and refusals that are kept, never lost."""
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from indexer_fixtures import opensearch, script  # noqa: F401 (fixtures)
+from wazuh_anomaly.config import ShippingSpec, load_config, parse_scenario
+from wazuh_anomaly.findings import Anomaly, FeatureContribution
+from wazuh_anomaly.paths import Layout
+from wazuh_anomaly.shipping import Shipper, stream_name
+
+T0 = datetime(2022, 1, 24, tzinfo=timezone.utc)
+
+
+def scenario(name="ship_test"):
+    return parse_scenario({"name": name, "description": "shipping test", "features": [
+        {"name": "logins", "aggregation": "count"}, {"name": "users", "aggregation": "distinct", "field": "data.dstuser"}]},
+        f"{name}.yaml")
+
+
+def anomalies(n, name="ship_test"):
+    out = []
+    for i in range(n):
+        start = T0 + timedelta(minutes=5 * i)
+        out.append(Anomaly(scenario=name, detector="seasonal", window_start=start, window_end=start + timedelta(minutes=5),
+                           bucket_minutes=5, score=5.0 + i % 7, threshold=3.0, severity="medium",
+                           top_features=(FeatureContribution("logins", 40.0 + i, 3.0, 0.8, 9.0),
+                                         FeatureContribution("users", 4.0, 1.0, 0.2, 2.0)),
+                           model_version="v1", entity_field="agent.name", entity_value=f"agent-{i % 3}"))
+    return out
+
+
+def config_for(tmp_path: Path, server, **shipping):
+    prefix = tmp_path / "ossec"
+    (prefix / "etc" / "anomaly").mkdir(parents=True)
+    config = load_config(Layout(prefix))
+    from dataclasses import replace
+    return replace(config, indexer=server.spec(), shipping=replace(ShippingSpec(enabled=True), **shipping))
+
+
+def stream_docs(server, stream):
+    client = server.client()
+    client.indices.refresh(index=stream)
+    hits = client.search(index=stream, body={"size": 10000, "_source": ["anomaly.id"]})["hits"]["hits"]
+    return [h["_source"]["anomaly"]["id"] for h in hits]
+
+
+def fresh_prefix(tmp_path):
+    import uuid
+    return f"wa-test-{uuid.uuid4().hex[:10]}"
+
+
+def test_anomalies_go_to_a_data_stream_and_a_replay_never_duplicates(opensearch, tmp_path, caplog):
+    prefix = fresh_prefix(tmp_path)
+    config = config_for(tmp_path, opensearch, prefix=prefix)
+    shipper = Shipper(config, [scenario()])
+    first = shipper.ship(anomalies(30))
+    assert (first.spooled, first.delivered, first.already, first.pending) == (30, 30, 0, 0)
+    assert first.health == []
+    again = Shipper(config, [scenario()]).ship(anomalies(30))
+    assert (again.delivered, again.already) == (0, 30)
+    stream = stream_name(prefix, "ship_test")
+    ids = stream_docs(opensearch, stream)
+    assert sorted(ids) == sorted(a.id for a in anomalies(30))
+    client = opensearch.client()
+    assert client.indices.get_data_stream(name=stream)["data_streams"][0]["name"] == stream
+    mapping = client.indices.get_mapping(index=stream)
+    props = next(iter(mapping.values()))["mappings"]["properties"]
+    assert props["anomaly"]["properties"]["features"]["properties"]["logins"]["type"] == "double"
+    assert props["@timestamp"]["type"] == "date"
+    assert shipper.spool.files() == []
+    # This server has no index-management plugin (not on Maven Central): ISM is skipped with a warning.
+    assert not shipper.has_ism()
+    assert "no index-management plugin" in caplog.text
+
+
+def test_only_the_configured_scenarios_are_shipped(opensearch, tmp_path):
+    config = config_for(tmp_path, opensearch, prefix=fresh_prefix(tmp_path), scenarios=("other",))
+    result = Shipper(config, [scenario()]).ship(anomalies(5))
+    assert (result.spooled, result.delivered) == (0, 0)
+
+
+def test_wrong_password_keeps_every_anomaly_in_the_spool_with_a_health_event(opensearch, tmp_path):
+    from dataclasses import replace
+    config = config_for(tmp_path, opensearch, prefix=fresh_prefix(tmp_path))
+    bad = replace(config, indexer=replace(config.indexer, password="not-the-password", retries=0))
+    result = Shipper(bad, [scenario()]).ship(anomalies(10))
+    assert result.delivered == 0 and result.pending == 10
+    assert [h.check for h in result.health] == ["shipping_failed"]
+    assert "rejected the username or password" in result.health[0].message
+    assert opensearch.password not in result.health[0].message
+    # the right password later delivers all of them, once
+    later = Shipper(config, [scenario()]).deliver()
+    assert later.delivered == 10
+
+
+def test_a_feature_mapped_as_another_type_is_refused_clearly_and_kept(opensearch, tmp_path):
+    prefix = fresh_prefix(tmp_path)
+    config = config_for(tmp_path, opensearch, prefix=prefix)
+    stream = stream_name(prefix, "ship_test")
+    client = opensearch.client()
+    # an admin's own template wins (higher priority) and maps a feature as a boolean
+    client.indices.put_index_template(name=f"{prefix}-theirs", body={
+        "index_patterns": [stream], "data_stream": {}, "priority": 900,
+        "template": {"mappings": {"properties": {"anomaly": {"properties": {"features": {"properties": {
+            "logins": {"type": "boolean"}}}}}}}}})
+    try:
+        shipper = Shipper(config, [scenario()])
+        result = shipper.ship(anomalies(4))
+        assert result.rejected == 4 and result.delivered == 0
+        assert [h.check for h in result.health] == ["shipping_rejected"]
+        assert "mapper_parsing_exception" in result.health[0].message
+        assert len(shipper.spool.items_in(shipper.spool.rejected)) == 4     # kept, not lost
+        from wazuh_anomaly.shipping import check_shipping
+        lines = check_shipping(config, [scenario()])
+        assert not lines[-1].ok and "logins is boolean" in lines[-1].message
+    finally:
+        client.indices.delete_data_stream(name=stream)
+        client.indices.delete_index_template(name=f"{prefix}-theirs")
+
+
+def test_server_stopped_mid_shipment_then_restarted_delivers_each_anomaly_exactly_once(opensearch, tmp_path):
+    from dataclasses import replace
+    prefix = fresh_prefix(tmp_path)
+    config = config_for(tmp_path, opensearch, prefix=prefix, batch_size=50)
+    config = replace(config, indexer=replace(config.indexer, retries=1, timeout_seconds=5))
+    batch = anomalies(3000)
+    result = {}
+
+    def ship():
+        result["first"] = Shipper(config, [scenario()]).ship(batch)
+    worker = threading.Thread(target=ship)
+    worker.start()
+    client = opensearch.client()
+    stream = stream_name(prefix, "ship_test")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:     # stop it once some batches are in, most are not
+        try:
+            if client.count(index=stream)["count"] >= 100:
+                break
+        except Exception:
+            pass
+        time.sleep(0.05)
+    opensearch.stop()
+    worker.join(timeout=300)
+    first = result["first"]
+    try:
+        assert 0 < first.delivered < 3000
+        assert first.pending == 3000 - first.delivered - first.already > 0
+        assert "shipping_failed" in [h.check for h in first.health]
+    finally:
+        opensearch.start()
+    second = Shipper(config, [scenario()]).deliver()
+    assert second.pending == 0
+    ids = stream_docs(opensearch, stream_name(prefix, "ship_test"))
+    assert len(ids) == len(set(ids)) == 3000
+    assert set(ids) == {a.id for a in batch}
