@@ -387,3 +387,11 @@ def test_show_lists_the_newest_anomalies_with_the_rule_each_raises(prefix, capsy
     assert out[0].startswith("2024-03-03T00:50 auth_test") and "db-01" in out[0]
     assert out[1].startswith("  -> rule 11710") and "(level " in out[1]     # a scenario of our own: generic tiers
     assert out[2].startswith("(1 of 2 lines;") and "simulated" in out[2]
+
+
+def test_train_without_any_scenario_file_trains_nothing_and_does_not_fail(tmp_path):
+    (tmp_path / "etc" / "anomaly" / "scenarios").mkdir(parents=True)
+    write_alerts(tmp_path, normal_alerts(0.5))
+    assert main(["--prefix", str(tmp_path), "train"]) == 0
+    assert not (tmp_path / "var" / "anomaly" / "models").exists() or \
+        not any((tmp_path / "var" / "anomaly" / "models").iterdir())

@@ -193,6 +193,8 @@ class Runner:
     def _train(self, scenarios: list[Scenario], report: RunReport, start: float | None = None,
                end: float | None = None, *, explicit: bool = False) -> dict[str, ModelBundle]:
         """Train the given scenarios from one pass over their history."""
+        if not scenarios:
+            return {}
         ranges = {}
         for s in scenarios:
             s_end = align_down(end, s.bucket_seconds) if end is not None else self._end_of_complete_buckets(s)
