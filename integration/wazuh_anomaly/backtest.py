@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import logging
 import math
 import shutil
 import tempfile
@@ -154,7 +155,7 @@ def restrict(bundle: ModelBundle, detector: str) -> ModelBundle:
                        {detector: bundle.calibrations[detector]}, bundle.meta, bundle.vocabulary)
 
 
-def score_range(runner: Runner, bundles: dict[str, ModelBundle], start: float, end: float,
+def score_range(source, bundles: dict[str, ModelBundle], start: float, end: float,
                 *, stats: SourceStats | None = None) -> dict[str, ScenarioSeries]:
     """Read [start, end) once (plus each model's context before it) and keep, per
     scenario, the feature frames, the expected values and every detector's scores."""
@@ -171,7 +172,7 @@ def score_range(runner: Runner, bundles: dict[str, ModelBundle], start: float, e
     lo = min(p[1].start for p in plans.values())
     hi = max(p[1].end for p in plans.values())
     adders = [p[1].add for p in plans.values()]
-    for ts, alert in runner.source.read(lo, hi, stats=stats):
+    for ts, alert in source.read(lo, hi, stats=stats):
         for add in adders:
             add(ts, alert)
     series = {}
@@ -377,6 +378,17 @@ def raised_alerts(anomalies: Sequence[Anomaly], grace_seconds: int) -> list[Rais
 
 # --------------------------------------------------------------------------- the job
 
+log = logging.getLogger("wazuh_anomaly")
+
+
+class _SandboxHealth(logging.Filter):
+    """The Runner's health warnings speak of a wodle that retries later; in a backtest
+    the one error raised below says it instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.WARNING and record.module == "runner")
+
+
 def _variants(detector: str | None) -> list[str]:
     if detector in (None, CONFIGURED):
         return [CONFIGURED]
@@ -436,16 +448,26 @@ def backtest(config: Config, scenarios: Sequence[Scenario], names: Sequence[str]
             config, layout=Layout(work), models_dir=Path(models_dir) if models_dir else work / "models",
             state_dir=work / "state", anomalies_file=work / "anomalies.json")
         runner = Runner(sandbox, chosen, now=now)
-        report = runner.train([s.name for s in chosen], train.start, train.end)
-        problems = [f"{r.name}: {r.status} — {r.message}" for r in report.scenarios.values() if r.status != "trained"]
-        problems += [h.message for h in report.health if h.check == "source_unreadable"]
+        quiet = _SandboxHealth()
+        log.addFilter(quiet)
+        try:
+            report = runner.train([s.name for s in chosen], train.start, train.end)
+        finally:
+            log.removeFilter(quiet)
+        problems = [h.message for h in report.health if h.check == "source_unreadable"]
+        for r in report.scenarios.values():
+            if r.status == "waiting":
+                problems.append(f"scenario {r.name} {r.message.split(';')[0]}; widen --train "
+                                f"(or lower training.min_history_hours in its YAML)")
+            elif r.status != "trained":
+                problems.append(f"scenario {r.name}: {r.message or r.status}")
         if problems:
             raise BacktestError(f"training on {train} did not produce a model: {problems[0]}")
         bundles = {s.name: ModelBundle.load(sandbox.models_dir, s, device=config.run.device,
                                             threads=config.run.threads) for s in chosen}
         end = min(test.end, align_down(now - config.run.grace_seconds, 60))
         stats = SourceStats()
-        series = score_range(runner, bundles, test.start, end, stats=stats)
+        series = score_range(runner.source, bundles, test.start, end, stats=stats)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     test = TimeRange(test.start, end)
