@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import html
 import json
-import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -277,9 +276,10 @@ def entity_figure(series: ScenarioSeries, entity: str | None, rows: Sequence[Ano
 def overview_figure(series: ScenarioSeries, rows: Sequence[AnomalyRow], phases: Sequence[Phase], path: Path,
                     entities: Sequence[str | None]) -> None:
     """Every entity's highest detector score over time as a heat map (1 = threshold),
-    anomalies as dots coloured by severity."""
+    anomalies as diamonds coloured by severity."""
+    import matplotlib.dates as mdates
     from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
+    from matplotlib.lines import Line2D
 
     s = series.scenario
     index = next(iter(series.frames.values())).index
@@ -293,7 +293,6 @@ def overview_figure(series: ScenarioSeries, rows: Sequence[AnomalyRow], phases: 
     ax = fig.subplots()
     start, end = series.start, series.end
     x0, x1 = [pd.Timestamp(t, unit="s", tz="UTC") for t in (start, end)]
-    import matplotlib.dates as mdates
     cmap, norm = _threshold_colors(max(10.0, float(matrix.max())))
     image = ax.imshow(np.clip(matrix, norm.vmin, None), aspect="auto", interpolation="nearest", cmap=cmap, norm=norm,
                       extent=(mdates.date2num(x0), mdates.date2num(x1), len(entities) - 0.5, -0.5))
@@ -308,7 +307,6 @@ def overview_figure(series: ScenarioSeries, rows: Sequence[AnomalyRow], phases: 
                        color=SEVERITY_COLORS.get(row.severity, "grey"), edgecolor="black", linewidth=0.6, zorder=5)
     _axes_time(ax, start, end)
     ax.grid(False)
-    _shade([ax], [], start, end)
     for p in phases:
         if p.end > start and p.start < end:
             for t in (p.start, p.end):
@@ -321,7 +319,6 @@ def overview_figure(series: ScenarioSeries, rows: Sequence[AnomalyRow], phases: 
     ax.set_xlabel("time (UTC)")
     ax.set_title(f"{s.name}: every {s.entity.field if s.entity else 'series'}, highest detector score per "
                  f"{s.bucket_minutes}-minute bucket (red = above the threshold)", fontsize=10)
-    from matplotlib.lines import Line2D
     handles = [Line2D([], [], marker="D", linestyle="", markerfacecolor=SEVERITY_COLORS[v], markeredgecolor="black",
                       label=f"anomaly: {v}") for v in SEVERITY_COLORS if v in {r.severity for r in rows}]
     if phases:
@@ -456,6 +453,8 @@ def write_report(data: ReportData, out: Path) -> Path:
                     f"{' · per ' + _esc(s.entity.field) if s.entity else ''} · model {_esc(series.model_version)} · "
                     f"{len(rows)} anomalies.</p>")
         entities = list(series.frames)
+        if not entities:
+            body.append("<p>No alert matched this scenario's features in the range: nothing to draw.</p>")
         if s.entity is not None and entities:
             file = _file_name(name, "overview")
             overview_figure(series, rows, data.phases, out / file, entities)
@@ -561,7 +560,8 @@ def report_from_installation(config: Config, scenarios: Sequence[Scenario], name
     """The report of a range on an installation: its current models score the alerts of
     the range (for the curves), and the anomalies are the ones anomalies.json holds."""
     now = time.time() if now is None else now
-    to = parse_time(end) if end else now
+    # Only complete buckets: the newest minutes are still being written by analysisd.
+    to = align_down(min(parse_time(end) if end else now, now - config.run.grace_seconds), 60)
     frm = parse_time(start) if start else to - 86400
     if to <= frm:
         raise ReportError(f"--from {_utc(frm)} is not before --to {_utc(to)}; give an earlier --from.")
@@ -585,8 +585,7 @@ def report_from_installation(config: Config, scenarios: Sequence[Scenario], name
         raise ReportError(f"no scenario has a model in {config.models_dir}; run 'wazuh-anomaly train' first.")
     phases = load_labels(labels) if labels else []
     stats = SourceStats()
-    limit = align_down(min(to, now - config.run.grace_seconds), 60)
-    series = score_range(AlertsFileSource(config.alerts_dir), bundles, frm, limit, stats=stats)
+    series = score_range(AlertsFileSource(config.alerts_dir), bundles, frm, to, stats=stats)
     if stats.skipped_total:
         notes.append(f"alerts: {stats.describe()}")
     events, health, bad = _read_events(config.anomalies_file, frm, to, set(bundles))
@@ -597,6 +596,6 @@ def report_from_installation(config: Config, scenarios: Sequence[Scenario], name
     rows = [AnomalyRow.from_event(e, rule_id=a.rule_id, level=a.level, description=a.description,
                                   source="anomalies.json")
             for e, a in zip(events, simulated) if frm <= _epoch(e["anomaly"]["window"]["start"]) < to]
-    data = ReportData(title=f"wazuh-anomaly report: {', '.join(bundles)}", start=frm, end=limit, series=series,
+    data = ReportData(title=f"wazuh-anomaly report: {', '.join(bundles)}", start=frm, end=to, series=series,
                       anomalies=rows, phases=phases, false_positives=false_positives, health=health, notes=notes)
     return write_report(data, out)
