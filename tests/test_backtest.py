@@ -225,7 +225,8 @@ def _config(prefix: Path):
     (["nope"], TRAIN, TEST, {}, "no scenario named 'nope'"),
     ([], TRAIN, TEST, {}, "name the scenario"),
     (SCENARIOS, "2022-01-21..2022-01-25", TEST, {}, "overlaps the training range"),
-    (SCENARIOS, TRAIN, "2099-01-01..2099-01-02", {}, "starts in the future"),
+    (SCENARIOS, TRAIN, "2099-01-01..2099-01-02", {}, "the test range .* reaches into the future"),
+    (SCENARIOS, "2022-01-21..2099-01-01", "2020-01-01..2020-01-02", {}, "the training range .* reaches into the future"),
     (SCENARIOS, TRAIN, TEST, {"detector": "lstm"}, "--detector 'lstm' is not one of"),
     (SCENARIOS, "2022-01-23T20:00..2022-01-24", TEST, {"detector": "seasonal"},
      "needs 48.0 h of alert history to train and has 4.0 h; widen --train"),
@@ -234,6 +235,19 @@ def test_a_backtest_that_cannot_run_says_why_in_one_sentence(prefix, names, trai
     config, scenarios = _config(prefix)
     with pytest.raises(BacktestError, match=says):
         backtest(config, scenarios, names, parse_range(train, "--train"), parse_range(test, "--test"), **kwargs)
+
+
+def test_on_a_labelled_quiet_day_every_anomaly_is_a_false_alarm(prefix):
+    need_shared_data()
+    config, scenarios = _config(prefix)
+    result = backtest(config, scenarios, ["alert_volume"], parse_range("2022-01-21..2022-01-23", "--train"),
+                      parse_range("2022-01-23..2022-01-24", "--test"), phases=load_labels(AIT_LABELS),
+                      detector="seasonal")
+    v = result.variants["seasonal"]
+    assert result.phases == [] and v.evaluation.phases == []
+    assert v.evaluation.false_alarms == len(v.alerts) == len(v.outside_phases(result.phases))
+    assert result.false_alarms_per_day("seasonal") == len(v.alerts)
+    assert "no labelled phase falls in the test range: every anomaly is a false alarm" in result.table()
 
 
 def test_the_production_models_directory_is_refused_as_the_backtest_models_directory(prefix):

@@ -247,6 +247,7 @@ class BacktestResult:
     variants: dict[str, VariantResult]
     series: dict[str, ScenarioSeries]
     train_messages: list[str] = field(default_factory=list)
+    labelled: bool = False            # labels were given (even if no phase falls in the test range)
     alerts_read: int = 0
     skipped_lines: int = 0
 
@@ -292,7 +293,7 @@ class BacktestResult:
             levels = sorted({r.level for r in v.alerts if r.level is not None})
             lines.append(f"{n}: {len(v.alerts)} anomalies in {v.flagged_buckets} buckets "
                          f"(rule levels {', '.join(map(str, levels)) or '-'})")
-            if self.phases:
+            if self.labelled:
                 outside = v.outside_phases(self.phases)
                 lines.append(f"  false alarms outside every phase: {len(outside)} anomalies in "
                              f"{len({r.anomaly.window_start for r in outside})} buckets, "
@@ -300,8 +301,10 @@ class BacktestResult:
                 lines.append(f"  bucket precision {_pct(v.precision)} ({v.hit_buckets} of {v.flagged_buckets} flagged "
                              f"buckets in a phase), recall {_pct(v.recall)} ({v.hit_buckets} of "
                              f"{v.labelled_buckets} labelled buckets flagged)")
-        if not self.phases:
+        if not self.labelled:
             lines.append("(no --labels given: every anomaly is listed, none can be called caught or false)")
+        elif not self.phases:
+            lines.append("(no labelled phase falls in the test range: every anomaly is a false alarm)")
         return "\n".join(line.rstrip() for line in lines)
 
     def to_json(self) -> dict:
@@ -316,9 +319,9 @@ class BacktestResult:
                     "anomalies": len(v.alerts),
                     "flagged_buckets": v.flagged_buckets,
                     "phases": [{**r, "start": _iso(r["start"]), "end": _iso(r["end"])} for r in self.phase_rows(n)],
-                    "false_alarms": len(v.outside_phases(self.phases)) if self.phases else None,
+                    "false_alarms": len(v.outside_phases(self.phases)) if self.labelled else None,
                     "false_alarm_buckets": v.evaluation.false_alarm_buckets if v.evaluation else None,
-                    "false_alarms_per_day": self.false_alarms_per_day(n) if self.phases else None,
+                    "false_alarms_per_day": self.false_alarms_per_day(n) if self.labelled else None,
                     "precision": v.precision, "recall": v.recall, "labelled_buckets": v.labelled_buckets,
                     "hit_buckets": v.hit_buckets,
                     "alerts": [r.to_json() for r in v.alerts],
@@ -435,8 +438,9 @@ def backtest(config: Config, scenarios: Sequence[Scenario], names: Sequence[str]
         raise BacktestError(f"the test range {test} overlaps the training range {train}; a backtest must "
                             f"score data the model has not learned from.")
     now = time.time() if now is None else now
-    if test.start >= now:
-        raise BacktestError(f"the test range {test} starts in the future; choose a range of past alerts.")
+    if test.start >= now or train.end > now:
+        which, r = ("test", test) if test.start >= now else ("training", train)
+        raise BacktestError(f"the {which} range {r} reaches into the future; choose a range of past alerts.")
     if models_dir is not None and Path(models_dir).absolute() == Path(config.models_dir).absolute():
         raise BacktestError(f"--models-dir {models_dir} is the production models directory; a backtest "
                             f"never writes there, choose another directory.")
@@ -471,6 +475,10 @@ def backtest(config: Config, scenarios: Sequence[Scenario], names: Sequence[str]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     test = TimeRange(test.start, end)
+    labelled = bool(phases)
+    # Phases outside the scored range can be neither caught nor missed; with labels and
+    # none inside, the range is known to be quiet and every anomaly is a false alarm.
+    phases = [p for p in phases if p.start < test.end and p.end > test.start]
     step = min(s.bucket_seconds for s in chosen)
     results = {}
     for variant in variants:
@@ -479,11 +487,11 @@ def backtest(config: Config, scenarios: Sequence[Scenario], names: Sequence[str]
             scorer = bundle if variant == CONFIGURED else restrict(bundle, variant)
             found.extend(_score_series(scorer, series[name]))
         alerts = raised_alerts(found, config.run.grace_seconds)
-        v = VariantResult(variant, alerts, evaluate(found, list(phases)) if phases else None)
+        v = VariantResult(variant, alerts, evaluate(found, list(phases)) if labelled else None)
         v.precision, v.recall, v.flagged_buckets, v.labelled_buckets, v.hit_buckets = bucket_precision_recall(
             found, phases, test, step)
         results[variant] = v
-    return BacktestResult(list(names), train, test, list(phases), results, series,
+    return BacktestResult(list(names), train, test, list(phases), results, series, labelled=labelled,
                           train_messages=[line for line in report.lines() if "trained" in line],
                           alerts_read=stats.alerts, skipped_lines=stats.skipped_total)
 
