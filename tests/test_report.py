@@ -158,3 +158,22 @@ def test_the_report_command_refuses_an_installation_without_models(tmp_path, cap
     with pytest.raises(ReportError, match="is not before --to"):
         report_from_installation(load_config(Layout(prefix)), [], None, start="2022-01-25", end="2022-01-24",
                                  out=tmp_path / "r")
+
+
+def test_a_scenario_without_entity_split_is_drawn_as_one_series(tmp_path):
+    need_shared_data()
+    prefix = tmp_path / "prefix"
+    (prefix / "etc" / "anomaly" / "scenarios").mkdir(parents=True)
+    text = (REPO / "wazuh/etc/anomaly/scenarios/alert_volume.yaml").read_text()
+    text = text.replace("entity:\n  field: agent.name\n  top: 50\n", "").replace("name: alert_volume", "name: whole_stream")
+    (prefix / "etc" / "anomaly" / "scenarios" / "whole_stream.yaml").write_text(
+        text.replace("detectors: [mvad, seasonal]", "detectors: [seasonal]"))
+    install_sample_alerts(prefix / "logs" / "alerts")
+    layout = Layout(prefix)
+    scenarios, errors = load_scenarios(layout.scenarios_dir)
+    assert not errors and scenarios[0].entity is None
+    result = backtest(load_config(layout), scenarios, ["whole_stream"], parse_range("2022-01-21..2022-01-24", "--train"),
+                      parse_range("2022-01-24..2022-01-25", "--test"), phases=load_labels(AIT_LABELS))
+    assert result.variants["configured"].alerts, result.table()
+    doc = check_page(report_from_backtest(result, tmp_path / "report"))
+    assert doc.xpath("//img/@src") == ["whole_stream-all.png"]
