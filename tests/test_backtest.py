@@ -10,6 +10,7 @@ seconds, so its backtest runs in the fast suite; MVAD's is marked slow.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -35,6 +36,18 @@ CAUGHT = {"network_scans", "service_scans", "dirb", "wpscan", "webshell", "crack
 # the acceptance test (README "Results on real data").
 DELAYS = {"network_scans": 59, "service_scans": 3, "dirb": 3, "wpscan": 2, "webshell": 2, "cracking": 1,
           "reverse_shell": 3, "privilege_escalation": 2}
+
+
+@pytest.fixture(autouse=True)
+def cli_log_handlers_are_removed_after_each_test():
+    """cli.main adds its console handler on every call; one left behind would write into
+    a later test's closed capture and print a logging traceback there."""
+    logger = logging.getLogger("wazuh_anomaly")
+    before = list(logger.handlers)
+    yield
+    for handler in [h for h in logger.handlers if h not in before]:
+        logger.removeHandler(handler)
+        handler.close()
 
 
 def make_prefix(root: Path) -> Path:
