@@ -274,8 +274,11 @@ def test_the_command_prints_the_table_and_errors_as_one_line(prefix, capsys):
     need_shared_data()
     base = ["--prefix", str(prefix), "backtest", "--scenario", "alert_volume", "--train", TRAIN, "--test", TEST,
             "--detector", "seasonal"]
-    assert cli.main(base + ["--labels", str(AIT_LABELS)]) == 0
-    out = capsys.readouterr().out
+    assert cli.main(base + ["--labels", str(AIT_LABELS), "--report", str(prefix / "report")]) == 0
+    captured = capsys.readouterr()
+    out = captured.out
+    assert f"report: {prefix / 'report' / 'index.html'}" in captured.err
+    assert 'src="alert_volume-intranet_server.png"' in (prefix / "report" / "index.html").read_text()
     assert out.splitlines()[3].split()[:3] == ["phase", "UTC", "seasonal"]
     assert "wpscan" in out and "false alarms outside every phase" in out
     assert cli.main(base + ["--json"]) == 0

@@ -34,7 +34,7 @@ from .findings import Anomaly
 from .models import ModelBundle
 from .paths import Layout
 from .runner import Runner, parse_time
-from .sources import SourceStats
+from .sources import AlertsFileSource, SourceStats
 
 DETECTOR_CHOICES = ("mvad", "seasonal", "both")
 CONFIGURED = "configured"
@@ -155,7 +155,7 @@ def restrict(bundle: ModelBundle, detector: str) -> ModelBundle:
                        {detector: bundle.calibrations[detector]}, bundle.meta, bundle.vocabulary)
 
 
-def score_range(source, bundles: dict[str, ModelBundle], start: float, end: float,
+def score_range(source: AlertsFileSource, bundles: dict[str, ModelBundle], start: float, end: float,
                 *, stats: SourceStats | None = None) -> dict[str, ScenarioSeries]:
     """Read [start, end) once (plus each model's context before it) and keep, per
     scenario, the feature frames, the expected values and every detector's scores."""
