@@ -214,7 +214,7 @@ def entity_figure(series: ScenarioSeries, entity: str | None, rows: Sequence[Ano
     ax.set_yscale("symlog", linthresh=1.0)
     ax.set_ylabel("score / threshold\n(log above 1)")
     step = pd.Timedelta(minutes=s.bucket_minutes)
-    placed: list[tuple[float, int]] = []
+    marks: list[tuple[pd.Timestamp, float, AnomalyRow]] = []
     for row in rows:
         ts = pd.Timestamp(row.start, unit="s", tz="UTC")
         heights = [per_entity[entity].get(ts, np.nan) for d, per_entity in series.scores.items()
@@ -222,18 +222,7 @@ def entity_figure(series: ScenarioSeries, entity: str | None, rows: Sequence[Ano
         y = np.nanmax(heights) if heights and not np.all(np.isnan(heights)) else 1.0
         ax.scatter([ts + step / 2], [y], s=46, color=SEVERITY_COLORS.get(row.severity, "grey"),
                    edgecolor="black", linewidth=0.6, zorder=5)
-        top = row.top[0]["name"] if row.top else ""
-        # Up to four label lines; a label that finds no free line keeps only its number.
-        x = row.start
-        used = {slot for other, slot in placed if abs(other - x) < 0.09 * (series.end - series.start)}
-        free = [slot for slot in range(4) if slot not in used]
-        number = numbers.get(row.id + row.source)
-        text = f"#{number} {top}" if free else f"#{number}"
-        slot = free[0] if free else 4
-        if free:
-            placed.append((x, slot))
-        ax.annotate(text, (ts + step / 2, y), xytext=(6, 8 + 11 * slot), textcoords="offset points", fontsize=7.5,
-                    color="#333333", arrowprops={"arrowstyle": "-", "color": "#999999", "linewidth": 0.5})
+        marks.append((ts, float(y), row))
         for f in row.top[:2]:
             if f["name"] in frame.columns:
                 i = features.index(f["name"]) + 1
@@ -249,7 +238,8 @@ def entity_figure(series: ScenarioSeries, entity: str | None, rows: Sequence[Ano
     _severity_legend(fig, {r.severity for r in rows}, handles)
     top_score = max([float(np.nanmax(p[entity].to_numpy())) for p in series.scores.values()
                      if entity in p and len(p[entity])] + [2.0])
-    ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]), top=top_score * 8)
+    # Room above the highest score for four lines of labels.
+    ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]), top=top_score * (30 if rows else 4))
     for i, name in enumerate(features, 1):
         a = axes[i]
         values = frame[name].to_numpy(dtype=float)
@@ -270,7 +260,32 @@ def entity_figure(series: ScenarioSeries, entity: str | None, rows: Sequence[Ano
     axes[-1].set_xlabel("time (UTC)")
     # Fixed margins in inches: tight_layout costs seconds per figure and gives the same here.
     fig.subplots_adjust(left=0.09, right=0.965, top=1 - 1.05 / height, bottom=1.2 / height, hspace=0.32)
+    _label_anomalies(ax, marks, numbers, step, series.end - series.start)
     fig.savefig(path, format="png")
+
+
+def _label_anomalies(ax, marks: list, numbers: Mapping[str, int], step: pd.Timedelta, span: float) -> None:
+    """Number each anomaly on the score panel with its top feature. Labels of anomalies
+    close in time stack above the highest of them (four lines; then the number only)."""
+    import matplotlib.dates as mdates
+    to_points = 72.0 / ax.figure.dpi
+    near = 0.09 * span
+    placed: list[tuple[float, int]] = []
+    # Highest first, so that its label sits right above it and the others stack higher.
+    for ts, y, row in sorted(marks, key=lambda m: (m[0], -m[1])):
+        x = row.start
+        used = {slot for other, slot in placed if abs(other - x) < near}
+        free = [slot for slot in range(4) if slot not in used]
+        slot = free[0] if free else 4
+        if free:
+            placed.append((x, slot))
+        top = max(h for t, h, _ in marks if abs(t.timestamp() - x) < near)
+        point = (mdates.date2num(ts + step / 2), y)
+        lift = (ax.transData.transform((point[0], top))[1] - ax.transData.transform(point)[1]) * to_points
+        name = row.top[0]["name"] if row.top and free else ""
+        ax.annotate(f"#{numbers.get(row.id + row.source)} {name}".strip(), point, xytext=(6, lift + 8 + 11 * slot),
+                    textcoords="offset points", fontsize=7.5, color="#333333",
+                    arrowprops={"arrowstyle": "-", "color": "#999999", "linewidth": 0.5})
 
 
 def overview_figure(series: ScenarioSeries, rows: Sequence[AnomalyRow], phases: Sequence[Phase], path: Path,
