@@ -248,6 +248,32 @@ def cmd_realtime(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from . import backtest as bt
+    _, config, scenarios, _ = _context(args)
+    phases = bt.load_labels(Path(args.labels)) if args.labels else []
+    result = bt.backtest(config, scenarios, args.scenario or [], bt.parse_range(args.train, "--train"),
+                         bt.parse_range(args.test, "--test"), phases=phases, detector=args.detector,
+                         models_dir=Path(args.models_dir) if args.models_dir else None)
+    if args.report:
+        from .report import report_from_backtest
+        page = report_from_backtest(result, Path(args.report))
+        print(f"report: {page}", file=sys.stderr)
+    print(json.dumps(result.to_json(), indent=1) if args.json else result.table())
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import report_from_installation
+    layout, config, scenarios, _ = _context(args)
+    from .feedback import load_feedback
+    page = report_from_installation(config, scenarios, args.scenario or None, start=args.start, end=args.end,
+                                    labels=Path(args.labels) if args.labels else None, out=Path(args.out),
+                                    false_positives=load_feedback(layout))
+    print(f"report: {page}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wazuh-anomaly",
@@ -303,6 +329,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample-data", help="write the bundled sample alerts (AIT-ADS) into <prefix>/logs/alerts")
     p.add_argument("--shift-to", help="move the sample so that its last day ends at this date (ISO 8601)")
     p.set_defaults(func=cmd_sample_data)
+
+    p = sub.add_parser("backtest", help="train on one range, score a later one: what would have alerted, "
+                                        "per labelled phase caught or missed")
+    p.add_argument("--scenario", action="append", help="scenario to backtest (repeatable; required)")
+    p.add_argument("--train", required=True, metavar="FROM..TO", help="range to learn from (ISO 8601, UTC if no zone)")
+    p.add_argument("--test", required=True, metavar="FROM..TO", help="later range to score")
+    p.add_argument("--labels", metavar="FILE", help="labelled phases: CSV of start,end,label or an AIT-ADS labels JSON")
+    p.add_argument("--detector", choices=("mvad", "seasonal", "both"),
+                   help="score with one detector alone, or both side by side (default: as each scenario combines them)")
+    p.add_argument("--models-dir", metavar="DIR", help="keep the backtest's models here (default: a temporary "
+                                                       "directory; never the production models)")
+    p.add_argument("--report", metavar="DIR", help="also write the HTML report and PNGs into DIR")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_backtest)
+
+    p = sub.add_parser("report", help="write an HTML page with PNGs: features, scores, threshold and anomalies "
+                                      "over time, per scenario")
+    p.add_argument("--scenario", action="append", help="only this scenario (repeatable; default: every enabled one)")
+    p.add_argument("--from", dest="start", help="start (ISO 8601; default: 24 hours before --to)")
+    p.add_argument("--to", dest="end", help="end (ISO 8601; default: now)")
+    p.add_argument("--labels", metavar="FILE", help="labelled phases to shade: CSV of start,end,label or AIT-ADS JSON")
+    p.add_argument("--out", default="wazuh-anomaly-report", metavar="DIR",
+                   help="directory for index.html and the PNGs (default: ./wazuh-anomaly-report)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("ruleset", help="check the shipped rules, or regenerate their test cases")
     rs = p.add_subparsers(dest="ruleset_command", required=True, metavar="ACTION")

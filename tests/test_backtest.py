@@ -1,0 +1,291 @@
+"""Backtest: train on one range, score a later one, and say what would have alerted.
+
+On the shared AIT-ADS data (train 2022-01-21..23, score 2022-01-24, alert_volume +
+rule_diversity) the backtest must reproduce the acceptance result of the core issue
+(tests/test_acceptance_ait.py): every attack phase up to the privilege escalation caught
+within 1-3 minutes of its start (the network scans at their end), 3 false-alarm buckets,
+the service stop and the DNS exfiltration missed. The seasonal detector trains in
+seconds, so its backtest runs in the fast suite; MVAD's is marked slow.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from conftest import AIT_LABELS, REPO, need_shared_data
+from wazuh_anomaly import cli
+from wazuh_anomaly.backtest import (BacktestError, TimeRange, backtest, bucket_precision_recall, load_labels,
+                                    parse_range)
+from wazuh_anomaly.config import load_config, load_scenarios
+from wazuh_anomaly.evaluation import Phase
+from wazuh_anomaly.findings import Anomaly
+from wazuh_anomaly.paths import Layout
+from wazuh_anomaly.sample import SAMPLE_LABELS, install_sample_alerts
+
+SCENARIOS = ["alert_volume", "rule_diversity"]
+TRAIN = "2022-01-21..2022-01-24"
+TEST = "2022-01-24..2022-01-25"
+CAUGHT = {"network_scans", "service_scans", "dirb", "wpscan", "webshell", "cracking", "reverse_shell",
+          "privilege_escalation"}
+# Minutes from each phase start to the end of its first flagged bucket, as measured by
+# the acceptance test (README "Results on real data").
+DELAYS = {"network_scans": 59, "service_scans": 3, "dirb": 3, "wpscan": 2, "webshell": 2, "cracking": 1,
+          "reverse_shell": 3, "privilege_escalation": 2}
+
+
+@pytest.fixture(autouse=True)
+def cli_log_handlers_are_removed_after_each_test():
+    """cli.main adds its console handler on every call; one left behind would write into
+    a later test's closed capture and print a logging traceback there."""
+    logger = logging.getLogger("wazuh_anomaly")
+    before = list(logger.handlers)
+    yield
+    for handler in [h for h in logger.handlers if h not in before]:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def make_prefix(root: Path) -> Path:
+    scenarios = root / "etc" / "anomaly" / "scenarios"
+    scenarios.mkdir(parents=True)
+    for name in SCENARIOS:
+        shutil.copy(REPO / "wazuh/etc/anomaly/scenarios" / f"{name}.yaml", scenarios)
+    install_sample_alerts(root / "logs" / "alerts")
+    return root
+
+
+def run_backtest(prefix: Path, detector: str | None, **kwargs):
+    layout = Layout(prefix)
+    scenarios, errors = load_scenarios(layout.scenarios_dir)
+    assert not errors
+    return backtest(load_config(layout), scenarios, SCENARIOS, parse_range(TRAIN, "--train"),
+                    parse_range(TEST, "--test"), phases=load_labels(AIT_LABELS), detector=detector, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def prefix(tmp_path_factory) -> Path:
+    return make_prefix(tmp_path_factory.mktemp("prefix"))
+
+
+@pytest.fixture(scope="module")
+def seasonal(prefix):
+    need_shared_data()
+    result = run_backtest(prefix, "seasonal")
+    print("\n" + result.table())
+    return result
+
+
+def assert_core_acceptance_result(result, variant: str) -> None:
+    rows = {r["phase"]: r for r in result.phase_rows(variant)}
+    assert {p for p, r in rows.items() if r["caught"]} == CAUGHT, result.table()
+    assert not rows["service_stop"]["caught"] and not rows["dnsteal"]["caught"]
+    assert {p: round(rows[p]["delay_seconds"] / 60) for p in CAUGHT} == DELAYS, result.table()
+    v = result.variants[variant]
+    assert v.evaluation.false_alarm_buckets == 3 and v.evaluation.false_alarms == 4, result.table()
+    assert result.false_alarms_per_day(variant) == pytest.approx(4.0)
+    # 5 flagged 5-minute buckets, 2 of them inside a phase; 33 buckets overlap a phase.
+    assert (v.flagged_buckets, v.hit_buckets, v.labelled_buckets) == (5, 2, 33)
+    assert v.precision == pytest.approx(2 / 5) and v.recall == pytest.approx(2 / 33)
+
+
+# --------------------------------------------------------------------------- real data
+
+def test_seasonal_backtest_reproduces_the_core_acceptance_result(seasonal):
+    assert list(seasonal.variants) == ["seasonal"]
+    assert_core_acceptance_result(seasonal, "seasonal")
+
+
+def test_the_table_lists_every_phase_with_caught_delay_and_rule(seasonal):
+    table = seasonal.table()
+    lines = {line.split()[0]: line for line in table.splitlines() if line.strip()}
+    for phase in CAUGHT:
+        assert lines[phase].split()[2:5] == ["yes", str(DELAYS[phase]), "min"], lines[phase]
+    assert lines["dnsteal"].split()[2:4] == ["no", "-"]
+    assert "false alarms outside every phase: 4 anomalies in 3 buckets, 4.0 per day" in table
+    assert "bucket precision 40% (2 of 5 flagged buckets in a phase), recall 6% (2 of 33" in table
+
+
+def test_every_anomaly_is_shown_with_the_rule_and_level_it_would_raise(seasonal):
+    alerts = seasonal.variants["seasonal"].alerts
+    assert alerts and all(117100 <= a.rule_id <= 117199 and a.level > 0 for a in alerts)
+    flood = [a for a in alerts if a.anomaly.entity_value == "intranet_server"
+             and a.anomaly.scenario == "alert_volume" and a.anomaly.window_start.strftime("%H:%M") == "03:55"]
+    assert len(flood) == 1 and flood[0].anomaly.severity == "critical"
+    assert flood[0].level == max(a.level for a in alerts) >= 12
+    rows = {r["phase"]: r for r in seasonal.phase_rows("seasonal")}
+    assert (rows["wpscan"]["rule_id"], rows["wpscan"]["level"]) == (flood[0].rule_id, flood[0].level)
+
+
+def test_the_json_output_carries_the_same_numbers(seasonal):
+    data = json.loads(json.dumps(seasonal.to_json()))
+    v = data["variants"]["seasonal"]
+    assert v["false_alarm_buckets"] == 3 and v["false_alarms"] == 4 and v["anomalies"] == 10
+    assert {p["phase"] for p in v["phases"] if p["caught"]} == CAUGHT
+    assert data["test"] == {"start": "2022-01-24T00:00:00Z", "end": "2022-01-25T00:00:00Z", "days": 1.0}
+    assert all(a["rule_id"] and a["event"]["anomaly"]["id"] for a in v["alerts"])
+
+
+def test_the_production_models_state_and_anomalies_file_are_never_touched(seasonal, prefix):
+    layout = Layout(prefix)
+    assert not layout.models_dir.exists() and not layout.state_dir.exists()
+    assert not layout.anomalies_file.exists() and not layout.run_lock.exists()
+
+
+def test_a_kept_models_directory_holds_the_trained_models(prefix, tmp_path):
+    need_shared_data()
+    result = run_backtest(prefix, "seasonal", models_dir=tmp_path / "models")
+    for name in SCENARIOS:
+        assert (tmp_path / "models" / name / "current").read_text().strip() == result.series[name].model_version
+
+
+@pytest.mark.slow
+def test_mvad_and_seasonal_side_by_side_both_reproduce_the_core_acceptance_result(prefix):
+    need_shared_data()
+    result = run_backtest(prefix, "both")
+    print("\n" + result.table())
+    assert list(result.variants) == ["seasonal", "mvad"]
+    for variant in result.variants:
+        assert_core_acceptance_result(result, variant)
+    assert "seasonal" in result.table().splitlines()[4] and "mvad" in result.table().splitlines()[4]
+
+
+# --------------------------------------------------------------------------- inputs
+
+def test_a_range_is_from_dot_dot_to_in_utc():
+    r = parse_range("2022-01-21..2022-01-24T12:00", "--train")
+    assert (r.start, r.end) == (datetime(2022, 1, 21, tzinfo=timezone.utc).timestamp(),
+                                datetime(2022, 1, 24, 12, tzinfo=timezone.utc).timestamp())
+    assert r.days == 3.5
+
+
+@pytest.mark.parametrize("text, says", [
+    ("2022-01-21", "is not a range; write FROM..TO"),
+    ("2022-01-24..2022-01-21", "ends before it starts"),
+    ("2022-01-21..tomorrow", "--test: 'tomorrow' is not a date or time"),
+    ("..2022-01-21", "is not a range"),
+])
+def test_a_bad_range_is_one_sentence_naming_the_option(text, says):
+    with pytest.raises(BacktestError, match=says):
+        parse_range(text, "--test")
+
+
+def test_labels_from_a_csv_with_header_and_comments(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("start,end,label\n# the red team's notes\n"
+                    "2024-03-02T10:00:00Z,2024-03-02T10:20:00Z,ssh brute force\n\n"
+                    "2024-03-01T09:00:00Z, 2024-03-01T09:05:00Z ,scan\n")
+    phases = load_labels(path)
+    assert [p.label for p in phases] == ["scan", "ssh brute force"]
+    assert phases[0].end - phases[0].start == 300
+
+
+@pytest.mark.parametrize("line, says", [
+    ("2024-03-01T09:00:00Z,2024-03-01T09:05:00Z", "labels.csv:2: expected start,end,label"),
+    ("2024-03-01T09:00:00Z,soon,scan", "labels.csv:2: .* is not an ISO 8601 time"),
+    ("2024-03-01T09:05:00Z,2024-03-01T09:00:00Z,scan", "labels.csv:2: phase 'scan' ends"),
+])
+def test_a_bad_label_line_names_file_and_line(tmp_path, line, says):
+    path = tmp_path / "labels.csv"
+    path.write_text(f"2024-03-01T08:00:00Z,2024-03-01T08:05:00Z,ok\n{line}\n")
+    with pytest.raises(BacktestError, match=says):
+        load_labels(path)
+
+
+def test_labels_from_the_ait_labels_json_are_its_attack_phases():
+    phases = load_labels(SAMPLE_LABELS)
+    assert [p.label for p in phases][:3] == ["network_scans", "service_scans", "dirb"]
+    assert len(phases) == 10
+
+
+def test_a_json_label_file_without_attack_phases_is_refused(tmp_path):
+    path = tmp_path / "labels.json"
+    path.write_text('{"phases": []}')
+    with pytest.raises(BacktestError, match="needs an 'attack_phases' mapping"):
+        load_labels(path)
+
+
+def _anomaly(start: str, minutes: int = 5) -> Anomaly:
+    t = datetime.fromisoformat(start).replace(tzinfo=timezone.utc)
+    return Anomaly(scenario="s", detector="seasonal", window_start=t, window_end=t + timedelta(minutes=minutes),
+                   bucket_minutes=minutes, score=2.0, threshold=1.0, severity="low", top_features=(),
+                   model_version="v")
+
+
+def test_bucket_precision_and_recall_count_five_minute_buckets():
+    day = TimeRange(datetime(2024, 3, 1, tzinfo=timezone.utc).timestamp(),
+                    datetime(2024, 3, 2, tzinfo=timezone.utc).timestamp())
+    phase = Phase("attack", day.start + 3600 + 60, day.start + 3600 + 20 * 60)   # 01:01-01:20: 4 buckets
+    flagged = [_anomaly("2024-03-01T01:00"), _anomaly("2024-03-01T01:05"), _anomaly("2024-03-01T01:05"),
+               _anomaly("2024-03-01T07:00")]
+    precision, recall, n_flagged, n_labelled, hits = bucket_precision_recall(flagged, [phase], day, 300)
+    assert (n_flagged, n_labelled, hits) == (3, 4, 2)
+    assert precision == pytest.approx(2 / 3) and recall == pytest.approx(2 / 4)
+    assert bucket_precision_recall([], [phase], day, 300)[:2] == (None, 0.0)
+
+
+def _config(prefix: Path):
+    layout = Layout(prefix)
+    scenarios, _ = load_scenarios(layout.scenarios_dir)
+    return load_config(layout), scenarios
+
+
+@pytest.mark.parametrize("names, train, test, kwargs, says", [
+    (["nope"], TRAIN, TEST, {}, "no scenario named 'nope'"),
+    ([], TRAIN, TEST, {}, "name the scenario"),
+    (SCENARIOS, "2022-01-21..2022-01-25", TEST, {}, "overlaps the training range"),
+    (SCENARIOS, TRAIN, "2099-01-01..2099-01-02", {}, "the test range .* reaches into the future"),
+    (SCENARIOS, "2022-01-21..2099-01-01", "2020-01-01..2020-01-02", {}, "the training range .* reaches into the future"),
+    (SCENARIOS, TRAIN, TEST, {"detector": "lstm"}, "--detector 'lstm' is not one of"),
+    (SCENARIOS, "2022-01-23T20:00..2022-01-24", TEST, {"detector": "seasonal"},
+     "needs 48.0 h of alert history to train and has 4.0 h; widen --train"),
+])
+def test_a_backtest_that_cannot_run_says_why_in_one_sentence(prefix, names, train, test, kwargs, says):
+    config, scenarios = _config(prefix)
+    with pytest.raises(BacktestError, match=says):
+        backtest(config, scenarios, names, parse_range(train, "--train"), parse_range(test, "--test"), **kwargs)
+
+
+def test_on_a_labelled_quiet_day_every_anomaly_is_a_false_alarm(prefix):
+    need_shared_data()
+    config, scenarios = _config(prefix)
+    result = backtest(config, scenarios, ["alert_volume"], parse_range("2022-01-21..2022-01-23", "--train"),
+                      parse_range("2022-01-23..2022-01-24", "--test"), phases=load_labels(AIT_LABELS),
+                      detector="seasonal")
+    v = result.variants["seasonal"]
+    assert result.phases == [] and v.evaluation.phases == []
+    assert v.evaluation.false_alarms == len(v.alerts) == len(v.outside_phases(result.phases))
+    assert result.false_alarms_per_day("seasonal") == len(v.alerts)
+    assert "no labelled phase falls in the test range: every anomaly is a false alarm" in result.table()
+
+
+def test_the_production_models_directory_is_refused_as_the_backtest_models_directory(prefix):
+    config, scenarios = _config(prefix)
+    with pytest.raises(BacktestError, match="is the production models directory"):
+        backtest(config, scenarios, SCENARIOS, parse_range(TRAIN, "--train"), parse_range(TEST, "--test"),
+                 models_dir=config.models_dir)
+
+
+def test_the_command_prints_the_table_and_errors_as_one_line(prefix, capsys):
+    need_shared_data()
+    base = ["--prefix", str(prefix), "backtest", "--scenario", "alert_volume", "--train", TRAIN, "--test", TEST,
+            "--detector", "seasonal"]
+    assert cli.main(base + ["--labels", str(AIT_LABELS), "--report", str(prefix / "report")]) == 0
+    captured = capsys.readouterr()
+    out = captured.out
+    assert f"report: {prefix / 'report' / 'index.html'}" in captured.err
+    assert 'src="alert_volume-intranet_server.png"' in (prefix / "report" / "index.html").read_text()
+    assert out.splitlines()[3].split()[:3] == ["phase", "UTC", "seasonal"]
+    assert "wpscan" in out and "false alarms outside every phase" in out
+    assert cli.main(base + ["--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["variants"]["seasonal"]["phases"] == []
+    bad = prefix / "bad.csv"
+    bad.write_text("2022-01-24T03:00Z,2022-01-24T04:00Z,attack\n2022-01-24T05:00Z\n")
+    assert cli.main(base + ["--labels", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"wazuh-anomaly: {bad}:2: expected start,end,label (3 fields, a label that is not empty), "
+                   f"found 1 field(s): '2022-01-24T05:00Z'."]
