@@ -174,6 +174,11 @@ class IndexerSource:
         return {"range": {self.spec.time_field: {"gte": _ms(start), "lt": _ms(end), "format": "epoch_millis"}}}
 
     # ------------------------------------------------------------------ pushdown
+    # Each scenario's pushdown is a plan: a generator that yields (request body, what) and
+    # receives that request's answer. `_run_plans` sends the pending request of every plan
+    # in one `_msearch`, so all scenarios wait on the indexer together (one round trip per
+    # phase: ranking, then cells, then any further composite page) instead of one by one.
+
     def push_down(self, aggregators: list[FeatureAggregator], start: float, end: float):
         """Compute on the indexer every aggregator it can; returns (the rest, (first, last, count))
         where first/last/count describe the alerts of [start, end)."""
@@ -181,7 +186,7 @@ class IndexerSource:
         for agg in aggregators:
             fields.update(scenario_fields(agg.scenario))
         types = self.field_types(fields)
-        rest = []
+        rest, plans = [], []
         for agg in aggregators:
             problems = mapping_problems(agg.scenario, types)
             if problems:
@@ -193,59 +198,115 @@ class IndexerSource:
                 rest.append(agg)
                 continue
             self.last_paths[agg.scenario.name] = "pushdown"
-            self.fill(agg)
-        return rest, self.span(start, end)
+            plans.append(self._fill_plan(agg))
+        span: list = []
+        plans.insert(0, self._span_plan(start, end, span))
+        self._run_plans(plans)
+        return rest, span[0]
 
     def span(self, start: float, end: float) -> tuple[float | None, float | None, int]:
+        span: list = []
+        self._run_plans([self._span_plan(start, end, span)])
+        return span[0]
+
+    def _span_plan(self, start: float, end: float, out: list):
         body = {"size": 0, "track_total_hits": True, "query": self._range(start, end),
                 "aggs": {"first": {"min": {"field": self.spec.time_field}},
                          "last": {"max": {"field": self.spec.time_field}}}}
-        answer = self._search(body, "reading the time span")
+        answer = yield body, "reading the time span"
         first = answer["aggregations"]["first"]["value"]
         last = answer["aggregations"]["last"]["value"]
-        return (None if first is None else first / 1000.0, None if last is None else last / 1000.0,
-                int(answer["hits"]["total"]["value"]))
+        out.append((None if first is None else first / 1000.0, None if last is None else last / 1000.0,
+                    int(answer["hits"]["total"]["value"])))
 
     def fill(self, agg: FeatureAggregator) -> None:
         """Put the indexer's feature values of agg's scenario and range into agg."""
-        s = agg.scenario
-        if s.entity is None:
-            self._fill_histogram(agg)
-        else:
-            self._fill_entities(agg)
+        self._run_plans([self._fill_plan(agg)])
 
-    def _fill_histogram(self, agg: FeatureAggregator) -> None:
+    def _fill_plan(self, agg: FeatureAggregator):
+        if agg.scenario.entity is None:
+            return self._fill_histogram(agg)
+        return self._fill_entities(agg)
+
+    def _run_plans(self, plans: list) -> None:
+        pending = []
+        for plan in plans:
+            try:
+                pending.append((plan, next(plan)))
+            except StopIteration:
+                pass
+        while pending:
+            if len(pending) == 1:
+                (body, what), = [request for _, request in pending]
+                answers = [self._search(body, what)]
+            else:
+                answers = self._msearch([request for _, request in pending])
+            still = []
+            for (plan, _), answer in zip(pending, answers):
+                try:
+                    still.append((plan, plan.send(answer)))
+                except StopIteration:
+                    pass
+            pending = still
+
+    def _msearch(self, requests: list[tuple[dict, str]]) -> list[dict]:
+        """Several searches in one round trip; a failed one fails all, as one clear sentence."""
+        header = {"index": self.spec.index, "ignore_unavailable": True, "allow_no_indices": True,
+                  "request_cache": False}
+        lines = []
+        for body, _ in requests:
+            lines.append(header)
+            lines.append(body)
+
+        def call():
+            from opensearchpy import exceptions as ox
+            answer = self.client.msearch(body=lines)
+            responses = answer["responses"]
+            for response, (_, what) in zip(responses, requests):
+                if "error" in response:
+                    status = int(response.get("status") or 500)
+                    error = response["error"]
+                    kind = error.get("type", "error") if isinstance(error, dict) else str(error)
+                    raise ox.HTTP_EXCEPTIONS.get(status, ox.TransportError)(status, kind, response)
+            return responses
+        return self._call(" and ".join(dict.fromkeys(what for _, what in requests)), call)
+
+    def _fill_histogram(self, agg: FeatureAggregator):
         s, step = agg.scenario, agg.step
         aggs = feature_aggs(s, self.spec.precision_threshold)
         chunk = self._buckets_per_request(s, self.spec.buckets_per_request) * step
         lo = agg.start
         while lo < agg.end:
             hi = min(agg.end, lo + chunk)
+            # min_doc_count 1: an empty bucket would cross the network as a tree of zeros per
+            # feature (most of a quiet scenario's answer); the aggregator's frame has its zeros already
             body = {"size": 0, "query": {"bool": {"filter": [self._range(lo, hi), volume_query(s)]}},
                     "aggs": {"t": {"date_histogram": {
                         "field": self.spec.time_field, "fixed_interval": f"{s.bucket_minutes}m", "time_zone": "UTC",
-                        "min_doc_count": 0, "extended_bounds": {"min": _ms(lo), "max": _ms(hi - step)}},
+                        "min_doc_count": 1},
                         "aggs": aggs}}}
-            answer = self._search(body, f"computing the features of scenario {s.name}")
+            answer = yield body, f"computing the features of scenario {s.name}"
             for bucket in answer["aggregations"]["t"]["buckets"]:
                 index = int((bucket["key"] / 1000.0 - agg.start) // step)
                 if bucket["doc_count"] and 0 <= index < agg.n_buckets:
                     agg.put(None, index, feature_values(s, bucket), bucket["doc_count"])
             lo = hi
 
-    def _composite(self, body_for, what: str) -> Iterator[dict]:
+    def _composite(self, body_for, what: str):
+        """A plan: every bucket of a composite aggregation, page after page (by after_key)."""
+        buckets: list[dict] = []
         after = None
         while True:
             body = body_for(after)
-            answer = self._search(body, what)
+            answer = yield body, what
             result = answer["aggregations"]["c"]
-            yield from result["buckets"]
+            buckets.extend(result["buckets"])
             after = result.get("after_key")
             # a page that is not full is the last one: no request for an empty page
             if len(result["buckets"]) < body["aggs"]["c"]["composite"]["size"] or after is None:
-                return
+                return buckets
 
-    def _fill_entities(self, agg: FeatureAggregator) -> None:
+    def _fill_entities(self, agg: FeatureAggregator):
         s, step = agg.scenario, agg.step
         entity_field = s.entity.field
         base = [self._range(agg.start, agg.end), volume_query(s)]
@@ -256,7 +317,7 @@ class IndexerSource:
                 comp["after"] = after
             return {"size": 0, "query": {"bool": {"filter": base}}, "aggs": {"c": {"composite": comp}}}
         volumes = {}
-        for bucket in self._composite(ranking, f"ranking the entities of scenario {s.name}"):
+        for bucket in (yield from self._composite(ranking, f"ranking the entities of scenario {s.name}")):
             entity = bucket["key"]["e"]
             entity = _entity_text(entity)
             if entity:
@@ -278,7 +339,7 @@ class IndexerSource:
             query = {"bool": {"filter": base + [{"terms": {entity_field: top}}]}}
             return {"size": 0, "query": query, "aggs": {"c": {"composite": comp, "aggs": aggs}}}
         wanted = set(top)
-        for bucket in self._composite(cells, f"computing the features of scenario {s.name}"):
+        for bucket in (yield from self._composite(cells, f"computing the features of scenario {s.name}")):
             entity = _entity_text(bucket["key"]["e"])
             if entity not in wanted:
                 continue
