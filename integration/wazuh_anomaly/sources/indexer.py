@@ -23,8 +23,10 @@ are sized to stay under REQUEST_HEAP_BYTES.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import math
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -42,6 +44,7 @@ MAX_BUCKETS = 60000             # OpenSearch refuses a response with more than 6
 # histogram chunks are sized so one request stays under this.
 REQUEST_HEAP_BYTES = 32 * 1024 * 1024
 PIT_KEEP_ALIVE = "2m"
+HISTOGRAM_CHUNKS_PER_ROUND = 16  # time chunks of one histogram sent in one round trip
 
 
 # --------------------------------------------------------------------------- queries
@@ -174,10 +177,11 @@ class IndexerSource:
         return {"range": {self.spec.time_field: {"gte": _ms(start), "lt": _ms(end), "format": "epoch_millis"}}}
 
     # ------------------------------------------------------------------ pushdown
-    # Each scenario's pushdown is a plan: a generator that yields (request body, what) and
-    # receives that request's answer. `_run_plans` sends the pending request of every plan
-    # in one `_msearch`, so all scenarios wait on the indexer together (one round trip per
-    # phase: ranking, then cells, then any further composite page) instead of one by one.
+    # Each scenario's pushdown is a plan: a generator that yields a list of (request body,
+    # what) and receives their answers. `_run_plans` sends the pending requests of every
+    # plan in one `_msearch`, so all scenarios wait on the indexer together — one round
+    # trip per phase (ranking with the span and the histograms, then the entity cells, then
+    # any further composite page) instead of one request after another.
 
     def push_down(self, aggregators: list[FeatureAggregator], start: float, end: float):
         """Compute on the indexer every aggregator it can; returns (the rest, (first, last, count))
@@ -213,7 +217,7 @@ class IndexerSource:
         body = {"size": 0, "track_total_hits": True, "query": self._range(start, end),
                 "aggs": {"first": {"min": {"field": self.spec.time_field}},
                          "last": {"max": {"field": self.spec.time_field}}}}
-        answer = yield body, "reading the time span"
+        answer, = yield [(body, "reading the time span")]
         first = answer["aggregations"]["first"]["value"]
         last = answer["aggregations"]["last"]["value"]
         out.append((None if first is None else first / 1000.0, None if last is None else last / 1000.0,
@@ -229,6 +233,10 @@ class IndexerSource:
         return self._fill_entities(agg)
 
     def _run_plans(self, plans: list) -> None:
+        with _collector_paused():
+            self._run_plans_now(plans)
+
+    def _run_plans_now(self, plans: list) -> None:
         pending = []
         for plan in plans:
             try:
@@ -236,17 +244,15 @@ class IndexerSource:
             except StopIteration:
                 pass
         while pending:
-            if len(pending) == 1:
-                (body, what), = [request for _, request in pending]
-                answers = [self._search(body, what)]
-            else:
-                answers = self._msearch([request for _, request in pending])
-            still = []
-            for (plan, _), answer in zip(pending, answers):
+            requests = [request for _, batch in pending for request in batch]
+            answers = [self._search(*requests[0])] if len(requests) == 1 else self._msearch(requests)
+            still, at = [], 0
+            for plan, batch in pending:
                 try:
-                    still.append((plan, plan.send(answer)))
+                    still.append((plan, plan.send(answers[at:at + len(batch)])))
                 except StopIteration:
                     pass
+                at += len(batch)
             pending = still
 
     def _msearch(self, requests: list[tuple[dict, str]]) -> list[dict]:
@@ -271,26 +277,36 @@ class IndexerSource:
             return responses
         return self._call(" and ".join(dict.fromkeys(what for _, what in requests)), call)
 
-    def _fill_histogram(self, agg: FeatureAggregator):
-        s, step = agg.scenario, agg.step
-        aggs = feature_aggs(s, self.spec.precision_threshold)
-        chunk = self._buckets_per_request(s, self.spec.buckets_per_request) * step
-        lo = agg.start
+    def _histogram_body(self, s: Scenario, lo: float, hi: float) -> dict:
+        """date_histogram of [lo, hi) with the feature sub-aggregations."""
+        # min_doc_count 1: an empty bucket would cross the network as a tree of zeros per
+        # feature (most of a quiet scenario's answer); the aggregator's frame has its zeros already
+        histogram = {"date_histogram": {"field": self.spec.time_field, "fixed_interval": f"{s.bucket_minutes}m",
+                                        "time_zone": "UTC", "min_doc_count": 1},
+                     "aggs": feature_aggs(s, self.spec.precision_threshold)}
+        return {"size": 0, "query": {"bool": {"filter": [self._range(lo, hi), volume_query(s)]}},
+                "aggs": {"t": histogram}}
+
+    def _chunks(self, agg: FeatureAggregator, buckets: int) -> list[tuple[float, float]]:
+        chunk = max(1, buckets) * agg.step
+        out, lo = [], agg.start
         while lo < agg.end:
-            hi = min(agg.end, lo + chunk)
-            # min_doc_count 1: an empty bucket would cross the network as a tree of zeros per
-            # feature (most of a quiet scenario's answer); the aggregator's frame has its zeros already
-            body = {"size": 0, "query": {"bool": {"filter": [self._range(lo, hi), volume_query(s)]}},
-                    "aggs": {"t": {"date_histogram": {
-                        "field": self.spec.time_field, "fixed_interval": f"{s.bucket_minutes}m", "time_zone": "UTC",
-                        "min_doc_count": 1},
-                        "aggs": aggs}}}
-            answer = yield body, f"computing the features of scenario {s.name}"
-            for bucket in answer["aggregations"]["t"]["buckets"]:
-                index = int((bucket["key"] / 1000.0 - agg.start) // step)
-                if bucket["doc_count"] and 0 <= index < agg.n_buckets:
-                    agg.put(None, index, feature_values(s, bucket), bucket["doc_count"])
-            lo = hi
+            out.append((lo, min(agg.end, lo + chunk)))
+            lo += chunk
+        return out
+
+    def _fill_histogram(self, agg: FeatureAggregator):
+        s = agg.scenario
+        chunks = self._chunks(agg, self._buckets_per_request(s, self.spec.buckets_per_request))
+        # the chunks do not depend on each other: several in one round trip
+        for first in range(0, len(chunks), HISTOGRAM_CHUNKS_PER_ROUND):
+            answers = yield [(self._histogram_body(s, lo, hi), f"computing the features of scenario {s.name}")
+                             for lo, hi in chunks[first:first + HISTOGRAM_CHUNKS_PER_ROUND]]
+            for answer in answers:
+                for bucket in answer["aggregations"]["t"]["buckets"]:
+                    index = int((bucket["key"] / 1000.0 - agg.start) // agg.step)
+                    if bucket["doc_count"] and 0 <= index < agg.n_buckets:
+                        agg.put(None, index, feature_values(s, bucket), bucket["doc_count"])
 
     def _composite(self, body_for, what: str):
         """A plan: every bucket of a composite aggregation, page after page (by after_key)."""
@@ -298,7 +314,7 @@ class IndexerSource:
         after = None
         while True:
             body = body_for(after)
-            answer = yield body, what
+            answer, = yield [(body, what)]
             result = answer["aggregations"]["c"]
             buckets.extend(result["buckets"])
             after = result.get("after_key")
@@ -326,7 +342,6 @@ class IndexerSource:
         if not top:
             return
         aggs = feature_aggs(s, self.spec.precision_threshold)
-
         page = self._buckets_per_request(s, COMPOSITE_PAGE)
 
         def cells(after):
@@ -394,6 +409,20 @@ class IndexerSource:
                 self.client.transport.perform_request("DELETE", "/_search/point_in_time", body={"pit_id": [pit]})
             except Exception as exc:  # the PIT expires by itself after keep_alive
                 log.info("closing the point in time failed (%s); it expires by itself", type(exc).__name__)
+
+
+@contextmanager
+def _collector_paused():
+    """Python's cyclic garbage collector off while the answers are parsed and used: they are
+    trees of small dicts without cycles, and building them in a process with pandas loaded
+    made the collector rescan everything several times (5x the JSON parse itself)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _entity_text(value) -> str:
