@@ -264,18 +264,27 @@ class IndexerSource:
             lines.append(header)
             lines.append(body)
 
+        doing = " and ".join(dict.fromkeys(what for _, what in requests))
+        failed = [doing]
+
         def call():
             from opensearchpy import exceptions as ox
             answer = self.client.msearch(body=lines)
             responses = answer["responses"]
             for response, (_, what) in zip(responses, requests):
                 if "error" in response:
+                    # raised like a failed search, so that 429/503 are retried like one
+                    failed[0] = what
                     status = int(response.get("status") or 500)
                     error = response["error"]
                     kind = error.get("type", "error") if isinstance(error, dict) else str(error)
                     raise ox.HTTP_EXCEPTIONS.get(status, ox.TransportError)(status, kind, response)
             return responses
-        return self._call(" and ".join(dict.fromkeys(what for _, what in requests)), call)
+        try:
+            return retrying(self.spec, call, doing)
+        except IndexerError as exc:
+            # name the search that failed, not every search of the round trip
+            raise SourceUnreadable(str(exc).replace(f"({doing})", f"({failed[0]})", 1)) from None
 
     def _histogram_body(self, s: Scenario, lo: float, hi: float) -> dict:
         """date_histogram of [lo, hi) with the feature sub-aggregations."""
