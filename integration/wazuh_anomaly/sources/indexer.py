@@ -4,12 +4,13 @@ Two paths, one scenario format:
 
 - **Pushdown** (every scenario without `rare` features or Python-regex filters): the
   indexer computes each bucket's features itself. Without an entity split, one
-  `date_histogram` (fixed interval, UTC, `min_doc_count: 0` with `extended_bounds`, so
-  empty buckets are zeros) with one `filter` sub-aggregation per feature and a
-  `cardinality` / `max` / `avg` / `sum` under it. With an entity split, a `composite`
-  aggregation first ranks the entities by how many alerts match any feature (paged by
-  `after_key`), then a second one over (entity, time bucket) computes the features of
-  the busiest `entity.top`. Only numbers cross the network.
+  `date_histogram` (fixed interval, UTC, `min_doc_count: 1`: empty buckets are the
+  zeros the aggregator's frame starts with, not trees of zeros on the wire) with one
+  `filter` sub-aggregation per feature and a `cardinality` / `max` / `avg` / `sum` under
+  it. With an entity split, a `composite` aggregation first ranks the entities by how
+  many alerts match any feature (paged by `after_key`), then a second one over (entity,
+  time bucket) computes the features of the busiest `entity.top`. Only numbers cross the
+  network, and the scenarios' requests of one phase share a round trip (`_msearch`).
 - **Raw documents** (`rare` needs every value in time order; a regex filter is Python's
   `re`, not Lucene's): a point in time (PIT) and `search_after`, sorted by time, pages
   of `indexer.page_size`, only the fields the scenarios read. No 10,000-hit cap.
