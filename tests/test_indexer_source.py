@@ -115,3 +115,17 @@ def test_a_search_the_indexer_refuses_among_several_is_one_clear_error(opensearc
     assert "refused the request (computing the features of scenario x)" in message
     assert "full_log" in message                # the indexer's reason
     assert "\n" not in message
+
+
+def test_more_entities_than_the_top_keeps_only_the_busiest_like_the_alerts_file(opensearch, ait_indexed):
+    # 11 agents, top 3: the first round's cells of every entity are dropped and the top
+    # three's are asked for (the shipped scenarios have fewer entities than their top)
+    from dataclasses import replace
+    shipped = next(s for s in shipped_scenarios() if s.name == "alert_volume")
+    scenario = replace(shipped, entity=replace(shipped.entity, top=3))
+    source = IndexerSource(opensearch.spec(), Path("/nonexistent"))
+    got, rest, _ = indexer_frames(source, scenario)
+    assert rest == []
+    expected = file_frames(scenario, ait_indexed)
+    assert len(expected) == 3
+    assert_same_frames(expected, got)

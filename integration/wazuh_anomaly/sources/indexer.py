@@ -165,10 +165,12 @@ class IndexerSource:
         except IndexerError as exc:
             raise SourceUnreadable(str(exc)) from None
 
-    def _buckets_per_request(self, scenario: Scenario, limit: int) -> int:
+    def _buckets_per_request(self, scenario: Scenario, limit: int, reserved: int = 0) -> int:
+        """Time buckets (or entity x time cells) one request may ask for; `reserved`: buckets
+        the same request spends elsewhere."""
         # each time bucket holds one filter bucket per feature and one metric per non-count feature
         per_bucket = 1 + sum(2 if f.aggregation != "count" else 1 for f in scenario.features)
-        limit = min(limit, MAX_BUCKETS // per_bucket)
+        limit = min(limit, (MAX_BUCKETS - reserved) // per_bucket)
         distinct = sum(1 for f in scenario.features if f.aggregation == "distinct")
         if not distinct:
             return limit
@@ -318,13 +320,15 @@ class IndexerSource:
                     if bucket["doc_count"] and 0 <= index < agg.n_buckets:
                         agg.put(None, index, feature_values(s, bucket), bucket["doc_count"])
 
-    def _composite(self, body_for, what: str):
-        """A plan: every bucket of a composite aggregation, page after page (by after_key)."""
+    def _composite(self, body_for, what: str, first_answer: list | None = None, after: dict | None = None):
+        """A plan: every bucket of a composite aggregation, page after page (by after_key),
+        from `after` if given; the first page's whole answer is appended to first_answer."""
         buckets: list[dict] = []
-        after = None
         while True:
             body = body_for(after)
             answer, = yield [(body, what)]
+            if first_answer is not None and not first_answer:
+                first_answer.append(answer)
             result = answer["aggregations"]["c"]
             buckets.extend(result["buckets"])
             after = result.get("after_key")
@@ -337,13 +341,34 @@ class IndexerSource:
         entity_field = s.entity.field
         base = [self._range(agg.start, agg.end), volume_query(s)]
 
+        aggs = feature_aggs(s, self.spec.precision_threshold)
+
+        def cell_composite(size: int, after) -> dict:
+            comp = {"size": size, "sources": [
+                {"e": {"terms": {"field": entity_field}}},
+                {"t": {"date_histogram": {"field": self.spec.time_field, "fixed_interval": f"{s.bucket_minutes}m",
+                                          "time_zone": "UTC"}}}]}
+            if after:
+                comp["after"] = after
+            return {"composite": comp, "aggs": aggs}
+        # The first ranking page also asks for the first page of cells of every entity: when
+        # there are no more entities than entity.top (a small manager), every entity is
+        # wanted and the cells come in the ranking's round trip (further pages follow it).
+        # Otherwise that page is dropped (at most one page of extra work) and the top
+        # entities' cells are asked for.
+        early_page = self._buckets_per_request(s, COMPOSITE_PAGE, reserved=COMPOSITE_PAGE)
+
         def ranking(after):
             comp = {"size": COMPOSITE_PAGE, "sources": [{"e": {"terms": {"field": entity_field}}}]}
             if after:
                 comp["after"] = after
-            return {"size": 0, "query": {"bool": {"filter": base}}, "aggs": {"c": {"composite": comp}}}
+            body = {"size": 0, "query": {"bool": {"filter": base}}, "aggs": {"c": {"composite": comp}}}
+            if not after:
+                body["aggs"]["x"] = cell_composite(early_page, None)
+            return body
         volumes = {}
-        for bucket in (yield from self._composite(ranking, f"ranking the entities of scenario {s.name}")):
+        first: list[dict] = []
+        for bucket in (yield from self._composite(ranking, f"ranking the entities of scenario {s.name}", first)):
             entity = bucket["key"]["e"]
             entity = _entity_text(entity)
             if entity:
@@ -351,20 +376,23 @@ class IndexerSource:
         top = sorted(volumes, key=lambda e: (-volumes[e], e))[:s.entity.top]
         if not top:
             return
-        aggs = feature_aggs(s, self.spec.precision_threshold)
         page = self._buckets_per_request(s, COMPOSITE_PAGE)
 
         def cells(after):
-            comp = {"size": page, "sources": [
-                {"e": {"terms": {"field": entity_field}}},
-                {"t": {"date_histogram": {"field": self.spec.time_field, "fixed_interval": f"{s.bucket_minutes}m",
-                                          "time_zone": "UTC"}}}]}
-            if after:
-                comp["after"] = after
             query = {"bool": {"filter": base + [{"terms": {entity_field: top}}]}}
-            return {"size": 0, "query": query, "aggs": {"c": {"composite": comp, "aggs": aggs}}}
+            return {"size": 0, "query": query, "aggs": {"c": cell_composite(page, after)}}
         wanted = set(top)
-        for bucket in (yield from self._composite(cells, f"computing the features of scenario {s.name}")):
+        what = f"computing the features of scenario {s.name}"
+        early = first[0]["aggregations"]["x"]
+        if len(volumes) <= s.entity.top:
+            cell_buckets = early["buckets"]
+            if len(cell_buckets) >= early_page and early.get("after_key"):
+                def more(after):
+                    return {"size": 0, "query": {"bool": {"filter": base}}, "aggs": {"c": cell_composite(page, after)}}
+                cell_buckets = cell_buckets + (yield from self._composite(more, what, after=early["after_key"]))
+        else:
+            cell_buckets = yield from self._composite(cells, what)
+        for bucket in cell_buckets:
             entity = _entity_text(bucket["key"]["e"])
             if entity not in wanted:
                 continue
