@@ -42,7 +42,8 @@ log = logging.getLogger("wazuh_anomaly.indexer")
 COMPOSITE_PAGE = 5000
 MAX_BUCKETS = 60000             # OpenSearch refuses a response with more than 65535 buckets
 # Each cardinality bucket costs precision_threshold * 8 bytes of indexer heap: pages and
-# histogram chunks are sized so one request stays under this.
+# histogram chunks are sized so one request stays under this (an _msearch runs a few such
+# requests at once: at most the indexer's search thread pool, 4 on a 2-core node).
 REQUEST_HEAP_BYTES = 32 * 1024 * 1024
 PIT_KEEP_ALIVE = "2m"
 HISTOGRAM_CHUNKS_PER_ROUND = 16  # time chunks of one histogram sent in one round trip
