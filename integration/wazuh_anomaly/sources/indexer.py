@@ -184,8 +184,9 @@ class IndexerSource:
     # Each scenario's pushdown is a plan: a generator that yields a list of (request body,
     # what) and receives their answers. `_run_plans` sends the pending requests of every
     # plan in one `_msearch`, so all scenarios wait on the indexer together — one round
-    # trip per phase (ranking with the span and the histograms, then the entity cells, then
-    # any further composite page) instead of one request after another.
+    # trip per phase (the span, the histograms and every ranking with the first page of
+    # every entity's cells; then the top entities' cells where a scenario has more entities
+    # than its top; then any further composite page) instead of one request after another.
 
     def push_down(self, aggregators: list[FeatureAggregator], start: float, end: float):
         """Compute on the indexer every aggregator it can; returns (the rest, (first, last, count))
