@@ -2,7 +2,7 @@
 
 The AIT alerts (4 days, 45,544 alerts) are indexed into a real OpenSearch 2.19
 (scripts/opensearch.sh, TLS + basic auth) as wazuh-alerts-4.x-YYYY.MM.DD. Then, each in a
-fresh process, one untimed warm-up round of both (`--warmup`), then `--repeats` times, back
+fresh process, two untimed warm-up rounds of both (`--warmup`), then `--repeats` times, back
 to back on the same server:
 
   pushdown  IndexerSource.push_down: every shipped scenario without `rare` features
@@ -108,7 +108,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one repeat (the smoke test)")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds of both paths first (default 1)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed rounds of both paths first (default 2)")
     parser.add_argument("--out", default=str(RESULTS / "indexer.json"))
     parser.add_argument("--worker", choices=("pushdown", "raw"), help=argparse.SUPPRESS)
     args = parser.parse_args()
