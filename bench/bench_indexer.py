@@ -2,7 +2,8 @@
 
 The AIT alerts (4 days, 45,544 alerts) are indexed into a real OpenSearch 2.19
 (scripts/opensearch.sh, TLS + basic auth) as wazuh-alerts-4.x-YYYY.MM.DD. Then, each in a
-fresh process, `--repeats` times, back to back on the same server:
+fresh process, two untimed warm-up rounds of both (`--warmup`), then `--repeats` times, back
+to back on the same server:
 
   pushdown  IndexerSource.push_down: every shipped scenario without `rare` features
             computed by the indexer (date_histogram / composite + sub-aggregations)
@@ -107,6 +108,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one repeat (the smoke test)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed rounds of both paths first (default 2)")
     parser.add_argument("--out", default=str(RESULTS / "indexer.json"))
     parser.add_argument("--worker", choices=("pushdown", "raw"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -126,6 +128,11 @@ def main() -> int:
             # the password goes to the workers through the environment, never argv
             child_env["WAZUH_ANOMALY_INDEXER_PASSWORD"] = Path(env["OPENSEARCH_PASSWORD_FILE"]).read_text()
         runs: dict[str, list[dict]] = {"pushdown": [], "raw": []}
+        # untimed: a server just (re)started runs its first searches before the JIT has
+        # compiled them, several times slower; both paths get the same warm-up
+        for _ in range(0 if args.quick else args.warmup):
+            for path in ("pushdown", "raw"):
+                run_measured([sys.executable, __file__, "--worker", path], env=child_env)
         for _ in range(repeats):
             for path in ("pushdown", "raw"):
                 measured = run_measured([sys.executable, __file__, "--worker", path], env=child_env)
@@ -139,6 +146,7 @@ def main() -> int:
     ratios = [raw["seconds"] / push["seconds"] for push, raw in zip(runs["pushdown"], runs["raw"])]
     results = {
         "benchmark": "indexer", "quick": args.quick, "repeats": repeats,
+        "warmup_rounds": 0 if args.quick else args.warmup,
         "range": {"start": "2022-01-21T00:00:00Z", "end": "2022-01-25T00:00:00Z"},
         "documents": runs["raw"][0]["documents"],
         "scenarios": [s.name for s in scenarios()],

@@ -87,3 +87,45 @@ def test_raw_documents_are_all_read_past_ten_thousand_hits(opensearch, ait_index
     assert len(times) == len(ait_indexed) > 10_000
     assert times == sorted(times)
     assert source.stats.alerts == len(ait_indexed)
+
+
+def test_all_scenarios_pushed_down_together_match_the_alerts_file(opensearch, ait_indexed):
+    # one push_down for every scenario: their requests share each round trip (_msearch),
+    # and a composite that needs a second page (authentication_failures) gets it later
+    scenarios = [s for s in shipped_scenarios() if not s.has_rare_features]
+    source = IndexerSource(opensearch.spec(buckets_per_request=300), Path("/nonexistent"))
+    aggregators = [FeatureAggregator(s, START, END) for s in scenarios]
+    rest, span = source.push_down(aggregators, START, END)
+    assert rest == []
+    assert span[2] == len(ait_indexed)
+    for scenario, agg in zip(scenarios, aggregators):
+        assert_same_frames(file_frames(scenario, ait_indexed), agg.frames())
+        assert source.last_paths[scenario.name] == "pushdown"
+
+
+def test_a_search_the_indexer_refuses_among_several_is_one_clear_error(opensearch, ait_indexed):
+    from wazuh_anomaly.sources.alerts_file import SourceUnreadable
+    source = IndexerSource(opensearch.spec(), Path("/nonexistent"))
+    fine = {"size": 0, "query": {"match_all": {}}}
+    # terms on a text field: the indexer refuses this one search of the round trip
+    refused = {"size": 0, "aggs": {"t": {"terms": {"field": "full_log"}}}}
+    with pytest.raises(SourceUnreadable) as caught:
+        source._msearch([(fine, "counting"), (refused, "computing the features of scenario x")])
+    message = str(caught.value)
+    assert "refused the request (computing the features of scenario x)" in message
+    assert "full_log" in message                # the indexer's reason
+    assert "\n" not in message
+
+
+def test_more_entities_than_the_top_keeps_only_the_busiest_like_the_alerts_file(opensearch, ait_indexed):
+    # 11 agents, top 3: the first round's cells of every entity are dropped and the top
+    # three's are asked for (the shipped scenarios have fewer entities than their top)
+    from dataclasses import replace
+    shipped = next(s for s in shipped_scenarios() if s.name == "alert_volume")
+    scenario = replace(shipped, entity=replace(shipped.entity, top=3))
+    source = IndexerSource(opensearch.spec(), Path("/nonexistent"))
+    got, rest, _ = indexer_frames(source, scenario)
+    assert rest == []
+    expected = file_frames(scenario, ait_indexed)
+    assert len(expected) == 3
+    assert_same_frames(expected, got)

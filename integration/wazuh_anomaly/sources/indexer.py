@@ -4,12 +4,13 @@ Two paths, one scenario format:
 
 - **Pushdown** (every scenario without `rare` features or Python-regex filters): the
   indexer computes each bucket's features itself. Without an entity split, one
-  `date_histogram` (fixed interval, UTC, `min_doc_count: 0` with `extended_bounds`, so
-  empty buckets are zeros) with one `filter` sub-aggregation per feature and a
-  `cardinality` / `max` / `avg` / `sum` under it. With an entity split, a `composite`
-  aggregation first ranks the entities by how many alerts match any feature (paged by
-  `after_key`), then a second one over (entity, time bucket) computes the features of
-  the busiest `entity.top`. Only numbers cross the network.
+  `date_histogram` (fixed interval, UTC, `min_doc_count: 1`: empty buckets are the
+  zeros the aggregator's frame starts with, not trees of zeros on the wire) with one
+  `filter` sub-aggregation per feature and a `cardinality` / `max` / `avg` / `sum` under
+  it. With an entity split, a `composite` aggregation first ranks the entities by how
+  many alerts match any feature (paged by `after_key`), then a second one over (entity,
+  time bucket) computes the features of the busiest `entity.top`. Only numbers cross the
+  network, and the scenarios' requests of one phase share a round trip (`_msearch`).
 - **Raw documents** (`rare` needs every value in time order; a regex filter is Python's
   `re`, not Lucene's): a point in time (PIT) and `search_after`, sorted by time, pages
   of `indexer.page_size`, only the fields the scenarios read. No 10,000-hit cap.
@@ -23,8 +24,10 @@ are sized to stay under REQUEST_HEAP_BYTES.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import math
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -39,9 +42,11 @@ log = logging.getLogger("wazuh_anomaly.indexer")
 COMPOSITE_PAGE = 5000
 MAX_BUCKETS = 60000             # OpenSearch refuses a response with more than 65535 buckets
 # Each cardinality bucket costs precision_threshold * 8 bytes of indexer heap: pages and
-# histogram chunks are sized so one request stays under this.
+# histogram chunks are sized so one request stays under this (an _msearch runs a few such
+# requests at once: at most the indexer's search thread pool, 4 on a 2-core node).
 REQUEST_HEAP_BYTES = 32 * 1024 * 1024
 PIT_KEEP_ALIVE = "2m"
+HISTOGRAM_CHUNKS_PER_ROUND = 16  # time chunks of one histogram sent in one round trip
 
 
 # --------------------------------------------------------------------------- queries
@@ -161,10 +166,12 @@ class IndexerSource:
         except IndexerError as exc:
             raise SourceUnreadable(str(exc)) from None
 
-    def _buckets_per_request(self, scenario: Scenario, limit: int) -> int:
+    def _buckets_per_request(self, scenario: Scenario, limit: int, reserved: int = 0) -> int:
+        """Time buckets (or entity x time cells) one request may ask for; `reserved`: buckets
+        the same request spends elsewhere."""
         # each time bucket holds one filter bucket per feature and one metric per non-count feature
         per_bucket = 1 + sum(2 if f.aggregation != "count" else 1 for f in scenario.features)
-        limit = min(limit, MAX_BUCKETS // per_bucket)
+        limit = min(limit, (MAX_BUCKETS - reserved) // per_bucket)
         distinct = sum(1 for f in scenario.features if f.aggregation == "distinct")
         if not distinct:
             return limit
@@ -174,6 +181,13 @@ class IndexerSource:
         return {"range": {self.spec.time_field: {"gte": _ms(start), "lt": _ms(end), "format": "epoch_millis"}}}
 
     # ------------------------------------------------------------------ pushdown
+    # Each scenario's pushdown is a plan: a generator that yields a list of (request body,
+    # what) and receives their answers. `_run_plans` sends the pending requests of every
+    # plan in one `_msearch`, so all scenarios wait on the indexer together — one round
+    # trip per phase (the span, the histograms and every ranking with the first page of
+    # every entity's cells; then the top entities' cells where a scenario has more entities
+    # than its top; then any further composite page) instead of one request after another.
+
     def push_down(self, aggregators: list[FeatureAggregator], start: float, end: float):
         """Compute on the indexer every aggregator it can; returns (the rest, (first, last, count))
         where first/last/count describe the alerts of [start, end)."""
@@ -181,7 +195,7 @@ class IndexerSource:
         for agg in aggregators:
             fields.update(scenario_fields(agg.scenario))
         types = self.field_types(fields)
-        rest = []
+        rest, plans = [], []
         for agg in aggregators:
             problems = mapping_problems(agg.scenario, types)
             if problems:
@@ -193,70 +207,170 @@ class IndexerSource:
                 rest.append(agg)
                 continue
             self.last_paths[agg.scenario.name] = "pushdown"
-            self.fill(agg)
-        return rest, self.span(start, end)
+            plans.append(self._fill_plan(agg))
+        span: list = []
+        plans.insert(0, self._span_plan(start, end, span))
+        self._run_plans(plans)
+        return rest, span[0]
 
     def span(self, start: float, end: float) -> tuple[float | None, float | None, int]:
+        span: list = []
+        self._run_plans([self._span_plan(start, end, span)])
+        return span[0]
+
+    def _span_plan(self, start: float, end: float, out: list):
         body = {"size": 0, "track_total_hits": True, "query": self._range(start, end),
                 "aggs": {"first": {"min": {"field": self.spec.time_field}},
                          "last": {"max": {"field": self.spec.time_field}}}}
-        answer = self._search(body, "reading the time span")
+        answer, = yield [(body, "reading the time span")]
         first = answer["aggregations"]["first"]["value"]
         last = answer["aggregations"]["last"]["value"]
-        return (None if first is None else first / 1000.0, None if last is None else last / 1000.0,
-                int(answer["hits"]["total"]["value"]))
+        out.append((None if first is None else first / 1000.0, None if last is None else last / 1000.0,
+                    int(answer["hits"]["total"]["value"])))
 
     def fill(self, agg: FeatureAggregator) -> None:
         """Put the indexer's feature values of agg's scenario and range into agg."""
-        s = agg.scenario
-        if s.entity is None:
-            self._fill_histogram(agg)
-        else:
-            self._fill_entities(agg)
+        self._run_plans([self._fill_plan(agg)])
 
-    def _fill_histogram(self, agg: FeatureAggregator) -> None:
-        s, step = agg.scenario, agg.step
-        aggs = feature_aggs(s, self.spec.precision_threshold)
-        chunk = self._buckets_per_request(s, self.spec.buckets_per_request) * step
-        lo = agg.start
+    def _fill_plan(self, agg: FeatureAggregator):
+        if agg.scenario.entity is None:
+            return self._fill_histogram(agg)
+        return self._fill_entities(agg)
+
+    def _run_plans(self, plans: list) -> None:
+        with _collector_paused():
+            self._run_plans_now(plans)
+
+    def _run_plans_now(self, plans: list) -> None:
+        pending = []
+        for plan in plans:
+            try:
+                pending.append((plan, next(plan)))
+            except StopIteration:
+                pass
+        while pending:
+            requests = [request for _, batch in pending for request in batch]
+            answers = [self._search(*requests[0])] if len(requests) == 1 else self._msearch(requests)
+            still, at = [], 0
+            for plan, batch in pending:
+                try:
+                    still.append((plan, plan.send(answers[at:at + len(batch)])))
+                except StopIteration:
+                    pass
+                at += len(batch)
+            pending = still
+
+    def _msearch(self, requests: list[tuple[dict, str]]) -> list[dict]:
+        """Several searches in one round trip; a failed one fails all, as one clear sentence."""
+        header = {"index": self.spec.index, "ignore_unavailable": True, "allow_no_indices": True,
+                  "request_cache": False}
+        lines = []
+        for body, _ in requests:
+            lines.append(header)
+            lines.append(body)
+
+        doing = " and ".join(dict.fromkeys(what for _, what in requests))
+        failed = [doing]
+
+        def call():
+            from opensearchpy import exceptions as ox
+            answer = self.client.msearch(body=lines)
+            responses = answer["responses"]
+            for response, (_, what) in zip(responses, requests):
+                if "error" in response:
+                    # raised like a failed search, so that 429/503 are retried like one
+                    failed[0] = what
+                    status = int(response.get("status") or 500)
+                    error = response["error"]
+                    kind = error.get("type", "error") if isinstance(error, dict) else str(error)
+                    raise ox.HTTP_EXCEPTIONS.get(status, ox.TransportError)(status, kind, response)
+            return responses
+        try:
+            return retrying(self.spec, call, doing)
+        except IndexerError as exc:
+            # name the search that failed, not every search of the round trip
+            raise SourceUnreadable(str(exc).replace(f"({doing})", f"({failed[0]})", 1)) from None
+
+    def _histogram_body(self, s: Scenario, lo: float, hi: float) -> dict:
+        """date_histogram of [lo, hi) with the feature sub-aggregations."""
+        # min_doc_count 1: an empty bucket would cross the network as a tree of zeros per
+        # feature (most of a quiet scenario's answer); the aggregator's frame has its zeros already
+        histogram = {"date_histogram": {"field": self.spec.time_field, "fixed_interval": f"{s.bucket_minutes}m",
+                                        "time_zone": "UTC", "min_doc_count": 1},
+                     "aggs": feature_aggs(s, self.spec.precision_threshold)}
+        return {"size": 0, "query": {"bool": {"filter": [self._range(lo, hi), volume_query(s)]}},
+                "aggs": {"t": histogram}}
+
+    def _chunks(self, agg: FeatureAggregator, buckets: int) -> list[tuple[float, float]]:
+        chunk = max(1, buckets) * agg.step
+        out, lo = [], agg.start
         while lo < agg.end:
-            hi = min(agg.end, lo + chunk)
-            body = {"size": 0, "query": {"bool": {"filter": [self._range(lo, hi), volume_query(s)]}},
-                    "aggs": {"t": {"date_histogram": {
-                        "field": self.spec.time_field, "fixed_interval": f"{s.bucket_minutes}m", "time_zone": "UTC",
-                        "min_doc_count": 0, "extended_bounds": {"min": _ms(lo), "max": _ms(hi - step)}},
-                        "aggs": aggs}}}
-            answer = self._search(body, f"computing the features of scenario {s.name}")
-            for bucket in answer["aggregations"]["t"]["buckets"]:
-                index = int((bucket["key"] / 1000.0 - agg.start) // step)
-                if bucket["doc_count"] and 0 <= index < agg.n_buckets:
-                    agg.put(None, index, feature_values(s, bucket), bucket["doc_count"])
-            lo = hi
+            out.append((lo, min(agg.end, lo + chunk)))
+            lo += chunk
+        return out
 
-    def _composite(self, body_for, what: str) -> Iterator[dict]:
-        after = None
+    def _fill_histogram(self, agg: FeatureAggregator):
+        s = agg.scenario
+        chunks = self._chunks(agg, self._buckets_per_request(s, self.spec.buckets_per_request))
+        # the chunks do not depend on each other: several in one round trip
+        for first in range(0, len(chunks), HISTOGRAM_CHUNKS_PER_ROUND):
+            answers = yield [(self._histogram_body(s, lo, hi), f"computing the features of scenario {s.name}")
+                             for lo, hi in chunks[first:first + HISTOGRAM_CHUNKS_PER_ROUND]]
+            for answer in answers:
+                for bucket in answer["aggregations"]["t"]["buckets"]:
+                    index = int((bucket["key"] / 1000.0 - agg.start) // agg.step)
+                    if bucket["doc_count"] and 0 <= index < agg.n_buckets:
+                        agg.put(None, index, feature_values(s, bucket), bucket["doc_count"])
+
+    def _composite(self, body_for, what: str, first_answer: list | None = None, after: dict | None = None):
+        """A plan: every bucket of a composite aggregation, page after page (by after_key),
+        from `after` if given; the first page's whole answer is appended to first_answer."""
+        buckets: list[dict] = []
         while True:
             body = body_for(after)
-            answer = self._search(body, what)
+            answer, = yield [(body, what)]
+            if first_answer is not None and not first_answer:
+                first_answer.append(answer)
             result = answer["aggregations"]["c"]
-            yield from result["buckets"]
+            buckets.extend(result["buckets"])
             after = result.get("after_key")
             # a page that is not full is the last one: no request for an empty page
             if len(result["buckets"]) < body["aggs"]["c"]["composite"]["size"] or after is None:
-                return
+                return buckets
 
-    def _fill_entities(self, agg: FeatureAggregator) -> None:
+    def _fill_entities(self, agg: FeatureAggregator):
         s, step = agg.scenario, agg.step
         entity_field = s.entity.field
         base = [self._range(agg.start, agg.end), volume_query(s)]
+
+        aggs = feature_aggs(s, self.spec.precision_threshold)
+
+        def cell_composite(size: int, after) -> dict:
+            comp = {"size": size, "sources": [
+                {"e": {"terms": {"field": entity_field}}},
+                {"t": {"date_histogram": {"field": self.spec.time_field, "fixed_interval": f"{s.bucket_minutes}m",
+                                          "time_zone": "UTC"}}}]}
+            if after:
+                comp["after"] = after
+            return {"composite": comp, "aggs": aggs}
+        # The first ranking page also asks for the first page of cells of every entity: when
+        # there are no more entities than entity.top (a small manager), every entity is
+        # wanted and the cells come in the ranking's round trip (further pages follow it).
+        # Otherwise that page is dropped (at most one page of extra work) and the top
+        # entities' cells are asked for.
+        early_page = self._buckets_per_request(s, COMPOSITE_PAGE, reserved=COMPOSITE_PAGE)
 
         def ranking(after):
             comp = {"size": COMPOSITE_PAGE, "sources": [{"e": {"terms": {"field": entity_field}}}]}
             if after:
                 comp["after"] = after
-            return {"size": 0, "query": {"bool": {"filter": base}}, "aggs": {"c": {"composite": comp}}}
+            body = {"size": 0, "query": {"bool": {"filter": base}}, "aggs": {"c": {"composite": comp}}}
+            if not after:
+                body["aggs"]["x"] = cell_composite(early_page, None)
+            return body
         volumes = {}
-        for bucket in self._composite(ranking, f"ranking the entities of scenario {s.name}"):
+        first: list[dict] = []
+        for bucket in (yield from self._composite(ranking, f"ranking the entities of scenario {s.name}", first)):
             entity = bucket["key"]["e"]
             entity = _entity_text(entity)
             if entity:
@@ -264,21 +378,23 @@ class IndexerSource:
         top = sorted(volumes, key=lambda e: (-volumes[e], e))[:s.entity.top]
         if not top:
             return
-        aggs = feature_aggs(s, self.spec.precision_threshold)
-
         page = self._buckets_per_request(s, COMPOSITE_PAGE)
 
         def cells(after):
-            comp = {"size": page, "sources": [
-                {"e": {"terms": {"field": entity_field}}},
-                {"t": {"date_histogram": {"field": self.spec.time_field, "fixed_interval": f"{s.bucket_minutes}m",
-                                          "time_zone": "UTC"}}}]}
-            if after:
-                comp["after"] = after
             query = {"bool": {"filter": base + [{"terms": {entity_field: top}}]}}
-            return {"size": 0, "query": query, "aggs": {"c": {"composite": comp, "aggs": aggs}}}
+            return {"size": 0, "query": query, "aggs": {"c": cell_composite(page, after)}}
         wanted = set(top)
-        for bucket in self._composite(cells, f"computing the features of scenario {s.name}"):
+        what = f"computing the features of scenario {s.name}"
+        early = first[0]["aggregations"]["x"]
+        if len(volumes) <= s.entity.top:
+            cell_buckets = early["buckets"]
+            if len(cell_buckets) >= early_page and early.get("after_key"):
+                def more(after):
+                    return {"size": 0, "query": {"bool": {"filter": base}}, "aggs": {"c": cell_composite(page, after)}}
+                cell_buckets = cell_buckets + (yield from self._composite(more, what, after=early["after_key"]))
+        else:
+            cell_buckets = yield from self._composite(cells, what)
+        for bucket in cell_buckets:
             entity = _entity_text(bucket["key"]["e"])
             if entity not in wanted:
                 continue
@@ -333,6 +449,20 @@ class IndexerSource:
                 self.client.transport.perform_request("DELETE", "/_search/point_in_time", body={"pit_id": [pit]})
             except Exception as exc:  # the PIT expires by itself after keep_alive
                 log.info("closing the point in time failed (%s); it expires by itself", type(exc).__name__)
+
+
+@contextmanager
+def _collector_paused():
+    """Python's cyclic garbage collector off while the answers are parsed and used: they are
+    trees of small dicts without cycles, and building them in a process with pandas loaded
+    made the collector rescan everything several times (5x the JSON parse itself)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _entity_text(value) -> str:
