@@ -13,7 +13,7 @@ Timed, --repeats times, alternating in fresh processes:
             reports, the finding is rendered and appended to anomalies.json (the learned state
             and anomalies.json are reset before each repeat, untimed, so every repeat writes it)
 Ratios are medians of per-repeat ratios against the baseline of the same repeat.
-Target: `known` under 60 ms and at most 3x the bare interpreter.
+Target, for both cases: under 60 ms and at most 3x the bare interpreter.
 
     python bench/bench_integration.py [--repeats 30] [--quick] [--out FILE] [--data DIR]
 """
@@ -117,7 +117,7 @@ def main() -> int:
                         "ratio": ratio["finding"], "lines_written": findings_written[0]},
             "heavy_modules_loaded": heavy,
             "target_ms": TARGET_MS, "target_ratio": TARGET_RATIO,
-            "meets_target": ms(rows["known"]) < TARGET_MS and ratio["known"] <= TARGET_RATIO,
+            "meets_target": all(ms(rows[k]) < TARGET_MS and ratio[k] <= TARGET_RATIO for k in ("known", "finding")),
         }
         path = measure.write_results(Path(args.out), results)
         measure.print_table(f"integration, one alert per new process ({repeats} repeats, medians)",
@@ -125,7 +125,7 @@ def main() -> int:
                             [["python -c pass", ms(rows["baseline"]), 1.0],
                              ["known alert (no finding)", ms(rows["known"]), ratio["known"]],
                              ["new sudo command (finding written)", ms(rows["finding"]), ratio["finding"]]])
-        print(f"target: known < {TARGET_MS:g} ms and <= {TARGET_RATIO:g}x: {'met' if results['meets_target'] else 'NOT met'}; "
+        print(f"target: known and finding < {TARGET_MS:g} ms and <= {TARGET_RATIO:g}x: {'met' if results['meets_target'] else 'NOT met'}; "
               f"heavy modules loaded: {heavy or 'none'}")
         print(f"wrote {path}")
         return 0

@@ -19,6 +19,7 @@ from wazuh_anomaly.emitter import (
     event_for_health,
     render,
 )
+from wazuh_anomaly.eventtext import clip, has_control, stable_id
 from wazuh_anomaly.findings import HEALTH_CHECKS, Anomaly, FeatureContribution, HealthEvent
 
 T0 = datetime(2022, 1, 24, 3, 55, tzinfo=timezone.utc)
@@ -167,6 +168,27 @@ def test_every_line_is_one_small_json_object_even_with_huge_inputs():
         assert "\\u0000" not in line
 
 
+@pytest.mark.parametrize("text", ["plain", "", "a\x00b", "\n\r\t", "x\x1f\x7f\x01y\nz\x00", "\x7f" * 600,
+                                  "é\u2028\u200b\ud800 bad surrogate", "tab\there " * 60, "\x1fend\x1f"])
+def test_clipping_without_re_is_the_regex_substitution(text):
+    # eventtext.clip avoids `re` (the integration's import time): same result as the regex it replaced
+    import re
+
+    expected = re.sub(r"[\x00-\x1f\x7f]+", " ", text.encode("utf-8", "replace").decode("utf-8"))
+    for limit in (5, 128, 480):
+        want = expected if len(expected) <= limit else expected[: limit - 3] + "..."
+        assert clip(text, limit) == want
+    assert has_control(text) == bool(re.search(r"[\x00-\x1f\x7f]", text))
+
+
+def test_sha256_ids_are_hashlibs():
+    import hashlib
+
+    parts = ("rare", "new_user_for_agent", "001\x1fweb", None, 3)
+    text = "\x1f".join("" if p is None else str(p) for p in parts)
+    assert stable_id(*parts) == hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
 # -- the writer -------------------------------------------------------------------
 
 def read_lines(path: Path) -> list[dict]:
@@ -203,8 +225,8 @@ def test_run_after_crash_between_append_and_state_save_emits_no_duplicates(tmp_p
 
     def append_then_die():
         writer = AnomalyWriter(out, state)
-        with writer._locked():
-            writer._append([json.dumps(event_for(a, detected_at=DETECTED)) for a in crashed])
+        writer._lock()  # released when the process dies
+        writer._append([json.dumps(event_for(a, detected_at=DETECTED)) for a in crashed])
         os._exit(1)  # killed before the state save
 
     child = multiprocessing.get_context("fork").Process(target=append_then_die)

@@ -5,9 +5,10 @@ These are plain values; `emitter.py` turns them into schema v1 events (DESIGN.md
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
+
+from .eventtext import iso, stable_id  # noqa: F401 (re-exported)
 
 SEVERITIES = ("low", "medium", "high", "critical")
 
@@ -26,23 +27,6 @@ HEALTH_CHECKS = (
     "shipping_rejected",     # the indexer refused anomalies for good (mapping): kept in spool/rejected (117391)
     "spool_full",            # the shipping spool passed its limit: the oldest were not shipped (117392)
 )
-
-
-def _utc(ts: datetime) -> datetime:
-    if ts.tzinfo is None:
-        raise ValueError("timestamps must be timezone-aware")
-    return ts.astimezone(timezone.utc)
-
-
-def iso(ts: datetime) -> str:
-    """ISO 8601 in UTC with milliseconds, the shape Wazuh uses ('...T03:55:00.000+0000')."""
-    return _utc(ts).strftime("%Y-%m-%dT%H:%M:%S.") + f"{_utc(ts).microsecond // 1000:03d}+0000"
-
-
-def stable_id(*parts: object) -> str:
-    """A deterministic id: the same inputs always give the same 20 hex characters."""
-    text = "\x1f".join("" if p is None else str(p) for p in parts)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
 
 
 @dataclass(frozen=True)
@@ -113,5 +97,5 @@ class HealthEvent:
     @property
     def id(self) -> str:
         # At most one event per check, scenario and hour, however often the wodle runs.
-        hour = _utc(self.at).strftime("%Y-%m-%dT%H")
+        hour = iso(self.at)[:13]  # 2022-01-24T03
         return stable_id("health", self.check, self.scenario, hour)

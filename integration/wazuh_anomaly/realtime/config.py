@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from ..errors import ConfigError
-from . import fastjson
+from .. import fastjson
 
 DETECTOR_TYPES = ("new_value", "value_range", "frequency")
 MODEL_TARGETS = ("fim", "command")

@@ -1,7 +1,7 @@
 """Real-time findings as schema v1 lines of anomalies.json (kinds `rare_value`, `rare_event`).
 
 Same envelope as the wodle's anomalies (`integration: anomaly`, `anomaly.*`, the static
-`srcip`/`dstuser`), written through the same `emitter.AnomalyWriter`, plus what a
+`srcip`/`dstuser`), written through the same `anomalylog.AnomalyLog`, plus what a
 first-seen finding needs: the key it was learned for (`anomaly.entity.*`), the value
 seen (`anomaly.observed.*`), what was expected, and the alert that carried it
 (`anomaly.alert.*`). Rules 117200-117299 match `anomaly.kind` and `anomaly.scenario`
@@ -12,9 +12,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from .. import SCHEMA_VERSION
-from ..emitter import INTEGRATION, MAX_DESCRIPTION, MAX_NAME, MAX_SUMMARY, MAX_VALUE, _clip, _num, _plain, \
-    entity_dstuser, entity_srcip
-from ..findings import iso, stable_id
+from ..eventtext import INTEGRATION, MAX_DESCRIPTION, MAX_NAME, MAX_SUMMARY, MAX_VALUE, clip, entity_dstuser, \
+    entity_srcip, iso, num, plain, stable_id
 
 # Every dotted field a real-time event can carry (the ruleset checker reads it).
 RARE_EVENT_FIELDS: frozenset[str] = frozenset({
@@ -36,7 +35,7 @@ def _utc(t: float) -> datetime:
 
 
 class RareFinding:
-    """One real-time finding, ready for `AnomalyWriter.write` (it renders itself)."""
+    """One real-time finding, ready for `AnomalyLog.write` (it renders itself)."""
 
     __slots__ = ("data", "alert")
 
@@ -75,12 +74,12 @@ class RareFinding:
         if key_field:
             text += f" for {key_field}={d['key'].replace(chr(31), ', ')}"
         if "expected_low" in d:
-            text += f" (learned {_plain(d['expected_low'])}..{_plain(d['expected_high'])})"
+            text += f" (learned {plain(d['expected_low'])}..{plain(d['expected_high'])})"
         elif "known" in d:
             text += f" ({d['known']} known before)"
         elif d["kind"] == "rare_event":
-            text += f" (rarity {_plain(d['score'])} above {_plain(d['threshold'])})"
-        return _clip(text, MAX_SUMMARY)
+            text += f" (rarity {plain(d['score'])} above {plain(d['threshold'])})"
+        return clip(text, MAX_SUMMARY)
 
     def to_event(self, detected_at: datetime) -> dict:
         d = self.data
@@ -91,39 +90,39 @@ class RareFinding:
             "id": self.id,
             "kind": d["kind"],
             "detector": self.detector_label,
-            "scenario": _clip(d["detector"], MAX_NAME),
+            "scenario": clip(d["detector"], MAX_NAME),
             "severity": d["severity"],
-            "score": _num(d.get("score")),
-            "threshold": _num(d.get("threshold")),
+            "score": num(d.get("score")),
+            "threshold": num(d.get("threshold")),
             "window": {"start": iso(start), "end": iso(end)},
             "bucket_minutes": int(round((end - start).total_seconds() / 60)),
         }
         key_field = "+".join(d["key_fields"])
         if key_field:
-            body["entity"] = {"field": _clip(key_field, MAX_NAME), "value": _clip(d["key"].replace("\x1f", ", "), MAX_VALUE)}
+            body["entity"] = {"field": clip(key_field, MAX_NAME), "value": clip(d["key"].replace("\x1f", ", "), MAX_VALUE)}
         else:  # a detector without a key learns over all alerts; rule descriptions still name "the key"
             body["entity"] = {"field": "none", "value": "all alerts"}
         value_field = "+".join(d["value_fields"])
-        body["observed"] = {"field": _clip(value_field, MAX_NAME), "value": _clip(d["value"].replace("\x1f", ", "), MAX_VALUE)}
+        body["observed"] = {"field": clip(value_field, MAX_NAME), "value": clip(d["value"].replace("\x1f", ", "), MAX_VALUE)}
         if "expected_low" in d:
-            body["expected"] = f"{_plain(d['expected_low'])}..{_plain(d['expected_high'])}"
+            body["expected"] = f"{plain(d['expected_low'])}..{plain(d['expected_high'])}"
         body["summary"] = self.summary()
         if d.get("description"):
-            body["description"] = _clip(d["description"], MAX_DESCRIPTION)
+            body["description"] = clip(d["description"], MAX_DESCRIPTION)
         version = d.get("model_version")
         if not version:
             version = f"{d['type']}/learning-since-{iso(_utc(d['since']))}" if d.get("since") is not None else d["type"]
-        body["model_version"] = _clip(version, MAX_NAME)
+        body["model_version"] = clip(version, MAX_NAME)
         alert = self.alert
         rule = alert.get("rule") or {}
         agent = alert.get("agent") or {}
         source = {}
         if alert.get("id") is not None:
-            source["id"] = _clip(alert["id"], MAX_NAME)
+            source["id"] = clip(alert["id"], MAX_NAME)
         if rule.get("id") is not None:
-            source["rule_id"] = _clip(rule["id"], MAX_NAME)
+            source["rule_id"] = clip(rule["id"], MAX_NAME)
         if agent.get("id") is not None or agent.get("name") is not None:
-            source["agent"] = _clip(f"{agent.get('name', '')} ({agent.get('id', '')})", MAX_NAME)
+            source["agent"] = clip(f"{agent.get('name', '')} ({agent.get('id', '')})", MAX_NAME)
         alert_ip = entity_srcip("data.srcip", str((alert.get("data") or {}).get("srcip") or ""))
         if alert_ip:
             source["srcip"] = alert_ip

@@ -17,7 +17,7 @@ import sys
 import time
 
 from ..errors import WazuhAnomalyError
-from . import fastjson
+from .. import fastjson
 
 NAME = "custom-anomaly"
 
@@ -100,10 +100,10 @@ def handle(paths: Paths, alert: dict, *, only: list[str] | None = None, debug: b
         if findings:
             from datetime import datetime, timezone
 
-            from ..emitter import AnomalyWriter  # only imported when there is something to write
+            from ..anomalylog import AnomalyLog  # only imported when there is something to write
             # Written before the state is saved: a crash in between repeats the finding,
             # which the writer's id store drops, instead of losing it.
-            written = AnomalyWriter(paths.anomalies, paths.base).write(findings, datetime.now(timezone.utc)).written
+            written = AnomalyLog(paths.anomalies, paths.base).write(findings, datetime.now(timezone.utc)).written
     for problem in engine.problems:
         _log(paths, problem)
     if debug:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 
-from . import fastjson
+from .. import fastjson
 
 FILE_MODE = 0o660
 DIR_MODE = 0o2770

@@ -2,8 +2,9 @@
 `json.encoder` import `re` and compile regexes, which is about half of what the
 integration costs on top of a bare interpreter start. This uses `_json`, the C
 accelerator the `json` module itself uses, with the same settings as `json.loads` and
-`json.dumps(..., separators=(",", ":"), ensure_ascii=False)`; without it (another
-Python implementation) it is simply `json`. Tests check both agree on real alerts.
+`json.dumps(..., separators=(",", ":"), ensure_ascii=False)` (`dumps_strict`: and
+`allow_nan=False`, the anomalies.json lines); without it (another Python
+implementation) it is simply `json`. Tests check both agree on real alerts.
 """
 from __future__ import annotations
 
@@ -33,7 +34,9 @@ def _refuse(obj):
 
 if _json is not None:
     _scan = _json.make_scanner(_DecoderSettings())
+    # make_encoder(markers, default, encoder, indent, key_sep, item_sep, sort_keys, skipkeys, allow_nan)
     _encode = _json.make_encoder(None, _refuse, _json.encode_basestring, None, ":", ",", False, False, True)
+    _encode_strict = _json.make_encoder(None, _refuse, _json.encode_basestring, None, ":", ",", False, False, False)
 
     def loads(text: str | bytes):
         if isinstance(text, (bytes, bytearray)):
@@ -49,6 +52,10 @@ if _json is not None:
 
     def dumps(value) -> str:
         return "".join(_encode(value, 0))
+
+    def dumps_strict(value) -> str:
+        """dumps, refusing NaN and infinities (ValueError) as JSON itself does."""
+        return "".join(_encode_strict(value, 0))
 else:  # pragma: no cover
     import json as _std
 
@@ -57,6 +64,9 @@ else:  # pragma: no cover
 
     def dumps(value) -> str:
         return _std.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    def dumps_strict(value) -> str:
+        return _std.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def load_file(path: str):

@@ -1,4 +1,4 @@
-"""realtime/fastjson reads and writes exactly what json does, without importing it."""
+"""fastjson reads and writes exactly what json does, without importing it."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import SHARED_DATA
-from wazuh_anomaly.realtime import fastjson
+from wazuh_anomaly import fastjson
 
 
 def test_real_alerts_read_and_write_exactly_as_with_json():
@@ -21,6 +21,7 @@ def test_real_alerts_read_and_write_exactly_as_with_json():
             assert fastjson.loads(line) == expected
             assert fastjson.loads(line.encode()) == expected
             assert fastjson.dumps(expected) == json.dumps(expected, separators=(",", ":"), ensure_ascii=False)
+            assert fastjson.dumps_strict(expected) == fastjson.dumps(expected)
             count += 1
     assert count == 697
 
@@ -37,3 +38,13 @@ def test_values_json_cannot_write_are_refused():
     with pytest.raises(TypeError, match="not JSON serializable"):
         fastjson.dumps({"a": object()})
     assert fastjson.dumps({"s": "é\n\"", "n": [1, 2.5, None, True]}) == '{"s":"é\\n\\"","n":[1,2.5,null,true]}'
+
+
+def test_the_strict_writer_refuses_what_json_refuses_without_allow_nan():
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(ValueError):
+            json.dumps({"x": bad}, allow_nan=False)
+        with pytest.raises(ValueError):
+            fastjson.dumps_strict({"x": bad})
+    value = {"s": "é\u2028\x00", "n": [1, -0.0, 1e-7, 123456789012345678901234567890, None, False]}
+    assert fastjson.dumps_strict(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
