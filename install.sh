@@ -30,6 +30,7 @@ allow_worker=0
 interval=5m
 realtime=0
 active_response=0
+indexer=0
 ar_timeout=3600
 
 usage() {
@@ -49,6 +50,8 @@ Options:
   --cuda              torch from the default index with CUDA (large download)
   --find-links DIR    offline: install everything from this folder of wheels
   --allow-worker      schedule the scoring wodle even on a cluster worker
+  --indexer           also install opensearch-py, for the Wazuh indexer as source or
+                      shipping destination (see README "The Wazuh indexer")
   --realtime          also install the real-time integration (integrations/custom-anomaly)
                       and its <integration> block (opt-in; see README "Real-time path")
   --active-response   also install active-response/bin/anomaly-response and the blocks
@@ -95,6 +98,7 @@ while [ $# -gt 0 ]; do
         --find-links=*) find_links=${1#*=} ;;
         --cuda) cuda=1 ;;
         --allow-worker) allow_worker=1 ;;
+        --indexer) indexer=1 ;;
         --realtime) realtime=1 ;;
         --active-response) active_response=1 ;;
         --ar-timeout) need_value "$1" $#; ar_timeout=$2; shift ;;
@@ -658,9 +662,13 @@ EOF
     # needless when "pip check" finds every requirement already satisfied.
     pip install --no-deps ${nbi[@]+"${nbi[@]}"} ${idx[@]+"${idx[@]}"} "$src" ||
         die "installing wazuh-anomaly into $venv failed (see pip's output above)."
-    if ! "$vpy" -m pip --disable-pip-version-check check >/dev/null 2>&1; then
+    # --indexer: the "indexer" extra (opensearch-py), which "pip check" does not ask for.
+    local target=$src
+    [ "$indexer" = 0 ] || target="$src[indexer]"
+    if ! "$vpy" -m pip --disable-pip-version-check check >/dev/null 2>&1 ||
+        { [ "$indexer" = 1 ] && ! "$vpy" -c 'import opensearchpy' >/dev/null 2>&1; }; then
         say "installing the dependencies of wazuh-anomaly"
-        pip install ${nbi[@]+"${nbi[@]}"} ${idx[@]+"${idx[@]}"} "$src" ||
+        pip install ${nbi[@]+"${nbi[@]}"} ${idx[@]+"${idx[@]}"} "$target" ||
             die "installing the dependencies of wazuh-anomaly into $venv failed (see pip's output above)."
     fi
     [ -x "$venv/bin/wazuh-anomaly" ] || die "pip did not create $venv/bin/wazuh-anomaly; check that $REPO is the wazuh-anomaly source tree."

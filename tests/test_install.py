@@ -485,6 +485,47 @@ def test_real_analysisd_accepts_the_installed_rules_and_block(scratch_venv):
         shutil.rmtree(root)
 
 
+@pip
+@needs_torch
+def test_indexer_option_installs_opensearch_py_when_the_virtualenv_lacks_it(prefix, tmp_path):
+    # The runner's site-packages without opensearch-py: everything else is there, so pip
+    # fetches only opensearch-py (pinned to the runner's version; one small wheel from PyPI).
+    import importlib.metadata as metadata
+
+    version = metadata.version("opensearch-py")
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    for runner_site in (Path(p) for p in site.getsitepackages() if Path(p).is_dir()):
+        for entry in runner_site.iterdir():
+            if entry.name.lower().startswith(("opensearchpy", "opensearch_py")) or (sites / entry.name).exists():
+                continue
+            (sites / entry.name).symlink_to(entry)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin/python"), "-m", "pip", "uninstall", "-q", "-y", "setuptools"], capture_output=True)
+    purelib = subprocess.run([str(venv / "bin/python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    Path(purelib, "wazuh_anomaly_test_runner.pth").write_text(f"{sites}\n")
+    has_client = [str(venv / "bin/python"), "-c", "import opensearchpy"]
+    assert subprocess.run(has_client, capture_output=True).returncode != 0
+
+    run("--prefix", str(prefix), "--venv", str(venv), "--no-restart")
+    assert subprocess.run(has_client, capture_output=True).returncode != 0   # not without --indexer
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text(f"opensearch-py=={version}\n")
+    proc = run("--prefix", str(prefix), "--venv", str(venv), "--no-restart", "--indexer",
+               env={"PIP_CONSTRAINT": str(constraints)})
+    assert "installing the dependencies of wazuh-anomaly" in proc.stdout
+    assert subprocess.run(has_client, capture_output=True).returncode == 0
+    # the client is there: `check` gets as far as the connection (nothing listens on port 9)
+    (prefix / "etc/anomaly/config.yaml").write_text(
+        "source:\n  type: indexer\nindexer:\n  hosts: [\"https://127.0.0.1:9\"]\n  retries: 0\n"
+        "  timeout_seconds: 2\n  keystore: false\n  verify: false\n")
+    check = subprocess.run([str(prefix / "wodles/anomaly/wazuh-anomaly"), "check"], capture_output=True, text=True,
+                           timeout=300)
+    assert "FAIL reachable: The indexer https://127.0.0.1:9 is unreachable" in check.stdout, check.stdout + check.stderr
+
+
 # ---------------------------------------------------------------- plans and refusals (no pip)
 
 @needs_torch
@@ -616,7 +657,8 @@ def test_rejects_an_interval_wazuh_does_not_understand(prefix):
 def test_help_lists_every_option():
     proc = run("--help")
     for option in ("--prefix", "--venv", "--python", "--dry-run", "--uninstall", "--keep-data", "--no-restart",
-                   "--yes", "--cuda", "--torch-index", "--find-links", "--allow-worker", "--interval"):
+                   "--yes", "--cuda", "--torch-index", "--find-links", "--allow-worker", "--interval", "--indexer",
+                   "--realtime", "--active-response", "--ar-timeout"):
         assert option in proc.stdout
 
 

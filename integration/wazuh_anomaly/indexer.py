@@ -91,7 +91,8 @@ def make_client(spec: IndexerSpec, prefix: Path, *, credentials: Credentials | N
         from opensearchpy import OpenSearch
     except ImportError:
         raise IndexerError("The indexer needs the opensearch-py package, which is not installed in wazuh-anomaly's "
-                           "virtualenv; install it there with: pip install 'opensearch-py>=2.4'.") from None
+                           "virtualenv; re-run install.sh with --indexer (or pip install 'opensearch-py>=2.4' "
+                           "in that virtualenv).") from None
     if credentials is True:
         credentials = resolve_credentials(spec, prefix)
     https = any(h.startswith("https://") for h in spec.hosts)
