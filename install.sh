@@ -664,7 +664,7 @@ EOF
         die "installing wazuh-anomaly into $venv failed (see pip's output above)."
     # --indexer: the "indexer" extra (opensearch-py), which "pip check" does not ask for.
     local target=$src
-    [ "$indexer" = 0 ] || target="$src[indexer]"
+    [ "$indexer" = 0 ] || target="${src}[indexer]"
     if ! "$vpy" -m pip --disable-pip-version-check check >/dev/null 2>&1 ||
         { [ "$indexer" = 1 ] && ! "$vpy" -c 'import opensearchpy' >/dev/null 2>&1; }; then
         say "installing the dependencies of wazuh-anomaly"

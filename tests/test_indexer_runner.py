@@ -88,3 +88,24 @@ def test_indexer_source_finds_the_same_anomalies_and_ships_each_once(opensearch,
     client.indices.refresh(index=stream)
     shipped = client.search(index=stream, body={"size": 1000, "_source": ["anomaly.id"]})["hits"]["hits"]
     assert sorted(h["_id"] for h in shipped) == sorted(e["anomaly"]["id"] for e in by_indexer)
+
+
+def test_no_alerts_for_hours_is_a_health_event_that_names_the_indexer(opensearch, ait_indexed, tmp_path):
+    prefix = sandbox(tmp_path, "quiet", textwrap.dedent(f"""\
+        source: {{type: indexer}}
+        indexer:
+          hosts: ["{opensearch.url}"]
+          ca: {opensearch.ca}
+          username: {opensearch.user}
+          password: "{opensearch.password}"
+          keystore: false
+        """))
+    layout = Layout(prefix)
+    scenarios, _ = load_scenarios(layout.scenarios_dir)
+    first = parse_time("2022-02-10T00:03:00Z")     # weeks after the last AIT alert
+    for now in (first, first + 7 * 3600):            # no_data_hours is 6
+        report = Runner(load_config(layout), scenarios, now=now).run()
+    messages = [h.message for h in report.health if h.check == "no_data"]
+    assert len(messages) == 1, [(h.check, h.message) for h in report.health]
+    assert messages[0].startswith("no alert in the indexer's wazuh-alerts-* for 7")
+    assert "alerts.json" not in messages[0]

@@ -395,3 +395,15 @@ def test_train_without_any_scenario_file_trains_nothing_and_does_not_fail(tmp_pa
     assert main(["--prefix", str(tmp_path), "train"]) == 0
     assert not (tmp_path / "var" / "anomaly" / "models").exists() or \
         not any((tmp_path / "var" / "anomaly" / "models").iterdir())
+
+
+def test_alerts_that_stop_for_longer_than_no_data_hours_raise_no_data_once(prefix):
+    write_alerts(prefix, normal_alerts(1.0))
+    runner(prefix, START + timedelta(hours=23, minutes=3)).run()      # alerts still arriving
+    quiet = START + timedelta(days=1, hours=7, minutes=3)            # the last alert was 7 hours ago
+    runner(prefix, quiet).run()
+    runner(prefix, quiet + timedelta(minutes=5)).run()              # same hour: not repeated
+    events = [e["anomaly"] for e in lines(prefix) if e["anomaly"].get("health") == "no_data"]
+    assert len(events) == 1
+    assert events[0]["message"].startswith(f"no alert in {prefix / 'logs' / 'alerts'} for 7")
+    assert "<jsonout_output>yes</jsonout_output>" in events[0]["message"]

@@ -521,10 +521,14 @@ class Runner:
         silent = self.now - reference
         if silent > self.config.run.no_data_hours * 3600:
             since = "since " + _fmt(reference) if run_state.get("last_alert") else "since the first run"
-            self._health(report, "no_data",
-                         f"no alert in {self.config.alerts_dir} for {_hours(silent)} ({since}); check that "
-                         f"wazuh-analysisd writes alerts.json (<jsonout_output>yes</jsonout_output>).",
-                         severity="medium")
+            if self.config.source_type == "indexer":
+                spec = self.config.indexer
+                message = (f"no alert in the indexer's {spec.index} for {_hours(silent)} ({since}); check that "
+                           f"Filebeat ships the manager's alerts there and that {spec.time_field} is their time field.")
+            else:
+                message = (f"no alert in {self.config.alerts_dir} for {_hours(silent)} ({since}); check that "
+                           f"wazuh-analysisd writes alerts.json (<jsonout_output>yes</jsonout_output>).")
+            self._health(report, "no_data", message, severity="medium")
 
     # ------------------------------------------------------------------ backfill
     def detect(self, start: float, end: float, names: list[str] | None = None, *, write: bool = True) -> RunReport:
