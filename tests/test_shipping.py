@@ -80,6 +80,24 @@ def test_anomalies_go_to_a_data_stream_and_a_replay_never_duplicates(opensearch,
     assert "no index-management plugin" in caplog.text
 
 
+def test_a_replay_after_the_stream_rolled_over_is_not_written_twice(opensearch, tmp_path):
+    # A crash after _bulk succeeded but before the spool file was removed, then a rollover
+    # (ISM's, by age): the replay goes to a new write index, where a 409 cannot catch it.
+    prefix = fresh_prefix(tmp_path)
+    config = config_for(tmp_path, opensearch, prefix=prefix)
+    first = Shipper(config, [scenario()]).ship(anomalies(12))
+    assert (first.delivered, first.already) == (12, 0)
+    stream = stream_name(prefix, "ship_test")
+    client = opensearch.client()
+    client.indices.rollover(alias=stream)
+    assert len(client.indices.get_data_stream(name=stream)["data_streams"][0]["indices"]) == 2
+    client.indices.refresh(index=stream)
+    again = Shipper(config, [scenario()]).ship(anomalies(15))      # the 12 again, and 3 new
+    assert (again.delivered, again.already, again.pending) == (3, 12, 0)
+    ids = stream_docs(opensearch, stream)
+    assert len(ids) == len(set(ids)) == 15
+
+
 def test_only_the_configured_scenarios_are_shipped(opensearch, tmp_path):
     config = config_for(tmp_path, opensearch, prefix=fresh_prefix(tmp_path), scenarios=("other",))
     result = Shipper(config, [scenario()]).ship(anomalies(5))

@@ -7,7 +7,10 @@ dashboards and long-term search. Delivery is exactly once:
   temporary name, fsynced, renamed), so a crash or a down indexer loses nothing;
 - spool files are delivered oldest first with `_bulk`, `op_type: create` (data streams
   accept nothing else) and the anomaly's deterministic id as `_id`: a replay of a batch
-  the indexer already has answers 409 for each document, which counts as delivered;
+  the indexer already has answers 409 for each document, which counts as delivered.
+  A 409 only covers the stream's current write index, so each batch first asks the
+  whole stream (every backing index) which of its ids it holds: a replay after a
+  rollover is not written twice either;
 - a file is removed (or rewritten with what is left) only after the indexer answered;
 - documents the indexer refuses for good (a mapping conflict) move to spool/rejected/
   and raise a health event; a down indexer raises one and the next run retries;
@@ -312,6 +315,16 @@ class Shipper:
         rejected: list = []
         for i in range(0, len(items), self.spec.batch_size):
             batch = items[i:i + self.spec.batch_size]
+            try:
+                held = self._held(batch)
+            except IndexerError as exc:
+                if i == 0:
+                    raise
+                return left + items[i:], rejected, exc
+            result.already += sum(1 for stream, doc_id, _ in batch if (stream, doc_id) in held)
+            batch = [item for item in batch if (item[0], item[1]) not in held]
+            if not batch:
+                continue
             body = []
             for stream, doc_id, doc in batch:
                 body.append({"create": {"_index": stream, "_id": doc_id}})
@@ -338,6 +351,19 @@ class Shipper:
                     else:
                         left.append((stream, doc_id, doc))
         return left, rejected, None
+
+    def _held(self, batch) -> set[tuple[str, str]]:
+        """The (stream, id) pairs of `batch` the indexer already holds, in any backing index."""
+        by_stream: dict[str, list[str]] = {}
+        for stream, doc_id, _ in batch:
+            by_stream.setdefault(stream, []).append(doc_id)
+        held: set[tuple[str, str]] = set()
+        for stream, ids in by_stream.items():
+            body = {"size": len(ids), "_source": False, "query": {"ids": {"values": ids}}}
+            answer = retrying(self.config.indexer, lambda: self.client.search(
+                index=stream, body=body, ignore_unavailable=True, allow_no_indices=True), "looking up shipped anomalies")
+            held.update((stream, hit["_id"]) for hit in answer["hits"]["hits"])
+        return held
 
     # ------------------------------------------------------------------ setup
     def has_ism(self) -> bool:
