@@ -94,6 +94,36 @@ def test_flows_source_yields_events_in_range_skips_bad_lines_and_resumes(tmp_pat
     assert later and again.lines < stats.lines
 
 
+def test_logrotated_copies_compressed_or_not_are_read_oldest_first(tmp_path):
+    import gzip
+
+    path = tmp_path / "netflow.json"
+    flows = sorted(office_flows(4), key=lambda r: r["timestamp_start"])
+    quarter = len(flows) // 4
+    parts = [flows[:quarter], flows[quarter:2 * quarter], flows[2 * quarter:3 * quarter], flows[3 * quarter:]]
+    # what logrotate with compress + delaycompress leaves: .3.gz and .2.gz, then .1, then the live file
+    for part, name in zip(parts, ("netflow.json.3", "netflow.json.2", "netflow.json.1", "netflow.json")):
+        write_flows(tmp_path / name, part)
+    for name in ("netflow.json.3", "netflow.json.2"):
+        plain = tmp_path / name
+        (tmp_path / f"{name}.gz").write_bytes(gzip.compress(plain.read_bytes()))
+        plain.unlink()
+    # an older copy whose compression was cut short (a full disk): read up to the break
+    write_flows(tmp_path / "old", [raw(START - timedelta(days=1, seconds=i), "10.0.1.2", "198.51.100.1", 443, 900)
+                                   for i in range(2000)])
+    archive = gzip.compress((tmp_path / "old").read_bytes())
+    (tmp_path / "netflow.json.4.gz").write_bytes(archive[: len(archive) // 2])
+    source = FlowsFileSource(path)
+    assert [p.name for p in source.files()] == ["netflow.json.4.gz", "netflow.json.3.gz", "netflow.json.2.gz",
+                                                "netflow.json.1", "netflow.json"]
+    stats = SourceStats()
+    start, end = START.timestamp(), (START + timedelta(hours=4)).timestamp()
+    times = [ts for ts, _ in source.read(start, end, stats=stats, slack_seconds=0)]
+    assert len(times) == len(flows) and times == sorted(times)
+    assert stats.skipped == {"damaged_archive": 1}
+    assert "netflow.json.4.gz: not a complete gzip file" in stats.examples["damaged_archive"]
+
+
 def test_flow_scenario_waits_silently_while_no_flow_file_exists(tmp_path):
     prefix = prefix_with(tmp_path, SHIPPED.read_text())
     report = runner(prefix, START + timedelta(days=3)).run()

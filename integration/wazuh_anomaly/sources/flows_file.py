@@ -2,16 +2,18 @@
 logs/anomaly/netflow.json) as a source for learned flow baselines: `(ts, event)` pairs,
 ts from `event.start`, streaming, for scenarios with `source: flows`.
 
-Reads the file and its rotated copies (`netflow.json.1`, `netflow.json-20260301` …;
-compressed ones are not read). A file last written before the range starts is skipped
-without opening it. The live file is resumed from a cursor (its identity, first bytes
+Reads the file and its rotated copies (`netflow.json.1`, `netflow.json.2.gz`,
+`netflow.json-20260301[.gz]` …: logrotate's names, gzip-compressed or not). A rotated
+file last written before the range starts is skipped without reading it. The live file is resumed from a cursor (its identity, first bytes
 and the offset of the first line at or after the previous range's end less the slack),
 kept in `cursor_file`, so a scoring run does not re-read the day.
 """
 from __future__ import annotations
 
+import gzip
 import os
 import re
+import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -21,7 +23,7 @@ from ..netflow.normalize import BadRecord, _Clock
 from ..netflow.stream import atomic_write_json, read_json
 from .alerts_file import ReadCursor, SourceStats, SourceUnreadable, _head_fingerprint
 
-_ROTATED = re.compile(r"^\.(\d+)$|^-\d{8,}$")
+_ROTATED = re.compile(r"^(?:\.(\d+)|-(\d{8,}))(\.gz)?$")
 
 
 class FlowsFileSource:
@@ -48,10 +50,11 @@ class FlowsFileSource:
             raise SourceUnreadable(f"{directory}: cannot be read ({exc.strerror}); run as root.") from None
         rotated = []
         for other in names:
-            if other.startswith(name) and _ROTATED.match(other[len(name):]):
-                suffix = other[len(name):]
+            match = _ROTATED.match(other[len(name):]) if other.startswith(name) else None
+            if match:
+                number, date, _ = match.groups()
                 # numbered copies: higher is older; dated copies: earlier date is older
-                key = (0, -int(suffix[1:])) if suffix[0] == "." else (1, int(suffix[1:]))
+                key = (0, -int(number)) if number is not None else (1, int(date))
                 rotated.append((key, directory / other))
         ordered = [p for _, p in sorted(rotated)]
         if self.path.is_file():
@@ -77,10 +80,14 @@ class FlowsFileSource:
                 st = os.fstat(fd)
                 if st.st_mtime < start - slack_seconds and not live:
                     continue
+                stats.files += 1
+                if path.name.endswith(".gz") and not live:
+                    yield from self._gzip_lines(fd, path, start, end, mark_from, stats)
+                    continue
                 key = f"{st.st_dev}:{st.st_ino}"
                 offset = cursor.offset_for(key, fd, st.st_size, start) if live else 0
-                stats.files += 1
-                mark = yield from self._lines(fd, path, offset, start, end, mark_from, stats)
+                mark = yield from self._lines(_chunks(fd, offset, self.CHUNK_BYTES), path, offset, start, end,
+                                              mark_from, stats)
                 if live:
                     cursor.files = {key: {"offset": mark, "head": _head_fingerprint(fd, min(64, mark))}}
             finally:
@@ -89,18 +96,26 @@ class FlowsFileSource:
             cursor.resume_from = mark_from
             atomic_write_json(self.cursor_file, cursor.to_dict())
 
-    def _lines(self, fd: int, path: Path, offset: int, start: float, end: float, mark_from: float,
+    def _gzip_lines(self, fd: int, path: Path, start: float, end: float, mark_from: float, stats: SourceStats):
+        """The events in range of a compressed rotated copy; a damaged archive is counted
+        and skipped from the point where it breaks."""
+        with open(fd, "rb", closefd=False) as raw, gzip.GzipFile(fileobj=raw) as unzipped:
+            chunks = iter(lambda: unzipped.read(self.CHUNK_BYTES), b"")
+            try:
+                yield from self._lines(chunks, path, 0, start, end, mark_from, stats)
+            except (OSError, EOFError, zlib.error) as exc:
+                stats.skip("damaged_archive", str(path), f"not a complete gzip file ({exc}); the rest of it was skipped")
+
+    def _lines(self, chunks: Iterator[bytes], path: Path, offset: int, start: float, end: float, mark_from: float,
                stats: SourceStats):
-        """Yields the events in range; returns the offset of the first line at or after mark_from."""
+        """Yields the events in range of `chunks` (the file's bytes from `offset` on);
+        returns the offset of the first line at or after mark_from."""
         pending = b""
         position = offset          # file offset of the start of `pending`
         line_no = 0
         mark = None
         loads, parse = orjson.loads, self.clock.parse
-        while True:
-            chunk = os.pread(fd, self.CHUNK_BYTES, position + len(pending))
-            if not chunk:
-                break
+        for chunk in chunks:
             data = pending + chunk
             lines = data.split(b"\n")
             pending = lines.pop()
@@ -129,3 +144,13 @@ class FlowsFileSource:
         if pending:
             stats.incomplete_tail += 1
         return mark if mark is not None else position
+
+
+def _chunks(fd: int, offset: int, size: int) -> Iterator[bytes]:
+    """The bytes of `fd` from `offset` to its current end, `size` at a time."""
+    while True:
+        chunk = os.pread(fd, size, offset)
+        if not chunk:
+            return
+        offset += len(chunk)
+        yield chunk
