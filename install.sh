@@ -768,6 +768,19 @@ do_install() {
         place_file "$work/active-response" active-response/bin/anomaly-response 0750 "active response" replace
     fi
 
+    # A logrotate configuration for logs/anomaly, for the admin to enable (outside the prefix).
+    render "$REPO/wazuh/logrotate/wazuh-anomaly.in" t
+    t=${t//@PREFIX@/"$prefix"}
+    if [ "$can_chown" = 1 ]; then
+        t=${t//@USER@/root}
+        t=${t//@GROUP@/wazuh}
+    else  # a sandbox: whoever owns it
+        t=${t//@USER@/"$(id -un)"}
+        t=${t//@GROUP@/"$(id -gn)"}
+    fi
+    printf '%s' "$t" >"$work/logrotate"
+    place_file "$work/logrotate" etc/anomaly/logrotate.conf 0640 "logrotate configuration" replace
+
     # The output file logcollector reads (created empty so it has something to open).
     rel=logs/anomaly/anomalies.json
     if [ -e "$prefix/$rel" ]; then
@@ -875,6 +888,7 @@ do_install() {
     say "  1. check the config and scenarios:     $launcher validate"
     say "  2. check the rules with the manager:   $launcher logtest"
     say "  3. score once by hand, then look:      $launcher run; $launcher status"
+    say "  4. rotate logs/anomaly with logrotate: install -m 0644 $prefix/etc/anomaly/logrotate.conf /etc/logrotate.d/wazuh-anomaly"
     say "  to remove it again:                    $REPO/install.sh --prefix $prefix --uninstall"
 }
 
@@ -994,6 +1008,9 @@ do_uninstall() {
         say "Kept because you changed them: ${changed_kept[*]}"
     fi
     say "wazuh-anomaly is uninstalled from $prefix."
+    if grep -qsF -- "$prefix/logs/anomaly/" /etc/logrotate.d/wazuh-anomaly; then
+        say "Remove its logrotate configuration too: rm /etc/logrotate.d/wazuh-anomaly"
+    fi
 }
 
 stale_dirs=()

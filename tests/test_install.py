@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import grp
 import hashlib
+import json
 import importlib.util
 import os
 import shutil
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -524,6 +526,53 @@ def test_indexer_option_installs_opensearch_py_when_the_virtualenv_lacks_it(pref
     check = subprocess.run([str(prefix / "wodles/anomaly/wazuh-anomaly"), "check"], capture_output=True, text=True,
                            timeout=300)
     assert "FAIL reachable: The indexer https://127.0.0.1:9 is unreachable" in check.stdout, check.stdout + check.stderr
+
+
+LOGROTATE = shutil.which("logrotate") or next((p for p in ("/usr/sbin/logrotate", "/sbin/logrotate")
+                                                if os.access(p, os.X_OK)), None)
+
+
+@pip
+@needs_torch
+def test_shipped_logrotate_configuration_rotates_anomalies_without_losing_or_repeating_any(prefix, scratch_venv):
+    from wazuh_anomaly.emitter import AnomalyWriter
+    from wazuh_anomaly.findings import Anomaly
+
+    run("--prefix", str(prefix), "--venv", str(scratch_venv), "--no-restart")
+    conf = prefix / "etc/anomaly/logrotate.conf"
+    text = conf.read_text()
+    assert f"{prefix}/logs/anomaly/anomalies.json {{" in text and f"{prefix}/logs/anomaly/netflow.json {{" in text
+    assert "@" not in text.replace("/etc/logrotate.d", "")          # every placeholder filled
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o640
+    if LOGROTATE is None:
+        pytest.skip("logrotate is not installed (.ci/run installs it when it runs as root)")
+    start = datetime(2022, 1, 24, tzinfo=timezone.utc)
+
+    def anomaly(i: int) -> Anomaly:
+        at = start + timedelta(minutes=5 * i)
+        return Anomaly(scenario="alert_volume", detector="seasonal", window_start=at, window_end=at + timedelta(minutes=5),
+                       bucket_minutes=5, score=9.0, threshold=3.0, severity="high", top_features=(), model_version="v1")
+
+    out = prefix / "logs/anomaly/anomalies.json"
+    writer = AnomalyWriter(out, prefix / "var/anomaly/state")
+    now = start + timedelta(hours=1)
+    assert writer.write([anomaly(0), anomaly(1)], now).written == 2
+    mode = stat.S_IMODE(out.stat().st_mode)
+    state = prefix / "logrotate.state"
+
+    def rotate():
+        proc = subprocess.run([LOGROTATE, "--force", "--state", str(state), str(conf)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    rotate()
+    assert out.read_text() == "" and stat.S_IMODE(out.stat().st_mode) == mode    # `create`: same mode
+    assert len(Path(f"{out}.1").read_text().splitlines()) == 2
+    again = writer.write([anomaly(0), anomaly(1), anomaly(2)], now)              # a replay after the rotation
+    assert (again.written, again.duplicates) == (1, 2)
+    rotate()
+    assert Path(f"{out}.2.gz").is_file()                                      # compressed one rotation later
+    ids = [json.loads(line)["anomaly"]["id"] for line in Path(f"{out}.1").read_text().splitlines()]
+    assert ids == [anomaly(2).id]
 
 
 # ---------------------------------------------------------------- plans and refusals (no pip)
