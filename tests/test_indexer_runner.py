@@ -39,6 +39,19 @@ def sandbox(tmp_path: Path, name: str, config: str) -> Path:
     return prefix
 
 
+def indexer_config(server) -> str:
+    """config.yaml reading the alerts from `server` (the test OpenSearch)."""
+    return textwrap.dedent(f"""\
+        source: {{type: indexer}}
+        indexer:
+          hosts: ["{server.url}"]
+          ca: {server.ca}
+          username: {server.user}
+          password: "{server.password}"
+          keystore: false
+        """)
+
+
 def runner(prefix: Path) -> Runner:
     layout = Layout(prefix)
     scenarios, errors = load_scenarios(layout.scenarios_dir)
@@ -61,16 +74,8 @@ def test_indexer_source_finds_the_same_anomalies_and_ships_each_once(opensearch,
     lay_out_alerts(file_prefix / "logs" / "alerts", by_day)
     # the same alerts in the indexer, anomalies shipped to a data stream
     shipping_prefix = f"wa-run-{tmp_path.name[-12:].lower().replace('_', '-')}".rstrip("-")
-    idx_prefix = sandbox(tmp_path, "indexer", textwrap.dedent(f"""\
-        source: {{type: indexer}}
-        indexer:
-          hosts: ["{opensearch.url}"]
-          ca: {opensearch.ca}
-          username: {opensearch.user}
-          password: "{opensearch.password}"
-          keystore: false
-        shipping: {{enabled: true, prefix: {shipping_prefix}}}
-        """))
+    idx_prefix = sandbox(tmp_path, "indexer",
+                         indexer_config(opensearch) + f"shipping: {{enabled: true, prefix: {shipping_prefix}}}\n")
     for prefix in (file_prefix, idx_prefix):
         r = runner(prefix)
         trained = r.train(start=parse_time("2022-01-21T00:00:00Z"), end=parse_time("2022-01-24T00:00:00Z"))
@@ -91,15 +96,7 @@ def test_indexer_source_finds_the_same_anomalies_and_ships_each_once(opensearch,
 
 
 def test_no_alerts_for_hours_is_a_health_event_that_names_the_indexer(opensearch, ait_indexed, tmp_path):
-    prefix = sandbox(tmp_path, "quiet", textwrap.dedent(f"""\
-        source: {{type: indexer}}
-        indexer:
-          hosts: ["{opensearch.url}"]
-          ca: {opensearch.ca}
-          username: {opensearch.user}
-          password: "{opensearch.password}"
-          keystore: false
-        """))
+    prefix = sandbox(tmp_path, "quiet", indexer_config(opensearch))
     layout = Layout(prefix)
     scenarios, _ = load_scenarios(layout.scenarios_dir)
     first = parse_time("2022-02-10T00:03:00Z")     # weeks after the last AIT alert

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .anomalylog import atomic_write
 from .config import Config, Scenario
 from .emitter import event_for
 from .findings import Anomaly, HealthEvent
@@ -150,7 +151,7 @@ class Spool:
         data = "".join(json.dumps({"stream": s, "id": i, "doc": d}, separators=(",", ":"), allow_nan=False) + "\n"
                        for s, i, d in items).encode("utf-8")
         path = self.directory / f"{time.time_ns():020d}-{os.getpid()}.jsonl"
-        _atomic_write(path, data)
+        atomic_write(path, data)
         return path
 
     @staticmethod
@@ -170,7 +171,7 @@ class Spool:
             return
         data = "".join(json.dumps({"stream": s, "id": i, "doc": d}, separators=(",", ":")) + "\n"
                        for s, i, d in items).encode("utf-8")
-        _atomic_write(path, data)
+        atomic_write(path, data)
 
     def reject(self, items: list[tuple[str, str, dict, str]]) -> Path | None:
         if not items:
@@ -179,7 +180,7 @@ class Spool:
         data = "".join(json.dumps({"stream": s, "id": i, "doc": d, "error": e}, separators=(",", ":")) + "\n"
                        for s, i, d, e in items).encode("utf-8")
         path = self.rejected / f"{time.time_ns():020d}-{os.getpid()}.jsonl"
-        _atomic_write(path, data)
+        atomic_write(path, data)
         return path
 
     @staticmethod
@@ -204,22 +205,6 @@ class Spool:
             dropped += len(self.read(oldest))
             oldest.unlink(missing_ok=True)
         return dropped
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 # --------------------------------------------------------------------------- shipper
