@@ -178,3 +178,49 @@ def test_wazuh_anomaly_train_also_trains_the_realtime_models_on_the_managers_ale
     assert done.returncode == 0, done.stderr
     assert "realtime fim_rare_change: trained on 60 fim events" in done.stdout
     assert (tmp_path / "var/anomaly/realtime/models/fim_rare_change.json").is_file()
+
+
+def test_the_wodle_trains_rare_event_models_when_due_and_retries_the_untrainable_a_day_later(tmp_path):
+    import time
+    (tmp_path / "etc/anomaly/scenarios").mkdir(parents=True)
+    (tmp_path / "logs/alerts").mkdir(parents=True)
+    shutil.copy(REPO / "wazuh/etc/anomaly/config.yaml", tmp_path / "etc/anomaly/config.yaml")
+    shutil.copy(REPO / "wazuh/etc/anomaly/scenarios/alert_volume.yaml", tmp_path / "etc/anomaly/scenarios/")
+    (tmp_path / "etc/anomaly/realtime.yaml").write_text(
+        "detectors: {}\nmodels:\n  fim_rare_change: {target: fim, min_training_events: 20, retrain_every_days: 7}\n"
+        "  command_rare: {target: command}\n  never_from_the_wodle: {target: fim, retrain_every_days: 0}\n")
+    now = time.time()
+    with open(tmp_path / "logs/alerts/alerts.json", "w") as fh:
+        for i, alert in enumerate(web_server_history(60)):
+            alert["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime(now - 3600 + i * 30))
+            fh.write(json.dumps(alert) + "\n")
+    models = tmp_path / "var/anomaly/realtime/models"
+    schedule = tmp_path / "var/anomaly/realtime/training-failures.json"
+
+    def run():
+        done = subprocess.run([sys.executable, "-m", "wazuh_anomaly.cli", "--prefix", str(tmp_path), "run"],
+                              capture_output=True, text=True, env=ENV, timeout=600)
+        assert done.returncode == 0, done.stderr
+        lines = (tmp_path / "logs/anomaly/anomalies.json").read_text().splitlines()
+        return [json.loads(line)["anomaly"] for line in lines]
+
+    events = run()
+    assert RareEventModel.from_bytes((models / "fim_rare_change.json").read_bytes()).doc["training_events"] == 60
+    assert not (models / "never_from_the_wodle.json").exists()
+    (short,) = [e for e in events if e.get("scenario") == "command_rare"]
+    assert short["health"] == "insufficient_history"
+    assert "0 command events in the history, it needs 50" in short["message"]
+    attempts = json.loads(schedule.read_text())
+    assert set(attempts) == {"command_rare"}          # only what failed waits a day
+    trained_at = (models / "fim_rare_change.json").stat().st_mtime
+
+    run()                                                  # minutes later: nothing is due
+    assert json.loads(schedule.read_text()) == attempts
+    assert (models / "fim_rare_change.json").stat().st_mtime == trained_at
+
+    week_ago = now - 8 * 86400                             # a week later, and a day after the failed attempt
+    os.utime(models / "fim_rare_change.json", (week_ago, week_ago))
+    schedule.write_text(json.dumps({"command_rare": now - 2 * 86400}))
+    run()
+    assert (models / "fim_rare_change.json").stat().st_mtime > week_ago + 86400
+    assert json.loads(schedule.read_text())["command_rare"] > now - 60

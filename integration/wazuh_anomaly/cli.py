@@ -78,8 +78,9 @@ def _print_anomalies(anomalies, *, as_json: bool) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    runner = _runner(args)
     try:
-        report = _runner(args).run(args.scenario or None)
+        report = runner.run(args.scenario or None)
     except LockBusy as exc:
         print(f"wazuh-anomaly: {exc}", file=sys.stderr)
         return 0
@@ -87,7 +88,36 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.info("%s", line)
     if args.show:
         _print_anomalies(report.anomalies, as_json=False)
+    if not args.scenario:
+        _train_realtime_models(runner, Layout.from_env(args.prefix))
     return 0
+
+
+def _train_realtime_models(runner, layout: Layout) -> None:
+    """The wodle's share of the real-time path: (re)train the rare-event models that are
+    due (realtime.yaml installed); what cannot be trained becomes a health alert."""
+    if not (layout.etc_dir / "realtime.yaml").is_file():
+        return
+    from datetime import datetime, timezone
+
+    from .emitter import AnomalyWriter
+    from .findings import HealthEvent
+    from .realtime import commands as realtime_commands
+    at = datetime.fromtimestamp(runner.now, timezone.utc)
+    try:
+        outcomes = realtime_commands.scheduled_train(str(layout.prefix), runner.now)
+    except WazuhAnomalyError as exc:
+        outcomes = [("realtime", "config_invalid", f"real-time models not trained: {exc}")]
+    health = []
+    for name, outcome, message in outcomes:
+        if outcome == "trained":
+            log.info("realtime %s", message)
+            continue
+        log.warning("realtime %s", message)
+        health.append(HealthEvent(outcome, message, at, scenario=name,
+                                  severity="low" if outcome == "insufficient_history" else "medium"))
+    if health:
+        AnomalyWriter(runner.config.anomalies_file, runner.config.state_dir).write(health, at)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

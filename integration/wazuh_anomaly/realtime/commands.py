@@ -12,7 +12,8 @@ from ..errors import WazuhAnomalyError
 from . import config as _config
 from .engine import RealtimeEngine
 from .integration import Paths
-from .store import StateStore, read_states
+from .fields import alert_time
+from .store import StateStore, atomic_write, read_states
 
 DAY = 86400.0
 
@@ -62,7 +63,6 @@ def learn(prefix: str, *, files: list[str] = (), start: float | None = None, end
     end = now if end is None else end
     start = end - (days if days is not None else cfg["learn_days"]) * DAY if start is None else start
     engine = RealtimeEngine(cfg, paths.models)
-    from .fields import alert_time
     seen = 0
     newest = None
     with StateStore(paths.base) as store:
@@ -111,6 +111,71 @@ def train(prefix: str, *, files: list[str] = (), start: float | None = None, end
         lines.append(f"{spec['name']}: trained on {doc['training_events']} {spec['target']} events, "
                      f"threshold {doc['threshold']:.4f}, {len(doc['trees'])} trees, {os.path.getsize(path)} bytes -> {path}")
     return "\n".join(lines), code
+
+
+# How long the wodle waits before it tries again to train a model that could not be
+# trained (too few events in the history, or an error): reading weeks of alerts every
+# five minutes would cost more than the model is worth.
+RETRY_SECONDS = DAY
+FAILURES_FILE = "training-failures.json"
+
+
+def scheduled_train(prefix: str, now: float) -> list[tuple[str, str, str]]:
+    """What the wodle runs after scoring: train each enabled model with
+    `retrain_every_days` > 0 that is missing or older than that, on its last
+    `training_days` of the manager's alerts. Returns (model, outcome, message) with
+    outcome "trained", "insufficient_history" or "training_failed"; a model that could
+    not be trained is tried again a day later."""
+    from .train import fit, save, training_rows
+    paths = Paths(prefix)
+    if not os.path.isfile(paths.config):
+        return []
+    cfg = _config.load(paths.config, paths.cache)
+    failures_path = os.path.join(paths.base, FAILURES_FILE)
+    try:
+        with open(failures_path, encoding="utf-8") as fh:
+            attempts = json.load(fh)
+        if not isinstance(attempts, dict):
+            attempts = {}
+    except (OSError, ValueError):
+        attempts = {}
+    due = []
+    for spec in cfg["models"]:
+        every = spec["retrain_every_days"] * DAY
+        if not spec["enabled"] or every <= 0:
+            continue
+        try:
+            trained_at = os.stat(os.path.join(paths.models, f"{spec['name']}.json")).st_mtime
+        except FileNotFoundError:
+            trained_at = None
+        if trained_at is not None and now - trained_at < every:
+            continue
+        failed = attempts.get(spec["name"])  # only failed attempts are kept
+        if isinstance(failed, (int, float)) and 0 <= now - failed < RETRY_SECONDS:
+            continue
+        due.append(spec)
+    if not due:
+        return []
+    days = max(spec["training_days"] for spec in due)
+    alerts = list(alerts_from_manager(paths.prefix, now - days * DAY, now))
+    out = []
+    for spec in due:
+        attempts[spec["name"]] = now
+        start = now - spec["training_days"] * DAY
+        rows = training_rows(spec, (a for a in alerts if (alert_time(a) or now) >= start))
+        try:
+            doc = fit(spec, rows)
+        except WazuhAnomalyError as exc:
+            check = "insufficient_history" if len(rows) < spec["min_training_events"] else "training_failed"
+            out.append((spec["name"], check, f"rare-event model {exc} The wodle tries again in a day."))
+            continue
+        path = save(doc, paths.models)
+        del attempts[spec["name"]]
+        out.append((spec["name"], "trained", f"{spec['name']}: trained on {doc['training_events']} {spec['target']} "
+                                             f"events of the last {spec['training_days']:g} days -> {path}"))
+    os.makedirs(paths.base, exist_ok=True)
+    atomic_write(failures_path, json.dumps(attempts, sort_keys=True).encode())
+    return out
 
 
 def status_lines(prefix: str) -> list[str]:

@@ -18,7 +18,7 @@ MODEL_TARGETS = ("fim", "command")
 SEVERITIES = ("low", "medium", "high", "critical")
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 FIELD_PATTERN = r"^[A-Za-z0-9_@-]+(?:\.[A-Za-z0-9_@-]+)*$"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 # Bounds of the learned state (documented in the README): per detector at most
 # `max_keys` keys are tracked and per key at most `max_values_per_key` values.
@@ -50,6 +50,8 @@ MODEL_DEFAULTS = {
     "ignore_users": [],
     "ignore_path_prefixes": [],
     "min_training_events": 50,
+    "training_days": 30,
+    "retrain_every_days": 7,
 }
 FILTER_KEYS = ("groups", "not_groups", "rule_ids", "min_level", "ignore", "ignore_prefixes")
 
@@ -192,6 +194,9 @@ def _model(file: str, name, raw) -> dict:
         "ignore_path_prefixes": _strings(file, f"{where}.ignore_path_prefixes", raw.get("ignore_path_prefixes", [])),
         "min_training_events": _number(file, f"{where}.min_training_events", raw.get("min_training_events", 50),
                                        minimum=1, integer=True),
+        "training_days": _number(file, f"{where}.training_days", raw.get("training_days", 30), minimum=0.01),
+        # 0: the wodle never (re)trains it; `wazuh-anomaly train` / `realtime train` still do
+        "retrain_every_days": _number(file, f"{where}.retrain_every_days", raw.get("retrain_every_days", 7)),
         "filter": _filter(file, f"{where}.filter", raw.get("filter")),
     }
 
