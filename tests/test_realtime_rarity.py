@@ -196,6 +196,7 @@ def test_the_wodle_trains_rare_event_models_when_due_and_retries_the_untrainable
             fh.write(json.dumps(alert) + "\n")
     models = tmp_path / "var/anomaly/realtime/models"
     schedule = tmp_path / "var/anomaly/realtime/training-failures.json"
+    launcher = tmp_path / "integrations/custom-anomaly"
 
     def run():
         done = subprocess.run([sys.executable, "-m", "wazuh_anomaly.cli", "--prefix", str(tmp_path), "run"],
@@ -204,6 +205,10 @@ def test_the_wodle_trains_rare_event_models_when_due_and_retries_the_untrainable
         lines = (tmp_path / "logs/anomaly/anomalies.json").read_text().splitlines()
         return [json.loads(line)["anomaly"] for line in lines]
 
+    run()                                  # the real-time path is not installed (no --realtime): nothing trained
+    assert not models.exists()
+    launcher.parent.mkdir()
+    launcher.write_text("#!/bin/sh\n")
     events = run()
     assert RareEventModel.from_bytes((models / "fim_rare_change.json").read_bytes()).doc["training_events"] == 60
     assert not (models / "never_from_the_wodle.json").exists()

@@ -95,8 +95,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _train_realtime_models(runner, layout: Layout) -> None:
     """The wodle's share of the real-time path: (re)train the rare-event models that are
-    due (realtime.yaml installed); what cannot be trained becomes a health alert."""
-    if not (layout.etc_dir / "realtime.yaml").is_file():
+    due; what cannot be trained becomes a health alert. Only where the real-time path is
+    installed (install.sh --realtime puts the integration's launcher in place)."""
+    if not (layout.etc_dir / "realtime.yaml").is_file() or not (layout.prefix / "integrations" / "custom-anomaly").exists():
         return
     from datetime import datetime, timezone
 
