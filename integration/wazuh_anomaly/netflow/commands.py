@@ -54,7 +54,7 @@ def _settings(args):
 def cmd_normalize(args: argparse.Namespace) -> int:
     from ..errors import WazuhAnomalyError
     from .settings import default_output_file
-    from .stream import append_atomically, follow, normalize_file, state_file_for
+    from .stream import FileOutput, follow, normalize_file, state_file_for
     layout, settings = _settings(args)
     source = args.input or settings.input_file
     if not source:
@@ -68,10 +68,7 @@ def cmd_normalize(args: argparse.Namespace) -> int:
             sys.stdout.buffer.flush()
         state_file = None   # printing is a look, not a run: nothing is remembered
     else:
-        out_path = Path(target)
-
-        def output(data: bytes) -> None:
-            append_atomically(out_path, data)
+        output = FileOutput(Path(target))
         state_file = state_file_for(layout.state_dir, input_path)
     if args.follow:
         stopping = []

@@ -2,12 +2,16 @@
 or following a growing file (`follow`), rotation-safe, resuming where the last run
 stopped. Output is appended with one write per batch (O_APPEND), so wazuh-logcollector
 never sees half a batch; the resume offset and the detection windows are saved
-atomically after each batch.
+atomically after each batch. Writing to a file, each batch is journaled first (where
+the output ended, the batch's length, hash and first bytes, and the state after it), so
+a crash between the append and the state save neither repeats nor loses the batch: the
+next run looks for the batch in the output and resumes after it only if it is there.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import tempfile
@@ -117,6 +121,52 @@ def append_atomically(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+class FileOutput:
+    """Appends batches to the events file; `position()` and `holds()` let the resume
+    journal tell, after a crash, whether the last batch reached the file."""
+
+    PROBE_BYTES = 256
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def __call__(self, data: bytes) -> None:
+        append_atomically(self.path, data)
+
+    def position(self) -> dict:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return {"id": None, "size": 0}
+        return {"id": f"{st.st_dev}:{st.st_ino}", "size": st.st_size}
+
+    @classmethod
+    def describe(cls, data: bytes) -> dict:
+        return {"length": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                "probe": data[:cls.PROBE_BYTES].decode("utf-8", "replace")}
+
+    def holds(self, before: dict, batch: dict) -> bool:
+        """Whether `batch` (describe()) was appended after the file ended at `before`
+        (another normaliser may have appended to the same file in between)."""
+        now = self.position()
+        if now["id"] is None or (before["id"] is not None and now["id"] != before["id"]):
+            return False
+        start = before["size"] if before["id"] is not None else 0
+        if now["size"] < start + batch["length"]:
+            return False
+        with open(self.path, "rb") as fh:
+            fh.seek(start)
+            tail = fh.read()
+        probe = batch["probe"].encode("utf-8")
+        at = tail.find(probe)
+        while at != -1:
+            if (at == 0 or tail[at - 1:at] == b"\n") and \
+                    hashlib.sha256(tail[at:at + batch["length"]]).hexdigest() == batch["sha256"]:
+                return True
+            at = tail.find(probe, at + 1)
+        return False
+
+
 def atomic_write_json(path: Path, data, *, mode: int = 0o640) -> None:
     """Readers see the old or the new state, never half. Not state.atomic_write_json: that
     module imports pandas, which would triple the follow daemon's memory."""
@@ -156,11 +206,22 @@ def state_file_for(state_dir: Path, input_path: Path) -> Path:
 class _Resume:
     """Where to resume one input file: identity, byte offset, line number."""
 
-    def __init__(self, path: Path, state_file: Path | None):
+    def __init__(self, path: Path, state_file: Path | None, output=None):
         self.path = path
         self.state_file = state_file
+        self.output = output if isinstance(output, FileOutput) else None
         data = read_json(state_file, {}) if state_file else {}
         self.data = data if isinstance(data, dict) else {}
+        pending = self.data.pop("pending", None)
+        if pending and self.output is not None:
+            try:
+                reached = self.output.holds(pending["output"], pending["batch"])
+            except (KeyError, TypeError, OSError):
+                reached = False
+            if reached:  # appended before the crash: resume after it, with the windows it left
+                self.data["file"], self.data["detector"] = pending["file"], pending["detector"]
+                log.info("%s: the last batch before the interruption had reached %s; resuming after it",
+                         path, self.output.path)
 
     @property
     def detector(self) -> dict | None:
@@ -174,14 +235,30 @@ class _Resume:
             return 0, 0
         return int(mark["offset"]), int(mark.get("line", 0))
 
-    def save(self, fd: int, st: os.stat_result, offset: int, line: int, detector: FlowDetector | None) -> None:
+    def _state(self, fd: int, offset: int, line: int, detector: FlowDetector | None) -> dict:
+        st = os.fstat(fd)
+        return {"version": 1, "input": str(self.path),
+                "file": {"id": f"{st.st_dev}:{st.st_ino}", "offset": offset, "line": line,
+                         "head": _head_fingerprint(fd, min(HEAD_BYTES, offset))},
+                "detector": detector.to_json() if detector else None}
+
+    def save(self, fd: int, offset: int, line: int, detector: FlowDetector | None) -> None:
         if self.state_file is None:
             return
-        self.data = {"version": 1, "input": str(self.path),
-                     "file": {"id": f"{st.st_dev}:{st.st_ino}", "offset": offset, "line": line,
-                              "head": _head_fingerprint(fd, min(HEAD_BYTES, offset))},
-                     "detector": detector.to_json() if detector else None}
+        self.data = self._state(fd, offset, line, detector)
         atomic_write_json(self.state_file, self.data, mode=0o640)
+
+    def deliver(self, data: bytes, output: Callable[[bytes], None], fd: int, offset: int, line: int,
+                detector: FlowDetector | None) -> None:
+        """Append one batch and save the state after it, journaled so that a crash in
+        between neither repeats nor loses the batch."""
+        if data and self.state_file is not None and self.output is not None:
+            after = self._state(fd, offset, line, detector)
+            journal = dict(self.data, pending={"output": self.output.position(), "batch": FileOutput.describe(data),
+                                               "file": after["file"], "detector": after["detector"]})
+            atomic_write_json(self.state_file, journal, mode=0o640)
+        output(data)
+        self.save(fd, offset, line, detector)
 
 
 @contextlib.contextmanager
@@ -270,7 +347,7 @@ def normalize_file(input_path: Path, output: Callable[[bytes], None], settings: 
 
 
 def _normalize_file(input_path, output, settings, state_file, from_start) -> NormalizeStats:
-    resume = _Resume(input_path, state_file)
+    resume = _Resume(input_path, state_file, output)
     pipeline = FlowPipeline(settings, None if from_start else resume.detector)
     fd = _open_input(input_path)
     try:
@@ -278,8 +355,7 @@ def _normalize_file(input_path, output, settings, state_file, from_start) -> Nor
         offset, line = (0, 0) if from_start else resume.offset_for(fd, st)
         reader = _Reader(fd, input_path, offset, line)
         for batch in reader.batches():
-            output(pipeline.process(batch))
-            resume.save(fd, os.fstat(fd), reader.offset, reader.line, pipeline.detector)
+            resume.deliver(pipeline.process(batch), output, fd, reader.offset, reader.line, pipeline.detector)
         pipeline.stats.bytes_read = reader.offset - offset
     finally:
         os.close(fd)
@@ -296,7 +372,7 @@ def follow(input_path: Path, output: Callable[[bytes], None], settings: NetflowS
 
 
 def _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_exit_seconds) -> NormalizeStats:
-    resume = _Resume(input_path, state_file)
+    resume = _Resume(input_path, state_file, output)
     pipeline = FlowPipeline(settings, resume.detector)
     fd = None
     reader = None
@@ -318,8 +394,7 @@ def _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_e
             progressed = False
             if reader is not None:
                 for batch in reader.batches():
-                    output(pipeline.process(batch))
-                    resume.save(fd, os.fstat(fd), reader.offset, reader.line, pipeline.detector)
+                    resume.deliver(pipeline.process(batch), output, fd, reader.offset, reader.line, pipeline.detector)
                     progressed = True
                 try:
                     now = os.stat(input_path)
@@ -333,7 +408,7 @@ def _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_e
                         os.close(fd)
                         fd = os.open(input_path, os.O_RDONLY)
                         reader = _Reader(fd, input_path, 0, 0)
-                        resume.save(fd, os.fstat(fd), 0, 0, pipeline.detector)
+                        resume.save(fd, 0, 0, pipeline.detector)
                         continue
                 elif mine.st_size < reader.offset or (not progressed and reader.head_changed()):
                     log.info("%s was truncated (copytruncate); reading it again from its start", input_path)
