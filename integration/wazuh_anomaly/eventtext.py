@@ -74,6 +74,8 @@ def clip(text: object, limit: int) -> str:
             else:
                 out.append(ch)
                 in_run = False
+            if len(out) > limit:  # enough to know it is cut
+                break
         s = "".join(out)
     if len(s) > limit:
         s = s[: limit - 3] + "..."
