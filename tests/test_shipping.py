@@ -179,3 +179,33 @@ def test_server_stopped_mid_shipment_then_restarted_delivers_each_anomaly_exactl
     ids = stream_docs(opensearch, stream_name(prefix, "ship_test"))
     assert len(ids) == len(set(ids)) == 3000
     assert set(ids) == {a.id for a in batch}
+
+
+def test_an_installed_policy_as_ism_returns_it_counts_as_the_same_and_a_changed_one_does_not(tmp_path):
+    # The shape of GET _plugins/_ism/policies/<id> (OpenSearch's ISM documentation): ISM adds
+    # each action's retry, rollover's copy_alias and the template's last_updated_time.
+    from copy import deepcopy
+    from dataclasses import replace
+
+    from wazuh_anomaly.shipping import _same_policy, ism_policy
+
+    (tmp_path / "etc/anomaly").mkdir(parents=True)
+    config = load_config(Layout(tmp_path))
+    config = replace(config, shipping=replace(config.shipping, enabled=True))
+    wanted = ism_policy(config)["policy"]
+    returned = deepcopy(wanted)
+    returned.update({"policy_id": "wazuh-anomaly-policy", "last_updated_time": 1725270084128, "schema_version": 21,
+                     "error_notification": None})
+    for state in returned["states"]:
+        for action in state["actions"]:
+            action["retry"] = {"count": 3, "backoff": "exponential", "delay": "1m"}
+            if "rollover" in action:
+                action["rollover"]["copy_alias"] = False
+    returned["ism_template"][0]["last_updated_time"] = 1725270084128
+    assert _same_policy(returned, wanted)
+    older = deepcopy(returned)
+    older["states"][0]["transitions"][0]["conditions"]["min_index_age"] = "30d"   # delete_after_days changed
+    assert not _same_policy(older, wanted)
+    fewer = deepcopy(returned)
+    fewer["states"] = fewer["states"][:1]
+    assert not _same_policy(fewer, wanted)

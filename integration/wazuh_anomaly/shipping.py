@@ -396,8 +396,19 @@ class Shipper:
 
 
 def _same_policy(current: dict, wanted: dict) -> bool:
-    keys = ("default_state", "states", "description")
-    return all(json.dumps(current.get(k), sort_keys=True) == json.dumps(wanted.get(k), sort_keys=True) for k in keys)
+    """Whether the installed policy already says everything ours says. ISM answers a GET
+    with what it filled in (each action's `retry`, rollover's `copy_alias`, the template's
+    `last_updated_time`, `policy_id`, `schema_version` …), so extra keys do not count."""
+    return _contains(current, wanted)
+
+
+def _contains(current, wanted) -> bool:
+    if isinstance(wanted, dict):
+        return isinstance(current, dict) and all(k in current and _contains(current[k], v) for k, v in wanted.items())
+    if isinstance(wanted, list):
+        return isinstance(current, list) and len(current) == len(wanted) and \
+            all(_contains(c, w) for c, w in zip(current, wanted))
+    return current == wanted
 
 
 def check_shipping(config: Config, scenarios: list[Scenario]) -> list[CheckLine]:
