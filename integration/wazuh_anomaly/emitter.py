@@ -13,9 +13,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from . import SCHEMA_VERSION
-from .anomalylog import DEDUPE_DAYS, LOG_FILE_MODE, AnomalyLog, WriteResult, render  # noqa: F401 (re-exported)
-from .eventtext import (INTEGRATION, MAX_DESCRIPTION, MAX_LINE_BYTES, MAX_MESSAGE, MAX_NAME,  # noqa: F401
-                        MAX_SUMMARY, MAX_VALUE, clip, entity_dstuser, entity_phrase, entity_srcip, iso, num, plain)
+from .anomalylog import AnomalyLog, render  # noqa: F401 (render: re-exported for the ruleset and CLI)
+from .eventtext import (INTEGRATION, MAX_DESCRIPTION, MAX_MESSAGE, MAX_NAME, MAX_SUMMARY, MAX_VALUE, clip,
+                        entity_dstuser, entity_phrase, entity_srcip, iso, num, plain)
 from .findings import Anomaly, FeatureContribution, HealthEvent
 
 # Anomalies with more features are cut to the strongest ones; the rest is in the model.
