@@ -160,19 +160,24 @@ def test_real_alerts_command_events_score_alike_in_pure_python_and_scikit_learn(
     assert [model.score_vector(p) for p in probes] == pytest.approx((-forest.score_samples(dense(probes))).tolist(), abs=1e-5)
 
 
-def test_wazuh_anomaly_train_also_trains_the_realtime_models_on_the_managers_alerts(tmp_path):
+def manager_with_fim_history(prefix, realtime_yaml: str) -> float:
+    """A sandbox manager whose alerts.json holds 60 web-server FIM alerts of the last hour."""
     import time
-    (tmp_path / "etc/anomaly/scenarios").mkdir(parents=True)
-    (tmp_path / "logs/alerts").mkdir(parents=True)
-    shutil.copy(REPO / "wazuh/etc/anomaly/config.yaml", tmp_path / "etc/anomaly/config.yaml")
-    shutil.copy(REPO / "wazuh/etc/anomaly/scenarios/alert_volume.yaml", tmp_path / "etc/anomaly/scenarios/")
-    (tmp_path / "etc/anomaly/realtime.yaml").write_text(
-        "detectors: {}\nmodels:\n  fim_rare_change: {target: fim, min_training_events: 20}\n")
+    (prefix / "etc/anomaly/scenarios").mkdir(parents=True)
+    (prefix / "logs/alerts").mkdir(parents=True)
+    shutil.copy(REPO / "wazuh/etc/anomaly/config.yaml", prefix / "etc/anomaly/config.yaml")
+    shutil.copy(REPO / "wazuh/etc/anomaly/scenarios/alert_volume.yaml", prefix / "etc/anomaly/scenarios/")
+    (prefix / "etc/anomaly/realtime.yaml").write_text(realtime_yaml)
     now = time.time()
-    with open(tmp_path / "logs/alerts/alerts.json", "w") as fh:
+    with open(prefix / "logs/alerts/alerts.json", "w") as fh:
         for i, alert in enumerate(web_server_history(60)):
             alert["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime(now - 3600 + i * 30))
             fh.write(json.dumps(alert) + "\n")
+    return now
+
+
+def test_wazuh_anomaly_train_also_trains_the_realtime_models_on_the_managers_alerts(tmp_path):
+    manager_with_fim_history(tmp_path, "detectors: {}\nmodels:\n  fim_rare_change: {target: fim, min_training_events: 20}\n")
     done = subprocess.run([sys.executable, "-m", "wazuh_anomaly.cli", "--prefix", str(tmp_path), "train"],
                           capture_output=True, text=True, env=ENV, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -181,19 +186,9 @@ def test_wazuh_anomaly_train_also_trains_the_realtime_models_on_the_managers_ale
 
 
 def test_the_wodle_trains_rare_event_models_when_due_and_retries_the_untrainable_a_day_later(tmp_path):
-    import time
-    (tmp_path / "etc/anomaly/scenarios").mkdir(parents=True)
-    (tmp_path / "logs/alerts").mkdir(parents=True)
-    shutil.copy(REPO / "wazuh/etc/anomaly/config.yaml", tmp_path / "etc/anomaly/config.yaml")
-    shutil.copy(REPO / "wazuh/etc/anomaly/scenarios/alert_volume.yaml", tmp_path / "etc/anomaly/scenarios/")
-    (tmp_path / "etc/anomaly/realtime.yaml").write_text(
+    now = manager_with_fim_history(tmp_path, (
         "detectors: {}\nmodels:\n  fim_rare_change: {target: fim, min_training_events: 20, retrain_every_days: 7}\n"
-        "  command_rare: {target: command}\n  never_from_the_wodle: {target: fim, retrain_every_days: 0}\n")
-    now = time.time()
-    with open(tmp_path / "logs/alerts/alerts.json", "w") as fh:
-        for i, alert in enumerate(web_server_history(60)):
-            alert["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime(now - 3600 + i * 30))
-            fh.write(json.dumps(alert) + "\n")
+        "  command_rare: {target: command}\n  never_from_the_wodle: {target: fim, retrain_every_days: 0}\n"))
     models = tmp_path / "var/anomaly/realtime/models"
     schedule = tmp_path / "var/anomaly/realtime/training-failures.json"
     launcher = tmp_path / "integrations/custom-anomaly"
