@@ -1,6 +1,7 @@
 """Shared fixtures: where the shared real data lives, and small generated series."""
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -17,6 +18,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 AIT_ALERTS = SHARED_DATA / "ait-ads" / "russellmitchell.alerts.json.gz"
 AIT_LABELS = SHARED_DATA / "ait-ads" / "russellmitchell.labels.json"
+
+
+@pytest.fixture(autouse=True)
+def cli_log_handlers_are_removed_after_each_test():
+    """cli.main adds its console handler on every call; one left behind would write into
+    a later test's closed capture and print a logging traceback there."""
+    logger = logging.getLogger("wazuh_anomaly")
+    before = list(logger.handlers)
+    yield
+    for handler in [h for h in logger.handlers if h not in before]:
+        logger.removeHandler(handler)
+        handler.close()
 
 
 def need_shared_data() -> None:

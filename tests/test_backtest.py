@@ -10,7 +10,6 @@ seconds, so its backtest runs in the fast suite; MVAD's is marked slow.
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -38,16 +37,6 @@ DELAYS = {"network_scans": 59, "service_scans": 3, "dirb": 3, "wpscan": 2, "webs
           "reverse_shell": 3, "privilege_escalation": 2}
 
 
-@pytest.fixture(autouse=True)
-def cli_log_handlers_are_removed_after_each_test():
-    """cli.main adds its console handler on every call; one left behind would write into
-    a later test's closed capture and print a logging traceback there."""
-    logger = logging.getLogger("wazuh_anomaly")
-    before = list(logger.handlers)
-    yield
-    for handler in [h for h in logger.handlers if h not in before]:
-        logger.removeHandler(handler)
-        handler.close()
 
 
 def make_prefix(root: Path) -> Path:

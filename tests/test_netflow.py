@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import threading
 import time
@@ -31,14 +30,6 @@ NFACCTD_LINE = {"event_type": "purge", "peer_ip_src": "10.0.0.1", "ip_src": "10.
                 "packets": 3, "bytes": 192}
 
 
-@pytest.fixture(autouse=True)
-def cli_log_handlers_removed_after_each_test():
-    """main() adds console handlers bound to this test's captured stderr; later tests must not inherit them."""
-    logger = logging.getLogger("wazuh_anomaly")
-    before = list(logger.handlers)
-    yield
-    for handler in logger.handlers[len(before):]:
-        logger.removeHandler(handler)
 
 
 def events_of(path: Path, settings: NetflowSettings | None = None) -> list[dict]:

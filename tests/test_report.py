@@ -7,7 +7,6 @@ checked: from a backtest, and from an installation's models and anomalies.json.
 """
 from __future__ import annotations
 
-import logging
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -42,16 +41,6 @@ class Feedback:
     window_end: datetime
 
 
-@pytest.fixture(autouse=True)
-def cli_log_handlers_are_removed_after_each_test():
-    """cli.main adds its console handler on every call; one left behind would write into
-    a later test's closed capture and print a logging traceback there."""
-    logger = logging.getLogger("wazuh_anomaly")
-    before = list(logger.handlers)
-    yield
-    for handler in [h for h in logger.handlers if h not in before]:
-        logger.removeHandler(handler)
-        handler.close()
 
 
 def seasonal_prefix(root: Path) -> Path:
