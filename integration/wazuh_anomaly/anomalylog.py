@@ -19,6 +19,7 @@ import time
 from datetime import datetime
 
 from . import fastjson
+from .fileio import atomic_write
 from .eventtext import MAX_LINE_BYTES
 
 LOG_FILE_MODE = 0o640
@@ -48,24 +49,6 @@ def render(event: dict) -> str:
     if len(line.encode("utf-8")) > MAX_LINE_BYTES:
         raise ValueError(f"event {event.get('anomaly', {}).get('id')} renders to more than {MAX_LINE_BYTES} bytes")
     return line
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    """Replace `path` with `data`: fsynced temporary file, rename, fsynced directory."""
-    directory = os.path.dirname(path) or "."
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, LOG_FILE_MODE)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 class AnomalyLog:
@@ -199,7 +182,7 @@ class AnomalyLog:
         state: dict = {"version": 1, "ids": dict(sorted(seen.items()))}
         if file_pos:
             state["file"] = {"inode": file_pos[0], "size": file_pos[1]}
-        atomic_write(self.state_path, fastjson.dumps(state).encode())
+        atomic_write(self.state_path, fastjson.dumps(state).encode(), LOG_FILE_MODE, sync_dir=True)
 
 
 def _parse_iso(text: str | None) -> float:

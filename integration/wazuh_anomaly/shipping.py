@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .anomalylog import atomic_write
+from .fileio import atomic_write
 from .config import Config, Scenario
 from .emitter import event_for
 from .findings import Anomaly, HealthEvent
@@ -151,7 +151,7 @@ class Spool:
         data = "".join(json.dumps({"stream": s, "id": i, "doc": d}, separators=(",", ":"), allow_nan=False) + "\n"
                        for s, i, d in items).encode("utf-8")
         path = self.directory / f"{time.time_ns():020d}-{os.getpid()}.jsonl"
-        atomic_write(path, data)
+        atomic_write(path, data, sync_dir=True)
         return path
 
     @staticmethod
@@ -171,7 +171,7 @@ class Spool:
             return
         data = "".join(json.dumps({"stream": s, "id": i, "doc": d}, separators=(",", ":")) + "\n"
                        for s, i, d in items).encode("utf-8")
-        atomic_write(path, data)
+        atomic_write(path, data, sync_dir=True)
 
     def reject(self, items: list[tuple[str, str, dict, str]]) -> Path | None:
         if not items:
@@ -180,7 +180,7 @@ class Spool:
         data = "".join(json.dumps({"stream": s, "id": i, "doc": d, "error": e}, separators=(",", ":")) + "\n"
                        for s, i, d, e in items).encode("utf-8")
         path = self.rejected / f"{time.time_ns():020d}-{os.getpid()}.jsonl"
-        atomic_write(path, data)
+        atomic_write(path, data, sync_dir=True)
         return path
 
     @staticmethod

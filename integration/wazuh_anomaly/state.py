@@ -11,7 +11,6 @@ import fcntl
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,25 +19,13 @@ import numpy as np
 import pandas as pd
 
 from .errors import LockBusy
+from .fileio import atomic_write
 
 
 def atomic_write_json(path: Path, data: Any, *, mode: int = 0o640) -> None:
     """Write JSON so that readers see the old or the new file, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, separators=(",", ":"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write(path, json.dumps(data, separators=(",", ":")).encode("utf-8"), mode)
 
 
 def read_json(path: Path, default: Any = None) -> Any:

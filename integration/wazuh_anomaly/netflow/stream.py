@@ -14,7 +14,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Callable, Iterable
 import orjson
 
 from ..errors import WazuhAnomalyError
+from ..fileio import atomic_write
 from ..sources.alerts_file import _fingerprint_length, _head_fingerprint
 from .detect import FlowDetector
 from .normalize import BadRecord, Normalizer
@@ -171,20 +171,7 @@ def atomic_write_json(path: Path, data, *, mode: int = 0o640) -> None:
     """Readers see the old or the new state, never half. Not state.atomic_write_json: that
     module imports pandas, which would triple the follow daemon's memory."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)   # state: not world-readable
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(orjson.dumps(data))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write(path, orjson.dumps(data), mode)
 
 
 def read_json(path: Path, default=None):

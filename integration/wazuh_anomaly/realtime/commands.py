@@ -13,7 +13,8 @@ from . import config as _config
 from .engine import RealtimeEngine
 from .integration import Paths
 from .fields import alert_time
-from .store import StateStore, atomic_write, read_states
+from ..fileio import atomic_write
+from .store import FILE_MODE, StateStore, read_states
 
 DAY = 86400.0
 
@@ -174,7 +175,7 @@ def scheduled_train(prefix: str, now: float) -> list[tuple[str, str, str]]:
         out.append((spec["name"], "trained", f"{spec['name']}: trained on {doc['training_events']} {spec['target']} "
                                              f"events of the last {spec['training_days']:g} days -> {path}"))
     os.makedirs(paths.base, exist_ok=True)
-    atomic_write(failures_path, json.dumps(attempts, sort_keys=True).encode())
+    atomic_write(failures_path, json.dumps(attempts, sort_keys=True).encode(), FILE_MODE)
     return out
 
 

@@ -272,11 +272,12 @@ def load(path: str, cache: str | None) -> dict:
             pass
     config = load_yaml(path)
     if cache:
-        from .store import atomic_write, ensure_shared_dir
+        from ..fileio import atomic_write
+        from .store import FILE_MODE, ensure_shared_dir
         try:
             ensure_shared_dir(os.path.dirname(cache))
             atomic_write(cache, fastjson.dumps({"version": CACHE_VERSION, "source": signature,
-                                                "config": config}).encode())
+                                                "config": config}).encode(), FILE_MODE)
         except OSError:
             pass  # a read-only state directory only costs the YAML parse next time
     return config

@@ -13,33 +13,10 @@ import fcntl
 import os
 
 from .. import fastjson
+from ..fileio import atomic_write
 
 FILE_MODE = 0o660
 DIR_MODE = 0o2770
-
-
-def atomic_write(path: str, data: bytes, mode: int = FILE_MODE, *, durable: bool = True) -> None:
-    """Replace `path` with `data` so that readers never see a partial file (`durable`:
-    fsync before the rename, so a power cut leaves the old or the new file)."""
-    directory = os.path.dirname(path) or "."
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fchmod(fd, mode)
-        if durable:
-            os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
 
 
 def ensure_shared_dir(path: str) -> None:
@@ -117,7 +94,7 @@ class StateStore:
             # Not fsynced (one alert = one process; an fsync costs as much as all the detectors):
             # after a power cut a state file may lose its last update, which is then
             # learned again, and a finding reported twice is dropped by the writer's id store.
-            atomic_write(self.path(name), fastjson.dumps(state).encode(), durable=False)
+            atomic_write(self.path(name), fastjson.dumps(state).encode(), FILE_MODE, durable=False)
         self._dirty.clear()
 
 

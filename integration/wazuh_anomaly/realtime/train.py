@@ -14,7 +14,7 @@ import time
 
 from ..errors import ModelError
 from .rarity import FORMAT, FORMAT_VERSION, average_path_length, extract, vector
-from .store import atomic_write
+from ..fileio import atomic_write
 
 MODEL_MODE = 0o640
 
