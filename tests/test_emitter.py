@@ -19,7 +19,7 @@ from wazuh_anomaly.emitter import (
     event_for_health,
     render,
 )
-from wazuh_anomaly.eventtext import clip, has_control, stable_id
+from wazuh_anomaly.eventtext import clip, has_control, iso, parse_iso, stable_id
 from wazuh_anomaly.findings import HEALTH_CHECKS, Anomaly, FeatureContribution, HealthEvent
 
 T0 = datetime(2022, 1, 24, 3, 55, tzinfo=timezone.utc)
@@ -179,6 +179,16 @@ def test_clipping_without_re_is_the_regex_substitution(text):
         want = expected if len(expected) <= limit else expected[: limit - 3] + "..."
         assert clip(text, limit) == want
     assert has_control(text) == bool(re.search(r"[\x00-\x1f\x7f]", text))
+
+
+def test_parse_iso_reads_back_what_iso_writes():
+    for when in (T0, DETECTED + timedelta(milliseconds=250), datetime(2024, 3, 1, 23, 59, 59, 999000, timezone.utc)):
+        assert parse_iso(iso(when)) == when
+    assert parse_iso("2022-01-24T04:55:00.000+0100") == T0                  # another zone, same instant
+    assert parse_iso("") is None and parse_iso(None) is None
+    for bad in ("yesterday", "2022-01-24T03:55:00.000"):   # not a timestamp; no zone
+        with pytest.raises(ValueError):
+            parse_iso(bad)
 
 
 def test_sha256_ids_are_hashlibs():

@@ -20,7 +20,7 @@ from datetime import datetime
 
 from . import fastjson
 from .fileio import atomic_write
-from .eventtext import MAX_LINE_BYTES
+from .eventtext import MAX_LINE_BYTES, parse_iso
 
 LOG_FILE_MODE = 0o640
 # Ids are remembered this long; a re-run never goes further back than this.
@@ -151,7 +151,7 @@ class AnomalyLog:
                 body = fastjson.loads(raw)["anomaly"]
                 ident = str(body["id"])
                 window = body.get("window") or {}
-                when = max(_parse_iso(window.get("start")), _parse_iso(body.get("detected_at")))
+                when = max(_seconds(window.get("start")), _seconds(body.get("detected_at")))
             except (ValueError, KeyError, TypeError, AttributeError):
                 continue
             seen.setdefault(ident, when)
@@ -185,14 +185,10 @@ class AnomalyLog:
         atomic_write(self.state_path, fastjson.dumps(state).encode(), LOG_FILE_MODE, sync_dir=True)
 
 
-def _parse_iso(text: str | None) -> float:
-    """Seconds of an event's '2022-01-24T03:55:00.000+0000' (now when absent or unreadable)."""
-    if not text or not isinstance(text, str):
-        return time.time()
-    if len(text) > 5 and text[-5] in "+-" and text[-4:].isdigit():
-        text = f"{text[:-2]}:{text[-2:]}"  # +0000 -> +00:00 for Python 3.10's fromisoformat
+def _seconds(text) -> float:
+    """Seconds of an event's timestamp (now when absent or unreadable)."""
     try:
-        when = datetime.fromisoformat(text)
+        when = parse_iso(text) if isinstance(text, str) else None
     except ValueError:
-        return time.time()
-    return when.timestamp() if when.tzinfo else time.time()
+        when = None
+    return when.timestamp() if when else time.time()

@@ -114,6 +114,19 @@ def iso(ts: datetime) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}+0000"
 
 
+def parse_iso(text: str | None) -> datetime | None:
+    """The UTC datetime of an `iso()` text ('2022-01-24T03:55:00.000+0000'); None for an
+    empty one, ValueError for one that is not a timestamp with a zone."""
+    if not text:
+        return None
+    if len(text) > 5 and text[-5] in "+-" and text[-4:].isdigit():
+        text = f"{text[:-2]}:{text[-2:]}"  # +0000 -> +00:00 for Python 3.10's fromisoformat
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise ValueError(f"timestamp {text!r} has no time zone")
+    return when.astimezone(timezone.utc)
+
+
 def stable_id(*parts: object) -> str:
     """A deterministic id: the same inputs always give the same 20 hex characters."""
     text = "\x1f".join("" if p is None else str(p) for p in parts)

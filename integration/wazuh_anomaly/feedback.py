@@ -20,21 +20,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import ConfigError
-from .findings import iso
-from .state import atomic_write_json, read_json
+from .eventtext import iso, parse_iso
+from .state import atomic_write_json, read_json, state_dir_of
 
 FILE_NAME = "feedback.json"
 VERDICTS = ("false-positive", "true-positive")
-
-
-def _state_dir(where: Any) -> Path:
-    return Path(getattr(where, "state_dir", where))
-
-
-def _parse_dt(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -67,8 +57,8 @@ class Feedback:
     @classmethod
     def from_json(cls, data: dict) -> "Feedback":
         return cls(id=str(data["id"]), verdict=str(data["verdict"]), note=str(data.get("note") or ""),
-                   at=_parse_dt(data["at"]), scenario=str(data["scenario"]),
-                   window_start=_parse_dt(data["window_start"]), window_end=_parse_dt(data["window_end"]),
+                   at=parse_iso(data["at"]), scenario=str(data["scenario"]),
+                   window_start=parse_iso(data["window_start"]), window_end=parse_iso(data["window_end"]),
                    entity_field=data.get("entity_field"), entity=data.get("entity"),
                    severity=data.get("severity"), summary=data.get("summary"), by=str(data.get("by") or ""))
 
@@ -114,7 +104,7 @@ def find_anomaly(anomalies_file: Path, ident: str) -> dict | None:
 
 def load_feedback(layout: Any) -> dict[str, Feedback]:
     """Every verdict, by anomaly id. `layout` is a Layout, a Config or the state directory."""
-    data = read_json(_state_dir(layout) / FILE_NAME, {}) or {}
+    data = read_json(state_dir_of(layout) / FILE_NAME, {}) or {}
     items = data.get("feedback", {}) if isinstance(data, dict) else {}
     out = {}
     for ident, item in items.items() if isinstance(items, dict) else []:
@@ -142,11 +132,11 @@ def record_feedback(layout: Any, anomalies_file: Path, ident: str, verdict: str,
     except (KeyError, OSError):
         who = str(os.getuid())
     item = Feedback(id=ident, verdict=verdict, note=note.strip(), at=now or datetime.now(timezone.utc),
-                    scenario=str(body.get("scenario")), window_start=_parse_dt(window.get("start")),
-                    window_end=_parse_dt(window.get("end")), entity_field=entity.get("field"),
+                    scenario=str(body.get("scenario")), window_start=parse_iso(window.get("start")),
+                    window_end=parse_iso(window.get("end")), entity_field=entity.get("field"),
                     entity=entity.get("value"), severity=body.get("severity"), summary=body.get("summary"), by=who)
     current = load_feedback(layout)
     current[ident] = item
-    atomic_write_json(_state_dir(layout) / FILE_NAME,
+    atomic_write_json(state_dir_of(layout) / FILE_NAME,
                       {"version": 1, "feedback": {k: v.to_json() for k, v in sorted(current.items())}})
     return item

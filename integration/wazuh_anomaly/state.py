@@ -28,6 +28,11 @@ def atomic_write_json(path: Path, data: Any, *, mode: int = 0o640) -> None:
     atomic_write(path, json.dumps(data, separators=(",", ":")).encode("utf-8"), mode)
 
 
+def state_dir_of(where: Any) -> Path:
+    """The state directory of a Layout, a Config, or a directory given as is."""
+    return Path(getattr(where, "state_dir", where))
+
+
 def read_json(path: Path, default: Any = None) -> Any:
     """A state file's content; a missing or damaged one reads as `default` (and is logged):
     state is rebuilt from the alerts and the models, never a reason to stop scoring."""

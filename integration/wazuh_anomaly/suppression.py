@@ -19,27 +19,16 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import ConfigError
-from .findings import Anomaly, iso, stable_id
-from .state import atomic_write_json, read_json
+from .eventtext import iso, parse_iso, stable_id
+from .findings import Anomaly
+from .state import atomic_write_json, read_json, state_dir_of
 
 FILE_NAME = "suppressions.json"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _EVERY_RE = re.compile(r"^\s*(?P<days>[a-z,\-]+)\s+(?P<start>\d{1,2}:\d{2})\s*-\s*(?P<end>\d{1,2}:\d{2})\s*$")
-
-
-def _state_dir(where: Any) -> Path:
-    """The state directory of a Layout, a Config, or a directory given as is."""
-    return Path(getattr(where, "state_dir", where))
-
-
-def _parse_dt(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(timezone.utc)
 
 
 def _minutes(text: str, spec: str) -> int:
@@ -80,8 +69,8 @@ def _anomaly_fields(anomaly: Anomaly | dict) -> tuple[str | None, str | None, st
         return anomaly.scenario, anomaly.entity_value, lead, anomaly.window_start, anomaly.window_end
     body = anomaly.get("anomaly", anomaly)
     window = body.get("window") or {}
-    start = _parse_dt(window.get("start"))
-    end = _parse_dt(window.get("end")) or start
+    start = parse_iso(window.get("start"))
+    end = parse_iso(window.get("end")) or start
     entity = (body.get("entity") or {}).get("value")
     return body.get("scenario"), entity, body.get("top_feature"), start, end
 
@@ -173,10 +162,10 @@ class Suppression:
         every = data.get("every") or {}
         return cls(id=str(data["id"]), reason=str(data.get("reason") or ""), scenario=data.get("scenario"),
                    entity=data.get("entity"), feature=data.get("feature"),
-                   start=_parse_dt(data.get("start")), end=_parse_dt(data.get("end")),
+                   start=parse_iso(data.get("start")), end=parse_iso(data.get("end")),
                    days=tuple(DAYS.index(d) for d in every.get("days", ())),
                    start_minute=int(every.get("start_minute", 0)), end_minute=int(every.get("end_minute", 0)),
-                   expires=_parse_dt(data.get("expires")), created=_parse_dt(data.get("created")),
+                   expires=parse_iso(data.get("expires")), created=parse_iso(data.get("created")),
                    created_by=str(data.get("created_by") or ""))
 
 
@@ -214,7 +203,7 @@ def new_suppression(*, reason: str, scenario: str | None = None, entity: str | N
 def load_suppressions(layout: Any) -> list[Suppression]:
     """Every stored suppression (expired ones too: they still cover the anomalies before
     their expiry, e.g. in a backtest). `layout` is a Layout, a Config or the state directory."""
-    data = read_json(_state_dir(layout) / FILE_NAME, {}) or {}
+    data = read_json(state_dir_of(layout) / FILE_NAME, {}) or {}
     items = data.get("suppressions", []) if isinstance(data, dict) else []
     out = []
     for item in items:
@@ -226,7 +215,7 @@ def load_suppressions(layout: Any) -> list[Suppression]:
 
 
 def save_suppressions(layout: Any, suppressions: Iterable[Suppression]) -> None:
-    atomic_write_json(_state_dir(layout) / FILE_NAME,
+    atomic_write_json(state_dir_of(layout) / FILE_NAME,
                       {"version": 1, "suppressions": [s.to_json() for s in suppressions]})
 
 
