@@ -32,6 +32,19 @@ def cli_log_handlers_are_removed_after_each_test():
         handler.close()
 
 
+def sandbox_runner(prefix: Path, now: float, *, strict: bool = True):
+    """A Runner with a sandbox prefix's config and scenario files, at `now` (seconds);
+    strict: every scenario file must load (else the runner reports the broken ones)."""
+    from wazuh_anomaly.config import load_config, load_scenarios
+    from wazuh_anomaly.paths import Layout
+    from wazuh_anomaly.runner import Runner
+
+    layout = Layout(prefix)
+    scenarios, errors = load_scenarios(layout.scenarios_dir)
+    assert not (strict and errors), errors
+    return Runner(load_config(layout), scenarios, config_errors=errors, now=now)
+
+
 def need_shared_data() -> None:
     if not AIT_ALERTS.exists():
         pytest.skip(f"real data not found at {SHARED_DATA} (../shared beside the repo)")

@@ -10,11 +10,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from conftest import REPO
-from wazuh_anomaly.config import load_config, load_scenarios
+from conftest import REPO, sandbox_runner
 from wazuh_anomaly.netflow.stream import FlowPipeline
 from wazuh_anomaly.netflow.settings import NetflowSettings
-from wazuh_anomaly.paths import Layout
 from wazuh_anomaly.ruleset import explain_all
 from wazuh_anomaly.runner import Runner
 from wazuh_anomaly.sources import SourceStats
@@ -69,10 +67,7 @@ def prefix_with(tmp_path: Path, scenario_text: str) -> Path:
 
 
 def runner(prefix: Path, now: datetime) -> Runner:
-    layout = Layout(prefix)
-    scenarios, errors = load_scenarios(layout.scenarios_dir)
-    assert not errors
-    return Runner(load_config(layout), scenarios, now=now.timestamp())
+    return sandbox_runner(prefix, now.timestamp())
 
 
 def test_flows_source_yields_events_in_range_skips_bad_lines_and_resumes(tmp_path):

@@ -9,9 +9,8 @@ import textwrap
 from collections import defaultdict
 from pathlib import Path
 
+from conftest import sandbox_runner
 from indexer_fixtures import SHARED_AIT, BUNDLED_AIT, ait_indexed, opensearch  # noqa: F401 (fixtures)
-from wazuh_anomaly.config import load_config, load_scenarios
-from wazuh_anomaly.paths import Layout
 from wazuh_anomaly.runner import Runner, parse_time
 from wazuh_anomaly.sample import lay_out_alerts
 from wazuh_anomaly.shipping import stream_name
@@ -53,10 +52,7 @@ def indexer_config(server) -> str:
 
 
 def runner(prefix: Path) -> Runner:
-    layout = Layout(prefix)
-    scenarios, errors = load_scenarios(layout.scenarios_dir)
-    assert not errors
-    return Runner(load_config(layout), scenarios, now=parse_time("2022-01-25T00:30:00Z"))
+    return sandbox_runner(prefix, parse_time("2022-01-25T00:30:00Z"))
 
 
 def anomalies_json(prefix: Path) -> list[dict]:
@@ -97,11 +93,9 @@ def test_indexer_source_finds_the_same_anomalies_and_ships_each_once(opensearch,
 
 def test_no_alerts_for_hours_is_a_health_event_that_names_the_indexer(opensearch, ait_indexed, tmp_path):
     prefix = sandbox(tmp_path, "quiet", indexer_config(opensearch))
-    layout = Layout(prefix)
-    scenarios, _ = load_scenarios(layout.scenarios_dir)
     first = parse_time("2022-02-10T00:03:00Z")     # weeks after the last AIT alert
     for now in (first, first + 7 * 3600):            # no_data_hours is 6
-        report = Runner(load_config(layout), scenarios, now=now).run()
+        report = sandbox_runner(prefix, now).run()
     messages = [h.message for h in report.health if h.check == "no_data"]
     assert len(messages) == 1, [(h.check, h.message) for h in report.health]
     assert messages[0].startswith("no alert in the indexer's wazuh-alerts-* for 7")

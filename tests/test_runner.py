@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import sandbox_runner
 from wazuh_anomaly.cli import main
-from wazuh_anomaly.config import load_config, load_scenarios
 from wazuh_anomaly.paths import Layout
 from wazuh_anomaly.runner import Runner, parse_time
 from wazuh_anomaly.sample import lay_out_alerts
@@ -79,9 +79,7 @@ def prefix(tmp_path: Path) -> Path:
 
 
 def runner(prefix: Path, now: datetime) -> Runner:
-    layout = Layout(prefix)
-    scenarios, errors = load_scenarios(layout.scenarios_dir)
-    return Runner(load_config(layout), scenarios, config_errors=errors, now=now.timestamp())
+    return sandbox_runner(prefix, now.timestamp(), strict=False)
 
 
 def lines(prefix: Path) -> list[dict]:
