@@ -209,7 +209,7 @@ def test_the_wodle_trains_rare_event_models_when_due_and_retries_the_untrainable
     assert not (models / "never_from_the_wodle.json").exists()
     (short,) = [e for e in events if e.get("scenario") == "command_rare"]
     assert short["health"] == "insufficient_history"
-    assert "0 command events in the history, it needs 50" in short["message"]
+    assert short["message"].startswith("real-time model command_rare: 0 command events in the history, it needs 50")
     attempts = json.loads(schedule.read_text())
     assert set(attempts) == {"command_rare"}          # only what failed waits a day
     trained_at = (models / "fim_rare_change.json").stat().st_mtime

@@ -267,7 +267,7 @@ def cmd_realtime(args: argparse.Namespace) -> int:
         text, code = commands.learn(prefix, files=args.alerts or [], start=start, end=end, days=args.days,
                                     keep_learning=args.keep_learning)
     elif args.realtime_command == "train":
-        text, code = commands.train(prefix, files=args.alerts or [], start=start, end=end, days=args.days or 30.0,
+        text, code = commands.train(prefix, files=args.alerts or [], start=start, end=end, days=args.days,
                                     only=args.model)
     elif args.realtime_command == "status":
         text, code = commands.status(prefix)
@@ -417,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--alerts", action="append", help="train on this JSON-lines alerts file (repeatable)")
     c.add_argument("--from", dest="start", help="start of the history (ISO 8601; default: 30 days before --to)")
     c.add_argument("--to", dest="end", help="end of the history (default: now)")
-    c.add_argument("--days", type=float, help="history length when --from is not given (default 30)")
+    c.add_argument("--days", type=float, help="history length when --from is not given (default: each model's training_days, 30)")
     c.add_argument("--model", action="append", help="only this model (repeatable)")
     rt.add_parser("status", help="per detector: learn mode, keys, values, findings; per model: trained or not")
     rt.add_parser("validate", help="check etc/anomaly/realtime.yaml")

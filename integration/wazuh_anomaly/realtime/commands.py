@@ -88,30 +88,38 @@ def learn(prefix: str, *, files: list[str] = (), start: float | None = None, end
 
 
 def train(prefix: str, *, files: list[str] = (), start: float | None = None, end: float | None = None,
-          days: float = 30.0, only: list[str] | None = None) -> tuple[str, int]:
-    """Train every enabled rare-event model on history and save it under var/anomaly/realtime/models."""
-    from .train import fit, save, training_rows
+          days: float | None = None, only: list[str] | None = None) -> tuple[str, int]:
+    """Train every enabled rare-event model on history and save it under
+    var/anomaly/realtime/models: the given files or range, else each model's last
+    `training_days` (or `days`) of the manager's alerts."""
     paths = Paths(prefix)
     cfg = _config.load(paths.config, paths.cache)
-    end = time.time() if end is None else end
-    start = end - days * DAY if start is None else start
     specs = [m for m in cfg["models"] if m["enabled"] and (not only or m["name"] in only)]
     if not specs:
         return "no enabled model in " + paths.config, 0
-    alerts = list(_history(paths, files, start, end))
+    end = time.time() if end is None else end
+    span = {spec["name"]: (days if days is not None else spec["training_days"]) * DAY for spec in specs}
+    alerts = list(_history(paths, files, end - max(span.values()) if start is None else start, end))
     lines, code = [], 0
     for spec in specs:
-        rows = training_rows(spec, alerts)
+        since = None if files or start is not None else end - span[spec["name"]]
         try:
-            doc = fit(spec, rows)
+            doc, path = _train_one(paths, spec, alerts, since)
         except WazuhAnomalyError as exc:
             lines.append(f"{spec['name']}: not trained: {exc}")
             code = 1
             continue
-        path = save(doc, paths.models)
         lines.append(f"{spec['name']}: trained on {doc['training_events']} {spec['target']} events, "
                      f"threshold {doc['threshold']:.4f}, {len(doc['trees'])} trees, {os.path.getsize(path)} bytes -> {path}")
     return "\n".join(lines), code
+
+
+def _train_one(paths: Paths, spec: dict, alerts: list[dict], since: float | None) -> tuple[dict, str]:
+    """Fit one model on the alerts at or after `since` (all of them when None) and save it."""
+    from .train import fit, save, training_rows
+    chosen = alerts if since is None else [a for a in alerts if (alert_time(a) or since) >= since]
+    doc = fit(spec, training_rows(spec, chosen))
+    return doc, save(doc, paths.models)
 
 
 # How long the wodle waits before it tries again to train a model that could not be
@@ -127,7 +135,7 @@ def scheduled_train(prefix: str, now: float) -> list[tuple[str, str, str]]:
     `training_days` of the manager's alerts. Returns (model, outcome, message) with
     outcome "trained", "insufficient_history" or "training_failed"; a model that could
     not be trained is tried again a day later."""
-    from .train import fit, save, training_rows
+    from .train import TooFewEvents
     paths = Paths(prefix)
     if not os.path.isfile(paths.config):
         return []
@@ -162,15 +170,12 @@ def scheduled_train(prefix: str, now: float) -> list[tuple[str, str, str]]:
     out = []
     for spec in due:
         attempts[spec["name"]] = now
-        start = now - spec["training_days"] * DAY
-        rows = training_rows(spec, (a for a in alerts if (alert_time(a) or now) >= start))
         try:
-            doc = fit(spec, rows)
+            doc, path = _train_one(paths, spec, alerts, now - spec["training_days"] * DAY)
         except WazuhAnomalyError as exc:
-            check = "insufficient_history" if len(rows) < spec["min_training_events"] else "training_failed"
-            out.append((spec["name"], check, f"rare-event model {exc} The wodle tries again in a day."))
+            check = "insufficient_history" if isinstance(exc, TooFewEvents) else "training_failed"
+            out.append((spec["name"], check, f"real-time {exc} The wodle tries again in a day."))
             continue
-        path = save(doc, paths.models)
         del attempts[spec["name"]]
         out.append((spec["name"], "trained", f"{spec['name']}: trained on {doc['training_events']} {spec['target']} "
                                              f"events of the last {spec['training_days']:g} days -> {path}"))

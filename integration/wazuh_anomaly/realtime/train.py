@@ -19,6 +19,10 @@ from ..fileio import atomic_write
 MODEL_MODE = 0o640
 
 
+class TooFewEvents(ModelError):
+    """The history holds fewer events than the model's min_training_events."""
+
+
 def training_rows(spec: dict, alerts) -> list[dict[int, float]]:
     rows = []
     for alert in alerts:
@@ -53,7 +57,7 @@ def fit(spec: dict, rows: list[dict[int, float]], *, seed: int = 0) -> dict:
     from sklearn.ensemble import IsolationForest
 
     if len(rows) < spec["min_training_events"]:
-        raise ModelError(f"model {spec['name']}: {len(rows)} {spec['target']} events in the history, it needs "
+        raise TooFewEvents(f"model {spec['name']}: {len(rows)} {spec['target']} events in the history, it needs "
                          f"{spec['min_training_events']}; learn from a longer range or lower min_training_events.")
     X = np.zeros((len(rows), spec["dimensions"]))
     for i, row in enumerate(rows):
