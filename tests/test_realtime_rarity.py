@@ -210,6 +210,7 @@ def test_the_wodle_trains_rare_event_models_when_due_and_retries_the_untrainable
     (short,) = [e for e in events if e.get("scenario") == "command_rare"]
     assert short["health"] == "insufficient_history"
     assert short["message"].startswith("real-time model command_rare: 0 command events in the history, it needs 50")
+    assert short["message"].endswith("; the wodle tries again in a day.") and short["message"].count(". ") == 0
     attempts = json.loads(schedule.read_text())
     assert set(attempts) == {"command_rare"}          # only what failed waits a day
     trained_at = (models / "fim_rare_change.json").stat().st_mtime

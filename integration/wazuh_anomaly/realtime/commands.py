@@ -174,7 +174,7 @@ def scheduled_train(prefix: str, now: float) -> list[tuple[str, str, str]]:
             doc, path = _train_one(paths, spec, alerts, now - spec["training_days"] * DAY)
         except WazuhAnomalyError as exc:
             check = "insufficient_history" if isinstance(exc, TooFewEvents) else "training_failed"
-            out.append((spec["name"], check, f"real-time {exc} The wodle tries again in a day."))
+            out.append((spec["name"], check, f"real-time {str(exc).rstrip('.')}; the wodle tries again in a day."))
             continue
         del attempts[spec["name"]]
         out.append((spec["name"], "trained", f"{spec['name']}: trained on {doc['training_events']} {spec['target']} "
