@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from ..emitter import EVENT_FIELDS
 from ..realtime.events import RARE_EVENT_FIELDS
@@ -61,31 +61,43 @@ def _in(ranges: Iterable[tuple[int, int]], rid: int) -> bool:
 def check_ruleset(rules_dirs: Iterable[Path], decoders_dirs: Iterable[Path] = (), *,
                   event_fields: frozenset[str] = EVENT_FIELDS | RARE_EVENT_FIELDS,
                   project_ranges: tuple[tuple[int, int], ...] = PROJECT_RANGES,
-                  event_rule_ranges: tuple[tuple[int, int], ...] = EVENT_RULE_RANGES) -> list[Problem]:
-    """Every problem found in the rule files of `rules_dirs`, in load order."""
+                  event_rule_ranges: tuple[tuple[int, int], ...] = EVENT_RULE_RANGES,
+                  ours: Callable[[Path], bool] | None = None) -> list[Problem]:
+    """Every problem found in the rule files of `rules_dirs`, in load order.
+
+    Every file is loaded (each once), so that parents and duplicate ids are seen as
+    analysisd sees them; with `ours`, only the files it accepts are judged (a manager's
+    stock local_rules.xml or ruleset/rules files are not ours to fix).
+    """
+    judged = ours or (lambda _path: True)
     problems: list[Problem] = []
     decoders = set(STOCK_DECODERS)
     for path in load_order(list(decoders_dirs)):
         try:
             decoders.update(name for name, _ in read_decoder_names(path))
         except RuleFileError as exc:
-            problems.append(Problem(path, 0, None, str(exc)))
+            if judged(path):
+                problems.append(Problem(path, 0, None, str(exc)))
 
     loaded: dict[int, Rule] = {}          # rules already loaded, as analysisd sees them
     for path in load_order(list(rules_dirs)):
         try:
             rf = read_rule_file(path)
         except RuleFileError as exc:
-            problems.append(Problem(path, 0, None, str(exc)))
+            if judged(path):
+                problems.append(Problem(path, 0, None, str(exc)))
             continue
-        problems.extend(_file_problems(rf))
+        mine = judged(path)
+        if mine:
+            problems.extend(_file_problems(rf))
         for rule in rf.rules:
-            problems.extend(_rule_problems(rule, loaded, decoders, event_fields,
-                                           project_ranges, event_rule_ranges))
+            if mine:
+                problems.extend(_rule_problems(rule, loaded, decoders, event_fields,
+                                               project_ranges, event_rule_ranges))
             if rule.id in loaded and not rule.overwrite:
                 continue  # 7612: only the first occurrence counts
             loaded[rule.id] = rule
-    problems.extend(_escalation_order_problems(loaded))
+    problems.extend(p for p in _escalation_order_problems(loaded) if judged(p.file))
     return problems
 
 
