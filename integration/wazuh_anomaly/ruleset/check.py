@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..emitter import EVENT_FIELDS
+from ..eventtext import DEFAULT_FIELD_BYTES, DESCRIPTION_MAX_BYTES, FIELD_BYTES
 from ..realtime.events import RARE_EVENT_FIELDS
 from .patterns import PatternError, compile_pcre2, osmatch_problems, osmatch_search, osregex_problems
 from .rulefile import Rule, RuleFileError, load_order, read_decoder_names, read_rule_file
@@ -101,6 +102,13 @@ def check_ruleset(rules_dirs: Iterable[Path], decoders_dirs: Iterable[Path] = ()
     return problems
 
 
+def description_worst_bytes(template: str) -> int:
+    """Bytes of a rule description expanded with the longest value of each $(field) a
+    line of ours can carry (FIELD_BYTES), as ParseRuleComment counts them."""
+    fixed = len(DYNAMIC_REF.sub("", template).encode("utf-8"))
+    return fixed + sum(FIELD_BYTES.get(ref, DEFAULT_FIELD_BYTES) for ref in DYNAMIC_REF.findall(template))
+
+
 def _file_problems(rf) -> list[Problem]:
     out = []
     for name, line in rf.root_groups:
@@ -154,6 +162,11 @@ def _rule_problems(rule: Rule, loaded: dict[int, Rule], decoders: set[str], even
         for ref in DYNAMIC_REF.findall(rule.description):
             if _in(event_rule_ranges, rule.id) and ref not in DESCRIPTION_STATIC and ref not in event_fields:
                 err(f"description uses $({ref}), which no anomaly event carries; it would expand to nothing.")
+        worst = description_worst_bytes(rule.description)
+        if _in(project_ranges, rule.id) and worst > DESCRIPTION_MAX_BYTES:
+            err(f"description can expand to {worst} bytes with the longest values we write (eventtext.FIELD_BYTES); "
+                f"Wazuh shows the raw template from {DESCRIPTION_MAX_BYTES + 1} bytes on. Shorten the text, "
+                f"use fewer $(field)s or lower the field's limit.")
 
     # group string: a missing trailing comma glues the next group name on
     glued = [part for part in rule.group_parts[:-1] if part and not part.endswith(",")]
