@@ -294,3 +294,10 @@ def test_any_response_log_message_is_one_line_within_the_limit(tmp_path_factory,
     response.log(str(d), f"delete: srcip {(text * 400)!r} is not an IP address; nothing to unblock")
     (written,) = (d / "logs" / "active-responses.log").read_bytes().split(b"\n")[:-1]
     assert len(written) <= MAX_LINE_BYTES
+
+
+def test_a_scoped_or_overlong_address_is_no_static_srcip():
+    from wazuh_anomaly.eventtext import entity_srcip
+    assert entity_srcip("data.srcip", "2001:db8::1") == "2001:db8::1"
+    assert entity_srcip("data.srcip", "2001:db8::1%" + "e" * 70_000) is None
+    assert entity_srcip("data.srcip", "fe80::1%eth0") is None

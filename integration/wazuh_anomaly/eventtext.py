@@ -61,7 +61,7 @@ FIELD_BYTES: dict[str, int] = {
     "anomaly.scenario": MAX_NAME,
     "anomaly.score": MAX_NUMBER,
     "anomaly.threshold": MAX_NUMBER,
-    "anomaly.bucket_minutes": 11,
+    "anomaly.bucket_minutes": MAX_NUMBER,
     "anomaly.entity.field": MAX_NAME,
     "anomaly.entity.value": MAX_VALUE,
     "anomaly.observed.field": MAX_NAME,
@@ -279,6 +279,8 @@ def entity_srcip(field: str | None, value: str | None) -> str | None:
         return None
     import ipaddress  # only for fields that name an address
 
+    if len(value) > 64 or "%" in value:  # an IPv6 scope ('%eth0', of any length) is no source to block
+        return None
     try:
         return str(ipaddress.ip_address(value.strip()))
     except ValueError:
