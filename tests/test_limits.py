@@ -301,3 +301,13 @@ def test_a_scoped_or_overlong_address_is_no_static_srcip():
     assert entity_srcip("data.srcip", "2001:db8::1") == "2001:db8::1"
     assert entity_srcip("data.srcip", "2001:db8::1%" + "e" * 70_000) is None
     assert entity_srcip("data.srcip", "fe80::1%eth0") is None
+
+
+def test_a_flow_event_past_the_line_limit_is_skipped_and_counted_not_written(monkeypatch):
+    from wazuh_anomaly.netflow import stream
+    monkeypatch.setattr(stream, "MAX_EVENT_BYTES", 100)
+    pipeline = FlowPipeline(NetflowSettings(), detect=False)
+    assert pipeline.process([("flows.json:7", json.dumps(flow()).encode())]) == b""
+    assert pipeline.stats.skipped == 1 and pipeline.stats.records == 0
+    (reason,) = pipeline.stats.reasons
+    assert reason == "the flow event would be longer than the 100 bytes a line may take"
