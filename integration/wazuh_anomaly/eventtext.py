@@ -148,9 +148,11 @@ def fit_line(event: dict, dumps, max_bytes: int = MAX_LINE_BYTES) -> str:
     """The one JSON line of an anomalies.json event (`dumps` renders it), within Wazuh's
     limits: every string field clipped to its FIELD_BYTES (so each rule description
     expands within DESCRIPTION_MAX_BYTES), and the line within `max_bytes`. A line still
-    too long loses the explanation's tail, then its weakest contributors. What was cut
-    to fit is named in `anomaly.truncated` (e.g. "entity.value,top_features"); a text
-    cut to its limit ends with '...'. ValueError only if even that cannot fit."""
+    too long loses the explanation's tail, then its contributors from the weakest on
+    (`top_feature` still names the strongest). What was cut here is named in
+    `anomaly.truncated` (e.g. "entity.value,top_features"); a text cut to its limit ends
+    with '...'. The caller's event is not changed. ValueError only if even that cannot
+    fit."""
     cut: list[str] = []
     event = _clipped(event, "", cut)
     body = event.get("anomaly")
