@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import string
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
