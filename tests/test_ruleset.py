@@ -74,6 +74,16 @@ def test_ruleset_check_of_an_installed_manager_still_reports_our_own_mistakes(tm
     assert "duplicate id 117100" in text and "local_rules.xml:" not in text
 
 
+def test_ruleset_check_of_a_manager_without_our_files_says_to_install_them(tmp_path):
+    import shutil
+    from wazuh_anomaly.errors import WazuhAnomalyError
+    from wazuh_anomaly.paths import Layout
+    from wazuh_anomaly.ruleset.commands import ruleset_check
+    shutil.copytree(REPO / "tests" / "data" / "manager", tmp_path / "ossec")
+    with pytest.raises(WazuhAnomalyError, match=r"No rule files of wazuh-anomaly in .*install them with install.sh"):
+        ruleset_check(layout=Layout(tmp_path / "ossec"))
+
+
 def test_every_rule_uses_pcre2_fields_and_alerting_rules_drop_the_full_log():
     for rule in read_rule_file(RULES).rules:
         assert all(f.type == "pcre2" for f in rule.fields), rule.id
