@@ -19,7 +19,8 @@ from wazuh_anomaly.emitter import (
     event_for_health,
     render,
 )
-from wazuh_anomaly.eventtext import clip, has_control, iso, parse_iso, stable_id
+from wazuh_anomaly import fastjson
+from wazuh_anomaly.eventtext import clip, fit_line, has_control, iso, parse_iso, stable_id
 from wazuh_anomaly.findings import HEALTH_CHECKS, Anomaly, FeatureContribution, HealthEvent
 
 T0 = datetime(2022, 1, 24, 3, 55, tzinfo=timezone.utc)
@@ -147,8 +148,10 @@ def test_event_fields_name_every_field_an_event_can_carry():
     suppressed = event_for(dataclasses.replace(anomaly(), suppression_id="abc", suppression_reason="scan"),
                            detected_at=DETECTED)
     health = [event_for_health(HealthEvent(c, "m", T0, scenario="s")) for c in HEALTH_CHECKS]
+    # a line shortened to fit Wazuh's limits names what was cut
+    shortened = json.loads(fit_line(full, fastjson.dumps_strict, max_bytes=len(render(full).encode()) - 1))
     seen = flatten(full) | flatten(ip) | flatten(suppressed) | set().union(*(flatten(h) for h in health))
-    assert seen == EVENT_FIELDS
+    assert seen | flatten(shortened) == EVENT_FIELDS
 
 
 def test_every_line_is_one_small_json_object_even_with_huge_inputs():
@@ -175,8 +178,9 @@ def test_clipping_without_re_is_the_regex_substitution(text):
     import re
 
     expected = re.sub(r"[\x00-\x1f\x7f]+", " ", text.encode("utf-8", "replace").decode("utf-8"))
-    for limit in (5, 128, 480):
-        want = expected if len(expected) <= limit else expected[: limit - 3] + "..."
+    for limit in (5, 128, 480):   # bytes of UTF-8
+        raw = expected.encode("utf-8")
+        want = expected if len(raw) <= limit else raw[: limit - 3].decode("utf-8", "ignore") + "..."
         assert clip(text, limit) == want
     assert has_control(text) == bool(re.search(r"[\x00-\x1f\x7f]", text))
 

@@ -28,6 +28,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 INSTALL = REPO / "install.sh"
 MANAGER_CONF = Path(__file__).parent / "data" / "ossec.conf"
+STOCK_MANAGER = Path(__file__).parent / "data" / "manager"
 BEGIN = "<!-- wazuh-anomaly:begin (managed by install.sh, do not edit inside) -->"
 END = "<!-- wazuh-anomaly:end -->"
 
@@ -92,21 +93,11 @@ def make_prefix(root: Path, conf_text: str | None = None) -> Path:
     conf = prefix / "etc" / "ossec.conf"
     conf.write_text(conf_text if conf_text is not None else MANAGER_CONF.read_text())
     conf.chmod(0o660)
-    (prefix / "etc/rules/local_rules.xml").write_text(
-        '<group name="local,syslog,sshd,">\n'
-        '  <rule id="100001" level="5">\n'
-        "    <if_sid>5716</if_sid>\n"
-        "    <srcip>1.1.1.1</srcip>\n"
-        "    <description>sshd: authentication failed from IP 1.1.1.1.</description>\n"
-        "    <group>authentication_failed,pci_dss_10.2.4,pci_dss_10.2.5,</group>\n"
-        "  </rule>\n"
-        "</group>\n"
-    )
-    (prefix / "etc/decoders/local_decoder.xml").write_text(
-        '<decoder name="local_decoder_example">\n'
-        "    <program_name>local_decoder_example</program_name>\n"
-        "</decoder>\n"
-    )
+    # The stock rule and decoder files a manager has before we install anything.
+    for src in STOCK_MANAGER.rglob("*.xml"):
+        dst = prefix / src.relative_to(STOCK_MANAGER)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(src.read_bytes())
     (prefix / "logs/alerts/alerts.json").write_text("")
     return prefix
 
@@ -240,6 +231,22 @@ def test_config_scenarios_rules_and_decoders_are_copied_from_the_repo(installed)
     manifest = (prefix / "etc/anomaly/.install-manifest").read_text()
     for rel in shipped:
         assert f"\t{rel}\n" in manifest
+
+
+@pip
+@needs_torch
+def test_ruleset_check_on_the_installed_manager_judges_our_files_once_and_finds_no_error(installed):
+    prefix, _, _ = installed
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "WAZUH_ANOMALY_PREFIX")}
+    proc = subprocess.run([str(prefix / "wodles/anomaly/wazuh-anomaly"), "ruleset", "check"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.rstrip().endswith("ruleset check: no problems found"), proc.stdout
+    checked = proc.stdout.split("checked ", 1)[1].split("\n", 1)[0]
+    ours = sorted(p.name for p in (REPO / "rules").glob("*.xml"))
+    assert checked.startswith(f"{len(ours)} file(s): ")
+    assert sorted(Path(p).name for p in checked.split(": ", 1)[1].split(", ")) == ours
+    assert "local_rules.xml" in proc.stdout.split("not checked", 1)[1]
 
 
 @pip

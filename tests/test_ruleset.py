@@ -37,6 +37,53 @@ def test_shipped_rules_pass_the_check():
     assert problems == [], format_problems(problems)
 
 
+def _manager_with_our_rules(root: Path) -> Path:
+    """A default manager layout (stock files from tests/data/manager) with our rule files
+    where install.sh puts them."""
+    import shutil
+    prefix = root / "ossec"
+    shutil.copytree(REPO / "tests" / "data" / "manager", prefix, ignore=shutil.ignore_patterns("*.md"))
+    for f in (REPO / "rules").glob("*.xml"):
+        shutil.copyfile(f, prefix / "etc" / "rules" / f.name)
+    return prefix
+
+
+def test_ruleset_check_of_an_installed_manager_judges_each_of_our_files_once_and_no_stock_file(tmp_path):
+    import subprocess
+    import sys
+    prefix = _manager_with_our_rules(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "wazuh_anomaly.cli", "--prefix", str(prefix), "ruleset", "check"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    ours = sorted(str(prefix / "etc" / "rules" / f.name) for f in (REPO / "rules").glob("*.xml"))
+    assert lines[0] == f"checked {len(ours)} file(s): {', '.join(ours)}"
+    assert lines[1].startswith("not checked (not wazuh-anomaly's, loaded only for rule ids and parents): 5 file(s): ")
+    assert "local_rules.xml" in lines[1] and "local_decoder.xml" in lines[1]
+    assert lines[-1] == "ruleset check: no problems found"
+
+
+def test_ruleset_check_of_an_installed_manager_still_reports_our_own_mistakes(tmp_path):
+    from wazuh_anomaly.paths import Layout
+    from wazuh_anomaly.ruleset.commands import ruleset_check
+    prefix = _manager_with_our_rules(tmp_path)
+    ours = prefix / "etc" / "rules" / "wazuh_anomaly_rules.xml"
+    ours.write_text(ours.read_text().replace('<rule id="117101"', '<rule id="117100"', 1))
+    text, code = ruleset_check(layout=Layout(prefix))
+    assert code == 1
+    assert "duplicate id 117100" in text and "local_rules.xml:" not in text
+
+
+def test_ruleset_check_of_a_manager_without_our_files_says_to_install_them(tmp_path):
+    import shutil
+    from wazuh_anomaly.errors import WazuhAnomalyError
+    from wazuh_anomaly.paths import Layout
+    from wazuh_anomaly.ruleset.commands import ruleset_check
+    shutil.copytree(REPO / "tests" / "data" / "manager", tmp_path / "ossec")
+    with pytest.raises(WazuhAnomalyError, match=r"No rule files of wazuh-anomaly in .*install them with install.sh"):
+        ruleset_check(layout=Layout(tmp_path / "ossec"))
+
+
 def test_every_rule_uses_pcre2_fields_and_alerting_rules_drop_the_full_log():
     for rule in read_rule_file(RULES).rules:
         assert all(f.type == "pcre2" for f in rule.fields), rule.id

@@ -20,7 +20,7 @@ from datetime import datetime
 
 from . import fastjson
 from .fileio import atomic_write
-from .eventtext import MAX_LINE_BYTES, parse_iso
+from .eventtext import fit_line, parse_iso
 
 LOG_FILE_MODE = 0o640
 # Ids are remembered this long; a re-run never goes further back than this.
@@ -44,11 +44,8 @@ class WriteResult:
 
 
 def render(event: dict) -> str:
-    """One compact JSON line (no newline); NaN is refused, oversized lines too."""
-    line = fastjson.dumps_strict(event)
-    if len(line.encode("utf-8")) > MAX_LINE_BYTES:
-        raise ValueError(f"event {event.get('anomaly', {}).get('id')} renders to more than {MAX_LINE_BYTES} bytes")
-    return line
+    """One compact JSON line (no newline) within Wazuh's limits (eventtext.fit_line); NaN is refused."""
+    return fit_line(event, fastjson.dumps_strict)
 
 
 class AnomalyLog:

@@ -242,7 +242,8 @@ def cmd_ruleset(args: argparse.Namespace) -> int:
     from .ruleset import commands
     if args.ruleset_command == "check":
         text, code = commands.ruleset_check([Path(d) for d in args.rules] if args.rules else None,
-                                            [Path(d) for d in args.decoders] if args.decoders else None)
+                                            [Path(d) for d in args.decoders] if args.decoders else None,
+                                            layout=Layout.from_env(args.prefix) if args.prefix else None)
     else:
         text, code = commands.ruleset_cases(write=args.write, path=Path(args.path) if args.path else None)
     print(text)

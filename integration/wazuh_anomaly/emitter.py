@@ -51,6 +51,7 @@ EVENT_FIELDS: frozenset[str] = frozenset({
     "anomaly.suppressed",
     "anomaly.suppression.id",
     "anomaly.suppression.reason",
+    "anomaly.truncated",  # what fit_line cut to keep the line within Wazuh's limits
     # top-level keys the decoder puts into Wazuh's static fields
     "srcip",
     "dstuser",

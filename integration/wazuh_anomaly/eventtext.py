@@ -22,16 +22,74 @@ except ImportError:  # pragma: no cover - depends on the interpreter
         from hashlib import sha256 as _sha256
 
 INTEGRATION = "anomaly"
-# Limits (characters) that keep every line small and every expanded rule
-# description below Wazuh's 1024-byte cap (ParseRuleComment falls back to the raw
-# template when the expansion is longer).
-MAX_NAME = 128
-MAX_VALUE = 256
+
+# --- Limits of the real engine, in bytes of UTF-8 ------------------------------------
+# logcollector reads a JSON line into OS_MAXSTR - OS_LOG_HEADER = 65,280 bytes; a longer
+# line is cut, fails to parse and vanishes without a word (read_json.c).
+LOGCOLLECTOR_LINE_BYTES = 65_279
+# Every line we write stays below this, leaving room for the labels logcollector adds.
+MAX_LINE_BYTES = 60_000
+# ParseRuleComment (eventinfo.c) gives up when the expanded description reaches
+# OS_COMMENT_MAX = 1024 bytes and shows the raw template, $(field) and all.
+DESCRIPTION_MAX_BYTES = 1023
+
+# --- Limits of our text fields, in bytes of UTF-8 (clip) ------------------------------
+# Chosen so that every rule description, expanded with the longest values we write,
+# stays within DESCRIPTION_MAX_BYTES (`wazuh-anomaly ruleset check` adds them up for
+# every rule, from FIELD_BYTES).
+MAX_SHORT = 32          # kind, severity, detector, health: short words
+MAX_NAME = 128          # scenario, field and feature names, model version, agent
+MAX_VALUE = 256         # an entity or observed value
 MAX_SUMMARY = 320
 MAX_MESSAGE = 480
-MAX_DESCRIPTION = 480
-# Hard bound for one line; logcollector truncates at about 65,279 bytes.
-MAX_LINE_BYTES = 60_000
+MAX_DESCRIPTION = 1024  # the explanation (anomaly.description), in no rule description
+MAX_IP = 45             # the longest IPv6 text (with an IPv4 tail)
+MAX_NUMBER = 320        # a JSON number as the decoder prints it ("%f" of a double)
+
+# The most bytes each field can hold as the JSON decoder gives it to a rule, for every
+# line we write (anomalies.json and netflow.json). fit_line clips string fields of
+# anomalies.json to these (DEFAULT_FIELD_BYTES for the others); the netflow normaliser
+# refuses longer addresses and protocols. A rule description may use $(field) only of a
+# field listed here or bounded by the default.
+FIELD_BYTES: dict[str, int] = {
+    "integration": MAX_SHORT,
+    "anomaly.schema": 11,
+    "anomaly.kind": MAX_SHORT,
+    "anomaly.detector": MAX_SHORT,
+    "anomaly.severity": MAX_SHORT,
+    "anomaly.health": MAX_SHORT,
+    "anomaly.scenario": MAX_NAME,
+    "anomaly.score": MAX_NUMBER,
+    "anomaly.threshold": MAX_NUMBER,
+    "anomaly.bucket_minutes": MAX_NUMBER,
+    "anomaly.entity.field": MAX_NAME,
+    "anomaly.entity.value": MAX_VALUE,
+    "anomaly.observed.field": MAX_NAME,
+    "anomaly.observed.value": MAX_VALUE,
+    "anomaly.expected": MAX_NAME,
+    "anomaly.top_feature": MAX_NAME,
+    "anomaly.summary": MAX_SUMMARY,
+    "anomaly.model_version": MAX_NAME,
+    "anomaly.description": MAX_DESCRIPTION,
+    "anomaly.message": MAX_MESSAGE,
+    "anomaly.suppression.id": MAX_NAME,
+    "anomaly.suppression.reason": MAX_MESSAGE,
+    "anomaly.alert.id": MAX_NAME,
+    "anomaly.alert.rule_id": MAX_NAME,
+    "anomaly.alert.agent": MAX_NAME,
+    "anomaly.alert.srcip": MAX_IP,
+    "anomaly.truncated": MAX_NAME,
+    "srcip": MAX_IP,
+    "dstip": MAX_IP,
+    "dstuser": MAX_NAME,
+    # netflow.json (netflow/normalize.py)
+    "source.ip": MAX_IP,
+    "destination.ip": MAX_IP,
+    "source.port": 5,
+    "destination.port": 5,
+    "flow.protocol": MAX_SHORT,
+}
+DEFAULT_FIELD_BYTES = MAX_VALUE
 
 # Entity fields whose value is a source address: written to the static `srcip`, so
 # stock active responses (firewall-drop) can act on it. Agent and destination
@@ -58,8 +116,9 @@ def has_control(text: str) -> bool:
 
 
 def clip(text: object, limit: int) -> str:
-    """One line of printable text, at most `limit` characters ('...' marks a cut); each
-    run of control characters becomes one space."""
+    """One line of printable text of at most `limit` bytes of UTF-8, never cutting a
+    character in two ('...' marks a cut); each run of control characters becomes one
+    space."""
     s = str(text)
     # Lone surrogates cannot be written as UTF-8.
     s = s.encode("utf-8", "replace").decode("utf-8")
@@ -74,12 +133,89 @@ def clip(text: object, limit: int) -> str:
             else:
                 out.append(ch)
                 in_run = False
-            if len(out) > limit:  # enough to know it is cut
+            if len(out) > limit:  # enough to know it is cut: every character is a byte or more
                 break
         s = "".join(out)
-    if len(s) > limit:
-        s = s[: limit - 3] + "..."
+    if len(s) <= limit // 4:  # short enough in any encoding: skip the encode
+        return s
+    raw = s.encode("utf-8")
+    if len(raw) > limit:
+        s = raw[: max(limit - 3, 0)].decode("utf-8", "ignore") + "..."[: limit]
     return s
+
+
+def fit_line(event: dict, dumps, max_bytes: int = MAX_LINE_BYTES) -> str:
+    """The one JSON line of an anomalies.json event (`dumps` renders it), within Wazuh's
+    limits: every string field clipped to its FIELD_BYTES (so each rule description
+    expands within DESCRIPTION_MAX_BYTES), and the line within `max_bytes`. A line still
+    too long loses the explanation's tail, then its contributors from the weakest on
+    (`top_feature` still names the strongest). What was cut here is named in
+    `anomaly.truncated` (e.g. "entity.value,top_features"); a text cut to its limit ends
+    with '...'. The caller's event is not changed. ValueError only if even that cannot
+    fit."""
+    cut: list[str] = []
+    event = _clipped(event, "", cut)
+    body = event.get("anomaly")
+    body = body if isinstance(body, dict) else None
+
+    def mark() -> None:
+        if body is not None and cut:
+            body["truncated"] = clip(",".join(dict.fromkeys(cut)), MAX_NAME)
+
+    mark()
+    line = dumps(event)
+    steps = []
+    if body is not None:
+        steps = [_shorten_description, _drop_contributor]
+    for step in steps:
+        while _size(line) > max_bytes and step(body, cut):
+            mark()
+            line = dumps(event)
+    if _size(line) > max_bytes:
+        ident = body.get("id") if body is not None else None
+        raise ValueError(f"event {ident} renders to more than {max_bytes} bytes even shortened")
+    return line
+
+
+def _size(line: str) -> int:
+    return len(line.encode("utf-8"))
+
+
+def _clipped(value, path: str, cut: list[str]):
+    """A copy of the event with every string clipped to its field's limit."""
+    if isinstance(value, str):
+        limit = FIELD_BYTES.get(path, DEFAULT_FIELD_BYTES)
+        text = clip(value, limit)
+        if text != value and text.endswith("...") and len(value.encode("utf-8", "replace")) > limit:
+            cut.append(path.split(".", 1)[1] if path.startswith("anomaly.") else path)
+        return text
+    if isinstance(value, dict):
+        return {k: _clipped(v, f"{path}.{k}" if path else str(k), cut) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clipped(v, f"{path}[]", cut) for v in value]
+    return value
+
+
+def _shorten_description(body: dict, cut: list[str]) -> bool:
+    text = body.get("description")
+    if not isinstance(text, str) or not text:
+        return False
+    size = len(text.encode("utf-8"))
+    if size <= 64:
+        del body["description"]
+    else:
+        body["description"] = clip(text, size // 2)
+    cut.append("description")
+    return True
+
+
+def _drop_contributor(body: dict, cut: list[str]) -> bool:
+    features = body.get("top_features")
+    if not isinstance(features, list) or not features:
+        return False
+    features.pop()  # the weakest: they are ordered strongest first
+    cut.append("top_features")
+    return True
 
 
 def num(x: float | int | None) -> float | int | None:
@@ -145,6 +281,8 @@ def entity_srcip(field: str | None, value: str | None) -> str | None:
         return None
     import ipaddress  # only for fields that name an address
 
+    if len(value) > 64 or "%" in value:  # an IPv6 scope ('%eth0', of any length) is no source to block
+        return None
     try:
         return str(ipaddress.ip_address(value.strip()))
     except ValueError:
@@ -156,7 +294,7 @@ def entity_dstuser(field: str | None, value: str | None) -> str | None:
     if not field or not value or _leaf(field) not in USER_FIELD_NAMES:
         return None
     name = value.strip()
-    if not name or len(name) > MAX_NAME or has_control(name):
+    if not name or len(name.encode("utf-8")) > MAX_NAME or has_control(name):
         return None
     return name
 

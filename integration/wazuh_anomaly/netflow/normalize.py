@@ -12,6 +12,7 @@ import calendar
 import ipaddress
 from datetime import datetime
 
+from ..eventtext import MAX_IP, MAX_NAME, MAX_SHORT, clip, has_control
 from . import tables
 from .settings import NetflowSettings
 
@@ -36,10 +37,14 @@ class AddressBook:
         hit = self.cache.get(text)
         if hit is not None:
             return hit
+        # ipaddress accepts an IPv6 scope of any length ('fe80::1%<anything>'): flows carry
+        # none, and an address must stay within the bytes the rule descriptions allow.
+        if len(text) > MAX_IP or "%" in text:
+            raise BadRecord(f"'{clip(text, MAX_NAME)}' is not an IP address")
         try:
             addr = ipaddress.ip_address(text)
         except ValueError:
-            raise BadRecord(f"'{text}' is not an IP address") from None
+            raise BadRecord(f"'{clip(text, MAX_NAME)}' is not an IP address") from None
         if addr.version == 6 and addr.ipv4_mapped is not None:
             addr = addr.ipv4_mapped
         nets = self.v4 if addr.version == 4 else self.v6
@@ -167,13 +172,20 @@ def _protocol(value) -> str:
     if isinstance(value, str):
         name = value.strip().lower()
         if name.isdigit():
-            return tables.PROTOCOL_NAMES.get(int(name), name)
-        if not name:
+            name = tables.PROTOCOL_NAMES.get(int(name), name)
+        elif not name:
             raise BadRecord("ip_proto is empty")
-        return tables.PROTOCOL_ALIASES.get(name, name)
+        else:
+            name = tables.PROTOCOL_ALIASES.get(name, name)
+        # A protocol name is a short word; it is written into rule descriptions.
+        if len(name.encode("utf-8")) > MAX_SHORT or has_control(name):
+            raise BadRecord(f"ip_proto '{clip(value, MAX_NAME)}' is not a protocol name")
+        return name
     if type(value) is int:
+        if not 0 <= value <= 255:
+            raise BadRecord(f"ip_proto {clip(value, MAX_NAME)} is not a protocol number (0-255)")
         return tables.PROTOCOL_NAMES.get(value, str(value))
-    raise BadRecord(f"ip_proto {value!r} is not a protocol")
+    raise BadRecord(f"ip_proto {clip(repr(value), MAX_NAME)} is not a protocol")
 
 
 def _flags(value) -> int:
@@ -305,7 +317,8 @@ class Normalizer:
         if service is not None and protocol in tables.PORT_PROTOCOLS:
             out["service"] = {"name": service}
         peer = record.get("peer_ip_src")
-        out["observer"] = {"collector": collector, **({"exporter": peer} if isinstance(peer, str) and peer else {})}
+        out["observer"] = {"collector": collector,
+                           **({"exporter": clip(peer, MAX_NAME)} if isinstance(peer, str) and peer else {})}
         out["anomaly"] = {"tags": []}
         # Static fields for stock active responses; only outside addresses in srcip, so
         # firewall-drop can never be pointed at one of our own hosts.

@@ -22,6 +22,7 @@ from typing import Callable, Iterable
 import orjson
 
 from ..errors import WazuhAnomalyError
+from ..eventtext import MAX_LINE_BYTES as MAX_EVENT_BYTES
 from ..fileio import atomic_write
 from ..sources.alerts_file import _fingerprint_length, _head_fingerprint
 from .detect import FlowDetector
@@ -30,7 +31,7 @@ from .settings import NetflowSettings
 
 log = logging.getLogger("wazuh_anomaly")
 BATCH_LINES = 4096
-MAX_LINE_BYTES = 65536
+MAX_LINE_BYTES = 65536        # an input line from pmacct
 MAX_LOGGED_BAD = 20          # bad lines logged one by one; beyond, only counted
 HEAD_BYTES = 1024          # identifies a file by its first bytes (a reused inode, a rewrite)
 _PRIVATE = ("_ts", "_flags", "_src_internal", "_dst_internal")
@@ -94,12 +95,16 @@ class FlowPipeline:
             except BadRecord as exc:
                 stats.skip(where, str(exc))
                 continue
+            data = dumps(event)
+            if len(data) > MAX_EVENT_BYTES:   # every field is bounded; this only guards logcollector's limit
+                stats.skip(where, f"the flow event would be longer than the {MAX_EVENT_BYTES} bytes a line may take")
+                continue
             tags = event["anomaly"]["tags"]
             if tags:
                 stats.tagged += 1
                 for tag in tags:
                     stats.tags[tag] = stats.tags.get(tag, 0) + 1
-            out.append(dumps(event))
+            out.append(data)
         stats.records += len(out)
         if not out:
             return b""

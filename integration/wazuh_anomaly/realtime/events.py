@@ -25,7 +25,7 @@ RARE_EVENT_FIELDS: frozenset[str] = frozenset({
     "anomaly.observed.field", "anomaly.observed.value", "anomaly.expected",
     "anomaly.summary", "anomaly.description", "anomaly.model_version",
     "anomaly.alert.id", "anomaly.alert.rule_id", "anomaly.alert.agent", "anomaly.alert.srcip",
-    "anomaly.detected_at",
+    "anomaly.detected_at", "anomaly.truncated",
     "srcip", "dstuser",
 })
 

@@ -29,6 +29,7 @@ import sys
 import time
 
 from ..errors import ConfigError
+from ..eventtext import MAX_LINE_BYTES, MAX_NAME, MAX_SUMMARY, clip
 
 NAME = "anomaly-response"
 PROGRAM = f"active-response/bin/{NAME}"
@@ -45,6 +46,8 @@ INTERNAL_NETWORKS = (
 )
 DEFAULTS = {"min_severity": "critical", "never_block": [], "internal_networks": "default", "firewall": "auto"}
 NFT_TABLE = "wazuh_anomaly"
+# What one message may take in logs/active-responses.log, which logcollector reads.
+LOG_MESSAGE_BYTES = MAX_LINE_BYTES - 200
 
 
 # ----------------------------------------------------------------------------- config
@@ -220,13 +223,49 @@ def apply_unblock(address: str, fw: str, runner=subprocess.run) -> tuple[bool, s
 # ----------------------------------------------------------------------------- protocol
 
 def log(prefix: str, message: str) -> None:
-    """One line in logs/active-responses.log, as Wazuh's own scripts write it."""
+    """One line in logs/active-responses.log, as Wazuh's own scripts write it, never
+    longer than logcollector reads (a longer one would vanish): a message past the
+    limit is cut and ends with '...'; control characters (a newline in an error) become spaces."""
+    message = clip(message, LOG_MESSAGE_BYTES)
     line = f"{time.strftime('%Y/%m/%d %H:%M:%S')} {PROGRAM}: {message}\n"
     try:
         with open(os.path.join(prefix, "logs", "active-responses.log"), "a", encoding="utf-8") as fh:
             fh.write(line)
     except OSError:
         sys.stderr.write(line)
+
+
+def as_received(line: str) -> str:
+    """The execd message for the log, within LOG_MESSAGE_BYTES and still JSON: a message
+    too long (the alert carries our whole line twice, as full_log and as data) keeps
+    what identifies the alert, and says so in `"truncated": "parameters.alert"`."""
+    text = line.strip()
+    if len(text.encode("utf-8")) <= LOG_MESSAGE_BYTES:
+        return text
+    try:
+        request = json.loads(text)
+        alert = request["parameters"]["alert"]
+        rule = alert.get("rule") if isinstance(alert.get("rule"), dict) else {}
+        agent = alert.get("agent") if isinstance(alert.get("agent"), dict) else {}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return clip(text, LOG_MESSAGE_BYTES)
+    data = alert.get("data") if isinstance(alert.get("data"), dict) else {}
+    body = data.get("anomaly") if isinstance(data.get("anomaly"), dict) else {}
+    def cut(value, limit: int):
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else clip(value, limit)
+
+    short = {"timestamp": cut(alert.get("timestamp", ""), MAX_NAME), "id": cut(alert.get("id", ""), MAX_NAME),
+             "rule": {k: cut(rule[k], MAX_SUMMARY) for k in ("id", "level", "description") if k in rule},
+             "agent": {k: cut(agent[k], MAX_NAME) for k in ("id", "name") if k in agent},
+             "data": {"srcip": cut(source_address(alert) or "", MAX_NAME),
+                      "anomaly": {k: cut(body[k], MAX_NAME) for k in ("id", "kind", "scenario", "severity") if k in body}}}
+    slim = {k: v for k, v in request.items() if k != "parameters"}
+    params = request["parameters"] if isinstance(request["parameters"], dict) else {}
+    slim["parameters"] = {k: v for k, v in params.items() if k != "alert"}
+    slim["parameters"]["alert"] = short
+    slim["truncated"] = "parameters.alert"
+    out = json.dumps(slim, ensure_ascii=False)
+    return out if len(out.encode("utf-8")) <= LOG_MESSAGE_BYTES else clip(text, LOG_MESSAGE_BYTES)
 
 
 def _message(command: str, keys: list[str] | None = None) -> str:
@@ -253,7 +292,7 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None, runner=subproce
         log(prefix, f"invalid input from wazuh-execd (not the 4.2+ JSON protocol): {line[:200]!r}")
         return 1
     # Like Wazuh's own scripts: the message as received (the stock ar_log_json decoder reads it).
-    log(prefix, line.strip())
+    log(prefix, as_received(line))
     rule = (alert.get("rule") or {}).get("id", "?")
     try:
         cfg = load_config(os.path.join(prefix, "etc", "anomaly", "active-response.yaml"))

@@ -3,6 +3,7 @@
 wazuh-analysisd (`engine`) and a client of the manager's logtest socket (`logtest`)."""
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime
 from pathlib import Path
@@ -23,13 +24,22 @@ def repo_dir() -> Path | None:
     return root if (root / "rules" / RULES_FILE_NAME).is_file() else None
 
 
+# What install.sh puts into etc/rules and etc/decoders (every file of rules/ is named so).
+OUR_FILES = r"^wazuh_anomaly.*\.xml$"
+
+
+def is_ours(path: Path) -> bool:
+    """A rule or decoder file this project ships (not a stock or the admin's own file)."""
+    return re.search(OUR_FILES, Path(path).name) is not None
+
+
 def default_rule_files() -> list[Path]:
     """Our rule files in Wazuh's load order: the checkout's rules/, else the ones
     installed on this manager (every etc/rules file named like ours)."""
     repo = repo_dir()
     if repo is not None:
         return load_order([repo / "rules"])
-    return load_order([Layout.from_env().rules_dir], r"^wazuh_anomaly.*\.xml$")
+    return load_order([Layout.from_env().rules_dir], OUR_FILES)
 
 
 def default_ini_files() -> list[Path]:

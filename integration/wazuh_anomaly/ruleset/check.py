@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from ..emitter import EVENT_FIELDS
+from ..eventtext import DEFAULT_FIELD_BYTES, DESCRIPTION_MAX_BYTES, FIELD_BYTES
 from ..realtime.events import RARE_EVENT_FIELDS
 from .patterns import PatternError, compile_pcre2, osmatch_problems, osmatch_search, osregex_problems
 from .rulefile import Rule, RuleFileError, load_order, read_decoder_names, read_rule_file
@@ -61,32 +62,51 @@ def _in(ranges: Iterable[tuple[int, int]], rid: int) -> bool:
 def check_ruleset(rules_dirs: Iterable[Path], decoders_dirs: Iterable[Path] = (), *,
                   event_fields: frozenset[str] = EVENT_FIELDS | RARE_EVENT_FIELDS,
                   project_ranges: tuple[tuple[int, int], ...] = PROJECT_RANGES,
-                  event_rule_ranges: tuple[tuple[int, int], ...] = EVENT_RULE_RANGES) -> list[Problem]:
-    """Every problem found in the rule files of `rules_dirs`, in load order."""
+                  event_rule_ranges: tuple[tuple[int, int], ...] = EVENT_RULE_RANGES,
+                  ours: Callable[[Path], bool] | None = None) -> list[Problem]:
+    """Every problem found in the rule files of `rules_dirs`, in load order.
+
+    Every file is loaded (each once), so that parents and duplicate ids are seen as
+    analysisd sees them; with `ours`, only the files it accepts are judged (a manager's
+    stock local_rules.xml or ruleset/rules files are not ours to fix).
+    """
+    judged = ours or (lambda _path: True)
     problems: list[Problem] = []
     decoders = set(STOCK_DECODERS)
     for path in load_order(list(decoders_dirs)):
         try:
             decoders.update(name for name, _ in read_decoder_names(path))
         except RuleFileError as exc:
-            problems.append(Problem(path, 0, None, str(exc)))
+            if judged(path):
+                problems.append(Problem(path, 0, None, str(exc)))
 
     loaded: dict[int, Rule] = {}          # rules already loaded, as analysisd sees them
     for path in load_order(list(rules_dirs)):
         try:
             rf = read_rule_file(path)
         except RuleFileError as exc:
-            problems.append(Problem(path, 0, None, str(exc)))
+            if judged(path):
+                problems.append(Problem(path, 0, None, str(exc)))
             continue
-        problems.extend(_file_problems(rf))
+        mine = judged(path)
+        if mine:
+            problems.extend(_file_problems(rf))
         for rule in rf.rules:
-            problems.extend(_rule_problems(rule, loaded, decoders, event_fields,
-                                           project_ranges, event_rule_ranges))
+            if mine:
+                problems.extend(_rule_problems(rule, loaded, decoders, event_fields,
+                                               project_ranges, event_rule_ranges))
             if rule.id in loaded and not rule.overwrite:
                 continue  # 7612: only the first occurrence counts
             loaded[rule.id] = rule
-    problems.extend(_escalation_order_problems(loaded))
+    problems.extend(p for p in _escalation_order_problems(loaded) if judged(p.file))
     return problems
+
+
+def description_worst_bytes(template: str) -> int:
+    """Bytes of a rule description expanded with the longest value of each $(field) a
+    line of ours can carry (FIELD_BYTES), as ParseRuleComment counts them."""
+    fixed = len(DYNAMIC_REF.sub("", template).encode("utf-8"))
+    return fixed + sum(FIELD_BYTES.get(ref, DEFAULT_FIELD_BYTES) for ref in DYNAMIC_REF.findall(template))
 
 
 def _file_problems(rf) -> list[Problem]:
@@ -142,6 +162,11 @@ def _rule_problems(rule: Rule, loaded: dict[int, Rule], decoders: set[str], even
         for ref in DYNAMIC_REF.findall(rule.description):
             if _in(event_rule_ranges, rule.id) and ref not in DESCRIPTION_STATIC and ref not in event_fields:
                 err(f"description uses $({ref}), which no anomaly event carries; it would expand to nothing.")
+        worst = description_worst_bytes(rule.description)
+        if _in(project_ranges, rule.id) and worst > DESCRIPTION_MAX_BYTES:
+            err(f"description can expand to {worst} bytes with the longest values we write (eventtext.FIELD_BYTES); "
+                f"Wazuh shows the raw template from {DESCRIPTION_MAX_BYTES + 1} bytes on. Shorten the text, "
+                f"use fewer $(field)s or lower the field's limit.")
 
     # group string: a missing trailing comma glues the next group name on
     glued = [part for part in rule.group_parts[:-1] if part and not part.endswith(",")]

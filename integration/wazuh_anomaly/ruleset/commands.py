@@ -8,22 +8,52 @@ from typing import Iterable
 
 from ..errors import WazuhAnomalyError
 from ..paths import Layout
-from . import default_ini_files, default_rule_files, repo_dir
+from . import default_ini_files, default_rule_files, is_ours, repo_dir
 from .cases import INI_FILE_NAME, render_cases, write_cases
 from .check import check_ruleset, format_problems
 from .logtest import format_results, run_cases, run_cases_offline
+from .rulefile import load_order
 
 
 def ruleset_check(rules_dirs: Iterable[Path] | None = None,
-                  decoders_dirs: Iterable[Path] | None = None) -> tuple[str, int]:
-    """Problems in the rule files; exit 1 when any is an error."""
+                  decoders_dirs: Iterable[Path] | None = None, *,
+                  layout: Layout | None = None) -> tuple[str, int]:
+    """Problems in the rule files; exit 1 when any is an error.
+
+    Directories given: every file in them is judged. Otherwise the source checkout's
+    rules/ (all ours), or, on a manager (no checkout, or `layout` given), the directories
+    analysisd loads by default: ruleset/ and etc/ rules and decoders. There every file is
+    loaded once, for parents and duplicate ids, but only ours (wazuh_anomaly*.xml) are
+    judged; the stock and the admin's own files are listed as not checked.
+    """
     repo = repo_dir()
+    ours = None
+    if rules_dirs is None and (layout is not None or repo is None):
+        layout = layout or Layout.from_env()
+        rules_dirs = [layout.prefix / "ruleset" / "rules", layout.rules_dir]
+        if decoders_dirs is None:
+            decoders_dirs = [layout.prefix / "ruleset" / "decoders", layout.decoders_dir]
+        ours = is_ours
     if rules_dirs is None:
-        rules_dirs = [repo / "rules"] if repo else [p.parent for p in default_rule_files()]
+        rules_dirs = [repo / "rules"]
     if decoders_dirs is None:
-        decoders_dirs = [repo / "decoders"] if repo else [Layout.from_env().decoders_dir]
-    problems = check_ruleset(list(rules_dirs), list(decoders_dirs))
-    return format_problems(problems), 1 if any(p.severity == "error" for p in problems) else 0
+        decoders_dirs = [repo / "decoders"] if repo else [(layout or Layout.from_env()).decoders_dir]
+    rules_dirs, decoders_dirs = list(rules_dirs), list(decoders_dirs)
+    problems = check_ruleset(rules_dirs, decoders_dirs, ours=ours)
+    lines = []
+    files = load_order(rules_dirs) + load_order(decoders_dirs)
+    checked = [p for p in files if ours is None or ours(p)]
+    skipped = [p for p in files if ours is not None and not ours(p)]
+    if not checked:
+        raise WazuhAnomalyError(f"No rule files of wazuh-anomaly in {', '.join(map(str, rules_dirs))}; "
+                                f"install them with install.sh, or name the directory with --rules.")
+    lines.append(f"checked {len(checked)} file(s): {', '.join(str(p) for p in checked)}")
+    if skipped:
+        names = ", ".join(p.name for p in skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        lines.append(f"not checked (not wazuh-anomaly's, loaded only for rule ids and parents): "
+                     f"{len(skipped)} file(s): {names}")
+    lines.append(format_problems(problems))
+    return "\n".join(lines), 1 if any(p.severity == "error" for p in problems) else 0
 
 
 def ruleset_cases(*, write: bool = False, path: Path | None = None) -> tuple[str, int]:

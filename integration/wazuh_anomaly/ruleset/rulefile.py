@@ -203,14 +203,17 @@ def _read_rule(el: etree._Element, group_name: str, path: Path) -> Rule:
 
 def load_order(dirs: list[Path], pattern: str = r"\.xml$") -> list[Path]:
     """Rule (or decoder) files of all directories, sorted by file name alone."""
-    found: list[Path] = []
+    found: dict[Path, Path] = {}
     rx = re.compile(pattern)
     for d in dirs:
         d = Path(d)
         if not d.is_dir():
             continue
-        found.extend(p for p in d.iterdir() if p.is_file() and rx.search(p.name))
-    return sorted(found, key=lambda p: (p.name.encode("utf-8"), str(p)))
+        for p in d.iterdir():
+            if p.is_file() and rx.search(p.name):
+                # A directory named twice (or through a symlink) still gives each file once.
+                found.setdefault(p.resolve(), p)
+    return sorted(found.values(), key=lambda p: (p.name.encode("utf-8"), str(p)))
 
 
 def read_decoder_names(path: Path) -> list[tuple[str, int]]:
