@@ -82,10 +82,30 @@ def test_every_case_fires_its_rule_and_level_in_the_simulator(section):
     engine = RuleEngine([RULES])
     for run in section.runs:
         session = engine.session()
-        alerts = [session.process(line, now=1_643_000_000.0 + i) for i, line in enumerate(run.lines)]
+        alerts = [session.process(line, now=1_643_000_000.0 + i, location=section.location)
+                  for i, line in enumerate(run.lines)]
         last = alerts[-1]
+        if not run.expect_match:   # a forged line: no rule of ours at all
+            assert [a.rule_id for a in alerts] == [None] * len(alerts)
+            continue
         assert (str(last.rule_id), str(last.level), last.decoder) == (section.rule, section.alert, section.decoder)
         assert "$(" not in (last.description or "")
+
+
+def test_genuine_cases_come_from_the_managers_anomalies_file_and_forged_ones_from_elsewhere():
+    genuine = {s.location for s in SECTIONS if s.runs[0].expect_match}
+    forged = {s.location for s in SECTIONS if not s.runs[0].expect_match}
+    assert genuine == {"/var/ossec/logs/anomaly/anomalies.json"}
+    assert forged == {"[003] (web-01) any->/var/ossec/logs/anomaly/anomalies.json", "192.0.2.7",
+                      "/var/log/syslog", "/var/ossec/logs/anomaly/netflow.json"}
+    forged_rules = {s.rule for s in SECTIONS if not s.runs[0].expect_match}
+    assert forged_rules >= {"117113", "117107", "117013", "117302"}
+
+
+def test_the_base_rule_is_bound_to_the_managers_anomalies_file():
+    base = next(r for r in read_rule_file(RULES).rules if r.id == 117100)
+    assert (base.location.type, base.location.pattern) == ("pcre2", r"^/var/ossec/logs/anomaly/anomalies\.json$")
+    assert all(r.location is None for r in read_rule_file(RULES).rules if r.id != 117100)
 
 
 def test_escalation_cases_hold_several_lines_in_one_run():
@@ -108,6 +128,15 @@ def test_ini_reader_joins_repeated_log_keys_into_one_run_and_reads_fail_runs(tmp
     (section,) = read_ini(ini)
     assert [(r.name, r.lines, r.expect_match) for r in section.runs] == [
         ("log 1 pass", ('{"a":"1"}', '{"a":"2"}'), True), ("log 2 fail", ('{"a":"3"}',), False)]
+    assert section.location == ""
+
+
+def test_ini_reader_reads_where_a_sections_lines_come_from(tmp_path):
+    ini = tmp_path / "t.ini"
+    ini.write_text('[agent]\nlog 1 fail = {"a":"1"}\nrule = 1\nalert = 2\ndecoder = json\n'
+                   'location = [003] (web-01) any->/var/ossec/logs/anomaly/anomalies.json\n')
+    (section,) = read_ini(ini)
+    assert section.location == "[003] (web-01) any->/var/ossec/logs/anomaly/anomalies.json"
 
 
 # -- explain(): the alert an anomaly would raise ---------------------------------------
