@@ -342,9 +342,44 @@ def test_checker_resolves_parents_by_file_name_order_across_directories(tmp_path
       <rule id="117101" level="3"><if_sid>117100</if_sid><description>child</description></rule>
     </group>
     """)
-    assert check_ruleset([a, b], [], event_rule_ranges=()) == []
+    assert check_ruleset([a, b], [], event_rule_ranges=(), project_ranges=()) == []
     (b / "0100-base.xml").rename(b / "0300-base.xml")
-    assert any("if_sid 117100 is not loaded before" in p.message for p in check_ruleset([a, b], [], event_rule_ranges=()))
+    assert any("if_sid 117100 is not loaded before" in p.message
+               for p in check_ruleset([a, b], [], event_rule_ranges=(), project_ranges=()))
+
+
+def test_checker_refuses_a_rule_of_ours_that_any_agent_or_syslog_sender_could_reach(tmp_path):
+    write_rules(tmp_path, "trust.xml", """\
+    <group name="anomaly,">
+      <rule id="117100" level="0">
+        <decoded_as>json</decoded_as>
+        <field name="integration" type="pcre2">^anomaly$</field>
+        <description>unbound base</description>
+      </rule>
+      <rule id="117000" level="0">
+        <decoded_as>json</decoded_as>
+        <location type="pcre2">/var/ossec/logs/anomaly/netflow\\.json</location>
+        <description>unanchored</description>
+      </rule>
+      <rule id="117001" level="0">
+        <decoded_as>json</decoded_as>
+        <location type="pcre2">^/a$</location>
+        <location type="pcre2">^/b$</location>
+        <description>two locations</description>
+      </rule>
+      <rule id="117101" level="3">
+        <if_sid>117100</if_sid>
+        <description>a child: reached only through its parent</description>
+      </rule>
+    </group>
+    """)
+    problems = check_ruleset([tmp_path], [], event_rule_ranges=())
+    by_rule = {(p.rule_id, p.line): p.message for p in problems}
+    assert "no parent and no <location>" in by_rule[(117100, 2)] and "any agent or syslog sender" in by_rule[(117100, 2)]
+    assert "must be anchored" in by_rule[(117000, 9)]
+    assert any(p.rule_id == 117001 and "more than one <location>" in p.message for p in problems)
+    assert all(p.rule_id != 117101 for p in problems)
+    assert all(p.severity == "error" for p in problems)
 
 
 def test_checker_reports_xml_that_does_not_parse(tmp_path):
@@ -358,6 +393,7 @@ def test_checker_warns_when_group_names_would_be_glued_together(tmp_path):
     <group name="anomaly">
       <rule id="117100" level="0">
         <decoded_as>json</decoded_as>
+        <location type="pcre2">^/var/ossec/logs/anomaly/anomalies\\.json$</location>
         <group>extra,</group>
         <description>base</description>
       </rule>
