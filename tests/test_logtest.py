@@ -247,9 +247,16 @@ REAL_SOCKET = os.environ.get("WAZUH_ANOMALY_LOGTEST_SOCKET")
 
 
 @pytest.mark.skipif(not REAL_SOCKET, reason="set WAZUH_ANOMALY_LOGTEST_SOCKET to a real manager's logtest socket "
-                                            "(with rules/wazuh_anomaly_rules.xml installed in its etc/rules)")
+                                            "(with the three rules/*.xml files installed in its etc/rules)")
 def test_every_case_passes_on_a_real_wazuh_analysisd():
-    results = run_cases(Path(REAL_SOCKET), [INI])
+    results = run_cases(Path(REAL_SOCKET), ALL_INI)
     assert results and all(r.passed for r in results), format_results(results)
-    offline = run_cases_offline([INI], [RULES])
-    assert [(r.section, r.actual) for r in offline] == [(r.section, r.actual) for r in results]
+    # forged lines: decoded, and no rule of ours matches. The stock ruleset may still answer
+    # as it would for any text (rule 1002, level 2, for a line saying "failures").
+    forged = [r for r in results if not r.expect_match]
+    assert forged and all(r.actual[2] == "json" and not r.actual[0].startswith("117") for r in forged), \
+        format_results(forged)
+    offline = run_cases_offline(ALL_INI, ALL_RULES)
+    genuine = [r for r in results if r.expect_match]
+    assert [(r.section, r.actual) for r in offline if r.expect_match] == [(r.section, r.actual) for r in genuine]
+    assert all(r.actual == ("", "", "json") for r in offline if not r.expect_match)
