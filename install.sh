@@ -954,7 +954,10 @@ do_install() {
     else
         say "  scoring:    not scheduled on this worker; it runs on the master"
     fi
-    say "  anomalies:  $prefix/logs/anomaly/anomalies.json, raised as alerts by rules 117xxx"
+    say "  anomalies:  $prefix/logs/anomaly/anomalies.json, raised as alerts by rules 117xxx (from this file only)"
+    if [ ${#netflow_sensors[@]} -gt 0 ]; then
+        say "  netflow:    rules 117000-117049 also accept these sensor agents and files: ${netflow_sensors[*]}"
+    fi
     say "  models:     $prefix/var/anomaly/"
     say "  logs:       $prefix/logs/anomaly/wazuh-anomaly.log (each run), $prefix/logs/ossec.log (wazuh-modulesd)"
     if [ ${#changed_kept[@]} -gt 0 ]; then
