@@ -469,10 +469,10 @@ ANOMALIES_LOCATION='^/var/ossec/logs/anomaly/anomalies\.json$'
 NETFLOW_LOCATION='^/var/ossec/logs/anomaly/netflow\.json$'
 
 pcre2_literal() {  # pcre2_literal TEXT VAR: TEXT with the PCRE2 metacharacters escaped
-    local _in=$1 _out= _c i
+    local _in=$1 _out='' _c i
     for ((i = 0; i < ${#_in}; i++)); do
         _c=${_in:i:1}
-        case $_c in '\'|'^'|'$'|'.'|'|'|'?'|'*'|'+'|'('|')'|'['|']'|'{'|'}') _out+="\\$_c" ;; *) _out+=$_c ;; esac
+        case $_c in "\\"|'^'|'$'|'.'|'|'|'?'|'*'|'+'|'('|')'|'['|']'|'{'|'}') _out+="\\$_c" ;; *) _out+=$_c ;; esac
     done
     printf -v "$2" '%s' "$_out"
 }
@@ -500,7 +500,7 @@ render_rules() {  # render_rules SRC DST: the rule file with this install's loca
 }
 
 render_ini() {  # render_ini SRC DST: the rule tests with this prefix in their locations
-    local _line _out=
+    local _line _out=''
     while IFS= read -r _line || [ -n "$_line" ]; do
         if [[ $_line == "location = "* ]]; then _line=${_line//\/var\/ossec\//"$prefix/"}; fi
         _out+=$_line$'\n'

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from wazuh_anomaly.ruleset.engine import RuleEngine
 from wazuh_anomaly.ruleset.inifile import read_ini
-from wazuh_anomaly.ruleset.locations import agent_location, file_pattern, pcre2_literal
+from wazuh_anomaly.ruleset.locations import AGENT_NAME, agent_location, file_pattern, pcre2_literal
 from wazuh_anomaly.ruleset.rulefile import load_order, read_rule_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -351,7 +351,6 @@ def test_a_netflow_sensor_that_is_not_an_agent_name_and_plain_path_is_refused(va
     assert proc.stderr.count("\n") == 1
 
 
-SAFE_NAME = re.compile(r"(?!\.)[A-Za-z0-9._-]{2,128}")
 SAFE_PATH = re.compile(r"/[A-Za-z0-9._/+-]*")
 
 
@@ -363,7 +362,7 @@ def test_only_an_agent_name_and_a_plain_absolute_path_pass_the_netflow_sensor_ch
     proc = run("--prefix", "/nonexistent-wazuh-anomaly-prefix", "--netflow-sensor", value, check=False)
     assert proc.returncode != 0
     name, sep, path = value.partition(":")
-    valid = bool(sep) and SAFE_NAME.fullmatch(name) is not None and SAFE_PATH.fullmatch(path) is not None
+    valid = bool(sep) and AGENT_NAME.fullmatch(name) is not None and SAFE_PATH.fullmatch(path) is not None
     assert ("--netflow-sensor" not in proc.stderr) == valid, proc.stderr
 
 
