@@ -14,10 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from wazuh_anomaly.cli import main
+from wazuh_anomaly.paths import PREFIX_ENV
 from wazuh_anomaly.ruleset.engine import RuleEngine, event_location
 from wazuh_anomaly.ruleset.inifile import read_ini
 from wazuh_anomaly.ruleset.locations import (
-    ANOMALIES_REL, NETFLOW_REL, SYSLOG_SENDER, agent_location, file_pattern, manager_file)
+    ANOMALIES_REL, NETFLOW_REL, SYSLOG_SENDER, agent_location, file_pattern, manager_file, pcre2_literal)
 from wazuh_anomaly.ruleset.rulefile import load_order, read_rule_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,3 +168,37 @@ def test_location_is_os_match_by_default_and_honours_type_and_negate(tmp_path):
     assert session.process('{"k":"3"}', location="[001] (a) any->/x").rule_id is None
     # without a location, wazuh-logtest says "stdin"
     assert session.process('{"k":"2"}').rule_id is None
+
+
+# -- a custom setup that moved our file ----------------------------------------------------
+
+def _installed(prefix: Path) -> Path:
+    """A manager prefix with our rules as install.sh renders them for it, and no scenario yet."""
+    (prefix / "etc/anomaly/scenarios").mkdir(parents=True)
+    (prefix / "etc/rules").mkdir(parents=True)
+    for path in ALL_RULES:
+        text = path.read_text().replace("^/var/ossec/logs/anomaly/", f"^{pcre2_literal(str(prefix))}/logs/anomaly/")
+        (prefix / "etc/rules" / path.name).write_text(text)
+    return prefix
+
+
+def test_validate_says_when_the_installed_rules_would_not_accept_the_moved_anomalies_file(tmp_path, capsys, monkeypatch):
+    prefix = _installed(tmp_path / "ossec")
+    monkeypatch.setenv(PREFIX_ENV, str(prefix))   # main() sets it; put the old value back afterwards
+    assert main(["--prefix", str(prefix), "validate"]) == 0
+    (prefix / "etc/anomaly/config.yaml").write_text("output:\n  anomalies_file: /srv/anomaly/anomalies.json\n")
+    capsys.readouterr()
+    assert main(["--prefix", str(prefix), "validate"]) == 2
+    (error,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("error:")]
+    assert f"{prefix}/etc/rules/wazuh_anomaly_rules.xml: rule 117100 only accepts" in error
+    assert "/srv/anomaly/anomalies.json (output.anomalies_file in etc/anomaly/config.yaml)" in error
+    assert "docs/security.md" in error
+
+
+def test_validate_says_when_the_netflow_output_is_not_the_file_the_rules_accept(tmp_path, capsys, monkeypatch):
+    prefix = _installed(tmp_path / "ossec")
+    monkeypatch.setenv(PREFIX_ENV, str(prefix))
+    (prefix / "etc/anomaly/netflow.yaml").write_text("output_file: /data/flows/netflow.json\n")
+    assert main(["--prefix", str(prefix), "validate"]) == 2
+    (error,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("error:")]
+    assert "rule 117000 only accepts" in error and "/data/flows/netflow.json (output_file in etc/anomaly/netflow.yaml)" in error

@@ -73,3 +73,36 @@ def forged(case, rel: str, *, other_file: str | None = None) -> list:
     return [replace(case, name=f"Forged by {who}: {case.name}", location=where, expect_match=False,
                     comment="Must raise no alert: our rules only match our own file on the manager.")
             for who, where in sources]
+
+
+# The base rule of each family and the rule file it lives in.
+BASES = ((117100, "wazuh_anomaly_rules.xml", "output.anomalies_file in etc/anomaly/config.yaml"),
+         (117000, "wazuh_anomaly_netflow_rules.xml", "output_file in etc/anomaly/netflow.yaml"))
+
+
+def binding_problems(rules_dir, files: dict[int, str]) -> list[str]:
+    """One sentence for each of our files that the installed base rule would not accept
+    (`files`: base rule id -> the path the add-on writes). Installed rules only: a
+    checkout's rules name the default prefix."""
+    from pathlib import Path
+
+    from .patterns import search
+    from .rulefile import RuleFileError, read_rule_file
+    out = []
+    for rule_id, name, setting in BASES:
+        path = Path(rules_dir) / name
+        if rule_id not in files or not path.is_file():
+            continue
+        try:
+            base = next((r for r in read_rule_file(path).rules if r.id == rule_id), None)
+        except RuleFileError as exc:
+            out.append(str(exc))
+            continue
+        if base is None or base.location is None:
+            continue   # `wazuh-anomaly ruleset check` reports a base rule without <location>
+        loc = base.location
+        if search(loc.type, loc.pattern, files[rule_id]) == loc.negate:
+            out.append(f"{path}: rule {rule_id} only accepts lines from the location '{loc.pattern}', but the "
+                       f"add-on writes {files[rule_id]} ({setting}), so none of them would raise an alert; "
+                       f"change the rule's <location> to that path or the setting back (docs/security.md).")
+    return out
