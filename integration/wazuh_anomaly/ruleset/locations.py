@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from pathlib import Path
 
 from ..paths import DEFAULT_PREFIX
+from .patterns import search
+from .rulefile import RuleFileError, read_rule_file
 
 # The files each family reads, relative to the manager's prefix.
 ANOMALIES_REL = "logs/anomaly/anomalies.json"     # time-series, real-time, health (117100 and below)
@@ -84,10 +87,6 @@ def binding_problems(rules_dir, files: dict[int, str]) -> list[str]:
     """One sentence for each of our files that the installed base rule would not accept
     (`files`: base rule id -> the path the add-on writes). Installed rules only: a
     checkout's rules name the default prefix."""
-    from pathlib import Path
-
-    from .patterns import search
-    from .rulefile import RuleFileError, read_rule_file
     out = []
     for rule_id, name, setting in BASES:
         path = Path(rules_dir) / name
