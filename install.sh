@@ -32,6 +32,7 @@ realtime=0
 active_response=0
 indexer=0
 ar_timeout=3600
+netflow_sensors=()
 
 usage() {
     cat <<EOF
@@ -57,6 +58,11 @@ Options:
   --active-response   also install active-response/bin/anomaly-response and the blocks
                       that run it on critical anomalies with a source address (opt-in)
   --ar-timeout SECS   how long the active response blocks an address (default 3600)
+  --netflow-sensor AGENT:PATH
+                      also accept NetFlow events that agent AGENT reads from PATH (a
+                      normaliser on an agent beside the flow collector); repeat for each
+                      sensor. Without it the NetFlow rules only accept the manager's own
+                      logs/anomaly/netflow.json (see docs/security.md)
   --no-restart        do not restart the manager afterwards
   --yes               do not ask before restarting the manager or removing files
   --dry-run           print every action and change nothing
@@ -103,6 +109,8 @@ while [ $# -gt 0 ]; do
         --active-response) active_response=1 ;;
         --ar-timeout) need_value "$1" $#; ar_timeout=$2; shift ;;
         --ar-timeout=*) ar_timeout=${1#*=} ;;
+        --netflow-sensor) need_value "$1" $#; netflow_sensors+=("$2"); shift ;;
+        --netflow-sensor=*) netflow_sensors+=("${1#*=}") ;;
         --no-restart) restart=0 ;;
         --yes|-y) yes=1 ;;
         --dry-run) dry=1 ;;
@@ -120,6 +128,20 @@ done
 [[ $ar_timeout =~ ^[1-9][0-9]*$ ]] || die "--ar-timeout '$ar_timeout' must be a number of seconds such as 3600."
 [[ $interval =~ ^[1-9][0-9]*[smhdw]?$ ]] ||
     die "--interval '$interval' is not a Wazuh interval such as 300s, 5m, 1h or 1d."
+# Each sensor becomes part of a PCRE2 pattern in the NetFlow rules: a Wazuh agent name
+# (OS_IsValidName: 2-128 letters, digits, - _ ., not starting with .) and an absolute
+# path of plain characters, both escaped where PCRE2 would read them as syntax.
+plain() {  # plain TEXT REGEX: TEXT matches REGEX with ASCII ranges (the C locale)
+    local LC_ALL=C
+    [[ $1 =~ $2 ]]
+}
+for s in ${netflow_sensors[@]+"${netflow_sensors[@]}"}; do
+    [[ $s == *:* ]] || die "--netflow-sensor '$s' must be AGENT:PATH, e.g. sensor-01:/var/ossec/logs/anomaly/netflow.json."
+    plain "${s%%:*}" '^[A-Za-z0-9_-][A-Za-z0-9._-]{1,127}$' ||
+        die "--netflow-sensor '$s': '${s%%:*}' is not a Wazuh agent name (2-128 letters, digits, - _ . and not starting with .)."
+    plain "${s#*:}" '^/[A-Za-z0-9._/+-]*$' ||
+        die "--netflow-sensor '$s': '${s#*:}' must be an absolute path of letters, digits and . _ - + / (the file the agent's <localfile> reads)."
+done
 if [ "$cuda" = 1 ] && [ "$torch_index_set" = 1 ]; then
     die "choose either --cuda or --torch-index, not both."
 fi
@@ -438,6 +460,54 @@ render() {  # render TEMPLATE VAR: fill the @NAME@ placeholders of a snippet
     printf -v "$2" '%s' "$_tpl"
 }
 
+# ---------------------------------------------------------------- location binding
+# The rule files bind each family to where its events legitimately come from: the
+# manager's own anomalies.json / netflow.json (the repository's files name the default
+# prefix), plus for NetFlow the sensor agents of --netflow-sensor, whose lines reach
+# analysisd with the location "(AGENT) ip->PATH". Agents and syslog senders never match.
+ANOMALIES_LOCATION='^/var/ossec/logs/anomaly/anomalies\.json$'
+NETFLOW_LOCATION='^/var/ossec/logs/anomaly/netflow\.json$'
+
+pcre2_literal() {  # pcre2_literal TEXT VAR: TEXT with the PCRE2 metacharacters escaped
+    local _in=$1 _out='' _c i
+    for ((i = 0; i < ${#_in}; i++)); do
+        _c=${_in:i:1}
+        case $_c in "\\"|'^'|'$'|'.'|'|'|'?'|'*'|'+'|'('|')'|'['|']'|'{'|'}') _out+="\\$_c" ;; *) _out+=$_c ;; esac
+    done
+    printf -v "$2" '%s' "$_out"
+}
+
+render_rules() {  # render_rules SRC DST: the rule file with this install's locations
+    local _t _p _alt s name path
+    read_all "$1" _t
+    pcre2_literal "$prefix" _p
+    if [[ $_t == *"<location"*"$ANOMALIES_LOCATION"* ]]; then
+        _t=${_t//"$ANOMALIES_LOCATION"/"^$_p/logs/anomaly/anomalies\\.json\$"}
+    fi
+    if [[ $_t == *"<location"*"$NETFLOW_LOCATION"* ]]; then
+        _alt="$_p/logs/anomaly/netflow\\.json"
+        for s in ${netflow_sensors[@]+"${netflow_sensors[@]}"}; do
+            pcre2_literal "${s%%:*}" name
+            pcre2_literal "${s#*:}" path
+            _alt+="|\\($name\\) \\S+->$path"
+        done
+        if [ ${#netflow_sensors[@]} -gt 0 ]; then _alt="(?:$_alt)"; fi
+        _t=${_t//"$NETFLOW_LOCATION"/"^$_alt\$"}
+    elif [ ${#netflow_sensors[@]} -gt 0 ] && [[ $_t == *'<rule id="117000"'* ]]; then
+        die "${1##*/} has no <location> line '$NETFLOW_LOCATION' to add the --netflow-sensor agents to."
+    fi
+    printf '%s' "$_t" >"$2"
+}
+
+render_ini() {  # render_ini SRC DST: the rule tests with this prefix in their locations
+    local _line _out=''
+    while IFS= read -r _line || [ -n "$_line" ]; do
+        if [[ $_line == "location = "* ]]; then _line=${_line//\/var\/ossec\//"$prefix/"}; fi
+        _out+=$_line$'\n'
+    done <"$1"
+    printf '%s' "$_out" >"$2"
+}
+
 # Writes TEXT to ossec.conf after a timestamped backup (kept until the run succeeds).
 write_conf() {  # write_conf TEXT
     local bak tmp
@@ -723,10 +793,13 @@ do_install() {
         done < <(find "$REPO/wazuh/etc/anomaly" -type f ! -name '.*' -print0 | sort -z)
     fi
 
-    # Rules and decoders (root:wazuh 0660, like Wazuh's own etc/rules files).
+    # Rules (bound to this prefix's files and the NetFlow sensors) and decoders
+    # (root:wazuh 0660, like Wazuh's own etc/rules files).
+    mkdir -p "$work/rules"
     for f in "$REPO"/rules/*.xml; do
         [ -f "$f" ] || continue
-        place_file "$f" "etc/rules/${f##*/}" 0660 rules protect
+        render_rules "$f" "$work/rules/${f##*/}"
+        place_file "$work/rules/${f##*/}" "etc/rules/${f##*/}" 0660 rules protect
     done
     for f in "$REPO"/decoders/*.xml; do
         [ -f "$f" ] || continue
@@ -734,9 +807,12 @@ do_install() {
     done
     # The rule test cases, so that `wazuh-anomaly logtest` can check the rules on this manager.
     ensure_dir etc/anomaly/ruleset-tests dir 0750
+    # Their `location = ` lines name the default prefix: this manager's instead.
+    mkdir -p "$work/ruleset-tests"
     for f in "$REPO"/tests/ruleset/*.ini; do
         [ -f "$f" ] || continue
-        place_file "$f" "etc/anomaly/ruleset-tests/${f##*/}" 0640 "rule tests" replace
+        render_ini "$f" "$work/ruleset-tests/${f##*/}"
+        place_file "$work/ruleset-tests/${f##*/}" "etc/anomaly/ruleset-tests/${f##*/}" 0640 "rule tests" replace
     done
 
     # The launcher: a tiny sh script with the virtualenv and prefix baked in.
@@ -878,7 +954,10 @@ do_install() {
     else
         say "  scoring:    not scheduled on this worker; it runs on the master"
     fi
-    say "  anomalies:  $prefix/logs/anomaly/anomalies.json, raised as alerts by rules 117xxx"
+    say "  anomalies:  $prefix/logs/anomaly/anomalies.json, raised as alerts by rules 117xxx (from this file only)"
+    if [ ${#netflow_sensors[@]} -gt 0 ]; then
+        say "  netflow:    rules 117000-117049 also accept these sensor agents and files: ${netflow_sensors[*]}"
+    fi
     say "  models:     $prefix/var/anomaly/"
     say "  logs:       $prefix/logs/anomaly/wazuh-anomaly.log (each run), $prefix/logs/ossec.log (wazuh-modulesd)"
     if [ ${#changed_kept[@]} -gt 0 ]; then

@@ -13,6 +13,7 @@ import hashlib
 import json
 import importlib.util
 import os
+import re
 import shutil
 import site
 import stat
@@ -24,6 +25,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wazuh_anomaly.ruleset.engine import RuleEngine
+from wazuh_anomaly.ruleset.inifile import read_ini
+from wazuh_anomaly.ruleset.locations import AGENT_NAME, agent_location, file_pattern, pcre2_literal
+from wazuh_anomaly.ruleset.rulefile import load_order, read_rule_file
 
 REPO = Path(__file__).resolve().parents[1]
 INSTALL = REPO / "install.sh"
@@ -223,14 +231,130 @@ def test_config_scenarios_rules_and_decoders_are_copied_from_the_repo(installed)
         f"etc/anomaly/{p.relative_to(REPO / 'wazuh/etc/anomaly').as_posix()}": p
         for p in (REPO / "wazuh/etc/anomaly").rglob("*") if p.is_file() and not p.name.startswith(".")
     }
-    shipped.update({f"etc/rules/{p.name}": p for p in (REPO / "rules").glob("*.xml")})
     shipped.update({f"etc/decoders/{p.name}": p for p in (REPO / "decoders").glob("*.xml")})
     assert "etc/anomaly/config.yaml" in shipped
     for rel, src in shipped.items():
         assert (prefix / rel).read_bytes() == src.read_bytes(), rel
+    # The rules are the repository's with this prefix in their <location> patterns, nothing else.
+    esc = pcre2_literal(str(prefix))
+    for src in (REPO / "rules").glob("*.xml"):
+        expected = src.read_text().replace(r"^/var/ossec/logs/anomaly/", f"^{esc}/logs/anomaly/")
+        assert (prefix / "etc/rules" / src.name).read_text() == expected, src.name
+        shipped[f"etc/rules/{src.name}"] = src
     manifest = (prefix / "etc/anomaly/.install-manifest").read_text()
     for rel in shipped:
         assert f"\t{rel}\n" in manifest
+
+
+def _genuine_line(ini_name: str, rule: str) -> str:
+    section = next(s for s in read_ini(REPO / "tests/ruleset" / ini_name) if s.rule == rule and s.runs[0].expect_match)
+    return section.runs[0].lines[0]
+
+
+def _rule_of(rules_dir: Path, line: str, location: str) -> int | None:
+    return RuleEngine(load_order([rules_dir])).session().process(line, now=1_643_000_000.0, location=location).rule_id
+
+
+@pip
+@needs_torch
+def test_installed_rules_only_accept_this_prefixs_own_files(installed):
+    prefix, _, _ = installed
+    rules = prefix / "etc/rules"
+    anomalies, netflow = f"{prefix}/logs/anomaly/anomalies.json", f"{prefix}/logs/anomaly/netflow.json"
+    bases = {r.id: r.location for p in load_order([rules]) for r in read_rule_file(p).rules if r.location}
+    assert {k: (v.type, v.pattern) for k, v in bases.items()} == {
+        117100: ("pcre2", file_pattern(anomalies)), 117000: ("pcre2", file_pattern(netflow))}
+    auth = _genuine_line("wazuh_anomaly_rules.ini", "117113")
+    dos = _genuine_line("wazuh_anomaly_netflow_rules.ini", "117008")
+    assert _rule_of(rules, auth, anomalies) == 117113
+    assert _rule_of(rules, dos, netflow) == 117008
+    # the same lines with this prefix's path, but from an agent, a syslog sender or the default prefix
+    for line, path in ((auth, anomalies), (dos, netflow)):
+        for where in (agent_location(path), "192.0.2.7", path.replace(str(prefix), "/var/ossec")):
+            assert _rule_of(rules, line, where) is None, where
+
+
+@pip
+@needs_torch
+def test_installed_rule_tests_name_this_prefix_and_pass_on_the_installed_rules(installed):
+    prefix, _, _ = installed
+    tests = sorted((prefix / "etc/anomaly/ruleset-tests").glob("*.ini"))
+    assert [p.name for p in tests] == sorted(p.name for p in (REPO / "tests/ruleset").glob("*.ini"))
+    locations = {s.location for p in tests for s in read_ini(p)}
+    assert f"{prefix}/logs/anomaly/anomalies.json" in locations
+    assert f"[003] (web-01) any->{prefix}/logs/anomaly/netflow.json" in locations
+    assert not any("/var/ossec/" in loc for loc in locations)
+    # the launcher's own check on this manager: installed cases against installed rules
+    proc = subprocess.run([str(prefix / "wodles/anomaly/wazuh-anomaly"), "logtest", "--offline"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.rstrip().endswith(" failed") and ", 0 failed" in proc.stdout
+
+
+@pip
+@needs_torch
+def test_netflow_sensors_are_accepted_exactly_as_named_and_nothing_else(prefix, scratch_venv):
+    run("--prefix", str(prefix), "--venv", str(scratch_venv), "--no-restart",
+        "--netflow-sensor", "sensor-01:/var/ossec/logs/anomaly/netflow.json",
+        "--netflow-sensor=edge.fw_2:/opt/flows+x/netflow.json")
+    rules = prefix / "etc/rules"
+    dos = _genuine_line("wazuh_anomaly_netflow_rules.ini", "117008")
+    auth = _genuine_line("wazuh_anomaly_rules.ini", "117113")
+    accepted = [f"{prefix}/logs/anomaly/netflow.json",
+                "[007] (sensor-01) 10.0.0.9->/var/ossec/logs/anomaly/netflow.json",
+                "[007] (sensor-01) any->/var/ossec/logs/anomaly/netflow.json",
+                "[012] (edge.fw_2) 2001:db8::7->/opt/flows+x/netflow.json"]
+    refused = ["[003] (web-01) any->/var/ossec/logs/anomaly/netflow.json",       # another agent
+               "[007] (sensor-01) any->/var/log/other.json",                      # another file of the sensor
+               "[007] (sensor-01) any->/var/ossec/logs/anomaly/netflow.json.1",
+               "[008] (sensor-011) any->/var/ossec/logs/anomaly/netflow.json",    # a longer name
+               "[012] (edgeXfw_2) any->/opt/flows+x/netflow.json",                # "." is not any character
+               "[012] (edge.fw_2) any->/opt/flowssx/netflow.json",                # "+" is not a repetition
+               "[003] (web-01) any->/opt/flows+x/netflow.json",
+               "/var/ossec/logs/anomaly/netflow.json",                            # the default prefix, not this one
+               "192.0.2.7", "sensor-01"]
+    for where in accepted:
+        assert _rule_of(rules, dos, where) == 117008, where
+    for where in refused:
+        assert _rule_of(rules, dos, where) is None, where
+    # the sensors write flows, not anomalies: the anomaly family does not accept them
+    assert _rule_of(rules, auth, "[007] (sensor-01) any->/var/ossec/logs/anomaly/anomalies.json") is None
+    assert _rule_of(rules, auth, f"{prefix}/logs/anomaly/anomalies.json") == 117113
+
+
+@pytest.mark.parametrize("value, says", [
+    ("sensor-01", "must be AGENT:PATH"),
+    ("sensor-01:relative/netflow.json", "must be an absolute path"),
+    ("web-01) \\S+->/x|(a:/x", "is not a Wazuh agent name"),
+    ("sensor-01:/x)|.*", "must be an absolute path"),
+    ("sensor-01:/var/log/a&b.json", "must be an absolute path"),
+    ("sensor-01:/var/log/<x>.json", "must be an absolute path"),
+    ("sensor-01:/var/log/with space.json", "must be an absolute path"),
+    (".hidden:/x.json", "is not a Wazuh agent name"),
+    ("a:/x.json", "is not a Wazuh agent name"),
+    ("x" * 129 + ":/x.json", "is not a Wazuh agent name"),
+    (":/x.json", "is not a Wazuh agent name"),
+])
+def test_a_netflow_sensor_that_is_not_an_agent_name_and_plain_path_is_refused(value, says, tmp_path):
+    proc = run("--prefix", str(tmp_path / "missing"), "--netflow-sensor", value, check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.startswith(f"install.sh: --netflow-sensor '{value}'") and says in proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
+SAFE_PATH = re.compile(r"/[A-Za-z0-9._/+-]*")
+
+
+@settings(max_examples=60, deadline=None)
+@given(value=st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
+       | st.from_regex(r"\A[A-Za-z0-9._-]{1,12}:/[ -~]{0,20}\Z"))
+def test_only_an_agent_name_and_a_plain_absolute_path_pass_the_netflow_sensor_check(value):
+    # a missing prefix: a value that passes the sensor check stops at the prefix check instead
+    proc = run("--prefix", "/nonexistent-wazuh-anomaly-prefix", "--netflow-sensor", value, check=False)
+    assert proc.returncode != 0
+    name, sep, path = value.partition(":")
+    valid = bool(sep) and AGENT_NAME.fullmatch(name) is not None and SAFE_PATH.fullmatch(path) is not None
+    assert ("--netflow-sensor" not in proc.stderr) == valid, proc.stderr
 
 
 @pip
@@ -714,7 +838,7 @@ def test_help_lists_every_option():
     proc = run("--help")
     for option in ("--prefix", "--venv", "--python", "--dry-run", "--uninstall", "--keep-data", "--no-restart",
                    "--yes", "--cuda", "--torch-index", "--find-links", "--allow-worker", "--interval", "--indexer",
-                   "--realtime", "--active-response", "--ar-timeout"):
+                   "--realtime", "--active-response", "--ar-timeout", "--netflow-sensor"):
         assert option in proc.stdout
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from wazuh_anomaly.ruleset.engine import RuleEngine
+from wazuh_anomaly.ruleset.inifile import read_ini
 from wazuh_anomaly.ruleset.logtest import (
     DEFAULT_LOCATION,
     LogtestError,
@@ -27,10 +28,14 @@ from wazuh_anomaly.ruleset.logtest import (
     run_cases,
     run_cases_offline,
 )
+from wazuh_anomaly.ruleset.rulefile import load_order
 
 REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "rules" / "wazuh_anomaly_rules.xml"
 INI = REPO / "tests" / "ruleset" / "wazuh_anomaly_rules.ini"
+ALL_RULES = load_order([REPO / "rules"])
+ALL_INI = sorted((REPO / "tests" / "ruleset").glob("*.ini"))
+ANOMALIES = "/var/ossec/logs/anomaly/anomalies.json"
 
 
 def recv_exact(conn: socket.socket, n: int) -> bytes:
@@ -88,7 +93,8 @@ class LogtestServer:
             token = secrets.token_hex(4)
             self.sessions[token] = self.engine.session()
             messages.append(f"INFO: (7202): Session initialized with token '{token}'")
-        alert = self.sessions[token].process(params["event"])
+        # analysisd processes "1:<location>:<event>" (OS_CleanMSG): the location is the event's own
+        alert = self.sessions[token].process(params["event"], location=params["location"])
         output = {"decoder": {"name": alert.decoder}, "location": params["location"],
                   "full_log": params["event"]}
         if alert.rule_id is not None:
@@ -121,7 +127,10 @@ def test_requests_have_the_analysisd_shape_and_reuse_the_token_within_a_run(serv
     assert first["version"] == 1
     assert first["origin"] == {"name": "wazuh-anomaly", "module": "wazuh-anomaly"}
     assert first["parameters"]["log_format"] == "json"
-    assert first["parameters"]["location"] == DEFAULT_LOCATION
+    assert first["parameters"]["location"] == ANOMALIES
+    # every request carries its section's location (where the line comes from)
+    sent = {r["parameters"]["location"] for r in processing}
+    assert sent == {s.location for s in read_ini(INI)} and DEFAULT_LOCATION not in sent
     assert "token" not in first["parameters"]
     # a three-line escalation run: lines 2 and 3 carry the token the server gave line 1
     tokens = [r["parameters"].get("token") for r in processing]
@@ -136,7 +145,9 @@ def test_a_wrong_expectation_is_reported_as_a_failure_with_what_fired(server, tm
     line = INI.read_text().split("[Anomaly event of a kind without rules is decoded but not alerted]\nlog 1 pass = ")[1].splitlines()[0]
     ini = tmp_path / "wrong.ini"
     ini.write_text(f"[expects too much]\nlog 1 pass = {line}\nrule = 117113\nalert = 12\ndecoder = json\n"
-                   f"\n[must not match]\nlog 1 fail = {line}\nrule = 117100\nalert = 0\ndecoder = json\n")
+                   f"location = {ANOMALIES}\n"
+                   f"\n[must not match]\nlog 1 fail = {line}\nrule = 117100\nalert = 0\ndecoder = json\n"
+                   f"location = {ANOMALIES}\n")
     results = run_cases(server.path, [ini])
     assert [r.passed for r in results] == [False, False]
     text = format_results(results)
@@ -144,6 +155,33 @@ def test_a_wrong_expectation_is_reported_as_a_failure_with_what_fired(server, tm
     assert "expected rule 117113 level 12 decoder json" in text
     assert "got      rule 117100 level 0 decoder json" in text
     assert text.endswith("0 passed, 2 failed")
+
+
+def test_forged_lines_give_no_alert_through_the_logtest_protocol(tmp_path):
+    # Every family: the forged sections (an agent's file, a syslog sender, another file)
+    # travel with their location like any request, and no rule of ours answers them.
+    srv = LogtestServer(tmp_path / "logtest", ALL_RULES)
+    try:
+        results = run_cases(srv.path, ALL_INI)
+    finally:
+        srv.close()
+    assert results and all(r.passed for r in results), format_results(results)
+    forged = [r for r in results if not r.expect_match]
+    assert {r.file.name for r in forged} == {p.name for p in ALL_INI}
+    assert all(r.actual[0] == "" and r.actual[2] == "json" for r in forged), format_results(forged)
+    locations = {r["parameters"]["location"] for r in srv.requests if r["command"] == "log_processing"}
+    assert "[003] (web-01) any->/var/ossec/logs/anomaly/anomalies.json" in locations
+    assert "[003] (web-01) any->/var/ossec/logs/anomaly/netflow.json" in locations
+    assert "192.0.2.7" in locations
+
+
+def test_a_section_without_location_is_sent_as_stdin_and_our_rules_ignore_it(server, tmp_path):
+    line = next(s for s in read_ini(INI) if s.rule == "117113" and s.runs[0].expect_match).runs[0].lines[0]
+    ini = tmp_path / "noloc.ini"
+    ini.write_text(f"[no location]\nlog 1 pass = {line}\nrule = 117113\nalert = 12\ndecoder = json\n")
+    (result,) = run_cases(server.path, [ini])
+    assert server.requests[0]["parameters"]["location"] == "stdin"
+    assert not result.passed and result.actual == ("", "", "json")
 
 
 def test_offline_mode_gives_the_same_results_and_says_it_is_a_simulation(server):
@@ -209,9 +247,16 @@ REAL_SOCKET = os.environ.get("WAZUH_ANOMALY_LOGTEST_SOCKET")
 
 
 @pytest.mark.skipif(not REAL_SOCKET, reason="set WAZUH_ANOMALY_LOGTEST_SOCKET to a real manager's logtest socket "
-                                            "(with rules/wazuh_anomaly_rules.xml installed in its etc/rules)")
+                                            "(with the three rules/*.xml files installed in its etc/rules)")
 def test_every_case_passes_on_a_real_wazuh_analysisd():
-    results = run_cases(Path(REAL_SOCKET), [INI])
+    results = run_cases(Path(REAL_SOCKET), ALL_INI)
     assert results and all(r.passed for r in results), format_results(results)
-    offline = run_cases_offline([INI], [RULES])
-    assert [(r.section, r.actual) for r in offline] == [(r.section, r.actual) for r in results]
+    # forged lines: decoded, and no rule of ours matches. The stock ruleset may still answer
+    # as it would for any text (rule 1002, level 2, for a line saying "failures").
+    forged = [r for r in results if not r.expect_match]
+    assert forged and all(r.actual[2] == "json" and not r.actual[0].startswith("117") for r in forged), \
+        format_results(forged)
+    offline = run_cases_offline(ALL_INI, ALL_RULES)
+    genuine = [r for r in results if r.expect_match]
+    assert [(r.section, r.actual) for r in offline if r.expect_match] == [(r.section, r.actual) for r in genuine]
+    assert all(r.actual == ("", "", "json") for r in offline if not r.expect_match)

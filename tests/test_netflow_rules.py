@@ -21,6 +21,7 @@ from wazuh_anomaly.ruleset.rulefile import load_order, read_rule_file
 RULES = REPO / "rules" / RULES_FILE_NAME
 INI = REPO / "tests" / "ruleset" / INI_FILE_NAME
 ALL_RULES = load_order([REPO / "rules"])
+NETFLOW_FILE = "/var/ossec/logs/anomaly/netflow.json"   # the manager's own file: the only location 117000 accepts
 
 
 def test_netflow_rules_pass_the_check_and_load_before_the_anomaly_rules():
@@ -57,9 +58,22 @@ def test_every_netflow_case_fires_its_rule_and_level_in_the_simulator(section):
     engine = RuleEngine(ALL_RULES)
     for run in section.runs:
         session = engine.session()
-        last = [session.process(line, now=1_772_445_600.0 + i) for i, line in enumerate(run.lines)][-1]
+        alerts = [session.process(line, now=1_772_445_600.0 + i, location=section.location)
+                  for i, line in enumerate(run.lines)]
+        last = alerts[-1]
+        if not run.expect_match:   # a forged line: no rule of ours at all
+            assert [a.rule_id for a in alerts] == [None] * len(alerts)
+            continue
         assert (str(last.rule_id), str(last.level), last.decoder) == (section.rule, section.alert, section.decoder)
         assert "$(" not in (last.description or "")
+
+
+def test_forged_flow_lines_from_an_agent_or_a_syslog_sender_are_cases_that_must_not_match():
+    forged = [s for s in SECTIONS if not s.runs[0].expect_match]
+    assert {s.location for s in forged} == {"[003] (web-01) any->" + NETFLOW_FILE, "192.0.2.7",
+                                            "/var/ossec/logs/anomaly/anomalies.json"}
+    assert {s.rule for s in forged} == {"117008", "117009"}
+    assert {s.location for s in SECTIONS if s.runs[0].expect_match} == {NETFLOW_FILE}
 
 
 def test_a_single_syn_tagged_port_scan_raises_117001_at_level_9():
@@ -68,7 +82,7 @@ def test_a_single_syn_tagged_port_scan_raises_117001_at_level_9():
                                     "bytes": 44, "stamp_inserted": "2026-03-02 10:00:00"})
     event["anomaly"]["tags"].append("possible_port_scan")
     line = orjson.dumps({k: v for k, v in event.items() if not k.startswith("_")}).decode()
-    alert = RuleEngine(ALL_RULES).session().process(line, now=1_772_445_600.0)
+    alert = RuleEngine(ALL_RULES).session().process(line, now=1_772_445_600.0, location=NETFLOW_FILE)
     assert (alert.rule_id, alert.level, alert.mitre) == (117001, 9, ["T1046"])
     assert alert.description == "NetFlow: possible port scan from 192.168.56.30 to 192.168.56.28 (tcp)."
 
@@ -79,7 +93,8 @@ def _alerts_for(name: str) -> list:
     alerts = []
     for i, line in enumerate((SHARED_DATA / "pmacct" / name).read_text().splitlines()):
         event = pipeline.event(json.loads(line))
-        alerts.append((event, session.process(orjson.dumps(event).decode(), now=1_772_445_600.0 + i)))
+        alerts.append((event, session.process(orjson.dumps(event).decode(), now=1_772_445_600.0 + i,
+                                              location=NETFLOW_FILE)))
     return alerts
 
 

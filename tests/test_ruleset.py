@@ -129,10 +129,30 @@ def test_every_case_fires_its_rule_and_level_in_the_simulator(section):
     engine = RuleEngine([RULES])
     for run in section.runs:
         session = engine.session()
-        alerts = [session.process(line, now=1_643_000_000.0 + i) for i, line in enumerate(run.lines)]
+        alerts = [session.process(line, now=1_643_000_000.0 + i, location=section.location)
+                  for i, line in enumerate(run.lines)]
         last = alerts[-1]
+        if not run.expect_match:   # a forged line: no rule of ours at all
+            assert [a.rule_id for a in alerts] == [None] * len(alerts)
+            continue
         assert (str(last.rule_id), str(last.level), last.decoder) == (section.rule, section.alert, section.decoder)
         assert "$(" not in (last.description or "")
+
+
+def test_genuine_cases_come_from_the_managers_anomalies_file_and_forged_ones_from_elsewhere():
+    genuine = {s.location for s in SECTIONS if s.runs[0].expect_match}
+    forged = {s.location for s in SECTIONS if not s.runs[0].expect_match}
+    assert genuine == {"/var/ossec/logs/anomaly/anomalies.json"}
+    assert forged == {"[003] (web-01) any->/var/ossec/logs/anomaly/anomalies.json", "192.0.2.7",
+                      "/var/log/syslog", "/var/ossec/logs/anomaly/netflow.json"}
+    forged_rules = {s.rule for s in SECTIONS if not s.runs[0].expect_match}
+    assert forged_rules >= {"117113", "117107", "117013", "117302"}
+
+
+def test_the_base_rule_is_bound_to_the_managers_anomalies_file():
+    base = next(r for r in read_rule_file(RULES).rules if r.id == 117100)
+    assert (base.location.type, base.location.pattern) == ("pcre2", r"^/var/ossec/logs/anomaly/anomalies\.json$")
+    assert all(r.location is None for r in read_rule_file(RULES).rules if r.id != 117100)
 
 
 def test_escalation_cases_hold_several_lines_in_one_run():
@@ -155,6 +175,15 @@ def test_ini_reader_joins_repeated_log_keys_into_one_run_and_reads_fail_runs(tmp
     (section,) = read_ini(ini)
     assert [(r.name, r.lines, r.expect_match) for r in section.runs] == [
         ("log 1 pass", ('{"a":"1"}', '{"a":"2"}'), True), ("log 2 fail", ('{"a":"3"}',), False)]
+    assert section.location == ""
+
+
+def test_ini_reader_reads_where_a_sections_lines_come_from(tmp_path):
+    ini = tmp_path / "t.ini"
+    ini.write_text('[agent]\nlog 1 fail = {"a":"1"}\nrule = 1\nalert = 2\ndecoder = json\n'
+                   'location = [003] (web-01) any->/var/ossec/logs/anomaly/anomalies.json\n')
+    (section,) = read_ini(ini)
+    assert section.location == "[003] (web-01) any->/var/ossec/logs/anomaly/anomalies.json"
 
 
 # -- explain(): the alert an anomaly would raise ---------------------------------------
@@ -360,9 +389,44 @@ def test_checker_resolves_parents_by_file_name_order_across_directories(tmp_path
       <rule id="117101" level="3"><if_sid>117100</if_sid><description>child</description></rule>
     </group>
     """)
-    assert check_ruleset([a, b], [], event_rule_ranges=()) == []
+    assert check_ruleset([a, b], [], event_rule_ranges=(), project_ranges=()) == []
     (b / "0100-base.xml").rename(b / "0300-base.xml")
-    assert any("if_sid 117100 is not loaded before" in p.message for p in check_ruleset([a, b], [], event_rule_ranges=()))
+    assert any("if_sid 117100 is not loaded before" in p.message
+               for p in check_ruleset([a, b], [], event_rule_ranges=(), project_ranges=()))
+
+
+def test_checker_refuses_a_rule_of_ours_that_any_agent_or_syslog_sender_could_reach(tmp_path):
+    write_rules(tmp_path, "trust.xml", """\
+    <group name="anomaly,">
+      <rule id="117100" level="0">
+        <decoded_as>json</decoded_as>
+        <field name="integration" type="pcre2">^anomaly$</field>
+        <description>unbound base</description>
+      </rule>
+      <rule id="117000" level="0">
+        <decoded_as>json</decoded_as>
+        <location type="pcre2">/var/ossec/logs/anomaly/netflow\\.json</location>
+        <description>unanchored</description>
+      </rule>
+      <rule id="117001" level="0">
+        <decoded_as>json</decoded_as>
+        <location type="pcre2">^/a$</location>
+        <location type="pcre2">^/b$</location>
+        <description>two locations</description>
+      </rule>
+      <rule id="117101" level="3">
+        <if_sid>117100</if_sid>
+        <description>a child: reached only through its parent</description>
+      </rule>
+    </group>
+    """)
+    problems = check_ruleset([tmp_path], [], event_rule_ranges=())
+    by_rule = {(p.rule_id, p.line): p.message for p in problems}
+    assert "no parent and no <location>" in by_rule[(117100, 2)] and "any agent or syslog sender" in by_rule[(117100, 2)]
+    assert "must be anchored" in by_rule[(117000, 9)]
+    assert any(p.rule_id == 117001 and "more than one <location>" in p.message for p in problems)
+    assert all(p.rule_id != 117101 for p in problems)
+    assert all(p.severity == "error" for p in problems)
 
 
 def test_checker_reports_xml_that_does_not_parse(tmp_path):
@@ -376,6 +440,7 @@ def test_checker_warns_when_group_names_would_be_glued_together(tmp_path):
     <group name="anomaly">
       <rule id="117100" level="0">
         <decoded_as>json</decoded_as>
+        <location type="pcre2">^/var/ossec/logs/anomaly/anomalies\\.json$</location>
         <group>extra,</group>
         <description>base</description>
       </rule>

@@ -174,9 +174,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
         entity = f", per {s.entity.field} (top {s.entity.top})" if s.entity else ""
         print(f"scenario {s.name}: {'enabled' if s.enabled else 'disabled'}, {len(s.features)} features, "
               f"{s.bucket_minutes}-minute buckets{entity}, detectors {'+'.join(s.detectors)}")
+    errors = list(errors) + _binding_errors(layout, config)
     for e in errors:
         print(f"error: {e}")
     return 2 if errors else 0
+
+
+def _binding_errors(layout: Layout, config) -> list[str]:
+    """Our files that the installed rules' <location> would not accept (docs/security.md)."""
+    from .netflow.settings import default_output_file, load_netflow_settings
+    from .ruleset.locations import binding_problems
+    try:
+        netflow = load_netflow_settings(layout).output_file or str(default_output_file(layout))
+    except WazuhAnomalyError:
+        netflow = str(default_output_file(layout))   # `netflow normalize` reports a bad netflow.yaml
+    return binding_problems(layout.rules_dir, {117100: str(config.anomalies_file), 117000: netflow})
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -4,12 +4,14 @@ normaliser and the detections cannot drift apart. `wazuh-anomaly netflow cases -
 updates the file; tests/test_netflow_rules.py fails when it is stale."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import orjson
 
 from ..errors import WazuhAnomalyError
 from ..ruleset.inifile import CaseSpec, render_ini
+from ..ruleset.locations import ANOMALIES_REL, NETFLOW_REL, forged, manager_file
 from .generate import tagged_events
 
 RULES_FILE_NAME = "wazuh_anomaly_netflow_rules.xml"
@@ -36,7 +38,11 @@ Generated from `wazuh-anomaly netflow generate` (the real normaliser and flow de
 by `wazuh-anomaly netflow cases --write`; do not edit: tests/test_netflow_rules.py fails
 when this file and the generator differ.
 Several `log 1 pass` lines in one section run in one session and only the last one is
-checked (used for the escalation rule 117009)."""
+checked (used for the escalation rule 117009). `location` is where the lines come from
+(our extension of the format): the rules only match the manager's own netflow.json (and
+the sensor agents install.sh --netflow-sensor names), so run it with
+`wazuh-anomaly logtest`, not Wazuh's runtests.py. The `log 1 fail` sections are forged
+lines that must raise no alert."""
 
 
 def _line(event: dict) -> str:
@@ -54,6 +60,12 @@ def build_cases() -> list[CaseSpec]:
                           tuple(scans), 117009, 12))
     cases.append(CaseSpec("Four port-scan alerts from one source do not escalate yet",
                           tuple(scans[:4]), 117001, 9))
+    cases = [dataclasses.replace(c, location=manager_file(NETFLOW_REL)) for c in cases]
+    # Forged: the highest flow alert, the escalation, and a flow in the anomalies file.
+    by_name = {c.name: c for c in cases}
+    cases += forged(by_name["Over 100000 packets a minute to one host"], NETFLOW_REL,
+                    other_file=manager_file(ANOMALIES_REL))
+    cases += forged(by_name["The same source port-scanning five times within ten minutes escalates"], NETFLOW_REL)
     return sorted(cases, key=lambda c: c.rule)
 
 

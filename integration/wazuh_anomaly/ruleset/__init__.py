@@ -13,9 +13,10 @@ from ..emitter import render
 from ..paths import Layout
 from .cases import RULES_FILE_NAME
 from .engine import RuleEngine, SimulatedAlert
+from .locations import ANOMALIES_REL, manager_file
 from .rulefile import load_order
 
-__all__ = ["SimulatedAlert", "default_rule_files", "explain", "explain_all", "repo_dir"]
+__all__ = ["SimulatedAlert", "default_location", "default_rule_files", "explain", "explain_all", "repo_dir"]
 
 
 def repo_dir() -> Path | None:
@@ -42,6 +43,14 @@ def default_rule_files() -> list[Path]:
     return load_order([Layout.from_env().rules_dir], OUR_FILES)
 
 
+def default_location(rel: str = ANOMALIES_REL) -> str:
+    """Where the rules of default_rule_files() expect the lines of our file `rel`: the
+    checkout's rules carry the default prefix, installed ones this manager's prefix."""
+    if repo_dir() is not None:
+        return manager_file(rel)
+    return manager_file(rel, str(Layout.from_env().prefix))
+
+
 def default_ini_files() -> list[Path]:
     """The checkout's tests/ruleset cases, else the copies install.sh put on this manager."""
     repo = repo_dir()
@@ -59,12 +68,15 @@ def _received_at(event: dict) -> float:
         return time.time()
 
 
-def explain_all(events: Iterable[dict], *, rule_files: Iterable[Path] | None = None) -> list[SimulatedAlert]:
-    """The alert each event would raise, in order, in one session (so escalations show)."""
+def explain_all(events: Iterable[dict], *, rule_files: Iterable[Path] | None = None,
+                location: str | None = None) -> list[SimulatedAlert]:
+    """The alert each event would raise, in order, in one session (so escalations show),
+    read by the manager from anomalies.json (`location`, default default_location())."""
     session = RuleEngine(rule_files or default_rule_files()).session()
-    return [session.process(render(e), now=_received_at(e)) for e in events]
+    where = location or default_location()
+    return [session.process(render(e), now=_received_at(e), location=where) for e in events]
 
 
-def explain(event: dict, *, rule_files: Iterable[Path] | None = None) -> SimulatedAlert:
+def explain(event: dict, *, rule_files: Iterable[Path] | None = None, location: str | None = None) -> SimulatedAlert:
     """The alert one emitter event would raise on a manager (simulated, not Wazuh)."""
-    return explain_all([event], rule_files=rule_files)[0]
+    return explain_all([event], rule_files=rule_files, location=location)[0]

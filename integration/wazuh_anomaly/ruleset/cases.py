@@ -19,6 +19,7 @@ from pathlib import Path
 from ..emitter import event_for, event_for_health, render
 from ..findings import HEALTH_CHECKS, SEVERITIES, Anomaly, FeatureContribution, HealthEvent
 from .inifile import CaseSpec, render_ini
+from .locations import ANOMALIES_REL, NETFLOW_REL, forged, manager_file
 
 RULES_FILE_NAME = "wazuh_anomaly_rules.xml"
 INI_FILE_NAME = "wazuh_anomaly_rules.ini"
@@ -102,9 +103,13 @@ HEADER = f"""Copyright (C) the wazuh-anomaly authors; GPL-3.0-or-later.
 Rule tests for rules/{RULES_FILE_NAME}, in Wazuh's ruleset/testing format.
 Generated from the real emitter by `wazuh-anomaly ruleset cases --write`; do not edit:
 tests/test_ruleset.py fails when this file and the generator differ.
-Run on a manager: copy the rule file to etc/rules/, then `wazuh-anomaly logtest FILE`
-(or Wazuh's runtests.py). Several `log 1 pass` lines in one section run in one
-session and only the last one is checked (used for the escalation rules)."""
+Run on a manager: copy the rule file to etc/rules/, then `wazuh-anomaly logtest FILE`.
+Several `log 1 pass` lines in one section run in one session and only the last one is
+checked (used for the escalation rules). `location` is where the lines come from (our
+extension of the format): the rules only match the manager's own anomalies.json, so
+Wazuh's runtests.py, which sends no location, cannot run this file. The `log 1 fail`
+sections are forged lines (from an agent, a syslog sender, another file) that must
+raise no alert."""
 
 
 def _anomaly(scenario: str, severity: str, *, step: int = 0, entity: tuple[str, str] | None = "default",
@@ -239,6 +244,17 @@ def build_cases() -> list[CaseSpec]:
     for check in HEALTH_CHECKS:
         rule, level = HEALTH_RULES[check]
         cases.append(CaseSpec(f"Health: {check}", (_health_line(check),), rule, level))
+    genuine = manager_file(ANOMALIES_REL)
+    cases = [dataclasses.replace(c, location=genuine) for c in cases]
+    # Forged lines: the critical anomaly that runs the active response, an escalation,
+    # a flow baseline anomaly and a health alarm, each from where an attacker could write.
+    by_name = {c.name: c for c in cases}
+    cases += forged(by_name["authentication_failures, severity critical"], ANOMALIES_REL,
+                    other_file="/var/log/syslog")
+    cases += forged(by_name["Repeated authentication_failures anomalies from the same source escalate"], ANOMALIES_REL)
+    cases += forged(by_name["flow_baseline, severity critical"], ANOMALIES_REL,
+                    other_file=manager_file(NETFLOW_REL))
+    cases += forged(by_name["Health: source_unreadable"], ANOMALIES_REL)
     return sorted(cases, key=lambda c: c.rule)
 
 

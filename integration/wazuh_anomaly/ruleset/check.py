@@ -199,6 +199,20 @@ def _rule_problems(rule: Rule, loaded: dict[int, Rule], decoders: set[str], even
     if rule.if_group is not None:
         out.extend(Problem(rule.file, rule.line, rid, f"if_group: {p}", "warning")
                    for p in osmatch_problems(rule.if_group))
+    # trust (docs/security.md): a rule without a parent is tried on every event, and any agent
+    # or syslog sender can send a JSON line with our fields; only <location> keeps them out.
+    root = not (rule.if_sid or rule.if_group or rule.if_matched_sid is not None or rule.if_matched_group)
+    if project_ranges and _in(project_ranges, rule.id) and root and rule.location is None:
+        err("no parent and no <location>, so a line any agent or syslog sender writes can match it; bind it to our "
+            "file on the manager, e.g. <location type=\"pcre2\">^/var/ossec/logs/anomaly/anomalies\\.json$</location>.")
+    if project_ranges and _in(project_ranges, rule.id) and rule.location is not None:
+        pattern = rule.location.pattern
+        if rule.location.negate or not pattern.startswith("^") or not pattern.endswith("$"):
+            err(f"<location> {pattern!r} must be anchored (^…$) and not negated, or an agent's location "
+                "\"(name) ip->/same/path\" or another file can match it.", rule.location.line)
+        if len([t for t in rule.others if t[0] == "location"]) > 1:
+            err("more than one <location>: Wazuh glues them into one pattern; write one pattern with alternatives.",
+                rule.location.line)
     if rule.decoded_as is not None and rule.decoded_as not in decoders:
         err(f"decoded_as {rule.decoded_as!r} names no known decoder; check the spelling or add the decoder file.")
 

@@ -8,8 +8,10 @@ Modelled on the v4.14.7 sources:
   template; siblings ordered by descending level with level 0 first; if_sid adds under
   the first rule with that id, if_group under every rule whose group matches; files
   in file-name order);
-- matching: `OS_CheckIfRuleMatch` (decoded_as, <field> with pcre2/osregex/osmatch and
-  negate, children first, noalert), `Search_LastSids`/`Search_LastGroups` (frequency,
+- location: `OS_CleanMSG` (an agent's "[id] (name) ip->path" loses its "[id] ", as
+  remoted's messages and logtest requests do) and `<location>` in `OS_CheckIfRuleMatch`;
+- matching: `OS_CheckIfRuleMatch` (decoded_as, <location>, <field> with pcre2/osregex/osmatch
+  and negate, children first, noalert), `Search_LastSids`/`Search_LastGroups` (frequency,
   timeframe against the time the manager receives the event, same_field,
   different_field, the "matched" mark that stops double firing);
 - description: `ParseRuleComment` ($(field), 1024-byte cap).
@@ -34,6 +36,7 @@ STATIC_KEYS = ("srcip", "dstip", "dstport", "srcport", "protocol", "action", "sr
 DECODER_ORDER_SIZE = 256     # analysisd.decoder_order_size default
 DEFAULT_TIMEFRAME = 360      # analysisd.default_timeframe default
 LOG_ALERT_LEVEL = 3          # <alerts><log_alert_level> default
+STDIN_LOCATION = "stdin"     # wazuh-logtest's location when -l is not given
 OS_COMMENT_MAX = 1024
 _INT_MAX, _INT_MIN = 2**31 - 1, -(2**31)
 
@@ -215,6 +218,18 @@ def _read(pairs: _Pairs, parent: str | None, ev: DecodedEvent, *, null_as_string
             _fill(ev, key, cjson_print(value), user_alias)
 
 
+def event_location(raw: str) -> str:
+    """The location rules see for a queue message's location (OS_CleanMSG, cleanevent.c):
+    an agent's "[001] (web-01) any->/path" becomes "(web-01) any->/path"; a manager
+    file's path, a syslog sender's address or logtest's "stdin" stay as they are."""
+    if not raw.startswith("["):
+        return raw
+    end = raw.find("]")
+    if end < 0:
+        return raw           # analysisd rejects the message (FORMAT_ERROR)
+    return raw[end + 2:] if len(raw) - end > 1 else ""
+
+
 # ---------------------------------------------------------------------------
 # The rule tree
 
@@ -251,6 +266,7 @@ class _Stored:
     decoded: DecodedEvent
     time: float
     matched: int = 0
+    location: str = STDIN_LOCATION
 
 
 class RuleEngine:
@@ -366,11 +382,14 @@ class Session:
         self._lists: dict[int, list[_Stored]] = {}
         self._firedtimes: dict[int, int] = {}
 
-    def process(self, line: str, *, now: float | None = None) -> SimulatedAlert:
-        """Decode and match one line; `now` is when the manager receives it (epoch s)."""
+    def process(self, line: str, *, now: float | None = None, location: str = STDIN_LOCATION) -> SimulatedAlert:
+        """Decode and match one line; `now` is when the manager receives it (epoch s) and
+        `location` where it came from, as a logtest request or the queue carries it:
+        a manager file's path, "[id] (agent) ip->path" for an agent, the sender's
+        address for remote syslog."""
         now = time.time() if now is None else now
         decoded = decode(line)
-        me = _Stored(decoded, now)
+        me = _Stored(decoded, now, location=event_location(location))
         matched: Rule | None = None
         if decoded.decoder is not None:
             for node in self.engine.roots:
@@ -385,6 +404,9 @@ class Session:
     def _check(self, node: _Node, me: _Stored) -> Rule | None:
         rule, ev = node.rule, me.decoded
         if rule.decoded_as is not None and rule.decoded_as != ev.decoder:
+            return None
+        if rule.location is not None and search(rule.location.type, rule.location.pattern,
+                                                me.location) == rule.location.negate:
             return None
         for fc in rule.fields:
             value = ev.find(fc.name)

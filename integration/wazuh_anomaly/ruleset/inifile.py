@@ -5,6 +5,12 @@ extends repeated keys, so repeating `log 1 pass = …` in a section makes ONE ru
 several lines: they are piped into one `wazuh-logtest -U rule:alert:decoder` (one
 session, so frequency rules accumulate) and only the LAST line's result is compared.
 Each distinct `log N pass|fail` key is a separate run; `fail` expects no match.
+
+Our extension: `location = …` says where the section's lines come from, as a logtest
+request carries it (a manager file's path, "[id] (agent) ip->path" for an agent, a
+syslog sender's address). Our rules only match their own file on the manager, so
+`wazuh-anomaly logtest` sends it; Wazuh's runtests.py ignores the key and sends
+wazuh-logtest's default location "stdin", so it cannot run these files.
 """
 from __future__ import annotations
 
@@ -49,6 +55,7 @@ class Section:
     alert: str
     decoder: str
     runs: tuple[Run, ...]
+    location: str = ""              # "" when the section does not say (logtest's "stdin")
 
 
 def read_ini(path: Path) -> list[Section]:
@@ -72,14 +79,18 @@ def read_ini(path: Path) -> list[Section]:
                 continue
             lines = tuple(line for line in value.split("\n") if line)
             runs.append(Run(key, lines, expect_match=not key.endswith("fail")))
+        location = parser.get(name, "location") if parser.has_option(name, "location") else ""
+        if "\n" in location:
+            raise IniError(f"{path}: section [{name}] has more than one 'location' line; keep one.")
         sections.append(Section(Path(path), name, parser.get(name, "rule"), parser.get(name, "alert"),
-                                parser.get(name, "decoder"), tuple(runs)))
+                                parser.get(name, "decoder"), tuple(runs), location))
     return sections
 
 
 @dataclass(frozen=True)
 class CaseSpec:
-    """A section to write: `lines` become repeated `log 1 pass` (one session)."""
+    """A section to write: `lines` become repeated `log 1 pass` (one session), or
+    `log 1 fail` when the lines must NOT raise `rule` (a forged line)."""
 
     name: str
     lines: tuple[str, ...]
@@ -87,6 +98,8 @@ class CaseSpec:
     alert: int
     decoder: str = "json"
     comment: str = ""
+    location: str = ""
+    expect_match: bool = True
 
 
 def render_ini(cases: list[CaseSpec], header: str) -> str:
@@ -96,8 +109,11 @@ def render_ini(cases: list[CaseSpec], header: str) -> str:
         if case.comment:
             out.extend(f"; {line}".rstrip() for line in case.comment.splitlines())
         out.append(f"[{case.name}]")
-        out.extend(f"log 1 pass = {line}" for line in case.lines)
+        key = "log 1 pass" if case.expect_match else "log 1 fail"
+        out.extend(f"{key} = {line}" for line in case.lines)
         out.append(f"rule = {case.rule}")
         out.append(f"alert = {case.alert}")
         out.append(f"decoder = {case.decoder}")
+        if case.location:
+            out.append(f"location = {case.location}")
     return "\n".join(out) + "\n"

@@ -8,6 +8,10 @@ little-endian length. `log_processing` needs `event`, `location` and a non-empty
 event as the raw queue message `1:<location>:<event>`, so "json" is accepted and
 behaves like the CLI's "syslog" (the line has no syslog header to strip). A `token`
 reuses a session, so the lines of one run accumulate for frequency rules.
+
+The location of each request is the section's `location` (where its lines come from:
+our rules only match their own file on the manager), or `location` given to run_cases
+for sections that do not say, by default wazuh-logtest's own "stdin".
 """
 from __future__ import annotations
 
@@ -19,11 +23,11 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import WazuhAnomalyError
-from .engine import SIMULATION_NOTE, RuleEngine
+from .engine import SIMULATION_NOTE, STDIN_LOCATION, RuleEngine
 from .inifile import Run, Section, read_ini
 
 ORIGIN = {"name": "wazuh-anomaly", "module": "wazuh-anomaly"}
-DEFAULT_LOCATION = "/var/ossec/logs/anomaly/anomalies.json"
+DEFAULT_LOCATION = STDIN_LOCATION   # for sections without a `location`, as wazuh-logtest without -l
 MAX_REQUEST = 65535   # analysisd answers error 5 beyond this
 
 
@@ -137,11 +141,12 @@ def run_cases(socket_path: Path, ini_files: Iterable[Path], *, location: str = D
     for ini in ini_files:
         for section in read_ini(Path(ini)):
             for run in section.runs:
-                results.append(_run_socket(Path(socket_path), section, run, location, timeout))
+                results.append(_run_socket(Path(socket_path), section, run, section.location or location, timeout))
     return results
 
 
-def run_cases_offline(ini_files: Iterable[Path], rule_files: Iterable[Path]) -> list[CaseResult]:
+def run_cases_offline(ini_files: Iterable[Path], rule_files: Iterable[Path], *,
+                      location: str = DEFAULT_LOCATION) -> list[CaseResult]:
     """Every run through the offline simulator instead of a manager."""
     engine = RuleEngine(rule_files)
     results = []
@@ -151,7 +156,7 @@ def run_cases_offline(ini_files: Iterable[Path], rule_files: Iterable[Path]) -> 
                 session = engine.session()
                 alert = None
                 for i, line in enumerate(run.lines):
-                    alert = session.process(line, now=1_643_000_000.0 + i)
+                    alert = session.process(line, now=1_643_000_000.0 + i, location=section.location or location)
                 actual = ("", "", "")
                 if alert is not None:
                     actual = ("" if alert.rule_id is None else str(alert.rule_id),

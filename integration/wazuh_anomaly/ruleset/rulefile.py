@@ -49,6 +49,9 @@ class Rule:
     if_matched_sid: int | None = None
     if_matched_group: str | None = None
     decoded_as: str | None = None
+    # <location>: where the event came from (OS_Match unless type= says otherwise);
+    # several <location> elements are glued into one pattern, as loadmemory does.
+    location: FieldCondition | None = None
     fields: list[FieldCondition] = field(default_factory=list)
     same_fields: list[str] = field(default_factory=list)
     different_fields: list[str] = field(default_factory=list)
@@ -171,6 +174,18 @@ def _read_rule(el: etree._Element, group_name: str, path: Path) -> Rule:
             rule.if_matched_group = value
         elif tag == "decoded_as":
             rule.decoded_as = value
+        elif tag == "location":
+            text = child.text or ""
+            if rule.location is not None:
+                text = rule.location.pattern + text
+            rule.location = FieldCondition(
+                name="location",
+                pattern=text,
+                type=(child.get("type") or "osmatch").strip().lower(),
+                negate=(child.get("negate") or "no").strip().lower() == "yes",
+                line=line,
+            )
+            rule.others.append((tag, child.text or "", dict(child.attrib), line))   # the checker reads it there
         elif tag == "field":
             rule.fields.append(FieldCondition(
                 name=child.get("name", ""),
