@@ -19,6 +19,7 @@ from wazuh_anomaly.emitter import (
     event_for_health,
     render,
 )
+from wazuh_anomaly.escalation import Repeat
 from wazuh_anomaly.eventtext import clip, has_control, iso, parse_iso, stable_id
 from wazuh_anomaly.findings import HEALTH_CHECKS, Anomaly, FeatureContribution, HealthEvent
 
@@ -146,8 +147,10 @@ def test_event_fields_name_every_field_an_event_can_carry():
     ip = event_for(anomaly(), detected_at=DETECTED)
     suppressed = event_for(dataclasses.replace(anomaly(), suppression_id="abc", suppression_reason="scan"),
                            detected_at=DETECTED)
+    escalated = event_for(anomaly(), detected_at=DETECTED, repeat=Repeat(entity=3, scenario=4))
     health = [event_for_health(HealthEvent(c, "m", T0, scenario="s")) for c in HEALTH_CHECKS]
-    seen = flatten(full) | flatten(ip) | flatten(suppressed) | set().union(*(flatten(h) for h in health))
+    seen = flatten(full) | flatten(ip) | flatten(suppressed) | flatten(escalated) | \
+        set().union(*(flatten(h) for h in health))
     assert seen == EVENT_FIELDS
 
 
