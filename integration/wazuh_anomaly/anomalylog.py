@@ -101,7 +101,7 @@ class AnomalyLog:
                 if s is not None:
                     series[f.id] = s
                     history.add(f.id, *s)   # by id: a replayed anomaly is not counted twice
-            repeats = {ident: history.count(ident, *s) for ident, s in series.items()}
+            repeats = {ident: history.count(*s) for ident, s in series.items()}
             lines: list[str] = []
             duplicates = 0
             for f in findings:

@@ -1,8 +1,9 @@
 """Repeats and escalation of time-series anomalies, decided from event time.
 
 An anomaly's `repeat` counts the anomalies of the same scenario whose window started
-within the hour of event time that ends with its own window start (its own included):
-`entity` for the same entity, `scenario` for any entity of the scenario. At
+within the hour of event time that ends with its own window start (its own window
+included, so anomalies of one bucket count each other): `entity` for the same entity,
+`scenario` for any entity of the scenario. At
 `ESCALATE_AT` or more of either the anomaly is escalated; the rules map
 `anomaly.escalated` to the scenario's own escalated rule (level 13, same group and
 MITRE), so the result depends only on the anomalies and their timestamps: not on the
@@ -10,10 +11,10 @@ order or the time the manager reads the lines, nor on how runs are cut (a day of
 catch-up in one run writes what 288 five-minute runs would).
 
 Counting is over the anomalies written before (the `AnomalyLog`'s state, 35 days, keyed
-by id, so a replayed anomaly is never counted twice) and the ones written with it; an
-anomaly counts only those at or before it in (window start, id) order, so one written
-later for an older window (a backfill with `detect`) never changes the count of a line
-already written. Suppressed anomalies and other kinds are never counted nor escalated.
+by id, so a replayed anomaly is never counted twice) and the ones written with it (a
+run writes every entity of a bucket together); an anomaly counts only windows that
+start at or before its own, so one written later for an older window (a backfill with
+`detect`) never changes the count of a line already written. Suppressed anomalies and other kinds are never counted nor escalated.
 Severity is left as the detector measured it.
 """
 from __future__ import annotations
@@ -95,11 +96,12 @@ class RepeatHistory:
         self.ids.add(ident)
         insort(self.series.setdefault(scenario, []), (start, ident, entity))
 
-    def count(self, ident: str, scenario: str, entity: str, start: float) -> Repeat:
-        """The anomaly's repeats among those known, itself included (add it first)."""
+    def count(self, scenario: str, entity: str, start: float) -> Repeat:
+        """The repeats of an anomaly of `scenario` and `entity` whose window starts at
+        `start`, among those known (add it first: it counts itself)."""
         items = self.series.get(scenario, [])
         lo = bisect_right(items, start - WINDOW_SECONDS, key=_start)   # strictly after start - window
-        hi = bisect_right(items, (start, ident), key=_order)          # up to itself in (start, id) order
+        hi = bisect_right(items, start, key=_start)                    # up to its own window, all of it
         window = items[lo:hi]
         return Repeat(entity=sum(1 for _, _, e in window if e == entity), scenario=len(window))
 
@@ -126,12 +128,9 @@ def repeats_of(events: list[dict]) -> list[Repeat | None]:
     for e, s in zip(events, series):
         if s is not None:
             history.add(str(e["anomaly"].get("id")), *s)
-    return [None if s is None else history.count(str(e["anomaly"].get("id")), *s) for e, s in zip(events, series)]
+    return [None if s is None else history.count(*s) for s in series]
 
 
 def _start(item: tuple[float, str, str]) -> float:
     return item[0]
 
-
-def _order(item: tuple[float, str, str]) -> tuple[float, str]:
-    return item[0], item[1]
