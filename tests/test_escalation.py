@@ -300,3 +300,30 @@ def test_the_real_engine_gives_the_simulators_alerts_for_20_random_orders(day_li
         shuffled = list(day_lines)
         random.Random(seed).shuffle(shuffled)
         assert through_logtest(shuffled) == reference, f"order {seed} gave other alerts in wazuh-analysisd"
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                    max_leaves=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=JSON)
+def test_any_damaged_history_in_the_state_file_loads_without_a_traceback(data):
+    from wazuh_anomaly.escalation import RepeatHistory
+    history = RepeatHistory(data)
+    history.add("x", "s", "", 0.0)
+    assert history.count("s", "", 0.0).scenario >= 1
+    json.dumps(history.to_json())
+
+
+def test_a_damaged_state_file_still_writes_and_counts(tmp_path):
+    log, state = tmp_path / "anomalies.json", tmp_path / "state"
+    writer = AnomalyWriter(log, state)
+    writer.write([anomaly(step=0), anomaly(step=1)], T0)
+    path = state / "emitted-ids.json"
+    raw = json.loads(path.read_text())
+    raw["series"]["authentication_failures"].append(["not a time", None])
+    path.write_text(json.dumps(raw))
+    writer.write([anomaly(step=2)], T0)
+    assert written(log)[2]["anomaly"]["escalated"] == "true"

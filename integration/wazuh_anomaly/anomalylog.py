@@ -6,10 +6,12 @@ integration (this class directly, `realtime/events.py` findings) write the same 
 All appends and state updates happen under an flock on `<file>.lock`; the ids written
 in the last 35 days are kept in `<state_dir>/emitted-ids.json`, and lines appended after
 the last saved state (a crash between append and state save) are read back, so a re-run
-never writes an id twice.
+never writes an id twice. The same state keeps, per scenario, the window starts of the
+time-series anomalies written (`escalation.py`): a finding that counts for escalation
+gets its repeats from it, under the same lock, before its line is rendered.
 
-Light on purpose (os, fcntl and the C JSON codec only): the integration imports it in a
-new process for every alert that raises a finding.
+Light on purpose (os, fcntl, bisect and the C JSON codec only): the integration imports
+it in a new process for every alert that raises a finding.
 """
 from __future__ import annotations
 

@@ -83,12 +83,17 @@ class RepeatHistory:
         for scenario, items in (data or {}).items() if isinstance(data, dict) else ():
             if not isinstance(items, list):
                 continue
+            kept = []
             for item in items:
                 try:
                     start, ident, entity = float(item[0]), str(item[1]), str(item[2])
                 except (TypeError, ValueError, IndexError, KeyError):
-                    continue
-                self.add(ident, str(scenario), entity, start)
+                    continue   # a damaged entry: that anomaly is no longer counted
+                if start == start and abs(start) != float("inf") and ident not in self.ids:
+                    self.ids.add(ident)
+                    kept.append((start, ident, entity))
+            if kept:
+                self.series[str(scenario)] = sorted(kept)
 
     def add(self, ident: str, scenario: str, entity: str, start: float) -> None:
         if ident in self.ids:
