@@ -251,7 +251,8 @@ def test_an_escalated_alert_keeps_the_scenario_rule_block_group_and_mitre(tmp_pa
     assert escalated.level == 13 and escalated.mitre == critical.mitre == list(rules[first].mitre)
     assert set(critical.groups) <= set(escalated.groups) and scenario in escalated.groups
     assert "anomaly_escalation" in escalated.groups
-    assert re.search(r"- 3 anomalies within an hour of event time, 3 of them for this entity - ", escalated.description)
+    assert re.search(r"^Anomaly \(escalated, critical\): .* - 3 anomalies of this scenario within an hour of event time, "
+                     r"3 of them for this entity - ", escalated.description)
 
 
 def test_the_third_critical_authentication_failure_raises_a_rule_the_active_response_runs_on(tmp_path):
