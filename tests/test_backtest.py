@@ -105,9 +105,15 @@ def test_every_anomaly_is_shown_with_the_rule_and_level_it_would_raise(seasonal)
     flood = [a for a in alerts if a.anomaly.entity_value == "intranet_server"
              and a.anomaly.scenario == "alert_volume" and a.anomaly.window_start.strftime("%H:%M") == "03:55"]
     assert len(flood) == 1 and flood[0].anomaly.severity == "critical"
-    assert flood[0].level == max(a.level for a in alerts) >= 12
+    plain = [a for a in alerts if a.event["anomaly"].get("escalated") != "true"]
+    assert flood[0].level == max(a.level for a in plain) == 12
+    # Four agents' rule_diversity anomalies in the 03:55 bucket: escalated (same hour of event
+    # time), with the scenario's own rule 117139, and the highest level of the phase.
+    spread = [a for a in alerts if a.anomaly.scenario == "rule_diversity"
+              and a.anomaly.window_start.strftime("%H:%M") == "03:55"]
+    assert len(spread) == 4 and {(a.rule_id, a.level) for a in spread} == {(117139, 13)}
     rows = {r["phase"]: r for r in seasonal.phase_rows("seasonal")}
-    assert (rows["wpscan"]["rule_id"], rows["wpscan"]["level"]) == (flood[0].rule_id, flood[0].level)
+    assert (rows["wpscan"]["rule_id"], rows["wpscan"]["level"]) == (117139, 13)
 
 
 def test_the_json_output_carries_the_same_numbers(seasonal):

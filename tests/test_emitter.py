@@ -20,6 +20,7 @@ from wazuh_anomaly.emitter import (
     render,
 )
 from wazuh_anomaly import fastjson
+from wazuh_anomaly.escalation import Repeat
 from wazuh_anomaly.eventtext import clip, fit_line, has_control, iso, parse_iso, stable_id
 from wazuh_anomaly.findings import HEALTH_CHECKS, Anomaly, FeatureContribution, HealthEvent
 
@@ -147,10 +148,12 @@ def test_event_fields_name_every_field_an_event_can_carry():
     ip = event_for(anomaly(), detected_at=DETECTED)
     suppressed = event_for(dataclasses.replace(anomaly(), suppression_id="abc", suppression_reason="scan"),
                            detected_at=DETECTED)
+    escalated = event_for(anomaly(), detected_at=DETECTED, repeat=Repeat(entity=3, scenario=4))
     health = [event_for_health(HealthEvent(c, "m", T0, scenario="s")) for c in HEALTH_CHECKS]
     # a line shortened to fit Wazuh's limits names what was cut
     shortened = json.loads(fit_line(full, fastjson.dumps_strict, max_bytes=len(render(full).encode()) - 1))
-    seen = flatten(full) | flatten(ip) | flatten(suppressed) | set().union(*(flatten(h) for h in health))
+    seen = flatten(full) | flatten(ip) | flatten(suppressed) | flatten(escalated) | \
+        set().union(*(flatten(h) for h in health))
     assert seen | flatten(shortened) == EVENT_FIELDS
 
 

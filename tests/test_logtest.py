@@ -120,8 +120,16 @@ def test_every_case_passes_through_a_server_speaking_the_logtest_protocol(server
     assert format_results(results).endswith(f"{len(results)} passed, 0 failed")
 
 
-def test_requests_have_the_analysisd_shape_and_reuse_the_token_within_a_run(server):
-    run_cases(server.path, [INI])
+def test_requests_have_the_analysisd_shape_and_reuse_the_token_within_a_run(server, tmp_path):
+    # The shipped cases are one line each (no rule depends on the lines before); a run
+    # of several lines, as Wazuh's format allows, shares one session.
+    sections = read_ini(INI)[:3]
+    multi = tmp_path / "multi.ini"
+    multi.write_text("[three lines in one session]\n" + "".join(f"log 1 pass = {s.runs[0].lines[0]}\n" for s in sections)
+                     + f"rule = {sections[-1].rule}\nalert = {sections[-1].alert}\ndecoder = json\n"
+                     + f"location = {ANOMALIES}\n", encoding="utf-8")
+    results = run_cases(server.path, [INI, multi])
+    assert results[-1].lines == 3 and results[-1].passed
     processing = [r for r in server.requests if r["command"] == "log_processing"]
     first = processing[0]
     assert first["version"] == 1
@@ -132,7 +140,7 @@ def test_requests_have_the_analysisd_shape_and_reuse_the_token_within_a_run(serv
     sent = {r["parameters"]["location"] for r in processing}
     assert sent == {s.location for s in read_ini(INI)} and DEFAULT_LOCATION not in sent
     assert "token" not in first["parameters"]
-    # a three-line escalation run: lines 2 and 3 carry the token the server gave line 1
+    # the three-line run: lines 2 and 3 carry the token the server gave line 1
     tokens = [r["parameters"].get("token") for r in processing]
     assert any(t is None and a is not None and a == b for t, a, b in zip(tokens, tokens[1:], tokens[2:]))
     removed = [r for r in server.requests if r["command"] == "remove_session"]

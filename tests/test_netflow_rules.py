@@ -3,6 +3,8 @@ the offline simulator (wazuh-anomaly's model of wazuh-analysisd, not Wazuh itsel
 from __future__ import annotations
 
 import json
+import random
+from datetime import datetime, timedelta
 
 import orjson
 import pytest
@@ -111,3 +113,60 @@ def test_real_ssh_brute_force_raises_117040_with_the_attacker_in_srcip():
     assert alerts and {(a.rule_id, a.level) for _, a in alerts} == {(117040, 10)}
     assert {a.static.get("srcip") for _, a in alerts} == {"147.32.80.40"}
     assert all(a.mitre == ["T1110"] for _, a in alerts)
+
+
+# -- the port-scan escalation 117009: decided from flow time, written into the line ------------
+
+def _scan_lines(records: list[dict], pipeline: FlowPipeline | None = None) -> list[str]:
+    pipeline = pipeline or FlowPipeline(NetflowSettings())
+    return [orjson.dumps(pipeline.event(r)).decode() for r in records]
+
+
+def _fired(lines: list[str]) -> list[tuple[int, int]]:
+    session = RuleEngine(ALL_RULES).session()
+    return [(a.rule_id, a.level) for i, line in enumerate(lines)
+            for a in [session.process(line, now=1_772_445_600.0 + i, location=NETFLOW_FILE)]]
+
+
+def test_port_scan_flows_in_20_random_orders_raise_the_same_alerts():
+    from wazuh_anomaly.netflow.generate import raw_records
+    lines = _scan_lines(raw_records("port_scan", 12) + raw_records("icmp_sweep", 8))
+    reference = dict(zip(lines, _fired(lines)))
+    assert list(reference.values()).count((117009, 12)) >= 10
+    for seed in range(20):
+        shuffled = list(lines)
+        random.Random(seed).shuffle(shuffled)
+        assert dict(zip(shuffled, _fired(shuffled))) == reference, f"order {seed} gave other alerts"
+
+
+def _shifted(records: list[dict], minutes: float) -> list[dict]:
+    out = []
+    for r in records:
+        shifted = dict(r)
+        for key in ("timestamp_start", "timestamp_end"):
+            when = datetime.strptime(r[key], "%Y-%m-%d %H:%M:%S.%f") + timedelta(minutes=minutes)
+            shifted[key] = when.strftime("%Y-%m-%d %H:%M:%S.%f")
+        out.append(shifted)
+    return out
+
+
+def test_port_scan_bursts_further_apart_than_the_window_never_escalate_even_when_read_at_once():
+    from wazuh_anomaly.netflow.generate import raw_records
+    burst = raw_records("port_scan", 4)                  # four tagged probes each
+    lines = _scan_lines([r for b in range(3) for r in _shifted(burst, 11 * b)])
+    fired = _fired(lines)                                 # all read within seconds
+    assert fired.count((117001, 9)) == 12 and (117009, 12) not in fired
+    close = _scan_lines([r for b in range(3) for r in _shifted(burst, 4 * b)])
+    assert (117009, 12) in _fired(close)
+
+
+def test_a_scan_split_across_two_normaliser_runs_escalates_at_the_same_flow():
+    from wazuh_anomaly.netflow.generate import raw_records
+    records = raw_records("port_scan", 12)
+    at_once = _scan_lines(records)
+    first = FlowPipeline(NetflowSettings())
+    head = _scan_lines(records[:20], first)
+    state = json.loads(json.dumps(first.detector.to_json()))   # saved and loaded between runs
+    tail = _scan_lines(records[20:], FlowPipeline(NetflowSettings(), state))
+    assert head + tail == at_once
+    assert any('"escalated":"true"' in line for line in tail)

@@ -38,7 +38,7 @@ def test_realtime_and_active_response_install_their_launchers_blocks_and_uninsta
     assert integration.findtext("level") == "3"
     assert block.find("command").findtext("executable") == "anomaly-response"
     ar = block.find("active-response")
-    assert ar.findtext("rules_id") == "117113,117240,117280" and ar.findtext("timeout") == "600"
+    assert ar.findtext("rules_id") == "117113,117114,117240,117280" and ar.findtext("timeout") == "600"
 
     # the installed launcher handles an alert as integratord would run it
     alert = tmp_path / "custom-anomaly-1-1.alert"

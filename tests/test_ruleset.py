@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from wazuh_anomaly.emitter import event_for, event_for_health
+from wazuh_anomaly.escalation import repeats_of
 from wazuh_anomaly.findings import HEALTH_CHECKS, Anomaly, FeatureContribution, HealthEvent
 from wazuh_anomaly.ruleset import SimulatedAlert, explain, explain_all
-from wazuh_anomaly.ruleset.cases import GENERIC_TIER_RULES, SCENARIO_RULES, render_cases
+from wazuh_anomaly.ruleset.cases import GENERIC_ESCALATED_RULE, GENERIC_TIER_RULES, SCENARIO_RULES, render_cases
 from wazuh_anomaly.ruleset.check import check_ruleset, format_problems
 from wazuh_anomaly.ruleset.engine import RuleEngine, decode, expand_description
 from wazuh_anomaly.ruleset.inifile import read_ini
@@ -96,7 +97,7 @@ def test_generic_tiers_exclude_exactly_the_shipped_scenarios():
     shipped = {re.fullmatch(r"\^(\w+)\$", next(f.pattern for f in rules[i].fields if f.name == "anomaly.scenario")).group(1)
                for i in SCENARIO_RULES.values()}
     assert shipped == set(SCENARIO_RULES)
-    for rid in GENERIC_TIER_RULES.values():
+    for rid in [*GENERIC_TIER_RULES.values(), GENERIC_ESCALATED_RULE]:
         negated = next(f for f in rules[rid].fields if f.name == "anomaly.scenario")
         assert negated.negate
         assert set(re.fullmatch(r"\^\(\?:(.*)\)\$", negated.pattern).group(1).split("|")) == shipped
@@ -146,7 +147,7 @@ def test_genuine_cases_come_from_the_managers_anomalies_file_and_forged_ones_fro
     assert forged == {"[003] (web-01) any->/var/ossec/logs/anomaly/anomalies.json", "192.0.2.7",
                       "/var/log/syslog", "/var/ossec/logs/anomaly/netflow.json"}
     forged_rules = {s.rule for s in SECTIONS if not s.runs[0].expect_match}
-    assert forged_rules >= {"117113", "117107", "117013", "117302"}
+    assert forged_rules >= {"117113", "117114", "117013", "117302"}
 
 
 def test_the_base_rule_is_bound_to_the_managers_anomalies_file():
@@ -155,9 +156,17 @@ def test_the_base_rule_is_bound_to_the_managers_anomalies_file():
     assert all(r.location is None for r in read_rule_file(RULES).rules if r.id != 117100)
 
 
-def test_escalation_cases_hold_several_lines_in_one_run():
-    multi = [s for s in SECTIONS if any(len(r.lines) > 1 for r in s.runs)]
-    assert {s.rule for s in multi} >= {"117106", "117107"}
+def test_every_case_is_one_line_because_no_alert_depends_on_the_lines_before():
+    assert all(len(r.lines) == 1 for s in SECTIONS for r in s.runs)
+    escalated = {s.rule for s in SECTIONS if '"escalated":"true"' in s.runs[0].lines[0]}
+    assert escalated == {str(first + 4) for first in SCENARIO_RULES.values()} | {"117107"}
+
+
+def test_no_shipped_rule_counts_events_by_arrival_time():
+    for path in sorted((REPO / "rules").glob("*.xml")):
+        for rule in read_rule_file(path).rules:
+            assert rule.frequency is None and rule.if_matched_sid is None and rule.if_matched_group is None, \
+                f"{path.name} rule {rule.id} counts events as wazuh-analysisd receives them"
 
 
 def test_ini_reader_joins_repeated_log_keys_into_one_run_and_reads_fail_runs(tmp_path):
@@ -199,13 +208,16 @@ def test_explain_shows_the_scenario_alert_with_entity_and_mitre():
     assert "simulated" in str(alert) and "not wazuh-analysisd" in str(alert)
 
 
-def test_explain_all_shows_escalation_within_an_hour_only():
-    events = [event_for(anomaly(step=i, severity="low"), detected_at=T0 + timedelta(minutes=6 + 5 * i))
-              for i in range(3)]
-    assert [a.rule_id for a in explain_all(events)] == [117110, 117110, 117107]
-    spread = [event_for(anomaly(step=i, severity="low"), detected_at=T0 + timedelta(hours=2 * i))
-              for i in range(3)]
-    assert [a.rule_id for a in explain_all(spread)] == [117110, 117110, 117110]
+def test_explain_all_shows_escalation_written_into_the_third_line_within_an_hour_only():
+    def written(steps):
+        anomalies = [anomaly(step=s, severity="low") for s in steps]
+        events = [event_for(a, detected_at=a.window_end) for a in anomalies]
+        return [event_for(a, detected_at=a.window_end, repeat=r) for a, r in zip(anomalies, repeats_of(events))]
+
+    assert [a.rule_id for a in explain_all(written([0, 1, 2]))] == [117110, 117110, 117114]
+    assert [a.rule_id for a in explain_all(written([0, 12, 24]))] == [117110, 117110, 117110]   # an hour apart
+    # The line decides, not the session: the third line alone is escalated too.
+    assert explain(written([0, 1, 2])[2]).rule_id == 117114
 
 
 def test_explain_health_event_uses_the_message():

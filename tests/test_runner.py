@@ -405,3 +405,36 @@ def test_alerts_that_stop_for_longer_than_no_data_hours_raise_no_data_once(prefi
     assert len(events) == 1
     assert events[0]["message"].startswith(f"no alert in {prefix / 'logs' / 'alerts'} for 7")
     assert "<jsonout_output>yes</jsonout_output>" in events[0]["message"]
+
+
+def test_a_day_of_catch_up_in_one_run_writes_and_raises_what_288_five_minute_runs_do(prefix, tmp_path_factory):
+    """Escalation is counted from event time: the same anomalies, the same lines, the same alerts,
+    whether a day is scored by 288 runs five minutes apart or by one run after a day of downtime."""
+    from wazuh_anomaly.ruleset import explain_all
+
+    day = START + timedelta(days=2)
+    history = normal_alerts(2)
+    later = [a for a in normal_alerts(3, seed=5) if a["timestamp"] >= day.strftime("%Y-%m-%d")]
+    bursts = [burst(day + timedelta(hours=1, minutes=m)) for m in (0, 5, 10, 40)]          # web-01 repeats
+    bursts += [burst(day + timedelta(hours=9, minutes=m), agent) for m, agent in ((0, "db-01"), (20, "web-01"))]
+    bursts += [burst(day + timedelta(hours=9, minutes=35), "db-01"), burst(day + timedelta(hours=15), "db-01")]
+    write_alerts(prefix, history + later + [a for b in bursts for a in b])
+    runner(prefix, day + timedelta(minutes=3)).run()                                        # trains
+    other = tmp_path_factory.mktemp("catch-up")
+    subprocess.run(["cp", "-a", f"{prefix}/.", str(other)], check=True)
+
+    for step in range(1, 289):
+        runner(prefix, day + timedelta(minutes=5 * step + 3)).run()
+    runner(other, day + timedelta(days=1, minutes=3)).run()
+
+    def scored(where):
+        events = [e for e in lines(where) if e["anomaly"]["kind"] == "timeseries"]
+        return events, [{k: v for k, v in e["anomaly"].items() if k != "detected_at"} for e in events]
+
+    live_events, live = scored(prefix)
+    catch_up_events, catch_up = scored(other)
+    assert live == catch_up
+    assert sum(a.get("escalated") == "true" for a in live) >= 2
+    # Live lines reach the manager five minutes apart, the catch-up's all at once: same alerts.
+    assert [(a.rule_id, a.level) for a in explain_all(live_events)] == \
+        [(a.rule_id, a.level) for a in explain_all(catch_up_events)]

@@ -6,10 +6,12 @@ integration (this class directly, `realtime/events.py` findings) write the same 
 All appends and state updates happen under an flock on `<file>.lock`; the ids written
 in the last 35 days are kept in `<state_dir>/emitted-ids.json`, and lines appended after
 the last saved state (a crash between append and state save) are read back, so a re-run
-never writes an id twice.
+never writes an id twice. The same state keeps, per scenario, the window starts of the
+time-series anomalies written (`escalation.py`): a finding that counts for escalation
+gets its repeats from it, under the same lock, before its line is rendered.
 
-Light on purpose (os, fcntl and the C JSON codec only): the integration imports it in a
-new process for every alert that raises a finding.
+Light on purpose (os, fcntl, bisect and the C JSON codec only): the integration imports
+it in a new process for every alert that raises a finding.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import time
 from datetime import datetime
 
 from . import fastjson
+from .escalation import Repeat, RepeatHistory, series_of_event
 from .fileio import atomic_write
 from .eventtext import fit_line, parse_iso
 
@@ -28,13 +31,15 @@ DEDUPE_DAYS = 35
 
 
 class WriteResult:
-    """How many findings were appended, and how many were already in the file."""
+    """How many findings were appended, and how many were already in the file; `repeats`:
+    id -> `escalation.Repeat` of every finding that counts for escalation (written or not)."""
 
-    __slots__ = ("written", "duplicates")
+    __slots__ = ("written", "duplicates", "repeats")
 
-    def __init__(self, written: int, duplicates: int):
+    def __init__(self, written: int, duplicates: int, repeats: dict[str, Repeat] | None = None):
         self.written = written
         self.duplicates = duplicates
+        self.repeats = repeats or {}
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, WriteResult) and (self.written, self.duplicates) == (other.written, other.duplicates)
@@ -65,11 +70,16 @@ class AnomalyLog:
         self.lock_path = self.path + ".lock"
 
     # -- what a finding gives -----------------------------------------------------
-    def line_for(self, finding, detected_at: datetime) -> str:
+    def line_for(self, finding, detected_at: datetime, repeat: Repeat | None = None) -> str:
         return render(finding.to_event(detected_at))
 
     def window_time(self, finding) -> datetime:
         return finding.window_start
+
+    def series_of(self, finding) -> tuple[str, str, float] | None:
+        """(scenario, entity key, window start) when the finding counts for escalation
+        (`escalation.py`); the real-time findings do not."""
+        return None
 
     # -- public -------------------------------------------------------------
     def write(self, findings, detected_at: datetime) -> WriteResult:
@@ -80,15 +90,24 @@ class AnomalyLog:
                 os.makedirs(directory, exist_ok=True)
         fd = self._lock()
         try:
-            seen, file_pos = self._load_state()
-            self._recover(seen, file_pos)
+            seen, file_pos, history = self._load_state()
+            history = self._recover(seen, file_pos, history)
+            # Every new finding joins the history before any is counted, so the counts of
+            # one batch do not depend on its order (escalation.py).
+            series = {}
+            for f in findings:
+                s = self.series_of(f)
+                if s is not None:
+                    series[f.id] = s
+                    history.add(f.id, *s)   # by id: a replayed anomaly is not counted twice
+            repeats = {ident: history.count(*s) for ident, s in series.items()}
             lines: list[str] = []
             duplicates = 0
             for f in findings:
                 if f.id in seen:
                     duplicates += 1
                     continue
-                lines.append(self.line_for(f, detected_at))
+                lines.append(self.line_for(f, detected_at, repeats.get(f.id)))
                 # Kept 35 days after writing (or after the window, if later), so a
                 # backfill of an old range re-run next week still finds its ids.
                 seen[f.id] = max(self.window_time(f).timestamp(), detected_at.timestamp())
@@ -98,10 +117,11 @@ class AnomalyLog:
                 st = os.stat(self.path)
                 file_pos = (st.st_ino, st.st_size)
             self._prune(seen, detected_at.timestamp())
-            self._save_state(seen, file_pos)
+            history.keep_only(seen)
+            self._save_state(seen, file_pos, history)
         finally:
             os.close(fd)  # closing releases the lock
-        return WriteResult(written=len(lines), duplicates=duplicates)
+        return WriteResult(written=len(lines), duplicates=duplicates, repeats=repeats)
 
     # -- internals ------------------------------------------------------------
     def _lock(self) -> int:
@@ -113,45 +133,58 @@ class AnomalyLog:
             raise
         return fd
 
-    def _load_state(self) -> tuple[dict[str, float], tuple[int, int] | None]:
+    def _load_state(self) -> tuple[dict[str, float], tuple[int, int] | None, RepeatHistory | None]:
+        """Ids, file position and the escalation history (None in a state written before
+        escalation was counted: the recovery scan then rebuilds it from the file)."""
         try:
             raw = fastjson.load_file(self.state_path)
             ids = {str(k): float(v) for k, v in raw.get("ids", {}).items()}
             pos = raw.get("file")
-            return ids, (int(pos["inode"]), int(pos["size"])) if pos else None
+            history = RepeatHistory(raw["series"]) if "series" in raw else None
+            return ids, (int(pos["inode"]), int(pos["size"])) if pos else None, history
         except FileNotFoundError:
-            return {}, None
+            return {}, None, None
         except (ValueError, OSError, AttributeError, KeyError, TypeError):
             # A damaged state file: the recovery scan rebuilds what it can.
-            return {}, None
+            return {}, None, None
 
-    def _recover(self, seen: dict[str, float], file_pos: tuple[int, int] | None) -> None:
-        """Adds the ids of lines appended after the last saved state (a crash between
-        append and state save must not duplicate them on the next run)."""
+    def _recover(self, seen: dict[str, float], file_pos: tuple[int, int] | None,
+                 history: RepeatHistory | None) -> RepeatHistory:
+        """Adds the ids (and escalation history) of lines appended after the last saved
+        state (a crash between append and state save must not duplicate them on the next
+        run, nor leave them uncounted); without a history, the whole file is read for it."""
+        rebuild = history is None
+        if history is None:
+            history = RepeatHistory()
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            return
-        if file_pos is None or st.st_ino != file_pos[0] or st.st_size < file_pos[1]:
+            return history
+        if file_pos is None or st.st_ino != file_pos[0] or st.st_size < file_pos[1] or rebuild:
             # No state, or rotated/truncated since: the id store covers the old file,
             # and every line of the new one was written after it, so read it whole.
             start = 0
         else:
             start = file_pos[1]
         if st.st_size <= start:
-            return
+            return history
         with open(self.path, "rb") as fh:
             fh.seek(start)
             tail = fh.read()
         for raw in tail.split(b"\n"):
             try:
-                body = fastjson.loads(raw)["anomaly"]
+                event = fastjson.loads(raw)
+                body = event["anomaly"]
                 ident = str(body["id"])
                 window = body.get("window") or {}
                 when = max(_seconds(window.get("start")), _seconds(body.get("detected_at")))
             except (ValueError, KeyError, TypeError, AttributeError):
                 continue
             seen.setdefault(ident, when)
+            series = series_of_event(event)
+            if series is not None:
+                history.add(ident, *series)
+        return history
 
     def _append(self, lines: list[str]) -> tuple[int, int]:
         data = ("\n".join(lines) + "\n").encode("utf-8")
@@ -175,8 +208,8 @@ class AnomalyLog:
         for ident in [k for k, t in seen.items() if t < oldest]:
             del seen[ident]
 
-    def _save_state(self, seen: dict[str, float], file_pos: tuple[int, int] | None) -> None:
-        state: dict = {"version": 1, "ids": dict(sorted(seen.items()))}
+    def _save_state(self, seen: dict[str, float], file_pos: tuple[int, int] | None, history: RepeatHistory) -> None:
+        state: dict = {"version": 1, "ids": dict(sorted(seen.items())), "series": history.to_json()}
         if file_pos:
             state["file"] = {"inode": file_pos[0], "size": file_pos[1]}
         atomic_write(self.state_path, fastjson.dumps(state).encode(), LOG_FILE_MODE, sync_dir=True)

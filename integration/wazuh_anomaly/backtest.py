@@ -27,6 +27,7 @@ import pandas as pd
 
 from .config import Config, Scenario
 from .emitter import event_for
+from .escalation import repeats_of
 from .errors import WazuhAnomalyError
 from .evaluation import Evaluation, Phase, evaluate, load_ait_phases
 from .features import FeatureAggregator, align_down
@@ -369,12 +370,14 @@ def bucket_precision_recall(anomalies: Iterable[Anomaly], phases: Sequence[Phase
 
 
 def raised_alerts(anomalies: Sequence[Anomaly], grace_seconds: int) -> list[RaisedAlert]:
-    """Each anomaly with the rule it would raise, in one simulated manager session so that
-    repeated anomalies escalate as they would on the manager."""
+    """Each anomaly with the rule it would raise, its repeats counted as the anomaly log
+    counts them (escalation.py), so repeated anomalies escalate as on the manager."""
     from .ruleset import explain_all
     ordered = sorted(anomalies, key=lambda a: (a.window_end, a.scenario, a.entity_value or ""))
-    # The wodle scores a bucket grace_seconds after it ends: that is when the line arrives.
-    events = [event_for(a, detected_at=a.window_end + timedelta(seconds=grace_seconds)) for a in ordered]
+    # The wodle scores a bucket grace_seconds after it ends.
+    detected = [a.window_end + timedelta(seconds=grace_seconds) for a in ordered]
+    repeats = repeats_of([event_for(a, detected_at=d) for a, d in zip(ordered, detected)])
+    events = [event_for(a, detected_at=d, repeat=r) for a, d, r in zip(ordered, detected, repeats)]
     simulated = explain_all(events) if events else []
     return [RaisedAlert(a, e, s.rule_id, s.level, s.description) for a, e, s in zip(ordered, events, simulated)]
 

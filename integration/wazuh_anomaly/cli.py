@@ -200,7 +200,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     except FileNotFoundError:
         print(f"{path}: no anomalies written yet (run 'wazuh-anomaly run' first).")
         return 0
-    # The newest lines, with an hour's worth before them so that escalations show as they would.
+    # The newest lines (escalation is in each line itself: anomaly.escalated), read with some before them.
     first = max(0, len(lines) - args.last - 200) if args.last else 0
     events = []
     for number, line in enumerate(lines[first:], first + 1):

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from . import SCHEMA_VERSION
 from .anomalylog import AnomalyLog, render  # noqa: F401 (render: re-exported for the ruleset and CLI)
+from .escalation import Repeat, series_of_event
 from .eventtext import (INTEGRATION, MAX_DESCRIPTION, MAX_MESSAGE, MAX_NAME, MAX_SUMMARY, MAX_VALUE, clip,
                         entity_dstuser, entity_phrase, entity_srcip, iso, num, plain)
 from .findings import Anomaly, FeatureContribution, HealthEvent
@@ -52,6 +53,9 @@ EVENT_FIELDS: frozenset[str] = frozenset({
     "anomaly.suppression.id",
     "anomaly.suppression.reason",
     "anomaly.truncated",  # what fit_line cut to keep the line within Wazuh's limits
+    "anomaly.repeat.entity",
+    "anomaly.repeat.scenario",
+    "anomaly.escalated",
     # top-level keys the decoder puts into Wazuh's static fields
     "srcip",
     "dstuser",
@@ -80,8 +84,9 @@ def _feature(f: FeatureContribution) -> dict:
     }
 
 
-def event_for(anomaly: Anomaly, *, detected_at: datetime) -> dict:
-    """The schema v1 event of one anomaly (keys in a stable order)."""
+def event_for(anomaly: Anomaly, *, detected_at: datetime, repeat: Repeat | None = None) -> dict:
+    """The schema v1 event of one anomaly (keys in a stable order); `repeat`, computed by
+    the anomaly log from event time (escalation.py), adds `repeat` and `escalated`."""
     body: dict = {
         "schema": SCHEMA_VERSION,
         "id": anomaly.id,
@@ -105,6 +110,11 @@ def event_for(anomaly: Anomaly, *, detected_at: datetime) -> dict:
     body["model_version"] = clip(anomaly.model_version, MAX_NAME)
     if anomaly.description:
         body["description"] = clip(anomaly.description, MAX_DESCRIPTION)
+    repeat = repeat if repeat is not None else anomaly.repeat
+    if repeat is not None and not anomaly.suppressed:
+        body["repeat"] = {"entity": repeat.entity, "scenario": repeat.scenario}
+        if repeat.escalated:
+            body["escalated"] = "true"   # rules 117107 and the 5th id of each scenario block
     body["detected_at"] = iso(detected_at)
     if anomaly.suppressed:
         # Still written, so it can be searched; rule 117108 (level 0) keeps it from alerting.
@@ -138,13 +148,13 @@ def event_for_health(h: HealthEvent) -> dict:
     return {"integration": INTEGRATION, "anomaly": body}
 
 
-def line_for(finding: Anomaly | HealthEvent, detected_at: datetime) -> str:
+def line_for(finding: Anomaly | HealthEvent, detected_at: datetime, repeat: Repeat | None = None) -> str:
     to_event = getattr(finding, "to_event", None)
     if to_event is not None:  # a real-time finding (realtime/events.py) renders itself
         return render(to_event(detected_at))
     if isinstance(finding, HealthEvent):
         return render(event_for_health(finding))
-    return render(event_for(finding, detected_at=detected_at))
+    return render(event_for(finding, detected_at=detected_at, repeat=repeat))
 
 
 def _window_time(finding: Anomaly | HealthEvent) -> datetime:
@@ -155,8 +165,14 @@ class AnomalyWriter(AnomalyLog):
     """`anomalylog.AnomalyLog` for the wodle's anomalies and health events (and any
     finding that renders itself)."""
 
-    def line_for(self, finding, detected_at: datetime) -> str:
-        return line_for(finding, detected_at)
+    def line_for(self, finding, detected_at: datetime, repeat: Repeat | None = None) -> str:
+        return line_for(finding, detected_at, repeat)
 
     def window_time(self, finding) -> datetime:
         return _window_time(finding)
+
+    def series_of(self, finding) -> tuple[str, str, float] | None:
+        # From the event as written (clipped names), like the recovery from the file.
+        if not isinstance(finding, Anomaly):
+            return None
+        return series_of_event(event_for(finding, detected_at=finding.window_end))

@@ -79,6 +79,10 @@ FIELD_BYTES: dict[str, int] = {
     "anomaly.alert.agent": MAX_NAME,
     "anomaly.alert.srcip": MAX_IP,
     "anomaly.truncated": MAX_NAME,
+    "anomaly.repeat.entity": 20,      # an integer count (the decoder prints it whole)
+    "anomaly.repeat.scenario": 20,
+    "anomaly.escalated": MAX_SHORT,
+    "anomaly.port_scan.repeat": 20,
     "srcip": MAX_IP,
     "dstip": MAX_IP,
     "dstuser": MAX_NAME,

@@ -60,6 +60,9 @@ class Anomaly:
     description: str = ""         # the scenario's one-line description
     suppression_id: str | None = None      # set when an admin's suppression covers it (suppression.py)
     suppression_reason: str | None = None
+    # escalation.Repeat, set from the anomaly log's state once written (runner.py), so the
+    # shipped document says what the line says.
+    repeat: object = field(default=None, compare=False)
 
     @property
     def suppressed(self) -> bool:

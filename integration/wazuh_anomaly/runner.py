@@ -9,6 +9,7 @@ failing scenario never stops the others; what goes wrong becomes a health event.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -445,6 +446,7 @@ class Runner:
                 anomalies.sort(key=lambda a: (a.window_start, a.entity_value or ""))
                 anomalies = apply_suppressions(anomalies, suppressions)
                 result = writer.write(anomalies, _dt(self.now))
+                anomalies = with_repeats(anomalies, result.repeats)
                 report.written += result.written
                 report.duplicates += result.duplicates
             except Exception as exc:  # one scenario's failure must not stop the others
@@ -574,6 +576,7 @@ class Runner:
             r.anomalies = anomalies
             if writer is not None:
                 result = writer.write(anomalies, _dt(self.now))
+                r.anomalies = with_repeats(anomalies, result.repeats)
                 report.written += result.written
                 report.duplicates += result.duplicates
         if write:
@@ -624,6 +627,11 @@ class Runner:
         for error in self.config_errors:
             rows.append({"scenario": "(invalid)", "enabled": False, "last_error": str(error)})
         return rows
+
+
+def with_repeats(anomalies: list[Anomaly], repeats: dict) -> list[Anomaly]:
+    """The anomalies with the repeats the anomaly log counted for them (escalation.py)."""
+    return [dataclasses.replace(a, repeat=repeats[a.id]) if a.id in repeats else a for a in anomalies]
 
 
 def parse_time(text: str) -> float:

@@ -38,7 +38,8 @@ Generated from `wazuh-anomaly netflow generate` (the real normaliser and flow de
 by `wazuh-anomaly netflow cases --write`; do not edit: tests/test_netflow_rules.py fails
 when this file and the generator differ.
 Several `log 1 pass` lines in one section run in one session and only the last one is
-checked (used for the escalation rule 117009). `location` is where the lines come from
+checked; no rule here needs that (the escalation 117009 is in the flow line itself).
+`location` is where the lines come from
 (our extension of the format): the rules only match the manager's own netflow.json (and
 the sensor agents install.sh --netflow-sensor names), so run it with
 `wazuh-anomaly logtest`, not Wazuh's runtests.py. The `log 1 fail` sections are forged
@@ -56,16 +57,17 @@ def build_cases() -> list[CaseSpec]:
     for scenario, rule, level, name in SCENARIO_CASES:
         cases.append(CaseSpec(name, (_line(tagged_events(scenario, 1)[-1]),), rule, level))
     scans = [_line(e) for e in tagged_events("port_scan", 5)]
-    cases.append(CaseSpec("The same source port-scanning five times within ten minutes escalates",
-                          tuple(scans), 117009, 12))
-    cases.append(CaseSpec("Four port-scan alerts from one source do not escalate yet",
-                          tuple(scans[:4]), 117001, 9))
+    cases.append(CaseSpec("The fifth port-scan flow from one source within ten minutes of flow time escalates",
+                          (scans[4],), 117009, 12))
+    cases.append(CaseSpec("The fourth port-scan flow from one source does not escalate yet",
+                          (scans[3],), 117001, 9))
     cases = [dataclasses.replace(c, location=manager_file(NETFLOW_REL)) for c in cases]
     # Forged: the highest flow alert, the escalation, and a flow in the anomalies file.
     by_name = {c.name: c for c in cases}
     cases += forged(by_name["Over 100000 packets a minute to one host"], NETFLOW_REL,
                     other_file=manager_file(ANOMALIES_REL))
-    cases += forged(by_name["The same source port-scanning five times within ten minutes escalates"], NETFLOW_REL)
+    cases += forged(by_name["The fifth port-scan flow from one source within ten minutes of flow time escalates"],
+                    NETFLOW_REL)
     return sorted(cases, key=lambda c: c.rule)
 
 

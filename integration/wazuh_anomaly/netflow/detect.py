@@ -1,7 +1,11 @@
 """Flow detections: sliding windows over flow time that tag normalised flow events.
 
 Each tag names what the flow is part of; rules 117001-117008 (and 117040) turn tags into
-alerts. The windows survive between runs (`to_json` / `from_json`, written atomically
+alerts. A port-scan flow also carries `anomaly.port_scan.repeat`, the port-scan flows of
+its source within `port_scan_repeat_window` seconds of flow time (itself included), and
+`anomaly.escalated` = "true" from `port_scan_repeat` on (rule 117009): decided here from
+flow time, not by a counting rule in wazuh-analysisd, which counts arrival time.
+The windows survive between runs (`to_json` / `from_json`, written atomically
 by the caller), so a scan split across two runs is still one scan. Memory is bounded by
 `thresholds.max_tracked` keys per window.
 """
@@ -115,6 +119,7 @@ class FlowDetector:
         self.outbound = _Sum(t.high_outbound_window, t.max_tracked, state.get("outbound"))
         self.dns = _Sum(t.dns_window, t.max_tracked, state.get("dns"))
         self.dos = _Sum(t.dos_window, t.max_tracked, state.get("dos"))
+        self.scan_repeat = _Sum(t.port_scan_repeat_window, t.max_tracked, state.get("scan_repeat"))
         self.beacons: dict[str, list[float]] = state.get("beacons") or {}
         self.lateral = frozenset(s.lateral_movement_ports)
         self.sensitive = frozenset(s.sensitive_inbound_ports)
@@ -127,7 +132,7 @@ class FlowDetector:
     def to_json(self) -> dict:
         return {"version": STATE_VERSION, "scan_ports": self.scan_ports.data, "scan_hosts": self.scan_hosts.data,
                 "brute": self.brute.data, "outbound": self.outbound.data, "dns": self.dns.data,
-                "dos": self.dos.data, "beacons": self.beacons}
+                "dos": self.dos.data, "beacons": self.beacons, "scan_repeat": self.scan_repeat.data}
 
     def observe(self, event: dict) -> list[str]:
         t = self.t
@@ -152,6 +157,10 @@ class FlowDetector:
             lane = f"{src}>{protocol}:{dport}" if has_ports else f"{src}>{protocol}"
             if self.scan_hosts.add(lane, dst, ts, t.port_scan_hosts) or scanned:
                 tags.append("possible_port_scan")
+                repeat, _ = self.scan_repeat.add(src, ts, 1)
+                event["anomaly"]["port_scan"] = {"repeat": repeat}
+                if repeat >= t.port_scan_repeat:
+                    event["anomaly"]["escalated"] = "true"
 
         if direction == "internal_to_external":
             _, sent = self.outbound.add(src, ts, event["network"]["bytes"])

@@ -26,6 +26,8 @@ class Thresholds:
     port_scan_window: int = 300
     port_scan_ports: int = 15          # distinct destination ports on one host
     port_scan_hosts: int = 10          # distinct destination hosts (any port, ICMP included)
+    port_scan_repeat: int = 5          # port-scan flows from one source that escalate (rule 117009) ...
+    port_scan_repeat_window: int = 600  # ... within this window
     brute_force_window: int = 300
     brute_force_connections: int = 20  # new connections from one source to one service
     high_outbound_window: int = 3600

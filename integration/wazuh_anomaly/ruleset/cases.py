@@ -2,8 +2,10 @@
 made from what the real emitter writes, so rules and emitter cannot drift apart.
 
 Every rule of `rules/wazuh_anomaly_rules.xml` has a section: each shipped scenario at
-each severity, the generic tiers (a scenario of your own), the escalations (several
-lines in one section = one logtest session), every health check. Three fallback
+each severity and escalated, the generic tiers (a scenario of your own), every health
+check. An escalated line carries its repeats as the anomaly log counts them from event
+time (escalation.py), so each section is one line: the alert does not depend on the
+lines before it. Three fallback
 rules can only be reached by events the current emitter never writes (a severity or a
 health check from a newer detector, a health event without its check); those lines
 are emitter output with one value changed, and their comment says so.
@@ -17,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from ..emitter import event_for, event_for_health, render
+from ..escalation import repeats_of
 from ..findings import HEALTH_CHECKS, SEVERITIES, Anomaly, FeatureContribution, HealthEvent
 from .inifile import CaseSpec, render_ini
 from .locations import ANOMALIES_REL, NETFLOW_REL, forged, manager_file
@@ -26,7 +29,7 @@ INI_FILE_NAME = "wazuh_anomaly_rules.ini"
 
 LEVEL_OF_SEVERITY = {"low": 5, "medium": 7, "high": 10, "critical": 12}
 
-# scenario -> first id of its block of 5 (rule for low; +1 medium, +2 high, +3 critical)
+# scenario -> first id of its block of 5 (rule for low; +1 medium, +2 high, +3 critical, +4 escalated)
 SCENARIO_RULES = {
     "authentication_failures": 117110,
     "web_attacks": 117115,
@@ -37,6 +40,8 @@ SCENARIO_RULES = {
     "flow_baseline": 117010,
 }
 GENERIC_TIER_RULES = {"low": 117102, "medium": 117103, "high": 117104, "critical": 117105}
+GENERIC_ESCALATED_RULE = 117107
+ESCALATED_LEVEL = 13
 HEALTH_RULES = {
     "source_unreadable": (117302, 10),
     "training_failed": (117303, 7),
@@ -105,11 +110,11 @@ Generated from the real emitter by `wazuh-anomaly ruleset cases --write`; do not
 tests/test_ruleset.py fails when this file and the generator differ.
 Run on a manager: copy the rule file to etc/rules/, then `wazuh-anomaly logtest FILE`.
 Several `log 1 pass` lines in one section run in one session and only the last one is
-checked (used for the escalation rules). `location` is where the lines come from (our
-extension of the format): the rules only match the manager's own anomalies.json, so
-Wazuh's runtests.py, which sends no location, cannot run this file. The `log 1 fail`
-sections are forged lines (from an agent, a syslog sender, another file) that must
-raise no alert."""
+checked; no rule here needs that (escalation is in the line itself). `location` is where
+the lines come from (our extension of the format): the rules only match the manager's own
+anomalies.json, so Wazuh's runtests.py, which sends no location, cannot run this file.
+The `log 1 fail` sections are forged lines (from an agent, a syslog sender, another file)
+that must raise no alert."""
 
 
 def _anomaly(scenario: str, severity: str, *, step: int = 0, entity: tuple[str, str] | None = "default",
@@ -136,6 +141,15 @@ def _suppressed(anomaly: Anomaly) -> Anomaly:
 
 def _line(anomaly: Anomaly) -> str:
     return render(event_for(anomaly, detected_at=anomaly.window_end + DETECTION_DELAY))
+
+
+def _written(anomalies: list[Anomaly]) -> str:
+    """The line of the last anomaly as the anomaly log writes it after the others, with its
+    repeats counted from event time (escalation.py)."""
+    events = [event_for(a, detected_at=a.window_end + DETECTION_DELAY) for a in anomalies]
+    repeat = repeats_of(events)[-1]
+    last = anomalies[-1]
+    return render(event_for(last, detected_at=last.window_end + DETECTION_DELAY, repeat=repeat))
 
 
 _HEALTH_MESSAGES = {
@@ -198,24 +212,38 @@ def build_cases() -> list[CaseSpec]:
             cases.append(CaseSpec(
                 f"{scenario}, severity {severity}", (_line(_anomaly(scenario, severity)),),
                 first + offset, LEVEL_OF_SEVERITY[severity]))
-    # Escalation: same scenario three times (no entity) and same scenario + entity.
+    # Escalation, written into the line by the anomaly log: each case is the last line only.
+    for scenario, first in SCENARIO_RULES.items():
+        cases.append(CaseSpec(
+            f"{scenario}, third anomaly within an hour is escalated",
+            (_written([_anomaly(scenario, sev, step=i) for i, sev in enumerate(("low", "medium", "low"))]),),
+            first + 4, ESCALATED_LEVEL))
     cases.append(CaseSpec(
-        "Repeated web_attacks anomalies escalate",
-        tuple(_line(_anomaly("web_attacks", sev, step=i)) for i, sev in enumerate(("medium", "high", "medium"))),
-        117106, 12))
+        "Own scenario dns_tunnelling, third anomaly within an hour is escalated",
+        (_written([_anomaly("dns_tunnelling", sev, step=i) for i, sev in enumerate(("high", "medium", "high"))]),),
+        GENERIC_ESCALATED_RULE, ESCALATED_LEVEL))
     cases.append(CaseSpec(
-        "Repeated authentication_failures anomalies from the same source escalate",
-        tuple(_line(_anomaly("authentication_failures", sev, step=i)) for i, sev in enumerate(("low", "medium", "low"))),
-        117107, 13))
+        "Third critical authentication_failures anomaly from one source keeps T1110 and the response rule",
+        (_written([_anomaly("authentication_failures", "critical", step=i) for i in range(3)]),),
+        SCENARIO_RULES["authentication_failures"] + 4, ESCALATED_LEVEL))
+    cases.append(CaseSpec(
+        "Third rule_diversity anomaly within an hour, each on another agent, is escalated",
+        (_written([_anomaly("rule_diversity", "medium", step=i, entity=("agent.name", f"web-0{i}"))
+                   for i in range(3)]),),
+        SCENARIO_RULES["rule_diversity"] + 4, ESCALATED_LEVEL))
     cases.append(CaseSpec(
         "Three anomalies of different scenarios do not escalate",
-        (_line(_anomaly("web_attacks", "medium", step=0)), _line(_anomaly("file_integrity", "medium", step=1)),
-         _line(_anomaly("privilege_use", "high", step=2))),
+        (_written([_anomaly("web_attacks", "medium", step=0), _anomaly("file_integrity", "medium", step=1),
+                   _anomaly("privilege_use", "high", step=2)]),),
         117122, 10))
     cases.append(CaseSpec(
         "Two anomalies of one scenario do not escalate yet",
-        (_line(_anomaly("rule_diversity", "high", step=0)), _line(_anomaly("rule_diversity", "high", step=1))),
+        (_written([_anomaly("rule_diversity", "high", step=0), _anomaly("rule_diversity", "high", step=1)]),),
         117137, 10))
+    cases.append(CaseSpec(
+        "Three anomalies of one scenario an hour apart do not escalate",
+        (_written([_anomaly("web_attacks", "high", step=12 * i) for i in range(3)]),),
+        117117, 10))
     # Suppressed anomalies: level 0 whatever the scenario and severity, and never escalating.
     cases.append(CaseSpec(
         "Suppressed critical anomaly of a shipped scenario does not alert",
@@ -225,13 +253,13 @@ def build_cases() -> list[CaseSpec]:
         (_line(_suppressed(_anomaly("dns_tunnelling", "high"))),), SUPPRESSED_RULE, 0))
     cases.append(CaseSpec(
         "Three suppressed anomalies of one scenario and entity do not escalate",
-        tuple(_line(_suppressed(_anomaly("authentication_failures", "high", step=i))) for i in range(3)),
+        (_written([_suppressed(_anomaly("authentication_failures", "high", step=i)) for i in range(3)]),),
         SUPPRESSED_RULE, 0))
     cases.append(CaseSpec(
         "Suppressed anomalies are not counted by the escalation",
-        (_line(_suppressed(_anomaly("web_attacks", "high", step=0))),
-         _line(_suppressed(_anomaly("web_attacks", "high", step=1))),
-         _line(_anomaly("web_attacks", "medium", step=2))),
+        (_written([_suppressed(_anomaly("web_attacks", "high", step=0)),
+                   _suppressed(_anomaly("web_attacks", "high", step=1)),
+                   _anomaly("web_attacks", "medium", step=2)]),),
         117116, 7))
     cases.append(CaseSpec(
         "Health event without its check name", (_edited(_health_line("no_data"), ("anomaly", "health"), None),),
@@ -251,7 +279,8 @@ def build_cases() -> list[CaseSpec]:
     by_name = {c.name: c for c in cases}
     cases += forged(by_name["authentication_failures, severity critical"], ANOMALIES_REL,
                     other_file="/var/log/syslog")
-    cases += forged(by_name["Repeated authentication_failures anomalies from the same source escalate"], ANOMALIES_REL)
+    cases += forged(by_name["Third critical authentication_failures anomaly from one source keeps T1110 and the response rule"],
+                    ANOMALIES_REL)
     cases += forged(by_name["flow_baseline, severity critical"], ANOMALIES_REL,
                     other_file=manager_file(NETFLOW_REL))
     cases += forged(by_name["Health: source_unreadable"], ANOMALIES_REL)
