@@ -268,9 +268,10 @@ def parse_iso(text: str | None) -> datetime | None:
 
 
 def stable_id(*parts: object) -> str:
-    """A deterministic id: the same inputs always give the same 20 hex characters."""
+    """A deterministic id: the same inputs always give the same 20 hex characters (a lone
+    surrogate from a damaged alert is hashed as it is, never an error)."""
     text = "\x1f".join("" if p is None else str(p) for p in parts)
-    return _sha256(text.encode("utf-8")).hexdigest()[:20]
+    return _sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
 
 def _leaf(field: str) -> str:
@@ -298,7 +299,11 @@ def entity_dstuser(field: str | None, value: str | None) -> str | None:
     if not field or not value or _leaf(field) not in USER_FIELD_NAMES:
         return None
     name = value.strip()
-    if not name or len(name.encode("utf-8")) > MAX_NAME or has_control(name):
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate: no account name
+        return None
+    if not name or size > MAX_NAME or has_control(name):
         return None
     return name
 
