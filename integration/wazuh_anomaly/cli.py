@@ -22,6 +22,15 @@ from .paths import PREFIX_ENV, Layout
 log = logging.getLogger("wazuh_anomaly")
 
 
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """The run log in logs/anomaly, which the wazuh group may write (real-time path):
+    opened like every other file there, never through a planted link."""
+
+    def _open(self):
+        from .fileio import open_append
+        return os.fdopen(open_append(self.baseFilename, 0o640), "a", encoding=self.encoding, errors=self.errors)
+
+
 def _setup_logging(layout: Layout, verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     root = logging.getLogger("wazuh_anomaly")
@@ -36,10 +45,11 @@ def _setup_logging(layout: Layout, verbose: bool, quiet: bool) -> None:
     root.addHandler(console)
     log_file = layout.logs_dir / "wazuh-anomaly.log"
     if layout.logs_dir.is_dir() and os.access(layout.logs_dir, os.W_OK):
-        if not log_file.exists():
-            os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640))
-        handler = logging.handlers.RotatingFileHandler(log_file, maxBytes=10 * 1024 * 1024, backupCount=3,
-                                                       encoding="utf-8")
+        try:
+            handler = _LogFile(log_file, maxBytes=10 * 1024 * 1024, backupCount=3, encoding="utf-8")
+        except WazuhAnomalyError as exc:  # a planted link: say so, and log to stderr only
+            console.handle(logging.makeLogRecord({"msg": str(exc), "levelno": logging.ERROR, "levelname": "ERROR"}))
+            return
         handler.setLevel(logging.INFO)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%SZ"))
         handler.formatter.converter = time.gmtime
@@ -184,7 +194,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     layout, config, _, _ = _context(args)
     path = Path(args.file) if args.file else config.anomalies_file
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        from .fileio import read_bytes
+        lines = read_bytes(path).decode("utf-8", "replace").splitlines()
     except FileNotFoundError:
         print(f"{path}: no anomalies written yet (run 'wazuh-anomaly run' first).")
         return 0

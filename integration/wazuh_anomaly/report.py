@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import io
 import json
 import re
 import time
@@ -544,7 +545,8 @@ def _read_events(path: Path, start: float, end: float, scenarios: set[str]) -> t
     the hour before lets escalations show as they did; malformed lines are counted."""
     anomalies, health, bad = [], [], 0
     try:
-        handle = path.open("r", encoding="utf-8", errors="replace")
+        from .fileio import open_binary
+        handle = io.TextIOWrapper(open_binary(path), encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return anomalies, health, bad
     except OSError as exc:

@@ -28,7 +28,8 @@ import subprocess
 import sys
 import time
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UnsafePath
+from ..fileio import open_append
 
 NAME = "anomaly-response"
 PROGRAM = f"active-response/bin/{NAME}"
@@ -222,11 +223,21 @@ def apply_unblock(address: str, fw: str, runner=subprocess.run) -> tuple[bool, s
 def log(prefix: str, message: str) -> None:
     """One line in logs/active-responses.log, as Wazuh's own scripts write it."""
     line = f"{time.strftime('%Y/%m/%d %H:%M:%S')} {PROGRAM}: {message}\n"
+    path = os.path.join(prefix, "logs", "active-responses.log")
     try:
-        with open(os.path.join(prefix, "logs", "active-responses.log"), "a", encoding="utf-8") as fh:
-            fh.write(line)
+        # logs/ belongs to the wazuh user and this runs as root: never append through a planted link
+        fd = open_append(path, 0o660)
+    except UnsafePath as exc:
+        sys.stderr.write(line)
+        sys.stderr.write(f"{time.strftime('%Y/%m/%d %H:%M:%S')} {PROGRAM}: {exc}\n")
+        return
     except OSError:
         sys.stderr.write(line)
+        return
+    try:
+        os.write(fd, line.encode("utf-8", "replace"))
+    finally:
+        os.close(fd)
 
 
 def _message(command: str, keys: list[str] | None = None) -> str:
