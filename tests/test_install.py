@@ -299,12 +299,16 @@ def test_install_twice_then_uninstall_leaves_the_prefix_exactly_as_before(prefix
     assert conf_after_first.decode().count(BEGIN) == 1
     assert "is up to date" in second.stdout
 
-    run("--prefix", str(prefix), "--uninstall", "--yes")
+    assert "venv\t-\t" in (prefix / "etc/anomaly/.install-manifest").read_text()
+    gone = run("--prefix", str(prefix), "--uninstall", "--yes")
     assert (prefix / "etc/ossec.conf").read_bytes() == original_conf
     assert snapshot(prefix) == before
-    # The virtualenv was not made by install.sh: only our package leaves it.
-    assert (scratch_venv / "bin/python").exists()
-    assert not venv_imports_package(scratch_venv)
+    # The virtualenv was not made by install.sh: it is left exactly as it is, our package
+    # included (something else may use it), and the admin is told how to remove that.
+    assert venv_imports_package(scratch_venv)
+    assert (f"kept the virtualenv {scratch_venv} as it is, because install.sh did not create it; "
+            f"if nothing else uses wazuh-anomaly there: {scratch_venv}/bin/python -m pip uninstall wazuh-anomaly"
+            in gone.stdout)
 
 
 @pip
@@ -327,6 +331,7 @@ def test_uninstall_removes_a_virtualenv_install_sh_created(prefix, tmp_path):
     Path(purelib, "wazuh_anomaly_test_runner.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     run("--prefix", str(prefix), "--venv", str(venv), "--no-restart")
     assert venv_imports_package(venv)
+    assert f"venv\tcreated\t{venv}\n" in (prefix / "etc/anomaly/.install-manifest").read_text()
     run("--prefix", str(prefix), "--uninstall", "--yes")
     assert not venv.exists()
     assert not (tmp_path / "opt").exists(), "parents made for the virtualenv must go too"
@@ -597,6 +602,23 @@ def test_dry_run_with_a_new_virtualenv_plans_it_without_creating_it(prefix, tmp_
     assert "[dry-run] would create the virtualenv" in proc.stdout
     assert "[dry-run] would install torch from https://download.pytorch.org/whl/cpu" in proc.stdout
     assert not venv.exists()
+
+
+def test_a_second_install_sh_while_one_runs_says_so_and_changes_nothing(prefix):
+    import fcntl
+    before = snapshot(prefix)
+    held = os.open(prefix, os.O_RDONLY | os.O_DIRECTORY)   # what a running install.sh holds
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for args in (("--dry-run",), ("--no-restart",), ("--uninstall", "--yes")):
+            proc = run("--prefix", str(prefix), *args, check=False)
+            assert proc.returncode == 1, (args, proc.stdout)
+            assert f"install.sh: another install.sh is running on {prefix}; wait for it to finish, then re-run." \
+                in proc.stderr
+            assert snapshot(prefix) == before
+    finally:
+        os.close(held)
+    assert "nothing to uninstall" in run("--prefix", str(prefix), "--uninstall", "--yes").stdout
 
 
 def test_uninstall_without_a_terminal_or_yes_refuses(prefix):
