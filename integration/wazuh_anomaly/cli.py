@@ -438,6 +438,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _needs_installation(args: argparse.Namespace) -> bool:
+    """Whether the command reads the configuration or keeps files under the prefix (then a
+    prefix without etc/anomaly is a typo, not a place to create directories in). Checking
+    the shipped rules, printing test flows or cases, and sample-data (for a sandbox) do not."""
+    if args.command in ("ruleset", "logtest", "sample-data"):
+        return False
+    if args.command == "netflow":
+        return args.netflow_command == "normalize" and args.output != "-"
+    if args.command == "realtime":
+        return args.realtime_command != "cases"
+    return True
+
+
+def _check_prefix(args: argparse.Namespace, layout: Layout) -> None:
+    if args.command == "sample-data" and (args.prefix or os.environ.get(PREFIX_ENV)) and not layout.prefix.is_dir():
+        raise WazuhAnomalyError(f"{layout.prefix} does not exist; sample-data writes into an existing sandbox "
+                                f"prefix (make it with examples/sandbox.sh or install.sh --prefix DIR).")
+    if _needs_installation(args) and not layout.etc_dir.is_dir():
+        raise WazuhAnomalyError(f"{layout.prefix} holds no wazuh-anomaly installation (no {layout.etc_dir}); "
+                                f"pass the manager's directory with --prefix (default /var/ossec), "
+                                f"or install there first with install.sh --prefix {layout.prefix}.")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.prefix:
@@ -446,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     layout = Layout.from_env(args.prefix)
     _setup_logging(layout, args.verbose, args.quiet)
     try:
+        _check_prefix(args, layout)
         return args.func(args)
     except WazuhAnomalyError as exc:
         print(f"wazuh-anomaly: {exc}", file=sys.stderr)

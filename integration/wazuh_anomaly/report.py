@@ -592,9 +592,14 @@ def report_from_installation(config: Config, scenarios: Sequence[Scenario], name
     else:
         chosen = [s for s in scenarios if s.enabled]
     notes, bundles = [], {}
+    from .runner import waiting_for_flows_message
     for s in chosen:
         bundle = ModelBundle.load(config.models_dir, s, device=config.run.device, threads=config.run.threads)
-        if bundle is None:
+        flows = Path(s.flows_file) if s.flows_file else config.layout.logs_dir / "netflow.json"
+        if bundle is None and s.source == "flows" and not flows.is_file():
+            # training it cannot help before there are flow events to learn from
+            notes.append(f"{s.name}: no model yet, not drawn: {waiting_for_flows_message(s.name, flows)}")
+        elif bundle is None:
             notes.append(f"{s.name}: no model yet, not drawn (run 'wazuh-anomaly train --scenario {s.name}').")
         else:
             bundles[s.name] = bundle
