@@ -316,12 +316,14 @@ record() {  # record TYPE SHA REL
 }
 
 write_manifest() {
-    local f=$prefix/$MANIFEST_REL tmp=$work/manifest p
+    local f=$prefix/$MANIFEST_REL tmp=$work/manifest p t
     {
         say "# wazuh-anomaly install manifest: what install.sh created under $prefix."
         say "# type<TAB>sha256<TAB>path; install.sh --uninstall removes exactly this."
         for p in ${new_venvs[@]+"${new_venvs[@]}"}; do
-            printf 'venv\t%s\t%s\n' "$([ -n "${created_venvs[$p]:-}" ] && echo created || echo -)" "$p"
+            # ours: made now, listed so before, or carrying the mark of an earlier (failed) run
+            if [ -n "${created_venvs[$p]:-}" ] || [ -f "$p/$VENV_MARK" ]; then t=created; else t=-; fi
+            printf 'venv\t%s\t%s\n' "$t" "$p"
         done
         for p in ${new_order[@]+"${new_order[@]}"}; do
             printf '%s\t%s\t%s\n' "${new_type[$p]}" "${new_sha[$p]}" "$p"
