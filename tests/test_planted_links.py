@@ -262,3 +262,15 @@ def test_makedirs_gives_exactly_the_mode_and_refuses_a_planted_parent(tmp_path):
     with pytest.raises(UnsafePath):
         fileio.makedirs(base / "models" / "v1", 0o750)
     assert list(elsewhere.iterdir()) == []
+
+
+def test_feedback_never_reads_a_rotated_copy_linked_to_a_root_file(tmp_path, secret):
+    from wazuh_anomaly.feedback import find_anomaly
+    logs = tmp_path / "logs/anomaly"
+    logs.mkdir(parents=True)
+    secret.write_text(json.dumps({"anomaly": {"id": "0123456789abcdef0123", "kind": "anomaly",
+                                              "summary": "root-only-secret"}}) + "\n")
+    (logs / "anomalies.json.1").symlink_to(secret)
+    wazuh_group_writes(logs, 0o770)
+    with pytest.raises(UnsafePath, match="anomalies.json.1: refused, because it is a symbolic link"):
+        find_anomaly(logs / "anomalies.json", "0123456789abcdef0123")
