@@ -195,7 +195,14 @@ else
     chown_why="not running as root (fine for a sandbox prefix, not for a real manager)"
 fi
 chown_said=0
+# Root never follows a link the wazuh user could have planted: it can write logs/anomaly,
+# var/anomaly/realtime and etc/rules, and chmod/chown/">" would act on the link's target.
+no_link() {  # no_link PATH
+    [ ! -L "$1" ] ||
+        die "$1 is a symbolic link where install.sh expects its own file or directory; the wazuh user can write there, so check who made it, remove it and re-run."
+}
 perm() {  # perm MODE PATH: mode always, root:wazuh when possible
+    no_link "$2"
     chmod "$1" -- "$2"
     if [ "$can_chown" = 1 ]; then
         chown root:wazuh -- "$2"
@@ -225,7 +232,7 @@ tx_file() {  # before writing or removing the file $1
     tx_seen[$p]=1
     if [ -e "$p" ] || [ -L "$p" ]; then
         n=${#tx_log[@]}
-        cp -p -- "$p" "$work/tx/$n"
+        cp -P -p -- "$p" "$work/tx/$n"  # a link is kept as a link, never read through
         tx_log+=("restore $n $p")
     else
         tx_log+=("remove - $p")
@@ -341,6 +348,7 @@ ensure_dir() {  # ensure_dir REL TYPE MODE [parent]
     local rel=$1 type=$2 mode=$3 as_parent=${4:-} dir=$prefix/$1 parent=${1%/*}
     # Parents first, so that a parent made by an earlier install stays on the list.
     [ "$parent" = "$rel" ] || ensure_dir "$parent" dir 0750 parent
+    no_link "$dir"
     if [ -n "${planned_dirs[$rel]:-}" ]; then  # made (or, in a dry run, listed) earlier in this run
         [ "$dry" = 1 ] || [ -n "$as_parent" ] || perm "$mode" "$dir"
         return 0
@@ -409,6 +417,7 @@ place_file() {
 }
 
 write_file() {  # write_file SRC DST MODE
+    no_link "$2"
     [ "$dry" = 0 ] || return 0
     tx_file "$2"
     install -m "$3" -- "$1" "$2"
@@ -811,6 +820,7 @@ do_install() {
 
     # The output file logcollector reads (created empty so it has something to open).
     rel=logs/anomaly/anomalies.json
+    no_link "$prefix/$rel"
     if [ -e "$prefix/$rel" ]; then
         [ "${old_type[$rel]:-}" != log ] || record log - "$rel"
     else
@@ -825,6 +835,7 @@ do_install() {
     if [ "$realtime" = 1 ]; then
         # The integration (user wazuh) appends to it under the writer's lock file.
         for p in "$rel" "$rel.lock"; do
+            no_link "$prefix/$p"
             if [ ! -e "$prefix/$p" ]; then
                 if [ "$dry" = 0 ]; then tx_file "$prefix/$p"; : >"$prefix/$p"; fi
                 record log - "$p"

@@ -124,3 +124,39 @@ def test_installing_twice_keeps_the_shared_modes_and_the_wazuh_group_still_write
         assert [e["anomaly"]["observed"]["value"] for e in events] == ["/bin/cat /etc/shadow"]
     finally:
         shutil.rmtree(root)
+
+
+@pip
+@needs_torch
+def test_a_link_planted_where_install_sh_keeps_its_files_stops_a_reinstall_and_its_target_is_untouched(tmp_path):
+    """The wazuh group can write var/anomaly/realtime and logs/anomaly: a re-run of install.sh
+    (root) must not chmod, chown or create through a link planted there."""
+    prefix = make_prefix(tmp_path)
+    venv = make_venv(tmp_path / "venv")
+    args = ("--prefix", str(prefix), "--venv", str(venv), "--no-restart", "--realtime")
+    run(*args)
+    system_dir = tmp_path / "system"
+    system_dir.mkdir(mode=0o755)
+    secret = tmp_path / "secret"
+    secret.write_text("root only")
+    secret.chmod(0o600)
+
+    state = prefix / "var/anomaly/realtime/state"
+    state.rmdir()
+    state.symlink_to(system_dir)
+    before = snapshot(prefix)
+    proc = run(*args, check=False)
+    assert proc.returncode == 1
+    assert (f"install.sh: {state} is a symbolic link where install.sh expects its own file or directory; the wazuh "
+            f"user can write there, so check who made it, remove it and re-run.") in proc.stderr
+    assert stat.S_IMODE(system_dir.stat().st_mode) == 0o755 and list(system_dir.iterdir()) == []
+    assert snapshot(prefix) == before
+
+    state.unlink()
+    state.mkdir()
+    lock = prefix / "logs/anomaly/anomalies.json.lock"
+    lock.unlink()
+    lock.symlink_to(secret)
+    proc = run(*args, check=False)
+    assert proc.returncode == 1 and f"install.sh: {lock} is a symbolic link" in proc.stderr
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600 and secret.read_text() == "root only"
