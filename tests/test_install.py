@@ -733,6 +733,19 @@ def test_help_lists_every_option():
         assert option in proc.stdout
 
 
+def test_every_option_a_message_of_install_sh_suggests_exists():
+    """die/say lines tell the admin what to re-run with: each option named there is one install.sh takes."""
+    import re
+    text = INSTALL.read_text()
+    accepted = set(re.findall(r"^\s+(--[a-z-]+)[)|=]", text, re.M))
+    messages = [line for line in text.splitlines() if re.search(r"\b(die|say)\b", line)]
+    suggested = {opt for line in messages for opt in re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", line)}
+    pip_options = {"--disable-pip-version-check", "--no-input", "--no-index", "--no-deps", "--no-build-isolation",
+                   "--index-url"}
+    assert len(suggested) > 10
+    assert suggested - pip_options <= accepted, sorted(suggested - pip_options - accepted)
+
+
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
 def test_install_sh_passes_shellcheck():
     proc = subprocess.run(["shellcheck", str(INSTALL)], capture_output=True, text=True)

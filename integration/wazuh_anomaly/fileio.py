@@ -5,9 +5,9 @@ Root (the wodle, the active response) reads and writes in directories the `wazuh
 can write too (logs/alerts, logs/anomaly, var/anomaly/realtime). There, whatever the
 wazuh user could have planted is refused, with one sentence naming the path:
 
-- every directory is opened one component at a time from "/", holding descriptors;
-  below a directory that someone other than root (or the user running us) can write, a
-  symbolic link is never followed, and the final component never is;
+- every directory is opened one component at a time from "/", holding descriptors; in
+  a directory that someone other than root (or the user running us) can write, a
+  symbolic link is never followed; a file's own name is never followed anywhere;
 - the file opened must be a plain file (a FIFO would block, a device would be read);
 - in such a directory, a file with several hard links that belongs to root (or to us)
   is refused (a root-only file linked in by the other user), so is a world-writable
