@@ -274,3 +274,72 @@ def test_feedback_never_reads_a_rotated_copy_linked_to_a_root_file(tmp_path, sec
     wazuh_group_writes(logs, 0o770)
     with pytest.raises(UnsafePath, match="anomalies.json.1: refused, because it is a symbolic link"):
         find_anomaly(logs / "anomalies.json", "0123456789abcdef0123")
+
+
+# ------------------------------------------------------------------ whatever the wazuh user plants
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+# What the wazuh user can put in a directory it writes: its own directories and files,
+# links to a root-only file or directory outside, links inside, hard links to root's file.
+PLANTS = st.lists(st.tuples(st.sampled_from(["dir", "file", "link_secret", "link_outside_dir", "link_inside",
+                                             "hardlink_secret", "fifo"]),
+                            st.integers(0, 20), st.sampled_from(["a", "b", "alerts.json", "state", "x.json"])),
+                  min_size=1, max_size=12)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(plants=PLANTS)
+def test_no_arrangement_of_links_makes_root_read_or_write_a_root_only_file(tmp_path_factory, plants):
+    import tempfile
+    root = Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp()))
+    outside = root / "outside"
+    outside.mkdir(mode=0o700)
+    secret = outside / "secret"
+    secret.write_bytes(SECRET)
+    secret.chmod(0o600)
+    shared = root / "shared"
+    shared.mkdir()
+    dirs, made = [shared], []
+    for kind, parent, name in plants:
+        where = dirs[parent % len(dirs)] / name
+        if where.exists() or where.is_symlink():
+            continue
+        if kind == "dir":
+            where.mkdir()
+            dirs.append(where)
+        elif kind == "file":
+            where.write_bytes(b"wazuh's own\n")
+            os.chown(where, NOBODY, NOGROUP)
+        elif kind == "link_secret":
+            where.symlink_to(secret)
+        elif kind == "link_outside_dir":
+            where.symlink_to(outside)
+        elif kind == "link_inside":
+            where.symlink_to(made[parent % len(made)] if made else shared)
+        elif kind == "hardlink_secret":
+            os.link(secret, where)
+        else:
+            os.mkfifo(where)
+        made.append(where)
+    for d in dirs:
+        wazuh_owns(d, 0o770)
+    for path in made + [p / "secret" for p in made]:
+        try:
+            data = fileio.read_bytes(path)
+        except (UnsafePath, OSError):
+            pass
+        else:
+            assert data != SECRET, path
+        try:
+            fd = fileio.open_append(path)
+        except (UnsafePath, OSError):
+            pass
+        else:
+            os.close(fd)
+        try:
+            fileio.atomic_write(path, b"new")
+        except (UnsafePath, OSError):
+            pass
+        assert secret.read_bytes() == SECRET and stat.S_IMODE(secret.stat().st_mode) == 0o600
+        assert sorted(p.name for p in outside.iterdir()) == ["secret"], path
