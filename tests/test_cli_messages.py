@@ -205,3 +205,27 @@ def test_train_of_the_flow_baseline_before_any_netflow_events_says_what_to_start
         f"wazuh-anomaly: scenario flow_baseline counts NetFlow events and {prefix}/logs/anomaly/netflow.json does not "
         f"exist yet; start the NetFlow normaliser first ('wazuh-anomaly netflow normalize --follow', see the README "
         f"section NetFlow).")
+
+
+def test_the_report_does_not_suggest_training_the_flow_baseline_before_any_netflow_events(tmp_path):
+    from wazuh_anomaly.config import load_config, load_scenarios
+    from wazuh_anomaly.paths import Layout
+    from wazuh_anomaly.report import report_from_installation
+    from wazuh_anomaly.runner import Runner, parse_time
+    from wazuh_anomaly.sample import install_sample_alerts
+    prefix = tmp_path / "ossec"
+    scenarios_dir = prefix / "etc/anomaly/scenarios"
+    scenarios_dir.mkdir(parents=True)
+    text = (REPO / "wazuh/etc/anomaly/scenarios/alert_volume.yaml").read_text()
+    (scenarios_dir / "alert_volume.yaml").write_text(text.replace("detectors: [mvad, seasonal]", "detectors: [seasonal]"))
+    shutil.copy(REPO / "wazuh/etc/anomaly/scenarios/flow_baseline.yaml", scenarios_dir)
+    install_sample_alerts(prefix / "logs/alerts")
+    layout = Layout(prefix)
+    scenarios, _ = load_scenarios(layout.scenarios_dir)
+    config = load_config(layout)
+    now = parse_time("2022-01-25T00:10:00Z")
+    Runner(config, scenarios, now=now).train(start=parse_time("2022-01-21"), end=parse_time("2022-01-24"))
+    page = report_from_installation(config, scenarios, None, start="2022-01-24", end="2022-01-25",
+                                    out=tmp_path / "report", now=now).read_text()
+    assert "train --scenario flow_baseline" not in page
+    assert "flow_baseline: no model yet, not drawn: scenario flow_baseline counts NetFlow events" in page
