@@ -170,6 +170,19 @@ case $venv in
 esac
 [ "$venv" != / ] || die "--venv cannot be /."
 
+# ---------------------------------------------------------------- one install.sh at a time
+# An flock on the prefix directory itself (nothing to create or clean up), held until this
+# script exits; the manager restart does not inherit it (9<&- there).
+take_install_lock() {
+    if ! command -v flock >/dev/null 2>&1; then
+        say "warning: no flock command (util-linux); cannot make sure no other install.sh runs on $prefix" >&2
+        return 0
+    fi
+    exec 9<"$prefix"
+    flock -n 9 || die "another install.sh is running on $prefix; wait for it to finish, then re-run."
+}
+take_install_lock
+
 is_tty=0
 [ -t 0 ] && is_tty=1
 control=$prefix/bin/wazuh-control
@@ -204,7 +217,14 @@ else
     chown_why="not running as root (fine for a sandbox prefix, not for a real manager)"
 fi
 chown_said=0
+# Root never follows a link the wazuh user could have planted: it can write logs/anomaly,
+# var/anomaly/realtime and etc/rules, and chmod/chown/">" would act on the link's target.
+no_link() {  # no_link PATH
+    [ ! -L "$1" ] ||
+        die "$1 is a symbolic link where install.sh expects its own file or directory; the wazuh user can write there, so check who made it, remove it and re-run."
+}
 perm() {  # perm MODE PATH: mode always, root:wazuh when possible
+    no_link "$2"
     chmod "$1" -- "$2"
     if [ "$can_chown" = 1 ]; then
         chown root:wazuh -- "$2"
@@ -234,7 +254,7 @@ tx_file() {  # before writing or removing the file $1
     tx_seen[$p]=1
     if [ -e "$p" ] || [ -L "$p" ]; then
         n=${#tx_log[@]}
-        cp -p -- "$p" "$work/tx/$n"
+        cp -P -p -- "$p" "$work/tx/$n"  # a link is kept as a link, never read through
         tx_log+=("restore $n $p")
     else
         tx_log+=("remove - $p")
@@ -278,13 +298,15 @@ trap 'exit 130' INT TERM
 # prefix). Types: dir (removed when empty), data (var/anomaly, logs/anomaly: removed with
 # their contents unless --keep-data), file (rules, decoders, config, launcher: removed
 # when unchanged), dist (a new default written beside a changed file), log (an output file),
-# venv (an absolute path: the virtualenv the add-on was pip-installed into).
+# venv (an absolute path: the virtualenv the add-on was pip-installed into; its sha field
+# is "created" when install.sh made it, and only then does --uninstall remove it).
 
 declare -A old_type=() old_sha=() new_type=() new_sha=()
 old_order=()
 new_order=()
 old_venvs=()
 new_venvs=()
+declare -A created_venvs=()  # virtualenvs install.sh made (from the manifest, or this run)
 
 read_manifest() {
     local f=$prefix/$MANIFEST_REL t s p
@@ -292,7 +314,11 @@ read_manifest() {
     while IFS=$'\t' read -r t s p; do
         case $t in ''|'#'*) continue ;; esac
         if [ "$t" = venv ]; then
-            case $p in /?*) old_venvs+=("$p"); continue ;; esac
+            case $p in /?*)
+                old_venvs+=("$p")
+                [ "$s" != created ] || created_venvs[$p]=1
+                continue ;;
+            esac
             die "$f lists a virtualenv '$p' that is not an absolute path; fix or delete that line."
         fi
         case $p in
@@ -319,11 +345,15 @@ record() {  # record TYPE SHA REL
 }
 
 write_manifest() {
-    local f=$prefix/$MANIFEST_REL tmp=$work/manifest p
+    local f=$prefix/$MANIFEST_REL tmp=$work/manifest p t
     {
         say "# wazuh-anomaly install manifest: what install.sh created under $prefix."
         say "# type<TAB>sha256<TAB>path; install.sh --uninstall removes exactly this."
-        for p in ${new_venvs[@]+"${new_venvs[@]}"}; do printf 'venv\t-\t%s\n' "$p"; done
+        for p in ${new_venvs[@]+"${new_venvs[@]}"}; do
+            # ours: made now, listed so before, or carrying the mark of an earlier (failed) run
+            if [ -n "${created_venvs[$p]:-}" ] || [ -f "$p/$VENV_MARK" ]; then t=created; else t=-; fi
+            printf 'venv\t%s\t%s\n' "$t" "$p"
+        done
         for p in ${new_order[@]+"${new_order[@]}"}; do
             printf '%s\t%s\t%s\n' "${new_type[$p]}" "${new_sha[$p]}" "$p"
         done
@@ -336,16 +366,21 @@ write_manifest() {
 
 # ---------------------------------------------------------------- files
 
-ensure_dir() {  # ensure_dir REL TYPE MODE
-    local rel=$1 type=$2 mode=$3 dir=$prefix/$1 parent=${1%/*}
+ensure_dir() {  # ensure_dir REL TYPE MODE [parent]
+    local rel=$1 type=$2 mode=$3 as_parent=${4:-} dir=$prefix/$1 parent=${1%/*}
     # Parents first, so that a parent made by an earlier install stays on the list.
-    [ "$parent" = "$rel" ] || ensure_dir "$parent" dir 0750
-    [ -z "${planned_dirs[$rel]:-}" ] || return 0  # a dry run has already listed it
+    [ "$parent" = "$rel" ] || ensure_dir "$parent" dir 0750 parent
+    no_link "$dir"
+    if [ -n "${planned_dirs[$rel]:-}" ]; then  # made (or, in a dry run, listed) earlier in this run
+        [ "$dry" = 1 ] || [ -n "$as_parent" ] || perm "$mode" "$dir"
+        return 0
+    fi
     if [ -d "$dir" ]; then
-        # Ours from an earlier install: keep it on the list (and its mode right).
+        # Ours from an earlier install: keep it on the list, and its mode right when it is
+        # named itself (as a parent its mode is the one its own call sets: 2770 stays 2770).
         if [ -n "${old_type[$rel]:-}" ]; then
             record "${old_type[$rel]}" - "$rel"
-            [ "$dry" = 1 ] || perm "$mode" "$dir"
+            [ "$dry" = 1 ] || [ -n "$as_parent" ] || perm "$mode" "$dir"
         fi
         return 0
     fi
@@ -404,6 +439,7 @@ place_file() {
 }
 
 write_file() {  # write_file SRC DST MODE
+    no_link "$2"
     [ "$dry" = 0 ] || return 0
     tx_file "$2"
     install -m "$3" -- "$1" "$2"
@@ -603,10 +639,10 @@ restart_manager() {
         return 0
     fi
     if [ "$use_systemd" = 1 ]; then
-        systemctl restart wazuh-manager ||
+        systemctl restart wazuh-manager 9<&- ||
             die "the changes are in place, but 'systemctl restart wazuh-manager' failed; see journalctl -u wazuh-manager and $prefix/logs/ossec.log."
     else
-        "$control" restart ||
+        "$control" restart 9<&- ||
             die "the changes are in place, but '$control restart' failed; see $prefix/logs/ossec.log."
     fi
     say "$(v restart) the Wazuh manager"
@@ -672,6 +708,7 @@ setup_python() {
             fi
             # Marks the virtualenv as ours (uninstall removes it) and lists the parents made.
             printf '%s\n' ${missing[@]+"${missing[@]}"} >"$venv/$VENV_MARK"
+            created_venvs[$venv]=1
             chmod 0755 -- "$venv"
             say "created the virtualenv $venv with $python (Python $(py_version "$python"))"
         fi
@@ -859,6 +896,7 @@ do_install() {
 
     # The output file logcollector reads (created empty so it has something to open).
     rel=logs/anomaly/anomalies.json
+    no_link "$prefix/$rel"
     if [ -e "$prefix/$rel" ]; then
         [ "${old_type[$rel]:-}" != log ] || record log - "$rel"
     else
@@ -873,6 +911,7 @@ do_install() {
     if [ "$realtime" = 1 ]; then
         # The integration (user wazuh) appends to it under the writer's lock file.
         for p in "$rel" "$rel.lock"; do
+            no_link "$prefix/$p"
             if [ ! -e "$prefix/$p" ]; then
                 if [ "$dry" = 0 ]; then tx_file "$prefix/$p"; : >"$prefix/$p"; fi
                 record log - "$p"
@@ -999,7 +1038,9 @@ do_uninstall() {
 
     if [ "$dry" = 0 ]; then
         local what="the files install.sh added to $prefix and its block in ossec.conf"
-        [ ${#venvs[@]} -eq 0 ] || what+=", the add-on in ${venvs[*]}"
+        for d in ${venvs[@]+"${venvs[@]}"}; do
+            if [ -n "${created_venvs[$d]:-}" ] || [ -f "$d/$VENV_MARK" ]; then what+=", the virtualenv $d"; fi
+        done
         if [ "$keep_data" = 0 ]; then what+=", including the models, state and anomalies in var/anomaly and logs/anomaly"; fi
         confirm "Remove $what?" || die "nothing was removed (answered no)."
         tx_begin
@@ -1059,11 +1100,12 @@ do_uninstall() {
     done
 
     for d in ${venvs[@]+"${venvs[@]}"}; do
-        if [ -f "$d/$VENV_MARK" ] && [ -f "$d/pyvenv.cfg" ]; then
+        # Ours when the manifest says so (or, from older installs, our mark is inside it).
+        if { [ -n "${created_venvs[$d]:-}" ] || [ -f "$d/$VENV_MARK" ]; } && [ -f "$d/pyvenv.cfg" ]; then
             if [ "$dry" = 1 ]; then say "[dry-run] would remove the virtualenv $d"
             else
                 local parents=()
-                mapfile -t parents <"$d/$VENV_MARK"
+                [ ! -f "$d/$VENV_MARK" ] || mapfile -t parents <"$d/$VENV_MARK"
                 rm -rf -- "$d"
                 for p in ${parents[@]+"${parents[@]}"}; do
                     if [ -n "$p" ]; then rmdir -- "$p" 2>/dev/null || true; fi
@@ -1071,12 +1113,8 @@ do_uninstall() {
                 say "removed the virtualenv $d"
             fi
         elif [ -x "$d/bin/python" ]; then
-            if [ "$dry" = 1 ]; then say "[dry-run] would uninstall the wazuh-anomaly package from $d (a virtualenv install.sh did not create)"
-            elif "$d/bin/python" -m pip --disable-pip-version-check -q uninstall -y wazuh-anomaly; then
-                say "uninstalled the wazuh-anomaly package from $d (the virtualenv itself was not created by install.sh)"
-            else
-                say "could not uninstall the wazuh-anomaly package from $d; remove it with: $d/bin/python -m pip uninstall wazuh-anomaly" >&2
-            fi
+            # Not ours: whatever is in it (our package too) may be used by something else.
+            say "$(v keep) the virtualenv $d as it is, because install.sh did not create it; if nothing else uses wazuh-anomaly there: $d/bin/python -m pip uninstall wazuh-anomaly"
         fi
     done
 

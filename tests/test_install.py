@@ -430,12 +430,16 @@ def test_install_twice_then_uninstall_leaves_the_prefix_exactly_as_before(prefix
     assert conf_after_first.decode().count(BEGIN) == 1
     assert "is up to date" in second.stdout
 
-    run("--prefix", str(prefix), "--uninstall", "--yes")
+    assert "venv\t-\t" in (prefix / "etc/anomaly/.install-manifest").read_text()
+    gone = run("--prefix", str(prefix), "--uninstall", "--yes")
     assert (prefix / "etc/ossec.conf").read_bytes() == original_conf
     assert snapshot(prefix) == before
-    # The virtualenv was not made by install.sh: only our package leaves it.
-    assert (scratch_venv / "bin/python").exists()
-    assert not venv_imports_package(scratch_venv)
+    # The virtualenv was not made by install.sh: it is left exactly as it is, our package
+    # included (something else may use it), and the admin is told how to remove that.
+    assert venv_imports_package(scratch_venv)
+    assert (f"kept the virtualenv {scratch_venv} as it is, because install.sh did not create it; "
+            f"if nothing else uses wazuh-anomaly there: {scratch_venv}/bin/python -m pip uninstall wazuh-anomaly"
+            in gone.stdout)
 
 
 @pip
@@ -458,6 +462,7 @@ def test_uninstall_removes_a_virtualenv_install_sh_created(prefix, tmp_path):
     Path(purelib, "wazuh_anomaly_test_runner.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     run("--prefix", str(prefix), "--venv", str(venv), "--no-restart")
     assert venv_imports_package(venv)
+    assert f"venv\tcreated\t{venv}\n" in (prefix / "etc/anomaly/.install-manifest").read_text()
     run("--prefix", str(prefix), "--uninstall", "--yes")
     assert not venv.exists()
     assert not (tmp_path / "opt").exists(), "parents made for the virtualenv must go too"
@@ -730,6 +735,23 @@ def test_dry_run_with_a_new_virtualenv_plans_it_without_creating_it(prefix, tmp_
     assert not venv.exists()
 
 
+def test_a_second_install_sh_while_one_runs_says_so_and_changes_nothing(prefix):
+    import fcntl
+    before = snapshot(prefix)
+    held = os.open(prefix, os.O_RDONLY | os.O_DIRECTORY)   # what a running install.sh holds
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for args in (("--dry-run",), ("--no-restart",), ("--uninstall", "--yes")):
+            proc = run("--prefix", str(prefix), *args, check=False)
+            assert proc.returncode == 1, (args, proc.stdout)
+            assert f"install.sh: another install.sh is running on {prefix}; wait for it to finish, then re-run." \
+                in proc.stderr
+            assert snapshot(prefix) == before
+    finally:
+        os.close(held)
+    assert "nothing to uninstall" in run("--prefix", str(prefix), "--uninstall", "--yes").stdout
+
+
 def test_uninstall_without_a_terminal_or_yes_refuses(prefix):
     before = snapshot(prefix)
     proc = run("--prefix", str(prefix), "--uninstall", check=False)
@@ -840,6 +862,19 @@ def test_help_lists_every_option():
                    "--yes", "--cuda", "--torch-index", "--find-links", "--allow-worker", "--interval", "--indexer",
                    "--realtime", "--active-response", "--ar-timeout", "--netflow-sensor"):
         assert option in proc.stdout
+
+
+def test_every_option_a_message_of_install_sh_suggests_exists():
+    """die/say lines tell the admin what to re-run with: each option named there is one install.sh takes."""
+    import re
+    text = INSTALL.read_text()
+    accepted = set(re.findall(r"^\s+(--[a-z-]+)[)|=]", text, re.M))
+    messages = [line for line in text.splitlines() if re.search(r"\b(die|say)\b", line)]
+    suggested = {opt for line in messages for opt in re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", line)}
+    pip_options = {"--disable-pip-version-check", "--no-input", "--no-index", "--no-deps", "--no-build-isolation",
+                   "--index-url"}
+    assert len(suggested) > 10
+    assert suggested - pip_options <= accepted, sorted(suggested - pip_options - accepted)
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")

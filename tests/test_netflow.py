@@ -304,6 +304,7 @@ def test_a_second_normaliser_on_the_same_input_is_refused_in_one_sentence(tmp_pa
 def test_cli_normalize_appends_to_the_output_and_reports(tmp_path, capsys):
     need_shared_data()
     out = tmp_path / "netflow.json"
+    (tmp_path / "etc/anomaly").mkdir(parents=True)   # an installation: the resume state is kept under it
     code = main(["--prefix", str(tmp_path), "netflow", "normalize", str(PMACCT / "test12-icmp-portscan.json"),
                  "--output", str(out)])
     assert code == 0
@@ -314,6 +315,7 @@ def test_cli_normalize_appends_to_the_output_and_reports(tmp_path, capsys):
 
 
 def test_cli_normalize_names_a_missing_file_in_one_sentence(tmp_path, capsys):
+    (tmp_path / "etc/anomaly").mkdir(parents=True)
     assert main(["--prefix", str(tmp_path), "netflow", "normalize", str(tmp_path / "nope.json")]) == 2
     err = capsys.readouterr().err
     assert "nope.json: flow file not found" in err and "Traceback" not in err

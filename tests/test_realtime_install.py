@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
-from test_install import block_of, make_prefix, make_venv, needs_torch, pip, run, snapshot
+import pytest
+
+from test_install import REPO, block_of, make_prefix, make_venv, needs_torch, pip, run, snapshot
 
 
 @pip
@@ -60,3 +66,97 @@ def test_a_bad_ar_timeout_is_refused_before_anything_changes(tmp_path):
     proc = run("--prefix", str(prefix), "--active-response", "--ar-timeout", "1h", check=False)
     assert proc.returncode == 1 and "--ar-timeout '1h' must be a number of seconds" in proc.stderr
     assert snapshot(prefix) == before
+
+
+def _python_for(uid: int, gid: int) -> str:
+    """An interpreter the unprivileged user can run (the test runner's may sit in root's home)."""
+    for candidate in (sys.executable, "/usr/bin/python3"):
+        probe = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", candidate, "-c", ""],
+                               capture_output=True)
+        if probe.returncode == 0:
+            return candidate
+    pytest.skip("no Python the unprivileged user can run")
+
+
+@pip
+@needs_torch
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv to run as another user")
+def test_installing_twice_keeps_the_shared_modes_and_the_wazuh_group_still_writes_findings():
+    """Re-running install.sh --realtime once turned var/anomaly/realtime from 2770 into
+    2750, and every finding of the integration (user wazuh) failed with "Permission denied"."""
+    import grp
+    import pwd
+    from test_realtime_integration import ENV, integratord_argv, sudo_alert
+    root = Path(tempfile.mkdtemp(prefix="wa-reinstall-"))   # pytest's own tmp is root-only
+    try:
+        os.chmod(root, 0o755)
+        prefix = make_prefix(root)
+        venv = make_venv(root / "venv")
+        for _ in range(2):
+            run("--prefix", str(prefix), "--venv", str(venv), "--no-restart", "--realtime")
+        for rel, mode in (("var/anomaly/realtime", 0o2770), ("var/anomaly/realtime/state", 0o2770),
+                          ("logs/anomaly", 0o770), ("logs/anomaly/anomalies.json", 0o660),
+                          ("logs/anomaly/anomalies.json.lock", 0o660), ("var/anomaly", 0o750)):
+            assert stat.S_IMODE((prefix / rel).stat().st_mode) == mode, rel
+
+        # The wazuh user and group (here nobody:nogroup): install.sh chowns root:wazuh what it makes.
+        uid, gid = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
+        for rel in ("etc/anomaly", "etc/anomaly/realtime.yaml", "var", "var/anomaly", "var/anomaly/realtime",
+                    "var/anomaly/realtime/state", "logs/anomaly", "logs/anomaly/anomalies.json",
+                    "logs/anomaly/anomalies.json.lock"):
+            os.chown(prefix / rel, 0, gid)
+        learn = root / "learn.json"
+        learn.write_text(json.dumps(sudo_alert("/usr/bin/id", "2022-01-01T00:00:00.000+0000")) + "\n")
+        done = subprocess.run([sys.executable, "-m", "wazuh_anomaly.cli", "--prefix", str(prefix), "realtime", "learn",
+                               "--alerts", str(learn)], capture_output=True, text=True, env=ENV, timeout=300)
+        assert done.returncode == 0, done.stderr                                  # as root, the CLI
+        alert = root / "custom-anomaly-1-x.alert"
+        alert.write_text(json.dumps(sudo_alert("/bin/cat /etc/shadow")))
+        os.chmod(alert, 0o644)
+        python = _python_for(uid, gid)
+        code = ("import sys; sys.path.insert(0, %r); from wazuh_anomaly.realtime.integration import main; "
+                "sys.exit(main())") % str(REPO / "integration")
+        done = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", python, "-c", code,
+                               "--prefix", str(prefix), *integratord_argv(alert)],
+                              capture_output=True, text=True, env={k: v for k, v in ENV.items() if k != "PYTHONPATH"})
+        assert done.returncode == 0, done.stderr                                  # as wazuh, the integration
+        events = [json.loads(line) for line in (prefix / "logs/anomaly/anomalies.json").read_text().splitlines()]
+        assert [e["anomaly"]["observed"]["value"] for e in events] == ["/bin/cat /etc/shadow"]
+    finally:
+        shutil.rmtree(root)
+
+
+@pip
+@needs_torch
+def test_a_link_planted_where_install_sh_keeps_its_files_stops_a_reinstall_and_its_target_is_untouched(tmp_path):
+    """The wazuh group can write var/anomaly/realtime and logs/anomaly: a re-run of install.sh
+    (root) must not chmod, chown or create through a link planted there."""
+    prefix = make_prefix(tmp_path)
+    venv = make_venv(tmp_path / "venv")
+    args = ("--prefix", str(prefix), "--venv", str(venv), "--no-restart", "--realtime")
+    run(*args)
+    system_dir = tmp_path / "system"
+    system_dir.mkdir(mode=0o755)
+    secret = tmp_path / "secret"
+    secret.write_text("root only")
+    secret.chmod(0o600)
+
+    state = prefix / "var/anomaly/realtime/state"
+    state.rmdir()
+    state.symlink_to(system_dir)
+    before = snapshot(prefix)
+    proc = run(*args, check=False)
+    assert proc.returncode == 1
+    assert (f"install.sh: {state} is a symbolic link where install.sh expects its own file or directory; the wazuh "
+            f"user can write there, so check who made it, remove it and re-run.") in proc.stderr
+    assert stat.S_IMODE(system_dir.stat().st_mode) == 0o755 and list(system_dir.iterdir()) == []
+    assert snapshot(prefix) == before
+
+    state.unlink()
+    state.mkdir()
+    lock = prefix / "logs/anomaly/anomalies.json.lock"
+    lock.unlink()
+    lock.symlink_to(secret)
+    proc = run(*args, check=False)
+    assert proc.returncode == 1 and f"install.sh: {lock} is a symbolic link" in proc.stderr
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600 and secret.read_text() == "root only"

@@ -395,7 +395,7 @@ def test_a_directory_where_an_alerts_file_belongs_raises_source_unreadable(tmp_p
     alerts_dir = tmp_path / "logs" / "alerts"
     (alerts_dir / "2022" / "Jan" / "ossec-alerts-23.json").mkdir(parents=True)
     write_lines(alerts_dir / "alerts.json", [alert_line("2022-01-24T10:00:00.000+0000")])
-    with pytest.raises(SourceUnreadable, match="ossec-alerts-23.json is not a regular file"):
+    with pytest.raises(SourceUnreadable, match="ossec-alerts-23.json: refused, because it is not a regular file"):
         list(AlertsFileSource(alerts_dir).read(*EVERYTHING))
 
 

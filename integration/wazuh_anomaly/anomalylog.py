@@ -21,6 +21,7 @@ import time
 from datetime import datetime
 
 from . import fastjson
+from . import fileio
 from .escalation import Repeat, RepeatHistory, series_of_event
 from .fileio import atomic_write
 from .eventtext import fit_line, parse_iso
@@ -87,7 +88,7 @@ class AnomalyLog:
         findings = list(findings)
         for directory in (os.path.dirname(self.path), self.state_dir):
             if directory:
-                os.makedirs(directory, exist_ok=True)
+                fileio.makedirs(directory, 0o750)
         fd = self._lock()
         try:
             seen, file_pos, history = self._load_state()
@@ -113,9 +114,8 @@ class AnomalyLog:
                 seen[f.id] = max(self.window_time(f).timestamp(), detected_at.timestamp())
             if lines:
                 file_pos = self._append(lines)
-            elif file_pos is None and os.path.exists(self.path):
-                st = os.stat(self.path)
-                file_pos = (st.st_ino, st.st_size)
+            elif file_pos is None:
+                file_pos = self._position()
             self._prune(seen, detected_at.timestamp())
             history.keep_only(seen)
             self._save_state(seen, file_pos, history)
@@ -124,8 +124,21 @@ class AnomalyLog:
         return WriteResult(written=len(lines), duplicates=duplicates, repeats=repeats)
 
     # -- internals ------------------------------------------------------------
+    def _position(self) -> tuple[int, int] | None:
+        """(inode, size) of the file, or None when there is none yet."""
+        try:
+            fd = fileio.open_file(self.path)
+        except FileNotFoundError:
+            return None
+        try:
+            st = os.fstat(fd)
+            return st.st_ino, st.st_size
+        finally:
+            os.close(fd)
+
     def _lock(self) -> int:
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, LOG_FILE_MODE)
+        # logs/anomaly may be writable by the wazuh group (real-time path): never through a planted link
+        fd = fileio.open_file(self.lock_path, os.O_RDWR | os.O_CREAT, LOG_FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
         except BaseException:
@@ -137,7 +150,7 @@ class AnomalyLog:
         """Ids, file position and the escalation history (None in a state written before
         escalation was counted: the recovery scan then rebuilds it from the file)."""
         try:
-            raw = fastjson.load_file(self.state_path)
+            raw = fastjson.loads(fileio.read_bytes(self.state_path))
             ids = {str(k): float(v) for k, v in raw.get("ids", {}).items()}
             pos = raw.get("file")
             history = RepeatHistory(raw["series"]) if "series" in raw else None
@@ -157,9 +170,16 @@ class AnomalyLog:
         if history is None:
             history = RepeatHistory()
         try:
-            st = os.stat(self.path)
+            fh = fileio.open_binary(self.path)
         except FileNotFoundError:
             return history
+        with fh:
+            return self._recover_from(fh, seen, file_pos, history, rebuild)
+
+    @staticmethod
+    def _recover_from(fh, seen: dict[str, float], file_pos: tuple[int, int] | None,
+                      history: RepeatHistory, rebuild: bool) -> RepeatHistory:
+        st = os.fstat(fh.fileno())
         if file_pos is None or st.st_ino != file_pos[0] or st.st_size < file_pos[1] or rebuild:
             # No state, or rotated/truncated since: the id store covers the old file,
             # and every line of the new one was written after it, so read it whole.
@@ -168,9 +188,8 @@ class AnomalyLog:
             start = file_pos[1]
         if st.st_size <= start:
             return history
-        with open(self.path, "rb") as fh:
-            fh.seek(start)
-            tail = fh.read()
+        fh.seek(start)
+        tail = fh.read()
         for raw in tail.split(b"\n"):
             try:
                 event = fastjson.loads(raw)
@@ -188,11 +207,8 @@ class AnomalyLog:
 
     def _append(self, lines: list[str]) -> tuple[int, int]:
         data = ("\n".join(lines) + "\n").encode("utf-8")
-        created = not os.path.exists(self.path)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, LOG_FILE_MODE)
+        fd = fileio.open_append(self.path, LOG_FILE_MODE)
         try:
-            if created:
-                os.fchmod(fd, LOG_FILE_MODE)
             view = memoryview(data)
             while view:  # a regular file takes it all at once; loop only for safety
                 view = view[os.write(fd, view):]

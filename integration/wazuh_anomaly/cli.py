@@ -22,6 +22,15 @@ from .paths import PREFIX_ENV, Layout
 log = logging.getLogger("wazuh_anomaly")
 
 
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """The run log in logs/anomaly, which the wazuh group may write (real-time path):
+    opened like every other file there, never through a planted link."""
+
+    def _open(self):
+        from .fileio import open_append
+        return os.fdopen(open_append(self.baseFilename, 0o640), "a", encoding=self.encoding, errors=self.errors)
+
+
 def _setup_logging(layout: Layout, verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     root = logging.getLogger("wazuh_anomaly")
@@ -36,10 +45,11 @@ def _setup_logging(layout: Layout, verbose: bool, quiet: bool) -> None:
     root.addHandler(console)
     log_file = layout.logs_dir / "wazuh-anomaly.log"
     if layout.logs_dir.is_dir() and os.access(layout.logs_dir, os.W_OK):
-        if not log_file.exists():
-            os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640))
-        handler = logging.handlers.RotatingFileHandler(log_file, maxBytes=10 * 1024 * 1024, backupCount=3,
-                                                       encoding="utf-8")
+        try:
+            handler = _LogFile(log_file, maxBytes=10 * 1024 * 1024, backupCount=3, encoding="utf-8")
+        except WazuhAnomalyError as exc:  # a planted link: say so, and log to stderr only
+            console.handle(logging.makeLogRecord({"msg": str(exc), "levelno": logging.ERROR, "levelname": "ERROR"}))
+            return
         handler.setLevel(logging.INFO)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%SZ"))
         handler.formatter.converter = time.gmtime
@@ -196,7 +206,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     layout, config, _, _ = _context(args)
     path = Path(args.file) if args.file else config.anomalies_file
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        from .fileio import read_bytes
+        lines = read_bytes(path).decode("utf-8", "replace").splitlines()
     except FileNotFoundError:
         print(f"{path}: no anomalies written yet (run 'wazuh-anomaly run' first).")
         return 0
@@ -440,6 +451,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _needs_installation(args: argparse.Namespace) -> bool:
+    """Whether the command reads the configuration or keeps files under the prefix (then a
+    prefix without etc/anomaly is a typo, not a place to create directories in). Checking
+    the shipped rules, printing test flows or cases, and sample-data (for a sandbox) do not."""
+    if args.command in ("ruleset", "logtest", "sample-data"):
+        return False
+    if args.command == "netflow":
+        return args.netflow_command == "normalize" and args.output != "-"
+    if args.command == "realtime":
+        return args.realtime_command != "cases"
+    return True
+
+
+def _check_prefix(args: argparse.Namespace, layout: Layout) -> None:
+    if args.command == "sample-data" and (args.prefix or os.environ.get(PREFIX_ENV)) and not layout.prefix.is_dir():
+        raise WazuhAnomalyError(f"{layout.prefix} does not exist; sample-data writes into an existing sandbox "
+                                f"prefix (make it with examples/sandbox.sh or install.sh --prefix DIR).")
+    if _needs_installation(args) and not layout.etc_dir.is_dir():
+        raise WazuhAnomalyError(f"{layout.prefix} holds no wazuh-anomaly installation (no {layout.etc_dir}); "
+                                f"pass the manager's directory with --prefix (default /var/ossec), "
+                                f"or install there first with install.sh --prefix {layout.prefix}.")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.prefix:
@@ -448,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     layout = Layout.from_env(args.prefix)
     _setup_logging(layout, args.verbose, args.quiet)
     try:
+        _check_prefix(args, layout)
         return args.func(args)
     except WazuhAnomalyError as exc:
         print(f"wazuh-anomaly: {exc}", file=sys.stderr)

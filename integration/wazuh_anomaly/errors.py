@@ -16,3 +16,8 @@ class ModelError(WazuhAnomalyError):
 
 class LockBusy(WazuhAnomalyError):
     """Another run holds the lock."""
+
+
+class UnsafePath(WazuhAnomalyError):
+    """A path in a directory other users can write is a symbolic link, a hard link to
+    someone else's file, or not a plain file: root does not follow what they could plant."""

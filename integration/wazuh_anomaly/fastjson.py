@@ -70,5 +70,6 @@ else:  # pragma: no cover
 
 
 def load_file(path: str):
-    with open(path, "rb") as fh:
-        return loads(fh.read())
+    """A JSON file's content, never read through a link another user could have planted."""
+    from .fileio import read_bytes
+    return loads(read_bytes(path))

@@ -74,14 +74,19 @@ def anomaly_files(anomalies_file: Path) -> list[Path]:
     rotated = [anomalies_file.parent / n for n in names
                if n.startswith(anomalies_file.name) and n != anomalies_file.name
                and not n.endswith((".lock", ".tmp"))]
-    rotated.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    rotated.sort(key=lambda p: p.lstat().st_mtime, reverse=True)
     return ([anomalies_file] if anomalies_file.exists() else []) + rotated
 
 
 def _events(path: Path) -> Iterator[dict]:
-    opener = gzip.open if path.name.endswith(".gz") else open
+    from .fileio import open_binary
     try:
-        with opener(path, "rb") as handle:
+        # logs/anomaly may be writable by the wazuh group: never read through a link planted there
+        fh = open_binary(path)
+    except (OSError, EOFError):
+        return
+    try:
+        with (gzip.GzipFile(fileobj=fh) if path.name.endswith(".gz") else fh) as handle:
             for raw in handle:
                 try:
                     event = json.loads(raw)
@@ -91,6 +96,8 @@ def _events(path: Path) -> Iterator[dict]:
                     yield event
     except (OSError, EOFError):
         return
+    finally:
+        fh.close()
 
 
 def find_anomaly(anomalies_file: Path, ident: str) -> dict | None:

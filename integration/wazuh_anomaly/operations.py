@@ -54,7 +54,8 @@ def cmd_suppress(args: argparse.Namespace, context: Callable) -> int:
         print(json.dumps([s.to_json() for s in items], indent=1))
         return 0
     if not items:
-        print("no suppressions; add one with 'wazuh-anomaly suppress add'.")
+        print("no suppressions; add one with 'wazuh-anomaly suppress add --scenario S --entity E "
+              "--every \"sun 02:00-04:00\" --reason TEXT' (see 'wazuh-anomaly suppress add --help').")
     now = datetime.now(timezone.utc)
     for s in items:
         expired = " (expired)" if s.expires and s.expires <= now else ""

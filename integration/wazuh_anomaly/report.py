@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import io
 import json
 import re
 import time
@@ -544,7 +545,8 @@ def _read_events(path: Path, start: float, end: float, scenarios: set[str]) -> t
     the hour before lets escalations show as they did; malformed lines are counted."""
     anomalies, health, bad = [], [], 0
     try:
-        handle = path.open("r", encoding="utf-8", errors="replace")
+        from .fileio import open_binary
+        handle = io.TextIOWrapper(open_binary(path), encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return anomalies, health, bad
     except OSError as exc:
@@ -590,9 +592,14 @@ def report_from_installation(config: Config, scenarios: Sequence[Scenario], name
     else:
         chosen = [s for s in scenarios if s.enabled]
     notes, bundles = [], {}
+    from .runner import waiting_for_flows_message
     for s in chosen:
         bundle = ModelBundle.load(config.models_dir, s, device=config.run.device, threads=config.run.threads)
-        if bundle is None:
+        flows = Path(s.flows_file) if s.flows_file else config.layout.logs_dir / "netflow.json"
+        if bundle is None and s.source == "flows" and not flows.is_file():
+            # training it cannot help before there are flow events to learn from
+            notes.append(f"{s.name}: no model yet, not drawn: {waiting_for_flows_message(s.name, flows)}")
+        elif bundle is None:
             notes.append(f"{s.name}: no model yet, not drawn (run 'wazuh-anomaly train --scenario {s.name}').")
         else:
             bundles[s.name] = bundle

@@ -101,12 +101,19 @@ class _Observer:
             yield ts, alert
 
 
+def waiting_for_flows_message(name: str, path: Path) -> str:
+    return (f"scenario {name} counts NetFlow events and {path} does not exist yet; start the NetFlow "
+            f"normaliser first ('wazuh-anomaly netflow normalize --follow', see the README section NetFlow).")
+
+
 class Runner:
     def __init__(self, config: Config, scenarios: list[Scenario], *, config_errors: Iterable[ConfigError] = (),
                  now: float | None = None):
         self.config = config
         # Flow-baseline scenarios wait silently until the NetFlow collector writes its file.
-        scenarios = [s for s in scenarios if s.source != "flows" or self._flows_source(s).available()]
+        self.waiting_for_flows = {s.name: self._flows_source(s).path for s in scenarios
+                                  if s.source == "flows" and not self._flows_source(s).available()}
+        scenarios = [s for s in scenarios if s.name not in self.waiting_for_flows]
         self.scenarios = scenarios
         self.flows_first: float | None = None        # oldest flow event the last read saw
         self.config_errors = list(config_errors)
@@ -299,6 +306,9 @@ class Runner:
             return [s for s in self.scenarios if s.enabled or not enabled_only]
         known = {s.name: s for s in self.scenarios}
         missing = [n for n in names if n not in known]
+        waiting = [n for n in missing if n in self.waiting_for_flows]
+        if waiting:
+            raise ConfigError(waiting_for_flows_message(waiting[0], self.waiting_for_flows[waiting[0]]))
         if missing:
             raise ConfigError(f"no scenario named '{missing[0]}' in {self.config.layout.scenarios_dir}; "
                               f"known: {', '.join(sorted(known)) or 'none'}.")

@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 
 from .errors import WazuhAnomalyError
+from .fileio import atomic_write, makedirs
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "data" / "sample"
 SAMPLE_ALERTS = SAMPLE_DIR / "russellmitchell.alerts.json.gz"
@@ -38,8 +39,8 @@ def install_sample_alerts(alerts_dir: Path, *, shift_to: str | None = None) -> l
         except ValueError:
             raise WazuhAnomalyError(f"--shift-to '{shift_to}' is not a date such as 2024-03-15.") from None
         delta = target - datetime(2022, 1, 24, tzinfo=timezone.utc)
-    alerts_dir.mkdir(parents=True, exist_ok=True)
-    marker.write_text("written by wazuh-anomaly sample-data; safe to overwrite\n", encoding="utf-8")
+    makedirs(alerts_dir, 0o750)
+    atomic_write(marker, b"written by wazuh-anomaly sample-data; safe to overwrite\n", 0o640)
     by_day: dict[str, list[bytes]] = {}
     with gzip.open(SAMPLE_ALERTS, "rb") as handle:
         for line in handle:
@@ -58,8 +59,8 @@ def lay_out_alerts(alerts_dir: Path, by_day: dict[str, list[bytes]]) -> list[str
     for day in sorted(by_day):
         year, month, dd = day.split("-")
         path = alerts_dir / year / MONTHS[int(month) - 1] / f"ossec-alerts-{dd}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"".join(by_day[day]))
+        makedirs(path.parent, 0o750)  # logs/alerts: never write through a link planted there
+        atomic_write(path, b"".join(by_day[day]), 0o640, durable=False)
         written.append(f"wrote {len(by_day[day])} alerts to {path}")
         last_file = path
     if last_file is not None:

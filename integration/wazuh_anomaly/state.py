@@ -18,13 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import fileio
 from .errors import LockBusy
 from .fileio import atomic_write
 
 
 def atomic_write_json(path: Path, data: Any, *, mode: int = 0o640) -> None:
     """Write JSON so that readers see the old or the new file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    fileio.makedirs(path.parent, 0o750)
     atomic_write(path, json.dumps(data, separators=(",", ":")).encode("utf-8"), mode)
 
 
@@ -37,7 +38,7 @@ def read_json(path: Path, default: Any = None) -> Any:
     """A state file's content; a missing or damaged one reads as `default` (and is logged):
     state is rebuilt from the alerts and the models, never a reason to stop scoring."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(fileio.read_bytes(path).decode("utf-8"))
     except FileNotFoundError:
         return default
     except (ValueError, UnicodeDecodeError):
@@ -53,8 +54,8 @@ class RunLock:
         self._fd: int | None = None
 
     def __enter__(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        fileio.makedirs(self.path.parent, 0o750)
+        fd = fileio.open_file(self.path, os.O_RDWR | os.O_CREAT, 0o640)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -23,7 +23,7 @@ import orjson
 
 from ..errors import WazuhAnomalyError
 from ..eventtext import MAX_LINE_BYTES as MAX_EVENT_BYTES
-from ..fileio import atomic_write
+from ..fileio import atomic_write, makedirs, open_append, open_binary, open_file, read_bytes
 from ..sources.alerts_file import _fingerprint_length, _head_fingerprint
 from .detect import FlowDetector
 from .normalize import BadRecord, Normalizer
@@ -116,8 +116,9 @@ def append_atomically(path: Path, data: bytes) -> None:
     """One write with O_APPEND: a reader sees the whole batch or none of it."""
     if not data:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o640)
+    # logs/anomaly may be writable by the wazuh group and this service runs as root
+    makedirs(path.parent, 0o750)
+    fd = open_append(path, 0o640)
     try:
         written = os.write(fd, data)
         while written < len(data):   # only on a full disk or a signal; the rest follows at once
@@ -140,9 +141,13 @@ class FileOutput:
 
     def position(self) -> dict:
         try:
-            st = os.stat(self.path)
+            fd = open_file(self.path)
         except FileNotFoundError:
             return {"id": None, "size": 0}
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
         return {"id": f"{st.st_dev}:{st.st_ino}", "size": st.st_size}
 
     @classmethod
@@ -159,7 +164,7 @@ class FileOutput:
         start = before["size"] if before["id"] is not None else 0
         if now["size"] < start + batch["length"]:
             return False
-        with open(self.path, "rb") as fh:
+        with open_binary(self.path) as fh:
             fh.seek(start)
             tail = fh.read()
         probe = batch["probe"].encode("utf-8")
@@ -175,14 +180,14 @@ class FileOutput:
 def atomic_write_json(path: Path, data, *, mode: int = 0o640) -> None:
     """Readers see the old or the new state, never half. Not state.atomic_write_json: that
     module imports pandas, which would triple the follow daemon's memory."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)   # state: not world-readable
+    makedirs(path.parent, 0o750)   # state: not world-readable
     atomic_write(path, orjson.dumps(data), mode)
 
 
 def read_json(path: Path, default=None):
     """A damaged or missing state file reads as `default`: the windows restart empty."""
     try:
-        return orjson.loads(path.read_bytes())
+        return orjson.loads(read_bytes(path))
     except FileNotFoundError:
         return default
     except orjson.JSONDecodeError:
@@ -259,8 +264,8 @@ def _only_reader(state_file: Path | None, input_path: Path):
     if state_file is None:
         yield
         return
-    state_file.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-    fd = os.open(state_file.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o640)
+    makedirs(state_file.parent, 0o750)
+    fd = open_file(state_file.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o640)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -13,8 +13,8 @@ from . import config as _config
 from .engine import RealtimeEngine
 from .integration import Paths
 from .fields import alert_time
-from ..fileio import atomic_write
-from .store import FILE_MODE, StateStore, read_states
+from ..fileio import atomic_write, read_bytes
+from .store import FILE_MODE, StateStore, ensure_shared_dir, read_states
 
 DAY = 86400.0
 
@@ -142,8 +142,7 @@ def scheduled_train(prefix: str, now: float) -> list[tuple[str, str, str]]:
     cfg = _config.load(paths.config, paths.cache)
     failures_path = os.path.join(paths.base, FAILURES_FILE)
     try:
-        with open(failures_path, encoding="utf-8") as fh:
-            attempts = json.load(fh)
+        attempts = json.loads(read_bytes(failures_path))
         if not isinstance(attempts, dict):
             attempts = {}
     except (OSError, ValueError):
@@ -179,7 +178,7 @@ def scheduled_train(prefix: str, now: float) -> list[tuple[str, str, str]]:
         del attempts[spec["name"]]
         out.append((spec["name"], "trained", f"{spec['name']}: trained on {doc['training_events']} {spec['target']} "
                                              f"events of the last {spec['training_days']:g} days -> {path}"))
-    os.makedirs(paths.base, exist_ok=True)
+    ensure_shared_dir(paths.base)
     atomic_write(failures_path, json.dumps(attempts, sort_keys=True).encode(), FILE_MODE)
     return out
 

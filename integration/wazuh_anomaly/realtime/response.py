@@ -28,8 +28,9 @@ import subprocess
 import sys
 import time
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UnsafePath
 from ..eventtext import MAX_LINE_BYTES, MAX_NAME, MAX_SUMMARY, clip
+from ..fileio import open_append
 
 NAME = "anomaly-response"
 PROGRAM = f"active-response/bin/{NAME}"
@@ -228,11 +229,21 @@ def log(prefix: str, message: str) -> None:
     limit is cut and ends with '...'; control characters (a newline in an error) become spaces."""
     message = clip(message, LOG_MESSAGE_BYTES)
     line = f"{time.strftime('%Y/%m/%d %H:%M:%S')} {PROGRAM}: {message}\n"
+    path = os.path.join(prefix, "logs", "active-responses.log")
     try:
-        with open(os.path.join(prefix, "logs", "active-responses.log"), "a", encoding="utf-8") as fh:
-            fh.write(line)
+        # logs/ belongs to the wazuh user and this runs as root: never append through a planted link
+        fd = open_append(path, 0o660)
+    except UnsafePath as exc:
+        sys.stderr.write(line)
+        sys.stderr.write(f"{time.strftime('%Y/%m/%d %H:%M:%S')} {PROGRAM}: {exc}\n")
+        return
     except OSError:
         sys.stderr.write(line)
+        return
+    try:
+        os.write(fd, line.encode("utf-8", "replace"))
+    finally:
+        os.close(fd)
 
 
 def as_received(line: str) -> str:

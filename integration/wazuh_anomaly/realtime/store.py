@@ -12,7 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 
-from .. import fastjson
+from .. import fastjson, fileio
 from ..fileio import atomic_write
 
 FILE_MODE = 0o660
@@ -20,15 +20,9 @@ DIR_MODE = 0o2770
 
 
 def ensure_shared_dir(path: str) -> None:
-    """Create a directory both root and wazuh can write (the umask would drop group write)."""
-    try:
-        os.mkdir(path, DIR_MODE)
-    except FileExistsError:
-        return
-    except FileNotFoundError:
-        ensure_shared_dir(os.path.dirname(path))
-        os.mkdir(path, DIR_MODE)
-    os.chmod(path, DIR_MODE)
+    """Create a directory both root and wazuh can write (the umask would drop group write),
+    never through a link the wazuh user could have planted in its parent."""
+    fileio.makedirs(path, DIR_MODE)
 
 
 class StateStore:
@@ -45,10 +39,10 @@ class StateStore:
     def __enter__(self) -> "StateStore":
         ensure_shared_dir(self.state_dir)
         try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+            fd = fileio.open_file(self.lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         except PermissionError:
             # A lock file only root may write: a shared lock on a read-only descriptor still excludes.
-            fd = os.open(self.lock_path, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = fileio.open_file(self.lock_path, os.O_RDONLY)
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             if os.fstat(fd).st_uid == os.geteuid():
@@ -74,7 +68,7 @@ class StateStore:
         """The state of one detector ({} when new or damaged: it relearns, never stops)."""
         if name not in self._loaded:
             try:
-                data = fastjson.load_file(self.path(name))
+                data = fastjson.loads(fileio.read_bytes(self.path(name)))
                 if not isinstance(data, dict):
                     data = {}
             except FileNotFoundError:

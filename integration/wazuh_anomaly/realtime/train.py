@@ -14,7 +14,7 @@ import time
 
 from ..errors import ModelError
 from .rarity import FORMAT, FORMAT_VERSION, average_path_length, extract, vector
-from ..fileio import atomic_write
+from ..fileio import atomic_write, makedirs
 
 MODEL_MODE = 0o640
 
@@ -82,7 +82,7 @@ def fit(spec: dict, rows: list[dict[int, float]], *, seed: int = 0) -> dict:
 
 
 def save(doc: dict, models_dir: str) -> str:
-    os.makedirs(models_dir, mode=0o750, exist_ok=True)
+    makedirs(models_dir, 0o750)
     path = os.path.join(models_dir, f"{doc['name']}.json")
     # Not group-writable: trust.read_trusted refuses a model someone else could have written.
     atomic_write(path, json.dumps(doc, separators=(",", ":")).encode(), mode=MODEL_MODE)

@@ -12,7 +12,6 @@ import calendar
 import hashlib
 import os
 import re
-import stat
 import zlib
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -24,7 +23,8 @@ try:  # orjson is several times faster than json on alert lines
 except ImportError:  # pragma: no cover - the project environment always has orjson
     from json import loads as _loads
 
-from ..errors import WazuhAnomalyError
+from ..errors import UnsafePath, WazuhAnomalyError
+from ..fileio import open_binary
 
 __all__ = [
     "AlertsFileSource",
@@ -469,19 +469,17 @@ class AlertsFileSource:
     def _open_path(entry: AlertFile):
         path = entry.path
         try:
-            raw = open(path, "rb", buffering=0)
+            # logs/alerts belongs to the wazuh user: a link planted there must not make root read another file
+            raw = open_binary(path, buffering=0)
+        except UnsafePath as exc:
+            raise SourceUnreadable(f"The alerts file {exc}") from None
         except PermissionError:
             raise SourceUnreadable(_permission_message(path)) from None
-        except IsADirectoryError:
-            raise SourceUnreadable(_not_a_file_message(path)) from None
         except FileNotFoundError:
             raise
         except OSError as exc:
             raise SourceUnreadable(f"Cannot open the alerts file {path}: {exc.strerror}; check the disk and the file.") from None
         info = os.fstat(raw.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raw.close()
-            raise SourceUnreadable(_not_a_file_message(path))
         if entry.compressed:
             return _GzipHandle(raw), entry, info
         return raw, entry, info
@@ -729,5 +727,3 @@ def _permission_message(path: Path) -> str:
     )
 
 
-def _not_a_file_message(path: Path) -> str:
-    return f"The alerts file {path} is not a regular file; move it out of the alerts directory."

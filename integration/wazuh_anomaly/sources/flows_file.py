@@ -19,6 +19,8 @@ from typing import Iterator
 
 import orjson
 
+from ..errors import UnsafePath
+from ..fileio import open_file
 from ..netflow.normalize import BadRecord, _Clock
 from ..netflow.stream import atomic_write_json, read_json
 from .alerts_file import ReadCursor, SourceStats, SourceUnreadable, _head_fingerprint
@@ -69,10 +71,12 @@ class FlowsFileSource:
         for path in self.files():
             live = path == self.path
             try:
-                fd = os.open(path, os.O_RDONLY)
+                fd = open_file(path)  # logs/anomaly may be writable by the wazuh group
             except FileNotFoundError:
                 stats.files_vanished += 1
                 continue
+            except UnsafePath as exc:
+                raise SourceUnreadable(f"The flow events file {exc}") from None
             except PermissionError:
                 raise SourceUnreadable(f"{path}: cannot be read (permission denied); run as root or give the "
                                        f"wazuh group read access.") from None
