@@ -8,7 +8,7 @@ in the last 35 days are kept in `<state_dir>/emitted-ids.json`, and lines append
 the last saved state (a crash between append and state save) are read back, so a re-run
 never writes an id twice.
 
-Light on purpose (os, fcntl and the C JSON codec only): the integration imports it in a
+Light on purpose (os, fcntl and json only): the integration imports it in a
 new process for every alert that raises a finding.
 """
 from __future__ import annotations
