@@ -1,0 +1,93 @@
+"""Bad input never stops the product: one odd alert is counted and skipped for the
+scenario it concerns, the others go on, and `status` and a health event say which file
+and line (issue 12)."""
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import pytest
+
+from test_runner import START, alert, lines, normal_alerts, prefix, runner, write_alerts  # noqa: F401 (fixture)
+from wazuh_anomaly.cli import main
+
+# Shapes a Wazuh alert field may take that the scenarios do not expect.
+ODD_GROUPS = [
+    [{"nested": "object"}, "authentication_failed"],     # an object inside a list field
+    [["authentication_failed"]],                        # a list inside a list
+    {"authentication_failed": True},                    # an object where a list is expected
+]
+
+
+def _health(prefix, check: str) -> list[dict]:
+    return [e["anomaly"] for e in lines(prefix) if e["anomaly"].get("health") == check]
+
+
+@pytest.mark.parametrize("groups", ODD_GROUPS)
+def test_one_alert_with_an_odd_shape_never_stops_scoring(prefix, groups):
+    history = normal_alerts(2.1)
+    odd = alert(START + timedelta(days=2, minutes=20), "web-01")
+    odd["rule"]["groups"] = groups
+    odd["data"]["dstuser"] = [{"name": "alice"}, 1e308, "bob"]
+    write_alerts(prefix, normal_alerts(2))
+    assert runner(prefix, START + timedelta(days=2, minutes=3)).run().scenarios["auth_test"].status == "trained"
+    write_alerts(prefix, history + [odd])
+    report = runner(prefix, START + timedelta(days=2, hours=2, minutes=3)).run()
+    scored = report.scenarios["auth_test"]
+    assert scored.status == "scored" and scored.buckets == 24
+    assert not _health(prefix, "scenario_failed")
+
+
+def test_an_alert_that_breaks_a_scenario_is_counted_with_its_file_and_line_and_shown_by_status(prefix, capsys,
+                                                                                             monkeypatch):
+    write_alerts(prefix, normal_alerts(2))
+    runner(prefix, START + timedelta(days=2, minutes=3)).run()
+    odd = alert(START + timedelta(days=2, minutes=20), "web-01")
+    odd["rule"]["groups"] = ["authentication_failed", {"nested": "object"}]
+    write_alerts(prefix, normal_alerts(2.1) + [odd])
+    # whatever an accessor still gets wrong one day, it costs one alert, not the run
+    from wazuh_anomaly import features
+    original = features.FeatureAggregator.add
+
+    def fragile(self, ts, alert):
+        if isinstance(alert.get("rule", {}).get("groups", [None])[-1], dict):
+            raise TypeError("unhashable type: 'dict'")
+        return original(self, ts, alert)
+    monkeypatch.setattr(features.FeatureAggregator, "add", fragile)
+    report = runner(prefix, START + timedelta(days=2, hours=2, minutes=3)).run()
+    assert report.scenarios["auth_test"].status == "scored"
+    (event,) = _health(prefix, "malformed_input")
+    assert "1 bad_alert" in event["message"]
+    assert "ossec-alerts-03.json:" in event["message"] and "auth_test" in event["message"]
+    assert main(["--prefix", str(prefix), "status", "--now", "2024-03-03T02:03:00Z"]) == 0
+    out = capsys.readouterr().out
+    assert "1 bad_alert" in out and "ossec-alerts-03.json:" in out
+
+
+def test_a_field_of_an_unusable_type_is_counted_for_that_field_only(prefix):
+    write_alerts(prefix, normal_alerts(2))
+    runner(prefix, START + timedelta(days=2, minutes=3)).run()
+    odd = alert(START + timedelta(days=2, minutes=20), "web-01")
+    odd["data"]["dstuser"] = {"name": "alice"}         # the `users` feature cannot count an object
+    write_alerts(prefix, normal_alerts(2.1) + [odd])
+    report = runner(prefix, START + timedelta(days=2, hours=2, minutes=3)).run()
+    assert report.scenarios["auth_test"].status == "scored"
+    (event,) = _health(prefix, "malformed_input")
+    assert "1 unusable_value" in event["message"]
+    assert "data.dstuser" in event["message"] and "ossec-alerts-03.json:" in event["message"]
+
+
+def test_alerts_stamped_far_in_the_future_are_counted_not_silently_dropped(prefix):
+    future = alert(START, "web-01")
+    far = time.gmtime(time.time() + 3 * 86400)
+    future["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", far)
+    y9999 = dict(alert(START, "web-01"), timestamp="9999-12-31T23:59:59.000+0000")
+    day = (START + timedelta(days=1)).strftime("%Y-%m-%d")
+    write_alerts(prefix, normal_alerts(2), extra_lines={day: [json.dumps(future).encode() + b"\n",
+                                                              json.dumps(y9999).encode() + b"\n"]})
+    report = runner(prefix, START + timedelta(days=2, minutes=3)).run()
+    assert report.scenarios["auth_test"].status == "trained"
+    (event,) = _health(prefix, "malformed_input")
+    assert "2 future_timestamp" in event["message"]
+    assert report.stats.skipped["future_timestamp"] == 2 and "ossec-alerts-02.json:" in event["message"]
