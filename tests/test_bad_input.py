@@ -91,3 +91,74 @@ def test_alerts_stamped_far_in_the_future_are_counted_not_silently_dropped(prefi
     (event,) = _health(prefix, "malformed_input")
     assert "2 future_timestamp" in event["message"]
     assert report.stats.skipped["future_timestamp"] == 2 and "ossec-alerts-02.json:" in event["message"]
+
+
+# -- anomalies.json -------------------------------------------------------------------
+
+def _anomaly(step: int):
+    from test_emitter import anomaly
+    return anomaly(step=step)
+
+
+def test_a_line_torn_by_a_crash_mid_write_never_swallows_the_next_anomaly(tmp_path):
+    from test_emitter import DETECTED
+    from wazuh_anomaly.emitter import AnomalyWriter
+    out, state = tmp_path / "anomalies.json", tmp_path / "state"
+    AnomalyWriter(out, state).write([_anomaly(0)], DETECTED)
+    whole = out.read_bytes()
+    out.write_bytes(whole + b'{"integration":"anomaly","anomaly":{"schema":1,"id":"torn')   # the crash
+    result = AnomalyWriter(out, state).write([_anomaly(1)], DETECTED)
+    assert result.written == 1
+    raw = out.read_bytes().split(b"\n")
+    assert raw[-1] == b"" and raw[1].endswith(b'"id":"torn')
+    assert json.loads(raw[2])["anomaly"]["id"] == _anomaly(1).id      # its own line, whole
+
+
+def test_a_torn_last_line_and_a_lost_id_store_still_write_each_id_once(tmp_path):
+    from test_emitter import DETECTED
+    from wazuh_anomaly.emitter import AnomalyWriter
+    out, state = tmp_path / "anomalies.json", tmp_path / "state"
+    AnomalyWriter(out, state).write([_anomaly(0), _anomaly(1)], DETECTED)
+    out.write_bytes(out.read_bytes() + b'{"integration":"anomaly","anom')
+    (state / AnomalyWriter.STATE_NAME).unlink()
+    result = AnomalyWriter(out, state).write([_anomaly(0), _anomaly(1), _anomaly(2)], DETECTED)
+    assert (result.written, result.duplicates) == (1, 2)
+
+
+def test_a_damaged_id_store_is_moved_aside_and_rebuilt_from_the_file(tmp_path):
+    from test_emitter import DETECTED
+    from wazuh_anomaly.emitter import AnomalyWriter
+    from wazuh_anomaly.fileio import take_damaged
+    out, state = tmp_path / "anomalies.json", tmp_path / "state"
+    AnomalyWriter(out, state).write([_anomaly(0)], DETECTED)
+    store = state / AnomalyWriter.STATE_NAME
+    store.write_bytes(store.read_bytes()[:20])
+    take_damaged()
+    result = AnomalyWriter(out, state).write([_anomaly(0), _anomaly(1)], DETECTED)
+    assert (result.written, result.duplicates) == (1, 1)
+    (aside,) = state.glob(AnomalyWriter.STATE_NAME + ".corrupt-*")
+    (said,) = take_damaged()
+    assert str(aside) in said and "moved to" in said
+
+
+def test_a_stuck_lock_holder_is_a_clear_error_after_the_timeout_not_a_hang(tmp_path):
+    import fcntl
+    import os
+
+    from test_emitter import DETECTED
+    from wazuh_anomaly.emitter import AnomalyWriter
+    from wazuh_anomaly.errors import LockTimeout
+    out, state = tmp_path / "anomalies.json", tmp_path / "state"
+    writer = AnomalyWriter(out, state)
+    writer.LOCK_TIMEOUT_SECONDS = 0.3
+    holder = os.open(str(out) + ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        # flock locks belong to the open file: a second open in this process is another holder
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        started = time.monotonic()
+        with pytest.raises(LockTimeout, match=r"anomalies.json.lock: the anomalies-file lock was held .*fuser"):
+            writer.write([_anomaly(0)], DETECTED)
+        assert time.monotonic() - started < 5
+    finally:
+        os.close(holder)
+    assert writer.write([_anomaly(0)], DETECTED).written == 1

@@ -8,18 +8,17 @@ in the last 35 days are kept in `<state_dir>/emitted-ids.json`, and lines append
 the last saved state (a crash between append and state save) are read back, so a re-run
 never writes an id twice.
 
-Light on purpose (os, fcntl and json only): the integration imports it in a
+Light on purpose (os and json only): the integration imports it in a
 new process for every alert that raises a finding.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import time
 from datetime import datetime
 
 from . import fastjson
-from .fileio import atomic_write
+from .fileio import atomic_write, lock_exclusive, set_aside_damaged
 from .eventtext import MAX_LINE_BYTES, parse_iso
 
 LOG_FILE_MODE = 0o640
@@ -60,6 +59,8 @@ class AnomalyLog:
     """
 
     STATE_NAME = "emitted-ids.json"
+    # Appends take milliseconds; a holder this slow is stuck (LockTimeout, one sentence).
+    LOCK_TIMEOUT_SECONDS = 30.0
 
     def __init__(self, path: str | os.PathLike, state_dir: str | os.PathLike) -> None:
         self.path = os.fspath(path)
@@ -110,7 +111,7 @@ class AnomalyLog:
     def _lock(self) -> int:
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, LOG_FILE_MODE)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            lock_exclusive(fd, self.lock_path, self.LOCK_TIMEOUT_SECONDS, "the anomalies-file lock")
         except BaseException:
             os.close(fd)
             raise
@@ -124,8 +125,12 @@ class AnomalyLog:
             return ids, (int(pos["inode"]), int(pos["size"])) if pos else None
         except FileNotFoundError:
             return {}, None
-        except (ValueError, OSError, AttributeError, KeyError, TypeError):
+        except OSError:
+            return {}, None
+        except (ValueError, AttributeError, KeyError, TypeError, OverflowError):
             # A damaged state file: the recovery scan rebuilds what it can.
+            set_aside_damaged(self.state_path, "the ids of the anomalies written before were read back "
+                                               "from anomalies.json instead")
             return {}, None
 
     def _recover(self, seen: dict[str, float], file_pos: tuple[int, int] | None) -> None:
@@ -147,22 +152,22 @@ class AnomalyLog:
             fh.seek(start)
             tail = fh.read()
         for raw in tail.split(b"\n"):
-            try:
-                body = fastjson.loads(raw)["anomaly"]
-                ident = str(body["id"])
-                window = body.get("window") or {}
-                when = max(_seconds(window.get("start")), _seconds(body.get("detected_at")))
-            except (ValueError, KeyError, TypeError, AttributeError):
-                continue
-            seen.setdefault(ident, when)
+            found = _id_of(raw)   # a line torn by a crash mid-write is simply not an id
+            if found is not None:
+                seen.setdefault(*found)
 
     def _append(self, lines: list[str]) -> tuple[int, int]:
         data = ("\n".join(lines) + "\n").encode("utf-8")
         created = not os.path.exists(self.path)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, LOG_FILE_MODE)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, LOG_FILE_MODE)
         try:
             if created:
                 os.fchmod(fd, LOG_FILE_MODE)
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                # The last line was torn (a writer died mid-line): end it, or the first
+                # new event would be glued to it and lost to the manager's JSON decoder.
+                data = b"\n" + data
             view = memoryview(data)
             while view:  # a regular file takes it all at once; loop only for safety
                 view = view[os.write(fd, view):]
@@ -185,10 +190,24 @@ class AnomalyLog:
         atomic_write(self.state_path, fastjson.dumps(state).encode(), LOG_FILE_MODE, sync_dir=True)
 
 
+def _id_of(raw: bytes) -> tuple[str, float] | None:
+    """(id, when) of one anomalies.json line; None for a line that is not an event of ours."""
+    try:
+        body = fastjson.loads(raw)["anomaly"]
+        ident = body["id"]
+        window = body.get("window") or {}
+        when = max(_seconds(window.get("start")), _seconds(body.get("detected_at")))
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return None
+    if not isinstance(ident, str) or not ident:
+        return None
+    return ident, when
+
+
 def _seconds(text) -> float:
     """Seconds of an event's timestamp (now when absent or unreadable)."""
     try:
         when = parse_iso(text) if isinstance(text, str) else None
-    except ValueError:
+    except (ValueError, OverflowError):
         when = None
     return when.timestamp() if when else time.time()

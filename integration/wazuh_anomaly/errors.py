@@ -16,3 +16,7 @@ class ModelError(WazuhAnomalyError):
 
 class LockBusy(WazuhAnomalyError):
     """Another run holds the lock."""
+
+
+class LockTimeout(WazuhAnomalyError):
+    """A lock shared with other processes was not free within its time limit."""
