@@ -162,3 +162,29 @@ def test_a_stuck_lock_holder_is_a_clear_error_after_the_timeout_not_a_hang(tmp_p
     finally:
         os.close(holder)
     assert writer.write([_anomaly(0)], DETECTED).written == 1
+
+
+# -- state files ------------------------------------------------------------------------
+
+SCENARIO_STATE = "var/anomaly/state/scenarios/auth_test.json"
+
+
+@pytest.mark.parametrize("damage", [
+    lambda raw: raw[: len(raw) // 2],                                          # cut by a crash or a full disk
+    lambda raw: b"\x00" * 64,                                                  # zeroed blocks after a power cut
+    lambda raw: json.dumps({"watermark": "yesterday", "last_anomalies": [1]}).encode(),   # JSON, wrong types
+    lambda raw: json.dumps({**json.loads(raw), "context": {"=web-01": [["a", None]]}}).encode(),
+    lambda raw: json.dumps({**json.loads(raw), "vocabulary": {"users": {"": [1, 2]}}}).encode(),
+], ids=["cut", "zeroed", "wrong-types", "bad-context", "bad-vocabulary"])
+def test_a_damaged_scenario_state_is_moved_aside_reported_and_scoring_goes_on(prefix, damage):
+    write_alerts(prefix, normal_alerts(2.1))
+    runner(prefix, START + timedelta(days=2, minutes=3)).run()
+    runner(prefix, START + timedelta(days=2, minutes=33)).run()
+    state = prefix / SCENARIO_STATE
+    state.write_bytes(damage(state.read_bytes()))
+    report = runner(prefix, START + timedelta(days=2, hours=2, minutes=3)).run()
+    assert report.scenarios["auth_test"].status == "scored"
+    (aside,) = state.parent.glob("auth_test.json.corrupt-*")
+    messages = [h["message"] for h in _health(prefix, "malformed_input")]
+    assert any(str(aside) in m and "moved to" in m for m in messages), messages
+    assert json.loads(state.read_text())["watermark"] is not None      # rewritten whole by the run

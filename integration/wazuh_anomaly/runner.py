@@ -30,6 +30,7 @@ from .models import ModelBundle, list_versions
 from .suppression import apply_suppressions, load_suppressions
 from .sources import ReadCursor, SourceStats, SourceUnreadable, make_source
 from .sources.flows_file import FlowsFileSource
+from .fileio import take_damaged
 from .state import RunLock, ScenarioState, atomic_write_json, read_json
 
 log = logging.getLogger("wazuh_anomaly")
@@ -115,6 +116,7 @@ class Runner:
         self.run_state_file = config.state_dir / "run.json"
         self.latest_alert: float | None = None       # newest alert any read of this run saw
         self.skips: list[SourceStats] = []            # what each read of this run skipped
+        take_damaged()                                # reported by the run that found them
 
     # ------------------------------------------------------------------ helpers
     def _health(self, report: RunReport, check: str, message: str, *, scenario: str | None = None,
@@ -348,6 +350,8 @@ class Runner:
         return [known[n] for n in names]
 
     def _flush_health(self, report: RunReport) -> None:
+        for message in take_damaged():      # state files this run found damaged and moved aside
+            self._health(report, "malformed_input", message, severity="medium")
         if report.health:
             result = self._writer().write(report.health, _dt(self.now))
             report.written += result.written
