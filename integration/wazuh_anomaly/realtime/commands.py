@@ -8,12 +8,13 @@ import os
 import time
 from typing import Iterable, Iterator
 
+from .. import fastjson
 from ..errors import WazuhAnomalyError
 from . import config as _config
-from .engine import RealtimeEngine
+from .engine import INPUT_STATE, RealtimeEngine
 from .integration import Paths
 from .fields import alert_time
-from ..fileio import atomic_write
+from ..fileio import atomic_write, take_damaged
 from .store import FILE_MODE, StateStore, read_states
 
 DAY = 86400.0
@@ -31,7 +32,7 @@ def alerts_from_files(files: Iterable[str]) -> Iterator[dict]:
             with opener(name, "rt", encoding="utf-8", errors="replace") as fh:
                 for line in fh:
                     try:
-                        alert = json.loads(line)
+                        alert = fastjson.loads(line)
                     except ValueError:
                         continue
                     if isinstance(alert, dict):
@@ -202,6 +203,8 @@ def status_lines(prefix: str) -> list[str]:
                      + (f", {n_values} values" if det.spec["type"] == "new_value" else "")
                      + (f", {full} keys at the value cap" if full else "")
                      + (f", {st['dropped_keys']} keys over the cap not tracked" if st.get("dropped_keys") else "")
+                     + (f", {st['dropped_values']} values over the caps not learned" if st.get("dropped_values") else "")
+                     + (f", {st['reset_keys']} damaged keys learned again" if st.get("reset_keys") else "")
                      + f"; {st.get('findings', 0)} findings, last {_iso(st.get('last_finding'))}")
     for spec in engine.model_specs:
         model = engine.model(spec)
@@ -210,7 +213,11 @@ def status_lines(prefix: str) -> list[str]:
         else:
             lines.append(f"{spec['name']} (rare {spec['target']} events): trained {model.doc.get('trained_at')} on "
                          f"{model.doc.get('training_events')} events, threshold {model.threshold:.4f}")
-    lines += [f"problem: {p}" for p in engine.problems]
+    skipped = states.get(INPUT_STATE) or {}
+    if skipped:
+        lines.append("skipped input (alerts no detector could use; details in logs/integrations.log): "
+                     + ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items())))
+    lines += [f"problem: {p}" for p in engine.problems + take_damaged()]
     return lines
 
 

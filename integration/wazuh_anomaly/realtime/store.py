@@ -13,7 +13,7 @@ import fcntl
 import os
 
 from .. import fastjson
-from ..fileio import atomic_write
+from ..fileio import atomic_write, set_aside_damaged
 
 FILE_MODE = 0o660
 DIR_MODE = 0o2770
@@ -71,16 +71,19 @@ class StateStore:
         return os.path.join(self.state_dir, f"{name}.json")
 
     def get(self, name: str) -> dict:
-        """The state of one detector ({} when new or damaged: it relearns, never stops)."""
+        """The state of one detector ({} when new or damaged: it relearns, never stops).
+        A damaged file is moved aside and noted (fileio.damaged) for the caller to report."""
         if name not in self._loaded:
+            path = self.path(name)
             try:
-                data = fastjson.load_file(self.path(name))
-                if not isinstance(data, dict):
-                    data = {}
+                data = fastjson.load_file(path)
             except FileNotFoundError:
                 data = {}
-            except (ValueError, UnicodeDecodeError):
-                data = {"damaged": True}
+            except ValueError:   # cut short, zeroed, not UTF-8, not JSON
+                data = None
+            if data is None or not well_formed(data):
+                set_aside_damaged(path, f"detector {name} learns again from the next alerts")
+                data = {}
             self._loaded[name] = data
         return self._loaded[name]
 
@@ -90,12 +93,27 @@ class StateStore:
     def flush(self) -> None:
         for name in sorted(self._dirty):
             state = self._loaded[name]
-            state.pop("damaged", None)
             # Not fsynced (one alert = one process; an fsync costs as much as all the detectors):
             # after a power cut a state file may lose its last update, which is then
             # learned again, and a finding reported twice is dropped by the writer's id store.
             atomic_write(self.path(name), fastjson.dumps(state).encode(), FILE_MODE, durable=False)
         self._dirty.clear()
+
+
+_TIMES = ("started", "learn_end", "last_finding")
+_COUNTS = ("findings", "dropped_keys", "dropped_values", "reset_keys", "values_total")
+
+
+def well_formed(state) -> bool:
+    """A detector state as the detectors write it, at the top level (entries are checked
+    by the detector that uses them)."""
+    if not isinstance(state, dict) or not isinstance(state.get("keys", {}), dict):
+        return False
+    for name in _TIMES:
+        value = state.get(name)
+        if value is not None and (type(value) not in (int, float) or value - value != 0):  # NaN, inf
+            return False
+    return all(type(state.get(name, 0)) is int for name in _COUNTS)
 
 
 def read_states(directory: str) -> dict[str, dict]:

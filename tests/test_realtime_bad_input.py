@@ -1,0 +1,99 @@
+"""The real-time integration never stops on bad input: an alert of an odd shape is one
+sentence in integrations.log, a damaged state file is moved aside and reported, learned
+values are bounded (issue 12)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from test_realtime_integration import anomalies, integration, prefix, sudo_alert  # noqa: F401 (fixture)
+
+ODD_ALERTS = [
+    {"rule": "not an object", "id": "1.1"},
+    {"rule": {"groups": 5, "id": "5402"}, "data": "text", "agent": 27},
+    {"rule": {"groups": ["sudo", {"a": 1}], "id": "5402", "level": "x"}, "agent": "intranet",
+     "data": {"srcuser": ["phopkins", {"x": 1}], "dstuser": [["root"]], "command": {"x": 1}}},
+    {"timestamp": 5, "data": [], "agent": {"id": [1]}, "rule": {"groups": [["sudo"]], "id": {"a": 1}}},
+    {"rule": {"groups": ["syscheck"], "id": "550"}, "syscheck": {"path": ["a"], "event": {"x": 1}, "audit": 3}},
+    {"rule": {"groups": ["sudo"], "id": "5402", "level": 1e308}, "agent": ["x"],
+     "data": {"srcuser": "u", "dstuser": "root", "command": "/bin/x", "srcip": {"a": 1}}},
+]
+
+
+@pytest.mark.parametrize("odd", ODD_ALERTS, ids=range(len(ODD_ALERTS)))
+def test_an_alert_of_an_odd_shape_is_at_most_one_sentence_never_a_traceback(prefix, tmp_path, odd):
+    done = integration(prefix, odd, tmp_path)
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.splitlines()) <= 1, done.stderr
+    # the next, normal alert is handled as ever
+    assert integration(prefix, sudo_alert("/usr/bin/id"), tmp_path, name="b").returncode == 0
+
+
+def test_odd_shapes_after_learning_still_give_findings_without_a_traceback(prefix, tmp_path):
+    assert integration(prefix, sudo_alert("/usr/bin/id", "2022-01-01T00:00:00.000+0000"), tmp_path).returncode == 0
+    state = prefix / "var/anomaly/realtime/state/new_sudo_command_for_user.json"
+    doc = json.loads(state.read_text())
+    doc["learn_end"] = doc["started"] + 1
+    state.write_text(json.dumps(doc))
+    odd = sudo_alert("/bin/cat /etc/shadow")
+    odd.update(agent="intranet", rule=dict(odd["rule"], id={"x": 1}))
+    odd["data"]["srcip"] = ["10.0.0.1"]
+    done = integration(prefix, odd, tmp_path, name="c")
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert [e["anomaly"]["observed"]["value"] for e in anomalies(prefix)
+            if e["anomaly"]["scenario"] == "new_sudo_command_for_user"] == ["/bin/cat /etc/shadow"]
+
+
+@pytest.mark.parametrize("damage", [lambda raw: raw[: len(raw) // 2], lambda raw: b"\x00" * 40,
+                                    lambda raw: b"[1, 2]", lambda raw: b'{"keys": [1], "started": "x"}'],
+                         ids=["cut", "zeroed", "not-an-object", "wrong-types"])
+def test_a_damaged_detector_state_is_moved_aside_reported_and_relearned(prefix, tmp_path, damage):
+    assert integration(prefix, sudo_alert("/usr/bin/id", "2022-01-01T00:00:00.000+0000"), tmp_path).returncode == 0
+    state = prefix / "var/anomaly/realtime/state/new_sudo_command_for_user.json"
+    state.write_bytes(damage(state.read_bytes()))
+    done = integration(prefix, sudo_alert("/usr/bin/id", "2022-01-01T00:01:00.000+0000"), tmp_path, name="b")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    (aside,) = state.parent.glob("new_sudo_command_for_user.json.corrupt-*")
+    assert json.loads(state.read_text())["keys"]                   # learning again
+    log = (prefix / "logs/integrations.log").read_text()
+    assert str(aside) in log
+    health = [e["anomaly"] for e in anomalies(prefix) if e["anomaly"]["kind"] == "health"]
+    assert [h["health"] for h in health] == ["malformed_input"] and str(aside) in health[0]["message"]
+
+
+# -- bounded learned values, far-future timestamps ---------------------------------------
+
+def test_learned_values_are_bounded_in_length_and_number_and_the_drops_are_counted(monkeypatch):
+    from test_realtime_detectors import T0, alert, spec
+    from wazuh_anomaly.realtime import detectors
+    det = detectors.build(spec(value="data.command", max_keys=100, max_values_per_key=100, learn_days=1))
+    state: dict = {}
+    huge = "/bin/sh -c " + "A" * 60_000
+    det.observe(state, alert(command=huge), T0)
+    det.observe(state, alert(command=huge + "B"), T0 + 1)       # differs only past the kept part
+    stored = state["keys"]["1"]["values"]
+    assert len(stored) == 2 and all(len(v) <= detectors.MAX_VALUE_CHARS for v in stored)
+    det.observe(state, alert(command=huge), T0 + 2)             # compares exactly: already known
+    assert len(state["keys"]["1"]["values"]) == 2
+    monkeypatch.setattr(detectors, "MAX_VALUES", 5)
+    for i in range(10):
+        det.observe(state, alert(agent=str(i), command=f"/bin/c{i}"), T0 + 3)
+    assert sum(len(e["values"]) for e in state["keys"].values()) == 5
+    assert state["dropped_values"] == 7
+    assert len(json.dumps(state)) < 2_000
+
+
+def test_an_alert_stamped_far_in_the_future_is_counted_and_poisons_no_state(tmp_path):
+    from test_realtime_detectors import alert, spec
+    from wazuh_anomaly.realtime.engine import INPUT_STATE, RealtimeEngine
+    from wazuh_anomaly.realtime.store import StateStore
+    cfg = {"detectors": [spec(learn_days=1)], "models": []}
+    engine = RealtimeEngine(cfg, str(tmp_path / "models"))
+    with StateStore(str(tmp_path)) as store:
+        for stamp in ("9999-12-31T23:59:59.000+0000", "2099-01-01T00:00:00Z"):
+            assert engine.process(store, dict(alert(), id="1.5", timestamp=stamp)) == []
+        assert store.get("d") == {}
+        assert store.get(INPUT_STATE) == {"future_timestamp": 2}
+    assert len(engine.problems) == 2 and "alert 1.5 skipped (future_timestamp)" in engine.problems[0]
