@@ -97,3 +97,73 @@ def test_an_alert_stamped_far_in_the_future_is_counted_and_poisons_no_state(tmp_
         assert store.get("d") == {}
         assert store.get(INPUT_STATE) == {"future_timestamp": 2}
     assert len(engine.problems) == 2 and "alert 1.5 skipped (future_timestamp)" in engine.problems[0]
+
+
+# -- addresses that reach a firewall command ----------------------------------------------
+
+SCOPED = ["2606:4700::1111%eth0", "2606:4700::1111%1", "2606:4700::1111%25eth0"]
+
+
+@pytest.mark.parametrize("srcip", SCOPED + [["203.0.113.45"], {"ip": "203.0.113.45"}, 3405803821, " ", "203.0.113.45/32"])
+def test_an_address_with_a_zone_or_of_another_type_is_never_blocked(srcip):
+    from test_realtime_response import CFG, anomaly_alert
+    from wazuh_anomaly.realtime import response
+    address, why = response.decide(anomaly_alert(srcip), CFG, own=[])
+    assert address is None and "not an IP address" in why
+
+
+@pytest.mark.parametrize("srcip, canonical", [("2606:4700:0000::1111", "2606:4700::1111"), ("2606:4700::ABCD", "2606:4700::abcd"),
+                                              (" 203.0.113.45 ", "203.0.113.45"), ("::ffff:203.0.113.45", "203.0.113.45")])
+def test_only_the_canonical_form_of_an_address_reaches_a_firewall_command(srcip, canonical):
+    from test_realtime_response import CFG, anomaly_alert
+    from wazuh_anomaly.realtime import response
+    assert response.decide(anomaly_alert(srcip), CFG, own=[])[0] == canonical
+
+
+@pytest.mark.parametrize("address", SCOPED + ["2606:4700:0::1111", "203.0.113.45 ", "203.0.113.45; reboot", ""])
+def test_the_firewall_commands_refuse_anything_but_a_canonical_address(address):
+    from wazuh_anomaly.realtime import response
+    for fw in ("nftables", "iptables"):
+        with pytest.raises(ValueError):
+            response.block_commands(address, fw)
+        with pytest.raises(ValueError):
+            response.unblock_commands(address, fw)
+
+
+def test_a_delete_for_a_scoped_address_runs_no_command(tmp_path):
+    import io
+
+    from test_realtime_response import anomaly_alert, execd_message
+    from wazuh_anomaly.realtime import response
+    (tmp_path / "etc/anomaly").mkdir(parents=True)
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "etc/anomaly/active-response.yaml").write_text("firewall: nftables\n")
+    ran = []
+    code = response.main(["--prefix", str(tmp_path)], stdin=io.StringIO(execd_message("delete", anomaly_alert(SCOPED[0]))),
+                         stdout=io.StringIO(), runner=lambda argv, **kw: ran.append(argv))
+    assert code == 1 and ran == []
+    assert "is not an IP address; nothing to unblock" in (tmp_path / "logs/active-responses.log").read_text()
+
+
+@pytest.mark.parametrize("alert", [{"rule": "x", "data": {"integration": "anomaly", "srcip": "2606:4700::1%eth0"}},
+                                   {"rule": {"id": {"a": 1}}, "data": ["x"]}, {"data": {"srcip": {"a": 1}}}])
+def test_an_odd_alert_from_execd_is_one_log_line_and_runs_no_command(tmp_path, alert):
+    import io
+
+    from test_realtime_response import execd_message
+    from wazuh_anomaly.realtime import response
+    (tmp_path / "etc/anomaly").mkdir(parents=True)
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "etc/anomaly/active-response.yaml").write_text("firewall: nftables\n")
+    import subprocess
+    ran = []
+
+    def runner(argv, **kw):     # lists no address of this host; records every other command
+        if argv[1:] != ["-j", "addr", "show"]:
+            ran.append(argv)
+        return subprocess.CompletedProcess(argv, 0, "[]", "")
+    for command in ("add", "delete"):
+        assert response.main(["--prefix", str(tmp_path)], stdin=io.StringIO(execd_message(command, alert)),
+                             stdout=io.StringIO(), runner=runner) in (0, 1)
+    assert ran == []
+    assert len((tmp_path / "logs/active-responses.log").read_text().splitlines()) == 4   # message + decision, twice
