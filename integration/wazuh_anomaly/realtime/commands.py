@@ -197,8 +197,9 @@ def status_lines(prefix: str) -> list[str]:
         until = det.learn_until(st) if st else None
         mode = "not started (no alert seen yet)" if not st.get("started") else \
             f"learning until {_iso(until)}" if det.learning(st, time.time()) else f"detecting since {_iso(until)}"
-        n_values = sum(len(e.get("values") or ()) for e in keys.values())
-        full = sum(1 for e in keys.values() if e.get("full"))
+        entries = [e for e in keys.values() if isinstance(e, dict)]
+        n_values = sum(len(e["values"]) for e in entries if isinstance(e.get("values"), list))
+        full = sum(1 for e in entries if e.get("full"))
         lines.append(f"{det.name} ({det.spec['type']}): {mode}; {len(keys)} keys"
                      + (f", {n_values} values" if det.spec["type"] == "new_value" else "")
                      + (f", {full} keys at the value cap" if full else "")

@@ -169,6 +169,10 @@ class Detector:
         return True
 
 
+def _length(values) -> int:
+    return len(values) if isinstance(values, list) else 0
+
+
 def _number(value) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float)) and value == value
 
@@ -190,7 +194,7 @@ class NewValue(Detector):
             return [], False
         total = state.get("values_total")
         if not _number(total):
-            total = sum(len(e.get("values") or ()) for e in state["keys"].values() if isinstance(e, dict))
+            total = sum(_length(e.get("values")) for e in state["keys"].values() if isinstance(e, dict))
         if total >= MAX_VALUES:
             _drop_value(state)
             return [], True
