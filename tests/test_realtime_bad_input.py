@@ -167,3 +167,26 @@ def test_an_odd_alert_from_execd_is_one_log_line_and_runs_no_command(tmp_path, a
                              stdout=io.StringIO(), runner=runner) in (0, 1)
     assert ran == []
     assert len((tmp_path / "logs/active-responses.log").read_text().splitlines()) == 4   # message + decision, twice
+
+
+def test_an_alert_waits_a_bounded_time_for_a_stuck_state_lock_and_says_so(prefix, tmp_path, monkeypatch):
+    import fcntl
+    import os
+    import time
+
+    from wazuh_anomaly.realtime import integration as rt
+    assert integration(prefix, sudo_alert("/usr/bin/id"), tmp_path).returncode == 0
+    monkeypatch.setattr(rt, "STATE_LOCK_TIMEOUT_SECONDS", 0.3)
+    alert_file = tmp_path / "b.alert"
+    alert_file.write_text(json.dumps(sudo_alert("/usr/bin/id")))
+    holder = os.open(prefix / "var/anomaly/realtime/state.lock", os.O_RDWR)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        started = time.monotonic()
+        assert rt.main(["--prefix", str(prefix), str(alert_file), "", "", "", ""]) == 1
+        assert time.monotonic() - started < 5
+    finally:
+        os.close(holder)
+    last = (prefix / "logs/integrations.log").read_text().splitlines()[-1]
+    assert "state.lock: the real-time state lock was held by another process for more than 0.3 s" in last
+    assert "realtime learn" in last and "fuser" in last

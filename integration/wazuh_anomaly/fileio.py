@@ -42,7 +42,8 @@ def atomic_write(path: str | os.PathLike, data: bytes, mode: int = 0o640, *, dur
             os.close(dir_fd)
 
 
-def lock_exclusive(fd: int, path: str, timeout: float, what: str) -> None:
+def lock_exclusive(fd: int, path: str, timeout: float, what: str,
+                   consequence: str = "so nothing was written; it is tried again next time") -> None:
     """flock(LOCK_EX) on `fd`, waiting at most `timeout` seconds (LockTimeout after that,
     naming the lock file): a process stuck while holding it must not stall every writer."""
     import fcntl
@@ -67,9 +68,9 @@ def lock_exclusive(fd: int, path: str, timeout: float, what: str) -> None:
         pause = min(pause * 2, 0.1)
     from .errors import LockTimeout
 
-    raise LockTimeout(f"{path}: {what} was held by another process for more than {timeout:g} s, so nothing "
-                      f"was written; it is tried again next time. If it stays held, find the holder with "
-                      f"'fuser {path}' (a stuck wazuh-anomaly process) and stop it.")
+    raise LockTimeout(f"{path}: {what} was held by another process for more than {timeout:g} s, {consequence}. "
+                      f"If it stays held, find the holder with 'fuser {path}' (a stuck wazuh-anomaly process) "
+                      f"and stop it.")
 
 
 def move_aside(path: str | os.PathLike, now: float) -> str:

@@ -23,6 +23,9 @@ from ..errors import WazuhAnomalyError
 from .. import fastjson
 
 NAME = "custom-anomaly"
+# An alert waits at most this long for the detectors' state (LockTimeout, one line, exit 1):
+# a stuck holder must not stall wazuh-integratord, which runs one integration at a time.
+STATE_LOCK_TIMEOUT_SECONDS = 60.0
 
 
 class Paths:
@@ -97,7 +100,7 @@ def handle(paths: Paths, alert: dict, *, only: list[str] | None = None, debug: b
 
     cfg = _config.load(paths.config, paths.cache)
     engine = RealtimeEngine(cfg, paths.models, only=only)
-    with StateStore(paths.base) as store:
+    with StateStore(paths.base, lock_timeout=STATE_LOCK_TIMEOUT_SECONDS) as store:
         findings = engine.process(store, alert)
         written = 0
         if findings:

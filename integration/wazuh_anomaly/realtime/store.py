@@ -13,7 +13,7 @@ import fcntl
 import os
 
 from .. import fastjson
-from ..fileio import atomic_write, set_aside_damaged
+from ..fileio import atomic_write, lock_exclusive, set_aside_damaged
 
 FILE_MODE = 0o660
 DIR_MODE = 0o2770
@@ -34,8 +34,13 @@ def ensure_shared_dir(path: str) -> None:
 class StateStore:
     """One JSON document per detector under `<dir>/state/`, read and written under a lock."""
 
-    def __init__(self, directory: str):
+
+    def __init__(self, directory: str, *, lock_timeout: float | None = None):
+        """lock_timeout: give up (LockTimeout) after this many seconds instead of waiting
+        for ever; the integration sets it, the CLI waits (`realtime learn` holds the lock
+        for its whole replay)."""
         self.directory = directory
+        self.lock_timeout = lock_timeout
         self.state_dir = os.path.join(directory, "state")
         self.lock_path = os.path.join(directory, "state.lock")
         self._fd: int | None = None
@@ -49,7 +54,15 @@ class StateStore:
         except PermissionError:
             # A lock file only root may write: a shared lock on a read-only descriptor still excludes.
             fd = os.open(self.lock_path, os.O_RDONLY | os.O_NOFOLLOW)
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if self.lock_timeout is None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            else:
+                lock_exclusive(fd, self.lock_path, self.lock_timeout, "the real-time state lock",
+                               "so this alert was not evaluated (a 'wazuh-anomaly realtime learn' may still be running)")
+        except BaseException:
+            os.close(fd)
+            raise
         try:
             if os.fstat(fd).st_uid == os.geteuid():
                 os.fchmod(fd, FILE_MODE)  # the other user (root or wazuh) must open it too
