@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,10 +153,14 @@ class ScenarioState:
 
 # -- checking what a scenario state file holds (anything else is a damaged file) --------
 
+# Epoch seconds a state may hold: 1970 to the year 3000 (pandas cannot place later ones).
+_LAST_TIME = 32_503_680_000.0
+
+
 def _time(value: Any) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < _LAST_TIME:
         raise TypeError(f"not a time: {value!r}"[:80])
     return float(value)
 

@@ -20,8 +20,6 @@ history (`wazuh-anomaly realtime learn`) behaves exactly as the live path did.
 """
 from __future__ import annotations
 
-from zlib import crc32
-
 from .fields import first, values
 
 DAY = 86400.0
@@ -87,6 +85,8 @@ def bounded(text: str) -> str:
     """`text`, or for a longer one its first characters and a checksum of the whole."""
     if len(text) <= MAX_VALUE_CHARS:
         return text
+    from zlib import crc32     # only for a long value: not on every alert's path
+
     tail = f"...[{len(text)} chars, crc {crc32(text.encode('utf-8', 'surrogatepass')):08x}]"
     return text[:MAX_VALUE_CHARS - len(tail)] + tail
 
