@@ -188,3 +188,18 @@ def test_a_damaged_scenario_state_is_moved_aside_reported_and_scoring_goes_on(pr
     messages = [h["message"] for h in _health(prefix, "malformed_input")]
     assert any(str(aside) in m and "moved to" in m for m in messages), messages
     assert json.loads(state.read_text())["watermark"] is not None      # rewritten whole by the run
+
+
+@pytest.mark.parametrize("content", [b'{"version": "V", "scores": [1, 2]}', b'{"version": "V", "scores": {"mvad": [[1]]}}',
+                                     b'[1, 2]', b'{"version": "V", "scores": {"mvad": {"a": 1}}}'])
+def test_a_damaged_drift_state_is_moved_aside_and_never_costs_the_scores(prefix, content):
+    write_alerts(prefix, normal_alerts(2.1))
+    runner(prefix, START + timedelta(days=2, minutes=3)).run()
+    drift = prefix / "var/anomaly/state/drift/auth_test.json"
+    drift.parent.mkdir(parents=True, exist_ok=True)
+    version = (prefix / "var/anomaly/models/auth_test/current").read_text().strip()
+    drift.write_bytes(content.replace(b'"V"', json.dumps(version).encode()))
+    report = runner(prefix, START + timedelta(days=2, hours=2, minutes=3)).run()
+    assert report.scenarios["auth_test"].status == "scored"
+    assert not _health(prefix, "scenario_failed")
+    assert main(["--prefix", str(prefix), "status", "--now", "2024-03-03T02:03:00Z"]) == 0

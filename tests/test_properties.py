@@ -3,6 +3,7 @@ shapes, state files, collector lines. No exception escapes, and every rejected i
 counted and reported (issue 12). Deterministic (derandomize) and bounded, for CI."""
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tempfile
@@ -31,7 +32,8 @@ SCALARS = (st.none() | st.booleans() | st.integers(min_value=-(2 ** 70), max_val
 # The shapes that broke scoring before (an object or a list inside a list, numbers past a
 # double, numbers as text), drawn often; then anything.
 NASTY = st.sampled_from([[{"a": 1}, "sudo"], [["authentication_failed"]], {"authentication_failed": True}, [None, 1.5],
-                         2 ** 70, -(2 ** 70), 1e308, float("nan"), float("inf"), "12", "1e999", "", [], {}, True])
+                         2 ** 70, -(2 ** 70), 1e308, float("nan"), float("inf"), "12", "1e999", "", [], {}, True]
+                        ).map(copy.deepcopy)    # a drawn object is filled in by _put: never share one
 VALUES = NASTY | st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
                               | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
 
