@@ -203,3 +203,18 @@ def test_a_damaged_drift_state_is_moved_aside_and_never_costs_the_scores(prefix,
     assert report.scenarios["auth_test"].status == "scored"
     assert not _health(prefix, "scenario_failed")
     assert main(["--prefix", str(prefix), "status", "--now", "2024-03-03T02:03:00Z"]) == 0
+
+
+def test_a_cursor_with_a_negative_offset_rereads_the_file_instead_of_failing(tmp_path):
+    import os
+
+    from wazuh_anomaly.sources.alerts_file import AlertsFileSource, ReadCursor, _head_fingerprint
+    (tmp_path / "alerts.json").write_bytes(b'{"timestamp":"2024-02-01T00:00:01.000+0000","rule":{}}\n')
+    st = os.stat(tmp_path / "alerts.json")
+    fd = os.open(tmp_path / "alerts.json", os.O_RDONLY)
+    head = _head_fingerprint(fd, 64)
+    os.close(fd)
+    cursor = ReadCursor.from_dict({"version": 1, "resume_from": 0.0,
+                                   "files": {f"{st.st_dev}:{st.st_ino}": {"offset": -5, "head": head}}})
+    got = list(AlertsFileSource(tmp_path).read(1_706_745_600.0, 1_706_832_000.0, cursor=cursor))
+    assert len(got) == 1

@@ -263,12 +263,13 @@ class ReadCursor:
             return cls()
         files = data.get("files")
         resume_from = data.get("resume_from")
-        if not isinstance(files, dict) or not isinstance(resume_from, (int, float)):
+        if not isinstance(files, dict) or isinstance(resume_from, bool) or not isinstance(resume_from, (int, float)) \
+                or resume_from != resume_from:
             return cls()
         clean = {
             k: {"offset": v["offset"], "head": v["head"]}
             for k, v in files.items()
-            if isinstance(v, dict) and isinstance(v.get("offset"), int) and isinstance(v.get("head"), str)
+            if isinstance(v, dict) and type(v.get("offset")) is int and v["offset"] >= 0 and isinstance(v.get("head"), str)
         }
         return cls(files=clean, resume_from=float(resume_from))
 
