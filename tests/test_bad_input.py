@@ -218,3 +218,16 @@ def test_a_cursor_with_a_negative_offset_rereads_the_file_instead_of_failing(tmp
                                    "files": {f"{st.st_dev}:{st.st_ino}": {"offset": -5, "head": head}}})
     got = list(AlertsFileSource(tmp_path).read(1_706_745_600.0, 1_706_832_000.0, cursor=cursor))
     assert len(got) == 1
+
+
+def test_a_flow_event_stamped_far_in_the_future_is_counted_with_its_line(tmp_path):
+    from wazuh_anomaly.sources.alerts_file import SourceStats
+    from wazuh_anomaly.sources.flows_file import FlowsFileSource
+    flows = tmp_path / "netflow.json"
+    flows.write_text(json.dumps({"event": {"start": "2024-02-01T00:00:05Z"}}) + "\n"
+                     + json.dumps({"event": {"start": "2999-01-01T00:00:00Z"}}) + "\n")
+    stats = SourceStats()
+    source = FlowsFileSource(flows)
+    got = list(source.read(1_706_745_600.0, 1_706_832_000.0, stats=stats))
+    assert len(got) == 1 and source.position() == f"{flows}:1"
+    assert stats.skipped == {"future_timestamp": 1} and stats.examples["future_timestamp"].startswith(f"{flows}:2")
