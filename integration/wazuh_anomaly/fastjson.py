@@ -5,8 +5,8 @@ The standard `json` module's public API only. An earlier version drove CPython's
 crash or a full disk) it raised SystemError instead of ValueError on Python 3.10 and
 3.11, and on every later call. orjson is not used here although the project depends on
 it: importing it also imports json, re, dataclasses, inspect, ast, uuid and datetime,
-which measured 3.2-4.3x a bare interpreter start for one alert (`json`: 2.2-2.8x;
-bench/bench_integration.py, target at most 3x).
+which measured 3.2-4.3x a bare interpreter start for one alert (`json`: 1.8-2.9x, the
+private scanner 1.1-2.4x; bench/bench_integration.py, target at most 3x).
 
 Every malformed document is a ValueError, whatever its bytes: cut anywhere, not UTF-8,
 nested too deep. `dumps` is `json.dumps(..., separators=(",", ":"), ensure_ascii=False)`;
