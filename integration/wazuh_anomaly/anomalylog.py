@@ -10,12 +10,11 @@ never writes an id twice. The same state keeps, per scenario, the window starts 
 time-series anomalies written (`escalation.py`): a finding that counts for escalation
 gets its repeats from it, under the same lock, before its line is rendered.
 
-Light on purpose (os, fcntl, bisect and the C JSON codec only): the integration imports
+Light on purpose (os, fcntl, bisect and the json module only): the integration imports
 it in a new process for every alert that raises a finding.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import time
 from datetime import datetime
@@ -23,7 +22,7 @@ from datetime import datetime
 from . import fastjson
 from . import fileio
 from .escalation import Repeat, RepeatHistory, series_of_event
-from .fileio import atomic_write
+from .fileio import atomic_write, lock_exclusive, set_aside_damaged
 from .eventtext import fit_line, parse_iso
 
 LOG_FILE_MODE = 0o640
@@ -63,6 +62,8 @@ class AnomalyLog:
     """
 
     STATE_NAME = "emitted-ids.json"
+    # Appends take milliseconds; a holder this slow is stuck (LockTimeout, one sentence).
+    LOCK_TIMEOUT_SECONDS = 30.0
 
     def __init__(self, path: str | os.PathLike, state_dir: str | os.PathLike) -> None:
         self.path = os.fspath(path)
@@ -140,7 +141,7 @@ class AnomalyLog:
         # logs/anomaly may be writable by the wazuh group (real-time path): never through a planted link
         fd = fileio.open_file(self.lock_path, os.O_RDWR | os.O_CREAT, LOG_FILE_MODE)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            lock_exclusive(fd, self.lock_path, self.LOCK_TIMEOUT_SECONDS, "the anomalies-file lock")
         except BaseException:
             os.close(fd)
             raise
@@ -157,8 +158,12 @@ class AnomalyLog:
             return ids, (int(pos["inode"]), int(pos["size"])) if pos else None, history
         except FileNotFoundError:
             return {}, None, None
-        except (ValueError, OSError, AttributeError, KeyError, TypeError):
+        except OSError:
+            return {}, None, None
+        except (ValueError, AttributeError, KeyError, TypeError, OverflowError):
             # A damaged state file: the recovery scan rebuilds what it can.
+            set_aside_damaged(self.state_path, "the ids of the anomalies written before were read back "
+                                               "from anomalies.json instead")
             return {}, None, None
 
     def _recover(self, seen: dict[str, float], file_pos: tuple[int, int] | None,
@@ -194,10 +199,12 @@ class AnomalyLog:
             try:
                 event = fastjson.loads(raw)
                 body = event["anomaly"]
-                ident = str(body["id"])
+                ident = body["id"]
                 window = body.get("window") or {}
                 when = max(_seconds(window.get("start")), _seconds(body.get("detected_at")))
-            except (ValueError, KeyError, TypeError, AttributeError):
+            except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+                continue   # a line torn by a crash mid-write is simply not an id
+            if not isinstance(ident, str) or not ident:
                 continue
             seen.setdefault(ident, when)
             series = series_of_event(event)
@@ -207,8 +214,16 @@ class AnomalyLog:
 
     def _append(self, lines: list[str]) -> tuple[int, int]:
         data = ("\n".join(lines) + "\n").encode("utf-8")
-        fd = fileio.open_append(self.path, LOG_FILE_MODE)
         try:
+            fd = fileio.open_file(self.path, os.O_RDWR | os.O_APPEND)
+        except FileNotFoundError:
+            fd = fileio.open_append(self.path, LOG_FILE_MODE)   # new and empty: nothing torn
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                # The last line was torn (a writer died mid-line): end it, or the first
+                # new event would be glued to it and lost to the manager's JSON decoder.
+                data = b"\n" + data
             view = memoryview(data)
             while view:  # a regular file takes it all at once; loop only for safety
                 view = view[os.write(fd, view):]
@@ -231,10 +246,24 @@ class AnomalyLog:
         atomic_write(self.state_path, fastjson.dumps(state).encode(), LOG_FILE_MODE, sync_dir=True)
 
 
+def _id_of(raw: bytes) -> tuple[str, float] | None:
+    """(id, when) of one anomalies.json line; None for a line that is not an event of ours."""
+    try:
+        body = fastjson.loads(raw)["anomaly"]
+        ident = body["id"]
+        window = body.get("window") or {}
+        when = max(_seconds(window.get("start")), _seconds(body.get("detected_at")))
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return None
+    if not isinstance(ident, str) or not ident:
+        return None
+    return ident, when
+
+
 def _seconds(text) -> float:
     """Seconds of an event's timestamp (now when absent or unreadable)."""
     try:
         when = parse_iso(text) if isinstance(text, str) else None
-    except ValueError:
+    except (ValueError, OverflowError):
         when = None
     return when.timestamp() if when else time.time()

@@ -163,8 +163,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    rows = _runner(args).status()
+    runner = _runner(args)
+    rows = runner.status()
+    skipped = runner.input_status()
     if args.json:
+        for row in rows:
+            row["skipped_input"] = skipped
         print(json.dumps(rows, indent=1))
         return 0
     for row in rows:
@@ -174,6 +178,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                     "lag_minutes", "last_run", "last_anomalies", "total_anomalies", "last_error"):
             if key in row and row[key] is not None:
                 print(f"  {key.replace('_', ' ')}: {row[key]}")
+    if skipped:
+        print(f"skipped input: {skipped}; see 'Troubleshooting' in the README.")
     return 0
 
 

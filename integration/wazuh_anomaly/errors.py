@@ -21,3 +21,7 @@ class LockBusy(WazuhAnomalyError):
 class UnsafePath(WazuhAnomalyError):
     """A path in a directory other users can write is a symbolic link, a hard link to
     someone else's file, or not a plain file: root does not follow what they could plant."""
+
+
+class LockTimeout(WazuhAnomalyError):
+    """A lock shared with other processes was not free within its time limit."""

@@ -64,17 +64,32 @@ def _as_strings(value: Any) -> list[str]:
 
 
 def _as_number(value: Any) -> float | None:
+    """A finite number from a JSON value (a number, or a string holding one); None else."""
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, (int, float)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, str):
+    if isinstance(value, (int, float, str)):
         try:
             number = float(value)
-        except ValueError:
+        except (ValueError, OverflowError):   # "abc", an integer past a double
             return None
         return number if math.isfinite(number) else None
     return None
+
+
+def _disjoint(wanted: frozenset, values: list) -> bool:
+    """No string of a list field is wanted; an object or a list inside the list (JSON
+    allows it) is never a match instead of a TypeError for the whole run."""
+    try:
+        return wanted.isdisjoint(values)
+    except TypeError:
+        return not any(type(v) is str and v in wanted for v in values)
+
+
+def _usable_strings(value: Any) -> bool:
+    """Can a distinct/rare feature count this value whole (no object, no nested list)?"""
+    if isinstance(value, dict):
+        return False
+    return not isinstance(value, list) or not any(isinstance(v, (dict, list)) for v in value)
 
 
 def _any_of_slow(values: list, equals: frozenset) -> bool:
@@ -105,7 +120,7 @@ def _any_of(get: Callable[[dict], Any], equals: frozenset) -> Callable[[dict], b
         if kind is str:
             return value in equals
         if kind is list:
-            return not equals.isdisjoint(value) or _any_of_slow(value, equals)
+            return not _disjoint(equals, value) or _any_of_slow(value, equals)
         if value is None or kind is dict:
             return False
         return _text(value) in equals
@@ -277,6 +292,11 @@ class FeatureAggregator:
         self.alerts_seen = 0
         self.alerts_matched = 0
         self.alerts_without_entity = 0
+        # field -> alerts whose value of it no feature could use (an object where a string
+        # or a number belongs, a number that is not finite): only that value is left out.
+        self.unusable: dict[str, int] = {}
+        # Called as (field, value) for each of them, so the caller can say where it was.
+        self.on_unusable: Callable[[str, Any], None] | None = None
 
     def add(self, ts: float, alert: dict) -> None:
         if not self.start <= ts < self.end:
@@ -300,7 +320,7 @@ class FeatureAggregator:
             groups = rule.get("groups") if type(rule) is dict else None
             kind = type(groups)
             if kind is list:
-                if gate.isdisjoint(groups) and not _any_of_slow(groups, gate):
+                if _disjoint(gate, groups) and not _any_of_slow(groups, gate):
                     return
             elif kind is str:
                 if groups not in gate:
@@ -330,12 +350,15 @@ class FeatureAggregator:
                         cell[i].add(value)
                         matched = True
                         continue
+                    if not _usable_strings(value):
+                        self._unusable(i, value)
                     for v in _as_strings(value):
                         cell[i].add(v)
                         matched = True
                     continue
-                number = value if type(value) is int or type(value) is float else _as_number(value)
+                number = value if type(value) is float else _as_number(value)
                 if number is None or number != number or number in (math.inf, -math.inf):
+                    self._unusable(i, value)
                     continue
                 matched = True
                 if aggregation == "max":
@@ -349,6 +372,12 @@ class FeatureAggregator:
         if matched:
             self.alerts_matched += 1
             self.entity_volume[entity] += 1
+
+    def _unusable(self, i: int, value: Any) -> None:
+        name = self.features[i].field
+        self.unusable[name] = self.unusable.get(name, 0) + 1
+        if self.on_unusable is not None:
+            self.on_unusable(name, value)
 
     def put(self, entity: str | None, bucket: int, values: list[float], volume: int) -> None:
         """Set one bucket's finished feature values, computed elsewhere (the indexer's

@@ -24,6 +24,9 @@ from .eventtext import iso, parse_iso
 from .state import atomic_write_json, read_json, state_dir_of
 
 FILE_NAME = "feedback.json"
+# What a damaged file costs (it is moved aside and reported, the rest goes on).
+IF_DAMAGED = ('the verdicts it held are lost for training: restore them from that copy or give them '
+              'again with "wazuh-anomaly feedback"')
 VERDICTS = ("false-positive", "true-positive")
 
 
@@ -111,7 +114,7 @@ def find_anomaly(anomalies_file: Path, ident: str) -> dict | None:
 
 def load_feedback(layout: Any) -> dict[str, Feedback]:
     """Every verdict, by anomaly id. `layout` is a Layout, a Config or the state directory."""
-    data = read_json(state_dir_of(layout) / FILE_NAME, {}) or {}
+    data = read_json(state_dir_of(layout) / FILE_NAME, {}, consequence=IF_DAMAGED) or {}
     items = data.get("feedback", {}) if isinstance(data, dict) else {}
     out = {}
     for ident, item in items.items() if isinstance(items, dict) else []:

@@ -45,7 +45,7 @@ import pandas as pd
 from .config import Scenario
 from .errors import ConfigError, ModelError
 from .models import ModelBundle, list_versions
-from .state import atomic_write_json, read_json
+from .state import atomic_write_json, damaged, read_json
 from .trust import check_trusted, read_trusted
 
 SCORE_QUANTILES = np.linspace(0.0, 1.0, 101)
@@ -302,8 +302,7 @@ def record_scores(state_dir: Path, bundle: ModelBundle, scores: dict[str, list])
     entity's scores of the last drift_buckets buckets of the current version (a new version
     starts over). Returns what is kept."""
     path = _drift_file(state_dir, bundle.scenario.name)
-    data = read_json(path, {}) or {}
-    kept = data.get("scores", {}) if isinstance(data, dict) and data.get("version") == bundle.version else {}
+    kept = _saved_scores(path, bundle)
     span = bundle.scenario.training.drift_buckets * bundle.scenario.bucket_seconds
     for detector, pairs in scores.items():
         new = [[int(t), round(float(v), 9)] for t, v in pairs if np.isfinite(v)]
@@ -317,10 +316,22 @@ def record_scores(state_dir: Path, bundle: ModelBundle, scores: dict[str, list])
 
 
 def recent_scores(state_dir: Path, bundle: ModelBundle) -> dict[str, list]:
-    data = read_json(_drift_file(state_dir, bundle.scenario.name), {}) or {}
-    if not isinstance(data, dict) or data.get("version") != bundle.version:
+    return _saved_scores(_drift_file(state_dir, bundle.scenario.name), bundle)
+
+
+def _saved_scores(path: Path, bundle: ModelBundle) -> dict[str, list]:
+    """The kept scores of the current version; a file of another shape is a damaged one."""
+    data = read_json(path, {}) or {}
+    if isinstance(data, dict) and data.get("version") != bundle.version:
         return {}
-    return data.get("scores", {})
+    scores = data.get("scores", {}) if isinstance(data, dict) else None
+    if not isinstance(scores, dict) or not all(
+            isinstance(pairs, list) and all(isinstance(p, list) and len(p) == 2 and type(p[0]) is int
+                                            and type(p[1]) in (int, float) for p in pairs)
+            for pairs in scores.values()):
+        damaged(path, "the drift check starts again from the next scores")
+        return {}
+    return scores
 
 
 # --------------------------------------------------------------------------- command

@@ -31,6 +31,7 @@ from .models import ModelBundle, list_versions
 from .suppression import apply_suppressions, load_suppressions
 from .sources import ReadCursor, SourceStats, SourceUnreadable, make_source
 from .sources.flows_file import FlowsFileSource
+from .fileio import take_damaged
 from .state import RunLock, ScenarioState, atomic_write_json, read_json
 
 log = logging.getLogger("wazuh_anomaly")
@@ -122,6 +123,8 @@ class Runner:
         self.state_dir = config.state_dir
         self.run_state_file = config.state_dir / "run.json"
         self.latest_alert: float | None = None       # newest alert any read of this run saw
+        self.skips: list[SourceStats] = []            # what each read of this run skipped
+        take_damaged()                                # reported by the run that found them
 
     # ------------------------------------------------------------------ helpers
     def _health(self, report: RunReport, check: str, message: str, *, scenario: str | None = None,
@@ -154,15 +157,19 @@ class Runner:
         if push_down is not None:
             # The indexer computes what it can itself; only the rest is read document by document.
             aggregators, (observer.first, observer.last, observer.count) = push_down(aggregators, start, end)
-        adders = [a.add for a in aggregators]
+        adders = self._guarded_adders(aggregators, stats, self.source)
         # The cursor marks where the next read can start: `resume_at`, less the usual slack
         # for alerts written slightly out of order.
         slack = 600.0 + max(0.0, end - (resume_at if resume_at is not None else end))
         for ts, alert in observer.watch(self.source.read(start, end, cursor=cursor, stats=stats,
                                                          slack_seconds=slack) if adders else ()):
             for add in adders:
-                add(ts, alert)
+                try:
+                    add(ts, alert)
+                except Exception as exc:  # one odd alert costs that alert, never the run
+                    _skip_bad_alert(stats, self.source, add.__self__, alert, exc)
         report.stats = stats
+        self.skips.append(stats)
         if observer.last is not None:
             self.latest_alert = max(self.latest_alert or 0.0, observer.last)
         if stats.skipped_total:
@@ -184,14 +191,53 @@ class Runner:
         for group in by_file.values():
             source = self._flows_source(group[0].scenario)
             stats = SourceStats()
-            adders = [a.add for a in group]
+            adders = self._guarded_adders(group, stats, source)
             for ts, event in source.read(start, end, stats=stats):
                 if self.flows_first is None or ts < self.flows_first:
                     self.flows_first = ts
                 for add in adders:
-                    add(ts, event)
+                    try:
+                        add(ts, event)
+                    except Exception as exc:  # one odd event costs that event, never the run
+                        _skip_bad_alert(stats, source, add.__self__, event, exc)
+            self.skips.append(stats)
             if stats.skipped_total:
                 self._health(report, "malformed_input", f"{source.path}: {stats.describe()}", severity="low")
+
+    @staticmethod
+    def _guarded_adders(aggregators: list[FeatureAggregator], stats: SourceStats, source) -> list:
+        """Each aggregator's add, after telling it where to count a value it cannot use."""
+        for agg in aggregators:
+            def unusable(name, value, scenario=agg.scenario.name):
+                stats.skip("unusable_value", _where(source, None),
+                           f"scenario {scenario}: field {name} holds {_shape(value)}")
+            agg.on_unusable = unusable
+        return [a.add for a in aggregators]
+
+    def _remember_skips(self, run_state: dict) -> None:
+        """The counts and first examples of what this run skipped, for `status`."""
+        counts: dict[str, int] = {}
+        examples: dict[str, str] = {}
+        for stats in self.skips:
+            for reason, n in stats.skipped.items():
+                counts[reason] = counts.get(reason, 0) + n
+            for reason, example in stats.examples.items():
+                examples.setdefault(reason, example)
+        if counts:
+            run_state["skipped"] = {"at": self.now, "counts": counts, "examples": examples}
+
+    def input_status(self) -> str | None:
+        """One sentence on the input the last run that skipped any skipped (None if none ever did)."""
+        run_state = read_json(self.run_state_file, {}) or {}
+        skipped = run_state.get("skipped") if isinstance(run_state, dict) else None
+        if not isinstance(skipped, dict) or not isinstance(skipped.get("counts"), dict):
+            return None
+        counts = ", ".join(f"{n} {reason}" for reason, n in sorted(skipped["counts"].items()))
+        examples = skipped.get("examples") if isinstance(skipped.get("examples"), dict) else {}
+        first = "; ".join(f"first {reason} at {where}" for reason, where in sorted(examples.items()))
+        at = skipped.get("at")
+        when = _fmt(at) if isinstance(at, (int, float)) else "?"
+        return f"the run of {when} skipped {counts}" + (f" ({first})" if first else "")
 
     def _load_model(self, scenario: Scenario) -> ModelBundle | None:
         return ModelBundle.load(self.config.models_dir, scenario, device=self.config.run.device,
@@ -315,6 +361,8 @@ class Runner:
         return [known[n] for n in names]
 
     def _flush_health(self, report: RunReport) -> None:
+        for message in take_damaged():      # state files this run found damaged and moved aside
+            self._health(report, "malformed_input", message, severity="medium")
         if report.health:
             result = self._writer().write(report.health, _dt(self.now))
             report.written += result.written
@@ -425,6 +473,7 @@ class Runner:
             plans[s.name] = (s, bundle, state, start, end)
         if not plans:
             self._check_no_data(report, run_state)
+            self._remember_skips(run_state)
             run_state["last_run"] = self.now
             atomic_write_json(self.run_state_file, run_state)
             return
@@ -488,6 +537,7 @@ class Runner:
         self._check_no_data(report, run_state)
         # Next time, reading resumes where the earliest scenario will need it.
         run_state["cursor"] = cursor.to_dict()
+        self._remember_skips(run_state)
         run_state["last_run"] = self.now
         atomic_write_json(self.run_state_file, run_state)
 
@@ -642,6 +692,32 @@ class Runner:
 def with_repeats(anomalies: list[Anomaly], repeats: dict) -> list[Anomaly]:
     """The anomalies with the repeats the anomaly log counted for them (escalation.py)."""
     return [dataclasses.replace(a, repeat=repeats[a.id]) if a.id in repeats else a for a in anomalies]
+
+
+def _where(source, alert: dict | None) -> str:
+    """Where the alert being aggregated was read: 'file:line' when the source knows."""
+    position = getattr(source, "position", None)
+    where = position() if position is not None else ""
+    if where:
+        return where
+    ident = alert.get("id") if isinstance(alert, dict) else None
+    return f"alert {ident}" if isinstance(ident, str) else "an alert"
+
+
+def _shape(value) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list with an object or a list inside"
+    if isinstance(value, str):
+        return f"{value[:40]!r}, not a number"
+    return f"{value!r}"[:40]
+
+
+def _skip_bad_alert(stats: SourceStats, source, agg: FeatureAggregator, alert: dict, exc: Exception) -> None:
+    log.debug("alert skipped for %s", agg.scenario.name, exc_info=True)
+    stats.skip("bad_alert", _where(source, alert),
+               f"scenario {agg.scenario.name} could not use it ({type(exc).__name__}: {str(exc)[:100]})")
 
 
 def parse_time(text: str) -> float:

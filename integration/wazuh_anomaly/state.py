@@ -18,9 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import fileio
+from . import fastjson, fileio
 from .errors import LockBusy
-from .fileio import atomic_write
+from .fileio import atomic_write, set_aside_damaged
+
+REBUILT = "what it held is rebuilt from the alerts and the models by this run"
 
 
 def atomic_write_json(path: Path, data: Any, *, mode: int = 0o640) -> None:
@@ -34,16 +36,23 @@ def state_dir_of(where: Any) -> Path:
     return Path(getattr(where, "state_dir", where))
 
 
-def read_json(path: Path, default: Any = None) -> Any:
-    """A state file's content; a missing or damaged one reads as `default` (and is logged):
-    state is rebuilt from the alerts and the models, never a reason to stop scoring."""
+def read_json(path: Path, default: Any = None, *, consequence: str = REBUILT) -> Any:
+    """A state file's content; a missing one reads as `default`, and so does a damaged
+    one, which is moved aside to `<name>.corrupt-<time>` and noted for a health event
+    (fileio.set_aside_damaged): state is never a reason to stop scoring."""
     try:
-        return json.loads(fileio.read_bytes(path).decode("utf-8"))
+        return fastjson.loads(fileio.read_bytes(path))
     except FileNotFoundError:
         return default
-    except (ValueError, UnicodeDecodeError):
-        logging.getLogger("wazuh_anomaly").warning("%s: damaged state file ignored; it is rewritten by this run", path)
+    except ValueError:
+        damaged(path, consequence)
         return default
+
+
+def damaged(path: Path, consequence: str = REBUILT) -> None:
+    """A state file that cannot be used: logged, moved aside and noted for a health event."""
+    logging.getLogger("wazuh_anomaly").warning("%s: damaged state file moved aside; %s", path, consequence)
+    set_aside_damaged(path, consequence)
 
 
 class RunLock:
@@ -123,15 +132,82 @@ class ScenarioState:
 
     @classmethod
     def load(cls, state_dir: Path, name: str) -> "ScenarioState":
-        data = read_json(state_dir / "scenarios" / f"{name}.json")
-        if not isinstance(data, dict):
+        path = state_dir / "scenarios" / f"{name}.json"
+        data = read_json(path)
+        if data is None:
             return cls(name)
-        return cls(name=name, watermark=data.get("watermark"), context=data.get("context") or {},
-                   last_run=data.get("last_run"), last_error=data.get("last_error"),
-                   last_anomalies=int(data.get("last_anomalies") or 0),
-                   total_anomalies=int(data.get("total_anomalies") or 0),
-                   vocabulary=data.get("vocabulary") or {},
-                   last_train_attempt=data.get("last_train_attempt"))
+        try:
+            return cls(name=name, watermark=_time(data.get("watermark")), context=_context(data.get("context")),
+                       last_run=_time(data.get("last_run")), last_error=_text(data.get("last_error")),
+                       last_anomalies=_count(data.get("last_anomalies")),
+                       total_anomalies=_count(data.get("total_anomalies")),
+                       vocabulary=_vocabulary(data.get("vocabulary")),
+                       last_train_attempt=_time(data.get("last_train_attempt")))
+        except (TypeError, ValueError, AttributeError, OverflowError):
+            damaged(path)
+            return cls(name)
 
     def save(self, state_dir: Path) -> None:
         atomic_write_json(state_dir / "scenarios" / f"{self.name}.json", self.to_json())
+
+
+# -- checking what a scenario state file holds (anything else is a damaged file) --------
+
+# Epoch seconds a state may hold: 1970 to the year 3000 (pandas cannot place later ones).
+_LAST_TIME = 32_503_680_000.0
+
+
+def _time(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < _LAST_TIME:
+        raise TypeError(f"not a time: {value!r}"[:80])
+    return float(value)
+
+
+def _count(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TypeError(f"not a count: {value!r}"[:80])
+    return value
+
+
+def _text(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError("not a text")
+    return value
+
+
+def _context(value: Any) -> dict[str, list[list[float]]]:
+    """entity key -> rows of numbers, all rows of one entity as long."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError("context is not an object")
+    for rows in value.values():
+        if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+            raise TypeError("context rows are not lists")
+        if len({len(row) for row in rows}) > 1:
+            raise ValueError("context rows of different lengths")
+        for row in rows:
+            for x in row:
+                if isinstance(x, bool) or not isinstance(x, (int, float)):
+                    raise TypeError("context value is not a number")
+    return value
+
+
+def _vocabulary(value: Any) -> dict:
+    """feature -> entity key -> value -> count."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError("vocabulary is not an object")
+    for entities in value.values():
+        if not isinstance(entities, dict):
+            raise TypeError("vocabulary entities are not an object")
+        for counts in entities.values():
+            if not isinstance(counts, dict) or not all(
+                    type(n) is int for n in counts.values()):
+                raise TypeError("vocabulary counts are not numbers")
+    return value

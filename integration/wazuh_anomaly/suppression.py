@@ -27,6 +27,9 @@ from .findings import Anomaly
 from .state import atomic_write_json, read_json, state_dir_of
 
 FILE_NAME = "suppressions.json"
+# What a damaged file costs (it is moved aside and reported, the rest goes on).
+IF_DAMAGED = ('the suppressions it held no longer apply: restore them from that copy or add them '
+              'again with "wazuh-anomaly suppress add"')
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _EVERY_RE = re.compile(r"^\s*(?P<days>[a-z,\-]+)\s+(?P<start>\d{1,2}:\d{2})\s*-\s*(?P<end>\d{1,2}:\d{2})\s*$")
 
@@ -203,7 +206,7 @@ def new_suppression(*, reason: str, scenario: str | None = None, entity: str | N
 def load_suppressions(layout: Any) -> list[Suppression]:
     """Every stored suppression (expired ones too: they still cover the anomalies before
     their expiry, e.g. in a backtest). `layout` is a Layout, a Config or the state directory."""
-    data = read_json(state_dir_of(layout) / FILE_NAME, {}) or {}
+    data = read_json(state_dir_of(layout) / FILE_NAME, {}, consequence=IF_DAMAGED) or {}
     items = data.get("suppressions", []) if isinstance(data, dict) else []
     out = []
     for item in items:

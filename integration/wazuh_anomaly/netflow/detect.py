@@ -83,6 +83,31 @@ class _Sum:
         return len(items), entry[0]
 
 
+def _number(x) -> bool:
+    return type(x) in (int, float) and x - x == 0          # not NaN, not infinite, not a bool
+
+
+def well_formed(state) -> bool:
+    """A saved detector state as to_json() writes it; anything else starts the windows empty."""
+    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+        return False
+    for name in ("scan_ports", "scan_hosts"):
+        seen = state.get(name) or {}
+        if not isinstance(seen, dict) or not all(
+                isinstance(m, dict) and all(_number(t) for t in m.values()) for m in seen.values()):
+            return False
+    for name in ("brute", "outbound", "dns", "dos"):
+        sums = state.get(name) or {}
+        if not isinstance(sums, dict) or not all(
+                isinstance(e, list) and len(e) == 2 and _number(e[0]) and isinstance(e[1], list)
+                and all(isinstance(i, list) and len(i) == 2 and _number(i[0]) and _number(i[1]) for i in e[1])
+                for e in sums.values()):
+            return False
+    beacons = state.get("beacons") or {}
+    return isinstance(beacons, dict) and all(
+        isinstance(b, list) and all(_number(t) for t in b) for b in beacons.values())
+
+
 def _evict(data: dict, horizon: float, last_seen) -> None:
     """Drops keys not seen within the window; if none, the oldest tenth (insertion order)."""
     stale = [k for k, v in data.items() if last_seen(v) < horizon]
@@ -112,7 +137,7 @@ class FlowDetector:
     def __init__(self, settings: NetflowSettings | None = None, state: dict | None = None):
         self.settings = s = settings or NetflowSettings()
         t = s.thresholds
-        state = state if isinstance(state, dict) and state.get("version") == STATE_VERSION else {}
+        state = state if well_formed(state) else {}
         self.scan_ports = _Seen(t.port_scan_window, t.max_tracked, state.get("scan_ports"))
         self.scan_hosts = _Seen(t.port_scan_window, t.max_tracked, state.get("scan_hosts"))
         self.brute = _Sum(t.brute_force_window, t.max_tracked, state.get("brute"))

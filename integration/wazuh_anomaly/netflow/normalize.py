@@ -92,7 +92,10 @@ class _Clock:
 
     def _parse(self, value, key: str) -> tuple[float, str]:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return self._epoch(float(value), key)
+            try:
+                return self._epoch(float(value), key)
+            except OverflowError:          # an integer past a double
+                raise BadRecord(f"{key} {value!r} is not a time after 1970") from None
         if not isinstance(value, str):
             raise BadRecord(f"{key} {value!r} is not a time")
         text = value.strip()
@@ -146,15 +149,19 @@ class _Clock:
         return epoch, text + "Z"
 
 
+# Counters are 64-bit in NetFlow/IPFIX; a larger number is not a count (and JSON writers refuse it).
+MAX_COUNT = (1 << 63) - 1
+
+
 def _count(record: dict, key: str) -> int:
     value = record.get(key, 0)
-    if type(value) is int and value >= 0:
+    if type(value) is int and 0 <= value <= MAX_COUNT:
         return value
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isdigit() and len(value) < 20 and int(value) <= MAX_COUNT:
         return int(value)
-    if isinstance(value, float) and value >= 0 and value.is_integer():
+    if isinstance(value, float) and 0 <= value <= MAX_COUNT and value.is_integer():
         return int(value)
-    raise BadRecord(f"{key} {value!r} is not a count")
+    raise BadRecord(f"{key} {repr(value)[:60]} is not a count")
 
 
 def _port(record: dict, key: str) -> int | None:
@@ -231,7 +238,7 @@ class Normalizer:
         dst = record.get("ip_dst")
         if not isinstance(src, str) or not isinstance(dst, str):
             kind = record.get("event_type")
-            if kind in _MARKER_EVENTS:
+            if isinstance(kind, str) and kind in _MARKER_EVENTS:
                 raise BadRecord(f"a '{kind}' marker, not a flow")
             missing = "ip_src" if not isinstance(src, str) else "ip_dst"
             raise BadRecord(f"{missing} is missing; aggregate on src_host,dst_host in pmacct")
@@ -256,10 +263,10 @@ class Normalizer:
         if type(dport) is not int or not 0 <= dport <= 65535:
             dport = _port(record, "port_dst")
         bytes_ = record.get("bytes", 0)
-        if type(bytes_) is not int or bytes_ < 0:
+        if type(bytes_) is not int or not 0 <= bytes_ <= MAX_COUNT:
             bytes_ = _count(record, "bytes")
         packets = record.get("packets", 0)
-        if type(packets) is not int or packets < 0:
+        if type(packets) is not int or not 0 <= packets <= MAX_COUNT:
             packets = _count(record, "packets")
         collector = "nfacctd" if ("timestamp_start" in record or "peer_ip_src" in record) else "pmacctd"
 

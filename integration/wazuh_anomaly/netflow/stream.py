@@ -23,7 +23,7 @@ import orjson
 
 from ..errors import WazuhAnomalyError
 from ..eventtext import MAX_LINE_BYTES as MAX_EVENT_BYTES
-from ..fileio import atomic_write, makedirs, open_append, open_binary, open_file, read_bytes
+from ..fileio import atomic_write, makedirs, open_append, open_binary, open_file, read_bytes, set_aside_damaged
 from ..sources.alerts_file import _fingerprint_length, _head_fingerprint
 from .detect import FlowDetector
 from .normalize import BadRecord, Normalizer
@@ -95,7 +95,15 @@ class FlowPipeline:
             except BadRecord as exc:
                 stats.skip(where, str(exc))
                 continue
-            data = dumps(event)
+            except (TypeError, ValueError, OverflowError, KeyError, AttributeError) as exc:
+                # a value of a type no check foresaw: this line only, never the collector
+                stats.skip(where, f"a field of an unexpected type ({type(exc).__name__}: {str(exc)[:80]})")
+                continue
+            try:
+                data = dumps(event)
+            except (TypeError, OverflowError) as exc:   # orjson's JSONEncodeError is a TypeError
+                stats.skip(where, f"the flow event cannot be written as JSON ({str(exc)[:80]})")
+                continue
             if len(data) > MAX_EVENT_BYTES:   # every field is bounded; this only guards logcollector's limit
                 stats.skip(where, f"the flow event would be longer than the {MAX_EVENT_BYTES} bytes a line may take")
                 continue
@@ -185,14 +193,21 @@ def atomic_write_json(path: Path, data, *, mode: int = 0o640) -> None:
 
 
 def read_json(path: Path, default=None):
-    """A damaged or missing state file reads as `default`: the windows restart empty."""
+    """A damaged or missing state file reads as `default`: the windows restart empty, and
+    a damaged one is moved aside to `<name>.corrupt-<time>` (and logged)."""
     try:
         return orjson.loads(read_bytes(path))
     except FileNotFoundError:
         return default
     except orjson.JSONDecodeError:
-        log.warning("%s: damaged state file ignored; it is rewritten by this run", path)
+        _set_aside(path)
         return default
+
+
+def _set_aside(path: Path) -> None:
+    consequence = "the flows are read again from the start of the file and the windows start empty"
+    set_aside_damaged(path, consequence)
+    log.warning("%s: damaged state file moved aside; %s", path, consequence)
 
 
 def state_file_for(state_dir: Path, input_path: Path) -> Path:
@@ -208,7 +223,10 @@ class _Resume:
         self.state_file = state_file
         self.output = output if isinstance(output, FileOutput) else None
         data = read_json(state_file, {}) if state_file else {}
-        self.data = data if isinstance(data, dict) else {}
+        if not isinstance(data, dict) or not isinstance(data.get("file", {}), dict):
+            _set_aside(state_file)
+            data = {}
+        self.data = data
         pending = self.data.pop("pending", None)
         if pending and self.output is not None:
             try:
@@ -225,12 +243,17 @@ class _Resume:
         return self.data.get("detector")
 
     def offset_for(self, fd: int, st: os.stat_result) -> tuple[int, int]:
-        mark = self.data.get("file") or {}
-        if mark.get("id") != f"{st.st_dev}:{st.st_ino}" or mark.get("offset", 0) > st.st_size:
+        mark = self.data.get("file")
+        if not isinstance(mark, dict):
             return 0, 0
-        if _head_fingerprint(fd, _fingerprint_length(mark.get("head", ""), st.st_size)) != mark.get("head"):
+        offset, line, head = mark.get("offset", 0), mark.get("line", 0), mark.get("head", "")
+        if type(offset) is not int or type(line) is not int or not isinstance(head, str) or offset < 0 or line < 0:
+            return 0, 0                    # a hand-edited or damaged mark: read the file again
+        if mark.get("id") != f"{st.st_dev}:{st.st_ino}" or offset > st.st_size:
             return 0, 0
-        return int(mark["offset"]), int(mark.get("line", 0))
+        if _head_fingerprint(fd, _fingerprint_length(head, st.st_size)) != head:
+            return 0, 0
+        return offset, line
 
     def _state(self, fd: int, offset: int, line: int, detector: FlowDetector | None) -> dict:
         st = os.fstat(fd)

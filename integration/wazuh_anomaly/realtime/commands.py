@@ -8,12 +8,13 @@ import os
 import time
 from typing import Iterable, Iterator
 
+from .. import fastjson
 from ..errors import WazuhAnomalyError
 from . import config as _config
-from .engine import RealtimeEngine
+from .engine import INPUT_STATE, RealtimeEngine
 from .integration import Paths
 from .fields import alert_time
-from ..fileio import atomic_write, read_bytes
+from ..fileio import atomic_write, read_bytes, take_damaged
 from .store import FILE_MODE, StateStore, ensure_shared_dir, read_states
 
 DAY = 86400.0
@@ -31,7 +32,7 @@ def alerts_from_files(files: Iterable[str]) -> Iterator[dict]:
             with opener(name, "rt", encoding="utf-8", errors="replace") as fh:
                 for line in fh:
                     try:
-                        alert = json.loads(line)
+                        alert = fastjson.loads(line)
                     except ValueError:
                         continue
                     if isinstance(alert, dict):
@@ -195,12 +196,15 @@ def status_lines(prefix: str) -> list[str]:
         until = det.learn_until(st) if st else None
         mode = "not started (no alert seen yet)" if not st.get("started") else \
             f"learning until {_iso(until)}" if det.learning(st, time.time()) else f"detecting since {_iso(until)}"
-        n_values = sum(len(e.get("values") or ()) for e in keys.values())
-        full = sum(1 for e in keys.values() if e.get("full"))
+        entries = [e for e in keys.values() if isinstance(e, dict)]
+        n_values = sum(len(e["values"]) for e in entries if isinstance(e.get("values"), list))
+        full = sum(1 for e in entries if e.get("full"))
         lines.append(f"{det.name} ({det.spec['type']}): {mode}; {len(keys)} keys"
                      + (f", {n_values} values" if det.spec["type"] == "new_value" else "")
                      + (f", {full} keys at the value cap" if full else "")
                      + (f", {st['dropped_keys']} keys over the cap not tracked" if st.get("dropped_keys") else "")
+                     + (f", {st['dropped_values']} values over the caps not learned" if st.get("dropped_values") else "")
+                     + (f", {st['reset_keys']} damaged keys learned again" if st.get("reset_keys") else "")
                      + f"; {st.get('findings', 0)} findings, last {_iso(st.get('last_finding'))}")
     for spec in engine.model_specs:
         model = engine.model(spec)
@@ -209,7 +213,11 @@ def status_lines(prefix: str) -> list[str]:
         else:
             lines.append(f"{spec['name']} (rare {spec['target']} events): trained {model.doc.get('trained_at')} on "
                          f"{model.doc.get('training_events')} events, threshold {model.threshold:.4f}")
-    lines += [f"problem: {p}" for p in engine.problems]
+    skipped = states.get(INPUT_STATE) or {}
+    if skipped:
+        lines.append("skipped input (alerts no detector could use; details in logs/integrations.log): "
+                     + ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items())))
+    lines += [f"problem: {p}" for p in engine.problems + take_damaged()]
     return lines
 
 

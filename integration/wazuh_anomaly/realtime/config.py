@@ -268,7 +268,7 @@ def load(path: str, cache: str | None) -> dict:
             cached = fastjson.load_file(cache)
             if cached.get("version") == CACHE_VERSION and cached.get("source") == signature:
                 return cached["config"]
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, KeyError, TypeError):  # damaged: rebuilt from the YAML
             pass
     config = load_yaml(path)
     if cache:

@@ -9,10 +9,13 @@ from the alerts it sees until its learn mode ends, then reports what it never sa
   band learned from complete windows.
 
 A detector's state is a plain dict (saved by `store.StateStore`), bounded: at most
-`max_keys` keys and `max_values_per_key` values per key. A key that reaches the value
-cap is marked `full` and no longer reported on: a key with that many values is too
-varied for a first-seen value to mean anything. Keys beyond `max_keys` are counted in
-`dropped_keys` and not tracked. Time is the alert's own timestamp, so replaying
+`max_keys` keys and `max_values_per_key` values per key, at most MAX_VALUES values in
+all, and each key or value at most MAX_VALUE_CHARS characters (a longer one is kept as
+its first characters and a checksum of the whole, so it still compares exactly). A key
+that reaches the value cap is marked `full` and no longer reported on: a key with that
+many values is too varied for a first-seen value to mean anything. Keys beyond
+`max_keys` are counted in `dropped_keys`, values beyond a cap in `dropped_values`, and
+neither is tracked. Time is the alert's own timestamp, so replaying
 history (`wazuh-anomaly realtime learn`) behaves exactly as the live path did.
 """
 from __future__ import annotations
@@ -20,26 +23,44 @@ from __future__ import annotations
 from .fields import first, values
 
 DAY = 86400.0
+# A learned key or value longer than this is kept as its first characters and a checksum
+# (a 60 KB command line would otherwise be stored, and read back for every alert, whole).
+MAX_VALUE_CHARS = 256
+# Learned values per detector in all keys together: the state file stays small enough to
+# be read for every alert (5000 keys x 200 values of long command lines made a 31 MB one).
+MAX_VALUES = 50_000
 KIND_OF_TYPE = {"new_value": "rare_value", "value_range": "rare_value", "frequency": "rare_value"}
+
+
+def _groups(rule: dict) -> list:
+    """rule.groups as a list of strings, whatever JSON holds there."""
+    groups = rule.get("groups")
+    if isinstance(groups, str):
+        return [groups]
+    if not isinstance(groups, list):
+        return []
+    return [g for g in groups if isinstance(g, str)]
 
 
 def matches(filt: dict, alert: dict) -> bool:
     """Does the alert pass a detector's filter (groups any-of, rule ids, level, ignore lists)?"""
     if not filt:
         return True
-    rule = alert.get("rule") or {}
-    groups = rule.get("groups") or ()
+    rule = alert.get("rule")
+    if not isinstance(rule, dict):
+        rule = {}
+    groups = _groups(rule)
     if "groups" in filt and not any(g in groups for g in filt["groups"]):
         return False
     if "not_groups" in filt and any(g in groups for g in filt["not_groups"]):
         return False
-    if "rule_ids" in filt and str(rule.get("id")) not in filt["rule_ids"]:
+    if "rule_ids" in filt and first(alert, "rule.id") not in filt["rule_ids"]:
         return False
     if "min_level" in filt:
         try:
             if int(rule.get("level", 0)) < filt["min_level"]:
                 return False
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return False
     for field, ignored in (filt.get("ignore") or {}).items():
         if any(v in ignored for v in values(alert, field)):
@@ -57,7 +78,21 @@ def _key(alert: dict, fields: list[str]) -> str | None:
         if v is None or v == "":
             return None
         parts.append(v)
-    return "\x1f".join(parts)
+    return bounded("\x1f".join(parts))
+
+
+def bounded(text: str) -> str:
+    """`text`, or for a longer one its first characters and a checksum of the whole."""
+    if len(text) <= MAX_VALUE_CHARS:
+        return text
+    from zlib import crc32     # only for a long value: not on every alert's path
+
+    tail = f"...[{len(text)} chars, crc {crc32(text.encode('utf-8', 'surrogatepass')):08x}]"
+    return text[:MAX_VALUE_CHARS - len(tail)] + tail
+
+
+def _drop_value(state: dict) -> None:
+    state["dropped_values"] = state.get("dropped_values", 0) + 1
 
 
 class Detector:
@@ -93,6 +128,11 @@ class Detector:
             changed = True
         keys = state.setdefault("keys", {})
         entry = keys.get(key)
+        if entry is not None and not self._sane(entry):
+            del keys[key]                  # a damaged entry in a hand-edited state: learned again
+            state["reset_keys"] = state.get("reset_keys", 0) + 1
+            state.pop("values_total", None)
+            entry = None
         if entry is None:
             if len(keys) >= self.spec["max_keys"]:
                 state["dropped_keys"] = state.get("dropped_keys", 0) + 1
@@ -100,7 +140,7 @@ class Detector:
             entry = keys[key] = {"since": t}
             changed = True
         learning = force_learn or self.learning(state, t) or t < entry["since"] + self.spec["new_key_learn_hours"] * 3600
-        findings, entry_changed = self._observe(entry, alert, t, learning)
+        findings, entry_changed = self._observe(entry, alert, t, learning, state)
         if findings:
             state["findings"] = state.get("findings", 0) + len(findings)
             state["last_finding"] = t
@@ -111,12 +151,36 @@ class Detector:
                          since=state["started"])
         return findings, changed or entry_changed or bool(findings)
 
-    def _observe(self, entry: dict, alert: dict, t: float, learning: bool) -> tuple[list[dict], bool]:
+    def _observe(self, entry: dict, alert: dict, t: float, learning: bool, state: dict) -> tuple[list[dict], bool]:
         raise NotImplementedError
+
+    # entry field -> the types it may hold; anything else means the entry is damaged
+    FIELDS: dict = {}
+
+    def _sane(self, entry) -> bool:
+        if not isinstance(entry, dict) or not _number(entry.get("since")):
+            return False
+        for name, kinds in self.FIELDS.items():
+            value = entry.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, kinds) or (isinstance(value, bool) and kinds is not bool):
+                return False
+        return True
+
+
+def _length(values) -> int:
+    return len(values) if isinstance(values, list) else 0
+
+
+def _number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value == value
 
 
 class NewValue(Detector):
-    def _observe(self, entry, alert, t, learning):
+    FIELDS = {"values": list, "full": bool}
+
+    def _observe(self, entry, alert, t, learning, state):
         value = _key(alert, self.spec["value"])
         if value is None:
             return [], False
@@ -124,10 +188,17 @@ class NewValue(Detector):
         if value in known:
             return [], False
         if len(known) >= self.spec["max_values_per_key"]:
-            if not entry.get("full"):
+            if not entry.get("full"):   # `full` says the key drops its new values (status counts them)
                 entry["full"] = True
                 return [], True
             return [], False
+        total = state.get("values_total")
+        if not _number(total):
+            total = sum(_length(e.get("values")) for e in state["keys"].values() if isinstance(e, dict))
+        if total >= MAX_VALUES:
+            _drop_value(state)
+            return [], True
+        state["values_total"] = total + 1
         known.append(value)
         if learning or entry.get("full"):
             return [], True
@@ -137,12 +208,16 @@ class NewValue(Detector):
 
 
 class ValueRange(Detector):
-    def _observe(self, entry, alert, t, learning):
+    FIELDS = {"lo": (int, float), "hi": (int, float), "reported": list}
+
+    def _observe(self, entry, alert, t, learning, state):
         raw = first(alert, self.spec["value"][0])
         try:
             x = float(raw)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return [], False
+        if x != x or x in (float("inf"), float("-inf")):
+            return [], False                # "nan", "1e999": not a value a range can learn
         lo, hi = entry.get("lo"), entry.get("hi")
         if learning or lo is None:
             if lo is None or x < lo or x > hi:
@@ -153,18 +228,23 @@ class ValueRange(Detector):
         span = max(hi - lo, abs(hi) * 0.01, 1e-9) * self.spec["margin"]
         if lo - span <= x <= hi + span:
             return [], False
+        raw = bounded(raw)
         reported = entry.setdefault("reported", [])
         if raw in reported:
             return [], False  # each out-of-range value is reported once per key
         if len(reported) < self.spec["max_values_per_key"]:
             reported.append(raw)
+        else:
+            _drop_value(state)
         return [{"value_fields": self.spec["value"], "value": raw, "expected_low": lo, "expected_high": hi,
                  "score": x, "threshold": hi + span if x > hi else lo - span,
                  "what": "value above its learned range" if x > hi else "value below its learned range"}], True
 
 
 class Frequency(Detector):
-    def _observe(self, entry, alert, t, learning):
+    FIELDS = {"w": (int, float), "c": int, "fired": bool, "lo": (int, float), "hi": (int, float), "n": int}
+
+    def _observe(self, entry, alert, t, learning, state):
         if self.spec["value"] and _key(alert, self.spec["value"]) is None:
             return [], False
         width = self.spec["window_minutes"] * 60

@@ -6,8 +6,14 @@ import time
 
 from ..errors import ModelError
 from . import detectors as _detectors
-from .fields import alert_time
+from .fields import alert_time, first
 from .rarity import RareEventModel, extract
+
+# An alert stamped further ahead of the clock than this is skipped (and counted): learned
+# as it is, a year-9999 timestamp would keep a detector in learn mode for ever.
+FUTURE_SECONDS = 86400.0
+# The store's document of input skipped per reason (future_timestamp, bad_alert), for `realtime status`.
+INPUT_STATE = "skipped-input"
 
 
 def _finding(data: dict, alert: dict):
@@ -44,37 +50,68 @@ class RealtimeEngine:
         return self._models[name]
 
     def process(self, store, alert: dict, *, force_learn: bool = False, now: float | None = None) -> list:
-        """The findings one alert raises (state updated in `store`; nothing written)."""
+        """The findings one alert raises (state updated in `store`; nothing written).
+        Whatever the alert's shape, a detector that cannot use it skips it with one
+        sentence in `problems`; the other detectors still see it."""
         rule = alert.get("rule") if isinstance(alert.get("rule"), dict) else {}
         data = alert.get("data") if isinstance(alert.get("data"), dict) else {}
-        if "anomaly" in (rule.get("groups") or ()) or data.get("integration") == "anomaly":
+        groups = rule.get("groups")
+        if (isinstance(groups, list) and "anomaly" in groups) or data.get("integration") == "anomaly":
             return []  # our own alerts (rules 117xxx) would otherwise feed back into the detectors
+        clock = time.time() if now is None else now
         t = alert_time(alert)
         if t is None:
-            t = time.time() if now is None else now
+            t = clock
+        elif t > time.time() + FUTURE_SECONDS:
+            self.skipped("future_timestamp", alert, store, f"stamped {alert.get('timestamp') or alert.get('@timestamp')}, "
+                                                        f"more than a day ahead of this manager's clock")
+            return []
         found: list = []
         for det in self.detectors:
             state = store.get(det.name)
-            findings, changed = det.observe(state, alert, t, force_learn=force_learn)
+            try:
+                findings, changed = det.observe(state, alert, t, force_learn=force_learn)
+                found.extend(_finding(f, alert) for f in findings)
+            except Exception as exc:  # noqa: BLE001 - an odd alert costs this detector this alert
+                self.skipped("bad_alert", alert, store, f"detector {det.name} could not use it "
+                                                        f"({type(exc).__name__}: {str(exc)[:100]})")
+                continue
             if changed:
                 store.mark(det.name)
-            found.extend(_finding(f, alert) for f in findings)
         if not force_learn:
-            for spec in self.model_specs:
-                if not _detectors.matches(spec.get("filter") or {}, alert):
-                    continue
-                got = extract(spec["target"], alert, ignore_users=spec["ignore_users"],
-                              ignore_path_prefixes=spec["ignore_path_prefixes"])
-                if got is None:
-                    continue
-                model = self.model(spec)
-                if model is None:
-                    continue
-                ev, tokens = got
-                score = model.score_tokens(tokens)
-                if score <= model.threshold:
-                    continue
-                found.append(_finding(self._rare_event(spec, model, ev, alert, score, t), alert))
+            try:
+                found.extend(self._rare_events(alert, t))
+            except Exception as exc:  # noqa: BLE001
+                self.skipped("bad_alert", alert, store, f"the rare-event models could not use it "
+                                                        f"({type(exc).__name__}: {str(exc)[:100]})")
+        return found
+
+    def skipped(self, reason: str, alert: dict, store, why: str) -> None:
+        """One sentence in `problems`, and a count per reason in the store's `input` state."""
+        ident = alert.get("id")
+        self.problems.append(f"alert {ident if isinstance(ident, str) else '(no id)'} skipped ({reason}): {why}.")
+        counts = store.get(INPUT_STATE)
+        n = counts.get(reason)
+        counts[reason] = n + 1 if type(n) is int else 1
+        store.mark(INPUT_STATE)
+
+    def _rare_events(self, alert: dict, t: float) -> list:
+        found: list = []
+        for spec in self.model_specs:
+            if not _detectors.matches(spec.get("filter") or {}, alert):
+                continue
+            got = extract(spec["target"], alert, ignore_users=spec["ignore_users"],
+                          ignore_path_prefixes=spec["ignore_path_prefixes"])
+            if got is None:
+                continue
+            model = self.model(spec)
+            if model is None:
+                continue
+            ev, tokens = got
+            score = model.score_tokens(tokens)
+            if score <= model.threshold:
+                continue
+            found.append(_finding(self._rare_event(spec, model, ev, alert, score, t), alert))
         return found
 
     @staticmethod
@@ -82,7 +119,7 @@ class RealtimeEngine:
         if spec["target"] == "fim":
             value_field, value = "syscheck.path", ev["path"]
             what = f"rare file change ({ev['event'] or 'event'})"
-            key_field, key = ("syscheck.uname_after", ev["user"]) if ev["user"] else ("agent.id", str((alert.get("agent") or {}).get("id", "")))
+            key_field, key = ("syscheck.uname_after", ev["user"]) if ev["user"] else ("agent.id", first(alert, "agent.id") or "")
         else:
             value_field, value = "command", ev["command"] or ev["exe"]
             what = "rare command"
@@ -95,4 +132,4 @@ class RealtimeEngine:
                 "description": spec["description"], "key_fields": [key_field], "key": key,
                 "value_fields": [value_field], "value": value, "at": t, "score": score,
                 "threshold": model.threshold, "what": what, "model_version": model.version,
-                "alert_id": str(alert.get("id") or "")}
+                "alert_id": first(alert, "id") or ""}

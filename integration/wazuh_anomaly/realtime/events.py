@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from .. import SCHEMA_VERSION
 from ..eventtext import INTEGRATION, MAX_DESCRIPTION, MAX_NAME, MAX_SUMMARY, MAX_VALUE, clip, entity_dstuser, \
     entity_srcip, iso, num, plain, stable_id
+from .fields import first
 
 # Every dotted field a real-time event can carry (the ruleset checker reads it).
 RARE_EVENT_FIELDS: frozenset[str] = frozenset({
@@ -114,16 +115,16 @@ class RareFinding:
             version = f"{d['type']}/learning-since-{iso(_utc(d['since']))}" if d.get("since") is not None else d["type"]
         body["model_version"] = clip(version, MAX_NAME)
         alert = self.alert
-        rule = alert.get("rule") or {}
-        agent = alert.get("agent") or {}
         source = {}
-        if alert.get("id") is not None:
-            source["id"] = clip(alert["id"], MAX_NAME)
-        if rule.get("id") is not None:
-            source["rule_id"] = clip(rule["id"], MAX_NAME)
-        if agent.get("id") is not None or agent.get("name") is not None:
-            source["agent"] = clip(f"{agent.get('name', '')} ({agent.get('id', '')})", MAX_NAME)
-        alert_ip = entity_srcip("data.srcip", str((alert.get("data") or {}).get("srcip") or ""))
+        ident, rule_id = first(alert, "id"), first(alert, "rule.id")
+        agent_id, agent_name = first(alert, "agent.id"), first(alert, "agent.name")
+        if ident is not None:
+            source["id"] = clip(ident, MAX_NAME)
+        if rule_id is not None:
+            source["rule_id"] = clip(rule_id, MAX_NAME)
+        if agent_id is not None or agent_name is not None:
+            source["agent"] = clip(f"{agent_name or ''} ({agent_id or ''})", MAX_NAME)
+        alert_ip = entity_srcip("data.srcip", first(alert, "data.srcip") or "")
         if alert_ip:
             source["srcip"] = alert_ip
         if source:

@@ -8,7 +8,10 @@ TIMEOUT RETRIES ...; empty values arrive as empty strings and the trailing
 
 Light on purpose: a new process per alert, so only the standard library is imported
 (tests/test_realtime_integration.py checks that numpy, pandas, torch and yaml are not).
-Errors become one line in logs/integrations.log and exit code 1.
+Errors become one line in logs/integrations.log and exit code 1, never a traceback; an
+alert a detector cannot use is one line too (the other detectors still see it), and a
+damaged state file is moved aside, logged and written to anomalies.json as a
+`malformed_input` health event.
 """
 from __future__ import annotations
 
@@ -20,6 +23,9 @@ from ..errors import WazuhAnomalyError
 from .. import fastjson
 
 NAME = "custom-anomaly"
+# An alert waits at most this long for the detectors' state (LockTimeout, one line, exit 1):
+# a stuck holder must not stall wazuh-integratord, which runs one integration at a time.
+STATE_LOCK_TIMEOUT_SECONDS = 60.0
 
 
 class Paths:
@@ -94,7 +100,7 @@ def handle(paths: Paths, alert: dict, *, only: list[str] | None = None, debug: b
 
     cfg = _config.load(paths.config, paths.cache)
     engine = RealtimeEngine(cfg, paths.models, only=only)
-    with StateStore(paths.base) as store:
+    with StateStore(paths.base, lock_timeout=STATE_LOCK_TIMEOUT_SECONDS) as store:
         findings = engine.process(store, alert)
         written = 0
         if findings:
@@ -106,9 +112,30 @@ def handle(paths: Paths, alert: dict, *, only: list[str] | None = None, debug: b
             written = AnomalyLog(paths.anomalies, paths.base).write(findings, datetime.now(timezone.utc)).written
     for problem in engine.problems:
         _log(paths, problem)
+    report_damaged(paths)
     if debug:
         _log(paths, f"alert {alert.get('id')}: {len(findings)} findings, {written} written")
     return written
+
+
+def report_damaged(paths: Paths) -> None:
+    """Damaged state files moved aside by this process: a line in integrations.log and a
+    `malformed_input` health event each (rare: the emitter is only imported then)."""
+    from ..fileio import take_damaged
+
+    messages = take_damaged()
+    if not messages:
+        return
+    from datetime import datetime, timezone
+
+    from ..emitter import AnomalyWriter
+    from ..findings import HealthEvent
+
+    now = datetime.now(timezone.utc)
+    for message in messages:
+        _log(paths, message)
+    events = [HealthEvent(check="malformed_input", message=m, at=now, severity="medium") for m in messages]
+    AnomalyWriter(paths.anomalies, paths.base).write(events, now)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         _log(paths, f"{where}{exc.strerror or exc}; the wazuh user needs write access to var/anomaly/realtime "
                     f"and logs/anomaly (install.sh --realtime sets it up).")
+        return 1
+    except Exception as exc:  # noqa: BLE001 - integratord shows stderr as is: one sentence, never a traceback
+        _log(paths, f"{args[0]}: the alert could not be handled ({type(exc).__name__}: {str(exc)[:200]}); it was "
+                    f"skipped. Please report this line with the alert file's content to the wazuh-anomaly developers.")
         return 1
     return 0
 

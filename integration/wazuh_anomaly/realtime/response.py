@@ -113,6 +113,35 @@ def own_addresses(runner=subprocess.run) -> list:
     return out
 
 
+def canonical_address(raw):
+    """The address in `raw` (an IPv4-mapped IPv6 address as IPv4), or None: only a string
+    holding one plain address, without an IPv6 zone or scope ('%eth0') and without a
+    prefix length. Only `str()` of what this returns ever reaches a firewall command."""
+    if not isinstance(raw, str):
+        return None
+    text = raw.strip()
+    if not text or len(text) > 45 or "%" in text:
+        return None
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if getattr(address, "scope_id", None):
+        return None
+    if address.version == 6 and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address
+
+
+def _firewall_address(address: str) -> str:
+    """`address` if it is exactly the canonical text of an address, else ValueError: the
+    last check before an argv (a zone or stray text must never reach nft or iptables)."""
+    parsed = canonical_address(address)
+    if parsed is None or str(parsed) != address:
+        raise ValueError(f"{address!r} is not the canonical text of an IP address; no firewall command is built")
+    return address
+
+
 def source_address(alert: dict) -> str | None:
     data = alert.get("data") if isinstance(alert.get("data"), dict) else {}
     return data.get("srcip") or alert.get("srcip")
@@ -134,17 +163,14 @@ def decide(alert: dict, cfg: dict, own: list) -> tuple[str | None, str]:
     raw = source_address(alert)
     if not raw:
         return None, "the alert carries no srcip; nothing to block"
-    try:
-        address = ipaddress.ip_address(str(raw).strip())
-    except ValueError:
-        return None, f"srcip '{raw}' is not an IP address; nothing blocked"
+    address = canonical_address(raw)
+    if address is None:
+        return None, f"srcip {str(raw)[:100]!r} is not an IP address (one plain address, no zone); nothing blocked"
     severity = anomaly_severity(alert)
     if severity not in SEVERITIES:
         return None, f"{address}: severity {severity!r} unknown; nothing blocked"
     if SEVERITIES.index(severity) < SEVERITIES.index(cfg["min_severity"]):
         return None, f"{address}: severity {severity} is below min_severity {cfg['min_severity']}; not blocked"
-    if address.version == 6 and address.ipv4_mapped:
-        address = address.ipv4_mapped
     for net in cfg["never_block_networks"]:
         if address.version == net.version and address in net:
             return None, f"{address} is in the never-block list ({net}); not blocked"
@@ -163,7 +189,7 @@ def backend(cfg: dict) -> str:
 
 def block_commands(address: str, fw: str, *, existing: str = "") -> list[list[str]]:
     """The argv lists that block `address` (nftables: a set per family in our own table)."""
-    v6 = ":" in address
+    v6 = ":" in _firewall_address(address)
     if fw == "nftables":
         setname = "blocked6" if v6 else "blocked4"
         cmds = [["nft", "add", "table", "inet", NFT_TABLE],
@@ -182,7 +208,7 @@ def block_commands(address: str, fw: str, *, existing: str = "") -> list[list[st
 
 
 def unblock_commands(address: str, fw: str) -> list[list[str]]:
-    v6 = ":" in address
+    v6 = ":" in _firewall_address(address)
     if fw == "nftables":
         return [["nft", "delete", "element", "inet", NFT_TABLE, "blocked6" if v6 else "blocked4", f"{{ {address} }}"]]
     tool = "ip6tables" if v6 else "iptables"
@@ -195,6 +221,7 @@ def _run(argv: list[str], runner) -> subprocess.CompletedProcess:
 
 
 def apply_block(address: str, fw: str, runner=subprocess.run) -> tuple[bool, str]:
+    _firewall_address(address)
     existing = ""
     if fw == "nftables":
         listed = _run(["nft", "list", "table", "inet", NFT_TABLE], runner)
@@ -211,6 +238,7 @@ def apply_block(address: str, fw: str, runner=subprocess.run) -> tuple[bool, str
 
 
 def apply_unblock(address: str, fw: str, runner=subprocess.run) -> tuple[bool, str]:
+    _firewall_address(address)
     failures = []
     for argv in unblock_commands(address, fw):
         done = _run(argv, runner)
@@ -304,7 +332,8 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None, runner=subproce
         return 1
     # Like Wazuh's own scripts: the message as received (the stock ar_log_json decoder reads it).
     log(prefix, as_received(line))
-    rule = (alert.get("rule") or {}).get("id", "?")
+    rule = alert.get("rule")
+    rule = str(rule.get("id", "?"))[:20] if isinstance(rule, dict) else "?"
     try:
         cfg = load_config(os.path.join(prefix, "etc", "anomaly", "active-response.yaml"))
     except ConfigError as exc:
@@ -313,11 +342,11 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None, runner=subproce
     fw = backend(cfg)
     if command == "delete":
         raw = source_address(alert)
-        try:
-            address = str(ipaddress.ip_address(str(raw).strip()))
-        except ValueError:
-            log(prefix, f"delete: srcip {raw!r} is not an IP address; nothing to unblock")
+        parsed = canonical_address(raw)
+        if parsed is None:
+            log(prefix, f"delete: srcip {str(raw)[:100]!r} is not an IP address; nothing to unblock")
             return 1
+        address = str(parsed)
         ok, what = apply_unblock(address, fw, runner)
         log(prefix, f"delete (rule {rule}): {what}")
         return 0 if ok else 1

@@ -13,7 +13,7 @@ import fcntl
 import os
 
 from .. import fastjson, fileio
-from ..fileio import atomic_write
+from ..fileio import atomic_write, lock_exclusive, set_aside_damaged
 
 FILE_MODE = 0o660
 DIR_MODE = 0o2770
@@ -28,8 +28,13 @@ def ensure_shared_dir(path: str) -> None:
 class StateStore:
     """One JSON document per detector under `<dir>/state/`, read and written under a lock."""
 
-    def __init__(self, directory: str):
+
+    def __init__(self, directory: str, *, lock_timeout: float | None = None):
+        """lock_timeout: give up (LockTimeout) after this many seconds instead of waiting
+        for ever; the integration sets it, the CLI waits (`realtime learn` holds the lock
+        for its whole replay)."""
         self.directory = directory
+        self.lock_timeout = lock_timeout
         self.state_dir = os.path.join(directory, "state")
         self.lock_path = os.path.join(directory, "state.lock")
         self._fd: int | None = None
@@ -43,7 +48,15 @@ class StateStore:
         except PermissionError:
             # A lock file only root may write: a shared lock on a read-only descriptor still excludes.
             fd = fileio.open_file(self.lock_path, os.O_RDONLY)
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if self.lock_timeout is None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            else:
+                lock_exclusive(fd, self.lock_path, self.lock_timeout, "the real-time state lock",
+                               "so this alert was not evaluated (a 'wazuh-anomaly realtime learn' may still be running)")
+        except BaseException:
+            os.close(fd)
+            raise
         try:
             if os.fstat(fd).st_uid == os.geteuid():
                 os.fchmod(fd, FILE_MODE)  # the other user (root or wazuh) must open it too
@@ -65,16 +78,19 @@ class StateStore:
         return os.path.join(self.state_dir, f"{name}.json")
 
     def get(self, name: str) -> dict:
-        """The state of one detector ({} when new or damaged: it relearns, never stops)."""
+        """The state of one detector ({} when new or damaged: it relearns, never stops).
+        A damaged file is moved aside and noted (fileio.damaged) for the caller to report."""
         if name not in self._loaded:
+            path = self.path(name)
             try:
-                data = fastjson.loads(fileio.read_bytes(self.path(name)))
-                if not isinstance(data, dict):
-                    data = {}
+                data = fastjson.loads(fileio.read_bytes(path))
             except FileNotFoundError:
                 data = {}
-            except (ValueError, UnicodeDecodeError):
-                data = {"damaged": True}
+            except ValueError:   # cut short, zeroed, not UTF-8, not JSON
+                data = None
+            if data is None or not well_formed(data):
+                set_aside_damaged(path, f"detector {name} learns again from the next alerts")
+                data = {}
             self._loaded[name] = data
         return self._loaded[name]
 
@@ -84,12 +100,27 @@ class StateStore:
     def flush(self) -> None:
         for name in sorted(self._dirty):
             state = self._loaded[name]
-            state.pop("damaged", None)
             # Not fsynced (one alert = one process; an fsync costs as much as all the detectors):
             # after a power cut a state file may lose its last update, which is then
             # learned again, and a finding reported twice is dropped by the writer's id store.
             atomic_write(self.path(name), fastjson.dumps(state).encode(), FILE_MODE, durable=False)
         self._dirty.clear()
+
+
+_TIMES = ("started", "learn_end", "last_finding")
+_COUNTS = ("findings", "dropped_keys", "dropped_values", "reset_keys", "values_total")
+
+
+def well_formed(state) -> bool:
+    """A detector state as the detectors write it, at the top level (entries are checked
+    by the detector that uses them)."""
+    if not isinstance(state, dict) or not isinstance(state.get("keys", {}), dict):
+        return False
+    for name in _TIMES:
+        value = state.get(name)
+        if value is not None and (type(value) not in (int, float) or value - value != 0):  # NaN, inf
+            return False
+    return all(type(state.get(name, 0)) is int for name in _COUNTS)
 
 
 def read_states(directory: str) -> dict[str, dict]:

@@ -12,6 +12,7 @@ import calendar
 import hashlib
 import os
 import re
+import time
 import zlib
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -159,6 +160,10 @@ SKIP_REASONS = (
     "no_timestamp",    # an object without `timestamp` (or the indexer's `@timestamp`)
     "bad_timestamp",   # a `timestamp` that is not a Wazuh timestamp
     "corrupt_gzip",    # a .json.gz that ends early or is damaged; its readable part is used
+    "future_timestamp",  # stamped more than FUTURE_SECONDS after the clock (year 9999, a wrong clock)
+    # counted by the runner, not by the source: the alert was read, a scenario could not use it
+    "bad_alert",       # a scenario failed on this alert (an unexpected shape): skipped for that scenario
+    "unusable_value",  # a feature's field held an object or a non-number: that value left out
 )
 
 
@@ -258,12 +263,13 @@ class ReadCursor:
             return cls()
         files = data.get("files")
         resume_from = data.get("resume_from")
-        if not isinstance(files, dict) or not isinstance(resume_from, (int, float)):
+        if not isinstance(files, dict) or isinstance(resume_from, bool) or not isinstance(resume_from, (int, float)) \
+                or resume_from != resume_from:
             return cls()
         clean = {
             k: {"offset": v["offset"], "head": v["head"]}
             for k, v in files.items()
-            if isinstance(v, dict) and isinstance(v.get("offset"), int) and isinstance(v.get("head"), str)
+            if isinstance(v, dict) and type(v.get("offset")) is int and v["offset"] >= 0 and isinstance(v.get("head"), str)
         }
         return cls(files=clean, resume_from=float(resume_from))
 
@@ -311,6 +317,9 @@ class AlertsFileSource:
     """
 
     CHUNK_BYTES = 1 << 20
+    # An alert stamped further than this after the clock is skipped as `future_timestamp`:
+    # no range would ever take it, and it must not hold the read cursor back either.
+    FUTURE_SECONDS = 86400.0
 
     def __init__(self, alerts_dir: Path, *, max_line_bytes: int = 65536):
         if max_line_bytes < 1:
@@ -318,6 +327,14 @@ class AlertsFileSource:
         self.alerts_dir = Path(alerts_dir)
         self.max_line_bytes = max_line_bytes
         self.stats = SourceStats()
+        self._at: tuple = ()   # where the alert last yielded was read (see position())
+
+    def position(self) -> str:
+        """'file:line' of the alert the last read yielded last ('' before any)."""
+        if not self._at:
+            return ""
+        path, line_no, line_pos, from_start = self._at
+        return f"{path}:{line_no}" if from_start else f"{path} at byte {line_pos}"
 
     # -- listing -------------------------------------------------------------------------
 
@@ -493,6 +510,7 @@ class AlertsFileSource:
         prefix = b'{"timestamp":"'  # how every line of alerts.json starts
         minutes, seconds, tails = _minute_cache_b, _SECONDS_B, _tail_cache_b
         from_start = offset == 0
+        future = time.time() + self.FUTURE_SECONDS
         pos = offset            # byte offset of the next line
         lineno = 0              # lines read in this call
         n_out = n_alerts = n_bytes = 0
@@ -558,6 +576,9 @@ class AlertsFileSource:
                                 except ValueError:
                                     ts = None
                     if ts is not None:
+                        if ts > future:
+                            stats.skip("future_timestamp", where(lineno, line_pos), _iso_of(ts))
+                            continue
                         if need_mark and ts >= mark_from:
                             mark["offset"] = line_pos
                             need_mark = False
@@ -577,6 +598,9 @@ class AlertsFileSource:
                         if parsed is None:
                             continue
                         ts, alert = parsed
+                        if ts > future:
+                            stats.skip("future_timestamp", where(lineno, line_pos), _iso_of(ts))
+                            continue
                         if need_mark and ts >= mark_from:
                             mark["offset"] = line_pos
                             need_mark = False
@@ -584,6 +608,7 @@ class AlertsFileSource:
                             n_out += 1
                             continue
                     n_alerts += 1
+                    self._at = (path, lineno, line_pos, from_start)
                     yield ts, alert
             # what is left after the last newline
             if not finished and (discarding or pending):
@@ -599,8 +624,11 @@ class AlertsFileSource:
                 pos += len(pending)
                 if parsed is not None:
                     ts, alert = parsed
-                    if start <= ts < end:
+                    if ts > future:
+                        stats.skip("future_timestamp", where(lineno, pos - len(pending)), _iso_of(ts))
+                    elif start <= ts < end:
                         n_alerts += 1
+                        self._at = (path, lineno, pos - len(pending), from_start)
                         yield ts, alert
                     else:
                         n_out += 1
@@ -698,6 +726,14 @@ def _parse_slow(line: bytes, stats: SourceStats, where: str):
     except (ValueError, TypeError):
         stats.skip("bad_timestamp", where, repr(text)[:60])
         return None
+
+
+def _iso_of(ts: float) -> str:
+    """A timestamp in the skip example, as a date (far years included)."""
+    try:
+        return time.strftime("stamped %Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    except (OverflowError, OSError, ValueError):
+        return f"stamped {ts:.0f} s after 1970"
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import time
 import zlib
 from pathlib import Path
 from typing import Iterator
@@ -37,6 +38,14 @@ class FlowsFileSource:
         self.path = Path(path)
         self.cursor_file = cursor_file
         self.clock = _Clock()
+        self._at = ""        # file:line of the event yielded last (position())
+
+    # An event stamped further than this after the clock is skipped as `future_timestamp`.
+    FUTURE_SECONDS = 86400.0
+
+    def position(self) -> str:
+        """'file:line' of the event the last read yielded last ('' before any)."""
+        return self._at
 
     def available(self) -> bool:
         return self.path.is_file()
@@ -119,6 +128,7 @@ class FlowsFileSource:
         line_no = 0
         mark = None
         loads, parse = orjson.loads, self.clock.parse
+        future = time.time() + self.FUTURE_SECONDS
         for chunk in chunks:
             data = pending + chunk
             lines = data.split(b"\n")
@@ -138,10 +148,15 @@ class FlowsFileSource:
                     stats.skip("not_a_flow_event", f"{path}:{line_no if not offset else 'after byte ' + str(line_start)}",
                                "not a normalised flow event")
                     continue
+                where = f"{path}:{line_no if not offset else 'after byte ' + str(line_start)}"
+                if ts > future:
+                    stats.skip("future_timestamp", where, f"stamped {event['event']['start']}"[:80])
+                    continue
                 if mark is None and ts >= mark_from:
                     mark = line_start
                 if start <= ts < end:
                     stats.alerts += 1
+                    self._at = where
                     yield ts, event
                 else:
                     stats.outside_range += 1
