@@ -21,7 +21,8 @@ import pytest
 from conftest import AIT_ALERTS, REPO, need_shared_data
 from wazuh_anomaly.cli import main
 from wazuh_anomaly.config import load_config, load_scenarios
-from wazuh_anomaly.lifecycle import current_version, drift_of, list_models, recent_scores
+from wazuh_anomaly.lifecycle import current_version, list_models
+from wazuh_anomaly.scores import drift_of, recent_scores
 from wazuh_anomaly.paths import Layout
 from wazuh_anomaly.runner import Runner, parse_time
 from wazuh_anomaly.sample import _shift, lay_out_alerts

@@ -30,6 +30,7 @@ from .detectors import Calibration, SeasonalProfile, detector_class
 from .detectors.base import severity_for
 from .errors import ModelError
 from .findings import Anomaly, FeatureContribution, iso
+from .scores import score_quantiles as quantiles_of
 from .trust import check_trusted, read_trusted
 
 FORMAT = 1
@@ -117,8 +118,7 @@ class ModelBundle:
             floor = getattr(detector, "threshold_floor", None)
             quantile = scenario.severity.quantile
             pooled_scores = np.concatenate([s for s in per_entity.values() if len(s)])
-            from .lifecycle import score_quantiles as _quantiles
-            score_quantiles[name] = _quantiles(pooled_scores)   # the yardstick of the drift check
+            score_quantiles[name] = quantiles_of(pooled_scores)   # the yardstick of the drift check
             cals = {POOLED: Calibration.from_scores(pooled_scores, quantile, floor=floor)}
             # Busy entities get their own threshold: a noisy firewall must not hide a quiet server.
             min_scores = max(96, int(round(10 / (1 - quantile))))
@@ -258,7 +258,7 @@ class ModelBundle:
         for name, detector in self.detectors.items():
             result = detector.score(with_calendar(frame, self.scenario) if name == "mvad" else frame, entity)
             scored[name] = result[result.index >= first_ts]
-            # Every scored bucket's score, for the drift check (lifecycle.record_scores).
+            # Every scored bucket's score, for the drift check (scores.record_scores).
             self.recent_scores.setdefault(name, []).extend(
                 zip((scored[name].index.asi8 // 10**9).tolist(), scored[name]["score"].tolist()))
         rows = frame[frame.index >= first_ts]

@@ -147,8 +147,58 @@ def add_models_command(sub, context: Callable) -> None:
     p.set_defaults(func=lambda args: _cmd_models(args, context))
 
 
-def _cmd_models(args, context: Callable) -> int:
+def _cmd_models(args: argparse.Namespace, context: Callable) -> int:
     # lifecycle needs pandas and numpy: imported only when a models command runs, so
     # that light commands (netflow, realtime) never pay for them.
-    from .lifecycle import cmd_models
-    return cmd_models(args, context)
+    from .errors import ModelError
+    from .lifecycle import current_version, list_models, list_versions, read_meta, rollback
+    _, config, scenarios, _ = context(args)
+    known = {s.name: s for s in scenarios}
+    names = [args.scenario] if args.scenario else sorted(known)
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"no scenario named '{name}'; known: {', '.join(sorted(known)) or 'none'}.")
+    if args.models_command == "list":
+        rows = {n: list_models(config.models_dir, n) for n in names}
+        if args.json:
+            print(json.dumps(rows, indent=1))
+            return 0
+        for name, versions in rows.items():
+            print(f"{name}: {len(versions)} version(s) kept (run.keep_models {config.run.keep_models})")
+            for row in versions:
+                mark = "*" if row["current"] else " "
+                if "error" in row:
+                    print(f" {mark} {row['version']}  unreadable: {row['error']}")
+                    continue
+                excluded = f", {row['excluded_buckets']} excluded" if row.get("excluded_buckets") else ""
+                print(f" {mark} {row['version']}  trained {row['trained_at'][:16]} on {row['trained_from'][:16]} .. "
+                      f"{row['trained_to'][:16]} ({row['buckets']} buckets{excluded}; {'+'.join(row['detectors'])})")
+        return 0
+    if not args.scenario:
+        raise ConfigError(f"'models {args.models_command}' needs --scenario NAME.")
+    scenario = known[args.scenario]
+    if args.models_command == "show":
+        version = args.version or current_version(config.models_dir, scenario.name)
+        if not version or version not in list_versions(config.models_dir, scenario.name):
+            raise ModelError(f"scenario {scenario.name}: no model version '{version}'; see 'wazuh-anomaly models list'.")
+        meta = read_meta(config.models_dir, scenario.name, version)
+        if args.json:
+            print(json.dumps(meta, indent=1))
+            return 0
+        print(f"{scenario.name} {version}{' (current)' if version == current_version(config.models_dir, scenario.name) else ''}")
+        for key in ("trained_at", "trained_from", "trained_to", "buckets", "excluded_buckets", "features",
+                    "calendar", "entities", "detectors", "skipped_detectors", "data_hash", "wazuh_anomaly"):
+            if meta.get(key) not in (None, [], {}):
+                print(f"  {key.replace('_', ' ')}: {meta[key]}")
+        for detector, cals in (meta.get("calibration") or {}).items():
+            pooled = cals.get("*", {})
+            print(f"  {detector} threshold: {pooled.get('threshold', 0):.4g} (median {pooled.get('center', 0):.4g}, "
+                  f"{len(cals) - 1} entity thresholds)")
+        if meta.get("exclusions"):
+            print(f"  excluded from training: {', '.join(meta['exclusions'][:10])}")
+        return 0
+    old, new = rollback(config, scenario, args.version)
+    print(f"{scenario.name}: current model switched from {old} to {new}; the next run scores with it "
+          f"(retraining is due {scenario.training.retrain_every_days:g} days from now).")
+    return 0
+

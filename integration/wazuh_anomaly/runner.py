@@ -27,6 +27,7 @@ from .errors import ConfigError, ModelError, WazuhAnomalyError
 from .features import FeatureAggregator, align_down
 from .findings import Anomaly, HealthEvent
 from . import lifecycle
+from . import scores as score_history
 from .models import ModelBundle, list_versions
 from .suppression import apply_suppressions, load_suppressions
 from .sources import ReadCursor, SourceStats, SourceUnreadable, make_source
@@ -543,9 +544,9 @@ class Runner:
 
     def _check_drift(self, s: Scenario, bundle: ModelBundle, report: RunReport) -> None:
         """Keep the scores just computed; once a day's worth is there, compare with training."""
-        kept = lifecycle.record_scores(self.state_dir, bundle, bundle.recent_scores)
+        kept = score_history.record_scores(self.state_dir, bundle, bundle.recent_scores)
         bundle.recent_scores = {}
-        drifted = [d for d in lifecycle.drift_of(bundle, kept) if d.drifted]
+        drifted = [d for d in score_history.drift_of(bundle, kept) if d.drifted]
         if drifted:
             self._health(report, "model_drift",
                          f"scenario {s.name}: model {bundle.version} no longer fits recent activity "
@@ -672,7 +673,7 @@ class Runner:
                     problems.append("last retraining failed (see last error)")
                 if self.now - bundle.trained_at > s.training.max_model_age_days * 86400:
                     problems.append(f"stale (older than {s.training.max_model_age_days:g} days)")
-                drift = lifecycle.drift_of(bundle, lifecycle.recent_scores(self.state_dir, bundle))
+                drift = score_history.drift_of(bundle, score_history.recent_scores(self.state_dir, bundle))
                 if drift:
                     row["drift"] = "; ".join(d.describe() for d in drift)
                     if any(d.drifted for d in drift):
