@@ -189,3 +189,25 @@ def test_a_scenario_without_entity_split_is_drawn_as_one_series(tmp_path):
     assert result.variants["configured"].alerts, result.table()
     doc = check_page(report_from_backtest(result, tmp_path / "report"))
     assert doc.xpath("//img/@src") == ["whole_stream-all.png"]
+
+
+@pytest.mark.parametrize("command", [["report", "--out", "r"],
+                                     ["backtest", "--scenario", "alert_volume", "--train", "2022-01-21..2022-01-24",
+                                      "--test", "2022-01-24..2022-01-25", "--report", "r"]])
+def test_without_matplotlib_the_report_says_how_to_install_the_report_extra_before_any_work(tmp_path, command):
+    import subprocess
+    import sys
+    prefix = tmp_path / "prefix"
+    (prefix / "etc" / "anomaly" / "scenarios").mkdir(parents=True)
+    shutil.copy(REPO / "wazuh/etc/anomaly/scenarios/alert_volume.yaml", prefix / "etc" / "anomaly" / "scenarios")
+    # matplotlib is an optional extra: this Python runs as if it were not installed.
+    code = ("import sys; sys.modules['matplotlib'] = None; from wazuh_anomaly.cli import main; "
+            f"sys.exit(main({['--prefix', str(prefix)] + command!r}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          env={**__import__("os").environ, "PYTHONPATH": str(REPO / "integration")}, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"wazuh-anomaly: the report needs matplotlib, which is not installed in {sys.prefix}: install the report "
+        f"extra with '{sys.prefix}/bin/pip install \"wazuh-anomaly[report]\"' (or '{sys.prefix}/bin/pip install "
+        f"\"matplotlib>=3.6,<4\"' where the add-on was installed by install.sh)."]
+    assert not (tmp_path / "r").exists()
