@@ -128,7 +128,7 @@ def test_bad_lines_are_counted_skipped_and_named_by_file_and_line(tmp_path, capl
 # -- detections on real data -----------------------------------------------------------
 
 def test_real_icmp_sweep_is_tagged_as_a_port_scan_from_the_sweeper_only():
-    need_shared_data()
+    need_shared_data("pmacct/test12-icmp-portscan.json")
     events = events_of(PMACCT / "test12-icmp-portscan.json")
     tagged = [e for e in events if "possible_port_scan" in e["anomaly"]["tags"]]
     assert tagged and {e["source"]["ip"] for e in tagged} == {"192.168.1.109"}
@@ -137,7 +137,7 @@ def test_real_icmp_sweep_is_tagged_as_a_port_scan_from_the_sweeper_only():
 
 
 def test_real_ssh_brute_force_is_tagged_and_the_servers_replies_are_not_a_port_scan():
-    need_shared_data()
+    need_shared_data("pmacct/malicious-ssh-bruteforce.json")
     events = events_of(PMACCT / "malicious-ssh-bruteforce.json")
     tags = {(e["source"]["ip"], t) for e in events for t in e["anomaly"]["tags"]}
     # the server answers to 68 different client ports: replies, not a scan of the client
@@ -302,7 +302,7 @@ def test_a_second_normaliser_on_the_same_input_is_refused_in_one_sentence(tmp_pa
 
 
 def test_cli_normalize_appends_to_the_output_and_reports(tmp_path, capsys):
-    need_shared_data()
+    need_shared_data("pmacct/test12-icmp-portscan.json")
     out = tmp_path / "netflow.json"
     code = main(["--prefix", str(tmp_path), "netflow", "normalize", str(PMACCT / "test12-icmp-portscan.json"),
                  "--output", str(out)])

@@ -16,7 +16,7 @@ import lxml.html
 import pytest
 from matplotlib import image as mpimg
 
-from conftest import AIT_LABELS, REPO, need_shared_data
+from conftest import AIT_LABELS, REPO
 from wazuh_anomaly import cli
 from wazuh_anomaly.backtest import backtest, load_labels, parse_range
 from wazuh_anomaly.config import load_config, load_scenarios
@@ -75,7 +75,6 @@ def check_page(page: Path) -> lxml.html.HtmlElement:
 
 @pytest.fixture(scope="module")
 def backtest_result(tmp_path_factory):
-    need_shared_data()
     prefix = seasonal_prefix(tmp_path_factory.mktemp("prefix"))
     layout = Layout(prefix)
     scenarios, _ = load_scenarios(layout.scenarios_dir)
@@ -131,7 +130,6 @@ def test_false_positives_are_listed_and_marked(backtest_page, backtest_result):
 
 
 def test_the_report_of_an_installation_shows_what_anomalies_json_holds(tmp_path):
-    need_shared_data()
     prefix = seasonal_prefix(tmp_path / "prefix")
     layout = Layout(prefix)
     scenarios, _ = load_scenarios(layout.scenarios_dir)
@@ -173,7 +171,6 @@ def test_the_report_command_refuses_an_installation_without_models(tmp_path, cap
 
 
 def test_a_scenario_without_entity_split_is_drawn_as_one_series(tmp_path):
-    need_shared_data()
     prefix = tmp_path / "prefix"
     (prefix / "etc" / "anomaly" / "scenarios").mkdir(parents=True)
     text = (REPO / "wazuh/etc/anomaly/scenarios/alert_volume.yaml").read_text()
