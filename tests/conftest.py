@@ -22,6 +22,15 @@ AIT_ALERTS = REPO / "integration" / "wazuh_anomaly" / "data" / "sample" / "russe
 AIT_LABELS = AIT_ALERTS.with_name("russellmitchell.labels.json")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`.ci/run`: -n 2 --dist loadgroup) every test on the one real
+    OpenSearch runs on the same worker, one after the other: the shipping test stops and
+    restarts the server, which no test of another worker may see."""
+    for item in items:
+        if "opensearch" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("opensearch"))
+
+
 @pytest.fixture(autouse=True)
 def cli_log_handlers_are_removed_after_each_test():
     """cli.main adds its console handler on every call; one left behind would write into
