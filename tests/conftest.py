@@ -1,7 +1,6 @@
 """Shared fixtures: where the shared real data lives, and small generated series."""
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from pathlib import Path
@@ -23,28 +22,17 @@ AIT_ALERTS = REPO / "integration" / "wazuh_anomaly" / "data" / "sample" / "russe
 AIT_LABELS = AIT_ALERTS.with_name("russellmitchell.labels.json")
 
 
-def _shares_a_fixture(item) -> bool:
-    """Whether the test uses one of our module-, class- or session-scoped fixtures (a model
-    trained once for the whole file, say)."""
-    info = getattr(item, "_fixtureinfo", None)
-    for defs in (info.name2fixturedefs.values() if info else ()):
-        fixture = defs[-1]
-        if fixture.scope != "function" and Path(inspect.getfile(fixture.func)).parent == REPO / "tests":
-            return True
-    return False
-
-
-def pytest_collection_modifyitems(config, items):
-    """Groups for pytest-xdist (`.ci/run`: -n 2 --dist loadgroup): every test on the one
-    real OpenSearch runs on the same worker, one after the other (the shipping test stops
-    and restarts the server, which no test of another worker may see); the tests of a file
-    that share a fixture run on one worker, so the fixture is built once, not once per
-    worker. Every other test goes to whichever worker is free."""
-    for item in items:
-        if "opensearch" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("opensearch"))
-        elif _shares_a_fixture(item):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+@pytest.fixture(autouse=True)
+def the_opensearch_server_is_shared_while_a_test_uses_it(request):
+    """Under pytest-xdist (`.ci/run`: -n 2 --dist loadfile) two workers use the one real
+    OpenSearch: each test on it holds the server's lock shared, and the test that stops and
+    restarts the server (marked restarts_opensearch) holds it alone, so no test of the
+    other worker ever sees the server down."""
+    if "opensearch" not in request.fixturenames or request.node.get_closest_marker("restarts_opensearch"):
+        yield
+        return
+    with request.getfixturevalue("opensearch").lock(exclusive=False):
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -159,6 +159,7 @@ class StopsTheServerAfter:
         return answer
 
 
+@pytest.mark.restarts_opensearch
 def test_server_stopped_mid_shipment_then_restarted_delivers_each_anomaly_exactly_once(opensearch, tmp_path):
     from dataclasses import replace
     prefix = fresh_prefix(tmp_path)
@@ -166,12 +167,13 @@ def test_server_stopped_mid_shipment_then_restarted_delivers_each_anomaly_exactl
     config = replace(config, indexer=replace(config.indexer, retries=1, timeout_seconds=5))
     batch = anomalies(3000)
     client = StopsTheServerAfter(opensearch.client(), opensearch, batches=2)
-    try:
-        first = Shipper(config, [scenario()], client=client).ship(batch)
-        assert (first.delivered, first.already, first.pending) == (100, 0, 2900)
-        assert "shipping_failed" in [h.check for h in first.health]
-    finally:
-        opensearch.start()
+    with opensearch.lock(exclusive=True):        # no other test runs on the server meanwhile
+        try:
+            first = Shipper(config, [scenario()], client=client).ship(batch)
+            assert (first.delivered, first.already, first.pending) == (100, 0, 2900)
+            assert "shipping_failed" in [h.check for h in first.health]
+        finally:
+            opensearch.start()
     second = Shipper(config, [scenario()]).deliver()
     assert (second.delivered, second.already, second.pending) == (2900, 0, 0)
     ids = stream_docs(opensearch, stream_name(prefix, "ship_test"))
