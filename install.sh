@@ -753,10 +753,8 @@ setup_python() {
 import sys
 import setuptools
 version = tuple(int(p) for p in setuptools.__version__.split(".")[:2])
-if version < (61, 0):
+if version < (77, 0):   # older ones cannot read pyproject.toml's SPDX license string
     sys.exit(1)
-if version < (70, 1):
-    import wheel  # noqa: F401  (older setuptools builds wheels with it)
 EOF
     say "installing wazuh-anomaly from $REPO into $venv"
     # Build from a copy: pip would write build/ and *.egg-info into the source tree.

@@ -25,9 +25,15 @@ SCENARIOS_DIR = REPO / "wazuh" / "etc" / "anomaly" / "scenarios"
 MIB = 1024 * 1024
 
 
+BUNDLED_AIT = REPO / "integration" / "wazuh_anomaly" / "data" / "sample" / "russellmitchell.alerts.json.gz"
+
+
 def ait_alerts(data_dir: Path | None) -> Path:
-    """The AIT-ADS alert stream under the shared data directory (or --data)."""
+    """The AIT-ADS alert stream under --data, else the shared data directory, else the
+    same file as bundled with the package (the sample-data command's)."""
     path = Path(data_dir or SHARED_DATA) / "ait-ads" / "russellmitchell.alerts.json.gz"
+    if data_dir is None and not path.is_file():
+        path = BUNDLED_AIT
     if not path.is_file():
         raise SystemExit(f"{path}: AIT alert data not found; pass --data pointing at the shared data directory.")
     return path

@@ -5,10 +5,11 @@
 #
 # start   fetch (once, cached) the OpenSearch integ-test zip and the security plugin from
 #         Maven Central, unpack them, set up TLS + basic auth with the plugin's demo
-#         certificates and a generated admin password, start the node and wait for green.
+#         certificates and a generated admin password, start the node and wait until it is ready.
 # stop    stop the node started by `start` (by its pid file).
 # status  exit 0 when the node answers, 1 otherwise.
-# wait    wait up to WAZUH_ANOMALY_OPENSEARCH_WAIT seconds (default 180) for green.
+# wait    wait up to WAZUH_ANOMALY_OPENSEARCH_WAIT seconds (default 180) until every primary
+#         shard is active (yellow or green: one node never holds a replica).
 # env     print the connection settings (URL, CA, user, password file) as shell variables.
 #
 # Settings (environment):
@@ -88,12 +89,15 @@ cmd_wait() {
     [ -f "$envfile" ] || die "not started; run: bash scripts/opensearch.sh start"
     while [ "$waited" -lt "$limit" ]; do
         running || die "the node exited during startup; see $base/logs/ and $base/stdout.log"
-        health=$(curl_node "$(url)/_cluster/health?wait_for_status=green&timeout=2s" 2>/dev/null || true)
-        case $health in *'"status":"green"'*) say "green at $(url)"; return 0 ;; esac
+        # Every primary shard active (yellow) is all one node can do: data stream backing
+        # indices ask for a replica whatever cluster.default_number_of_replicas says, and
+        # the ones earlier runs left in $base/data would keep a restart from ever being green.
+        health=$(curl_node "$(url)/_cluster/health?wait_for_status=yellow&timeout=2s" 2>/dev/null || true)
+        case $health in *'"status":"green"'* | *'"status":"yellow"'*) say "ready at $(url) (every primary shard active)"; return 0 ;; esac
         sleep 2
         waited=$((waited + 3))
     done
-    die "not green after ${limit}s; see $base/logs/"
+    die "its primary shards were not all active after ${limit}s; see $base/logs/"
 }
 
 install_node() {
@@ -131,7 +135,7 @@ EOF
         sed -i -e 's/^plugins.security.audit.type: .*/plugins.security.audit.type: noop/' \
             -e '/^node.max_local_storage_nodes:/d' "$home/config/opensearch.yml"
         scheme=https
-        user=admin
+        user="admin"
     fi
     rm -rf "$base/data" "$base/logs" "$base/run"
     mkdir -p "$base/data" "$base/logs" "$base/run"

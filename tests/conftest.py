@@ -23,8 +23,23 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
-AIT_ALERTS = SHARED_DATA / "ait-ads" / "russellmitchell.alerts.json.gz"
-AIT_LABELS = SHARED_DATA / "ait-ads" / "russellmitchell.labels.json"
+# The AIT-ADS russellmitchell alerts and labels ship with the package (the sample-data
+# command's copy, the same files as ../shared/data/ait-ads): the tests on them always run.
+AIT_ALERTS = REPO / "integration" / "wazuh_anomaly" / "data" / "sample" / "russellmitchell.alerts.json.gz"
+AIT_LABELS = AIT_ALERTS.with_name("russellmitchell.labels.json")
+
+
+@pytest.fixture(autouse=True)
+def the_opensearch_server_is_shared_while_a_test_uses_it(request):
+    """Under pytest-xdist (`.ci/run`: -n 2 --dist loadfile) two workers use the one real
+    OpenSearch: each test on it holds the server's lock shared, and the test that stops and
+    restarts the server (marked restarts_opensearch) holds it alone, so no test of the
+    other worker ever sees the server down."""
+    if "opensearch" not in request.fixturenames or request.node.get_closest_marker("restarts_opensearch"):
+        yield
+        return
+    with request.getfixturevalue("opensearch").lock(exclusive=False):
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -52,9 +67,13 @@ def sandbox_runner(prefix: Path, now: float, *, strict: bool = True):
     return Runner(load_config(layout), scenarios, config_errors=errors, now=now)
 
 
-def need_shared_data() -> None:
-    if not AIT_ALERTS.exists():
-        pytest.skip(f"real data not found at {SHARED_DATA} (../shared beside the repo)")
+def need_shared_data(path: str) -> Path:
+    """A file of ../shared/data that does not ship with the package (the pmacct flows, the
+    wazuh-alerts exports); the test is skipped without it."""
+    full = SHARED_DATA / path
+    if not full.exists():
+        pytest.skip(f"real data not found at {full} (../shared beside the repo)")
+    return full
 
 
 @pytest.fixture

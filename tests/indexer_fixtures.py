@@ -6,6 +6,8 @@ WAZUH_ANOMALY_REQUIRE_OPENSEARCH=1, and when CI is set).
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gzip
 import json
 import os
@@ -37,6 +39,18 @@ class Server:
     password: str
     client_cert: str
     client_key: str
+    lock_file: Path
+
+    @contextlib.contextmanager
+    def lock(self, *, exclusive: bool):
+        """The server's lock across test processes (xdist workers): shared while a test uses
+        the server, exclusive to stop it or to (re)load the alerts every test reads."""
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
 
     def spec(self, **changes) -> IndexerSpec:
         base = IndexerSpec(hosts=(self.url,), ca=self.ca, username=self.user, password=self.password,
@@ -71,8 +85,10 @@ def opensearch() -> Server:
         pytest.fail(f"OpenSearch could not be started by scripts/opensearch.sh: {done.stderr[-3000:]}")
     env = _env()
     password = Path(env["OPENSEARCH_PASSWORD_FILE"]).read_text() if env.get("OPENSEARCH_PASSWORD_FILE") else ""
+    # beside the node's pid file: one lock per server, whatever process runs the tests
+    lock_file = Path(env["OPENSEARCH_PID_FILE"]).parent.parent / "tests.lock"
     yield Server(env["OPENSEARCH_URL"], env.get("OPENSEARCH_CA", ""), env.get("OPENSEARCH_USER", ""), password,
-                 env.get("OPENSEARCH_CLIENT_CERT", ""), env.get("OPENSEARCH_CLIENT_KEY", ""))
+                 env.get("OPENSEARCH_CLIENT_CERT", ""), env.get("OPENSEARCH_CLIENT_KEY", ""), lock_file)
     if not was_running and not os.environ.get("WAZUH_ANOMALY_OPENSEARCH_KEEP"):
         script("stop")
 
@@ -94,10 +110,11 @@ def ait_indexed(opensearch: Server) -> list[tuple[float, dict]]:
     alerts = ait_alerts()
     client = opensearch.client()
     pattern = "wazuh-alerts-4.x-2022.01.*"
-    count = client.count(index=pattern, params={"ignore_unavailable": "true", "allow_no_indices": "true"})["count"]
-    if count != AIT_COUNT:
-        client.indices.delete(index=pattern, params={"ignore_unavailable": "true", "allow_no_indices": "true"})
-        install_template(client)
-        index_alerts(client, alerts)
-    assert client.count(index=pattern)["count"] == AIT_COUNT
+    with opensearch.lock(exclusive=True):      # another worker may be checking or loading them too
+        count = client.count(index=pattern, params={"ignore_unavailable": "true", "allow_no_indices": "true"})["count"]
+        if count != AIT_COUNT:
+            client.indices.delete(index=pattern, params={"ignore_unavailable": "true", "allow_no_indices": "true"})
+            install_template(client)
+            index_alerts(client, alerts)
+        assert client.count(index=pattern)["count"] == AIT_COUNT
     return alerts

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import AIT_LABELS, REPO, need_shared_data
+from conftest import AIT_LABELS, REPO
 from wazuh_anomaly.config import load_config, load_scenarios
 from wazuh_anomaly.evaluation import evaluate, load_ait_phases
 from wazuh_anomaly.paths import Layout
@@ -41,7 +41,6 @@ def _prefix(root: Path, detector: str) -> Path:
 
 @pytest.fixture(scope="module", params=["seasonal", "mvad"])
 def backtest(request, tmp_path_factory):
-    need_shared_data()
     prefix = _prefix(tmp_path_factory.mktemp(request.param), request.param)
     layout = Layout(prefix)
     scenarios, errors = load_scenarios(layout.scenarios_dir)

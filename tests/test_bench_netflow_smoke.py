@@ -11,7 +11,7 @@ from conftest import REPO, need_shared_data
 
 
 def test_netflow_bench_quick_writes_all_three_rates_and_the_ratio(tmp_path):
-    need_shared_data()
+    need_shared_data("pmacct")
     out = tmp_path / "netflow.json"
     done = subprocess.run([sys.executable, str(REPO / "bench" / "bench_netflow.py"), "--quick", "--out", str(out)],
                           capture_output=True, text=True, timeout=600, cwd=REPO)

@@ -16,9 +16,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
-AIT_ALERTS = REPO.parent / "shared" / "data" / "ait-ads" / "russellmitchell.alerts.json.gz"
-needs_shared = pytest.mark.skipif(not AIT_ALERTS.exists(),
-                                  reason=f"real alert data not found at {AIT_ALERTS} (../shared beside the repo)")
 
 
 def run_bench(script: str, out: Path, *extra: str, timeout: int = 900) -> dict:
@@ -47,7 +44,6 @@ def common_keys(results: dict, benchmark: str) -> None:
     positive(results, "machine.cpus", "repeats")
 
 
-@needs_shared
 def test_ingest_bench_quick_writes_both_rates_and_checks_equal_frames(tmp_path):
     results = run_bench("bench_ingest.py", tmp_path / "ingest.json")
     common_keys(results, "ingest")
@@ -94,7 +90,6 @@ def test_train_bench_quick_writes_mvad_time_steps_and_the_seasonal_baseline(tmp_
     assert results["mvad"]["seconds_per_step"] == pytest.approx(results["mvad"]["seconds"] / results["mvad"]["steps"])
 
 
-@needs_shared
 @pytest.mark.slow
 def test_run_bench_quick_times_a_cold_run_that_scores_one_bucket_per_scenario(tmp_path):
     results = run_bench("bench_run.py", tmp_path / "run.json")

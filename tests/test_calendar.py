@@ -108,7 +108,16 @@ def test_a_model_trained_before_calendar_features_existed_still_loads(seasonal_f
     del meta["calendar"], meta["score_quantiles"]        # the meta.json an older release wrote
     (path / "meta.json").write_text(json.dumps(meta))
     loaded = ModelBundle.load(tmp_path, s)
-    assert loaded.version == bundle.version and loaded.score(seasonal_frame, None, first=seasonal_frame.index[0].timestamp()) is not None
+    assert loaded.version == bundle.version
+    # ... and scores exactly as the model it was: a login burst is found, with the same
+    # buckets, scores, severities and top features.
+    test = seasonal_frame.iloc[-120:].copy()
+    test.iloc[-10:, 0] = 60.0
+    first = test.index[24].timestamp()
+    expected = bundle.score(test, None, first=first)
+    assert expected, "the burst must be found"
+    assert [(a.window_start, a.score, a.severity, a.top_features) for a in loaded.score(test, None, first=first)] == \
+        [(a.window_start, a.score, a.severity, a.top_features) for a in expected]
 
 
 @pytest.mark.slow

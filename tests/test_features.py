@@ -1,7 +1,7 @@
 """Features: alerts streamed into bucket x feature frames, as a specification.
 
-Generated alerts give exact expected values; the real AIT-ADS alert stream (see
-../shared/data/README.md) checks the one-pass == split-runs property for every shipped
+Generated alerts give exact expected values; the real AIT-ADS alert stream (bundled with
+the package; see ../shared/data/README.md) checks the one-pass == split-runs property for every shipped
 scenario and concrete numbers computed independently with pandas.
 """
 from __future__ import annotations
@@ -18,14 +18,13 @@ import orjson
 import pandas as pd
 import pytest
 
+from conftest import AIT_ALERTS
 from wazuh_anomaly.config import Scenario, load_scenario, parse_scenario
 from wazuh_anomaly.features import FeatureAggregator, aggregate, align_down, align_up
 from wazuh_anomaly.sources import AlertsFileSource, parse_wazuh_timestamp
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_SCENARIOS = sorted((REPO / "wazuh" / "etc" / "anomaly" / "scenarios").glob("*.yaml"))
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-AIT_ALERTS = SHARED_DATA / "ait-ads" / "russellmitchell.alerts.json.gz"
 
 MIN = 60
 T0 = datetime(2022, 1, 24, tzinfo=timezone.utc).timestamp()   # midnight UTC
@@ -406,8 +405,6 @@ def test_one_pass_equals_consecutive_runs_split_at_bucket_boundaries(seed, minut
 
 # --- real data: the AIT-ADS russellmitchell alert stream --------------------------------
 
-needs_ait = pytest.mark.skipif(not AIT_ALERTS.exists(),
-                               reason=f"real alert data not found at {AIT_ALERTS} (../shared beside the repo)")
 DAYS = (datetime(2022, 1, 21, tzinfo=timezone.utc).timestamp(), datetime(2022, 1, 25, tzinfo=timezone.utc).timestamp())
 # consecutive runs; 03:45-04:00 on the 24th holds the burst of the attack (10,894 alerts in 03:55 alone)
 CUTS = [DAYS[0], DAYS[0] + 86400, at("13:30") - 86400, at("03:45"), at("04:00"), at("04:15"), DAYS[1]]
@@ -415,8 +412,6 @@ CUTS = [DAYS[0], DAYS[0] + 86400, at("13:30") - 86400, at("03:45"), at("04:00"),
 
 @pytest.fixture(scope="module")
 def ait_raw() -> list[dict]:
-    if not AIT_ALERTS.exists():
-        pytest.skip(f"real alert data not found at {AIT_ALERTS}")
     with gzip.open(AIT_ALERTS, "rb") as f:
         return [orjson.loads(line) for line in f]
 
@@ -468,7 +463,6 @@ def one_pass_and_runs(alerts_dir) -> tuple[dict, dict]:
     return one, runs
 
 
-@needs_ait
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_real_alerts_one_pass_equals_consecutive_runs_for_every_shipped_scenario(name, one_pass_and_runs):
     one, runs = one_pass_and_runs
@@ -525,7 +519,6 @@ def real_stream(ait_raw) -> list[tuple[float, dict]]:
     return [(parse_wazuh_timestamp(a["timestamp"]), a) for a in ait_raw]
 
 
-@needs_ait
 def test_real_numbers_for_intranet_server_at_0355_on_jan_24(real_stream, ait_frame):
     bucket = utc("2022-01-24 03:55")
     for name, want in [
@@ -541,7 +534,6 @@ def test_real_numbers_for_intranet_server_at_0355_on_jan_24(real_stream, ait_fra
         assert got.to_dict() == {k: float(v) for k, v in want.items()} == independent.to_dict()
 
 
-@needs_ait
 @pytest.mark.parametrize("name, independent", [("alert_volume", independent_alert_volume),
                                                ("rule_diversity", independent_rule_diversity)])
 def test_real_frames_equal_a_pandas_groupby_of_the_raw_alerts_for_every_agent(name, independent, one_pass_and_runs,

@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from conftest import AIT_ALERTS, REPO, need_shared_data
+from conftest import AIT_ALERTS, REPO
 from wazuh_anomaly.cli import main
 from wazuh_anomaly.config import load_config, load_scenarios
 from wazuh_anomaly.lifecycle import current_version, list_models
@@ -77,7 +77,6 @@ def _health(prefix: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def lifecycle(tmp_path_factory):
-    need_shared_data()
     prefix = _sandbox(tmp_path_factory.mktemp("lifecycle"))
     models = prefix / "var/anomaly/models"
     steps = {}

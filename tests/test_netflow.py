@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 from pathlib import Path
 
 import orjson
@@ -128,7 +127,7 @@ def test_bad_lines_are_counted_skipped_and_named_by_file_and_line(tmp_path, capl
 # -- detections on real data -----------------------------------------------------------
 
 def test_real_icmp_sweep_is_tagged_as_a_port_scan_from_the_sweeper_only():
-    need_shared_data()
+    need_shared_data("pmacct/test12-icmp-portscan.json")
     events = events_of(PMACCT / "test12-icmp-portscan.json")
     tagged = [e for e in events if "possible_port_scan" in e["anomaly"]["tags"]]
     assert tagged and {e["source"]["ip"] for e in tagged} == {"192.168.1.109"}
@@ -137,7 +136,7 @@ def test_real_icmp_sweep_is_tagged_as_a_port_scan_from_the_sweeper_only():
 
 
 def test_real_ssh_brute_force_is_tagged_and_the_servers_replies_are_not_a_port_scan():
-    need_shared_data()
+    need_shared_data("pmacct/malicious-ssh-bruteforce.json")
     events = events_of(PMACCT / "malicious-ssh-bruteforce.json")
     tags = {(e["source"]["ip"], t) for e in events for t in e["anomaly"]["tags"]}
     # the server answers to 68 different client ports: replies, not a scan of the client
@@ -254,10 +253,23 @@ def test_follow_reads_growth_and_rotation_without_loss_or_duplicates(tmp_path):
     src.write_text("")
     stop = threading.Event()
     result = {}
+    written = threading.Condition()
+
+    def write(data):
+        with written:
+            with out.open("ab") as fh:
+                fh.write(data)
+            written.notify_all()
+
+    def wait_for_lines(n):
+        """Until the follower has written n events (it may take its time: no race)."""
+        with written:
+            assert written.wait_for(lambda: not worker.is_alive() or len(out.read_text().splitlines()) >= n,
+                                    timeout=60), f"the follower wrote {out.read_text()!r}, not {n} events"
 
     def run():
-        result["stats"] = follow(src, lambda d: out.open("ab").write(d), NetflowSettings(), state_file=state,
-                                 poll_seconds=0.02, stop=stop.is_set)
+        result["stats"] = follow(src, write, NetflowSettings(), state_file=state, poll_seconds=0.02, stop=stop.is_set)
+    out.write_text("")
     worker = threading.Thread(target=run)
     worker.start()
     try:
@@ -266,21 +278,37 @@ def test_follow_reads_growth_and_rotation_without_loss_or_duplicates(tmp_path):
                 fh.write(json.dumps(dict(PMACCTD_LINE, port_src=port)) + "\n")
         add(src, 1)
         add(src, 2)
-        time.sleep(0.2)
+        wait_for_lines(2)                        # the follower has the first file open
         add(src, 3)                              # written just before rotation
         os.rename(src, tmp_path / "flows.json.1")
         add(src, 4)                              # the new file
-        time.sleep(0.2)
+        wait_for_lines(4)                        # read before the copytruncate empties it
         src.write_text("")                       # copytruncate
         add(src, 5)
-        deadline = time.time() + 5
-        while time.time() < deadline and len(out.read_text().splitlines()) < 5:
-            time.sleep(0.05)
+        wait_for_lines(5)
     finally:
         stop.set()
-        worker.join(5)
+        worker.join(60)
+    assert not worker.is_alive() and "stats" in result
     ports = [json.loads(l)["source"]["port"] for l in out.read_text().splitlines()]
     assert sorted(ports) == [1, 2, 3, 4, 5]
+
+
+def test_a_copytruncate_to_the_same_size_right_after_a_read_is_noticed(tmp_path):
+    # The follower fingerprints the file's first bytes when it reads them, so a truncation
+    # and a rewrite of the same length before its next poll is not taken for old data.
+    from wazuh_anomaly.netflow.stream import _Reader
+    src = tmp_path / "flows.json"
+    src.write_text(json.dumps(dict(PMACCTD_LINE, port_src=4)) + "\n")
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        reader = _Reader(fd, src, 0, 0)
+        assert len(list(reader.batches())) == 1
+        src.write_text(json.dumps(dict(PMACCTD_LINE, port_src=5)) + "\n")      # same size, other flow
+        assert os.fstat(fd).st_size == reader.offset
+        assert reader.head_changed()
+    finally:
+        os.close(fd)
 
 
 def test_a_second_normaliser_on_the_same_input_is_refused_in_one_sentence(tmp_path):
@@ -288,21 +316,23 @@ def test_a_second_normaliser_on_the_same_input_is_refused_in_one_sentence(tmp_pa
     src.write_text(json.dumps(PMACCTD_LINE) + "\n")
     state = state_file_for(tmp_path / "state", src)
     stop = threading.Event()
-    worker = threading.Thread(target=follow, args=(src, lambda d: None, NetflowSettings()),
+    reading = threading.Event()          # set by its first write: it holds the input's lock by then
+    worker = threading.Thread(target=follow, args=(src, lambda d: reading.set(), NetflowSettings()),
                               kwargs={"state_file": state, "poll_seconds": 0.02, "stop": stop.is_set})
     worker.start()
     try:
-        time.sleep(0.2)
+        assert reading.wait(60), "the first normaliser never read its input"
         with pytest.raises(WazuhAnomalyError, match=f"{src}: another 'wazuh-anomaly netflow normalize' is reading it"):
             normalize_file(src, lambda d: None, NetflowSettings(), state_file=state)
     finally:
         stop.set()
-        worker.join(5)
+        worker.join(60)
+    assert not worker.is_alive()
     assert normalize_file(src, lambda d: None, NetflowSettings(), state_file=state).records == 0
 
 
 def test_cli_normalize_appends_to_the_output_and_reports(tmp_path, capsys):
-    need_shared_data()
+    need_shared_data("pmacct/test12-icmp-portscan.json")
     out = tmp_path / "netflow.json"
     (tmp_path / "etc/anomaly").mkdir(parents=True)   # an installation: the resume state is kept under it
     code = main(["--prefix", str(tmp_path), "netflow", "normalize", str(PMACCT / "test12-icmp-portscan.json"),

@@ -101,14 +101,14 @@ def _alerts_for(name: str) -> list:
 
 
 def test_real_icmp_sweep_raises_port_scan_alerts_then_the_escalation():
-    need_shared_data()
+    need_shared_data("pmacct/test12-icmp-portscan.json")
     fired = [(a.rule_id, a.level) for e, a in _alerts_for("test12-icmp-portscan.json") if a.rule_id != 117000]
     assert set(fired) == {(117001, 9), (117009, 12)}
     assert fired[:4] == [(117001, 9)] * 4 and fired[4] == (117009, 12)
 
 
 def test_real_ssh_brute_force_raises_117040_with_the_attacker_in_srcip():
-    need_shared_data()
+    need_shared_data("pmacct/malicious-ssh-bruteforce.json")
     alerts = [(e, a) for e, a in _alerts_for("malicious-ssh-bruteforce.json") if a.rule_id != 117000]
     assert alerts and {(a.rule_id, a.level) for _, a in alerts} == {(117040, 10)}
     assert {a.static.get("srcip") for _, a in alerts} == {"147.32.80.40"}

@@ -270,8 +270,15 @@ def _run_as_nobody(tmp_path: Path) -> None:
     alert_file = tmp_path / "custom-anomaly-1-x.alert"
     alert_file.write_text(json.dumps(sudo_alert("/bin/cat /etc/shadow")))
     os.chmod(alert_file, 0o644)
+    # The package as install.sh leaves it, readable by the wazuh user: this checkout may
+    # sit in a directory only root can enter (a mktemp -d clone is 0700).
+    code_dir = tmp_path / "integration"
+    shutil.copytree(REPO / "integration" / "wazuh_anomaly", code_dir / "wazuh_anomaly",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for path in [code_dir, *code_dir.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
     code = ("import sys; sys.path.insert(0, %r); from wazuh_anomaly.realtime.integration import main; "
-            "sys.exit(main())") % str(REPO / "integration")
+            "sys.exit(main())") % str(code_dir)
     done = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", sys.executable, "-c", code,
                            "--prefix", str(prefix), *integratord_argv(alert_file)],
                           capture_output=True, text=True, env={k: v for k, v in ENV.items() if k != "PYTHONPATH"})

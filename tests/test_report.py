@@ -16,7 +16,7 @@ import lxml.html
 import pytest
 from matplotlib import image as mpimg
 
-from conftest import AIT_LABELS, REPO, need_shared_data
+from conftest import AIT_LABELS, REPO
 from wazuh_anomaly import cli
 from wazuh_anomaly.backtest import backtest, load_labels, parse_range
 from wazuh_anomaly.config import load_config, load_scenarios
@@ -75,7 +75,6 @@ def check_page(page: Path) -> lxml.html.HtmlElement:
 
 @pytest.fixture(scope="module")
 def backtest_result(tmp_path_factory):
-    need_shared_data()
     prefix = seasonal_prefix(tmp_path_factory.mktemp("prefix"))
     layout = Layout(prefix)
     scenarios, _ = load_scenarios(layout.scenarios_dir)
@@ -131,7 +130,6 @@ def test_false_positives_are_listed_and_marked(backtest_page, backtest_result):
 
 
 def test_the_report_of_an_installation_shows_what_anomalies_json_holds(tmp_path):
-    need_shared_data()
     prefix = seasonal_prefix(tmp_path / "prefix")
     layout = Layout(prefix)
     scenarios, _ = load_scenarios(layout.scenarios_dir)
@@ -173,7 +171,6 @@ def test_the_report_command_refuses_an_installation_without_models(tmp_path, cap
 
 
 def test_a_scenario_without_entity_split_is_drawn_as_one_series(tmp_path):
-    need_shared_data()
     prefix = tmp_path / "prefix"
     (prefix / "etc" / "anomaly" / "scenarios").mkdir(parents=True)
     text = (REPO / "wazuh/etc/anomaly/scenarios/alert_volume.yaml").read_text()
@@ -189,3 +186,25 @@ def test_a_scenario_without_entity_split_is_drawn_as_one_series(tmp_path):
     assert result.variants["configured"].alerts, result.table()
     doc = check_page(report_from_backtest(result, tmp_path / "report"))
     assert doc.xpath("//img/@src") == ["whole_stream-all.png"]
+
+
+@pytest.mark.parametrize("command", [["report", "--out", "r"],
+                                     ["backtest", "--scenario", "alert_volume", "--train", "2022-01-21..2022-01-24",
+                                      "--test", "2022-01-24..2022-01-25", "--report", "r"]])
+def test_without_matplotlib_the_report_says_how_to_install_the_report_extra_before_any_work(tmp_path, command):
+    import subprocess
+    import sys
+    prefix = tmp_path / "prefix"
+    (prefix / "etc" / "anomaly" / "scenarios").mkdir(parents=True)
+    shutil.copy(REPO / "wazuh/etc/anomaly/scenarios/alert_volume.yaml", prefix / "etc" / "anomaly" / "scenarios")
+    # matplotlib is an optional extra: this Python runs as if it were not installed.
+    code = ("import sys; sys.modules['matplotlib'] = None; from wazuh_anomaly.cli import main; "
+            f"sys.exit(main({['--prefix', str(prefix)] + command!r}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          env={**__import__("os").environ, "PYTHONPATH": str(REPO / "integration")}, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"wazuh-anomaly: the report needs matplotlib, which is not installed in {sys.prefix}: install the report "
+        f"extra with '{sys.prefix}/bin/pip install \"wazuh-anomaly[report]\"' (or '{sys.prefix}/bin/pip install "
+        f"\"matplotlib>=3.6,<4\"' where the add-on was installed by install.sh)."]
+    assert not (tmp_path / "r").exists()

@@ -2,8 +2,6 @@
 replays, a server stopped mid-shipment, and refusals that are kept, never lost."""
 from __future__ import annotations
 
-import threading
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -143,39 +141,41 @@ def test_a_feature_mapped_as_another_type_is_refused_clearly_and_kept(opensearch
         client.indices.delete_index_template(name=f"{prefix}-theirs")
 
 
+class StopsTheServerAfter:
+    """The real client, which stops the real server as soon as `batches` bulk requests have
+    been answered: the shipment is cut between two batches, every time at the same place."""
+
+    def __init__(self, client, server, batches: int):
+        self._client, self._server, self._left = client, server, batches
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def bulk(self, *args, **kwargs):
+        answer = self._client.bulk(*args, **kwargs)
+        self._left -= 1
+        if self._left == 0:
+            self._server.stop()
+        return answer
+
+
+@pytest.mark.restarts_opensearch
 def test_server_stopped_mid_shipment_then_restarted_delivers_each_anomaly_exactly_once(opensearch, tmp_path):
     from dataclasses import replace
     prefix = fresh_prefix(tmp_path)
     config = config_for(tmp_path, opensearch, prefix=prefix, batch_size=50)
     config = replace(config, indexer=replace(config.indexer, retries=1, timeout_seconds=5))
     batch = anomalies(3000)
-    result = {}
-
-    def ship():
-        result["first"] = Shipper(config, [scenario()]).ship(batch)
-    worker = threading.Thread(target=ship)
-    worker.start()
-    client = opensearch.client()
-    stream = stream_name(prefix, "ship_test")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:     # stop it once some batches are in, most are not
+    client = StopsTheServerAfter(opensearch.client(), opensearch, batches=2)
+    with opensearch.lock(exclusive=True):        # no other test runs on the server meanwhile
         try:
-            if client.count(index=stream)["count"] >= 100:
-                break
-        except Exception:
-            pass
-        time.sleep(0.05)
-    opensearch.stop()
-    worker.join(timeout=300)
-    first = result["first"]
-    try:
-        assert 0 < first.delivered < 3000
-        assert first.pending == 3000 - first.delivered - first.already > 0
-        assert "shipping_failed" in [h.check for h in first.health]
-    finally:
-        opensearch.start()
+            first = Shipper(config, [scenario()], client=client).ship(batch)
+            assert (first.delivered, first.already, first.pending) == (100, 0, 2900)
+            assert "shipping_failed" in [h.check for h in first.health]
+        finally:
+            opensearch.start()
     second = Shipper(config, [scenario()]).deliver()
-    assert second.pending == 0
+    assert (second.delivered, second.already, second.pending) == (2900, 0, 0)
     ids = stream_docs(opensearch, stream_name(prefix, "ship_test"))
     assert len(ids) == len(set(ids)) == 3000
     assert set(ids) == {a.id for a in batch}

@@ -1,7 +1,7 @@
 """AlertsFileSource: the manager's own alert files as the default source.
 
-Real data: the AIT-ADS russellmitchell alert stream (45,544 alerts, 2022-01-21..24 UTC)
-and Wazuh 3.x/4.x alerts from ../shared/data (see its README). The alert layout on disk
+Real data: the AIT-ADS russellmitchell alert stream (45,544 alerts, 2022-01-21..24 UTC, bundled
+with the package) and Wazuh 3.x/4.x alerts from ../shared/data (see its README). The alert layout on disk
 is built the way a manager writes it (WAZUH.md section 7).
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import AIT_ALERTS, SHARED_DATA
 from wazuh_anomaly.errors import WazuhAnomalyError
 from wazuh_anomaly.sources import (
     SKIP_REASONS,
@@ -28,11 +29,10 @@ from wazuh_anomaly.sources import (
     parse_wazuh_timestamp,
 )
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-AIT_ALERTS = SHARED_DATA / "ait-ads" / "russellmitchell.alerts.json.gz"
 WAZUH_ALERTS = SHARED_DATA / "wazuh-alerts"
-needs_shared = pytest.mark.skipif(
-    not AIT_ALERTS.exists(), reason=f"real alert data not found at {SHARED_DATA} (../shared beside the repo)"
+# Wazuh 3.x/4.x alert exports of ../shared/data (the AIT alerts ship with the package).
+needs_wazuh_alerts = pytest.mark.skipif(
+    not WAZUH_ALERTS.exists(), reason=f"real alert exports not found at {WAZUH_ALERTS} (../shared beside the repo)"
 )
 
 DAY = 86400
@@ -55,8 +55,6 @@ def reference_ts(text: str) -> float:
 @pytest.fixture(scope="module")
 def ait_lines() -> list[tuple[float, bytes]]:
     """(timestamp, raw line) of every AIT alert, straight from the source file."""
-    if not AIT_ALERTS.exists():
-        pytest.skip(f"real alert data not found at {AIT_ALERTS}")
     with gzip.open(AIT_ALERTS, "rb") as f:
         return [(reference_ts(json.loads(line)["timestamp"]), line.rstrip(b"\n")) for line in f]
 
@@ -167,7 +165,7 @@ def test_garbage_timestamps_raise_value_error(text):
         parse_wazuh_timestamp(text)
 
 
-@needs_shared
+@needs_wazuh_alerts
 def test_wazuh_3x_alerts_timestamps_parse():
     path = WAZUH_ALERTS / "ossec_insect.json"
     for line in path.read_text().splitlines():
@@ -178,7 +176,6 @@ def test_wazuh_3x_alerts_timestamps_parse():
 # --- reading the manager layout --------------------------------------------------------
 
 
-@needs_shared
 def test_whole_history_yields_every_alert_once_in_file_order(manager_alerts, ait_lines):
     source = AlertsFileSource(manager_alerts)
     got = list(source.read(*EVERYTHING))
@@ -190,7 +187,6 @@ def test_whole_history_yields_every_alert_once_in_file_order(manager_alerts, ait
     assert source.stats.skipped == {}
 
 
-@needs_shared
 def test_counts_per_utc_day_equal_the_source_file(manager_alerts, ait_lines):
     expected = Counter(datetime.fromtimestamp(ts, timezone.utc).day for ts, _ in ait_lines)
     source = AlertsFileSource(manager_alerts)
@@ -202,7 +198,6 @@ def test_counts_per_utc_day_equal_the_source_file(manager_alerts, ait_lines):
     assert expected == {21: 8585, 22: 7452, 23: 9691, 24: 19816}
 
 
-@needs_shared
 def test_range_is_half_open_at_exact_alert_timestamps(manager_alerts, ait_lines):
     source = AlertsFileSource(manager_alerts)
     rng = random.Random(7)
@@ -216,7 +211,6 @@ def test_range_is_half_open_at_exact_alert_timestamps(manager_alerts, ait_lines)
     assert ids(source.read(one, one)) == []
 
 
-@needs_shared
 def test_a_range_on_one_day_opens_only_that_day_and_its_neighbours(manager_alerts):
     source = AlertsFileSource(manager_alerts)
     listing = [f.path.name for f in source.files(JAN21, JAN21 + 3600)]
@@ -236,7 +230,6 @@ def test_files_named_by_local_date_are_found_for_the_utc_range(tmp_path):
     assert source.stats.files == 1  # the 27th is not even opened
 
 
-@needs_shared
 def test_plain_json_is_read_instead_of_its_gz_while_monitord_compresses(tmp_path, ait_lines):
     alerts_dir = build_manager_layout(tmp_path, ait_lines)
     jan = alerts_dir / "2022" / "Jan"
@@ -249,7 +242,6 @@ def test_plain_json_is_read_instead_of_its_gz_while_monitord_compresses(tmp_path
     assert "ossec-alerts-23.json.gz" not in [f.path.name for f in source.files(*EVERYTHING)]
 
 
-@needs_shared
 def test_size_rotations_are_read_oldest_first_and_other_files_ignored(tmp_path, ait_lines):
     alerts_dir = tmp_path / "logs" / "alerts"
     jan = alerts_dir / "2022" / "Jan"
@@ -283,7 +275,7 @@ def test_without_the_dated_tree_only_alerts_json_is_read(tmp_path):
     assert [f.path.name for f in source.files(*EVERYTHING)] == ["alerts.json"]
 
 
-@needs_shared
+@needs_wazuh_alerts
 def test_wazuh_3x_alert_file_is_read_completely(tmp_path):
     alerts_dir = tmp_path / "logs" / "alerts"
     alerts_dir.mkdir(parents=True)
@@ -295,7 +287,7 @@ def test_wazuh_3x_alert_file_is_read_completely(tmp_path):
     assert got[0][0] == pytest.approx(reference_ts("2020-03-04T13:55:05.224939+0000"), abs=1e-6)
 
 
-@needs_shared
+@needs_wazuh_alerts
 def test_alerts_exported_from_the_indexer_use_their_at_timestamp(tmp_path):
     alerts_dir = tmp_path / "logs" / "alerts"
     (alerts_dir / "2022" / "Jan").mkdir(parents=True)
@@ -408,7 +400,6 @@ def test_a_file_without_read_permission_raises_source_unreadable(tmp_path):
         list(AlertsFileSource(alerts_dir).read(*EVERYTHING))
 
 
-@needs_shared
 def test_a_damaged_gz_is_counted_and_its_readable_part_used(tmp_path, ait_lines):
     alerts_dir = build_manager_layout(tmp_path, ait_lines)
     gz = alerts_dir / "2022" / "Jan" / "ossec-alerts-22.json.gz"
@@ -432,7 +423,6 @@ def test_datetimes_are_refused_as_range_bounds(tmp_path):
 # --- rotation while reading -------------------------------------------------------------
 
 
-@needs_shared
 def test_alerts_json_renamed_and_recreated_mid_read_is_still_read_to_its_end(tmp_path, ait_lines):
     alerts_dir = tmp_path / "logs" / "alerts"
     day24 = by_utc_day(ait_lines)[24]
@@ -446,7 +436,6 @@ def test_alerts_json_renamed_and_recreated_mid_read_is_still_read_to_its_end(tmp
     assert ids([first] + rest) == [json.loads(raw)["id"] for raw in day24]
 
 
-@needs_shared
 def test_midnight_rotation_between_listing_and_opening_reads_the_gz(tmp_path, ait_lines):
     alerts_dir = build_manager_layout(tmp_path, ait_lines)
     jan = alerts_dir / "2022" / "Jan"
@@ -482,7 +471,6 @@ def disordered_day(pairs, boundaries, rng) -> list[tuple[float, bytes]]:
     return out
 
 
-@needs_shared
 def test_reading_consecutive_ranges_with_a_cursor_yields_each_alert_exactly_once(tmp_path, ait_lines):
     alerts_dir = tmp_path / "logs" / "alerts"
     day24 = [(ts, raw) for ts, raw in ait_lines if ts >= JAN24]
@@ -519,7 +507,6 @@ def test_reading_consecutive_ranges_with_a_cursor_yields_each_alert_exactly_once
     assert len(got) == len(day24) == 19816
 
 
-@needs_shared
 def test_cursor_resume_picks_up_appended_alerts_including_late_ones_within_the_slack(tmp_path, ait_lines):
     alerts_dir = tmp_path / "logs" / "alerts"
     day24 = [raw for ts, raw in ait_lines if ts >= JAN24]

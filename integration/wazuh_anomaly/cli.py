@@ -312,6 +312,9 @@ def cmd_realtime(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     from . import backtest as bt
     _, config, scenarios, _ = _context(args)
+    if args.report:
+        from .report import require_matplotlib
+        require_matplotlib()        # before the backtest's minutes of work, not after
     phases = bt.load_labels(Path(args.labels)) if args.labels else []
     result = bt.backtest(config, scenarios, args.scenario or [], bt.parse_range(args.train, "--train"),
                          bt.parse_range(args.test, "--test"), phases=phases, detector=args.detector,

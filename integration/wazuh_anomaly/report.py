@@ -47,6 +47,17 @@ class ReportError(WazuhAnomalyError):
     """A report cannot be written as asked."""
 
 
+def require_matplotlib() -> None:
+    """The plots need matplotlib, an optional extra: say how to install it, before any work."""
+    import importlib.util
+    import sys
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ReportError(f"the report needs matplotlib, which is not installed in {sys.prefix}: install the "
+                          f"report extra with '{sys.prefix}/bin/pip install \"wazuh-anomaly[report]\"' "
+                          f"(or '{sys.prefix}/bin/pip install \"matplotlib>=3.6,<4\"' where the add-on was "
+                          f"installed by install.sh).")
+
+
 # --------------------------------------------------------------------------- rows
 
 @dataclass
@@ -438,6 +449,7 @@ def _when(value: Any) -> str:
 
 def write_report(data: ReportData, out: Path) -> Path:
     """Write index.html and its PNGs into `out`; returns the page's path."""
+    require_matplotlib()
     import matplotlib
     matplotlib.use("Agg")
     try:
@@ -576,6 +588,7 @@ def report_from_installation(config: Config, scenarios: Sequence[Scenario], name
                              now: float | None = None) -> Path:
     """The report of a range on an installation: its current models score the alerts of
     the range (for the curves), and the anomalies are the ones anomalies.json holds."""
+    require_matplotlib()
     now = time.time() if now is None else now
     # Only complete buckets: the newest minutes are still being written by analysisd.
     to = align_down(min(parse_time(end) if end else now, now - config.run.grace_seconds), 60)

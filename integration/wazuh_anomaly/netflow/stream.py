@@ -330,6 +330,12 @@ class _Reader:
             return False
         return _head_fingerprint(self.fd, _fingerprint_length(self.head, os.fstat(self.fd).st_size)) != self.head
 
+    def _remember_head(self) -> None:
+        """Fingerprint the first bytes as they are read, not at the next idle poll: a file
+        truncated and rewritten to the same size before that poll is still noticed."""
+        if self.head is None or _fingerprint_length(self.head, HEAD_BYTES) < min(HEAD_BYTES, self.offset):
+            self.head = _head_fingerprint(self.fd, min(HEAD_BYTES, self.offset))
+
     def batches(self, batch_lines: int = BATCH_LINES):
         """Yields lists of (where, line) up to the last complete line; the offset follows."""
         while True:
@@ -356,6 +362,7 @@ class _Reader:
                 batch = [(f"{self.path} line {first + j}", ln) for j, ln in enumerate(part)]
                 self.line += len(part)
                 self.offset += sum(len(ln) + 1 for ln in part)
+                self._remember_head()
                 yield batch
 
 
