@@ -44,13 +44,13 @@ def server_env() -> dict[str, str]:
 
 
 def spec_from(env: dict[str, str]):
-    from wazuh_anomaly.config import IndexerSpec
+    from wazuh_anomaly.core.config import IndexerSpec
     return IndexerSpec(hosts=(env["OPENSEARCH_URL"],), ca=env.get("OPENSEARCH_CA", ""),
                        username=env.get("OPENSEARCH_USER", ""), keystore=False, timeout_seconds=120)
 
 
 def scenarios():
-    from wazuh_anomaly.config import load_scenarios
+    from wazuh_anomaly.core.config import load_scenarios
     found, errors = load_scenarios(SCENARIOS_DIR)
     if errors:
         raise SystemExit(str(errors[0]))
@@ -59,7 +59,7 @@ def scenarios():
 
 def worker(path: str) -> None:
     """One measured pass; prints {"seconds", "peak_rss_mib", "checksum", "documents"}."""
-    from wazuh_anomaly.features import FeatureAggregator
+    from wazuh_anomaly.features.aggregate import FeatureAggregator
     from wazuh_anomaly.sources.indexer import IndexerSource
     env = server_env()
     source = IndexerSource(spec_from(env), Path("/nonexistent"))
@@ -90,8 +90,8 @@ def worker(path: str) -> None:
 def ensure_data(env: dict[str, str]) -> None:
     sys.path.insert(0, str(REPO / "tests"))
     from indexer_fixtures import ait_alerts
-    from wazuh_anomaly.alert_indices import index_alerts, install_template
-    from wazuh_anomaly.indexer import make_client
+    from wazuh_anomaly.indexer.alert_indices import index_alerts, install_template
+    from wazuh_anomaly.indexer.client import make_client
     spec = spec_from(env)
     from dataclasses import replace
     client = make_client(replace(spec, password=Path(env["OPENSEARCH_PASSWORD_FILE"]).read_text()

@@ -41,7 +41,7 @@ TARGET_SPEEDUP = 5.0
 
 def ours(alerts_dir: Path, scenarios, start: float, end: float):
     """One pass over the source feeding every scenario's aggregator, as `run` does."""
-    from wazuh_anomaly.features import FeatureAggregator
+    from wazuh_anomaly.features.aggregate import FeatureAggregator
     from wazuh_anomaly.sources import AlertsFileSource
 
     aggregators = [FeatureAggregator(s, start, end) for s in scenarios]
@@ -233,7 +233,7 @@ def compare_frames(ours_frames: dict, naive_frames_: dict) -> dict[str, dict]:
 def worker(args) -> None:
     """One measured ingest in this fresh process; prints its numbers as one JSON line."""
     import pandas  # noqa: F401  - imported before the clock starts, as in both real programs
-    from wazuh_anomaly.config import load_scenarios
+    from wazuh_anomaly.core.config import load_scenarios
 
     scenarios, errors = load_scenarios(Path(args.scenarios))
     if errors:

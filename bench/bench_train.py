@@ -54,7 +54,7 @@ def quick_spec(spec):
 
 def worker(args) -> None:
     """One fit in this fresh process; prints its numbers as one JSON line."""
-    from wazuh_anomaly.config import load_scenario
+    from wazuh_anomaly.core.config import load_scenario
     from wazuh_anomaly.detectors import detector_class
 
     scenario = load_scenario(Path(args.scenario_file))

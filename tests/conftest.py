@@ -57,9 +57,9 @@ def cli_log_handlers_are_removed_after_each_test():
 def sandbox_runner(prefix: Path, now: float, *, strict: bool = True):
     """A Runner with a sandbox prefix's config and scenario files, at `now` (seconds);
     strict: every scenario file must load (else the runner reports the broken ones)."""
-    from wazuh_anomaly.config import load_config, load_scenarios
-    from wazuh_anomaly.paths import Layout
-    from wazuh_anomaly.runner import Runner
+    from wazuh_anomaly.core.config import load_config, load_scenarios
+    from wazuh_anomaly.core.paths import Layout
+    from wazuh_anomaly.ops.runner import Runner
 
     layout = Layout(prefix)
     scenarios, errors = load_scenarios(layout.scenarios_dir)

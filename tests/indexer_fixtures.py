@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from wazuh_anomaly.config import IndexerSpec
+from wazuh_anomaly.core.config import IndexerSpec
 from wazuh_anomaly.sources import parse_wazuh_timestamp
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ class Server:
         return replace(base, **changes)
 
     def client(self, **changes):
-        from wazuh_anomaly.indexer import make_client
+        from wazuh_anomaly.indexer.client import make_client
         return make_client(self.spec(**changes), Path("/nonexistent"))
 
     def stop(self) -> None:
@@ -106,7 +106,7 @@ def ait_alerts() -> list[tuple[float, dict]]:
 @pytest.fixture(scope="session")
 def ait_indexed(opensearch: Server) -> list[tuple[float, dict]]:
     """The AIT alerts in wazuh-alerts-4.x-2022.01.21..24 (loaded once; reloaded if incomplete)."""
-    from wazuh_anomaly.alert_indices import index_alerts, install_template
+    from wazuh_anomaly.indexer.alert_indices import index_alerts, install_template
     alerts = ait_alerts()
     client = opensearch.client()
     pattern = "wazuh-alerts-4.x-2022.01.*"

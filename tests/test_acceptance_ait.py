@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from conftest import AIT_LABELS, REPO
-from wazuh_anomaly.config import load_config, load_scenarios
-from wazuh_anomaly.evaluation import evaluate, load_ait_phases
-from wazuh_anomaly.paths import Layout
-from wazuh_anomaly.runner import Runner, parse_time
-from wazuh_anomaly.sample import install_sample_alerts
+from wazuh_anomaly.core.config import load_config, load_scenarios
+from wazuh_anomaly.ops.evaluation import evaluate, load_ait_phases
+from wazuh_anomaly.core.paths import Layout
+from wazuh_anomaly.ops.runner import Runner, parse_time
+from wazuh_anomaly.sources.sample import install_sample_alerts
 
 pytestmark = pytest.mark.slow
 

@@ -21,14 +21,14 @@ from pathlib import Path
 import pytest
 
 from conftest import AIT_LABELS, REPO
-from wazuh_anomaly import cli
-from wazuh_anomaly.backtest import (BacktestError, TimeRange, backtest, bucket_precision_recall, load_labels,
+from wazuh_anomaly.cli import app as cli
+from wazuh_anomaly.ops.backtest import (BacktestError, TimeRange, backtest, bucket_precision_recall, load_labels,
                                     parse_range)
-from wazuh_anomaly.config import load_config, load_scenarios
-from wazuh_anomaly.evaluation import Phase
-from wazuh_anomaly.findings import Anomaly
-from wazuh_anomaly.paths import Layout
-from wazuh_anomaly.sample import SAMPLE_LABELS, install_sample_alerts
+from wazuh_anomaly.core.config import load_config, load_scenarios
+from wazuh_anomaly.ops.evaluation import Phase
+from wazuh_anomaly.core.findings import Anomaly
+from wazuh_anomaly.core.paths import Layout
+from wazuh_anomaly.sources.sample import SAMPLE_LABELS, install_sample_alerts
 
 SCENARIOS = ["alert_volume", "rule_diversity"]
 TRAIN = "2022-01-21..2022-01-24"

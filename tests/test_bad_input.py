@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from test_runner import START, alert, lines, normal_alerts, prefix, runner, write_alerts  # noqa: F401 (fixture)
-from wazuh_anomaly.cli import main
+from wazuh_anomaly.cli.app import main
 
 # Shapes a Wazuh alert field may take that the scenarios do not expect.
 ODD_GROUPS = [
@@ -47,7 +47,7 @@ def test_an_alert_that_breaks_a_scenario_is_counted_with_its_file_and_line_and_s
     odd["rule"]["groups"] = ["authentication_failed", {"nested": "object"}]
     write_alerts(prefix, normal_alerts(2.1) + [odd])
     # whatever an accessor still gets wrong one day, it costs one alert, not the run
-    from wazuh_anomaly import features
+    from wazuh_anomaly.features import aggregate as features
     original = features.FeatureAggregator.add
 
     def fragile(self, ts, alert):
@@ -102,7 +102,7 @@ def _anomaly(step: int):
 
 def test_a_line_torn_by_a_crash_mid_write_never_swallows_the_next_anomaly(tmp_path):
     from test_emitter import DETECTED
-    from wazuh_anomaly.emitter import AnomalyWriter
+    from wazuh_anomaly.emit.emitter import AnomalyWriter
     out, state = tmp_path / "anomalies.json", tmp_path / "state"
     AnomalyWriter(out, state).write([_anomaly(0)], DETECTED)
     whole = out.read_bytes()
@@ -116,7 +116,7 @@ def test_a_line_torn_by_a_crash_mid_write_never_swallows_the_next_anomaly(tmp_pa
 
 def test_a_torn_last_line_and_a_lost_id_store_still_write_each_id_once(tmp_path):
     from test_emitter import DETECTED
-    from wazuh_anomaly.emitter import AnomalyWriter
+    from wazuh_anomaly.emit.emitter import AnomalyWriter
     out, state = tmp_path / "anomalies.json", tmp_path / "state"
     AnomalyWriter(out, state).write([_anomaly(0), _anomaly(1)], DETECTED)
     out.write_bytes(out.read_bytes() + b'{"integration":"anomaly","anom')
@@ -127,8 +127,8 @@ def test_a_torn_last_line_and_a_lost_id_store_still_write_each_id_once(tmp_path)
 
 def test_a_damaged_id_store_is_moved_aside_and_rebuilt_from_the_file(tmp_path):
     from test_emitter import DETECTED
-    from wazuh_anomaly.emitter import AnomalyWriter
-    from wazuh_anomaly.fileio import take_damaged
+    from wazuh_anomaly.emit.emitter import AnomalyWriter
+    from wazuh_anomaly.core.fileio import take_damaged
     out, state = tmp_path / "anomalies.json", tmp_path / "state"
     AnomalyWriter(out, state).write([_anomaly(0)], DETECTED)
     store = state / AnomalyWriter.STATE_NAME
@@ -146,8 +146,8 @@ def test_a_stuck_lock_holder_is_a_clear_error_after_the_timeout_not_a_hang(tmp_p
     import os
 
     from test_emitter import DETECTED
-    from wazuh_anomaly.emitter import AnomalyWriter
-    from wazuh_anomaly.errors import LockTimeout
+    from wazuh_anomaly.emit.emitter import AnomalyWriter
+    from wazuh_anomaly.core.errors import LockTimeout
     out, state = tmp_path / "anomalies.json", tmp_path / "state"
     writer = AnomalyWriter(out, state)
     writer.LOCK_TIMEOUT_SECONDS = 0.3
@@ -208,11 +208,11 @@ def test_a_damaged_drift_state_is_moved_aside_and_never_costs_the_scores(prefix,
 def test_a_cursor_with_a_negative_offset_rereads_the_file_instead_of_failing(tmp_path):
     import os
 
-    from wazuh_anomaly.sources.alerts_file import AlertsFileSource, ReadCursor, _head_fingerprint
+    from wazuh_anomaly.sources.alerts_file import AlertsFileSource, ReadCursor, head_fingerprint
     (tmp_path / "alerts.json").write_bytes(b'{"timestamp":"2024-02-01T00:00:01.000+0000","rule":{}}\n')
     st = os.stat(tmp_path / "alerts.json")
     fd = os.open(tmp_path / "alerts.json", os.O_RDONLY)
-    head = _head_fingerprint(fd, 64)
+    head = head_fingerprint(fd, 64)
     os.close(fd)
     cursor = ReadCursor.from_dict({"version": 1, "resume_from": 0.0,
                                    "files": {f"{st.st_dev}:{st.st_ino}": {"offset": -5, "head": head}}})
@@ -222,7 +222,7 @@ def test_a_cursor_with_a_negative_offset_rereads_the_file_instead_of_failing(tmp
 
 def test_a_flow_event_stamped_far_in_the_future_is_counted_with_its_line(tmp_path):
     from wazuh_anomaly.sources.alerts_file import SourceStats
-    from wazuh_anomaly.sources.flows_file import FlowsFileSource
+    from wazuh_anomaly.netflow.flows_source import FlowsFileSource
     flows = tmp_path / "netflow.json"
     flows.write_text(json.dumps({"event": {"start": "2024-02-01T00:00:05Z"}}) + "\n"
                      + json.dumps({"event": {"start": "2999-01-01T00:00:00Z"}}) + "\n")

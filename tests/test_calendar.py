@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wazuh_anomaly.calendar_features import CALENDAR_FEATURES, calendar_columns, calendar_names, with_calendar
-from wazuh_anomaly.config import parse_scenario
-from wazuh_anomaly.errors import ConfigError, ModelError
-from wazuh_anomaly.models import ModelBundle
+from wazuh_anomaly.features.calendar import CALENDAR_FEATURES, calendar_columns, calendar_names, with_calendar
+from wazuh_anomaly.core.config import parse_scenario
+from wazuh_anomaly.core.errors import ConfigError, ModelError
+from wazuh_anomaly.pipeline.models import ModelBundle
 
 SMALL_MVAD = {"sliding_window": 16, "epochs": 2, "windows_per_epoch": 128, "min_steps": 4, "batch_size": 32}
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from wazuh_anomaly.cli import build_parser, main
+from wazuh_anomaly.cli.app import build_parser, main
 
 SCENARIOS = sorted(p.stem for p in (REPO / "wazuh/etc/anomaly/scenarios").glob("*.yaml"))
 
@@ -208,11 +208,11 @@ def test_train_of_the_flow_baseline_before_any_netflow_events_says_what_to_start
 
 
 def test_the_report_does_not_suggest_training_the_flow_baseline_before_any_netflow_events(tmp_path):
-    from wazuh_anomaly.config import load_config, load_scenarios
-    from wazuh_anomaly.paths import Layout
-    from wazuh_anomaly.report import report_from_installation
-    from wazuh_anomaly.runner import Runner, parse_time
-    from wazuh_anomaly.sample import install_sample_alerts
+    from wazuh_anomaly.core.config import load_config, load_scenarios
+    from wazuh_anomaly.core.paths import Layout
+    from wazuh_anomaly.ops.report import report_from_installation
+    from wazuh_anomaly.ops.runner import Runner, parse_time
+    from wazuh_anomaly.sources.sample import install_sample_alerts
     prefix = tmp_path / "ossec"
     scenarios_dir = prefix / "etc/anomaly/scenarios"
     scenarios_dir.mkdir(parents=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wazuh_anomaly.config import (
+from wazuh_anomaly.core.config import (
     Condition,
     Config,
     EntitySpec,
@@ -32,8 +32,8 @@ from wazuh_anomaly.config import (
     load_scenarios,
     parse_scenario,
 )
-from wazuh_anomaly.errors import ConfigError
-from wazuh_anomaly.paths import Layout
+from wazuh_anomaly.core.errors import ConfigError
+from wazuh_anomaly.core.paths import Layout
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_ETC = REPO / "wazuh" / "etc" / "anomaly"
@@ -538,7 +538,7 @@ def test_invalid_yaml_in_the_default_config_file_is_not_taken_for_defaults(tmp_p
 
 
 def test_indexer_and_shipping_blocks_have_typed_defaults_and_one_sentence_errors(tmp_path):
-    from wazuh_anomaly.config import IndexerSpec, ShippingSpec
+    from wazuh_anomaly.core.config import IndexerSpec, ShippingSpec
     layout = Layout(tmp_path)
     path = tmp_path / "config.yaml"
     path.write_text("source: {type: indexer}\nindexer: {hosts: 'https://indexer-1:9200', password: s3cret}\n"

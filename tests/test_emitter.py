@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from wazuh_anomaly.emitter import (
+from wazuh_anomaly.emit.emitter import (
     EVENT_FIELDS,
     MAX_TOP_FEATURES,
     AnomalyWriter,
@@ -19,10 +19,10 @@ from wazuh_anomaly.emitter import (
     event_for_health,
     render,
 )
-from wazuh_anomaly import fastjson
-from wazuh_anomaly.escalation import Repeat
-from wazuh_anomaly.eventtext import clip, fit_line, has_control, iso, parse_iso, stable_id
-from wazuh_anomaly.findings import HEALTH_CHECKS, Anomaly, FeatureContribution, HealthEvent
+from wazuh_anomaly.core import jsonio as fastjson
+from wazuh_anomaly.emit.escalation import Repeat
+from wazuh_anomaly.core.eventtext import clip, fit_line, has_control, iso, parse_iso, stable_id
+from wazuh_anomaly.core.findings import HEALTH_CHECKS, Anomaly, FeatureContribution, HealthEvent
 
 T0 = datetime(2022, 1, 24, 3, 55, tzinfo=timezone.utc)
 DETECTED = T0 + timedelta(minutes=6)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from wazuh_anomaly.emitter import AnomalyWriter, event_for, render
-from wazuh_anomaly.escalation import series_of_event
-from wazuh_anomaly.findings import SEVERITIES, Anomaly, FeatureContribution, HealthEvent
+from wazuh_anomaly.emit.emitter import AnomalyWriter, event_for, render
+from wazuh_anomaly.emit.escalation import series_of_event
+from wazuh_anomaly.core.findings import SEVERITIES, Anomaly, FeatureContribution, HealthEvent
 from wazuh_anomaly.ruleset.cases import SCENARIO_RULES
 from wazuh_anomaly.ruleset.engine import RuleEngine
 from wazuh_anomaly.ruleset.locations import ANOMALIES_REL, manager_file
@@ -313,7 +313,7 @@ JSON = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=True) | st.i
 @settings(max_examples=200, deadline=None)
 @given(data=JSON)
 def test_any_damaged_history_in_the_state_file_loads_without_a_traceback(data):
-    from wazuh_anomaly.escalation import RepeatHistory
+    from wazuh_anomaly.emit.escalation import RepeatHistory
     history = RepeatHistory(data)
     history.add("x", "s", "", 0.0)
     assert history.count("s", "", 0.0).scenario >= 1

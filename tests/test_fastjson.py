@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import REPO, SHARED_DATA
-from wazuh_anomaly import fastjson
+from wazuh_anomaly.core import jsonio as fastjson
 
 PROPERTY = settings(max_examples=300, deadline=None, derandomize=True)
 STATE = json.dumps({"keys": {"27\x1fphopkins": {"since": 1642.5, "values": ["/usr/bin/id", "é"]}},
@@ -56,7 +56,7 @@ def test_a_cut_document_is_a_value_error_in_a_process_that_never_imported_json()
     # The per-alert integration never imports json: there the old reader's error path
     # found no JSONDecodeError class and raised SystemError.
     code = f"""
-from wazuh_anomaly import fastjson
+from wazuh_anomaly.core import jsonio as fastjson
 state = {STATE!r}
 for cut in (1, 10, len(state) // 2, len(state) - 1):
     for _ in range(2):

@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 
 from conftest import AIT_ALERTS
-from wazuh_anomaly.config import Scenario, load_scenario, parse_scenario
-from wazuh_anomaly.features import FeatureAggregator, aggregate, align_down, align_up
+from wazuh_anomaly.core.config import Scenario, load_scenario, parse_scenario
+from wazuh_anomaly.features.aggregate import FeatureAggregator, aggregate, align_down, align_up
 from wazuh_anomaly.sources import AlertsFileSource, parse_wazuh_timestamp
 
 REPO = Path(__file__).resolve().parents[1]

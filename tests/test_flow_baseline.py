@@ -14,9 +14,9 @@ from conftest import REPO, sandbox_runner
 from wazuh_anomaly.netflow.stream import FlowPipeline
 from wazuh_anomaly.netflow.settings import NetflowSettings
 from wazuh_anomaly.ruleset import explain_all
-from wazuh_anomaly.runner import Runner
+from wazuh_anomaly.ops.runner import Runner
 from wazuh_anomaly.sources import SourceStats
-from wazuh_anomaly.sources.flows_file import FlowsFileSource
+from wazuh_anomaly.netflow.flows_source import FlowsFileSource
 
 START = datetime(2026, 3, 1, tzinfo=timezone.utc)
 SHIPPED = REPO / "wazuh" / "etc" / "anomaly" / "scenarios" / "flow_baseline.yaml"

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wazuh_anomaly.cli import main
-from wazuh_anomaly.paths import PREFIX_ENV
+from wazuh_anomaly.cli.app import main
+from wazuh_anomaly.core.paths import PREFIX_ENV
 from wazuh_anomaly.ruleset.engine import RuleEngine, event_location
 from wazuh_anomaly.ruleset.inifile import read_ini
 from wazuh_anomaly.ruleset.locations import (

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from conftest import sandbox_runner
 from indexer_fixtures import SHARED_AIT, BUNDLED_AIT, ait_indexed, opensearch  # noqa: F401 (fixtures)
-from wazuh_anomaly.runner import Runner, parse_time
-from wazuh_anomaly.sample import lay_out_alerts
-from wazuh_anomaly.shipping import stream_name
+from wazuh_anomaly.ops.runner import Runner, parse_time
+from wazuh_anomaly.sources.sample import lay_out_alerts
+from wazuh_anomaly.emit.shipping import stream_name
 
 SCENARIO = textwrap.dedent("""\
     name: volume_test

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from indexer_fixtures import ait_indexed, opensearch  # noqa: F401 (fixtures)
-from wazuh_anomaly.config import load_scenarios, parse_scenario
-from wazuh_anomaly.features import FeatureAggregator, aggregate
+from wazuh_anomaly.core.config import load_scenarios, parse_scenario
+from wazuh_anomaly.features.aggregate import FeatureAggregator, aggregate
 from wazuh_anomaly.sources.indexer import IndexerSource
 
 REPO = Path(__file__).resolve().parents[1]

@@ -19,13 +19,13 @@ import orjson
 import pytest
 
 from conftest import AIT_ALERTS, REPO
-from wazuh_anomaly.cli import main
-from wazuh_anomaly.config import load_config, load_scenarios
-from wazuh_anomaly.lifecycle import current_version, list_models
-from wazuh_anomaly.scores import drift_of, recent_scores
-from wazuh_anomaly.paths import Layout
-from wazuh_anomaly.runner import Runner, parse_time
-from wazuh_anomaly.sample import _shift, lay_out_alerts
+from wazuh_anomaly.cli.app import main
+from wazuh_anomaly.core.config import load_config, load_scenarios
+from wazuh_anomaly.ops.lifecycle import current_version, list_models
+from wazuh_anomaly.pipeline.scores import drift_of, recent_scores
+from wazuh_anomaly.core.paths import Layout
+from wazuh_anomaly.ops.runner import Runner, parse_time
+from wazuh_anomaly.sources.sample import _shift, lay_out_alerts
 
 pytestmark = pytest.mark.slow
 

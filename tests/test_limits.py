@@ -19,11 +19,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wazuh_anomaly import fastjson
-from wazuh_anomaly.emitter import event_for, event_for_health, render
-from wazuh_anomaly.eventtext import (DESCRIPTION_MAX_BYTES, FIELD_BYTES, LOGCOLLECTOR_LINE_BYTES, MAX_LINE_BYTES,
+from wazuh_anomaly.core import jsonio as fastjson
+from wazuh_anomaly.emit.emitter import event_for, event_for_health, render
+from wazuh_anomaly.core.eventtext import (DESCRIPTION_MAX_BYTES, FIELD_BYTES, LOGCOLLECTOR_LINE_BYTES, MAX_LINE_BYTES,
                                      clip, fit_line)
-from wazuh_anomaly.findings import HEALTH_CHECKS, Anomaly, FeatureContribution, HealthEvent
+from wazuh_anomaly.core.findings import HEALTH_CHECKS, Anomaly, FeatureContribution, HealthEvent
 from wazuh_anomaly.netflow.normalize import BadRecord, Normalizer
 from wazuh_anomaly.netflow.stream import FlowPipeline
 from wazuh_anomaly.netflow.settings import NetflowSettings
@@ -296,7 +296,7 @@ def test_any_response_log_message_is_one_line_within_the_limit(tmp_path_factory,
 
 
 def test_a_scoped_or_overlong_address_is_no_static_srcip():
-    from wazuh_anomaly.eventtext import entity_srcip
+    from wazuh_anomaly.core.eventtext import entity_srcip
     assert entity_srcip("data.srcip", "2001:db8::1") == "2001:db8::1"
     assert entity_srcip("data.srcip", "2001:db8::1%" + "e" * 70_000) is None
     assert entity_srcip("data.srcip", "fe80::1%eth0") is None

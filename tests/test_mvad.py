@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wazuh_anomaly.config import MvadSpec
+from wazuh_anomaly.core.config import MvadSpec
 from wazuh_anomaly.detectors.mvad import MvadDetector, TrainingError, _library
-from wazuh_anomaly.errors import ModelError
+from wazuh_anomaly.core.errors import ModelError
 
 SMALL = MvadSpec(sliding_window=16, epochs=4, batch_size=32, windows_per_epoch=256, min_steps=10)
 FEATURES = ["logins", "failures", "distinct_users"]

@@ -10,14 +10,14 @@ import orjson
 import pytest
 
 from conftest import REPO, SHARED_DATA, need_shared_data
-from wazuh_anomaly.cli import main
-from wazuh_anomaly.errors import ConfigError, WazuhAnomalyError
+from wazuh_anomaly.cli.app import main
+from wazuh_anomaly.core.errors import ConfigError, WazuhAnomalyError
 from wazuh_anomaly.netflow.detect import FlowDetector
 from wazuh_anomaly.netflow.generate import SCENARIOS, raw_records, tagged_events
 from wazuh_anomaly.netflow.normalize import BadRecord, Normalizer
 from wazuh_anomaly.netflow.settings import NetflowSettings, load_netflow_settings
 from wazuh_anomaly.netflow.stream import FlowPipeline, follow, normalize_file, state_file_for
-from wazuh_anomaly.paths import Layout
+from wazuh_anomaly.core.paths import Layout
 
 PMACCT = SHARED_DATA / "pmacct"
 PMACCTD_LINE = {"event_type": "purge", "ip_src": "147.32.80.40", "ip_dst": "147.32.80.37", "port_src": 36679,
@@ -297,12 +297,12 @@ def test_follow_reads_growth_and_rotation_without_loss_or_duplicates(tmp_path):
 def test_a_copytruncate_to_the_same_size_right_after_a_read_is_noticed(tmp_path):
     # The follower fingerprints the file's first bytes when it reads them, so a truncation
     # and a rewrite of the same length before its next poll is not taken for old data.
-    from wazuh_anomaly.netflow.stream import _Reader
+    from wazuh_anomaly.netflow.stream import YamlReader
     src = tmp_path / "flows.json"
     src.write_text(json.dumps(dict(PMACCTD_LINE, port_src=4)) + "\n")
     fd = os.open(src, os.O_RDONLY)
     try:
-        reader = _Reader(fd, src, 0, 0)
+        reader = YamlReader(fd, src, 0, 0)
         assert len(list(reader.batches())) == 1
         src.write_text(json.dumps(dict(PMACCTD_LINE, port_src=5)) + "\n")      # same size, other flow
         assert os.fstat(fd).st_size == reader.offset

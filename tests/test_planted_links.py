@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from conftest import sandbox_runner
-from wazuh_anomaly import fileio
-from wazuh_anomaly.errors import UnsafePath
+from wazuh_anomaly.core import fileio
+from wazuh_anomaly.core.errors import UnsafePath
 from wazuh_anomaly.sources import AlertsFileSource, SourceUnreadable
-from wazuh_anomaly.sources.flows_file import FlowsFileSource
+from wazuh_anomaly.netflow.flows_source import FlowsFileSource
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="plants links as another user would: needs root")
 
@@ -131,13 +131,13 @@ def test_the_flow_events_file_linked_elsewhere_is_refused(tmp_path, secret):
 # ------------------------------------------------------------------ writing (the wodle, the active response)
 
 def health_event():
-    from wazuh_anomaly.findings import HealthEvent
+    from wazuh_anomaly.core.findings import HealthEvent
     return HealthEvent("source_unreadable", "test event", datetime(2024, 3, 2, tzinfo=timezone.utc))
 
 
 @pytest.mark.parametrize("planted", ["anomalies.json", "anomalies.json.lock"])
 def test_anomalies_file_or_its_lock_linked_to_a_root_file_is_never_written(tmp_path, secret, planted):
-    from wazuh_anomaly.emitter import AnomalyWriter
+    from wazuh_anomaly.emit.emitter import AnomalyWriter
     logs = tmp_path / "logs/anomaly"
     logs.mkdir(parents=True)
     (logs / planted).symlink_to(secret)
@@ -187,8 +187,8 @@ def test_the_active_response_log_is_never_appended_through_a_link(tmp_path, secr
 
 
 def test_the_run_log_is_never_appended_through_a_link(tmp_path, secret, capsys):
-    from wazuh_anomaly.cli import _setup_logging
-    from wazuh_anomaly.paths import Layout
+    from wazuh_anomaly.cli.app import _setup_logging
+    from wazuh_anomaly.core.paths import Layout
     logs = tmp_path / "logs/anomaly"
     logs.mkdir(parents=True)
     (logs / "wazuh-anomaly.log").symlink_to(secret)
@@ -265,7 +265,7 @@ def test_makedirs_gives_exactly_the_mode_and_refuses_a_planted_parent(tmp_path):
 
 
 def test_feedback_never_reads_a_rotated_copy_linked_to_a_root_file(tmp_path, secret):
-    from wazuh_anomaly.feedback import find_anomaly
+    from wazuh_anomaly.ops.feedback import find_anomaly
     logs = tmp_path / "logs/anomaly"
     logs.mkdir(parents=True)
     secret.write_text(json.dumps({"anomaly": {"id": "0123456789abcdef0123", "kind": "anomaly",

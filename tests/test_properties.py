@@ -12,10 +12,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import REPO
-from wazuh_anomaly import fastjson
-from wazuh_anomaly.config import load_scenarios
-from wazuh_anomaly.features import FeatureAggregator
-from wazuh_anomaly.fileio import take_damaged
+from wazuh_anomaly.core import jsonio as fastjson
+from wazuh_anomaly.core.config import load_scenarios
+from wazuh_anomaly.features.aggregate import FeatureAggregator
+from wazuh_anomaly.core.fileio import take_damaged
 from wazuh_anomaly.sources.alerts_file import AlertsFileSource, ReadCursor, SourceStats
 
 PROPERTY = settings(max_examples=60, deadline=None, derandomize=True,
@@ -173,7 +173,7 @@ def _content(kind: str, case) -> bytes:
 @PROPERTY
 @given(_state_cases("scenario"))
 def test_a_scenario_state_file_of_any_bytes_loads_or_is_set_aside(case):
-    from wazuh_anomaly.state import ScenarioState
+    from wazuh_anomaly.core.state import ScenarioState
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "scenarios" / "x.json"
         path.parent.mkdir()
@@ -215,8 +215,8 @@ def test_a_detector_state_file_of_any_bytes_is_used_or_set_aside_and_the_alert_h
 def test_an_id_store_of_any_bytes_is_read_or_set_aside_and_each_id_still_written_once(case):
     from datetime import datetime, timezone
 
-    from wazuh_anomaly.emitter import AnomalyWriter
-    from wazuh_anomaly.findings import HealthEvent
+    from wazuh_anomaly.emit.emitter import AnomalyWriter
+    from wazuh_anomaly.core.findings import HealthEvent
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp) / "state"
         state.mkdir()
@@ -307,7 +307,7 @@ def test_any_collector_line_is_normalised_or_counted_as_a_bad_line(lines):
 def test_any_alert_goes_through_every_realtime_detector_and_its_findings_render(batch):
     from datetime import datetime, timezone
 
-    from wazuh_anomaly.anomalylog import render
+    from wazuh_anomaly.emit.anomalylog import render
     from wazuh_anomaly.realtime import config as rt_config
     from wazuh_anomaly.realtime.engine import RealtimeEngine
     from wazuh_anomaly.realtime.store import StateStore

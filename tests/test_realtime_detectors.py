@@ -8,8 +8,9 @@ import sys
 import pytest
 
 from conftest import REPO
-from wazuh_anomaly.errors import ConfigError
-from wazuh_anomaly.realtime import config, detectors
+from wazuh_anomaly.core.errors import ConfigError
+from wazuh_anomaly.realtime import config
+from wazuh_anomaly.realtime import detectors
 from wazuh_anomaly.realtime.engine import RealtimeEngine
 from wazuh_anomaly.realtime.fields import parse_time, values
 from wazuh_anomaly.realtime.store import StateStore

@@ -222,8 +222,8 @@ def test_rare_event_fields_name_every_field_a_realtime_event_carries():
         return out
     lines = [line for c in build_cases() for line in c.lines]
     # a line shortened to fit Wazuh's limits names what was cut
-    from wazuh_anomaly import fastjson
-    from wazuh_anomaly.eventtext import fit_line
+    from wazuh_anomaly.core import jsonio as fastjson
+    from wazuh_anomaly.core.eventtext import fit_line
     lines.append(fit_line(json.loads(lines[0]), fastjson.dumps_strict, max_bytes=len(lines[0].encode()) - 1))
     seen = set().union(*(flat(json.loads(line)) for line in lines))
     assert seen == RARE_EVENT_FIELDS

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, SHARED_DATA
-from wazuh_anomaly.errors import ModelError
+from wazuh_anomaly.core.errors import ModelError
 from wazuh_anomaly.realtime import config
 from wazuh_anomaly.realtime.engine import RealtimeEngine
 from wazuh_anomaly.realtime.rarity import RareEventModel, extract, vector

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from wazuh_anomaly.errors import ConfigError
+from wazuh_anomaly.core.errors import ConfigError
 from wazuh_anomaly.realtime import response
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "integration")}

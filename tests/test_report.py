@@ -17,13 +17,13 @@ import pytest
 from matplotlib import image as mpimg
 
 from conftest import AIT_LABELS, REPO
-from wazuh_anomaly import cli
-from wazuh_anomaly.backtest import backtest, load_labels, parse_range
-from wazuh_anomaly.config import load_config, load_scenarios
-from wazuh_anomaly.paths import Layout
-from wazuh_anomaly.report import ReportError, report_from_backtest, report_from_installation
-from wazuh_anomaly.runner import Runner, parse_time
-from wazuh_anomaly.sample import install_sample_alerts
+from wazuh_anomaly.cli import app as cli
+from wazuh_anomaly.ops.backtest import backtest, load_labels, parse_range
+from wazuh_anomaly.core.config import load_config, load_scenarios
+from wazuh_anomaly.core.paths import Layout
+from wazuh_anomaly.ops.report import ReportError, report_from_backtest, report_from_installation
+from wazuh_anomaly.ops.runner import Runner, parse_time
+from wazuh_anomaly.sources.sample import install_sample_alerts
 
 SCENARIOS = ["alert_volume", "rule_diversity"]
 

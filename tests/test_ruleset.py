@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from wazuh_anomaly.emitter import event_for, event_for_health
-from wazuh_anomaly.escalation import repeats_of
-from wazuh_anomaly.findings import HEALTH_CHECKS, Anomaly, FeatureContribution, HealthEvent
+from wazuh_anomaly.emit.emitter import event_for, event_for_health
+from wazuh_anomaly.emit.escalation import repeats_of
+from wazuh_anomaly.core.findings import HEALTH_CHECKS, Anomaly, FeatureContribution, HealthEvent
 from wazuh_anomaly.ruleset import SimulatedAlert, explain, explain_all
 from wazuh_anomaly.ruleset.cases import GENERIC_ESCALATED_RULE, GENERIC_TIER_RULES, SCENARIO_RULES, render_cases
 from wazuh_anomaly.ruleset.check import check_ruleset, format_problems
@@ -65,8 +65,8 @@ def test_ruleset_check_of_an_installed_manager_judges_each_of_our_files_once_and
 
 
 def test_ruleset_check_of_an_installed_manager_still_reports_our_own_mistakes(tmp_path):
-    from wazuh_anomaly.paths import Layout
-    from wazuh_anomaly.ruleset.commands import ruleset_check
+    from wazuh_anomaly.core.paths import Layout
+    from wazuh_anomaly.cli.ruleset import ruleset_check
     prefix = _manager_with_our_rules(tmp_path)
     ours = prefix / "etc" / "rules" / "wazuh_anomaly_rules.xml"
     ours.write_text(ours.read_text().replace('<rule id="117101"', '<rule id="117100"', 1))
@@ -77,9 +77,9 @@ def test_ruleset_check_of_an_installed_manager_still_reports_our_own_mistakes(tm
 
 def test_ruleset_check_of_a_manager_without_our_files_says_to_install_them(tmp_path):
     import shutil
-    from wazuh_anomaly.errors import WazuhAnomalyError
-    from wazuh_anomaly.paths import Layout
-    from wazuh_anomaly.ruleset.commands import ruleset_check
+    from wazuh_anomaly.core.errors import WazuhAnomalyError
+    from wazuh_anomaly.core.paths import Layout
+    from wazuh_anomaly.cli.ruleset import ruleset_check
     shutil.copytree(REPO / "tests" / "data" / "manager", tmp_path / "ossec")
     with pytest.raises(WazuhAnomalyError, match=r"No rule files of wazuh-anomaly in .*install them with install.sh"):
         ruleset_check(layout=Layout(tmp_path / "ossec"))

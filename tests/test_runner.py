@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from conftest import sandbox_runner
-from wazuh_anomaly.cli import main
-from wazuh_anomaly.paths import Layout
-from wazuh_anomaly.runner import Runner, parse_time
-from wazuh_anomaly.sample import lay_out_alerts
-from wazuh_anomaly.state import RunLock
+from wazuh_anomaly.cli.app import main
+from wazuh_anomaly.core.paths import Layout
+from wazuh_anomaly.ops.runner import Runner, parse_time
+from wazuh_anomaly.sources.sample import lay_out_alerts
+from wazuh_anomaly.core.state import RunLock
 
 START = datetime(2024, 3, 1, tzinfo=timezone.utc)
 SCENARIO = textwrap.dedent("""\
@@ -152,7 +152,7 @@ def test_a_run_killed_half_way_then_run_again_emits_no_duplicates_and_leaves_no_
     # Killed after the anomalies were appended but before the watermark was saved.
     code = textwrap.dedent(f"""
         import os, sys
-        from wazuh_anomaly.state import ScenarioState
+        from wazuh_anomaly.core.state import ScenarioState
         ScenarioState.save = lambda self, state_dir: os._exit(9)
         from wazuh_anomaly.cli import main
         main(["--prefix", {str(prefix)!r}, "-q", "run", "--now", {later.isoformat()!r}])

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from indexer_fixtures import opensearch, script  # noqa: F401 (fixtures)
-from wazuh_anomaly.config import ShippingSpec, load_config, parse_scenario
-from wazuh_anomaly.findings import Anomaly, FeatureContribution
-from wazuh_anomaly.paths import Layout
-from wazuh_anomaly.shipping import Shipper, stream_name
+from wazuh_anomaly.core.config import ShippingSpec, load_config, parse_scenario
+from wazuh_anomaly.core.findings import Anomaly, FeatureContribution
+from wazuh_anomaly.core.paths import Layout
+from wazuh_anomaly.emit.shipping import Shipper, stream_name
 
 T0 = datetime(2022, 1, 24, tzinfo=timezone.utc)
 
@@ -133,7 +133,7 @@ def test_a_feature_mapped_as_another_type_is_refused_clearly_and_kept(opensearch
         assert [h.check for h in result.health] == ["shipping_rejected"]
         assert "mapper_parsing_exception" in result.health[0].message
         assert len(shipper.spool.items_in(shipper.spool.rejected)) == 4     # kept, not lost
-        from wazuh_anomaly.shipping import check_shipping
+        from wazuh_anomaly.emit.shipping import check_shipping
         lines = check_shipping(config, [scenario()])
         assert not lines[-1].ok and "logins is boolean" in lines[-1].message
     finally:
@@ -187,7 +187,7 @@ def test_an_installed_policy_as_ism_returns_it_counts_as_the_same_and_a_changed_
     from copy import deepcopy
     from dataclasses import replace
 
-    from wazuh_anomaly.shipping import _same_policy, ism_policy
+    from wazuh_anomaly.emit.shipping import _same_policy, ism_policy
 
     (tmp_path / "etc/anomaly").mkdir(parents=True)
     config = load_config(Layout(tmp_path))

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import AIT_ALERTS, SHARED_DATA
-from wazuh_anomaly.errors import WazuhAnomalyError
+from wazuh_anomaly.core.errors import WazuhAnomalyError
 from wazuh_anomaly.sources import (
     SKIP_REASONS,
     AlertsFileSource,

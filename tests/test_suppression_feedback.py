@@ -14,15 +14,15 @@ import pandas as pd
 import pytest
 
 from test_runner import START, burst, lines, normal_alerts, prefix, runner, write_alerts  # noqa: F401 (fixture)
-from wazuh_anomaly.cli import main
-from wazuh_anomaly.config import parse_scenario
-from wazuh_anomaly.errors import ConfigError
-from wazuh_anomaly.feedback import load_feedback, record_feedback
-from wazuh_anomaly.findings import Anomaly, FeatureContribution
-from wazuh_anomaly.lifecycle import Exclusion, exclude_from_training, training_exclusions
-from wazuh_anomaly.paths import Layout
+from wazuh_anomaly.cli.app import main
+from wazuh_anomaly.core.config import parse_scenario
+from wazuh_anomaly.core.errors import ConfigError
+from wazuh_anomaly.ops.feedback import load_feedback, record_feedback
+from wazuh_anomaly.core.findings import Anomaly, FeatureContribution
+from wazuh_anomaly.ops.lifecycle import Exclusion, exclude_from_training, training_exclusions
+from wazuh_anomaly.core.paths import Layout
 from wazuh_anomaly.ruleset import explain_all
-from wazuh_anomaly.suppression import load_suppressions, new_suppression, parse_every
+from wazuh_anomaly.ops.suppression import load_suppressions, new_suppression, parse_every
 
 SPIKE = START + timedelta(days=2, hours=1, minutes=10)     # a Sunday (2024-03-03) 01:10 UTC
 
@@ -67,7 +67,7 @@ def test_scenario_entity_feature_and_expiry_narrow_a_suppression():
 
 
 def test_a_suppression_matches_an_event_read_back_from_anomalies_json():
-    from wazuh_anomaly.emitter import event_for
+    from wazuh_anomaly.emit.emitter import event_for
     event = json.loads(json.dumps(event_for(anomaly(SPIKE), detected_at=SPIKE)))
     s = new_suppression(reason="r", scenario="auth_test", entity="web-01", feature="failures",
                         start=SPIKE, end=SPIKE + timedelta(minutes=5))

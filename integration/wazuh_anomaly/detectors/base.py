@@ -15,7 +15,7 @@ from typing import Mapping, Protocol
 import numpy as np
 import pandas as pd
 
-from ..config import SeveritySpec
+from ..core.config import SeveritySpec
 
 # A frame returned by Detector.score: index = scored buckets; column "score" plus one
 # column per feature holding that feature's share of the score (rows sum to 1 or 0).

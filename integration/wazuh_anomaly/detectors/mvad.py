@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import MvadSpec
-from ..errors import ModelError
-from ..trust import read_trusted
+from ..core.config import MvadSpec
+from ..core.errors import ModelError
+from ..core.trust import read_trusted
 from .base import ScoreFrame, Series
 
 WEIGHTS_FILE = "mvad.pt"

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import SeasonalSpec
-from ..trust import read_trusted
+from ..core.config import SeasonalSpec
+from ..core.trust import read_trusted
 from .base import ScoreFrame, Series
 from .profile import SeasonalProfile
 

@@ -6,8 +6,6 @@ detect     sliding-window flow detections that add `anomaly.tags`
 stream     one pass or follow mode over a pmacct file, resume offset and windows persisted
 generate   synthetic flows for every detection (wazuh-logtest validation, rule tests)
 cases      the rule tests of tests/ruleset/wazuh_anomaly_netflow_rules.ini
-commands   the `wazuh-anomaly netflow …` subcommands (`register` is called by cli.build_parser)
+flows_source  the normalised flow events as a source for learned flow baselines
+(the `wazuh-anomaly netflow …` subcommands are in cli/netflow.py)
 """
-from .commands import register
-
-__all__ = ["register"]

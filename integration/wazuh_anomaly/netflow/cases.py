@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from ..errors import WazuhAnomalyError
+from ..core.errors import WazuhAnomalyError
 from ..ruleset.inifile import CaseSpec, render_ini
 from ..ruleset.locations import ANOMALIES_REL, NETFLOW_REL, forged, manager_file
 from .generate import tagged_events

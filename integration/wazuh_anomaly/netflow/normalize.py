@@ -12,7 +12,7 @@ import calendar
 import ipaddress
 from datetime import datetime
 
-from ..eventtext import MAX_IP, MAX_NAME, MAX_SHORT, clip, has_control
+from ..core.eventtext import MAX_IP, MAX_NAME, MAX_SHORT, clip, has_control
 from . import tables
 from .settings import NetflowSettings
 
@@ -59,7 +59,7 @@ def direction_of(src_internal: bool, dst_internal: bool) -> str:
     return DIRECTIONS[(0 if src_internal else 2) + (0 if dst_internal else 1)]
 
 
-class _Clock:
+class Clock:
     """pmacct time text -> (epoch seconds, ISO 8601 UTC text); minute prefixes are cached."""
 
     def __init__(self) -> None:
@@ -227,7 +227,7 @@ class Normalizer:
     def __init__(self, settings: NetflowSettings | None = None):
         self.settings = settings or NetflowSettings()
         self.addresses = AddressBook(self.settings.networks())
-        self.clock = _Clock()
+        self.clock = Clock()
         self._flag_names: dict[int, str] = {}
         self._protocols: dict = {}
 

@@ -8,9 +8,9 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from ..config import _ABSENT, _load_yaml, _Reader
-from ..errors import ConfigError
-from ..paths import Layout
+from ..core.config import ABSENT, read_yaml_file, YamlReader
+from ..core.errors import ConfigError
+from ..core.paths import Layout
 from . import tables
 
 INTERNAL_NETWORKS_ENV = "WAZUH_ANOMALY_INTERNAL_NETWORKS"
@@ -75,7 +75,7 @@ def _parse_networks(values, where: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _ports(r: _Reader, name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+def _ports(r: YamlReader, name: str, default: tuple[int, ...]) -> tuple[int, ...]:
     values = r.get(name, list, list(default))
     if not all(isinstance(p, int) and not isinstance(p, bool) and 0 <= p <= 65535 for p in values):
         raise r.fail(name, "must be a list of port numbers from 0 to 65535")
@@ -86,9 +86,9 @@ def load_netflow_settings(layout: Layout, path: Path | None = None, *,
                           internal_networks: str | None = None) -> NetflowSettings:
     """The settings file (missing: all defaults), then the environment, then the command line."""
     file = path or layout.etc_dir / "netflow.yaml"
-    data = _load_yaml(file, missing_ok=path is None)
-    found = data is not _ABSENT
-    r = _Reader(data if found else {}, file)
+    data = read_yaml_file(file, missing_ok=path is None)
+    found = data is not ABSENT
+    r = YamlReader(data if found else {}, file)
     nets = r.get("internal_networks", list)
     settings = NetflowSettings(config_file=file if found else None)
     if nets is not None:

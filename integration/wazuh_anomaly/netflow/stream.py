@@ -21,10 +21,10 @@ from typing import Callable, Iterable
 
 import orjson
 
-from ..errors import WazuhAnomalyError
-from ..eventtext import MAX_LINE_BYTES as MAX_EVENT_BYTES
-from ..fileio import atomic_write, makedirs, open_append, open_binary, open_file, read_bytes, set_aside_damaged
-from ..sources.alerts_file import _fingerprint_length, _head_fingerprint
+from ..core.errors import WazuhAnomalyError
+from ..core.eventtext import MAX_LINE_BYTES as MAX_EVENT_BYTES
+from ..core.fileio import atomic_write, makedirs, open_append, open_binary, open_file, read_bytes, set_aside_damaged
+from ..sources.alerts_file import fingerprint_length, head_fingerprint
 from .detect import FlowDetector
 from .normalize import BadRecord, Normalizer
 from .settings import NetflowSettings
@@ -251,7 +251,7 @@ class _Resume:
             return 0, 0                    # a hand-edited or damaged mark: read the file again
         if mark.get("id") != f"{st.st_dev}:{st.st_ino}" or offset > st.st_size:
             return 0, 0
-        if _head_fingerprint(fd, _fingerprint_length(head, st.st_size)) != head:
+        if head_fingerprint(fd, fingerprint_length(head, st.st_size)) != head:
             return 0, 0
         return offset, line
 
@@ -259,7 +259,7 @@ class _Resume:
         st = os.fstat(fd)
         return {"version": 1, "input": str(self.path),
                 "file": {"id": f"{st.st_dev}:{st.st_ino}", "offset": offset, "line": line,
-                         "head": _head_fingerprint(fd, min(HEAD_BYTES, offset))},
+                         "head": head_fingerprint(fd, min(HEAD_BYTES, offset))},
                 "detector": detector.to_json() if detector else None}
 
     def save(self, fd: int, offset: int, line: int, detector: FlowDetector | None) -> None:
@@ -313,7 +313,7 @@ def _open_input(path: Path) -> int:
         raise WazuhAnomalyError(f"{path}: is a directory; name the pmacct JSON file itself.") from None
 
 
-class _Reader:
+class YamlReader:
     """Complete lines from an open file, from an offset, with their line numbers."""
 
     def __init__(self, fd: int, path: Path, offset: int, line: int):
@@ -326,15 +326,15 @@ class _Reader:
         if self.offset == 0:
             return False
         if self.head is None:
-            self.head = _head_fingerprint(self.fd, min(HEAD_BYTES, self.offset))
+            self.head = head_fingerprint(self.fd, min(HEAD_BYTES, self.offset))
             return False
-        return _head_fingerprint(self.fd, _fingerprint_length(self.head, os.fstat(self.fd).st_size)) != self.head
+        return head_fingerprint(self.fd, fingerprint_length(self.head, os.fstat(self.fd).st_size)) != self.head
 
     def _remember_head(self) -> None:
         """Fingerprint the first bytes as they are read, not at the next idle poll: a file
         truncated and rewritten to the same size before that poll is still noticed."""
-        if self.head is None or _fingerprint_length(self.head, HEAD_BYTES) < min(HEAD_BYTES, self.offset):
-            self.head = _head_fingerprint(self.fd, min(HEAD_BYTES, self.offset))
+        if self.head is None or fingerprint_length(self.head, HEAD_BYTES) < min(HEAD_BYTES, self.offset):
+            self.head = head_fingerprint(self.fd, min(HEAD_BYTES, self.offset))
 
     def batches(self, batch_lines: int = BATCH_LINES):
         """Yields lists of (where, line) up to the last complete line; the offset follows."""
@@ -380,7 +380,7 @@ def _normalize_file(input_path, output, settings, state_file, from_start) -> Nor
     try:
         st = os.fstat(fd)
         offset, line = (0, 0) if from_start else resume.offset_for(fd, st)
-        reader = _Reader(fd, input_path, offset, line)
+        reader = YamlReader(fd, input_path, offset, line)
         for batch in reader.batches():
             resume.deliver(pipeline.process(batch), output, fd, reader.offset, reader.line, pipeline.detector)
         pipeline.stats.bytes_read = reader.offset - offset
@@ -417,7 +417,7 @@ def _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_e
                         waiting = True
                 if fd is not None:
                     offset, line = resume.offset_for(fd, os.fstat(fd))
-                    reader = _Reader(fd, input_path, offset, line)
+                    reader = YamlReader(fd, input_path, offset, line)
             progressed = False
             if reader is not None:
                 for batch in reader.batches():
@@ -434,12 +434,12 @@ def _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_e
                         log.info("%s was rotated; reading the new file from its start", input_path)
                         os.close(fd)
                         fd = os.open(input_path, os.O_RDONLY)
-                        reader = _Reader(fd, input_path, 0, 0)
+                        reader = YamlReader(fd, input_path, 0, 0)
                         resume.save(fd, 0, 0, pipeline.detector)
                         continue
                 elif mine.st_size < reader.offset or (not progressed and reader.head_changed()):
                     log.info("%s was truncated (copytruncate); reading it again from its start", input_path)
-                    reader = _Reader(fd, input_path, 0, 0)
+                    reader = YamlReader(fd, input_path, 0, 0)
                     continue
             if progressed:
                 idle_since = time.monotonic()

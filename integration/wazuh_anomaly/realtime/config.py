@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 
-from ..errors import ConfigError
-from .. import fastjson
+from ..core.errors import ConfigError
+from ..core import jsonio as fastjson
 
 DETECTOR_TYPES = ("new_value", "value_range", "frequency")
 MODEL_TARGETS = ("fim", "command")
@@ -272,7 +272,7 @@ def load(path: str, cache: str | None) -> dict:
             pass
     config = load_yaml(path)
     if cache:
-        from ..fileio import atomic_write
+        from ..core.fileio import atomic_write
         from .store import FILE_MODE, ensure_shared_dir
         try:
             ensure_shared_dir(os.path.dirname(cache))

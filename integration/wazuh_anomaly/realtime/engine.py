@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import time
 
-from ..errors import ModelError
+from ..core.errors import ModelError
 from . import detectors as _detectors
 from .fields import alert_time, first
 from .rarity import RareEventModel, extract
@@ -41,7 +41,7 @@ class RealtimeEngine:
             if not os.path.exists(path):
                 self._models[name] = None  # not trained yet: `wazuh-anomaly realtime train`
             else:
-                from ..trust import read_trusted  # pathlib: only when there is a model to read
+                from ..core.trust import read_trusted  # pathlib: only when there is a model to read
                 try:
                     self._models[name] = RareEventModel.from_bytes(read_trusted(path), path)
                 except (ModelError, ValueError, KeyError, TypeError) as exc:

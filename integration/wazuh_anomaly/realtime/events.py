@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from .. import SCHEMA_VERSION
-from ..eventtext import INTEGRATION, MAX_DESCRIPTION, MAX_NAME, MAX_SUMMARY, MAX_VALUE, clip, entity_dstuser, \
+from ..core.eventtext import INTEGRATION, MAX_DESCRIPTION, MAX_NAME, MAX_SUMMARY, MAX_VALUE, clip, entity_dstuser, \
     entity_srcip, iso, num, plain, stable_id
 from .fields import first
 

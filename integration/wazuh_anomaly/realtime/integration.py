@@ -19,8 +19,8 @@ import os
 import sys
 import time
 
-from ..errors import WazuhAnomalyError
-from .. import fastjson
+from ..core.errors import WazuhAnomalyError
+from ..core import jsonio as fastjson
 
 NAME = "custom-anomaly"
 # An alert waits at most this long for the detectors' state (LockTimeout, one line, exit 1):
@@ -106,7 +106,7 @@ def handle(paths: Paths, alert: dict, *, only: list[str] | None = None, debug: b
         if findings:
             from datetime import datetime, timezone
 
-            from ..anomalylog import AnomalyLog  # only imported when there is something to write
+            from ..emit.anomalylog import AnomalyLog  # only imported when there is something to write
             # Written before the state is saved: a crash in between repeats the finding,
             # which the writer's id store drops, instead of losing it.
             written = AnomalyLog(paths.anomalies, paths.base).write(findings, datetime.now(timezone.utc)).written
@@ -121,15 +121,15 @@ def handle(paths: Paths, alert: dict, *, only: list[str] | None = None, debug: b
 def report_damaged(paths: Paths) -> None:
     """Damaged state files moved aside by this process: a line in integrations.log and a
     `malformed_input` health event each (rare: the emitter is only imported then)."""
-    from ..fileio import take_damaged
+    from ..core.fileio import take_damaged
 
     messages = take_damaged()
     if not messages:
         return
     from datetime import datetime, timezone
 
-    from ..emitter import AnomalyWriter
-    from ..findings import HealthEvent
+    from ..emit.emitter import AnomalyWriter
+    from ..core.findings import HealthEvent
 
     now = datetime.now(timezone.utc)
     for message in messages:

@@ -132,7 +132,7 @@ class RareEventModel:
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str = "model") -> "RareEventModel":
-        from ..fastjson import loads
+        from ..core.jsonio import loads
         return cls(loads(data), source)
 
     def score_vector(self, x: dict[int, float]) -> float:

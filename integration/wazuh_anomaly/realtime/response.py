@@ -28,9 +28,9 @@ import subprocess
 import sys
 import time
 
-from ..errors import ConfigError, UnsafePath
-from ..eventtext import MAX_LINE_BYTES, MAX_NAME, MAX_SUMMARY, clip
-from ..fileio import open_append
+from ..core.errors import ConfigError, UnsafePath
+from ..core.eventtext import MAX_LINE_BYTES, MAX_NAME, MAX_SUMMARY, clip
+from ..core.fileio import open_append
 
 NAME = "anomaly-response"
 PROGRAM = f"active-response/bin/{NAME}"

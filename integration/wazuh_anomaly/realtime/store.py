@@ -12,8 +12,9 @@ from __future__ import annotations
 import fcntl
 import os
 
-from .. import fastjson, fileio
-from ..fileio import atomic_write, lock_exclusive, set_aside_damaged
+from ..core import jsonio as fastjson
+from ..core import fileio
+from ..core.fileio import atomic_write, lock_exclusive, set_aside_damaged
 
 FILE_MODE = 0o660
 DIR_MODE = 0o2770

@@ -12,9 +12,9 @@ import json
 import os
 import time
 
-from ..errors import ModelError
+from ..core.errors import ModelError
 from .rarity import FORMAT, FORMAT_VERSION, average_path_length, extract, vector
-from ..fileio import atomic_write, makedirs
+from ..core.fileio import atomic_write, makedirs
 
 MODEL_MODE = 0o640
 

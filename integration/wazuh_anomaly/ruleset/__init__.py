@@ -9,8 +9,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable
 
-from ..emitter import render
-from ..paths import Layout
+from ..emit.emitter import render
+from ..core.paths import Layout
 from .cases import RULES_FILE_NAME
 from .engine import RuleEngine, SimulatedAlert
 from .locations import ANOMALIES_REL, manager_file

@@ -18,9 +18,9 @@ import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from ..emitter import event_for, event_for_health, render
-from ..escalation import repeats_of
-from ..findings import HEALTH_CHECKS, SEVERITIES, Anomaly, FeatureContribution, HealthEvent
+from ..emit.emitter import event_for, event_for_health, render
+from ..emit.escalation import repeats_of
+from ..core.findings import HEALTH_CHECKS, SEVERITIES, Anomaly, FeatureContribution, HealthEvent
 from .inifile import CaseSpec, render_ini
 from .locations import ANOMALIES_REL, NETFLOW_REL, forged, manager_file
 

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import WazuhAnomalyError
+from ..core.errors import WazuhAnomalyError
 
 
 class IniError(WazuhAnomalyError):

@@ -21,7 +21,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from ..paths import DEFAULT_PREFIX
+from ..core.paths import DEFAULT_PREFIX
 from .patterns import search
 from .rulefile import RuleFileError, read_rule_file
 

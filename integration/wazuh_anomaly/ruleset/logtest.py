@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from ..errors import WazuhAnomalyError
+from ..core.errors import WazuhAnomalyError
 from .engine import SIMULATION_NOTE, STDIN_LOCATION, RuleEngine
 from .inifile import Run, Section, read_ini
 

@@ -11,7 +11,7 @@ import copy
 import dataclasses
 from pathlib import Path
 
-from ..emitter import render
+from ..emit.emitter import render
 from .inifile import CaseSpec, render_ini
 from .locations import ANOMALIES_REL, forged, manager_file
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from ..errors import WazuhAnomalyError
+from ..core.errors import WazuhAnomalyError
 
 
 class RuleFileError(WazuhAnomalyError):

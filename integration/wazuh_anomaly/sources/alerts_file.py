@@ -24,8 +24,8 @@ try:  # orjson is several times faster than json on alert lines
 except ImportError:  # pragma: no cover - the project environment always has orjson
     from json import loads as _loads
 
-from ..errors import UnsafePath, WazuhAnomalyError
-from ..fileio import open_binary
+from ..core.errors import UnsafePath, WazuhAnomalyError
+from ..core.fileio import open_binary
 
 __all__ = [
     "AlertsFileSource",
@@ -211,13 +211,13 @@ class SourceStats:
 _HEAD_BYTES = 64
 
 
-def _head_fingerprint(fd: int, length: int) -> str:
+def head_fingerprint(fd: int, length: int) -> str:
     """Identifies a file by its first bytes, so a reused inode is not mistaken for the old file."""
     head = os.pread(fd, length, 0) if length > 0 else b""
     return f"{len(head)}:{hashlib.blake2b(head, digest_size=8).hexdigest()}"
 
 
-def _fingerprint_length(fingerprint: str, size: int) -> int:
+def fingerprint_length(fingerprint: str, size: int) -> int:
     """How many head bytes a stored fingerprint covers (-1, never matching, if the file is now shorter)."""
     try:
         length = int(fingerprint.split(":", 1)[0])
@@ -249,7 +249,7 @@ class ReadCursor:
             return 0
         offset = mark["offset"]
         # A file shorter than the offset was truncated; another head means the inode was reused.
-        if offset > size or _head_fingerprint(fd, _fingerprint_length(mark["head"], size)) != mark["head"]:
+        if offset > size or head_fingerprint(fd, fingerprint_length(mark["head"], size)) != mark["head"]:
             return 0
         return offset
 
@@ -458,7 +458,7 @@ class AlertsFileSource:
                     handle.seek(offset)
                 mark = {"offset": offset}
                 yield from self._read_lines(handle, entry.path, offset, start, end, mark_from, stats, finished, mark)
-                mark["head"] = _head_fingerprint(fd, min(os.fstat(fd).st_size, _HEAD_BYTES))
+                mark["head"] = head_fingerprint(fd, min(os.fstat(fd).st_size, _HEAD_BYTES))
                 marks[key] = mark
         if cursor is not None:
             cursor.files = marks

@@ -31,13 +31,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from ..config import Condition, FeatureSpec, IndexerSpec, Scenario
-from ..features import FeatureAggregator
-from ..indexer import (IndexerError, field_types, make_client, mapping_problems, pushdown_reason,
+from ..core.config import Condition, FeatureSpec, IndexerSpec, Scenario
+from ..features.aggregate import FeatureAggregator
+from ..indexer.client import (IndexerError, field_types, make_client, mapping_problems, pushdown_reason,
                        retrying, scenario_fields)
 from .alerts_file import SourceStats, SourceUnreadable, parse_wazuh_timestamp
 
-log = logging.getLogger("wazuh_anomaly.indexer")
+log = logging.getLogger("wazuh_anomaly.indexer.client")
 
 COMPOSITE_PAGE = 5000
 MAX_BUCKETS = 60000             # OpenSearch refuses a response with more than 65535 buckets

@@ -1,0 +1,1 @@
+"""Aggregation of alerts into per-bucket feature frames (layer 2)."""

@@ -1,0 +1,456 @@
+"""Features: alerts streamed into a bucket x feature frame per scenario (and entity).
+
+Buckets are aligned to UTC multiples of the bucket size; every bucket of the range is a
+row, and a bucket with no matching alert is a real zero. A bucket's numbers depend only
+on the alerts inside it, so aggregating a range in one pass or in several runs that
+split it at bucket boundaries gives the same frame.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from ..core.config import Condition, Scenario
+
+_MISSING = object()
+
+
+def field_getter(dotted: str) -> Callable[[dict], Any]:
+    """A fast accessor for a dotted alert field ('data.srcip'); None when absent."""
+    parts = dotted.split(".")
+    if len(parts) == 1:
+        key = parts[0]
+        return lambda alert: alert.get(key)
+    if len(parts) == 2:
+        a, b = parts
+
+        def get2(alert: dict) -> Any:
+            inner = alert.get(a)
+            return inner.get(b) if isinstance(inner, dict) else None
+        return get2
+
+    def get(alert: dict) -> Any:
+        value: Any = alert
+        for part in parts:
+            if not isinstance(value, dict):
+                return None
+            value = value.get(part, _MISSING)
+            if value is _MISSING:
+                return None
+        return value
+    return get
+
+
+def _text(value: Any) -> str:
+    # JSON true/false compare as Wazuh's decoder writes them, not as Python's True/False.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _as_strings(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [_text(v) for v in value if v is not None and not isinstance(v, (dict, list))]
+    if isinstance(value, dict):
+        return []
+    return [_text(value)]
+
+
+def _as_number(value: Any) -> float | None:
+    """A finite number from a JSON value (a number, or a string holding one); None else."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float, str)):
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):   # "abc", an integer past a double
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _disjoint(wanted: frozenset, values: list) -> bool:
+    """No string of a list field is wanted; an object or a list inside the list (JSON
+    allows it) is never a match instead of a TypeError for the whole run."""
+    try:
+        return wanted.isdisjoint(values)
+    except TypeError:
+        return not any(type(v) is str and v in wanted for v in values)
+
+
+def _usable_strings(value: Any) -> bool:
+    """Can a distinct/rare feature count this value whole (no object, no nested list)?"""
+    if isinstance(value, dict):
+        return False
+    return not isinstance(value, list) or not any(isinstance(v, (dict, list)) for v in value)
+
+
+def _any_of_slow(values: list, equals: frozenset) -> bool:
+    """Non-string elements of a list field (numbers, booleans) compared as Wazuh writes them."""
+    return any(type(v) is not str and v is not None and not isinstance(v, (dict, list))
+               and _text(v) in equals for v in values)
+
+
+def _groups_gate(groups: dict[tuple[Condition, ...], list[int]]) -> frozenset | None:
+    """The union of rule.groups values when every filter of a scenario requires one of
+    them (so an alert in none of them matches nothing); None otherwise."""
+    union: set[str] = set()
+    for conditions in groups:
+        wanted = [c for c in conditions if c.field == "rule.groups" and c.equals and c.exists is not False
+                  and c.min is None and c.max is None]
+        if not wanted:
+            return None
+        union.update(wanted[0].equals)
+    return frozenset(union) if union else None
+
+
+def _any_of(get: Callable[[dict], Any], equals: frozenset) -> Callable[[dict], bool]:
+    """The common case on the hot path: the field equals one of the values (for a list
+    field, one of its elements does); strings are compared without conversion."""
+    def test(alert: dict) -> bool:
+        value = get(alert)
+        kind = type(value)
+        if kind is str:
+            return value in equals
+        if kind is list:
+            return not _disjoint(equals, value) or _any_of_slow(value, equals)
+        if value is None or kind is dict:
+            return False
+        return _text(value) in equals
+    return test
+
+
+def _in_range(get: Callable[[dict], Any], lo: float, hi: float) -> Callable[[dict], bool]:
+    def test(alert: dict) -> bool:
+        value = get(alert)
+        if type(value) is int or type(value) is float:
+            return lo <= value <= hi
+        number = _as_number(value)
+        return number is not None and lo <= number <= hi
+    return test
+
+
+def compile_condition(cond: Condition) -> Callable[[dict], bool]:
+    """One condition of a scenario filter as a predicate on an alert dict."""
+    get = field_getter(cond.field)
+    plain = cond.exists is None and not cond.not_in and cond.prefix is None and cond.regex is None
+    if plain and cond.equals and cond.min is None and cond.max is None:
+        return _any_of(get, frozenset(cond.equals))
+    if plain and not cond.equals and (cond.min is not None or cond.max is not None):
+        return _in_range(get, -math.inf if cond.min is None else cond.min,
+                         math.inf if cond.max is None else cond.max)
+    equals = frozenset(cond.equals)
+    not_in = frozenset(cond.not_in)
+    pattern = re.compile(cond.regex) if cond.regex else None
+    numeric = cond.min is not None or cond.max is not None
+    lo = -math.inf if cond.min is None else cond.min
+    hi = math.inf if cond.max is None else cond.max
+
+    def test(alert: dict) -> bool:
+        value = get(alert)
+        if cond.exists is not None and (value is not None) != cond.exists:
+            return False
+        if value is None:
+            return cond.exists is False or (not equals and not numeric and not cond.prefix
+                                           and pattern is None and bool(not_in))
+        values = _as_strings(value)
+        if equals and equals.isdisjoint(values):
+            return False
+        if not_in and not not_in.isdisjoint(values):
+            return False
+        if cond.prefix is not None and not any(v.startswith(cond.prefix) for v in values):
+            return False
+        if pattern is not None and not any(pattern.search(v) for v in values):
+            return False
+        if numeric:
+            number = _as_number(value)
+            if number is None or not lo <= number <= hi:
+                return False
+        return True
+    return test
+
+
+def compile_filter(conditions: Iterable[Condition]) -> Callable[[dict], bool]:
+    tests = [compile_condition(c) for c in conditions]
+    if not tests:
+        return lambda alert: True
+    if len(tests) == 1:
+        return tests[0]
+    if len(tests) == 2:
+        first, second = tests
+        return lambda alert: first(alert) and second(alert)
+
+    def every(alert: dict) -> bool:
+        for test in tests:
+            if not test(alert):
+                return False
+        return True
+    return every
+
+
+def _new_acc(aggregation: str) -> Any:
+    if aggregation == "count":
+        return 0
+    if aggregation in ("distinct", "rare"):
+        return set()
+    if aggregation == "max":
+        return -math.inf
+    if aggregation == "mean":
+        return [0.0, 0]
+    return 0.0  # sum
+
+
+def _acc_for(aggregation: str, value: float) -> Any:
+    """An accumulator that _final() turns back into `value`."""
+    if aggregation == "count":
+        return int(value)
+    if aggregation == "distinct":
+        return range(int(value))  # only its length is read
+    if aggregation == "mean":
+        return [value, 1] if value else [0.0, 0]
+    if aggregation == "rare":
+        raise ValueError("rare values are counted from documents, not from finished values")
+    return value if value or aggregation != "max" else -math.inf
+
+
+VOCABULARY_LIMIT = 5000
+_SET = "set"
+
+
+def _vocab_key(entity: str | None) -> str:
+    return "" if entity is None else "=" + entity
+
+
+def _capped(counts: dict[str, int]) -> dict[str, int]:
+    """Keep the vocabulary bounded: past the limit, forget the rarest values first."""
+    if len(counts) <= VOCABULARY_LIMIT:
+        return counts
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:VOCABULARY_LIMIT])
+
+
+def _final(aggregation: str, acc: Any) -> float:
+    if aggregation == "count":
+        return float(acc)
+    if aggregation in ("distinct", "rare"):
+        return float(len(acc))
+    if aggregation == "max":
+        return 0.0 if acc == -math.inf else float(acc)
+    if aggregation == "mean":
+        return acc[0] / acc[1] if acc[1] else 0.0
+    return float(acc)
+
+
+class FeatureAggregator:
+    """Streams alerts into per-bucket feature values of one scenario for [start, end).
+
+    Times are UTC epoch seconds; `start` and `end` must be aligned to the bucket size.
+    Alerts outside the range are ignored, so several aggregators can share one pass
+    over a source that reads the union of their ranges.
+    """
+
+    def __init__(self, scenario: Scenario, start: float, end: float,
+                 vocabulary: dict[str, dict[str, dict[str, int]]] | None = None):
+        step = scenario.bucket_seconds
+        if end < start:
+            raise ValueError(f"range [{start}, {end}) ends before it starts")
+        if start % step or end % step:
+            raise ValueError(f"range [{start}, {end}) is not aligned to {step}-second buckets")
+        self.scenario = scenario
+        self.start = float(start)
+        self.end = float(end)
+        self.step = step
+        self.n_buckets = int((end - start) // step)
+        self.features = scenario.features
+        # Features that share a filter are tested once per alert.
+        groups: dict[tuple[Condition, ...], list[int]] = defaultdict(list)
+        for i, feature in enumerate(self.features):
+            groups[feature.filter].append(i)
+        # Members carry the aggregation, with distinct and rare as one marker (both
+        # collect a set), and no getter for count.
+        self._aggregations = [f.aggregation for f in self.features]
+        self._groups = [(compile_filter(conds),
+                         [(i, _SET if self.features[i].aggregation in ("distinct", "rare") else self.features[i].aggregation,
+                           field_getter(self.features[i].field)
+                           if self.features[i].field and self.features[i].aggregation != "count" else None)
+                          for i in idxs])
+                        for conds, idxs in groups.items()]
+        self._entity = field_getter(scenario.entity.field) if scenario.entity else None
+        self._gate = _groups_gate(groups)
+        # (entity, bucket) -> accumulators, only for buckets that saw a matching alert.
+        self._cells: dict[tuple[str | None, int], list[Any]] = {}
+        self.entity_volume: dict[str | None, int] = defaultdict(int)
+        # feature -> entity key -> value -> number of earlier buckets it was seen in
+        self.vocabulary = vocabulary or {}
+        self._vocabulary_after: dict[str, dict[str, dict[str, int]]] = {}
+        self.alerts_seen = 0
+        self.alerts_matched = 0
+        self.alerts_without_entity = 0
+        # field -> alerts whose value of it no feature could use (an object where a string
+        # or a number belongs, a number that is not finite): only that value is left out.
+        self.unusable: dict[str, int] = {}
+        # Called as (field, value) for each of them, so the caller can say where it was.
+        self.on_unusable: Callable[[str, Any], None] | None = None
+
+    def add(self, ts: float, alert: dict) -> None:
+        if not self.start <= ts < self.end:
+            return
+        self.alerts_seen += 1
+        entity: str | None = None
+        if self._entity is not None:
+            value = self._entity(alert)
+            if type(value) is str and value:
+                entity = value
+            elif value is None or isinstance(value, (dict, list)) or value == "":
+                self.alerts_without_entity += 1
+                return
+            else:
+                entity = _text(value)
+        gate = self._gate
+        if gate is not None:
+            # Most alerts are in none of the groups this scenario counts: one set test
+            # instead of one per filter (exact: every filter requires one of these groups).
+            rule = alert.get("rule")
+            groups = rule.get("groups") if type(rule) is dict else None
+            kind = type(groups)
+            if kind is list:
+                if _disjoint(gate, groups) and not _any_of_slow(groups, gate):
+                    return
+            elif kind is str:
+                if groups not in gate:
+                    return
+            elif groups is None or kind is dict:
+                return
+        cell = None
+        matched = False
+        for test, members in self._groups:
+            if not test(alert):
+                continue
+            if cell is None:
+                key = (entity, int((ts - self.start) // self.step))
+                cell = self._cells.get(key)
+                if cell is None:
+                    cell = self._cells[key] = [_new_acc(a) for a in self._aggregations]
+            for i, aggregation, get in members:
+                if get is None:                      # count
+                    cell[i] += 1
+                    matched = True
+                    continue
+                value = get(alert)
+                if value is None:
+                    continue
+                if aggregation is _SET:
+                    if type(value) is str:
+                        cell[i].add(value)
+                        matched = True
+                        continue
+                    if not _usable_strings(value):
+                        self._unusable(i, value)
+                    for v in _as_strings(value):
+                        cell[i].add(v)
+                        matched = True
+                    continue
+                number = value if type(value) is float else _as_number(value)
+                if number is None or number != number or number in (math.inf, -math.inf):
+                    self._unusable(i, value)
+                    continue
+                matched = True
+                if aggregation == "max":
+                    if number > cell[i]:
+                        cell[i] = number
+                elif aggregation == "mean":
+                    cell[i][0] += number
+                    cell[i][1] += 1
+                else:
+                    cell[i] += number
+        if matched:
+            self.alerts_matched += 1
+            self.entity_volume[entity] += 1
+
+    def _unusable(self, i: int, value: Any) -> None:
+        name = self.features[i].field
+        self.unusable[name] = self.unusable.get(name, 0) + 1
+        if self.on_unusable is not None:
+            self.on_unusable(name, value)
+
+    def put(self, entity: str | None, bucket: int, values: list[float], volume: int) -> None:
+        """Set one bucket's finished feature values, computed elsewhere (the indexer's
+        aggregations), so that frame() and entities() read them like streamed alerts."""
+        self._cells[(entity, bucket)] = [_acc_for(f.aggregation, v) for f, v in zip(self.features, values)]
+        if volume:
+            self.entity_volume[entity] += volume
+
+    def index(self) -> pd.DatetimeIndex:
+        return pd.DatetimeIndex(
+            pd.to_datetime(self.start + np.arange(self.n_buckets) * self.step, unit="s", utc=True),
+            name="bucket")
+
+    def entities(self, top: int | None = None) -> list[str | None]:
+        """Entities by volume, busiest first (ties by name); [None] without an entity split."""
+        if self._entity is None:
+            return [None]
+        ranked = sorted(self.entity_volume, key=lambda e: (-self.entity_volume[e], e))
+        return ranked if top is None else ranked[:top]
+
+    def frame(self, entity: str | None = None) -> pd.DataFrame:
+        """The bucket x feature frame of one entity (or of the whole stream)."""
+        values = np.zeros((self.n_buckets, len(self.features)), dtype=float)
+        rare = [i for i, f in enumerate(self.features) if f.aggregation == "rare"]
+        cells = sorted((bucket, cell) for (cell_entity, bucket), cell in self._cells.items()
+                       if cell_entity == entity) if rare else \
+            [(bucket, cell) for (cell_entity, bucket), cell in self._cells.items() if cell_entity == entity]
+        seen = {i: dict(self.vocabulary.get(self.features[i].name, {}).get(_vocab_key(entity), {})) for i in rare}
+        for bucket, cell in cells:
+            values[bucket] = [_final(f.aggregation, acc) for f, acc in zip(self.features, cell)]
+            # Rare values: seen in at most max_seen earlier buckets of this entity, in time order.
+            for i in rare:
+                counts, limit = seen[i], self.features[i].max_seen
+                values[bucket, i] = float(sum(1 for v in cell[i] if counts.get(v, 0) <= limit))
+                for v in cell[i]:
+                    counts[v] = counts.get(v, 0) + 1
+        for i in rare:
+            self._vocabulary_after.setdefault(self.features[i].name, {})[_vocab_key(entity)] = _capped(seen[i])
+        return pd.DataFrame(values, index=self.index(), columns=[f.name for f in self.features])
+
+    def vocabulary_after(self) -> dict[str, dict[str, dict[str, int]]]:
+        """The rare-value counts after this range, for the next run (call after frames())."""
+        merged = {name: dict(entities) for name, entities in self.vocabulary.items()}
+        for name, entities in self._vocabulary_after.items():
+            merged.setdefault(name, {}).update(entities)
+        # With an entity such as data.srcip the set of entities never ends: keep the
+        # ones with the most history (a forgotten entity's values are simply rare again).
+        limit = max(100, 4 * self.scenario.entity.top) if self.scenario.entity else 1
+        for name, entities in merged.items():
+            if len(entities) > limit:
+                keep = sorted(entities, key=lambda e: (-sum(entities[e].values()), e))[:limit]
+                merged[name] = {e: entities[e] for e in keep}
+        return merged
+
+    def frames(self, top: int | None = None) -> dict[str | None, pd.DataFrame]:
+        if top is None and self.scenario.entity is not None:
+            top = self.scenario.entity.top
+        return {entity: self.frame(entity) for entity in self.entities(top)}
+
+
+def aggregate(scenario: Scenario, alerts: Iterable[tuple[float, dict]], start: float, end: float,
+              ) -> FeatureAggregator:
+    """Aggregate an iterable of (epoch seconds, alert) into a finished aggregator."""
+    agg = FeatureAggregator(scenario, start, end)
+    add = agg.add
+    for ts, alert in alerts:
+        add(ts, alert)
+    return agg
+
+
+def align_down(ts: float, step: int) -> float:
+    return float(math.floor(ts / step) * step)
+
+
+def align_up(ts: float, step: int) -> float:
+    return float(math.ceil(ts / step) * step)

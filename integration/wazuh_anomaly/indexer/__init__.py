@@ -1,0 +1,1 @@
+"""The Wazuh indexer (OpenSearch) client and its alert indices (layer 2)."""

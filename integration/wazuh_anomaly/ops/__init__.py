@@ -1,0 +1,1 @@
+"""Operating the detector: lifecycle, backtest, report, suppression, feedback, evaluation (layer 6)."""

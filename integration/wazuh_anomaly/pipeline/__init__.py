@@ -1,0 +1,1 @@
+"""The scheduled pipeline: source, aggregation, detectors, calibration, emitter (layer 5)."""

@@ -1,0 +1,311 @@
+"""A scenario's trained model: its detectors, their calibrations, the seasonal profile
+that explains anomalies, and the JSON metadata that says what it was trained on.
+
+On disk: `models/<scenario>/<version>/` holds `meta.json`, `profile.json` and each
+detector's files (weights as a torch state_dict loaded with weights_only, everything
+else JSON); `models/<scenario>/current` names the version in use. Versions are written
+to a temporary directory and renamed into place, so a crash never leaves a half model.
+Files writable by group or others, or owned by anyone but root or the installing user,
+are refused: a model is trusted input.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..features.calendar import calendar_names, with_calendar
+from ..core.config import Scenario
+from ..detectors import Calibration, SeasonalProfile, detector_class
+from ..detectors.base import severity_for
+from ..core.errors import ModelError
+from ..core.findings import Anomaly, FeatureContribution, iso
+from .scores import score_quantiles as quantiles_of
+from ..core.trust import check_trusted, read_trusted
+
+FORMAT = 1
+POOLED = "*"
+TOP_FEATURES = 5
+
+
+def _utc(epoch: float) -> pd.Timestamp:
+    return pd.Timestamp(epoch, unit="s", tz="UTC")
+
+
+def _iso(epoch: float) -> str:
+    return iso(datetime.fromtimestamp(epoch, tz=timezone.utc))
+
+
+def data_hash(series: dict[str | None, pd.DataFrame]) -> str:
+    digest = hashlib.sha256()
+    for entity in sorted(series, key=lambda e: "" if e is None else e):
+        frame = series[entity]
+        digest.update(repr(entity).encode())
+        digest.update(np.ascontiguousarray(frame.index.asi8).tobytes())
+        digest.update(np.ascontiguousarray(frame.to_numpy(dtype=float)).tobytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class ModelBundle:
+    scenario: Scenario
+    version: str
+    profile: SeasonalProfile
+    detectors: dict[str, object]
+    calibrations: dict[str, dict[str, Calibration]]   # detector -> entity key (or POOLED) -> calibration
+    meta: dict = field(default_factory=dict)
+    vocabulary: dict = field(default_factory=dict)     # rare features: value counts at the end of training
+    recent_scores: dict = field(default_factory=dict)  # detector -> (bucket epoch, score) scored since loading
+
+    @property
+    def context_buckets(self) -> int:
+        return max(getattr(d, "context_buckets", 0) for d in self.detectors.values())
+
+    @property
+    def trained_at(self) -> float:
+        return float(self.meta.get("trained_at_epoch", 0.0))
+
+    @property
+    def trained_to(self) -> float:
+        return float(self.meta.get("trained_to_epoch", 0.0))
+
+    # ------------------------------------------------------------------ training
+    @classmethod
+    def train(cls, scenario: Scenario, series: dict[str | None, pd.DataFrame], *, trained_from: float,
+              trained_to: float, device: str = "cpu", threads: int | None = None,
+              now: float | None = None) -> "ModelBundle":
+        """Fit every detector of the scenario and calibrate it on its own training scores."""
+        features = scenario.feature_names
+        series = {e: f[features] for e, f in series.items() if len(f)}
+        if not series:
+            raise ValueError("no training data")
+        profile = SeasonalProfile(features, weekday=scenario.seasonal.weekday,
+                                  min_scale=scenario.seasonal.min_scale).fit(series)
+        detectors: dict[str, object] = {}
+        calibrations: dict[str, dict[str, Calibration]] = {}
+        details: dict[str, dict] = {}
+        skipped: dict[str, str] = {}
+        calendar = calendar_names(scenario)
+        score_quantiles: dict[str, list[float]] = {}
+        joined = np.concatenate([f.to_numpy(dtype=float) for f in series.values()])
+        constant = bool(np.all(joined == joined[0])) if len(joined) else True
+        for name in scenario.detectors:
+            if name == "mvad" and constant and len(scenario.detectors) > 1:
+                # A network cannot learn from a flat line; the seasonal baseline still says
+                # "anything above zero is new" until a retrain sees real activity.
+                skipped[name] = "no variation in the training data"
+                continue
+            cls_ = detector_class(name)
+            if name == "mvad":
+                detector = cls_(features + calendar, scenario.mvad, device=device, threads=threads)
+            else:
+                detector = cls_(features, scenario.seasonal)
+            # Only MVAD sees the opt-in calendar columns; the seasonal profile is per hour already.
+            inputs = {e: with_calendar(f, scenario) for e, f in series.items()} if name == "mvad" else series
+            started = time.monotonic()
+            detector.fit(inputs)
+            per_entity = {e: detector.score(f, e)["score"].to_numpy() for e, f in inputs.items()}
+            floor = getattr(detector, "threshold_floor", None)
+            quantile = scenario.severity.quantile
+            pooled_scores = np.concatenate([s for s in per_entity.values() if len(s)])
+            score_quantiles[name] = quantiles_of(pooled_scores)   # the yardstick of the drift check
+            cals = {POOLED: Calibration.from_scores(pooled_scores, quantile, floor=floor)}
+            # Busy entities get their own threshold: a noisy firewall must not hide a quiet server.
+            min_scores = max(96, int(round(10 / (1 - quantile))))
+            for entity, scores in per_entity.items():
+                if entity is not None and len(scores) >= min_scores:
+                    cals[entity] = Calibration.from_scores(scores, quantile, floor=floor)
+            detectors[name] = detector
+            calibrations[name] = cals
+            details[name] = {"fit_seconds": round(time.monotonic() - started, 3),
+                             "training": getattr(detector, "training_", {})}
+        now = time.time() if now is None else now
+        version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + data_hash(series)[:8]
+        from ..detectors.mvad import library_versions
+        meta = {
+            "format": FORMAT, "scenario": scenario.name, "version": version, "features": features,
+            "bucket_minutes": scenario.bucket_minutes,
+            "entity_field": scenario.entity.field if scenario.entity else None,
+            "entities": [e for e in series if e is not None],
+            "detectors": list(detectors), "skipped_detectors": skipped, "combine": scenario.combine,
+            "trained_at": _iso(now), "trained_at_epoch": now,
+            "trained_from": _iso(trained_from), "trained_from_epoch": trained_from,
+            "trained_to": _iso(trained_to), "trained_to_epoch": trained_to,
+            "buckets": int(sum(len(f) for f in series.values())), "data_hash": data_hash(series),
+            "calibration": {d: {k: c.to_json() for k, c in cals.items()} for d, cals in calibrations.items()},
+            "calendar": calendar, "score_quantiles": score_quantiles,
+            "fit": details, "library_versions": library_versions(), "wazuh_anomaly": __version__,
+        }
+        return cls(scenario, version, profile, detectors, calibrations, meta)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, models_dir: Path, *, keep: int = 3) -> Path:
+        """Write this version atomically, point `current` at it and prune old versions."""
+        scenario_dir = models_dir / self.scenario.name
+        scenario_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+        tmp = Path(tempfile.mkdtemp(prefix=".new-", dir=scenario_dir))
+        try:
+            for detector in self.detectors.values():
+                detector.save(tmp)
+            (tmp / "profile.json").write_text(json.dumps(self.profile.to_json()), encoding="utf-8")
+            if self.vocabulary:
+                (tmp / "vocabulary.json").write_text(json.dumps(self.vocabulary), encoding="utf-8")
+            (tmp / "meta.json").write_text(json.dumps(self.meta, indent=1), encoding="utf-8")
+            for path in tmp.iterdir():
+                os.chmod(path, 0o640)
+            os.chmod(tmp, 0o750)
+            final = scenario_dir / self.version
+            old = None
+            if final.exists():
+                # Same second, same data: move the live copy aside, never delete it first.
+                old = scenario_dir / f".old-{self.version}-{os.getpid()}"
+                os.replace(final, old)
+            os.replace(tmp, final)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        pointer_tmp = scenario_dir / ".current.tmp"
+        pointer_tmp.write_text(self.version + "\n", encoding="utf-8")
+        os.chmod(pointer_tmp, 0o640)
+        os.replace(pointer_tmp, scenario_dir / "current")
+        versions = sorted(p for p in scenario_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        for old in versions[:-keep] if keep > 0 else []:
+            if old.name != self.version:
+                shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    @classmethod
+    def load(cls, models_dir: Path, scenario: Scenario, *, device: str = "cpu",
+             threads: int | None = None, version: str | None = None) -> "ModelBundle | None":
+        """The current model of a scenario (or the named version), None when there is none yet."""
+        scenario_dir = models_dir / scenario.name
+        pointer = scenario_dir / "current"
+        if version is None:
+            if not pointer.exists():
+                return None
+            check_trusted(scenario_dir)
+            check_trusted(pointer)
+            version = pointer.read_text(encoding="utf-8").strip()
+        check_trusted(scenario_dir)
+        directory = scenario_dir / version
+        if not version or "/" in version or version.startswith(".") or not directory.is_dir():
+            raise ModelError(f"{pointer}: names version '{version}', which does not exist; retrain with 'wazuh-anomaly train'.")
+        check_trusted(directory)
+        for path in directory.iterdir():
+            check_trusted(path)
+        try:
+            meta = json.loads(read_trusted(directory / "meta.json"))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{directory / 'meta.json'}: unreadable ({exc}); retrain with 'wazuh-anomaly train'.") from None
+        features = scenario.feature_names
+        if meta.get("format") != FORMAT:
+            raise ModelError(f"{directory}: model format {meta.get('format')} is not {FORMAT}; retrain with 'wazuh-anomaly train'.")
+        if meta.get("features") != features or meta.get("bucket_minutes") != scenario.bucket_minutes:
+            raise ModelError(f"{directory}: trained on features {meta.get('features')} in {meta.get('bucket_minutes')}-minute "
+                             f"buckets, but scenario '{scenario.name}' now has {features} in "
+                             f"{scenario.bucket_minutes}-minute buckets; retrain with 'wazuh-anomaly train'.")
+        calendar = calendar_names(scenario)
+        if (meta.get("calendar") or []) != calendar:
+            raise ModelError(f"{directory}: trained with calendar features {meta.get('calendar') or []}, but scenario "
+                             f"'{scenario.name}' now asks for {calendar}; retrain with 'wazuh-anomaly train'.")
+        trained = meta.get("detectors") or []
+        if not trained or not set(trained) <= set(scenario.detectors):
+            raise ModelError(f"{directory}: trained for detectors {meta.get('detectors')}, but the scenario lists "
+                             f"{list(scenario.detectors)}; retrain with 'wazuh-anomaly train'.")
+        try:
+            profile = SeasonalProfile.from_json(json.loads(read_trusted(directory / "profile.json")))
+            detectors = {}
+            for name in trained:
+                cls_ = detector_class(name)
+                if name == "mvad":
+                    detectors[name] = cls_.load(directory, features + calendar, device=device, threads=threads)
+                else:
+                    detectors[name] = cls_.load(directory, features)
+            calibrations = {d: {k: Calibration.from_json(v) for k, v in cals.items()}
+                            for d, cals in meta["calibration"].items()}
+            vocabulary_file = directory / "vocabulary.json"
+            vocabulary = json.loads(read_trusted(vocabulary_file)) if vocabulary_file.exists() else {}
+        except ModelError:
+            raise
+        except Exception as exc:  # a damaged file of any kind: one sentence, then retrain
+            raise ModelError(f"{directory}: cannot be loaded ({type(exc).__name__}: {exc}); "
+                             f"retrain with 'wazuh-anomaly train'.") from None
+        return cls(scenario, version, profile, detectors, calibrations, meta, vocabulary)
+
+    # ------------------------------------------------------------------ scoring
+    def calibration(self, detector: str, entity: str | None) -> Calibration:
+        cals = self.calibrations[detector]
+        return cals.get(entity, cals[POOLED]) if entity is not None else cals[POOLED]
+
+    def score(self, frame: pd.DataFrame, entity: str | None, *, first: float) -> list[Anomaly]:
+        """Anomalies among the buckets of `frame` starting at epoch `first`; the rows before
+        it are context (at least `context_buckets` of them)."""
+        features = self.scenario.feature_names
+        first_ts = _utc(first)
+        scored: dict[str, pd.DataFrame] = {}
+        for name, detector in self.detectors.items():
+            result = detector.score(with_calendar(frame, self.scenario) if name == "mvad" else frame, entity)
+            scored[name] = result[result.index >= first_ts]
+            # Every scored bucket's score, for the drift check (scores.record_scores).
+            self.recent_scores.setdefault(name, []).extend(
+                zip((scored[name].index.asi8 // 10**9).tolist(), scored[name]["score"].tolist()))
+        rows = frame[frame.index >= first_ts]
+        if rows.empty:
+            return []
+        deviation = self.profile.deviation(rows, entity)
+        expected, _ = self.profile.expected(rows.index, entity)
+        anomalies: list[Anomaly] = []
+        step = pd.Timedelta(minutes=self.scenario.bucket_minutes)
+        for i, ts in enumerate(rows.index):
+            exceedances = {}
+            for name, result in scored.items():
+                if ts in result.index:
+                    exceedances[name] = float(self.calibration(name, entity).exceedance(result.at[ts, "score"]))
+            flagged = [n for n, e in exceedances.items() if e > 1.0]
+            if not flagged or (self.scenario.combine == "all" and len(flagged) < len(self.detectors)):
+                continue
+            lead = max(flagged, key=lambda n: exceedances[n])
+            severity = severity_for(exceedances[lead], self.scenario.severity)
+            if severity is None:
+                continue
+            # Half the detector's own attribution, half each feature's deviation from its
+            # profile: MVAD's pct_weight would otherwise rank volume above the real cause.
+            # Calendar columns are inputs, never causes: only the scenario's features are ranked.
+            share = np.asarray([scored[lead].at[ts, f] for f in features], dtype=float)
+            share = share / share.sum() if share.sum() > 0 else share
+            z = np.maximum(deviation[i], 0.0)
+            z_share = z / z.sum() if z.sum() > 0 else np.zeros_like(z)
+            blend = 0.5 * share + 0.5 * z_share if z.sum() > 0 else share
+            order = np.argsort(-blend, kind="stable")[:TOP_FEATURES]
+            top = tuple(FeatureContribution(name=features[j], actual=float(rows.iat[i, j]),
+                                            expected=float(expected[i, j]), contribution=float(blend[j]),
+                                            deviation=float(deviation[i, j]))
+                        for j in order if blend[j] > 0 or len(order) == 1)
+            anomalies.append(Anomaly(
+                scenario=self.scenario.name, detector="+".join(sorted(flagged, key=list(self.detectors).index)),
+                window_start=ts.to_pydatetime(), window_end=(ts + step).to_pydatetime(),
+                bucket_minutes=self.scenario.bucket_minutes,
+                score=float(scored[lead].at[ts, "score"]), threshold=self.calibration(lead, entity).threshold,
+                severity=severity, top_features=top, model_version=self.version,
+                entity_field=self.scenario.entity.field if self.scenario.entity and entity is not None else None,
+                entity_value=entity, description=self.scenario.description))
+        return anomalies
+
+
+def list_versions(models_dir: Path, scenario_name: str) -> list[str]:
+    directory = models_dir / scenario_name
+    if not directory.is_dir():
+        return []
+    return sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
