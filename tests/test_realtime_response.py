@@ -54,6 +54,15 @@ def test_the_managers_own_addresses_are_never_blocked():
     assert address is None and "address of this manager" in why
 
 
+def test_an_alert_from_an_agent_never_reaches_the_firewall():
+    """Defence in depth behind the rules' <location>: our events come from the manager (agent 000)."""
+    for agent in ({"id": "003", "name": "web-01"}, {"name": "manager"}, "000", None):
+        alert = dict(anomaly_alert(), agent=agent)
+        address, why = response.decide(alert, CFG, own=[])
+        assert address is None and "refusing to act on it" in why
+    assert response.decide(anomaly_alert(), CFG, own=[])[0] == "203.0.113.45"
+
+
 @pytest.mark.parametrize("alert, reason", [
     (anomaly_alert(severity="high"), "below min_severity critical"),
     (anomaly_alert(srcip=""), "no srcip"),

@@ -160,6 +160,12 @@ def decide(alert: dict, cfg: dict, own: list) -> tuple[str | None, str]:
     data = alert.get("data") if isinstance(alert.get("data"), dict) else {}
     if data.get("integration") != "anomaly":
         return None, "not a wazuh-anomaly event (data.integration is not 'anomaly'); refusing to act on it"
+    agent = alert.get("agent") if isinstance(alert.get("agent"), dict) else {}
+    if agent.get("id") != "000":
+        # Our events come from files on the manager (agent 000); the rules are bound to those
+        # files, and this second check keeps an agent's line from ever reaching the firewall.
+        return None, (f"the alert came from agent {str(agent.get('id'))[:20]!r}, not from this manager's own "
+                      f"anomalies file; refusing to act on it")
     raw = source_address(alert)
     if not raw:
         return None, "the alert carries no srcip; nothing to block"
