@@ -3,10 +3,10 @@
 Train on the three attack-free days 2022-01-21..23, score 2022-01-24, and check what each
 detector catches, with few anomalies anywhere else on that day. MVAD and the seasonal
 baseline are measured separately, on the same shipped scenarios; the bounds asserted are
-the ones measured (README, "Results on real data"). Measured: both catch the web scans,
+the ones measured (docs/benchmarks.md, "Results on real data"). Measured: both catch the web scans,
 the password cracking, the reverse shell and the privilege escalation; neither catches
 the service stop or the DNS exfiltration 13:50-14:50, which leave no per-agent trace in
-this alert stream (README explains).
+this alert stream (docs/benchmarks.md explains).
 """
 from __future__ import annotations
 

@@ -123,7 +123,7 @@ def test_a_model_trained_before_calendar_features_existed_still_loads(seasonal_f
 @pytest.mark.slow
 def test_with_the_calendar_a_weekly_monday_burst_is_learned_not_flagged():
     """Five weeks of hourly logins (generated): office hours on weekdays and a burst every
-    Monday 08:00. Trained on four weeks, scored on the fifth. Measured (README): Monday's
+    Monday 08:00. Trained on four weeks, scored on the fifth. Measured (docs/operations.md): Monday's
     burst stays below the threshold both ways (exceedance 0.83 without, 0.71 with the
     calendar), but only the calendar model predicts it, so its threshold — the 99.9th
     percentile of its training scores — is 2.6x tighter (0.20 against 0.52)."""

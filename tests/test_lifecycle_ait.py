@@ -4,7 +4,7 @@ rollback that restores the first model's scores exactly.
 
 The shifted period is the real 2022-01-23 copied to 2022-01-24 with every alert ten times
 (as after a logging change): the same agents and rules, ten times the volume. Measured
-(README, "Model lifecycle"): an ordinary next day stays far below both drift limits, the
+(docs/operations.md, "Models and their lifecycle"): an ordinary next day stays far below both drift limits, the
 shifted day exceeds the tail limit.
 """
 from __future__ import annotations
