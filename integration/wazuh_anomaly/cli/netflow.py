@@ -72,7 +72,8 @@ def cmd_normalize(args: argparse.Namespace) -> int:
         stopping = []
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stopping.append(True))
-        log.info("following %s into %s", input_path, target)
+        log.info("following %s into %s", input_path, target)     # the service's record
+        print(f"following {input_path} into {target} (stop with Ctrl-C)", file=sys.stderr)
         stats = follow(input_path, output, settings, state_file=state_file, poll_seconds=args.poll,
                        stop=lambda: bool(stopping))
     else:
