@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -43,25 +42,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from ..core.fileio import read_bytes
-    from ..ruleset import explain_all
+    from ..ops.jobs import written_anomalies
     _, config, _, _ = context(args)
     path = Path(args.file) if args.file else config.anomalies_file
     try:
-        lines = read_bytes(path).decode("utf-8", "replace").splitlines()
+        shown, total, bad = written_anomalies(path, args.last)
     except FileNotFoundError:
         print(f"{path}: no anomalies written yet (run 'wazuh-anomaly run' first).")
         return 0
-    # The newest lines (escalation is in each line itself: anomaly.escalated), read with some before them.
-    first = max(0, len(lines) - args.last - 200) if args.last else 0
-    events = []
-    for number, line in enumerate(lines[first:], first + 1):
-        try:
-            events.append(json.loads(line))
-        except ValueError:
-            print(f"{path}:{number}: not a JSON line, skipped", file=sys.stderr)
-    alerts = explain_all(events)
-    shown = list(zip(events, alerts))[-args.last:] if args.last else list(zip(events, alerts))
+    for number in bad:
+        print(f"{path}:{number}: not a JSON line, skipped", file=sys.stderr)
     for event, alert in shown:
         a = event.get("anomaly", {})
         if a.get("kind") == "health":
@@ -73,7 +63,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"  -> rule {alert.rule_id} (level {alert.level}): {alert.description}"
               + (f"  mitre {', '.join(alert.mitre)}" if alert.mitre else ""))
     if shown:
-        print(f"({len(shown)} of {len(lines)} lines; the rule each raises is simulated by wazuh-anomaly's rule "
+        print(f"({len(shown)} of {total} lines; the rule each raises is simulated by wazuh-anomaly's rule "
               f"engine; run 'wazuh-anomaly logtest' on the manager to check with Wazuh itself)")
     return 0
 

@@ -80,3 +80,24 @@ def binding_problems(layout: Layout, config) -> list[str]:
     except WazuhAnomalyError:
         netflow = str(default_output_file(layout))   # `netflow normalize` reports a bad netflow.yaml
     return problems(layout.rules_dir, {117100: str(config.anomalies_file), 117000: netflow})
+
+
+def written_anomalies(path, last: int) -> tuple[list[tuple[dict, object]], int, list[int]]:
+    """The newest `last` lines of an anomalies file (0: all), each with the alert its rule
+    raises (simulated, in one session: escalation is in each line itself, read with some
+    lines before them), the file's number of lines and the numbers of lines that are not
+    JSON. Raises FileNotFoundError when nothing was written yet."""
+    import json
+
+    from ..core.fileio import read_bytes
+    from ..ruleset import explain_all
+    lines = read_bytes(path).decode("utf-8", "replace").splitlines()
+    first = max(0, len(lines) - last - 200) if last else 0
+    events, bad = [], []
+    for number, line in enumerate(lines[first:], first + 1):
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            bad.append(number)
+    pairs = list(zip(events, explain_all(events)))
+    return (pairs[-last:] if last else pairs), len(lines), bad
