@@ -45,7 +45,7 @@ def test_every_tag_has_a_rule_and_every_rule_is_pcre2_without_full_log():
 
 def test_committed_netflow_ini_equals_the_freshly_generated_one():
     assert INI.read_text(encoding="utf-8") == render_cases(), \
-        "generator, normaliser or rules changed: run `wazuh-anomaly netflow cases --write` and review the diff"
+        "generator, normaliser or rules changed: run scripts/update-rule-cases.py and review the diff"
 
 
 def test_every_netflow_rule_id_has_a_case():

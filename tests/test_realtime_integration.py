@@ -196,7 +196,7 @@ def test_real_alerts_first_seen_findings_on_the_attack_lines_none_on_the_no_atta
 def test_the_rule_cases_file_is_current():
     from wazuh_anomaly.ruleset.realtime_cases import INI_FILE_NAME, render_cases
     assert (REPO / "tests/ruleset" / INI_FILE_NAME).read_text() == render_cases(), \
-        "run: wazuh-anomaly realtime cases --write"
+        "run: scripts/update-rule-cases.py"
 
 
 def test_every_realtime_rule_has_a_case_and_every_case_passes_offline():

@@ -66,7 +66,7 @@ def test_ruleset_check_of_an_installed_manager_judges_each_of_our_files_once_and
 
 def test_ruleset_check_of_an_installed_manager_still_reports_our_own_mistakes(tmp_path):
     from wazuh_anomaly.core.paths import Layout
-    from wazuh_anomaly.cli.ruleset import ruleset_check
+    from wazuh_anomaly.ruleset.jobs import ruleset_check
     prefix = _manager_with_our_rules(tmp_path)
     ours = prefix / "etc" / "rules" / "wazuh_anomaly_rules.xml"
     ours.write_text(ours.read_text().replace('<rule id="117101"', '<rule id="117100"', 1))
@@ -79,7 +79,7 @@ def test_ruleset_check_of_a_manager_without_our_files_says_to_install_them(tmp_p
     import shutil
     from wazuh_anomaly.core.errors import WazuhAnomalyError
     from wazuh_anomaly.core.paths import Layout
-    from wazuh_anomaly.cli.ruleset import ruleset_check
+    from wazuh_anomaly.ruleset.jobs import ruleset_check
     shutil.copytree(REPO / "tests" / "data" / "manager", tmp_path / "ossec")
     with pytest.raises(WazuhAnomalyError, match=r"No rule files of wazuh-anomaly in .*install them with install.sh"):
         ruleset_check(layout=Layout(tmp_path / "ossec"))
@@ -113,7 +113,7 @@ def test_every_health_check_has_its_own_rule():
 
 def test_committed_ini_equals_the_freshly_generated_one():
     assert INI.read_text(encoding="utf-8") == render_cases(), \
-        "rules or emitter changed: run `wazuh-anomaly ruleset cases --write` and review the diff"
+        "rules or emitter changed: run scripts/update-rule-cases.py and review the diff"
 
 
 def test_every_rule_id_has_a_case():

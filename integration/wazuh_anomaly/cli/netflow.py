@@ -1,4 +1,4 @@
-"""`wazuh-anomaly netflow normalize|generate|cases`: argument parsing and printing only."""
+"""`wazuh-anomaly netflow normalize | generate`: argument parsing and printing only."""
 from __future__ import annotations
 
 import argparse
@@ -7,15 +7,18 @@ import signal
 import sys
 from pathlib import Path
 
+from .common import command, group
+
 log = logging.getLogger("wazuh_anomaly")
 
 
-def register(subparsers) -> None:
-    """Adds the `netflow` command group to the main parser's subcommands."""
-    p = subparsers.add_parser("netflow", help="normalise pmacct/nfacctd flows, tag them, generate test flows")
-    sub = p.add_subparsers(dest="netflow_command", required=True, metavar="ACTION")
+def register(sub) -> None:
+    nf = group(sub, "netflow", "normalise pmacct/nfacctd flows, tag them, generate test flows", dest="netflow_command")
 
-    n = sub.add_parser("normalize", help="pmacct JSON lines -> normalised, tagged flow events (rules 117000-117049)")
+    # Printing to stdout (--output -) is a look, not a run: it needs no installation.
+    n = command(nf, "normalize", cmd_normalize,
+                "pmacct JSON lines -> normalised, tagged flow events (rules 117000-117049)",
+                installed=lambda args: args.output != "-")
     n.add_argument("input", nargs="?", help="pmacct JSON file (default: input_file of etc/anomaly/netflow.yaml)")
     n.add_argument("--output", help="where to append the events ('-' for stdout; default <prefix>/logs/anomaly/netflow.json)")
     n.add_argument("--follow", action="store_true", help="keep reading as the file grows (rotation-safe)")
@@ -23,19 +26,14 @@ def register(subparsers) -> None:
     n.add_argument("--internal-networks", help="comma-separated CIDRs (IPv4 and IPv6) of your own networks")
     n.add_argument("--settings", help="NetFlow settings file (default: <prefix>/etc/anomaly/netflow.yaml)")
     n.add_argument("--poll", type=float, default=1.0, help="seconds between looks at the file in --follow mode")
-    n.set_defaults(func=cmd_normalize)
 
-    g = sub.add_parser("generate", help="synthetic test flows for every detection (safe addresses only)")
+    g = command(nf, "generate", cmd_generate, "synthetic test flows for every detection (safe addresses only)",
+                installed=False)
     g.add_argument("--scenario", action="append", default=None,
                    help="all (default), or one of: " + ", ".join(_scenario_names()) + " (repeatable)")
     g.add_argument("--count", type=int, default=3, help="events per scenario (default 3)")
     g.add_argument("--raw", action="store_true", help="write the raw pmacct records instead of normalised events")
     g.add_argument("--output", help="append to this file instead of printing")
-    g.set_defaults(func=cmd_generate)
-
-    c = sub.add_parser("cases", help="the .ini rule tests generated from the generator")
-    c.add_argument("--write", action="store_true", help="update tests/ruleset/wazuh_anomaly_netflow_rules.ini")
-    c.set_defaults(func=cmd_cases)
 
 
 def _scenario_names() -> list[str]:
@@ -74,7 +72,8 @@ def cmd_normalize(args: argparse.Namespace) -> int:
         stopping = []
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stopping.append(True))
-        log.info("following %s into %s", input_path, target)
+        log.info("following %s into %s", input_path, target)     # the service's record
+        print(f"following {input_path} into {target} (stop with Ctrl-C)", file=sys.stderr)
         stats = follow(input_path, output, settings, state_file=state_file, poll_seconds=args.poll,
                        stop=lambda: bool(stopping))
     else:
@@ -112,9 +111,3 @@ def cmd_generate(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(data)
     return 0
 
-
-def cmd_cases(args: argparse.Namespace) -> int:
-    from ..netflow.cases import check_or_write
-    text, code = check_or_write(write=args.write)
-    print(text)
-    return code

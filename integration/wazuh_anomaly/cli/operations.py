@@ -1,14 +1,13 @@
 """The commands an admin uses to operate the detector for months: `models`, `suppress` and
-`feedback`. cli.py registers them with `add_commands`; each prints plain lines and
-raises a project error (one sentence) for anything the user typed wrong."""
+`feedback`. Each prints plain lines and raises a project error (one sentence) for
+anything the user typed wrong."""
 from __future__ import annotations
 
 import argparse
 import json
 from datetime import datetime, timezone
-from typing import Callable
-
 from ..core.errors import ConfigError
+from .common import command, context, group
 
 
 def _utc(text: str | None) -> datetime | None:
@@ -29,26 +28,34 @@ def _scenario(scenarios, name: str | None):
 
 # --------------------------------------------------------------------------- suppress
 
-def cmd_suppress(args: argparse.Namespace, context: Callable) -> int:
-    from ..ops.suppression import add_suppression, load_suppressions, new_suppression, remove_suppression
+def cmd_suppress_add(args: argparse.Namespace) -> int:
+    from ..ops.suppression import add_suppression, new_suppression
     _, config, scenarios, _ = context(args)
-    if args.suppress_command == "add":
-        scenario = _scenario(scenarios, args.scenario)
-        if args.feature and scenario is not None and args.feature not in scenario.feature_names:
-            raise ConfigError(f"scenario '{scenario.name}' has no feature '{args.feature}'; its features: "
-                              f"{', '.join(scenario.feature_names)}.")
-        if args.entity and scenario is not None and scenario.entity is None:
-            raise ConfigError(f"scenario '{scenario.name}' is not split by entity; drop --entity.")
-        s = new_suppression(reason=args.reason or "", scenario=args.scenario, entity=args.entity,
-                            feature=args.feature, start=_utc(args.start), end=_utc(args.end), every=args.every,
-                            expires=_utc(args.expires))
-        add_suppression(config, s)
-        print(f"added suppression {s.id}: {_describe(s)}")
-        return 0
-    if args.suppress_command == "remove":
-        s = remove_suppression(config, args.id)
-        print(f"removed suppression {s.id}: {_describe(s)}")
-        return 0
+    scenario = _scenario(scenarios, args.scenario)
+    if args.feature and scenario is not None and args.feature not in scenario.feature_names:
+        raise ConfigError(f"scenario '{scenario.name}' has no feature '{args.feature}'; its features: "
+                          f"{', '.join(scenario.feature_names)}.")
+    if args.entity and scenario is not None and scenario.entity is None:
+        raise ConfigError(f"scenario '{scenario.name}' is not split by entity; drop --entity.")
+    s = new_suppression(reason=args.reason or "", scenario=args.scenario, entity=args.entity,
+                        feature=args.feature, start=_utc(args.start), end=_utc(args.end), every=args.every,
+                        expires=_utc(args.expires))
+    add_suppression(config, s)
+    print(f"added suppression {s.id}: {_describe(s)}")
+    return 0
+
+
+def cmd_suppress_remove(args: argparse.Namespace) -> int:
+    from ..ops.suppression import remove_suppression
+    _, config, _, _ = context(args)
+    s = remove_suppression(config, args.id)
+    print(f"removed suppression {s.id}: {_describe(s)}")
+    return 0
+
+
+def cmd_suppress_list(args: argparse.Namespace) -> int:
+    from ..ops.suppression import load_suppressions
+    _, config, _, _ = context(args)
     items = load_suppressions(config)
     if args.json:
         print(json.dumps([s.to_json() for s in items], indent=1))
@@ -76,7 +83,7 @@ def _describe(s) -> str:
 
 # --------------------------------------------------------------------------- feedback
 
-def cmd_feedback(args: argparse.Namespace, context: Callable) -> int:
+def cmd_feedback(args: argparse.Namespace) -> int:
     from ..ops.feedback import load_feedback, record_feedback
     _, config, _, _ = context(args)
     if args.list:
@@ -102,11 +109,11 @@ def cmd_feedback(args: argparse.Namespace, context: Callable) -> int:
 
 # --------------------------------------------------------------------------- registration
 
-def add_commands(sub, context: Callable) -> None:
-    """Adds `models`, `suppress` and `feedback` to the CLI's subparsers."""
-    p = sub.add_parser("suppress", help="silence known-benign anomalies (still written, flagged, level 0)")
-    act = p.add_subparsers(dest="suppress_command", required=True, metavar="ACTION")
-    a = act.add_parser("add", help="add a suppression (one window or a recurring maintenance window)")
+def register(sub) -> None:
+    """Adds `suppress`, `feedback` and `models`."""
+    act = group(sub, "suppress", "silence known-benign anomalies (still written, flagged, level 0)",
+                dest="suppress_command")
+    a = command(act, "add", cmd_suppress_add, "add a suppression (one window or a recurring maintenance window)")
     a.add_argument("--scenario", help="only this scenario (default: every scenario)")
     a.add_argument("--entity", help="only this entity value (e.g. an agent name or source address)")
     a.add_argument("--feature", help="only anomalies led by this feature (their top contributor)")
@@ -116,38 +123,31 @@ def add_commands(sub, context: Callable) -> None:
                                    "'daily 01:00-01:30'")
     a.add_argument("--reason", required=True, help="why this is benign (written with each suppressed anomaly)")
     a.add_argument("--expires", help="stop covering anomalies from this time on (ISO 8601)")
-    act.add_parser("list", help="list suppressions").add_argument("--json", action="store_true")
-    r = act.add_parser("remove", help="remove a suppression by id")
-    r.add_argument("id")
-    p.set_defaults(func=lambda args: cmd_suppress(args, context))
+    command(act, "list", cmd_suppress_list, "list suppressions").add_argument(
+        "--json", action="store_true", help="print the suppressions as JSON")
+    command(act, "remove", cmd_suppress_remove, "remove a suppression by id").add_argument(
+        "id", help="the suppression's id (see 'wazuh-anomaly suppress list')")
 
-    p = sub.add_parser("feedback", help="mark an anomaly false-positive or true-positive")
+    p = command(sub, "feedback", cmd_feedback, "mark an anomaly false-positive or true-positive")
     p.add_argument("id", nargs="?", help="the anomaly id (data.anomaly.id of the alert)")
     p.add_argument("verdict", nargs="?", choices=("false-positive", "true-positive"))
     p.add_argument("--note", help="free text kept with the verdict")
     p.add_argument("--list", action="store_true", help="list the verdicts given so far")
-    p.set_defaults(func=lambda args: cmd_feedback(args, context))
 
-    add_models_command(sub, context)
-
-
-def add_models_command(sub, context: Callable) -> None:
-    p = sub.add_parser("models", help="list, inspect or roll back the kept model versions")
-    act = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    a = act.add_parser("list", help="kept versions per scenario (* marks the current one)")
-    a.add_argument("--scenario")
-    a.add_argument("--json", action="store_true")
-    a = act.add_parser("show", help="what one version was trained on (default: the current one)")
+    act = group(sub, "models", "list, inspect or roll back the kept model versions", dest="models_command")
+    a = command(act, "list", cmd_models, "kept versions per scenario (* marks the current one)")
+    a.add_argument("--scenario", help="only this scenario")
+    a.add_argument("--json", action="store_true", help="print the versions as JSON")
+    a = command(act, "show", cmd_models, "what one version was trained on (default: the current one)")
     a.add_argument("--scenario", required=True)
     a.add_argument("--version")
     a.add_argument("--json", action="store_true", help="print meta.json as it is")
-    a = act.add_parser("rollback", help="switch to an older version (default: the one before the current)")
+    a = command(act, "rollback", cmd_models, "switch to an older version (default: the one before the current)")
     a.add_argument("--scenario", required=True)
     a.add_argument("--version")
-    p.set_defaults(func=lambda args: _cmd_models(args, context))
 
 
-def _cmd_models(args: argparse.Namespace, context: Callable) -> int:
+def cmd_models(args: argparse.Namespace) -> int:
     # lifecycle needs pandas and numpy: imported only when a models command runs, so
     # that light commands (netflow, realtime) never pay for them.
     from ..core.errors import ModelError

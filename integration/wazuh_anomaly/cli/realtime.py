@@ -1,247 +1,63 @@
-"""`wazuh-anomaly realtime learn|train|status|validate`: each returns (text, exit code),
-so cli.py only parses arguments."""
+"""`wazuh-anomaly realtime learn | train | status | validate`: the real-time detectors of
+integrations/custom-anomaly (the work is in realtime/jobs.py)."""
 from __future__ import annotations
 
-import gzip
-import json
-import os
-import time
-from typing import Iterable, Iterator
+import argparse
 
-from ..core import jsonio as fastjson
-from ..core.errors import WazuhAnomalyError
-from ..realtime import config as _config
-from ..realtime.engine import INPUT_STATE, RealtimeEngine
-from ..realtime.integration import Paths
-from ..realtime.fields import alert_time
-from ..core.fileio import atomic_write, read_bytes, take_damaged
-from ..realtime.store import FILE_MODE, StateStore, ensure_shared_dir, read_states
-
-DAY = 86400.0
+from ..core.paths import Layout
+from .common import command, group, time_or_none
 
 
-def _iso(t: float | None) -> str:
-    return "-" if t is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+def register(sub) -> None:
+    rt = group(sub, "realtime", "the real-time detectors of integrations/custom-anomaly: learn, train, status",
+               dest="realtime_command")
+    c = command(rt, "learn", cmd_learn, "replay history through the first-seen detectors, then end learn mode")
+    c.add_argument("--alerts", action="append", help="learn from this JSON-lines alerts file (repeatable; default: the manager's alerts)")
+    c.add_argument("--from", dest="start", help="start of the history (ISO 8601; default: learn_days before --to)")
+    c.add_argument("--to", dest="end", help="end of the history (default: now)")
+    c.add_argument("--days", type=float, help="history length when --from is not given (default: learn_days)")
+    c.add_argument("--keep-learning", action="store_true", help="stay in learn mode after the replay")
+
+    c = command(rt, "train", cmd_train, "train the rare-event models (FIM, commands) on history")
+    c.add_argument("--alerts", action="append", help="train on this JSON-lines alerts file (repeatable)")
+    c.add_argument("--from", dest="start", help="start of the history (ISO 8601; default: 30 days before --to)")
+    c.add_argument("--to", dest="end", help="end of the history (default: now)")
+    c.add_argument("--days", type=float, help="history length when --from is not given (default: each model's training_days, 30)")
+    c.add_argument("--model", action="append", help="only this model (repeatable)")
+
+    command(rt, "status", cmd_status, "per detector: learn mode, keys, values, findings; per model: trained or not")
+    command(rt, "validate", cmd_validate, "check etc/anomaly/realtime.yaml")
 
 
-def alerts_from_files(files: Iterable[str]) -> Iterator[dict]:
-    """Alerts of JSON-lines files (plain or .gz), malformed lines skipped."""
-    for name in files:
-        opener = gzip.open if name.endswith(".gz") else open
-        try:
-            with opener(name, "rt", encoding="utf-8", errors="replace") as fh:
-                for line in fh:
-                    try:
-                        alert = fastjson.loads(line)
-                    except ValueError:
-                        continue
-                    if isinstance(alert, dict):
-                        yield alert
-        except OSError as exc:
-            raise WazuhAnomalyError(f"{name}: cannot read it ({exc.strerror}).") from None
+def _prefix(args: argparse.Namespace) -> str:
+    return str(Layout.from_env(args.prefix).prefix)
 
 
-def alerts_from_manager(prefix: str, start: float, end: float) -> Iterator[dict]:
-    """Alerts of the manager's alerts.json and rotated files in [start, end)."""
-    from ..core.config import load_config
-    from ..core.paths import Layout
-    from ..sources.alerts_file import AlertsFileSource
-    cfg = load_config(Layout.from_env(prefix))
-    for _, alert in AlertsFileSource(cfg.alerts_dir).read(start, end):
-        yield alert
+def cmd_learn(args: argparse.Namespace) -> int:
+    from ..realtime import jobs
+    text, code = jobs.learn(_prefix(args), files=args.alerts or [], start=time_or_none(args.start),
+                            end=time_or_none(args.end), days=args.days, keep_learning=args.keep_learning)
+    print(text)
+    return code
 
 
-def _history(paths: Paths, files, start, end) -> Iterator[dict]:
-    return alerts_from_files(files) if files else alerts_from_manager(paths.prefix, start, end)
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..realtime import jobs
+    text, code = jobs.train(_prefix(args), files=args.alerts or [], start=time_or_none(args.start),
+                            end=time_or_none(args.end), days=args.days, only=args.model)
+    print(text)
+    return code
 
 
-def learn(prefix: str, *, files: list[str] = (), start: float | None = None, end: float | None = None,
-          days: float | None = None, keep_learning: bool = False) -> tuple[str, int]:
-    """Replay history through every detector in learn mode; unless keep_learning, learn mode
-    ends at the end of the replayed range, so the next alert is already judged."""
-    paths = Paths(prefix)
-    cfg = _config.load(paths.config, paths.cache)
-    now = time.time()
-    end = now if end is None else end
-    start = end - (days if days is not None else cfg["learn_days"]) * DAY if start is None else start
-    engine = RealtimeEngine(cfg, paths.models)
-    seen = 0
-    newest = None
-    with StateStore(paths.base) as store:
-        for alert in _history(paths, files, start, end):
-            engine.process(store, alert, force_learn=True, now=end)
-            seen += 1
-            t = alert_time(alert)
-            if t is not None and (newest is None or t > newest):
-                newest = t
-        # Files carry their own clock: learn mode ends just after their newest alert.
-        learned_to = (newest + 1 if newest is not None else end) if files else end
-        for det in engine.detectors:
-            state = store.get(det.name)
-            # A detector that saw nothing keeps its own learn period from its first alert.
-            if not keep_learning and state.get("started") is not None:
-                state["learn_end"] = learned_to
-                store.mark(det.name)
-    lines = [f"learned from {seen} alerts ({'files ' + ', '.join(files) if files else _iso(start) + ' to ' + _iso(end)})"
-             + ("" if keep_learning else f"; learn mode ends at {_iso(learned_to)}")]
-    lines += status_lines(prefix)
-    return "\n".join(lines), 0
+def cmd_status(args: argparse.Namespace) -> int:
+    from ..realtime import jobs
+    text, code = jobs.status(_prefix(args))
+    print(text)
+    return code
 
 
-def train(prefix: str, *, files: list[str] = (), start: float | None = None, end: float | None = None,
-          days: float | None = None, only: list[str] | None = None) -> tuple[str, int]:
-    """Train every enabled rare-event model on history and save it under
-    var/anomaly/realtime/models: the given files or range, else each model's last
-    `training_days` (or `days`) of the manager's alerts."""
-    paths = Paths(prefix)
-    cfg = _config.load(paths.config, paths.cache)
-    specs = [m for m in cfg["models"] if m["enabled"] and (not only or m["name"] in only)]
-    if not specs:
-        return "no enabled model in " + paths.config, 0
-    end = time.time() if end is None else end
-    span = {spec["name"]: (days if days is not None else spec["training_days"]) * DAY for spec in specs}
-    alerts = list(_history(paths, files, end - max(span.values()) if start is None else start, end))
-    lines, code = [], 0
-    for spec in specs:
-        since = None if files or start is not None else end - span[spec["name"]]
-        try:
-            doc, path = _train_one(paths, spec, alerts, since)
-        except WazuhAnomalyError as exc:
-            lines.append(f"{spec['name']}: not trained: {exc}")
-            code = 1
-            continue
-        lines.append(f"{spec['name']}: trained on {doc['training_events']} {spec['target']} events, "
-                     f"threshold {doc['threshold']:.4f}, {len(doc['trees'])} trees, {os.path.getsize(path)} bytes -> {path}")
-    return "\n".join(lines), code
-
-
-def _train_one(paths: Paths, spec: dict, alerts: list[dict], since: float | None) -> tuple[dict, str]:
-    """Fit one model on the alerts at or after `since` (all of them when None) and save it."""
-    from ..realtime.train import fit, save, training_rows
-    chosen = alerts if since is None else [a for a in alerts if (alert_time(a) or since) >= since]
-    doc = fit(spec, training_rows(spec, chosen))
-    return doc, save(doc, paths.models)
-
-
-# How long the wodle waits before it tries again to train a model that could not be
-# trained (too few events in the history, or an error): reading weeks of alerts every
-# five minutes would cost more than the model is worth.
-RETRY_SECONDS = DAY
-FAILURES_FILE = "training-failures.json"
-
-
-def scheduled_train(prefix: str, now: float) -> list[tuple[str, str, str]]:
-    """What the wodle runs after scoring: train each enabled model with
-    `retrain_every_days` > 0 that is missing or older than that, on its last
-    `training_days` of the manager's alerts. Returns (model, outcome, message) with
-    outcome "trained", "insufficient_history" or "training_failed"; a model that could
-    not be trained is tried again a day later."""
-    from ..realtime.train import TooFewEvents
-    paths = Paths(prefix)
-    if not os.path.isfile(paths.config):
-        return []
-    cfg = _config.load(paths.config, paths.cache)
-    failures_path = os.path.join(paths.base, FAILURES_FILE)
-    try:
-        attempts = json.loads(read_bytes(failures_path))
-        if not isinstance(attempts, dict):
-            attempts = {}
-    except (OSError, ValueError):
-        attempts = {}
-    due = []
-    for spec in cfg["models"]:
-        every = spec["retrain_every_days"] * DAY
-        if not spec["enabled"] or every <= 0:
-            continue
-        try:
-            trained_at = os.stat(os.path.join(paths.models, f"{spec['name']}.json")).st_mtime
-        except FileNotFoundError:
-            trained_at = None
-        if trained_at is not None and now - trained_at < every:
-            continue
-        failed = attempts.get(spec["name"])  # only failed attempts are kept
-        if isinstance(failed, (int, float)) and 0 <= now - failed < RETRY_SECONDS:
-            continue
-        due.append(spec)
-    if not due:
-        return []
-    days = max(spec["training_days"] for spec in due)
-    alerts = list(alerts_from_manager(paths.prefix, now - days * DAY, now))
-    out = []
-    for spec in due:
-        attempts[spec["name"]] = now
-        try:
-            doc, path = _train_one(paths, spec, alerts, now - spec["training_days"] * DAY)
-        except WazuhAnomalyError as exc:
-            check = "insufficient_history" if isinstance(exc, TooFewEvents) else "training_failed"
-            out.append((spec["name"], check, f"real-time {str(exc).rstrip('.')}; the wodle tries again in a day."))
-            continue
-        del attempts[spec["name"]]
-        out.append((spec["name"], "trained", f"{spec['name']}: trained on {doc['training_events']} {spec['target']} "
-                                             f"events of the last {spec['training_days']:g} days -> {path}"))
-    ensure_shared_dir(paths.base)
-    atomic_write(failures_path, json.dumps(attempts, sort_keys=True).encode(), FILE_MODE)
-    return out
-
-
-def status_lines(prefix: str) -> list[str]:
-    paths = Paths(prefix)
-    cfg = _config.load(paths.config, paths.cache)
-    states = read_states(paths.base)
-    engine = RealtimeEngine(cfg, paths.models)
-    lines = []
-    for det in engine.detectors:
-        st = states.get(det.name, {})
-        keys = st.get("keys") or {}
-        until = det.learn_until(st) if st else None
-        mode = "not started (no alert seen yet)" if not st.get("started") else \
-            f"learning until {_iso(until)}" if det.learning(st, time.time()) else f"detecting since {_iso(until)}"
-        entries = [e for e in keys.values() if isinstance(e, dict)]
-        n_values = sum(len(e["values"]) for e in entries if isinstance(e.get("values"), list))
-        full = sum(1 for e in entries if e.get("full"))
-        lines.append(f"{det.name} ({det.spec['type']}): {mode}; {len(keys)} keys"
-                     + (f", {n_values} values" if det.spec["type"] == "new_value" else "")
-                     + (f", {full} keys at the value cap" if full else "")
-                     + (f", {st['dropped_keys']} keys over the cap not tracked" if st.get("dropped_keys") else "")
-                     + (f", {st['dropped_values']} values over the caps not learned" if st.get("dropped_values") else "")
-                     + (f", {st['reset_keys']} damaged keys learned again" if st.get("reset_keys") else "")
-                     + f"; {st.get('findings', 0)} findings, last {_iso(st.get('last_finding'))}")
-    for spec in engine.model_specs:
-        model = engine.model(spec)
-        if model is None:
-            lines.append(f"{spec['name']} (rare {spec['target']} events): not trained; run 'wazuh-anomaly realtime train'")
-        else:
-            lines.append(f"{spec['name']} (rare {spec['target']} events): trained {model.doc.get('trained_at')} on "
-                         f"{model.doc.get('training_events')} events, threshold {model.threshold:.4f}")
-    skipped = states.get(INPUT_STATE) or {}
-    if skipped:
-        lines.append("skipped input (alerts no detector could use; details in logs/integrations.log): "
-                     + ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items())))
-    lines += [f"problem: {p}" for p in engine.problems + take_damaged()]
-    return lines
-
-
-def status(prefix: str) -> tuple[str, int]:
-    return "\n".join(status_lines(prefix)), 0
-
-
-def validate(prefix: str) -> tuple[str, int]:
-    paths = Paths(prefix)
-    cfg = _config.load_yaml(paths.config)
-    return (f"{paths.config}: {len(cfg['detectors'])} detectors, {len(cfg['models'])} models, "
-            f"learn_days {cfg['learn_days']:g}, max_keys {cfg['max_keys']}, max_values_per_key {cfg['max_values_per_key']}"), 0
-
-
-def cases(*, write: bool = False) -> tuple[str, int]:
-    """Without write: the .ini text (exit 1 if the committed file differs); with write: update it."""
-    from ..ruleset import repo_dir
-    from ..ruleset.realtime_cases import INI_FILE_NAME, render_cases, write_cases
-    repo = repo_dir()
-    if repo is None:
-        raise WazuhAnomalyError("No source checkout found; the rule cases are generated from one.")
-    path = repo / "tests" / "ruleset" / INI_FILE_NAME
-    if write:
-        return (f"wrote {path}" if write_cases(path) else f"{path} is up to date"), 0
-    text = render_cases()
-    stale = not path.exists() or path.read_text(encoding="utf-8") != text
-    return text.rstrip("\n") + (f"\n; {path} differs: run with --write" if stale else ""), 1 if stale else 0
+def cmd_validate(args: argparse.Namespace) -> int:
+    from ..realtime import jobs
+    text, code = jobs.validate(_prefix(args))
+    print(text)
+    return code

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core import progress
 from ..core.config import MvadSpec
 from ..core.errors import ModelError
 from ..core.trust import read_trusted
@@ -190,23 +191,25 @@ class MvadDetector:
         criterion = lib.module.AnomalyDetectionCriterion().to(self.device)
         best_loss, best_state, best_epoch, steps = float("inf"), None, 0, 0
         history = []
-        for epoch in range(self.spec.epochs):
-            model.train()
-            for inputs, target in train_loader:
-                inputs, target = inputs.to(self.device), target.to(self.device)
-                # The library trains on inputs with Gaussian noise (std 0.1); so do we.
-                inputs = inputs + torch.normal(mean=torch.zeros_like(inputs), std=torch.ones_like(inputs) * 0.1)
-                x_pred, x_recon, mu, logv = lib.module.DetectionResults(*model(inputs)).get_loss_items()
-                loss, _, _ = criterion(x_pred, x_recon, target, mu, logv, config.beta)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                steps += 1
-            val_loss = self._evaluate(model, criterion, val_set if val_set is not None and len(val_set) else train_set,
-                                      batch_size, config.beta)
-            history.append(round(val_loss, 6))
-            if val_loss < best_loss:
-                best_loss, best_state, best_epoch = val_loss, copy.deepcopy(model.state_dict()), epoch + 1
+        with progress.steps("epoch", self.spec.epochs) as epochs:
+            for epoch in range(self.spec.epochs):
+                epochs.step()
+                model.train()
+                for inputs, target in train_loader:
+                    inputs, target = inputs.to(self.device), target.to(self.device)
+                    # The library trains on inputs with Gaussian noise (std 0.1); so do we.
+                    inputs = inputs + torch.normal(mean=torch.zeros_like(inputs), std=torch.ones_like(inputs) * 0.1)
+                    x_pred, x_recon, mu, logv = lib.module.DetectionResults(*model(inputs)).get_loss_items()
+                    loss, _, _ = criterion(x_pred, x_recon, target, mu, logv, config.beta)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    steps += 1
+                val_loss = self._evaluate(model, criterion, val_set if val_set is not None and len(val_set) else train_set,
+                                          batch_size, config.beta)
+                history.append(round(val_loss, 6))
+                if val_loss < best_loss:
+                    best_loss, best_state, best_epoch = val_loss, copy.deepcopy(model.state_dict()), epoch + 1
         if steps < self.spec.min_steps:
             raise TrainingError(
                 f"MVAD made only {steps} optimiser steps ({n_train} training windows, batch {batch_size}, "

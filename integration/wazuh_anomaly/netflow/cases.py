@@ -1,15 +1,13 @@
 """The rule tests of tests/ruleset/wazuh_anomaly_netflow_rules.ini, made from the
 generator's events (real normaliser and detector output), so the rules, the
-normaliser and the detections cannot drift apart. `wazuh-anomaly netflow cases --write`
-updates the file; tests/test_netflow_rules.py fails when it is stale."""
+normaliser and the detections cannot drift apart. scripts/update-rule-cases.py (in the
+source checkout) updates the file; tests/test_netflow_rules.py fails when it is stale."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import orjson
 
-from ..core.errors import WazuhAnomalyError
 from ..ruleset.inifile import CaseSpec, render_ini
 from ..ruleset.locations import ANOMALIES_REL, NETFLOW_REL, forged, manager_file
 from .generate import tagged_events
@@ -35,7 +33,7 @@ HEADER = f"""Copyright (C) the wazuh-anomaly authors; GPL-3.0-or-later.
 
 Rule tests for rules/{RULES_FILE_NAME}, in Wazuh's ruleset/testing format.
 Generated from `wazuh-anomaly netflow generate` (the real normaliser and flow detections)
-by `wazuh-anomaly netflow cases --write`; do not edit: tests/test_netflow_rules.py fails
+by scripts/update-rule-cases.py; do not edit: tests/test_netflow_rules.py fails
 when this file and the generator differ.
 Several `log 1 pass` lines in one section run in one session and only the last one is
 checked; no rule here needs that (the escalation 117009 is in the flow line itself).
@@ -73,24 +71,3 @@ def build_cases() -> list[CaseSpec]:
 
 def render_cases() -> str:
     return render_ini(build_cases(), HEADER)
-
-
-def ini_path() -> Path:
-    from ..ruleset import repo_dir
-    repo = repo_dir()
-    if repo is None:
-        raise WazuhAnomalyError(f"No source checkout found; {INI_FILE_NAME} lives in its tests/ruleset/.")
-    return repo / "tests" / "ruleset" / INI_FILE_NAME
-
-
-def check_or_write(*, write: bool) -> tuple[str, int]:
-    path = ini_path()
-    text = render_cases()
-    old = path.read_text(encoding="utf-8") if path.exists() else None
-    if write:
-        if old != text:
-            path.write_text(text, encoding="utf-8")
-            return f"wrote {path}", 0
-        return f"{path} is up to date", 0
-    stale = old != text
-    return text.rstrip("\n") + (f"\n; {path} differs: run with --write" if stale else ""), 1 if stale else 0

@@ -25,6 +25,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from ..core import progress
 from ..core.config import Config, Scenario
 from ..emit.emitter import event_for
 from ..emit.escalation import repeats_of
@@ -173,15 +174,17 @@ def score_range(source: AlertsFileSource, bundles: dict[str, ModelBundle], start
     lo = min(p[1].start for p in plans.values())
     hi = max(p[1].end for p in plans.values())
     adders = [p[1].add for p in plans.values()]
-    for ts, alert in source.read(lo, hi, stats=stats):
-        for add in adders:
-            add(ts, alert)
+    with progress.steps("reading alerts to score") as reading:
+        for ts, alert in source.read(lo, hi, stats=stats):
+            reading.step()
+            for add in adders:
+                add(ts, alert)
     series = {}
-    for name, (bundle, agg, s_start, s_end) in plans.items():
+    for name, (bundle, agg, s_start, s_end) in progress.each(plans.items(), "scoring", detail=lambda item: item[0]):
         first = pd.Timestamp(s_start, unit="s", tz="UTC")
         frames = agg.frames()
         kept, expected, scores = {}, {}, {d: {} for d in bundle.detectors}
-        for entity, frame in frames.items():
+        for entity, frame in progress.each(frames.items(), "entities"):
             rows = frame[frame.index >= first]
             kept[entity] = rows
             values, _ = bundle.profile.expected(rows.index, entity)
@@ -392,7 +395,7 @@ class _SandboxHealth(logging.Filter):
     the one error raised below says it instead."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno == logging.WARNING and record.module == "runner")
+        return not (logging.INFO <= record.levelno <= logging.WARNING and record.module == "runner")
 
 
 def _variants(detector: str | None) -> list[str]:

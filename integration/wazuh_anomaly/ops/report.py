@@ -25,6 +25,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
+from ..core import progress
 from .backtest import CONFIGURED, BacktestResult, ScenarioSeries, load_labels, score_range
 from ..core.config import Config, Scenario
 from ..core.errors import WazuhAnomalyError
@@ -472,7 +473,7 @@ def write_report(data: ReportData, out: Path) -> Path:
     contents = [f'<li><a href="#{_esc(n)}">{_esc(n)}</a></li>' for n in data.series]
     if contents:
         body.append("<h2>Scenarios</h2><ul>" + "".join(contents) + "</ul>")
-    for name, series in data.series.items():
+    for name, series in progress.each(data.series.items(), "drawing", detail=lambda item: item[0]):
         s = series.scenario
         rows = [r for r in data.anomalies if r.scenario == name]
         body.append(f'<h2 id="{_esc(name)}">{_esc(name)}</h2>')

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..core import progress
 from ..core.config import Config, Scenario
 from ..emit.emitter import AnomalyWriter
 from ..core.errors import ConfigError, ModelError, WazuhAnomalyError
@@ -130,7 +131,9 @@ class Runner:
     # ------------------------------------------------------------------ helpers
     def _health(self, report: RunReport, check: str, message: str, *, scenario: str | None = None,
                 severity: str = "medium") -> None:
-        log.warning("%s: %s", check, message)
+        # Part of the report the command prints (and a line of the anomalies file): for the
+        # log file, not again on the console (cli/app.py: who reads what).
+        log.info("%s: %s", check, message)
         report.health.append(HealthEvent(check=check, message=message, at=_dt(self.now),
                                          scenario=scenario, severity=severity))
 
@@ -162,13 +165,15 @@ class Runner:
         # The cursor marks where the next read can start: `resume_at`, less the usual slack
         # for alerts written slightly out of order.
         slack = 600.0 + max(0.0, end - (resume_at if resume_at is not None else end))
-        for ts, alert in observer.watch(self.source.read(start, end, cursor=cursor, stats=stats,
-                                                         slack_seconds=slack) if adders else ()):
-            for add in adders:
-                try:
-                    add(ts, alert)
-                except Exception as exc:  # one odd alert costs that alert, never the run
-                    _skip_bad_alert(stats, self.source, add.__self__, alert, exc)
+        with progress.steps("reading alerts") as reading:
+            for ts, alert in observer.watch(self.source.read(start, end, cursor=cursor, stats=stats,
+                                                             slack_seconds=slack) if adders else ()):
+                reading.step()
+                for add in adders:
+                    try:
+                        add(ts, alert)
+                    except Exception as exc:  # one odd alert costs that alert, never the run
+                        _skip_bad_alert(stats, self.source, add.__self__, alert, exc)
         report.stats = stats
         self.skips.append(stats)
         if observer.last is not None:
@@ -263,8 +268,14 @@ class Runner:
         lo = min(r[0] for r in ranges.values())
         hi = max(r[1] for r in ranges.values())
         observer = self._read(list(aggregators.values()), lo, hi, report)
+        with progress.steps("training", len(scenarios)) as training:
+            return self._train_each(scenarios, report, ranges, aggregators, observer, explicit, training)
+
+    def _train_each(self, scenarios: list[Scenario], report: RunReport, ranges: dict, aggregators: dict,
+                    observer: _Observer, explicit: bool, training: progress.Steps) -> dict[str, ModelBundle]:
         trained: dict[str, ModelBundle] = {}
         for s in scenarios:
+            training.step(s.name)
             r = report.scenarios.setdefault(s.name, ScenarioReport(s.name))
             attempt = ScenarioState.load(self.state_dir, s.name)
             attempt.last_train_attempt = self.now

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..core import progress
 from ..features.calendar import calendar_names, with_calendar
 from ..core.config import Scenario
 from ..detectors import Calibration, SeasonalProfile, detector_class
@@ -99,36 +100,42 @@ class ModelBundle:
         score_quantiles: dict[str, list[float]] = {}
         joined = np.concatenate([f.to_numpy(dtype=float) for f in series.values()])
         constant = bool(np.all(joined == joined[0])) if len(joined) else True
-        for name in scenario.detectors:
-            if name == "mvad" and constant and len(scenario.detectors) > 1:
-                # A network cannot learn from a flat line; the seasonal baseline still says
-                # "anything above zero is new" until a retrain sees real activity.
-                skipped[name] = "no variation in the training data"
-                continue
-            cls_ = detector_class(name)
-            if name == "mvad":
-                detector = cls_(features + calendar, scenario.mvad, device=device, threads=threads)
-            else:
-                detector = cls_(features, scenario.seasonal)
-            # Only MVAD sees the opt-in calendar columns; the seasonal profile is per hour already.
-            inputs = {e: with_calendar(f, scenario) for e, f in series.items()} if name == "mvad" else series
-            started = time.monotonic()
-            detector.fit(inputs)
-            per_entity = {e: detector.score(f, e)["score"].to_numpy() for e, f in inputs.items()}
-            floor = getattr(detector, "threshold_floor", None)
-            quantile = scenario.severity.quantile
-            pooled_scores = np.concatenate([s for s in per_entity.values() if len(s)])
-            score_quantiles[name] = quantiles_of(pooled_scores)   # the yardstick of the drift check
-            cals = {POOLED: Calibration.from_scores(pooled_scores, quantile, floor=floor)}
-            # Busy entities get their own threshold: a noisy firewall must not hide a quiet server.
-            min_scores = max(96, int(round(10 / (1 - quantile))))
-            for entity, scores in per_entity.items():
-                if entity is not None and len(scores) >= min_scores:
-                    cals[entity] = Calibration.from_scores(scores, quantile, floor=floor)
-            detectors[name] = detector
-            calibrations[name] = cals
-            details[name] = {"fit_seconds": round(time.monotonic() - started, 3),
-                             "training": getattr(detector, "training_", {})}
+        with progress.steps("detector", len(scenario.detectors)) as fitting:
+            for name in scenario.detectors:
+                if name == "mvad" and constant and len(scenario.detectors) > 1:
+                    # A network cannot learn from a flat line; the seasonal baseline still says
+                    # "anything above zero is new" until a retrain sees real activity.
+                    skipped[name] = "no variation in the training data"
+                    continue
+                fitting.step(name)
+                cls_ = detector_class(name)
+                if name == "mvad":
+                    detector = cls_(features + calendar, scenario.mvad, device=device, threads=threads)
+                else:
+                    detector = cls_(features, scenario.seasonal)
+                # Only MVAD sees the opt-in calendar columns; the seasonal profile is per hour already.
+                inputs = {e: with_calendar(f, scenario) for e, f in series.items()} if name == "mvad" else series
+                started = time.monotonic()
+                detector.fit(inputs)
+                per_entity = {}
+                with progress.steps("scoring entities", len(inputs)) as scoring:
+                    for e, f in inputs.items():
+                        scoring.step()
+                        per_entity[e] = detector.score(f, e)["score"].to_numpy()
+                floor = getattr(detector, "threshold_floor", None)
+                quantile = scenario.severity.quantile
+                pooled_scores = np.concatenate([s for s in per_entity.values() if len(s)])
+                score_quantiles[name] = quantiles_of(pooled_scores)   # the yardstick of the drift check
+                cals = {POOLED: Calibration.from_scores(pooled_scores, quantile, floor=floor)}
+                # Busy entities get their own threshold: a noisy firewall must not hide a quiet server.
+                min_scores = max(96, int(round(10 / (1 - quantile))))
+                for entity, scores in per_entity.items():
+                    if entity is not None and len(scores) >= min_scores:
+                        cals[entity] = Calibration.from_scores(scores, quantile, floor=floor)
+                detectors[name] = detector
+                calibrations[name] = cals
+                details[name] = {"fit_seconds": round(time.monotonic() - started, 3),
+                                 "training": getattr(detector, "training_", {})}
         now = time.time() if now is None else now
         version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + data_hash(series)[:8]
         from ..detectors.mvad import library_versions

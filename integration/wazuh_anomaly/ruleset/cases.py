@@ -16,7 +16,6 @@ import copy
 import dataclasses
 import json
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from ..emit.emitter import event_for, event_for_health, render
 from ..emit.escalation import repeats_of
@@ -106,7 +105,7 @@ DETECTION_DELAY = timedelta(minutes=1)
 HEADER = f"""Copyright (C) the wazuh-anomaly authors; GPL-3.0-or-later.
 
 Rule tests for rules/{RULES_FILE_NAME}, in Wazuh's ruleset/testing format.
-Generated from the real emitter by `wazuh-anomaly ruleset cases --write`; do not edit:
+Generated from the real emitter by scripts/update-rule-cases.py; do not edit:
 tests/test_ruleset.py fails when this file and the generator differ.
 Run on a manager: copy the rule file to etc/rules/, then `wazuh-anomaly logtest FILE`.
 Several `log 1 pass` lines in one section run in one session and only the last one is
@@ -290,15 +289,3 @@ def build_cases() -> list[CaseSpec]:
 def render_cases() -> str:
     """The full text of tests/ruleset/wazuh_anomaly_rules.ini."""
     return render_ini(build_cases(), HEADER)
-
-
-def write_cases(path: Path) -> bool:
-    """Writes the .ini file; True when its content changed."""
-    text = render_cases()
-    path = Path(path)
-    old = path.read_text(encoding="utf-8") if path.exists() else None
-    if old == text:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return True
