@@ -204,8 +204,8 @@ def test_train_of_the_flow_baseline_before_any_netflow_events_says_what_to_start
     assert main(["--prefix", str(prefix), "train", "--scenario", "flow_baseline"]) == 2
     assert capsys.readouterr().err.strip() == (
         f"wazuh-anomaly: scenario flow_baseline counts NetFlow events and {prefix}/logs/anomaly/netflow.json does not "
-        f"exist yet; start the NetFlow normaliser first ('wazuh-anomaly netflow normalize --follow', see the README "
-        f"section NetFlow).")
+        f"exist yet; start the NetFlow normaliser first ('wazuh-anomaly netflow normalize --follow', see "
+        f"docs/netflow.md).")
 
 
 def test_the_report_does_not_suggest_training_the_flow_baseline_before_any_netflow_events(tmp_path):

@@ -87,7 +87,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             if key in row and row[key] is not None:
                 print(f"  {key.replace('_', ' ')}: {row[key]}")
     if skipped:
-        print(f"skipped input: {skipped}; see 'Troubleshooting' in the README.")
+        print(f"skipped input: {skipped}; see 'Troubleshooting' in docs/operations.md.")
     return 0
 
 

@@ -254,7 +254,7 @@ class YamlReader:
         unknown = sorted(set(self.data) - self.used, key=str)
         if unknown:
             close = difflib.get_close_matches(str(unknown[0]), sorted(self.used), n=1)
-            hint = f"did you mean '{self.key(close[0])}'?" if close else "check its spelling against the README"
+            hint = f"did you mean '{self.key(close[0])}'?" if close else "check its spelling against docs/configuration.md"
             raise self.fail(unknown[0], f"is not a known setting ({hint})")
 
 

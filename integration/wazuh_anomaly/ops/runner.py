@@ -106,7 +106,7 @@ class _Observer:
 
 def waiting_for_flows_message(name: str, path: Path) -> str:
     return (f"scenario {name} counts NetFlow events and {path} does not exist yet; start the NetFlow "
-            f"normaliser first ('wazuh-anomaly netflow normalize --follow', see the README section NetFlow).")
+            f"normaliser first ('wazuh-anomaly netflow normalize --follow', see docs/netflow.md).")
 
 
 class Runner:

@@ -20,7 +20,7 @@ NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 FIELD_PATTERN = r"^[A-Za-z0-9_@-]+(?:\.[A-Za-z0-9_@-]+)*$"
 CACHE_VERSION = 2
 
-# Bounds of the learned state (documented in the README): per detector at most
+# Bounds of the learned state (documented in docs/realtime.md): per detector at most
 # `max_keys` keys are tracked and per key at most `max_values_per_key` values.
 DEFAULTS = {
     "learn_days": 7.0,

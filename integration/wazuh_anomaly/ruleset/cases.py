@@ -1,4 +1,4 @@
-"""`wazuh-anomaly ruleset cases`: the rule tests of `tests/ruleset/wazuh_anomaly_rules.ini`,
+"""The rule tests of `tests/ruleset/wazuh_anomaly_rules.ini`,
 made from what the real emitter writes, so rules and emitter cannot drift apart.
 
 Every rule of `rules/wazuh_anomaly_rules.xml` has a section: each shipped scenario at

@@ -142,7 +142,7 @@ def _rule_problems(rule: Rule, loaded: dict[int, Rule], decoders: set[str], even
     if not CUSTOM_RANGE[0] <= rule.id <= CUSTOM_RANGE[1]:
         err(f"id {rule.id} is outside the custom range {CUSTOM_RANGE[0]}-{CUSTOM_RANGE[1]}; stock rules may reuse it.")
     elif project_ranges and not _in(project_ranges, rule.id):
-        err(f"id {rule.id} is outside this project's ranges ({_ranges(project_ranges)}); pick an id from those ranges (README, Rules).")
+        err(f"id {rule.id} is outside this project's ranges ({_ranges(project_ranges)}); pick an id from those ranges (docs/rules.md).")
     if rule.id in loaded and not rule.overwrite:
         first = loaded[rule.id]
         err(f"duplicate id {rule.id} (first at {first.file.name}:{first.line}); Wazuh keeps only the first (warning 7612). Use a new id.")
