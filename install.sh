@@ -245,6 +245,8 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/wazuh-anomaly-install.XXXXXX")
 tx_active=0
 tx_log=()
 tx_commit_rm=()
+tx_venv_before=   # a directory beside the virtualenv that holds its state before this run
+tx_venv_said=
 declare -A tx_seen=()
 
 tx_begin() { tx_active=1; tx_log=(); tx_commit_rm=(); tx_seen=(); mkdir "$work/tx"; }
@@ -261,6 +263,28 @@ tx_file() {  # before writing or removing the file $1
     fi
 }
 tx_mkdir() { mkdir -- "$1"; tx_log+=("rmdir - $1"); }
+# Before pip changes an existing virtualenv: a copy of it beside it, made of hard links (a
+# torch virtualenv is gigabytes; links cost nothing and take a second). That is safe because
+# nothing install.sh runs writes into an existing file there: pip moves the files of an
+# old version away and unlinks a file before writing its new one, and Python replaces .pyc
+# files by renaming. Rolling back renames the copy into place; committing deletes it.
+tx_venv() {  # tx_venv DIR
+    local parent
+    parent=$(dirname -- "$1")
+    tx_venv_before=$(mktemp -d "$parent/.${1##*/}.anomaly-before.XXXXXX") ||
+        die "cannot write to $parent, where install.sh keeps the virtualenv's previous state until the install succeeds; run install.sh as root."
+    tx_log+=("restore-venv - $1")
+    if ! cp -a -l -- "$1" "$tx_venv_before/venv"; then
+        die "could not copy $1 (as hard links) to $tx_venv_before before upgrading it; nothing was changed."
+    fi
+    tx_venv_said=$1
+}
+tx_new_venv() {  # tx_new_venv DIR PARENT...: a virtualenv (and its missing parents) this run makes
+    local i
+    for ((i = $# ; i >= 2; i--)); do tx_log+=("rmdir - ${!i}"); done  # shallowest first
+    tx_log+=("rmtree - $1")
+    tx_venv_said=$1
+}
 tx_rollback() {
     local i op n p
     for ((i = ${#tx_log[@]} - 1; i >= 0; i--)); do
@@ -270,6 +294,13 @@ tx_rollback() {
             remove) rm -f -- "$p" ;;
             rmdir) rmdir -- "$p" 2>/dev/null || true ;;
             restore-conf) mv -f -- "$n" "$p" ;;
+            rmtree) rm -rf -- "$p" ;;
+            restore-venv)
+                if [ -d "$tx_venv_before/venv" ]; then
+                    if [ -e "$p" ]; then mv -- "$p" "$tx_venv_before/failed"; fi
+                    mv -- "$tx_venv_before/venv" "$p"
+                fi
+                rm -rf -- "$tx_venv_before" ;;
         esac
     done
     tx_active=0
@@ -277,6 +308,7 @@ tx_rollback() {
 tx_commit() {
     local p
     for p in ${tx_commit_rm[@]+"${tx_commit_rm[@]}"}; do rm -f -- "$p"; done
+    [ -z "$tx_venv_before" ] || rm -rf -- "$tx_venv_before"
     tx_active=0
 }
 
@@ -284,7 +316,11 @@ on_exit() {
     local rc=$?
     if [ "$tx_active" = 1 ]; then
         tx_rollback
-        say "rolled back: $prefix is as it was before this run." >&2
+        if [ -n "$tx_venv_said" ]; then
+            say "rolled back: $prefix and the virtualenv $tx_venv_said are as they were before this run." >&2
+        else
+            say "rolled back: $prefix is as it was before this run." >&2
+        fi
         [ "$rc" != 0 ] || rc=1
     fi
     rm -rf -- "$work"
@@ -692,6 +728,8 @@ setup_python() {
         if [ "$(id -u)" = 0 ] && [ -n "$(find "$venv" "$venv/bin" "$venv/lib" -maxdepth 0 \( -perm -0002 -o -perm -0020 -o ! -user root \) -print -quit 2>/dev/null)" ]; then
             say "warning: $venv is writable by users other than root, and the wodle runs it as root; make it root-owned (chown -R root: $venv; chmod -R go-w $venv)" >&2
         fi
+        # Put back as it is if anything later fails (where it really is, if it is a link).
+        [ "$dry" = 1 ] || tx_venv "$(readlink -f -- "$venv")"
     else
         [ ! -e "$venv" ] || die "$venv exists but is not a virtualenv (no bin/python); remove it or pass another --venv."
         find_python
@@ -700,10 +738,9 @@ setup_python() {
         else
             d=$(dirname "$venv")
             while [ ! -d "$d" ]; do missing+=("$d"); d=$(dirname "$d"); done  # deepest first
+            tx_new_venv "$venv" ${missing[@]+"${missing[@]}"}  # removed again if anything fails
             mkdir -p -- "$(dirname "$venv")"
             if ! "$python" -m venv "$venv"; then
-                rm -rf -- "$venv"
-                for d in ${missing[@]+"${missing[@]}"}; do rmdir -- "$d" 2>/dev/null || true; done
                 die "could not create a virtualenv with $python; on Debian/Ubuntu install python3-venv, or pass another --python."
             fi
             # Marks the virtualenv as ours (uninstall removes it) and lists the parents made.
@@ -798,10 +835,11 @@ do_install() {
             fi ;;
     esac
 
+    read_manifest
+    # From here on every change, the virtualenv's included, is undone if anything fails.
+    [ "$dry" = 1 ] || tx_begin
     setup_python
 
-    read_manifest
-    [ "$dry" = 1 ] || tx_begin
     # This virtualenv, and earlier ones that still hold the add-on (uninstall cleans them).
     new_venvs=("$venv")
     for p in ${old_venvs[@]+"${old_venvs[@]}"}; do

@@ -453,12 +453,19 @@ def test_uninstall_removes_a_virtualenv_install_sh_created(prefix, tmp_path):
     assert proc.returncode != 0
     assert "--find-links" in proc.stderr and "--torch-index pypi" in proc.stderr
     assert not (prefix / "etc/anomaly").exists(), "nothing may be installed before the Python step succeeds"
-    # Now make torch importable in that virtualenv and install for real.
-    purelib = subprocess.run(
-        [str(venv / "bin/python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True).stdout.strip()
-    Path(purelib, "wazuh_anomaly_test_runner.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    run("--prefix", str(prefix), "--venv", str(venv), "--no-restart")
+    assert not (tmp_path / "opt").exists(), "the virtualenv it made, and the parents made for it, are removed again"
+    # Torch importable (the runner's site-packages on PYTHONPATH), but the rules are rejected:
+    # the new virtualenv goes again with everything else.
+    with_torch = {"PYTHONPATH": os.pathsep.join(site.getsitepackages())}
+    analysisd = prefix / "bin/wazuh-analysisd"
+    add_failing_analysisd(prefix)
+    proc = run("--prefix", str(prefix), "--venv", str(venv), "--python", str(python), "--no-restart",
+               check=False, env=with_torch)
+    assert proc.returncode != 0 and "installing wazuh-anomaly from" in proc.stdout
+    assert f"rolled back: {prefix} and the virtualenv {venv} are as they were before this run." in proc.stderr
+    assert not (tmp_path / "opt").exists()
+    analysisd.unlink()
+    run("--prefix", str(prefix), "--venv", str(venv), "--python", str(python), "--no-restart", env=with_torch)
     assert venv_imports_package(venv)
     assert f"venv\tcreated\t{venv}\n" in (prefix / "etc/anomaly/.install-manifest").read_text()
     run("--prefix", str(prefix), "--uninstall", "--yes")
@@ -533,6 +540,51 @@ def test_failed_configuration_check_on_reinstall_restores_the_previous_install(p
     assert proc.returncode != 0
     assert snapshot(prefix) == before
     assert block_of(prefix / "etc/ossec.conf").find("wodle/interval").text == "5m"
+
+
+def pip_freeze(venv: Path) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return subprocess.run([str(venv / "bin/python"), "-m", "pip", "freeze", "--all"],
+                          check=True, capture_output=True, text=True, env=env).stdout
+
+
+@pip
+@needs_torch
+def test_failed_configuration_check_puts_an_upgraded_virtualenv_back_file_for_file(prefix, tmp_path):
+    venv = make_venv(tmp_path / "opt" / "venv")
+    args = ("--prefix", str(prefix), "--venv", str(venv), "--no-restart")
+    run(*args)
+    # The version installed before this upgrade: one of its files differs from this checkout's.
+    init = next(venv.glob("lib/python3*/site-packages/wazuh_anomaly/__init__.py"))
+    init.write_text(init.read_text() + "# the version installed before this upgrade\n")
+    freeze_before = pip_freeze(venv)
+    before = snapshot(venv)
+    add_failing_analysisd(prefix)
+
+    proc = run(*args, check=False)
+
+    assert proc.returncode != 0
+    assert "installing wazuh-anomaly from" in proc.stdout   # the upgrade really ran
+    assert snapshot(venv) == before
+    assert pip_freeze(venv) == freeze_before
+    assert f"rolled back: {prefix} and the virtualenv {venv} are as they were before this run." in proc.stderr
+    assert sorted(p.name for p in venv.parent.iterdir()) == ["venv"], "no copy of it is left beside it"
+
+
+@pip
+@needs_torch
+def test_a_successful_upgrade_leaves_no_copy_of_the_previous_virtualenv(prefix, tmp_path):
+    venv = make_venv(tmp_path / "opt" / "venv")
+    args = ("--prefix", str(prefix), "--venv", str(venv), "--no-restart")
+    run(*args)
+    init = next(venv.glob("lib/python3*/site-packages/wazuh_anomaly/__init__.py"))
+    init.write_text(init.read_text() + "# the version installed before this upgrade\n")
+
+    run(*args)
+
+    assert "the version installed before" not in init.read_text()
+    assert sorted(p.name for p in venv.parent.iterdir()) == ["venv"]
 
 
 # ---------------------------------------------------------------- the admin's changes and data
