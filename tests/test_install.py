@@ -917,7 +917,7 @@ def test_help_lists_every_option():
 def test_every_option_a_message_of_install_sh_suggests_exists():
     """die/say lines tell the admin what to re-run with: each option named there is one install.sh takes."""
     import re
-    text = INSTALL.read_text()
+    text = "\n".join(p.read_text() for p in (INSTALL, *sorted((REPO / "lib").glob("*.sh"))))
     accepted = set(re.findall(r"^\s+(--[a-z-]+)[)|=]", text, re.M))
     messages = [line for line in text.splitlines() if re.search(r"\b(die|say)\b", line)]
     suggested = {opt for line in messages for opt in re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", line)}
@@ -927,7 +927,8 @@ def test_every_option_a_message_of_install_sh_suggests_exists():
     assert suggested - pip_options <= accepted, sorted(suggested - pip_options - accepted)
 
 
-SHELL_SCRIPTS = ["install.sh", "scripts/opensearch.sh", "examples/sandbox.sh", ".ci/run", ".ci/venv.sh",
+SHELL_SCRIPTS = ["install.sh", *sorted(f"lib/{p.name}" for p in (REPO / "lib").glob("*.sh")),
+                 "scripts/opensearch.sh", "examples/sandbox.sh", ".ci/run", ".ci/venv.sh",
                  # templates install.sh fills in (@...@ placeholders): POSIX sh
                  "wazuh/wodles/anomaly/wazuh-anomaly.in", "wazuh/integrations/custom-anomaly.in",
                  "wazuh/active-response/bin/anomaly-response.in"]
