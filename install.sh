@@ -14,13 +14,13 @@ LIB=$REPO/lib  # the parts of this script, one file per concern
 }
 BEGIN_MARK='<!-- wazuh-anomaly:begin (managed by install.sh, do not edit inside) -->'
 END_MARK='<!-- wazuh-anomaly:end -->'
-MANIFEST_REL=etc/anomaly/.install-manifest
 VENV_MARK=.wazuh-anomaly-created  # inside a virtualenv this script created
-DATA_RELS=(var/anomaly logs/anomaly)
 CPU_INDEX=https://download.pytorch.org/whl/cpu
 
 # shellcheck source=lib/common.sh
 . "$LIB/common.sh"
+# shellcheck source=lib/layout.sh
+. "$LIB/layout.sh"
 # shellcheck source=lib/options.sh
 . "$LIB/options.sh"
 # shellcheck source=lib/journal.sh
@@ -41,6 +41,7 @@ CPU_INDEX=https://download.pytorch.org/whl/cpu
 . "$LIB/uninstall.sh"
 
 main() {
+    read_layout             # the paths and modes of an installation (shared with the package)
     parse_options "$@"
     check_options           # values, the prefix, the virtualenv path: nothing touched yet
     take_install_lock       # one install.sh at a time on a prefix

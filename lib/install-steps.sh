@@ -54,15 +54,15 @@ list_virtualenvs() {
 
 install_directories() {
     # Directories (root:wazuh 0750).
-    ensure_dir etc/anomaly dir 0750
-    ensure_dir wodles/anomaly dir 0750
-    ensure_dir var/anomaly data 0750
-    ensure_dir var/anomaly/models dir 0750
-    ensure_dir var/anomaly/state dir 0750
+    layout_dir etc_dir
+    layout_dir wodle_dir
+    layout_dir var_dir
+    layout_dir models_dir
+    layout_dir state_dir
     # The real-time integration runs as wazuh and appends to logs/anomaly/anomalies.json.
-    if [ "$realtime" = 1 ]; then ensure_dir logs/anomaly data 0770; else ensure_dir logs/anomaly data 0750; fi
-    ensure_dir etc/rules dir 0770
-    ensure_dir etc/decoders dir 0770
+    layout_dir logs_dir
+    layout_dir rules_dir
+    layout_dir decoders_dir
 }
 
 install_config() {
@@ -96,7 +96,7 @@ install_rules_and_decoders() {
 install_rule_tests() {
     local f
     # The rule test cases, so that `wazuh-anomaly logtest` can check the rules on this manager.
-    ensure_dir etc/anomaly/ruleset-tests dir 0750
+    layout_dir ruleset_tests_dir
     # Their `location = ` lines name the default prefix: this manager's instead.
     mkdir -p "$work/ruleset-tests"
     for f in "$REPO"/tests/ruleset/*.ini; do
@@ -113,7 +113,7 @@ install_launcher() {
     t=${t//@CLI@/"$(sq "$venv/bin/wazuh-anomaly")"}
     t=${t//@PREFIX@/"$(sq "$prefix")"}
     printf '%s' "$t" >"$work/launcher"
-    place_file "$work/launcher" wodles/anomaly/wazuh-anomaly 0750 launcher replace
+    place_file "$work/launcher" "$(at launcher)" "$(mode_of launcher)" launcher replace
 }
 
 install_opt_in_launchers() {
@@ -121,23 +121,23 @@ install_opt_in_launchers() {
     # Opt-in launchers of the real-time path and the active response (root:wazuh 0750:
     # integratord and execd refuse scripts the wazuh user can write).
     if [ "$realtime" = 1 ]; then
-        ensure_dir integrations dir 0750
-        ensure_dir var/anomaly/realtime dir 2770  # state shared by root (CLI) and wazuh (integration)
-        ensure_dir var/anomaly/realtime/state dir 2770
+        layout_dir integrations_dir
+        layout_dir realtime_dir  # state shared by root (CLI) and wazuh (integration)
+        layout_dir realtime_state_dir
         render "$REPO/wazuh/integrations/custom-anomaly.in" t
         t=${t//@PYTHON@/"$(sq "$venv/bin/python")"}
         t=${t//@PREFIX@/"$(sq "$prefix")"}
         printf '%s' "$t" >"$work/integration"
-        place_file "$work/integration" integrations/custom-anomaly 0750 integration replace
+        place_file "$work/integration" "$(at integration)" "$(mode_of integration)" integration replace
     fi
     if [ "$active_response" = 1 ]; then
-        ensure_dir active-response dir 0750
-        ensure_dir active-response/bin dir 0750
+        layout_dir active_response_dir
+        layout_dir active_response_bin_dir
         render "$REPO/wazuh/active-response/bin/anomaly-response.in" t
         t=${t//@PYTHON@/"$(sq "$venv/bin/python")"}
         t=${t//@PREFIX@/"$(sq "$prefix")"}
         printf '%s' "$t" >"$work/active-response"
-        place_file "$work/active-response" active-response/bin/anomaly-response 0750 "active response" replace
+        place_file "$work/active-response" "$(at active_response)" "$(mode_of active_response)" "active response" replace
     fi
 }
 
@@ -154,13 +154,13 @@ install_logrotate_config() {
         t=${t//@GROUP@/"$(id -gn)"}
     fi
     printf '%s' "$t" >"$work/logrotate"
-    place_file "$work/logrotate" etc/anomaly/logrotate.conf 0640 "logrotate configuration" replace
+    place_file "$work/logrotate" "$(at logrotate_file)" "$(mode_of logrotate_file)" "logrotate configuration" replace
 }
 
 create_output_files() {
-    local rel p
+    local rel p name
     # The output file logcollector reads (created empty so it has something to open).
-    rel=logs/anomaly/anomalies.json
+    rel=$(at anomalies_file)
     no_link "$prefix/$rel"
     if [ -e "$prefix/$rel" ]; then
         [ "${old_type[$rel]:-}" != log ] || record log - "$rel"
@@ -168,14 +168,15 @@ create_output_files() {
         if [ "$dry" = 0 ]; then
             tx_file "$prefix/$rel"
             : >"$prefix/$rel"
-            perm 0640 "$prefix/$rel"
+            perm "$(mode_of anomalies_file)" "$prefix/$rel"
         fi
         say "$(v create) $prefix/$rel"
         record log - "$rel"
     fi
     if [ "$realtime" = 1 ]; then
         # The integration (user wazuh) appends to it under the writer's lock file.
-        for p in "$rel" "$rel.lock"; do
+        for name in anomalies_file anomalies_lock; do
+            p=$(at "$name")
             no_link "$prefix/$p"
             if [ ! -e "$prefix/$p" ]; then
                 if [ "$dry" = 0 ]; then tx_file "$prefix/$p"; : >"$prefix/$p"; fi
@@ -183,7 +184,7 @@ create_output_files() {
             elif [ "${old_type[$p]:-}" = log ]; then
                 record log - "$p"
             fi
-            [ "$dry" = 1 ] || perm 0660 "$prefix/$p"
+            [ "$dry" = 1 ] || perm "$(mode_of "$name")" "$prefix/$p"
         done
     fi
 }
@@ -231,9 +232,9 @@ write_ossec_conf_block() {
     else
         write_conf "$new_text"
         if [ "$wodle" = 1 ]; then
-            say "wrote the wazuh-anomaly block in $conf (wodle every $interval, localfile $prefix/logs/anomaly/anomalies.json)"
+            say "wrote the wazuh-anomaly block in $conf (wodle every $interval, localfile $prefix/$(at anomalies_file))"
         else
-            say "wrote the wazuh-anomaly block in $conf (localfile $prefix/logs/anomaly/anomalies.json, no wodle)"
+            say "wrote the wazuh-anomaly block in $conf (localfile $prefix/$(at anomalies_file), no wodle)"
         fi
     fi
 }
@@ -268,7 +269,7 @@ say_what_was_installed() {
     else
         say "  scoring:    not scheduled on this worker; it runs on the master"
     fi
-    say "  anomalies:  $prefix/logs/anomaly/anomalies.json, raised as alerts by rules 117xxx (from this file only)"
+    say "  anomalies:  $prefix/$(at anomalies_file), raised as alerts by rules 117xxx (from this file only)"
     if [ ${#netflow_sensors[@]} -gt 0 ]; then
         say "  netflow:    rules 117000-117049 also accept these sensor agents and files: ${netflow_sensors[*]}"
     fi

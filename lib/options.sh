@@ -142,7 +142,7 @@ check_options() {
             die "--venv $venv is inside the manager's framework; use a separate directory such as /opt/wazuh-anomaly/venv." ;;
     esac
     [ "$venv" != / ] || die "--venv cannot be /."
-    launcher=$prefix/wodles/anomaly/wazuh-anomaly
+    launcher=$prefix/$(at launcher)
     control=$prefix/bin/wazuh-control
 }
 

@@ -31,7 +31,7 @@ render() {  # render TEMPLATE VAR: fill the @NAME@ placeholders of a snippet
     read_all "$1" _tpl
     _tpl=${_tpl//@LAUNCHER@/"$launcher"}
     _tpl=${_tpl//@INTERVAL@/"$interval"}
-    _tpl=${_tpl//@ANOMALIES_FILE@/"$prefix/logs/anomaly/anomalies.json"}
+    _tpl=${_tpl//@ANOMALIES_FILE@/"$prefix/$(at anomalies_file)"}
     _tpl=${_tpl//@AR_TIMEOUT@/"$ar_timeout"}
     printf -v "$2" '%s' "$_tpl"
 }

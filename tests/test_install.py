@@ -28,6 +28,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wazuh_anomaly.core.paths import LAYOUT, Layout
 from wazuh_anomaly.ruleset.engine import RuleEngine
 from wazuh_anomaly.ruleset.inifile import read_ini
 from wazuh_anomaly.ruleset.locations import AGENT_NAME, agent_location, file_pattern, pcre2_literal
@@ -198,16 +199,10 @@ def test_launcher_help_exits_zero(installed):
 @needs_torch
 def test_files_and_directories_get_the_modes_of_the_design(installed):
     prefix, _, proc = installed
-    modes = {
-        "etc/anomaly": 0o750,
-        "etc/anomaly/config.yaml": 0o640,
-        "var/anomaly": 0o750,
-        "var/anomaly/models": 0o750,
-        "var/anomaly/state": 0o750,
-        "logs/anomaly": 0o750,
-        "logs/anomaly/anomalies.json": 0o640,
-        "wodles/anomaly": 0o750,
-    }
+    # The design's paths and modes, written down once in the layout both install.sh and the package read.
+    modes = {LAYOUT[name].path: LAYOUT[name].mode for name in (
+        "etc_dir", "config_file", "ruleset_tests_dir", "logrotate_file", "manifest_file", "var_dir", "models_dir",
+        "state_dir", "logs_dir", "anomalies_file", "wodle_dir", "launcher")}
     for rules in sorted((REPO / "rules").glob("*.xml")):
         modes[f"etc/rules/{rules.name}"] = 0o660
     for rel, mode in modes.items():
@@ -471,6 +466,49 @@ def test_uninstall_removes_a_virtualenv_install_sh_created(prefix, tmp_path):
     run("--prefix", str(prefix), "--uninstall", "--yes")
     assert not venv.exists()
     assert not (tmp_path / "opt").exists(), "parents made for the virtualenv must go too"
+
+
+def copy_of_the_source_tree(dst: Path) -> Path:
+    """The files install.sh needs, as a release archive or a clone has them."""
+    shutil.copytree(REPO, dst, ignore=shutil.ignore_patterns(
+        ".git", ".hypothesis", "bench", "docs", "examples", "tests", "__pycache__", "*.egg-info", "build"))
+    return dst
+
+
+@pip
+@needs_torch
+def test_install_sh_and_the_installed_package_take_the_layout_from_the_same_file(prefix, tmp_path):
+    tree = copy_of_the_source_tree(tmp_path / "src")
+    layout = tree / "integration/wazuh_anomaly/data/layout.tsv"
+    text = layout.read_text()
+    assert "models_dir\tvar/anomaly/models\tdir\t0750\t-\n" in text
+    layout.write_text(text.replace("models_dir\tvar/anomaly/models\tdir\t0750\t-\n",
+                                   "models_dir\tvar/anomaly/model-store\tdir\t0700\t-\n"))
+    venv = make_venv(tmp_path / "venv")
+
+    proc = subprocess.run(["bash", str(tree / "install.sh"), "--prefix", str(prefix), "--venv", str(venv),
+                           "--no-restart"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900,
+                          env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    assert stat.S_IMODE((prefix / "var/anomaly/model-store").stat().st_mode) == 0o700
+    assert not (prefix / "var/anomaly/models").exists()
+    probe = "import sys; from wazuh_anomaly.core.paths import Layout; print(Layout.from_env(sys.argv[1]).models_dir)"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    models_dir = subprocess.run([str(venv / "bin/python"), "-c", probe, str(prefix)], capture_output=True, text=True,
+                                env=env, check=True).stdout.strip()
+    assert models_dir == str(prefix / "var/anomaly/model-store")
+
+
+def test_a_layout_line_without_its_five_fields_is_refused_with_its_line_number(tmp_path):
+    from wazuh_anomaly.core.paths import read_layout
+    bad = tmp_path / "layout.tsv"
+    bad.write_text("# name\tpath\tkind\tmode\trealtime mode\netc_dir\tetc/anomaly\tdir\t0750\t-\n"
+                   "models_dir var/anomaly/models dir 0750 -\n")
+    with pytest.raises(ValueError, match=r"layout.tsv, line 3: expected 5 tab-separated fields, found 1"):
+        read_layout(bad)
+    assert read_layout()["anomalies_file"].path == "logs/anomaly/anomalies.json"
+    assert Layout.from_env("/var/ossec").anomalies_file == Path("/var/ossec/logs/anomaly/anomalies.json")
 
 
 # ---------------------------------------------------------------- cluster
