@@ -106,7 +106,7 @@ def _suggestions_in_docs() -> list[tuple[str, str]]:
         text = re.sub(r"\\\n\s*", " ", text)   # continued lines of a code block
         for match in re.finditer(r"(?:^|`)(?:\S*/)?wazuh-anomaly (?:--prefix \S+ )?([a-z][^`\n#]*)", text, re.M):
             found.append((path.name, match.group(1)))
-    install = (REPO / "install.sh").read_text()
+    install = "\n".join(p.read_text() for p in (REPO / "install.sh", *sorted((REPO / "lib").glob("*.sh"))))
     for match in re.finditer(r'^\s*say "  [^:]*:\s+\$launcher ([a-z][^";]*)', install, re.M):
         found.append(("install.sh", match.group(1)))
     return found

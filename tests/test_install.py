@@ -28,6 +28,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wazuh_anomaly.core.paths import LAYOUT, Layout
 from wazuh_anomaly.ruleset.engine import RuleEngine
 from wazuh_anomaly.ruleset.inifile import read_ini
 from wazuh_anomaly.ruleset.locations import AGENT_NAME, agent_location, file_pattern, pcre2_literal
@@ -198,16 +199,10 @@ def test_launcher_help_exits_zero(installed):
 @needs_torch
 def test_files_and_directories_get_the_modes_of_the_design(installed):
     prefix, _, proc = installed
-    modes = {
-        "etc/anomaly": 0o750,
-        "etc/anomaly/config.yaml": 0o640,
-        "var/anomaly": 0o750,
-        "var/anomaly/models": 0o750,
-        "var/anomaly/state": 0o750,
-        "logs/anomaly": 0o750,
-        "logs/anomaly/anomalies.json": 0o640,
-        "wodles/anomaly": 0o750,
-    }
+    # The design's paths and modes, written down once in the layout both install.sh and the package read.
+    modes = {LAYOUT[name].path: LAYOUT[name].mode for name in (
+        "etc_dir", "config_file", "ruleset_tests_dir", "logrotate_file", "manifest_file", "var_dir", "models_dir",
+        "state_dir", "logs_dir", "anomalies_file", "wodle_dir", "launcher")}
     for rules in sorted((REPO / "rules").glob("*.xml")):
         modes[f"etc/rules/{rules.name}"] = 0o660
     for rel, mode in modes.items():
@@ -453,17 +448,67 @@ def test_uninstall_removes_a_virtualenv_install_sh_created(prefix, tmp_path):
     assert proc.returncode != 0
     assert "--find-links" in proc.stderr and "--torch-index pypi" in proc.stderr
     assert not (prefix / "etc/anomaly").exists(), "nothing may be installed before the Python step succeeds"
-    # Now make torch importable in that virtualenv and install for real.
-    purelib = subprocess.run(
-        [str(venv / "bin/python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True).stdout.strip()
-    Path(purelib, "wazuh_anomaly_test_runner.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    run("--prefix", str(prefix), "--venv", str(venv), "--no-restart")
+    assert not (tmp_path / "opt").exists(), "the virtualenv it made, and the parents made for it, are removed again"
+    # Torch importable (the runner's site-packages on PYTHONPATH), but the rules are rejected:
+    # the new virtualenv goes again with everything else.
+    with_torch = {"PYTHONPATH": os.pathsep.join(site.getsitepackages())}
+    analysisd = prefix / "bin/wazuh-analysisd"
+    add_failing_analysisd(prefix)
+    proc = run("--prefix", str(prefix), "--venv", str(venv), "--python", str(python), "--no-restart",
+               check=False, env=with_torch)
+    assert proc.returncode != 0 and "installing wazuh-anomaly from" in proc.stdout
+    assert f"rolled back: {prefix} and the virtualenv {venv} are as they were before this run." in proc.stderr
+    assert not (tmp_path / "opt").exists()
+    analysisd.unlink()
+    run("--prefix", str(prefix), "--venv", str(venv), "--python", str(python), "--no-restart", env=with_torch)
     assert venv_imports_package(venv)
     assert f"venv\tcreated\t{venv}\n" in (prefix / "etc/anomaly/.install-manifest").read_text()
     run("--prefix", str(prefix), "--uninstall", "--yes")
     assert not venv.exists()
     assert not (tmp_path / "opt").exists(), "parents made for the virtualenv must go too"
+
+
+def copy_of_the_source_tree(dst: Path) -> Path:
+    """The files install.sh needs, as a release archive or a clone has them."""
+    shutil.copytree(REPO, dst, ignore=shutil.ignore_patterns(
+        ".git", ".hypothesis", "bench", "docs", "examples", "tests", "__pycache__", "*.egg-info", "build"))
+    return dst
+
+
+@pip
+@needs_torch
+def test_install_sh_and_the_installed_package_take_the_layout_from_the_same_file(prefix, tmp_path):
+    tree = copy_of_the_source_tree(tmp_path / "src")
+    layout = tree / "integration/wazuh_anomaly/data/layout.tsv"
+    text = layout.read_text()
+    assert "models_dir\tvar/anomaly/models\tdir\t0750\t-\n" in text
+    layout.write_text(text.replace("models_dir\tvar/anomaly/models\tdir\t0750\t-\n",
+                                   "models_dir\tvar/anomaly/model-store\tdir\t0700\t-\n"))
+    venv = make_venv(tmp_path / "venv")
+
+    proc = subprocess.run(["bash", str(tree / "install.sh"), "--prefix", str(prefix), "--venv", str(venv),
+                           "--no-restart"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900,
+                          env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    assert stat.S_IMODE((prefix / "var/anomaly/model-store").stat().st_mode) == 0o700
+    assert not (prefix / "var/anomaly/models").exists()
+    probe = "import sys; from wazuh_anomaly.core.paths import Layout; print(Layout.from_env(sys.argv[1]).models_dir)"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    models_dir = subprocess.run([str(venv / "bin/python"), "-c", probe, str(prefix)], capture_output=True, text=True,
+                                env=env, check=True).stdout.strip()
+    assert models_dir == str(prefix / "var/anomaly/model-store")
+
+
+def test_a_layout_line_without_its_five_fields_is_refused_with_its_line_number(tmp_path):
+    from wazuh_anomaly.core.paths import read_layout
+    bad = tmp_path / "layout.tsv"
+    bad.write_text("# name\tpath\tkind\tmode\trealtime mode\netc_dir\tetc/anomaly\tdir\t0750\t-\n"
+                   "models_dir var/anomaly/models dir 0750 -\n")
+    with pytest.raises(ValueError, match=r"layout.tsv, line 3: expected 5 tab-separated fields, found 1"):
+        read_layout(bad)
+    assert read_layout()["anomalies_file"].path == "logs/anomaly/anomalies.json"
+    assert Layout.from_env("/var/ossec").anomalies_file == Path("/var/ossec/logs/anomaly/anomalies.json")
 
 
 # ---------------------------------------------------------------- cluster
@@ -533,6 +578,51 @@ def test_failed_configuration_check_on_reinstall_restores_the_previous_install(p
     assert proc.returncode != 0
     assert snapshot(prefix) == before
     assert block_of(prefix / "etc/ossec.conf").find("wodle/interval").text == "5m"
+
+
+def pip_freeze(venv: Path) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return subprocess.run([str(venv / "bin/python"), "-m", "pip", "freeze", "--all"],
+                          check=True, capture_output=True, text=True, env=env).stdout
+
+
+@pip
+@needs_torch
+def test_failed_configuration_check_puts_an_upgraded_virtualenv_back_file_for_file(prefix, tmp_path):
+    venv = make_venv(tmp_path / "opt" / "venv")
+    args = ("--prefix", str(prefix), "--venv", str(venv), "--no-restart")
+    run(*args)
+    # The version installed before this upgrade: one of its files differs from this checkout's.
+    init = next(venv.glob("lib/python3*/site-packages/wazuh_anomaly/__init__.py"))
+    init.write_text(init.read_text() + "# the version installed before this upgrade\n")
+    freeze_before = pip_freeze(venv)
+    before = snapshot(venv)
+    add_failing_analysisd(prefix)
+
+    proc = run(*args, check=False)
+
+    assert proc.returncode != 0
+    assert "installing wazuh-anomaly from" in proc.stdout   # the upgrade really ran
+    assert snapshot(venv) == before
+    assert pip_freeze(venv) == freeze_before
+    assert f"rolled back: {prefix} and the virtualenv {venv} are as they were before this run." in proc.stderr
+    assert sorted(p.name for p in venv.parent.iterdir()) == ["venv"], "no copy of it is left beside it"
+
+
+@pip
+@needs_torch
+def test_a_successful_upgrade_leaves_no_copy_of_the_previous_virtualenv(prefix, tmp_path):
+    venv = make_venv(tmp_path / "opt" / "venv")
+    args = ("--prefix", str(prefix), "--venv", str(venv), "--no-restart")
+    run(*args)
+    init = next(venv.glob("lib/python3*/site-packages/wazuh_anomaly/__init__.py"))
+    init.write_text(init.read_text() + "# the version installed before this upgrade\n")
+
+    run(*args)
+
+    assert "the version installed before" not in init.read_text()
+    assert sorted(p.name for p in venv.parent.iterdir()) == ["venv"]
 
 
 # ---------------------------------------------------------------- the admin's changes and data
@@ -865,7 +955,7 @@ def test_help_lists_every_option():
 def test_every_option_a_message_of_install_sh_suggests_exists():
     """die/say lines tell the admin what to re-run with: each option named there is one install.sh takes."""
     import re
-    text = INSTALL.read_text()
+    text = "\n".join(p.read_text() for p in (INSTALL, *sorted((REPO / "lib").glob("*.sh"))))
     accepted = set(re.findall(r"^\s+(--[a-z-]+)[)|=]", text, re.M))
     messages = [line for line in text.splitlines() if re.search(r"\b(die|say)\b", line)]
     suggested = {opt for line in messages for opt in re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", line)}
@@ -875,7 +965,8 @@ def test_every_option_a_message_of_install_sh_suggests_exists():
     assert suggested - pip_options <= accepted, sorted(suggested - pip_options - accepted)
 
 
-SHELL_SCRIPTS = ["install.sh", "scripts/opensearch.sh", "examples/sandbox.sh", ".ci/run", ".ci/venv.sh",
+SHELL_SCRIPTS = ["install.sh", *sorted(f"lib/{p.name}" for p in (REPO / "lib").glob("*.sh")),
+                 "scripts/opensearch.sh", "examples/sandbox.sh", ".ci/run", ".ci/venv.sh",
                  # templates install.sh fills in (@...@ placeholders): POSIX sh
                  "wazuh/wodles/anomaly/wazuh-anomaly.in", "wazuh/integrations/custom-anomaly.in",
                  "wazuh/active-response/bin/anomaly-response.in"]

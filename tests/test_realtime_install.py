@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from wazuh_anomaly.core.paths import LAYOUT
+
 from test_install import REPO, block_of, make_prefix, make_venv, needs_torch, pip, run, snapshot
 
 
@@ -32,6 +34,19 @@ def test_realtime_and_active_response_install_their_launchers_blocks_and_uninsta
         path = prefix / rel
         assert stat.S_IMODE(path.stat().st_mode) == 0o750, rel
         assert f"exec '{venv}/bin/python' {run_it} --prefix '{prefix}' \"$@\"" in path.read_text()
+    # Every path of the layout install.sh makes is there with the layout's mode (with --realtime) ...
+    made = {e.path: e.realtime_mode for e in LAYOUT.values()
+            if e.kind in ("dir", "data", "file", "log") and e.path not in before}   # not the manager's etc/rules
+    for rel, mode in made.items():
+        assert stat.S_IMODE((prefix / rel).stat().st_mode) == mode, rel
+    # ... and every directory it made is one of them, a parent of one, or one of the shipped config's.
+    manifest = [line.split("\t") for line in (prefix / "etc/anomaly/.install-manifest").read_text().splitlines()
+                if not line.startswith("#")]
+    shipped = {f"etc/anomaly/{p.relative_to(REPO / 'wazuh/etc/anomaly')}" for p in (REPO / "wazuh/etc/anomaly").rglob("*")
+               if p.is_dir()}
+    for kind, _, rel in manifest:
+        if kind in ("dir", "data"):
+            assert rel in made or rel in shipped or any(p.startswith(rel + "/") for p in made), rel
     assert stat.S_IMODE((prefix / "var/anomaly/realtime").stat().st_mode) == 0o2770
     assert stat.S_IMODE((prefix / "var/anomaly/realtime/state").stat().st_mode) == 0o2770
     assert stat.S_IMODE((prefix / "logs/anomaly").stat().st_mode) == 0o770
