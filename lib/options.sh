@@ -40,9 +40,9 @@ Options:
   --find-links DIR    offline: install everything from this folder of wheels
   --allow-worker      schedule the scoring wodle even on a cluster worker
   --indexer           also install opensearch-py, for the Wazuh indexer as source or
-                      shipping destination (see README "The Wazuh indexer")
+                      shipping destination (see docs/indexer.md)
   --realtime          also install the real-time integration (integrations/custom-anomaly)
-                      and its <integration> block (opt-in; see README "Real-time path")
+                      and its <integration> block (opt-in; see docs/realtime.md)
   --active-response   also install active-response/bin/anomaly-response and the blocks
                       that run it on critical anomalies with a source address (opt-in)
   --ar-timeout SECS   how long the active response blocks an address (default 3600)
