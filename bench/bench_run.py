@@ -39,7 +39,7 @@ SCORED_DAY = datetime(2022, 1, 24, tzinfo=timezone.utc)   # the attack day; its 
 TRAIN_FROM = datetime(2022, 1, 21, tzinfo=timezone.utc)
 QUICK_TRAIN_FROM = datetime(2022, 1, 23, 18, tzinfo=timezone.utc)
 QUICK_SCENARIOS = ("alert_volume", "file_integrity")        # one with 5-minute, one with 15-minute buckets
-REPORT_LINE = re.compile(r"^wazuh-anomaly: ([a-z][a-z0-9_]*): (\w[\w-]*)(?:, (\d+) buckets scored)?", re.M)
+REPORT_LINE = re.compile(r"^(?:wazuh-anomaly: )?([a-z][a-z0-9_]*): (\w[\w-]*)(?:, (\d+) buckets scored)?", re.M)
 
 
 def iso(moment: datetime) -> str:
@@ -112,9 +112,9 @@ def fresh_copy(prepared: Path, target: Path) -> Path:
     return target
 
 
-def scored_buckets(stderr: str) -> dict[str, tuple[str, int]]:
-    """Per scenario, the status and buckets scored from the run's report on stderr."""
-    return {m.group(1): (m.group(2), int(m.group(3) or 0)) for m in REPORT_LINE.finditer(stderr)}
+def scored_buckets(report: str) -> dict[str, tuple[str, int]]:
+    """Per scenario, the status and buckets scored from the run's report (its stdout)."""
+    return {m.group(1): (m.group(2), int(m.group(3) or 0)) for m in REPORT_LINE.finditer(report)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -157,11 +157,11 @@ def main(argv: list[str] | None = None) -> dict:
             measured = measure.run_measured(cli + ["--prefix", str(prefix), "run", "--now", iso(now)], env=env)
             if measured.returncode != 0:
                 raise SystemExit(f"run failed with exit code {measured.returncode}:\n{measured.stderr[-4000:]}")
-            scored = scored_buckets(measured.stderr)
+            scored = scored_buckets(measured.stdout)
             wrong = {name: scored.get(name) for name in expected if scored.get(name) != ("scored", 1)}
             if wrong:
                 raise SystemExit(f"the run did not score exactly one bucket per scenario ({wrong}); its report:\n"
-                                 f"{measured.stderr[-4000:]}")
+                                 f"{measured.stdout[-4000:]}\n{measured.stderr[-4000:]}")
             shutil.rmtree(prefix)
             return measured
 
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
         "run": {"wall_seconds": wall, "peak_rss_mib": rss,
                 "wall_seconds_each": [round(r.wall_seconds, 3) for r in runs],
                 "peak_rss_mib_each": [round(r.max_rss_mib, 1) for r in runs],
-                "report": [line for line in runs[0].stderr.splitlines() if line.startswith("wazuh-anomaly:")][-20:]},
+                "report": runs[0].stdout.splitlines()[-20:]},
         "import_torch": {"wall_seconds": torch_wall, "peak_rss_mib": torch_rss,
                          "wall_seconds_each": [round(r.wall_seconds, 3) for r in imports]},
         # each run and import ran back to back, so their ratio cancels most of the load noise
