@@ -42,24 +42,46 @@ class NormalizeStats:
     records: int = 0            # good records written
     tagged: int = 0             # of which carried at least one tag
     skipped: int = 0
-    reasons: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)     # the reason's name -> records
+    first: dict[str, str] = field(default_factory=dict)       # the reason's name -> file:line of the first
     tags: dict[str, int] = field(default_factory=dict)
     bytes_read: int = 0
+    lost_in_rotation: int = 0   # rotations after which flows may be missing (see `losses`)
+    losses: list[str] = field(default_factory=list)           # one sentence each
 
-    def skip(self, where: str, reason: str) -> None:
+    def skip(self, where: str, reason: str, kind: str | None = None) -> None:
         self.skipped += 1
-        key = reason.split(" '")[0].split(" {")[0]
-        self.reasons[key] = self.reasons.get(key, 0) + 1
+        key = kind or "not a flow (" + reason.split(" '")[0].split(" {")[0][:80] + ")"
+        if key in self.reasons:
+            self.reasons[key] += 1
+        else:
+            self.reasons[key] = 1
+            self.first[key] = where
         if self.skipped <= MAX_LOGGED_BAD:
             log.warning("%s: skipped, %s.", where, reason)
         elif self.skipped == MAX_LOGGED_BAD + 1:
             log.warning("more bad lines follow; only their count is reported from now on.")
 
+    def lost(self, sentence: str) -> None:
+        self.lost_in_rotation += 1
+        self.losses.append(sentence)
+        log.warning("%s", sentence)
+
+    def sentence(self) -> str:
+        """'skipped 2 records: 1 with a negative byte count (first at flows.json:17), 1 not JSON
+        (first at flows.json:40)'; empty when nothing was skipped."""
+        if not self.skipped:
+            return ""
+        parts = ", ".join(f"{n} {r} (first at {self.first[r]})" for r, n in self.reasons.items())
+        return f"skipped {self.skipped} record{'s' if self.skipped != 1 else ''}: {parts}"
+
     def describe(self) -> str:
         tags = ", ".join(f"{n} {t}" for t, n in sorted(self.tags.items())) or "none"
         text = f"{self.records} flows written, {self.tagged} tagged (tags: {tags})"
         if self.skipped:
-            text += f"; {self.skipped} bad line{'s' if self.skipped != 1 else ''} skipped ({', '.join(f'{n} {r}' for r, n in sorted(self.reasons.items()))})"
+            text += "; " + self.sentence()
+        if self.losses:
+            text += "; " + " ".join(self.losses)
         return text
 
 
@@ -85,27 +107,33 @@ class FlowPipeline:
         stats = self.stats
         loads, dumps, event_of = orjson.loads, orjson.dumps, self.event
         for where, line in lines:
+            if line is None:
+                stats.skip(where, f"a line longer than {MAX_LINE_BYTES} bytes", f"longer than {MAX_LINE_BYTES:,} bytes")
+                continue
             if not line.strip():
                 continue
             try:
                 event = event_of(loads(line))
             except orjson.JSONDecodeError:
-                stats.skip(where, "not a JSON line")
+                stats.skip(where, "not a JSON line", "not JSON")
                 continue
             except BadRecord as exc:
-                stats.skip(where, str(exc))
+                stats.skip(where, str(exc), exc.kind)
                 continue
             except (TypeError, ValueError, OverflowError, KeyError, AttributeError) as exc:
                 # a value of a type no check foresaw: this line only, never the collector
-                stats.skip(where, f"a field of an unexpected type ({type(exc).__name__}: {str(exc)[:80]})")
+                stats.skip(where, f"a field of an unexpected type ({type(exc).__name__}: {str(exc)[:80]})",
+                           "with a field of an unexpected type")
                 continue
             try:
                 data = dumps(event)
             except (TypeError, OverflowError) as exc:   # orjson's JSONEncodeError is a TypeError
-                stats.skip(where, f"the flow event cannot be written as JSON ({str(exc)[:80]})")
+                stats.skip(where, f"the flow event cannot be written as JSON ({str(exc)[:80]})",
+                           "whose flow event cannot be written as JSON")
                 continue
             if len(data) > MAX_EVENT_BYTES:   # every field is bounded; this only guards logcollector's limit
-                stats.skip(where, f"the flow event would be longer than the {MAX_EVENT_BYTES} bytes a line may take")
+                stats.skip(where, f"the flow event would be longer than the {MAX_EVENT_BYTES} bytes a line may take",
+                           f"whose flow event would be longer than {MAX_EVENT_BYTES:,} bytes")
                 continue
             tags = event["anomaly"]["tags"]
             if tags:
@@ -319,6 +347,7 @@ class YamlReader:
     def __init__(self, fd: int, path: Path, offset: int, line: int):
         self.fd, self.path, self.offset, self.line = fd, path, offset, line
         self.pending = b""
+        self.skipping = False        # within a line longer than MAX_LINE_BYTES
         self.head: str | None = None
 
     def head_changed(self) -> bool:
@@ -337,29 +366,41 @@ class YamlReader:
             self.head = head_fingerprint(self.fd, min(HEAD_BYTES, self.offset))
 
     def batches(self, batch_lines: int = BATCH_LINES):
-        """Yields lists of (where, line) up to the last complete line; the offset follows."""
+        """Yields lists of (where, line) up to the last complete line; the offset follows.
+        A line longer than MAX_LINE_BYTES comes as (where, None), once its end is in the
+        file: only that line is skipped, never the lines around it."""
         while True:
+            if self.skipping:                  # inside an over-long line: on to its newline
+                chunk = os.pread(self.fd, 1 << 20, self.offset)
+                if not chunk:
+                    return
+                end = chunk.find(b"\n")
+                if end == -1:
+                    self.offset += len(chunk)
+                    continue
+                self.offset += end + 1
+                self.line += 1
+                self.skipping = False
+                yield [(f"{self.path}:{self.line}", None)]
+                continue
             chunk = os.pread(self.fd, 1 << 20, self.offset + len(self.pending))
             if not chunk:
                 return
             data = self.pending + chunk
             lines = data.split(b"\n")
             self.pending = lines.pop()
-            if len(self.pending) > MAX_LINE_BYTES:   # no newline in sight: drop the monster line
-                log.warning("%s line %d: skipped, a line longer than %d bytes.", self.path, self.line + 1,
-                            MAX_LINE_BYTES)
-                self.offset += len(data)
-                self.line += 1
+            if len(self.pending) > MAX_LINE_BYTES:   # no newline in sight: the lines before it, then skip it
                 self.pending = b""
-                while (b := os.pread(self.fd, 1 << 20, self.offset)) and b"\n" not in b:
-                    self.offset += len(b)
-                if b:
-                    self.offset += b.index(b"\n") + 1
-                continue
+                self.skipping = True
+            too_long = bool(lines) and max(map(len, lines)) > MAX_LINE_BYTES
             for i in range(0, len(lines), batch_lines):
                 part = lines[i:i + batch_lines]
                 first = self.line + 1
-                batch = [(f"{self.path} line {first + j}", ln) for j, ln in enumerate(part)]
+                if too_long:
+                    batch = [(f"{self.path}:{first + j}", ln if len(ln) <= MAX_LINE_BYTES else None)
+                             for j, ln in enumerate(part)]
+                else:
+                    batch = [(f"{self.path}:{first + j}", ln) for j, ln in enumerate(part)]
                 self.line += len(part)
                 self.offset += sum(len(ln) + 1 for ln in part)
                 self._remember_head()

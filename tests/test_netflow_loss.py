@@ -1,0 +1,233 @@
+"""NetFlow normaliser, issue 15 "nothing lost, nothing fatal": a bad counter, an over-long
+line or a log rotation never stops the rest nor loses other records; what cannot be
+avoided is counted, said in one sentence and raised as a health event."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from wazuh_anomaly.cli.app import main
+from wazuh_anomaly.netflow.normalize import BadRecord, Normalizer
+from wazuh_anomaly.netflow.settings import NetflowSettings
+from wazuh_anomaly.netflow.stream import FileOutput, follow, normalize_file, state_file_for
+
+LINE = {"event_type": "purge", "ip_src": "147.32.80.40", "ip_dst": "147.32.80.37", "port_src": 36679,
+        "port_dst": 902, "tcp_flags": "6", "ip_proto": "tcp", "stamp_inserted": "2026-03-22 22:47:00",
+        "stamp_updated": "2026-11-21 23:31:31", "packets": 1000, "bytes": 84}
+
+
+def record(seq: int) -> bytes:
+    """A flow whose byte count carries its sequence number."""
+    return json.dumps(dict(LINE, bytes=seq + 1)).encode() + b"\n"
+
+
+def seqs_of(out: Path) -> list[int]:
+    return [json.loads(l)["network"]["bytes"] - 1 for l in out.read_bytes().splitlines()]
+
+
+# -- counters --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key, value, reason", [
+    ("bytes", -1, "a negative byte count"),
+    ("packets", -3, "a negative packet count"),
+    ("bytes", 2 ** 64, "a byte count of 2^64 or more"),
+    ("packets", 2 ** 70, "a packet count of 2^64 or more"),
+    ("bytes", 10 ** 30, "a byte count of 2^64 or more"),
+    ("bytes", 1.5, "a byte count that is not a whole number"),
+    ("bytes", "12a", "a byte count that is not a whole number"),
+    ("bytes", 1000 * 65535 + 1, "more bytes than packets × 65,535"),
+])
+def test_an_impossible_counter_is_refused_with_its_reason(key, value, reason):
+    with pytest.raises(BadRecord) as caught:
+        Normalizer().normalize(dict(LINE, **{key: value}))
+    assert caught.value.kind == "with " + reason
+
+
+def test_the_largest_64_bit_counters_are_flows():
+    event = Normalizer().normalize(dict(LINE, bytes=2 ** 64 - 1, packets=2 ** 64 - 1))
+    assert event["network"] == {"bytes": 2 ** 64 - 1, "packets": 2 ** 64 - 1}
+
+
+def test_counters_of_2_64_and_more_are_counted_and_never_stop_the_rest(tmp_path):
+    src, out = tmp_path / "flows.json", tmp_path / "out.json"
+    lines = [record(0), json.dumps(dict(LINE, bytes=2 ** 64)).encode() + b"\n", record(1),
+             b'{"ip_src": "1.2.3.4", "ip_dst": "5.6.7.8", "ip_proto": "tcp", "stamp_inserted": '
+             b'"2026-03-22 22:47:00", "packets": 1, "bytes": 123456789012345678901234567890}\n',
+             json.dumps(dict(LINE, bytes=-5)).encode() + b"\n", record(2)]
+    src.write_bytes(b"".join(lines))
+    stats = normalize_file(src, FileOutput(out), NetflowSettings())
+    assert seqs_of(out) == [0, 1, 2]
+    assert stats.skipped == 3
+    assert stats.sentence() == (f"skipped 3 records: 2 with a byte count of 2^64 or more (first at {src}:2), "
+                                f"1 with a negative byte count (first at {src}:5)")
+
+
+# -- over-long lines -------------------------------------------------------------------
+
+def test_a_line_over_64_kib_is_the_only_line_skipped(tmp_path):
+    src, out = tmp_path / "flows.json", tmp_path / "out.json"
+    monster = json.dumps(dict(LINE, padding="x" * 70_000)).encode() + b"\n"
+    src.write_bytes(b"".join(record(i) for i in range(3500)) + monster
+                    + b"".join(record(i) for i in range(3500, 3510)))
+    stats = normalize_file(src, FileOutput(out), NetflowSettings())
+    assert seqs_of(out) == list(range(3510))[:3500] + list(range(3500, 3510))
+    assert (stats.records, stats.skipped) == (3510, 1)
+    assert stats.sentence() == f"skipped 1 record: 1 longer than 65,536 bytes (first at {src}:3501)"
+
+
+@pytest.mark.parametrize("before", [0, 1, 100, 3000, 3500])
+def test_over_long_lines_anywhere_in_a_read_cost_only_themselves(tmp_path, before):
+    src, out = tmp_path / "flows.json", tmp_path / "out.json"
+    monster = b"{" + b"7" * 200_000 + b"\n"
+    src.write_bytes(b"".join(record(i) for i in range(before)) + monster + monster
+                    + b"".join(record(i) for i in range(before, before + 50)))
+    stats = normalize_file(src, FileOutput(out), NetflowSettings())
+    assert seqs_of(out) == list(range(before + 50))
+    assert stats.skipped == 2
+
+
+def test_an_over_long_line_still_being_written_is_skipped_once_it_ends(tmp_path):
+    src, out = tmp_path / "flows.json", tmp_path / "out.json"
+    state = state_file_for(tmp_path / "state", src)
+    src.write_bytes(record(0) + b"{" + b"7" * 100_000)
+    first = normalize_file(src, FileOutput(out), NetflowSettings(), state_file=state)
+    with src.open("ab") as fh:
+        fh.write(b"7" * 100_000 + b"\n" + record(1))
+    second = normalize_file(src, FileOutput(out), NetflowSettings(), state_file=state)
+    assert seqs_of(out) == [0, 1]
+    assert first.skipped + second.skipped == 1
+
+
+# -- the skip summary ------------------------------------------------------------------
+
+def test_the_skip_summary_is_one_readable_sentence_with_reasons_counts_and_places(tmp_path, capsys):
+    src, out = tmp_path / "flows.json", tmp_path / "out.json"
+    src.write_bytes(record(0) + json.dumps(dict(LINE, bytes=-1)).encode() + b"\nnot json\n" + record(1)
+                    + json.dumps(dict(LINE, packets=-2)).encode() + b"\n")
+    assert main(["--prefix", str(tmp_path / "ossec"), "netflow", "normalize", str(src), "--output", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert (f"skipped 3 records: 1 with a negative byte count (first at {src}:2), 1 not JSON (first at {src}:3), "
+            f"1 with a negative packet count (first at {src}:5)") in err
+    assert "(a)" not in err and "skipped 2 (" not in err
+
+
+def test_skipped_records_are_raised_as_a_health_event(tmp_path):
+    prefix = tmp_path / "ossec"
+    src, out = tmp_path / "flows.json", tmp_path / "out.json"
+    src.write_bytes(record(0) + b"not json\n")
+    assert main(["--prefix", str(prefix), "netflow", "normalize", str(src), "--output", str(out)]) == 0
+    health = [json.loads(l)["anomaly"] for l in (prefix / "logs" / "anomaly" / "anomalies.json").read_text().splitlines()]
+    assert [(h["health"], h["scenario"]) for h in health] == [("malformed_input", "netflow")]
+    assert health[0]["message"] == f"{src}: skipped 1 record: 1 not JSON (first at {src}:2)."
+
+
+# -- rotation against real logrotate and a writer that never pauses --------------------
+
+WRITER = r"""
+import json, sys, time
+path, count, every = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+line = json.loads(sys.argv[4])
+for seq in range(count):
+    data = (json.dumps(dict(line, bytes=seq + 1)) + "\n").encode()
+    with open(path, "ab") as fh:        # pmacct's print plugin opens the file for each write
+        fh.write(data)
+    time.sleep(every)
+"""
+
+
+def start_writer(src: Path, count: int, every: float = 0.002) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", WRITER, str(src), str(count), str(every), json.dumps(LINE)])
+
+
+def logrotate(tmp_path: Path, src: Path, style: str) -> None:
+    conf = tmp_path / "logrotate.conf"
+    conf.write_text(f"{src} {{\n  rotate 50\n  {style}\n  missingok\n  delaycompress\n  compress\n}}\n")
+    subprocess.run(["logrotate", "--force", "--state", str(tmp_path / "logrotate.state"), str(conf)],
+                   check=True, capture_output=True)
+
+
+def rotate_while_writing(tmp_path, src, style, count, rotations, between):
+    writer = start_writer(src, count)
+    try:
+        while not src.exists():
+            time.sleep(0.01)
+        for _ in range(rotations):
+            time.sleep(between)
+            logrotate(tmp_path, src, style)
+            yield
+    finally:
+        assert writer.wait(120) == 0
+
+
+@pytest.mark.parametrize("style", ["copytruncate", "create"])
+def test_follow_loses_and_repeats_no_record_across_real_logrotate(tmp_path, style):
+    src, out = tmp_path / "flows.json", tmp_path / "out.json"
+    state = state_file_for(tmp_path / "state", src)
+    stop = threading.Event()
+    result = {}
+    health = []
+    worker = threading.Thread(target=lambda: result.setdefault("stats", follow(
+        src, FileOutput(out), NetflowSettings(), state_file=state, poll_seconds=0.02, stop=stop.is_set,
+        health=lambda check, message: health.append((check, message)))))
+    worker.start()
+    count = 1550
+    try:
+        for _ in rotate_while_writing(tmp_path, src, style, count, rotations=5, between=0.4):
+            pass
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not out.exists() or len(seqs_of(out)) < count):
+            time.sleep(0.05)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        worker.join(60)
+    seqs = seqs_of(out)
+    print(f"{style} follow: {len(set(seqs))} of {count} written, {len(seqs) - len(set(seqs))} repeated, "
+          f"lost_in_rotation {result['stats'].lost_in_rotation}")
+    assert len(seqs) == len(set(seqs)), "a record was written twice"
+    missing = count - len(set(seqs))
+    assert missing == 0 or (result["stats"].lost_in_rotation and health), f"{missing} records lost silently"
+    assert missing == 0
+
+
+@pytest.mark.parametrize("style", ["copytruncate", "create"])
+def test_cron_runs_between_rotations_lose_and_repeat_no_record(tmp_path, style):
+    src, out = tmp_path / "flows.json", tmp_path / "out.json"
+    state = state_file_for(tmp_path / "state", src)
+    count = 1030
+    runs = []
+    for _ in rotate_while_writing(tmp_path, src, style, count, rotations=6, between=0.3):
+        time.sleep(0.1)
+        runs.append(normalize_file(src, FileOutput(out), NetflowSettings(), state_file=state))
+    runs.append(normalize_file(src, FileOutput(out), NetflowSettings(), state_file=state))
+    seqs = seqs_of(out)
+    lost = sum(r.lost_in_rotation for r in runs)
+    print(f"{style} cron: {len(set(seqs))} of {count} written, {len(seqs) - len(set(seqs))} repeated, "
+          f"lost_in_rotation {lost}")
+    assert len(seqs) == len(set(seqs)), "a record was written twice"
+    assert count - len(set(seqs)) == 0
+
+
+def test_a_rotated_file_that_is_gone_is_counted_as_a_loss_and_raised(tmp_path):
+    prefix = tmp_path / "ossec"
+    src, out = tmp_path / "flows.json", tmp_path / "out.json"
+    args = ["--prefix", str(prefix), "netflow", "normalize", str(src), "--output", str(out)]
+    src.write_bytes(record(0))
+    assert main(args) == 0
+    with src.open("ab") as fh:
+        fh.write(record(1))                          # written after that run ...
+    os.rename(src, tmp_path / "flows.json.1")
+    os.unlink(tmp_path / "flows.json.1")             # ... and rotated away (compressed, deleted) before the next
+    src.write_bytes(record(2))
+    assert main(args) == 0
+    assert seqs_of(out) == [0, 2]
+    health = [json.loads(l)["anomaly"] for l in (prefix / "logs" / "anomaly" / "anomalies.json").read_text().splitlines()]
+    assert [h["health"] for h in health] == ["source_unreadable"]
+    assert "rotated" in health[0]["message"] and str(src) in health[0]["message"]
