@@ -3,6 +3,7 @@ line or a log rotation never stops the rest nor loses other records; what cannot
 avoided is counted, said in one sentence and raised as a health event."""
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -26,6 +27,13 @@ LINE = {"event_type": "purge", "ip_src": "147.32.80.40", "ip_dst": "147.32.80.37
 def record(seq: int) -> bytes:
     """A flow whose byte count carries its sequence number."""
     return json.dumps(dict(LINE, bytes=seq + 1)).encode() + b"\n"
+
+
+def installed(tmp_path: Path) -> Path:
+    """A manager directory with the add-on installed: the resume state and health events go there."""
+    prefix = tmp_path / "ossec"
+    (prefix / "etc" / "anomaly").mkdir(parents=True)
+    return prefix
 
 
 def seqs_of(out: Path) -> list[int]:
@@ -111,7 +119,7 @@ def test_the_skip_summary_is_one_readable_sentence_with_reasons_counts_and_place
     src, out = tmp_path / "flows.json", tmp_path / "out.json"
     src.write_bytes(record(0) + json.dumps(dict(LINE, bytes=-1)).encode() + b"\nnot json\n" + record(1)
                     + json.dumps(dict(LINE, packets=-2)).encode() + b"\n")
-    assert main(["--prefix", str(tmp_path / "ossec"), "netflow", "normalize", str(src), "--output", str(out)]) == 0
+    assert main(["--prefix", str(installed(tmp_path)), "netflow", "normalize", str(src), "--output", str(out)]) == 0
     err = capsys.readouterr().err
     assert (f"skipped 3 records: 1 with a negative byte count (first at {src}:2), 1 not JSON (first at {src}:3), "
             f"1 with a negative packet count (first at {src}:5)") in err
@@ -119,7 +127,7 @@ def test_the_skip_summary_is_one_readable_sentence_with_reasons_counts_and_place
 
 
 def test_skipped_records_are_raised_as_a_health_event(tmp_path):
-    prefix = tmp_path / "ossec"
+    prefix = installed(tmp_path)
     src, out = tmp_path / "flows.json", tmp_path / "out.json"
     src.write_bytes(record(0) + b"not json\n")
     assert main(["--prefix", str(prefix), "netflow", "normalize", str(src), "--output", str(out)]) == 0
@@ -131,19 +139,20 @@ def test_skipped_records_are_raised_as_a_health_event(tmp_path):
 # -- rotation against real logrotate and a writer that never pauses --------------------
 
 WRITER = r"""
-import json, sys, time
-path, count, every = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+import json, os, sys, time
+path, stop, every = sys.argv[1], sys.argv[2], float(sys.argv[3])
 line = json.loads(sys.argv[4])
-for seq in range(count):
-    data = (json.dumps(dict(line, bytes=seq + 1)) + "\n").encode()
+seq = 0
+while not os.path.exists(stop):
+    # one flow a second of flow time: the detection windows slide as they would in real traffic
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(1774219620 + seq))
+    data = (json.dumps(dict(line, bytes=seq + 1, stamp_inserted=stamp)) + "\n").encode()
     with open(path, "ab") as fh:        # pmacct's print plugin opens the file for each write
         fh.write(data)
+    seq += 1
     time.sleep(every)
+print(seq)
 """
-
-
-def start_writer(src: Path, count: int, every: float = 0.002) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", WRITER, str(src), str(count), str(every), json.dumps(LINE)])
 
 
 def logrotate(tmp_path: Path, src: Path, style: str) -> None:
@@ -153,17 +162,52 @@ def logrotate(tmp_path: Path, src: Path, style: str) -> None:
                    check=True, capture_output=True)
 
 
-def rotate_while_writing(tmp_path, src, style, count, rotations, between):
-    writer = start_writer(src, count)
+def rotate_while_writing(tmp_path, src, style, rotations, between, every=0.002):
+    """Real logrotate `rotations` times while a writer appends without pausing; yields before
+    each rotation and once after the last; returns how many records the writer wrote."""
+    stop = tmp_path / "stop-writing"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(src), str(stop), str(every), json.dumps(LINE)],
+                              stdout=subprocess.PIPE, text=True)
     try:
         while not src.exists():
             time.sleep(0.01)
         for _ in range(rotations):
-            time.sleep(between)
-            logrotate(tmp_path, src, style)
+            time.sleep(between / 2)
             yield
+            time.sleep(between / 2)
+            logrotate(tmp_path, src, style)
+        time.sleep(between / 2)
     finally:
-        assert writer.wait(120) == 0
+        stop.write_text("")
+        written, _ = writer.communicate(timeout=60)
+    yield
+    return int(written)
+
+
+def lost_in_logrotates_window(tmp_path: Path, missing: set[int]) -> set[int]:
+    """Of `missing`, the records written right after a rotated copy ends (or right after
+    such a record): written between logrotate's copy and its truncate, they are in
+    neither file, by copytruncate's design. Those are the only losses allowed."""
+    ends = set()
+    for path in tmp_path.glob("flows.json.*"):
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        if data.strip():
+            ends.add(json.loads(data.splitlines()[-1])["bytes"] - 1)
+    allowed = set()
+    for seq in sorted(missing):
+        if seq - 1 in ends or seq - 1 in allowed:
+            allowed.add(seq)
+    return allowed
+
+
+def run_rotations(tmp_path, src, style, rotations, between, each):
+    gen = rotate_while_writing(tmp_path, src, style, rotations, between)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as done:
+            return done.value
+        each()
 
 
 @pytest.mark.parametrize("style", ["copytruncate", "create"])
@@ -177,10 +221,8 @@ def test_follow_loses_and_repeats_no_record_across_real_logrotate(tmp_path, styl
         src, FileOutput(out), NetflowSettings(), state_file=state, poll_seconds=0.02, stop=stop.is_set,
         health=lambda check, message: health.append((check, message)))))
     worker.start()
-    count = 1550
     try:
-        for _ in rotate_while_writing(tmp_path, src, style, count, rotations=5, between=0.4):
-            pass
+        count = run_rotations(tmp_path, src, style, rotations=6, between=0.4, each=lambda: None)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (not out.exists() or len(seqs_of(out)) < count):
             time.sleep(0.05)
@@ -192,31 +234,33 @@ def test_follow_loses_and_repeats_no_record_across_real_logrotate(tmp_path, styl
     print(f"{style} follow: {len(set(seqs))} of {count} written, {len(seqs) - len(set(seqs))} repeated, "
           f"lost_in_rotation {result['stats'].lost_in_rotation}")
     assert len(seqs) == len(set(seqs)), "a record was written twice"
-    missing = count - len(set(seqs))
-    assert missing == 0 or (result["stats"].lost_in_rotation and health), f"{missing} records lost silently"
-    assert missing == 0
+    missing = set(range(count)) - set(seqs)
+    unavoidable = lost_in_logrotates_window(tmp_path, missing) if style == "copytruncate" else set()
+    print(f"  of the {len(missing)} missing, {len(unavoidable)} written inside logrotate's copy-truncate window")
+    assert missing == unavoidable and len(missing) <= 3 * 6
 
 
 @pytest.mark.parametrize("style", ["copytruncate", "create"])
 def test_cron_runs_between_rotations_lose_and_repeat_no_record(tmp_path, style):
     src, out = tmp_path / "flows.json", tmp_path / "out.json"
     state = state_file_for(tmp_path / "state", src)
-    count = 1030
     runs = []
-    for _ in rotate_while_writing(tmp_path, src, style, count, rotations=6, between=0.3):
-        time.sleep(0.1)
-        runs.append(normalize_file(src, FileOutput(out), NetflowSettings(), state_file=state))
-    runs.append(normalize_file(src, FileOutput(out), NetflowSettings(), state_file=state))
+    count = run_rotations(tmp_path, src, style, rotations=6, between=0.4, each=lambda: runs.append(
+        normalize_file(src, FileOutput(out), NetflowSettings(), state_file=state)))
     seqs = seqs_of(out)
     lost = sum(r.lost_in_rotation for r in runs)
     print(f"{style} cron: {len(set(seqs))} of {count} written, {len(seqs) - len(set(seqs))} repeated, "
           f"lost_in_rotation {lost}")
     assert len(seqs) == len(set(seqs)), "a record was written twice"
-    assert count - len(set(seqs)) == 0
+    missing = set(range(count)) - set(seqs)
+    unavoidable = lost_in_logrotates_window(tmp_path, missing) if style == "copytruncate" else set()
+    print(f"  of the {len(missing)} missing, {len(unavoidable)} written inside logrotate's copy-truncate window")
+    assert missing == unavoidable and len(missing) <= 3 * 6
+    assert lost == 0
 
 
 def test_a_rotated_file_that_is_gone_is_counted_as_a_loss_and_raised(tmp_path):
-    prefix = tmp_path / "ossec"
+    prefix = installed(tmp_path)
     src, out = tmp_path / "flows.json", tmp_path / "out.json"
     args = ["--prefix", str(prefix), "netflow", "normalize", str(src), "--output", str(out)]
     src.write_bytes(record(0))

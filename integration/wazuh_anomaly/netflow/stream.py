@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,6 +244,12 @@ def state_file_for(state_dir: Path, input_path: Path) -> Path:
     return state_dir / "netflow" / f"{name[-120:]}.json"
 
 
+def _valid_mark(mark) -> bool:
+    return isinstance(mark, dict) and type(mark.get("offset")) is int and type(mark.get("line")) is int \
+        and isinstance(mark.get("head"), str) and isinstance(mark.get("id"), str) \
+        and mark["offset"] >= 0 and mark["line"] >= 0
+
+
 class _Resume:
     """Where to resume one input file: identity, byte offset, line number."""
 
@@ -272,11 +279,9 @@ class _Resume:
 
     def offset_for(self, fd: int, st: os.stat_result) -> tuple[int, int]:
         mark = self.data.get("file")
-        if not isinstance(mark, dict):
-            return 0, 0
-        offset, line, head = mark.get("offset", 0), mark.get("line", 0), mark.get("head", "")
-        if type(offset) is not int or type(line) is not int or not isinstance(head, str) or offset < 0 or line < 0:
-            return 0, 0                    # a hand-edited or damaged mark: read the file again
+        if not _valid_mark(mark):
+            return 0, 0                    # none, or a hand-edited or damaged mark: read the file again
+        offset, line, head = mark["offset"], mark["line"], mark["head"]
         if mark.get("id") != f"{st.st_dev}:{st.st_ino}" or offset > st.st_size:
             return 0, 0
         if head_fingerprint(fd, fingerprint_length(head, st.st_size)) != head:
@@ -407,6 +412,76 @@ class YamlReader:
                 yield batch
 
 
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".lock")
+ROTATED_GRACE_SECONDS = 5.0   # a renamed file is still read this long after its last growth
+
+
+def find_rotated(input_path: Path, ident: str | None, head: str | None, offset: int) -> Path | None:
+    """The rotated file holding the rest of what we were reading: the same file renamed
+    (logrotate's create: the same inode) or its copy (copytruncate: the same first bytes,
+    the newest such). None when no uncompressed one is beside it."""
+    directory = input_path.parent
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return None
+    copies = []
+    for name in names:
+        if name == input_path.name or not name.startswith(input_path.name) or name.endswith(_COMPRESSED):
+            continue
+        path = directory / name
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        if ident is not None and f"{st.st_dev}:{st.st_ino}" == ident:
+            return path
+        if head and offset > 0 and st.st_size >= fingerprint_length(head, st.st_size) > 0:
+            # a copy may end before `offset`: we read what was written between the copy and the truncate
+            copies.append((st.st_mtime_ns, path))
+    for _, path in sorted(copies, reverse=True):
+        try:
+            fd = open_file(path)
+        except (OSError, WazuhAnomalyError):
+            continue
+        try:
+            if head_fingerprint(fd, fingerprint_length(head, os.fstat(fd).st_size)) == head:
+                return path
+        finally:
+            os.close(fd)
+    return None
+
+
+def _read_rotated_rest(input_path: Path, ident: str | None, head: str | None, offset: int, line: int,
+                       deliver: Callable[[list], None], stats: "NormalizeStats") -> None:
+    """After a rotation: what the rotated file holds beyond `offset` (what we had read),
+    delivered; counted as a loss, in one sentence, when that file cannot be found."""
+    if offset <= 0 and ident is None:
+        return
+    rotated = find_rotated(input_path, ident, head, offset)
+    if rotated is None:
+        stats.lost(f"{input_path} was rotated and no uncompressed rotated file beside it holds what was written "
+                   f"to it after byte {offset} (line {line}): those flows, if any, were not read; keep the newest "
+                   f"rotated file uncompressed (logrotate's delaycompress) and read before it is removed")
+        return
+    try:
+        fd = open_file(rotated)
+    except (OSError, WazuhAnomalyError) as exc:
+        stats.lost(f"{input_path} was rotated to {rotated}, which cannot be read ({exc}): the flows written after "
+                   f"byte {offset} (line {line}) were not read")
+        return
+    try:
+        reader = YamlReader(fd, rotated, offset, line)
+        for batch in reader.batches():
+            deliver(batch)
+        if reader.offset > offset:
+            log.info("%s was rotated; read the rest of it (%d bytes) from %s", input_path, reader.offset - offset, rotated)
+    finally:
+        os.close(fd)
+
+
 def normalize_file(input_path: Path, output: Callable[[bytes], None], settings: NetflowSettings, *,
                    state_file: Path | None = None, from_start: bool = False) -> NormalizeStats:
     """One pass: everything after the saved offset (all of it with from_start)."""
@@ -421,6 +496,13 @@ def _normalize_file(input_path, output, settings, state_file, from_start) -> Nor
     try:
         st = os.fstat(fd)
         offset, line = (0, 0) if from_start else resume.offset_for(fd, st)
+        mark = resume.data.get("file")
+        if not from_start and (offset, line) == (0, 0) and _valid_mark(mark) and mark["offset"] > 0:
+            # not the file we read last, or it was truncated: rotated since the last run
+            _read_rotated_rest(input_path, mark["id"], mark["head"], mark["offset"], mark["line"],
+                               lambda batch: resume.deliver(pipeline.process(batch), output, fd, 0, 0,
+                                                            pipeline.detector), pipeline.stats)
+            resume.save(fd, 0, 0, pipeline.detector)     # the rotated file is done with
         reader = YamlReader(fd, input_path, offset, line)
         for batch in reader.batches():
             resume.deliver(pipeline.process(batch), output, fd, reader.offset, reader.line, pipeline.detector)
@@ -430,22 +512,44 @@ def _normalize_file(input_path, output, settings, state_file, from_start) -> Nor
     return pipeline.stats
 
 
+HEALTH_EVERY_SECONDS = 300.0   # skipped records are raised at most this often while following
+
+
 def follow(input_path: Path, output: Callable[[bytes], None], settings: NetflowSettings, *,
            state_file: Path | None, poll_seconds: float = 1.0, stop: Callable[[], bool] = lambda: False,
-           idle_exit_seconds: float | None = None) -> NormalizeStats:
+           idle_exit_seconds: float | None = None,
+           health: Callable[[str, str], None] | None = None) -> NormalizeStats:
     """Follows a growing file until `stop()`; survives rotation (rename or copytruncate):
-    the old file is read to its end, then the new one from its start."""
+    the old file is read to its end, then the new one from its start. `health(check,
+    sentence)` hears of every loss at once and of skipped records now and then."""
     with _only_reader(state_file, input_path):
-        return _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_exit_seconds)
+        return _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_exit_seconds,
+                       health or (lambda check, sentence: None))
 
 
-def _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_exit_seconds) -> NormalizeStats:
+def _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_exit_seconds, health) -> NormalizeStats:
     resume = _Resume(input_path, state_file, output)
     pipeline = FlowPipeline(settings, resume.detector)
+    stats = pipeline.stats
     fd = None
     reader = None
+    retired = None          # [reader, fd, until]: a renamed file, read a while longer (its writer may lag)
     idle_since = time.monotonic()
     waiting = False
+    told = {"skipped": 0, "losses": 0, "at": 0.0}
+
+    def deliver(batch):
+        resume.deliver(pipeline.process(batch), output, fd, reader.offset, reader.line, pipeline.detector)
+
+    def tell(final: bool = False) -> None:
+        if len(stats.losses) > told["losses"]:
+            health("source_unreadable", " ".join(stats.losses[told["losses"]:]))
+            told["losses"] = len(stats.losses)
+        now = time.monotonic()
+        if stats.skipped > told["skipped"] and (final or now - told["at"] >= HEALTH_EVERY_SECONDS):
+            health("malformed_input", f"{input_path}: {stats.sentence()}.")
+            told["skipped"], told["at"] = stats.skipped, now
+
     try:
         while not stop():
             if fd is None:
@@ -460,9 +564,17 @@ def _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_e
                     offset, line = resume.offset_for(fd, os.fstat(fd))
                     reader = YamlReader(fd, input_path, offset, line)
             progressed = False
+            if retired is not None:
+                for batch in retired[0].batches():
+                    deliver(batch)
+                    retired[2] = time.monotonic() + ROTATED_GRACE_SECONDS
+                    progressed = True
+                if time.monotonic() > retired[2]:
+                    os.close(retired[1])
+                    retired = None
             if reader is not None:
                 for batch in reader.batches():
-                    resume.deliver(pipeline.process(batch), output, fd, reader.offset, reader.line, pipeline.detector)
+                    deliver(batch)
                     progressed = True
                 try:
                     now = os.stat(input_path)
@@ -470,24 +582,35 @@ def _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_e
                     now = None
                 mine = os.fstat(fd)
                 if now is None or (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
-                    # Rotated away: what is left in the old file was just read; start the new one.
+                    # Renamed away: what is in the old file was just read; start the new one,
+                    # and keep reading the old one a while (a writer may still append to it).
                     if now is not None:
                         log.info("%s was rotated; reading the new file from its start", input_path)
-                        os.close(fd)
+                        if retired is not None:
+                            os.close(retired[1])
+                        retired = [reader, fd, time.monotonic() + ROTATED_GRACE_SECONDS]
                         fd = os.open(input_path, os.O_RDONLY)
                         reader = YamlReader(fd, input_path, 0, 0)
                         resume.save(fd, 0, 0, pipeline.detector)
                         continue
                 elif mine.st_size < reader.offset or (not progressed and reader.head_changed()):
                     log.info("%s was truncated (copytruncate); reading it again from its start", input_path)
+                    old = reader
                     reader = YamlReader(fd, input_path, 0, 0)
+                    # what was written between our last read and the copy is in the copy
+                    _read_rotated_rest(input_path, None, old.head, old.offset, old.line, deliver, stats)
+                    tell()
                     continue
+            tell()
             if progressed:
                 idle_since = time.monotonic()
             elif idle_exit_seconds is not None and time.monotonic() - idle_since >= idle_exit_seconds:
                 break
             time.sleep(poll_seconds)
     finally:
+        tell(final=True)
+        if retired is not None:
+            os.close(retired[1])
         if fd is not None:
             os.close(fd)
     return pipeline.stats
