@@ -275,3 +275,31 @@ def test_a_rotated_file_that_is_gone_is_counted_as_a_loss_and_raised(tmp_path):
     health = [json.loads(l)["anomaly"] for l in (prefix / "logs" / "anomaly" / "anomalies.json").read_text().splitlines()]
     assert [h["health"] for h in health] == ["source_unreadable"]
     assert "rotated" in health[0]["message"] and str(src) in health[0]["message"]
+
+
+def test_a_truncation_without_a_copy_while_following_is_counted_and_raised_at_once(tmp_path):
+    src, out = tmp_path / "flows.json", tmp_path / "out.json"
+    src.write_bytes(record(0) + record(1))
+    health = []
+    stop = threading.Event()
+    result = {}
+    worker = threading.Thread(target=lambda: result.setdefault("stats", follow(
+        src, FileOutput(out), NetflowSettings(), state_file=state_file_for(tmp_path / "state", src),
+        poll_seconds=0.02, stop=stop.is_set, health=lambda check, sentence: health.append((check, sentence)))))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not out.exists() or len(seqs_of(out)) < 2):
+            time.sleep(0.02)
+        src.write_bytes(b"")                      # truncated, and no copy is left beside it
+        with src.open("ab") as fh:
+            fh.write(record(2))
+        while time.monotonic() < deadline and len(seqs_of(out)) < 3:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        worker.join(60)
+    assert seqs_of(out) == [0, 1, 2]
+    assert result["stats"].lost_in_rotation == 1
+    assert [check for check, _ in health] == ["source_unreadable"]
+    assert f"{src} was rotated" in health[0][1] and "delaycompress" in health[0][1]
