@@ -308,5 +308,4 @@ def test_a_flow_event_past_the_line_limit_is_skipped_and_counted_not_written(mon
     pipeline = FlowPipeline(NetflowSettings(), detect=False)
     assert pipeline.process([("flows.json:7", json.dumps(flow()).encode())]) == b""
     assert pipeline.stats.skipped == 1 and pipeline.stats.records == 0
-    (reason,) = pipeline.stats.reasons
-    assert reason == "the flow event would be longer than the 100 bytes a line may take"
+    assert pipeline.stats.sentence() == "skipped 1 record: 1 whose flow event would be longer than 100 bytes (first at flows.json:7)"

@@ -99,7 +99,7 @@ def test_settings_file_sets_thresholds_and_names_unknown_keys(tmp_path):
 @pytest.mark.parametrize("change, reason", [
     ({"ip_src": None}, "ip_src is missing"),
     ({"ip_dst": "not-an-ip"}, "'not-an-ip' is not an IP address"),
-    ({"bytes": -5}, "bytes -5 is not a count"),
+    ({"bytes": -5}, "bytes -5 is a negative count"),
     ({"port_dst": 70000}, "port_dst 70000 is not a port number"),
     ({"stamp_inserted": "yesterday"}, "stamp_inserted 'yesterday' is not a time"),
     ({"tcp_flags": "SYN"}, "tcp_flags 'SYN' is not a number"),
@@ -119,8 +119,8 @@ def test_bad_lines_are_counted_skipped_and_named_by_file_and_line(tmp_path, capl
     with caplog.at_level("WARNING", logger="wazuh_anomaly"):
         stats = normalize_file(src, lambda d: out.open("ab").write(d), NetflowSettings())
     assert (stats.records, stats.skipped) == (2, 2)
-    assert f"{src} line 2: skipped, not a JSON line." in caplog.text
-    assert f"{src} line 3: skipped, bytes 'x' is not a count." in caplog.text
+    assert f"{src}:2: skipped, not a JSON line." in caplog.text
+    assert f"{src}:3: skipped, bytes 'x' is not a count." in caplog.text
     assert len(out.read_text().splitlines()) == 2
 
 

@@ -75,11 +75,37 @@ def cmd_normalize(args: argparse.Namespace) -> int:
         log.info("following %s into %s", input_path, target)     # the service's record
         print(f"following {input_path} into {target} (stop with Ctrl-C)", file=sys.stderr)
         stats = follow(input_path, output, settings, state_file=state_file, poll_seconds=args.poll,
-                       stop=lambda: bool(stopping))
+                       stop=lambda: bool(stopping), health=_health_writer(layout) if state_file else None)
     else:
         stats = normalize_file(input_path, output, settings, state_file=state_file, from_start=args.from_start)
+        if state_file is not None:
+            health = _health_writer(layout)
+            if stats.losses:
+                health("source_unreadable", " ".join(stats.losses))
+            if stats.skipped:
+                health("malformed_input", f"{input_path}: {stats.sentence()}.")
     print(f"{input_path}: {stats.describe()}", file=sys.stderr)
     return 0
+
+
+def _health_writer(layout):
+    """health(check, sentence): a health event of the NetFlow normaliser (scenario 'netflow')
+    in anomalies.json, where rules 117300+ raise it; a failure to write it is logged only."""
+    from datetime import datetime, timezone
+    from ..core.errors import WazuhAnomalyError
+    from ..core.findings import HealthEvent
+    from ..emit.emitter import AnomalyWriter
+
+    def health(check: str, sentence: str) -> None:
+        at = datetime.now(timezone.utc)
+        event = HealthEvent(check, sentence, at, scenario="netflow",
+                            severity="low" if check == "malformed_input" else "high")
+        try:
+            AnomalyWriter(layout.anomalies_file, layout.state_dir).write([event], at)
+        except (OSError, WazuhAnomalyError) as exc:
+            log.warning("the health event '%s' could not be written to %s (%s): %s", check,
+                        layout.anomalies_file, exc, sentence)
+    return health
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

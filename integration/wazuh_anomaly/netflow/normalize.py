@@ -21,7 +21,12 @@ _MARKER_EVENTS = frozenset({"purge_init", "purge_close", "start", "end"})
 
 
 class BadRecord(ValueError):
-    """A record that is not a usable flow; the message is the reason, in a few words."""
+    """A record that is not a usable flow; the message is the reason, in a few words, and
+    `kind` the reason's name in the skip summary ("with a negative byte count")."""
+
+    def __init__(self, message: str, kind: str | None = None):
+        super().__init__(message)
+        self.kind = kind
 
 
 class AddressBook:
@@ -40,11 +45,11 @@ class AddressBook:
         # ipaddress accepts an IPv6 scope of any length ('fe80::1%<anything>'): flows carry
         # none, and an address must stay within the bytes the rule descriptions allow.
         if len(text) > MAX_IP or "%" in text:
-            raise BadRecord(f"'{clip(text, MAX_NAME)}' is not an IP address")
+            raise BadRecord(f"'{clip(text, MAX_NAME)}' is not an IP address", "with an address that is not an IP address")
         try:
             addr = ipaddress.ip_address(text)
         except ValueError:
-            raise BadRecord(f"'{clip(text, MAX_NAME)}' is not an IP address") from None
+            raise BadRecord(f"'{clip(text, MAX_NAME)}' is not an IP address", "with an address that is not an IP address") from None
         if addr.version == 6 and addr.ipv4_mapped is not None:
             addr = addr.ipv4_mapped
         nets = self.v4 if addr.version == 4 else self.v6
@@ -149,19 +154,29 @@ class Clock:
         return epoch, text + "Z"
 
 
-# Counters are 64-bit in NetFlow/IPFIX; a larger number is not a count (and JSON writers refuse it).
-MAX_COUNT = (1 << 63) - 1
+# Counters are unsigned 64-bit in NetFlow/IPFIX; a larger number is not a count. A packet
+# carries at most 65,535 bytes (the IP length field): more bytes than that per packet is a
+# broken exporter or a forged record, and would only feed the volume detections nonsense.
+MAX_COUNT = (1 << 64) - 1
+MAX_PACKET_BYTES = 65535
+_NOUN = {"bytes": "byte", "packets": "packet"}
 
 
 def _count(record: dict, key: str) -> int:
     value = record.get(key, 0)
-    if type(value) is int and 0 <= value <= MAX_COUNT:
-        return value
-    if isinstance(value, str) and value.isdigit() and len(value) < 20 and int(value) <= MAX_COUNT:
-        return int(value)
-    if isinstance(value, float) and 0 <= value <= MAX_COUNT and value.is_integer():
-        return int(value)
-    raise BadRecord(f"{key} {repr(value)[:60]} is not a count")
+    noun = _NOUN.get(key, key)
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value) if len(value) < 30 else 1 << 100
+    elif isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if type(value) is not int:
+        raise BadRecord(f"{key} {repr(value)[:60]} is not a count", f"with a {noun} count that is not a whole number")
+    if value < 0:
+        raise BadRecord(f"{key} {value} is a negative count", f"with a negative {noun} count")
+    if value > MAX_COUNT:
+        raise BadRecord(f"{key} {str(value)[:30]} is 2^64 or more, not a 64-bit count",
+                        f"with a {noun} count of 2^64 or more")
+    return value
 
 
 def _port(record: dict, key: str) -> int | None:
@@ -268,6 +283,9 @@ class Normalizer:
         packets = record.get("packets", 0)
         if type(packets) is not int or not 0 <= packets <= MAX_COUNT:
             packets = _count(record, "packets")
+        if bytes_ > packets * MAX_PACKET_BYTES:
+            raise BadRecord(f"bytes {bytes_} for {packets} packets is more than {MAX_PACKET_BYTES} bytes a packet",
+                            f"with more bytes than packets × 65,535")
         collector = "nfacctd" if ("timestamp_start" in record or "peer_ip_src" in record) else "pmacctd"
 
         start_key = next((k for k in ("timestamp_start", "stamp_inserted", "stamp_updated") if _is_time(record.get(k))), None)

@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,24 +43,46 @@ class NormalizeStats:
     records: int = 0            # good records written
     tagged: int = 0             # of which carried at least one tag
     skipped: int = 0
-    reasons: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)     # the reason's name -> records
+    first: dict[str, str] = field(default_factory=dict)       # the reason's name -> file:line of the first
     tags: dict[str, int] = field(default_factory=dict)
     bytes_read: int = 0
+    lost_in_rotation: int = 0   # rotations after which flows may be missing (see `losses`)
+    losses: list[str] = field(default_factory=list)           # one sentence each
 
-    def skip(self, where: str, reason: str) -> None:
+    def skip(self, where: str, reason: str, kind: str | None = None) -> None:
         self.skipped += 1
-        key = reason.split(" '")[0].split(" {")[0]
-        self.reasons[key] = self.reasons.get(key, 0) + 1
+        key = kind or "not a flow (" + reason.split(" '")[0].split(" {")[0][:80] + ")"
+        if key in self.reasons:
+            self.reasons[key] += 1
+        else:
+            self.reasons[key] = 1
+            self.first[key] = where
         if self.skipped <= MAX_LOGGED_BAD:
             log.warning("%s: skipped, %s.", where, reason)
         elif self.skipped == MAX_LOGGED_BAD + 1:
             log.warning("more bad lines follow; only their count is reported from now on.")
 
+    def lost(self, sentence: str) -> None:
+        self.lost_in_rotation += 1
+        self.losses.append(sentence)
+        log.warning("%s", sentence)
+
+    def sentence(self) -> str:
+        """'skipped 2 records: 1 with a negative byte count (first at flows.json:17), 1 not JSON
+        (first at flows.json:40)'; empty when nothing was skipped."""
+        if not self.skipped:
+            return ""
+        parts = ", ".join(f"{n} {r} (first at {self.first[r]})" for r, n in self.reasons.items())
+        return f"skipped {self.skipped} record{'s' if self.skipped != 1 else ''}: {parts}"
+
     def describe(self) -> str:
         tags = ", ".join(f"{n} {t}" for t, n in sorted(self.tags.items())) or "none"
         text = f"{self.records} flows written, {self.tagged} tagged (tags: {tags})"
         if self.skipped:
-            text += f"; {self.skipped} bad line{'s' if self.skipped != 1 else ''} skipped ({', '.join(f'{n} {r}' for r, n in sorted(self.reasons.items()))})"
+            text += "; " + self.sentence()
+        if self.losses:
+            text += "; " + " ".join(self.losses)
         return text
 
 
@@ -85,27 +108,33 @@ class FlowPipeline:
         stats = self.stats
         loads, dumps, event_of = orjson.loads, orjson.dumps, self.event
         for where, line in lines:
+            if line is None:
+                stats.skip(where, f"a line longer than {MAX_LINE_BYTES} bytes", f"longer than {MAX_LINE_BYTES:,} bytes")
+                continue
             if not line.strip():
                 continue
             try:
                 event = event_of(loads(line))
             except orjson.JSONDecodeError:
-                stats.skip(where, "not a JSON line")
+                stats.skip(where, "not a JSON line", "not JSON")
                 continue
             except BadRecord as exc:
-                stats.skip(where, str(exc))
+                stats.skip(where, str(exc), exc.kind)
                 continue
             except (TypeError, ValueError, OverflowError, KeyError, AttributeError) as exc:
                 # a value of a type no check foresaw: this line only, never the collector
-                stats.skip(where, f"a field of an unexpected type ({type(exc).__name__}: {str(exc)[:80]})")
+                stats.skip(where, f"a field of an unexpected type ({type(exc).__name__}: {str(exc)[:80]})",
+                           "with a field of an unexpected type")
                 continue
             try:
                 data = dumps(event)
             except (TypeError, OverflowError) as exc:   # orjson's JSONEncodeError is a TypeError
-                stats.skip(where, f"the flow event cannot be written as JSON ({str(exc)[:80]})")
+                stats.skip(where, f"the flow event cannot be written as JSON ({str(exc)[:80]})",
+                           "whose flow event cannot be written as JSON")
                 continue
             if len(data) > MAX_EVENT_BYTES:   # every field is bounded; this only guards logcollector's limit
-                stats.skip(where, f"the flow event would be longer than the {MAX_EVENT_BYTES} bytes a line may take")
+                stats.skip(where, f"the flow event would be longer than the {MAX_EVENT_BYTES} bytes a line may take",
+                           f"whose flow event would be longer than {MAX_EVENT_BYTES:,} bytes")
                 continue
             tags = event["anomaly"]["tags"]
             if tags:
@@ -215,6 +244,12 @@ def state_file_for(state_dir: Path, input_path: Path) -> Path:
     return state_dir / "netflow" / f"{name[-120:]}.json"
 
 
+def _valid_mark(mark) -> bool:
+    return isinstance(mark, dict) and type(mark.get("offset")) is int and type(mark.get("line")) is int \
+        and isinstance(mark.get("head"), str) and isinstance(mark.get("id"), str) \
+        and mark["offset"] >= 0 and mark["line"] >= 0
+
+
 class _Resume:
     """Where to resume one input file: identity, byte offset, line number."""
 
@@ -244,11 +279,9 @@ class _Resume:
 
     def offset_for(self, fd: int, st: os.stat_result) -> tuple[int, int]:
         mark = self.data.get("file")
-        if not isinstance(mark, dict):
-            return 0, 0
-        offset, line, head = mark.get("offset", 0), mark.get("line", 0), mark.get("head", "")
-        if type(offset) is not int or type(line) is not int or not isinstance(head, str) or offset < 0 or line < 0:
-            return 0, 0                    # a hand-edited or damaged mark: read the file again
+        if not _valid_mark(mark):
+            return 0, 0                    # none, or a hand-edited or damaged mark: read the file again
+        offset, line, head = mark["offset"], mark["line"], mark["head"]
         if mark.get("id") != f"{st.st_dev}:{st.st_ino}" or offset > st.st_size:
             return 0, 0
         if head_fingerprint(fd, fingerprint_length(head, st.st_size)) != head:
@@ -319,6 +352,7 @@ class YamlReader:
     def __init__(self, fd: int, path: Path, offset: int, line: int):
         self.fd, self.path, self.offset, self.line = fd, path, offset, line
         self.pending = b""
+        self.skipping = False        # within a line longer than MAX_LINE_BYTES
         self.head: str | None = None
 
     def head_changed(self) -> bool:
@@ -337,33 +371,115 @@ class YamlReader:
             self.head = head_fingerprint(self.fd, min(HEAD_BYTES, self.offset))
 
     def batches(self, batch_lines: int = BATCH_LINES):
-        """Yields lists of (where, line) up to the last complete line; the offset follows."""
+        """Yields lists of (where, line) up to the last complete line; the offset follows.
+        A line longer than MAX_LINE_BYTES comes as (where, None), once its end is in the
+        file: only that line is skipped, never the lines around it."""
         while True:
+            if self.skipping:                  # inside an over-long line: on to its newline
+                chunk = os.pread(self.fd, 1 << 20, self.offset)
+                if not chunk:
+                    return
+                end = chunk.find(b"\n")
+                if end == -1:
+                    self.offset += len(chunk)
+                    continue
+                self.offset += end + 1
+                self.line += 1
+                self.skipping = False
+                yield [(f"{self.path}:{self.line}", None)]
+                continue
             chunk = os.pread(self.fd, 1 << 20, self.offset + len(self.pending))
             if not chunk:
                 return
             data = self.pending + chunk
             lines = data.split(b"\n")
             self.pending = lines.pop()
-            if len(self.pending) > MAX_LINE_BYTES:   # no newline in sight: drop the monster line
-                log.warning("%s line %d: skipped, a line longer than %d bytes.", self.path, self.line + 1,
-                            MAX_LINE_BYTES)
-                self.offset += len(data)
-                self.line += 1
+            if len(self.pending) > MAX_LINE_BYTES:   # no newline in sight: the lines before it, then skip it
                 self.pending = b""
-                while (b := os.pread(self.fd, 1 << 20, self.offset)) and b"\n" not in b:
-                    self.offset += len(b)
-                if b:
-                    self.offset += b.index(b"\n") + 1
-                continue
+                self.skipping = True
+            too_long = bool(lines) and max(map(len, lines)) > MAX_LINE_BYTES
             for i in range(0, len(lines), batch_lines):
                 part = lines[i:i + batch_lines]
                 first = self.line + 1
-                batch = [(f"{self.path} line {first + j}", ln) for j, ln in enumerate(part)]
+                if too_long:
+                    batch = [(f"{self.path}:{first + j}", ln if len(ln) <= MAX_LINE_BYTES else None)
+                             for j, ln in enumerate(part)]
+                else:
+                    batch = [(f"{self.path}:{first + j}", ln) for j, ln in enumerate(part)]
                 self.line += len(part)
                 self.offset += sum(len(ln) + 1 for ln in part)
                 self._remember_head()
                 yield batch
+
+
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".lock")
+ROTATED_GRACE_SECONDS = 5.0   # a renamed file is still read this long after its last growth
+
+
+def find_rotated(input_path: Path, ident: str | None, head: str | None, offset: int) -> Path | None:
+    """The rotated file holding the rest of what we were reading: the same file renamed
+    (logrotate's create: the same inode) or its copy (copytruncate: the same first bytes,
+    the newest such). None when no uncompressed one is beside it."""
+    directory = input_path.parent
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return None
+    copies = []
+    for name in names:
+        if name == input_path.name or not name.startswith(input_path.name) or name.endswith(_COMPRESSED):
+            continue
+        path = directory / name
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        if ident is not None and f"{st.st_dev}:{st.st_ino}" == ident:
+            return path
+        if head and offset > 0 and st.st_size >= fingerprint_length(head, st.st_size) > 0:
+            # a copy may end before `offset`: we read what was written between the copy and the truncate
+            copies.append((st.st_mtime_ns, path))
+    for _, path in sorted(copies, reverse=True):
+        try:
+            fd = open_file(path)
+        except (OSError, WazuhAnomalyError):
+            continue
+        try:
+            if head_fingerprint(fd, fingerprint_length(head, os.fstat(fd).st_size)) == head:
+                return path
+        finally:
+            os.close(fd)
+    return None
+
+
+def _read_rotated_rest(input_path: Path, ident: str | None, head: str | None, offset: int, line: int,
+                       deliver: Callable[[list], None], stats: "NormalizeStats") -> None:
+    """After a rotation: what the rotated file holds beyond `offset` (what we had read),
+    delivered; counted as a loss, in one sentence, when that file cannot be found."""
+    if offset <= 0 and ident is None:
+        return
+    rotated = find_rotated(input_path, ident, head, offset)
+    if rotated is None:
+        stats.lost(f"{input_path} was rotated and no uncompressed rotated file beside it holds what was written "
+                   f"to it after byte {offset} (line {line}): those flows, if any, were not read; keep the newest "
+                   f"rotated file uncompressed (logrotate's delaycompress) and read before it is removed")
+        return
+    try:
+        fd = open_file(rotated)
+    except (OSError, WazuhAnomalyError) as exc:
+        stats.lost(f"{input_path} was rotated to {rotated}, which cannot be read ({exc}): the flows written after "
+                   f"byte {offset} (line {line}) were not read")
+        return
+    try:
+        reader = YamlReader(fd, rotated, offset, line)
+        for batch in reader.batches():
+            deliver(batch)
+        if reader.offset > offset:
+            log.info("%s was rotated; read the rest of it (%d bytes) from %s", input_path, reader.offset - offset, rotated)
+    finally:
+        os.close(fd)
 
 
 def normalize_file(input_path: Path, output: Callable[[bytes], None], settings: NetflowSettings, *,
@@ -380,6 +496,13 @@ def _normalize_file(input_path, output, settings, state_file, from_start) -> Nor
     try:
         st = os.fstat(fd)
         offset, line = (0, 0) if from_start else resume.offset_for(fd, st)
+        mark = resume.data.get("file")
+        if not from_start and (offset, line) == (0, 0) and _valid_mark(mark) and mark["offset"] > 0:
+            # not the file we read last, or it was truncated: rotated since the last run
+            _read_rotated_rest(input_path, mark["id"], mark["head"], mark["offset"], mark["line"],
+                               lambda batch: resume.deliver(pipeline.process(batch), output, fd, 0, 0,
+                                                            pipeline.detector), pipeline.stats)
+            resume.save(fd, 0, 0, pipeline.detector)     # the rotated file is done with
         reader = YamlReader(fd, input_path, offset, line)
         for batch in reader.batches():
             resume.deliver(pipeline.process(batch), output, fd, reader.offset, reader.line, pipeline.detector)
@@ -389,22 +512,44 @@ def _normalize_file(input_path, output, settings, state_file, from_start) -> Nor
     return pipeline.stats
 
 
+HEALTH_EVERY_SECONDS = 300.0   # skipped records are raised at most this often while following
+
+
 def follow(input_path: Path, output: Callable[[bytes], None], settings: NetflowSettings, *,
            state_file: Path | None, poll_seconds: float = 1.0, stop: Callable[[], bool] = lambda: False,
-           idle_exit_seconds: float | None = None) -> NormalizeStats:
+           idle_exit_seconds: float | None = None,
+           health: Callable[[str, str], None] | None = None) -> NormalizeStats:
     """Follows a growing file until `stop()`; survives rotation (rename or copytruncate):
-    the old file is read to its end, then the new one from its start."""
+    the old file is read to its end, then the new one from its start. `health(check,
+    sentence)` hears of every loss at once and of skipped records now and then."""
     with _only_reader(state_file, input_path):
-        return _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_exit_seconds)
+        return _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_exit_seconds,
+                       health or (lambda check, sentence: None))
 
 
-def _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_exit_seconds) -> NormalizeStats:
+def _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_exit_seconds, health) -> NormalizeStats:
     resume = _Resume(input_path, state_file, output)
     pipeline = FlowPipeline(settings, resume.detector)
+    stats = pipeline.stats
     fd = None
     reader = None
+    retired = None          # [reader, fd, until]: a renamed file, read a while longer (its writer may lag)
     idle_since = time.monotonic()
     waiting = False
+    told = {"skipped": 0, "losses": 0, "at": 0.0}
+
+    def deliver(batch):
+        resume.deliver(pipeline.process(batch), output, fd, reader.offset, reader.line, pipeline.detector)
+
+    def tell(final: bool = False) -> None:
+        if len(stats.losses) > told["losses"]:
+            health("source_unreadable", " ".join(stats.losses[told["losses"]:]))
+            told["losses"] = len(stats.losses)
+        now = time.monotonic()
+        if stats.skipped > told["skipped"] and (final or now - told["at"] >= HEALTH_EVERY_SECONDS):
+            health("malformed_input", f"{input_path}: {stats.sentence()}.")
+            told["skipped"], told["at"] = stats.skipped, now
+
     try:
         while not stop():
             if fd is None:
@@ -419,9 +564,17 @@ def _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_e
                     offset, line = resume.offset_for(fd, os.fstat(fd))
                     reader = YamlReader(fd, input_path, offset, line)
             progressed = False
+            if retired is not None:
+                for batch in retired[0].batches():
+                    deliver(batch)
+                    retired[2] = time.monotonic() + ROTATED_GRACE_SECONDS
+                    progressed = True
+                if time.monotonic() > retired[2]:
+                    os.close(retired[1])
+                    retired = None
             if reader is not None:
                 for batch in reader.batches():
-                    resume.deliver(pipeline.process(batch), output, fd, reader.offset, reader.line, pipeline.detector)
+                    deliver(batch)
                     progressed = True
                 try:
                     now = os.stat(input_path)
@@ -429,24 +582,35 @@ def _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_e
                     now = None
                 mine = os.fstat(fd)
                 if now is None or (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
-                    # Rotated away: what is left in the old file was just read; start the new one.
+                    # Renamed away: what is in the old file was just read; start the new one,
+                    # and keep reading the old one a while (a writer may still append to it).
                     if now is not None:
                         log.info("%s was rotated; reading the new file from its start", input_path)
-                        os.close(fd)
+                        if retired is not None:
+                            os.close(retired[1])
+                        retired = [reader, fd, time.monotonic() + ROTATED_GRACE_SECONDS]
                         fd = os.open(input_path, os.O_RDONLY)
                         reader = YamlReader(fd, input_path, 0, 0)
                         resume.save(fd, 0, 0, pipeline.detector)
                         continue
                 elif mine.st_size < reader.offset or (not progressed and reader.head_changed()):
                     log.info("%s was truncated (copytruncate); reading it again from its start", input_path)
+                    old = reader
                     reader = YamlReader(fd, input_path, 0, 0)
+                    # what was written between our last read and the copy is in the copy
+                    _read_rotated_rest(input_path, None, old.head, old.offset, old.line, deliver, stats)
+                    tell()
                     continue
+            tell()
             if progressed:
                 idle_since = time.monotonic()
             elif idle_exit_seconds is not None and time.monotonic() - idle_since >= idle_exit_seconds:
                 break
             time.sleep(poll_seconds)
     finally:
+        tell(final=True)
+        if retired is not None:
+            os.close(retired[1])
         if fd is not None:
             os.close(fd)
     return pipeline.stats
