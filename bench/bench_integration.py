@@ -56,7 +56,7 @@ def main() -> int:
     try:
         pkg = work / "pkg"
         shutil.copytree(measure.REPO / "integration" / "wazuh_anomaly", pkg / "wazuh_anomaly",
-                        ignore=shutil.ignore_patterns("__pycache__", "data"))
+                        ignore=shutil.ignore_patterns("__pycache__", "sample"))   # data/layout.tsv is needed
         compileall.compile_dir(str(pkg), quiet=1)
         prefix = work / "ossec"
         (prefix / "etc/anomaly").mkdir(parents=True)
