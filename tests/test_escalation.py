@@ -20,7 +20,7 @@ from wazuh_anomaly.core.findings import SEVERITIES, Anomaly, FeatureContribution
 from wazuh_anomaly.ruleset.cases import SCENARIO_RULES
 from wazuh_anomaly.ruleset.engine import RuleEngine
 from wazuh_anomaly.ruleset.locations import ANOMALIES_REL, manager_file
-from wazuh_anomaly.ruleset.logtest import DEFAULT_LOCATION, request
+from wazuh_anomaly.ruleset.logtest import request
 from wazuh_anomaly.ruleset.rulefile import load_order, read_rule_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -283,7 +283,7 @@ def through_logtest(lines: list[str]) -> dict[str, tuple[int, int]]:
     """id -> (rule, level) from a real wazuh-analysisd, all lines in one logtest session."""
     token, out = None, {}
     for line in lines:
-        params = {"event": line, "log_format": "json", "location": DEFAULT_LOCATION}
+        params = {"event": line, "log_format": "json", "location": ANOMALIES_FILE}
         if token:
             params["token"] = token
         data = request(Path(LOGTEST_SOCKET), "log_processing", params)
