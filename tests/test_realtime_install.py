@@ -129,8 +129,15 @@ def test_installing_twice_keeps_the_shared_modes_and_the_wazuh_group_still_write
         alert.write_text(json.dumps(sudo_alert("/bin/cat /etc/shadow")))
         os.chmod(alert, 0o644)
         python = _python_for(uid, gid)
+        # The package as install.sh leaves it, readable by the wazuh user: this checkout may
+        # sit in a directory only root can enter (a clone in a 0700 mktemp -d).
+        code_dir = root / "code"
+        shutil.copytree(REPO / "integration" / "wazuh_anomaly", code_dir / "wazuh_anomaly",
+                        ignore=shutil.ignore_patterns("__pycache__", "sample"))
+        for path in [code_dir, *code_dir.rglob("*")]:
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
         code = ("import sys; sys.path.insert(0, %r); from wazuh_anomaly.realtime.integration import main; "
-                "sys.exit(main())") % str(REPO / "integration")
+                "sys.exit(main())") % str(code_dir)
         done = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", python, "-c", code,
                                "--prefix", str(prefix), *integratord_argv(alert)],
                               capture_output=True, text=True, env={k: v for k, v in ENV.items() if k != "PYTHONPATH"})
