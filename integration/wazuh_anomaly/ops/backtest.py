@@ -35,11 +35,18 @@ from ..features.aggregate import FeatureAggregator, align_down
 from ..core.findings import Anomaly
 from ..pipeline.models import ModelBundle
 from ..core.paths import Layout
+from ..core.registry import DETECTORS
 from .runner import Runner, parse_time
 from ..sources import AlertsFileSource, SourceStats
 
-DETECTOR_CHOICES = ("mvad", "seasonal", "both")
+BOTH = "both"                      # the two built-in detectors, each alone, side by side
+BOTH_DETECTORS = ("seasonal", "mvad")
 CONFIGURED = "configured"
+
+
+def detector_choices() -> tuple[str, ...]:
+    """What `backtest --detector` accepts: every registered detector, or both built-ins."""
+    return (*DETECTORS.names(), BOTH)
 
 
 class BacktestError(WazuhAnomalyError):
@@ -401,17 +408,17 @@ class _SandboxHealth(logging.Filter):
 def _variants(detector: str | None) -> list[str]:
     if detector in (None, CONFIGURED):
         return [CONFIGURED]
-    if detector == "both":
-        return ["seasonal", "mvad"]
-    if detector in ("mvad", "seasonal"):
+    if detector == BOTH:
+        return list(BOTH_DETECTORS)
+    if detector in DETECTORS:
         return [detector]
-    raise BacktestError(f"--detector '{detector}' is not one of {', '.join(DETECTOR_CHOICES)}.")
+    raise BacktestError(f"--detector '{detector}' is not one of {', '.join(detector_choices())}.")
 
 
 def _training_scenario(s: Scenario, variants: list[str]) -> Scenario:
     if variants == [CONFIGURED]:
         return s
-    return dataclasses.replace(s, detectors=tuple(d for d in ("mvad", "seasonal") if d in variants))
+    return dataclasses.replace(s, detectors=tuple(sorted(variants)))
 
 
 def backtest(config: Config, scenarios: Sequence[Scenario], names: Sequence[str], train: TimeRange,
@@ -427,8 +434,8 @@ def backtest(config: Config, scenarios: Sequence[Scenario], names: Sequence[str]
     names : the scenarios to backtest.
     train, test : the ranges; the test range must not overlap the training range.
     phases : labelled phases (load_labels); empty when the data has no labels.
-    detector : None (as each scenario is configured), "mvad", "seasonal" or "both"
-        (each alone, side by side, from one training).
+    detector : None (as each scenario is configured), a registered detector's name, or
+        "both" (seasonal and mvad, each alone, side by side, from one training).
     models_dir : where to keep the trained models (default: a temporary directory that
         is removed); refused when it is the production models directory.
     """

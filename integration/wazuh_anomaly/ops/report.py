@@ -29,6 +29,7 @@ from ..core import progress
 from .backtest import CONFIGURED, BacktestResult, ScenarioSeries, load_labels, score_range
 from ..core.config import Config, Scenario
 from ..core.errors import WazuhAnomalyError
+from ..core.registry import AGGREGATIONS
 from .evaluation import Phase
 from ..features.aggregate import align_down
 from ..pipeline.models import ModelBundle
@@ -40,8 +41,6 @@ SEVERITY_COLORS = {"low": "#e9c46a", "medium": "#f4a261", "high": "#e76f51", "cr
 DETECTOR_COLORS = {"mvad": "#1d3557", "seasonal": "#2a9d8f"}
 PHASE_COLOR = "#f4a261"
 RING_COLOR = "#d62828"
-UNITS = {"count": "alerts", "distinct": "distinct values", "rare": "rare values", "sum": "sum",
-         "max": "maximum", "mean": "mean"}
 
 
 class ReportError(WazuhAnomalyError):
@@ -182,11 +181,7 @@ def _severity_legend(fig, severities: Iterable[str], extra: list) -> None:
 
 def _unit(scenario: Scenario, feature: str) -> str:
     spec = next(f for f in scenario.features if f.name == feature)
-    what = UNITS.get(spec.aggregation, spec.aggregation)
-    if spec.aggregation in ("max", "mean"):
-        return f"{what} of {spec.field}"
-    of = f" of {spec.field}" if spec.field and spec.aggregation != "count" else ""
-    return f"{what}{of} per {scenario.bucket_minutes} min"
+    return AGGREGATIONS.get(spec.aggregation)().describe(spec.field, scenario.bucket_minutes)
 
 
 def _wide(values: np.ndarray) -> bool:

@@ -31,8 +31,7 @@ from . import lifecycle
 from ..pipeline import scores as score_history
 from ..pipeline.models import ModelBundle, list_versions
 from .suppression import apply_suppressions, load_suppressions
-from ..sources import ReadCursor, SourceStats, SourceUnreadable, make_source
-from ..netflow.flows_source import FlowsFileSource
+from ..sources import ReadCursor, SourceStats, SourceUnreadable, make_source, source_for
 from ..core.fileio import take_damaged
 from ..core.state import RunLock, ScenarioState, atomic_write_json, read_json
 
@@ -182,10 +181,8 @@ class Runner:
             self._health(report, "malformed_input", stats.describe(), severity="low")
         return observer
 
-    def _flows_source(self, scenario: Scenario) -> FlowsFileSource:
-        path = Path(scenario.flows_file) if scenario.flows_file else self.config.layout.logs_dir / "netflow.json"
-        name = "".join(c if c.isalnum() else "_" for c in str(path.absolute()))[-100:]
-        return FlowsFileSource(path, cursor_file=self.config.state_dir / f"flows_cursor_{name}.json")
+    def _flows_source(self, scenario: Scenario):
+        return source_for(self.config, scenario)
 
     def _read_flows(self, aggregators: list[FeatureAggregator], start: float, end: float,
                     report: RunReport) -> None:
