@@ -252,6 +252,10 @@ class ModelBundle:
         cals = self.calibrations[detector]
         return cals.get(entity, cals[POOLED]) if entity is not None else cals[POOLED]
 
+    def detector_input(self, name: str, frame: pd.DataFrame) -> pd.DataFrame:
+        """The frame as detector `name` reads it: with the calendar columns if it asks for them."""
+        return with_calendar(frame, self.scenario) if getattr(self.detectors[name], "uses_calendar", False) else frame
+
     def score(self, frame: pd.DataFrame, entity: str | None, *, first: float) -> list[Anomaly]:
         """Anomalies among the buckets of `frame` starting at epoch `first`; the rows before
         it are context (at least `context_buckets` of them)."""
@@ -259,8 +263,7 @@ class ModelBundle:
         first_ts = _utc(first)
         scored: dict[str, pd.DataFrame] = {}
         for name, detector in self.detectors.items():
-            result = detector.score(with_calendar(frame, self.scenario)
-                                    if getattr(detector, "uses_calendar", False) else frame, entity)
+            result = detector.score(self.detector_input(name, frame), entity)
             scored[name] = result[result.index >= first_ts]
             # Every scored bucket's score, for the drift check (scores.record_scores).
             self.recent_scores.setdefault(name, []).extend(
