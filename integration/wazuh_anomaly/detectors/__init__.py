@@ -27,5 +27,14 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def quiet_libraries(cache_dir=None) -> None:
+    """Keep every registered detector's libraries quiet and their caches under `cache_dir`
+    (set before the libraries are imported)."""
+    for name in DETECTORS.names():
+        quiet = getattr(DETECTORS.get(name), "quiet_library_environment", None)
+        if quiet is not None:
+            quiet(cache_dir)
+
+
 __all__ = ["Calibration", "Detector", "ScoreFrame", "SeasonalProfile", "SeasonalDetector", "detector_class",
-           "library_versions"]
+           "library_versions", "quiet_libraries"]

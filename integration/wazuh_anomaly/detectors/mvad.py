@@ -119,6 +119,10 @@ class MvadDetector:
     def library_versions() -> dict[str, str]:
         return library_versions()
 
+    @staticmethod
+    def quiet_library_environment(cache_dir: Path | None = None) -> None:
+        quiet_library_environment(cache_dir)
+
     def __init__(self, features: list[str], spec: MvadSpec = MvadSpec(), *, device: str = "cpu",
                  threads: int | None = None):
         self.features = list(features)
