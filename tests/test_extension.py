@@ -202,3 +202,28 @@ def test_a_scenario_naming_an_unregistered_detector_is_told_the_registered_ones(
     path.write_text(SCENARIO.replace("source: toy_lines", "source: kafka"))
     with pytest.raises(ConfigError, match=r"must be one of alerts, .*toy_lines, not 'kafka'"):
         load_scenario(path)
+
+
+def test_backtest_scores_with_a_registered_detector_alone(tmp_path):
+    from wazuh_anomaly.core.config import load_config, load_scenarios
+    from wazuh_anomaly.core.paths import Layout
+    from wazuh_anomaly.ops.backtest import BacktestError, TimeRange, backtest
+
+    prefix = tmp_path / "prefix"
+    (prefix / "etc" / "anomaly" / "scenarios").mkdir(parents=True)
+    (prefix / "etc" / "anomaly" / "scenarios" / "toy_readings.yaml").write_text(
+        SCENARIO.replace("detectors: [zscore]", "detectors: [seasonal]"))
+    write(prefix, readings(T0, 78, seed=1))
+    layout = Layout(prefix)
+    scenarios, errors = load_scenarios(layout.scenarios_dir)
+    assert not errors
+    train = TimeRange(T0.timestamp(), (T0 + timedelta(days=3)).timestamp())
+    test = TimeRange(train.end, (T0 + timedelta(days=3, hours=6)).timestamp())
+    now = (T0 + timedelta(days=4)).timestamp()
+    result = backtest(load_config(layout), scenarios, ["toy_readings"], train, test, detector="zscore", now=now)
+    assert list(result.variants) == ["zscore"]
+    found = result.variants["zscore"].anomalies
+    assert any(a.window_start <= SCATTER < a.window_end and a.detector == "zscore" for a in found)
+    assert result.alerts_read == 6 * 60
+    with pytest.raises(BacktestError, match=r"--detector 'lof' is not one of mvad, seasonal, .*zscore.*, both\."):
+        backtest(load_config(layout), scenarios, ["toy_readings"], train, test, detector="lof", now=now)

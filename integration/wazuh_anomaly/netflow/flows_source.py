@@ -34,6 +34,8 @@ _ROTATED = re.compile(r"^(?:\.(\d+)|-(\d{8,}))(\.gz)?$")
 class FlowsFileSource:
     """Flow events of `path` and its rotated copies in [start, end)."""
 
+    what = "flow events"        # what a terminal's progress line says is being read
+
     @classmethod
     def from_config(cls, config, scenario=None, *, resume: bool = True) -> "FlowsFileSource":
         """The scenario's flows_file (default logs/anomaly/netflow.json); with `resume`, a

@@ -91,7 +91,7 @@ class Reader:
     backtests and reports read a range without moving it.
     """
 
-    def __init__(self, config: Config, *, resume: bool = True, label: str = "reading alerts"):
+    def __init__(self, config: Config, *, resume: bool = True, label: str = "reading {what}"):
         self.config = config
         self.resume = resume
         self.label = label
@@ -143,7 +143,7 @@ class Reader:
         if main:
             options = {"cursor": cursor,
                        "slack_seconds": SLACK_SECONDS + max(0.0, end - (resume_at if resume_at is not None else end))}
-        with progress.steps(self.label) as reading:
+        with progress.steps(self.label.format(what=getattr(source, "what", "alerts"))) as reading:
             for ts, alert in observer.watch(source.read(start, end, stats=stats, **options) if adders else ()):
                 reading.step()
                 for add in adders:
@@ -254,7 +254,7 @@ def score_series(bundle: ModelBundle, agg: FeatureAggregator, start: float, end:
 
 
 def read_and_score_series(config: Config, bundles: dict[str, ModelBundle], start: float, end: float, *,
-                          label: str = "reading alerts to score") -> tuple[dict[str, ScenarioSeries], Reading]:
+                          label: str = "reading {what} to score") -> tuple[dict[str, ScenarioSeries], Reading]:
     """Read [start, end) once (plus each model's context before it) from each scenario's
     own source, and keep per scenario the frames, expected values and detector scores."""
     plans = {}
