@@ -68,12 +68,16 @@ class Registry:
         """Import the home packages' modules once, so the built-ins register themselves."""
         if self._discovered:
             return
-        self._discovered = True
-        for home in self.homes:
-            module = importlib.import_module(home)
-            for info in pkgutil.iter_modules(getattr(module, "__path__", None) or []):
-                if not info.ispkg and not info.name.startswith("_"):
-                    importlib.import_module(f"{home}.{info.name}")
+        self._discovered = True      # first: a home module may ask this registry while it is imported
+        try:
+            for home in self.homes:
+                module = importlib.import_module(home)
+                for info in pkgutil.iter_modules(getattr(module, "__path__", None) or []):
+                    if not info.ispkg and not info.name.startswith("_"):
+                        importlib.import_module(f"{home}.{info.name}")
+        except BaseException:
+            self._discovered = False     # a broken module is reported again, never half a registry
+            raise
 
     def names(self) -> tuple[str, ...]:
         self.discover()

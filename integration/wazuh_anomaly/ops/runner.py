@@ -36,7 +36,6 @@ from .training import Training
 
 log = logging.getLogger("wazuh_anomaly")
 TRAIN_RETRY_SECONDS = 3600
-_dt, _fmt, _hours = as_datetime, fmt_time, fmt_hours
 
 __all__ = ["Runner", "RunReport", "ScenarioReport", "parse_time", "with_repeats"]
 
@@ -85,7 +84,7 @@ class Runner(Training):
         # Part of the report the command prints (and a line of the anomalies file): for the
         # log file, not again on the console (cli/app.py: who reads what).
         log.info("%s: %s", check, message)
-        report.health.append(HealthEvent(check=check, message=message, at=_dt(self.now),
+        report.health.append(HealthEvent(check=check, message=message, at=as_datetime(self.now),
                                          scenario=scenario, severity=severity))
 
     def _writer(self) -> AnomalyWriter:
@@ -134,7 +133,7 @@ class Runner(Training):
         examples = skipped.get("examples") if isinstance(skipped.get("examples"), dict) else {}
         first = "; ".join(f"first {reason} at {where}" for reason, where in sorted(examples.items()))
         at = skipped.get("at")
-        when = _fmt(at) if isinstance(at, (int, float)) else "?"
+        when = fmt_time(at) if isinstance(at, (int, float)) else "?"
         return f"the run of {when} skipped {counts}" + (f" ({first})" if first else "")
 
     def _load_model(self, scenario: Scenario) -> ModelBundle | None:
@@ -170,7 +169,7 @@ class Runner(Training):
         for message in take_damaged():      # state files this run found damaged and moved aside
             self._health(report, "malformed_input", message, severity="medium")
         if report.health:
-            result = self._writer().write(report.health, _dt(self.now))
+            result = self._writer().write(report.health, as_datetime(self.now))
             report.written += result.written
             report.duplicates += result.duplicates
 
@@ -207,7 +206,7 @@ class Runner(Training):
             return
         from ..emit.shipping import Shipper
         try:
-            result = Shipper(self.config, self.scenarios, now=self.now).ship(report.anomalies, _dt(self.now))
+            result = Shipper(self.config, self.scenarios, now=self.now).ship(report.anomalies, as_datetime(self.now))
         except OSError as exc:
             self._health(report, "shipping_failed", f"the shipping spool cannot be written ({exc.strerror}); "
                          f"anomalies.json still has every anomaly; check the disk.", severity="high")
@@ -293,8 +292,9 @@ class Runner(Training):
             if end - start > limit:
                 skipped_to = end - limit
                 log.warning("%s: %d buckets behind; scoring the last %d (from %s)", s.name,
-                            (end - start) // s.bucket_seconds, self.config.run.max_catchup_buckets, _fmt(skipped_to))
-                r.message = f"skipped {_hours(skipped_to - start)} of backlog (run.max_catchup_buckets)"
+                            (end - start) // s.bucket_seconds, self.config.run.max_catchup_buckets,
+                            fmt_time(skipped_to))
+                r.message = f"skipped {fmt_hours(skipped_to - start)} of backlog (run.max_catchup_buckets)"
                 start = skipped_to
             if end <= start:
                 if r.status == "idle":
@@ -302,7 +302,8 @@ class Runner(Training):
                 continue
             # Context comes from the state when it ends exactly at the watermark, else from the source.
             context_from = start if state.watermark == start else start - bundle.context_buckets * s.bucket_seconds
-            agg = flow.scoring_aggregator(bundle, start, end, vocabulary=state.vocabulary or {}, context_from=context_from)
+            agg = flow.scoring_aggregator(bundle, start, end, vocabulary=state.vocabulary or {},
+                                          context_from=context_from)
             plans[s.name] = ScoringPlan(s, bundle, state, start, end, agg, context_from)
         return plans
 
@@ -326,7 +327,7 @@ class Runner(Training):
         try:
             frames = self._frames_for_scoring(s, bundle, state, plan.aggregator, plan.start, plan.context_from)
             anomalies = apply_suppressions(flow.anomalies(bundle, frames, plan.start), suppressions)
-            result = writer.write(anomalies, _dt(self.now))
+            result = writer.write(anomalies, as_datetime(self.now))
             anomalies = with_repeats(anomalies, result.repeats)
             report.written += result.written
             report.duplicates += result.duplicates
@@ -397,13 +398,13 @@ class Runner(Training):
         reference = run_state.get("last_alert") or run_state.setdefault("first_run", self.now)
         silent = self.now - reference
         if silent > self.config.run.no_data_hours * 3600:
-            since = "since " + _fmt(reference) if run_state.get("last_alert") else "since the first run"
+            since = "since " + fmt_time(reference) if run_state.get("last_alert") else "since the first run"
             if self.config.source_type == "indexer":
                 spec = self.config.indexer
-                message = (f"no alert in the indexer's {spec.index} for {_hours(silent)} ({since}); check that "
+                message = (f"no alert in the indexer's {spec.index} for {fmt_hours(silent)} ({since}); check that "
                            f"Filebeat ships the manager's alerts there and that {spec.time_field} is their time field.")
             else:
-                message = (f"no alert in {self.config.alerts_dir} for {_hours(silent)} ({since}); check that "
+                message = (f"no alert in {self.config.alerts_dir} for {fmt_hours(silent)} ({since}); check that "
                            f"wazuh-analysisd writes alerts.json (<jsonout_output>yes</jsonout_output>).")
             self._health(report, "no_data", message, severity="medium")
 
@@ -446,7 +447,7 @@ class Runner(Training):
             r.buckets = int((plan.end - plan.start) // plan.scenario.bucket_seconds)
             r.anomalies = anomalies
             if writer is not None:
-                result = writer.write(anomalies, _dt(self.now))
+                result = writer.write(anomalies, as_datetime(self.now))
                 r.anomalies = with_repeats(anomalies, result.repeats)
                 report.written += result.written
                 report.duplicates += result.duplicates
@@ -462,9 +463,9 @@ class Runner(Training):
             state = ScenarioState.load(self.state_dir, s.name)
             row = {"scenario": s.name, "enabled": s.enabled, "model": None, "model_age_days": None,
                    "versions": len(list_versions(self.config.models_dir, s.name)),
-                   "last_scored_bucket_end": _fmt(state.watermark) if state.watermark else None,
+                   "last_scored_bucket_end": fmt_time(state.watermark) if state.watermark else None,
                    "lag_minutes": None if state.watermark is None else round((self.now - state.watermark) / 60, 1),
-                   "last_run": _fmt(state.last_run) if state.last_run else None,
+                   "last_run": fmt_time(state.last_run) if state.last_run else None,
                    "last_anomalies": state.last_anomalies, "total_anomalies": state.total_anomalies,
                    "last_error": state.last_error}
             try:
@@ -493,7 +494,7 @@ class Runner(Training):
                 rolled = lifecycle.lifecycle_state(self.state_dir, s.name)
                 if rolled.get("rolled_back_to") == bundle.version:
                     row["rolled_back"] = (f"from {rolled.get('rolled_back_from')} at "
-                                          f"{_fmt(rolled.get('rolled_back_at'))}")
+                                          f"{fmt_time(rolled.get('rolled_back_at'))}")
             rows.append(row)
         for error in self.config_errors:
             rows.append({"scenario": "(invalid)", "enabled": False, "last_error": str(error)})
