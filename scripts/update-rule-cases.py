@@ -22,9 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def generators(directory: Path):
     """(the .ini file, the function that renders it now) for each generated file."""
-    from wazuh_anomaly.netflow import cases as netflow_cases
+    sys.path.insert(0, str(REPO / "tests"))      # the generators are developer tooling (tests/rulecases)
+    from rulecases import netflow_cases, realtime_cases
     from wazuh_anomaly.ruleset import cases as anomaly_cases
-    from wazuh_anomaly.ruleset import realtime_cases
     for module in (anomaly_cases, netflow_cases, realtime_cases):
         yield directory / module.INI_FILE_NAME, module.render_cases
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from conftest import REPO, SHARED_DATA, need_shared_data
-from wazuh_anomaly.netflow.cases import INI_FILE_NAME, RULES_FILE_NAME, render_cases
+from rulecases.netflow_cases import INI_FILE_NAME, RULES_FILE_NAME, render_cases
 from wazuh_anomaly.netflow.detect import TAGS
 from wazuh_anomaly.netflow.normalize import Normalizer
 from wazuh_anomaly.netflow.settings import NetflowSettings

@@ -194,14 +194,14 @@ def test_real_alerts_first_seen_findings_on_the_attack_lines_none_on_the_no_atta
 
 
 def test_the_rule_cases_file_is_current():
-    from wazuh_anomaly.ruleset.realtime_cases import INI_FILE_NAME, render_cases
+    from rulecases.realtime_cases import INI_FILE_NAME, render_cases
     assert (REPO / "tests/ruleset" / INI_FILE_NAME).read_text() == render_cases(), \
         "run: scripts/update-rule-cases.py"
 
 
 def test_every_realtime_rule_has_a_case_and_every_case_passes_offline():
     from wazuh_anomaly.ruleset.logtest import run_cases_offline
-    from wazuh_anomaly.ruleset.realtime_cases import build_cases
+    from rulecases.realtime_cases import build_cases
     from wazuh_anomaly.ruleset.rulefile import load_order, read_rule_file
     rule_files = load_order([REPO / "rules"])
     assert [p.name for p in rule_files][-1] == "wazuh_anomaly_rules_realtime.xml", "loads after its parent 117100"
@@ -213,7 +213,7 @@ def test_every_realtime_rule_has_a_case_and_every_case_passes_offline():
 
 def test_rare_event_fields_name_every_field_a_realtime_event_carries():
     from wazuh_anomaly.realtime.events import RARE_EVENT_FIELDS
-    from wazuh_anomaly.ruleset.realtime_cases import build_cases
+    from rulecases.realtime_cases import build_cases
 
     def flat(d, prefix=""):
         out = set()

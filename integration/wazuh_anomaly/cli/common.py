@@ -40,10 +40,10 @@ def context(args: argparse.Namespace):
     """(layout, config, scenarios, scenario errors) of the installation under --prefix."""
     from ..core.config import load_config, load_scenarios
     from ..core.paths import Layout
-    from ..detectors.mvad import quiet_library_environment
+    from ..detectors import quiet_libraries
     layout = Layout.from_env(args.prefix)
     config = load_config(layout, Path(args.config) if args.config else None)
-    quiet_library_environment(config.state_dir / ".cache")
+    quiet_libraries(config.state_dir / ".cache")
     scenarios, errors = load_scenarios(layout.scenarios_dir)
     return layout, config, scenarios, errors
 

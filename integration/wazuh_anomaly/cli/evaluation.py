@@ -16,8 +16,9 @@ def register(sub) -> None:
     p.add_argument("--train", required=True, metavar="FROM..TO", help="range to learn from (ISO 8601, UTC if no zone)")
     p.add_argument("--test", required=True, metavar="FROM..TO", help="later range to score")
     p.add_argument("--labels", metavar="FILE", help="labelled phases: CSV of start,end,label or an AIT-ADS labels JSON")
-    p.add_argument("--detector", choices=("mvad", "seasonal", "both"),
-                   help="score with one detector alone, or both side by side (default: as each scenario combines them)")
+    p.add_argument("--detector", metavar="NAME",
+                   help="score with one detector alone (seasonal, mvad or any registered detector), or 'both' for "
+                        "seasonal and mvad side by side (default: as each scenario combines them)")
     p.add_argument("--models-dir", metavar="DIR", help="keep the backtest's models here (default: a temporary "
                                                        "directory; never the production models)")
     p.add_argument("--report", metavar="DIR", help="also write the HTML report and PNGs into DIR")

@@ -20,10 +20,9 @@ import yaml
 
 from .errors import ConfigError
 from .paths import Layout
+from .registry import AGGREGATIONS, DETECTORS, scenario_source_names
 
-AGGREGATIONS = ("count", "distinct", "max", "mean", "sum", "rare")
-DETECTORS = ("mvad", "seasonal")
-SCENARIO_SOURCES = ("alerts", "flows")   # what a scenario counts: Wazuh alerts or NetFlow flow events
+# Aggregations, detectors and sources are named in their registries (core/registry.py).
 SOURCE_TYPES = ("alerts_file", "indexer")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 MITRE_RE = re.compile(r"^T\d{4}(\.\d{3})?$")
@@ -348,9 +347,9 @@ def _parse_features(r: YamlReader) -> tuple[FeatureSpec, ...]:
             raise f.fail("name", f"repeats the feature name '{name}'")
         aggregation = f.get("aggregation", str, "count")
         if aggregation not in AGGREGATIONS:
-            raise f.fail("aggregation", f"must be one of {', '.join(AGGREGATIONS)}, not '{aggregation}'")
+            raise f.fail("aggregation", f"must be one of {', '.join(AGGREGATIONS.names())}, not '{aggregation}'")
         field_name = f.get("field", str)
-        if aggregation != "count" and not field_name:
+        if AGGREGATIONS.get(aggregation).needs_field and not field_name:
             raise f.fail("field", f"is required for aggregation '{aggregation}'")
         max_seen = f.get("max_seen", int, FeatureSpec.max_seen)
         if max_seen < 0:
@@ -390,7 +389,7 @@ def parse_scenario(data: Any, file: Path | str) -> Scenario:
     detectors = r.get("detectors", list, list(Scenario.detectors))
     bad = [d for d in detectors if d not in DETECTORS]
     if bad or not detectors:
-        raise r.fail("detectors", f"must list one or more of {', '.join(DETECTORS)}")
+        raise r.fail("detectors", f"must list one or more of {', '.join(DETECTORS.names())}")
     combine = r.get("combine", str, Scenario.combine)
     if combine not in ("any", "all"):
         raise r.fail("combine", "must be 'any' or 'all'")
@@ -413,7 +412,8 @@ def parse_scenario(data: Any, file: Path | str) -> Scenario:
     calendar = CalendarSpec(hour_of_day=c.get("hour_of_day", bool, CalendarSpec.hour_of_day),
                             weekday=c.get("weekday", bool, CalendarSpec.weekday))
     c.done()
-    if (calendar.hour_of_day or calendar.weekday) and "mvad" not in detectors:
+    if (calendar.hour_of_day or calendar.weekday) and not any(getattr(DETECTORS.get(d), "uses_calendar", False)
+                                                                for d in detectors):
         raise c.fail("hour_of_day" if calendar.hour_of_day else "weekday",
                      "only applies to the mvad detector; add mvad to detectors, or use seasonal.weekday")
     clash = [f.name for f in features if f.name.startswith("calendar_")]
@@ -462,8 +462,8 @@ def parse_scenario(data: Any, file: Path | str) -> Scenario:
                                f"({severity.critical:g}) must be increasing multiples of the threshold, all at least 1")
 
     source = r.get("source", str, Scenario.source)
-    if source not in SCENARIO_SOURCES:
-        raise r.fail("source", f"must be one of {', '.join(SCENARIO_SOURCES)}, not '{source}'")
+    if source not in scenario_source_names():
+        raise r.fail("source", f"must be one of {', '.join(scenario_source_names())}, not '{source}'")
     flows_file = r.get("flows_file", str, Scenario.flows_file)
     if flows_file and source != "flows":
         raise r.fail("flows_file", "only applies to 'source: flows'")

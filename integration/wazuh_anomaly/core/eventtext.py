@@ -318,3 +318,18 @@ def entity_phrase(field: str, value: str) -> str:
     if entity_dstuser(field, value):
         return f" for user {value}"
     return f" for {field}={value}"
+
+
+# Every dotted field a real-time event can carry (the ruleset checker reads it).
+RARE_EVENT_FIELDS: frozenset[str] = frozenset({
+    "integration",
+    "anomaly.schema", "anomaly.id", "anomaly.kind", "anomaly.detector", "anomaly.scenario",
+    "anomaly.severity", "anomaly.score", "anomaly.threshold",
+    "anomaly.window.start", "anomaly.window.end", "anomaly.bucket_minutes",
+    "anomaly.entity.field", "anomaly.entity.value",
+    "anomaly.observed.field", "anomaly.observed.value", "anomaly.expected",
+    "anomaly.summary", "anomaly.description", "anomaly.model_version",
+    "anomaly.alert.id", "anomaly.alert.rule_id", "anomaly.alert.agent", "anomaly.alert.srcip",
+    "anomaly.detected_at", "anomaly.truncated",
+    "srcip", "dstuser",
+})

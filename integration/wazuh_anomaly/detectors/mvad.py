@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 
 from ..core import progress
-from ..core.config import MvadSpec
+from ..core.config import MvadSpec, Scenario
+from ..core.registry import DETECTORS
 from ..core.errors import ModelError
 from ..core.trust import read_trusted
 from .base import ScoreFrame, Series
@@ -102,9 +103,25 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+@DETECTORS.register("mvad")
 class MvadDetector:
     name = "mvad"
     threshold_floor = None
+    uses_calendar = True        # the opt-in calendar columns are inputs of the network
+    needs_variation = True      # a network cannot learn from a flat line
+
+    @classmethod
+    def from_scenario(cls, scenario: Scenario, features: list[str], *, device: str = "cpu",
+                      threads: int | None = None) -> "MvadDetector":
+        return cls(features, scenario.mvad, device=device, threads=threads)
+
+    @staticmethod
+    def library_versions() -> dict[str, str]:
+        return library_versions()
+
+    @staticmethod
+    def quiet_library_environment(cache_dir: Path | None = None) -> None:
+        quiet_library_environment(cache_dir)
 
     def __init__(self, features: list[str], spec: MvadSpec = MvadSpec(), *, device: str = "cpu",
                  threads: int | None = None):

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.config import SeasonalSpec
+from ..core.config import Scenario, SeasonalSpec
+from ..core.registry import DETECTORS
 from ..core.trust import read_trusted
 from .base import ScoreFrame, Series
 from .profile import SeasonalProfile
@@ -22,9 +23,17 @@ from .profile import SeasonalProfile
 MIN_THRESHOLD = 3.0
 
 
+@DETECTORS.register("seasonal")
 class SeasonalDetector:
     name = "seasonal"
     threshold_floor = MIN_THRESHOLD
+    uses_calendar = False       # the profile is per hour (and weekday) already
+    needs_variation = False     # a flat profile still says "anything above zero is new"
+
+    @classmethod
+    def from_scenario(cls, scenario: Scenario, features: list[str], *, device: str = "cpu",
+                      threads: int | None = None) -> "SeasonalDetector":
+        return cls(features, scenario.seasonal)
 
     def __init__(self, features: list[str], spec: SeasonalSpec = SeasonalSpec()):
         self.features = list(features)
@@ -62,7 +71,8 @@ class SeasonalDetector:
         (directory / "seasonal.json").write_text(json.dumps(payload), encoding="utf-8")
 
     @classmethod
-    def load(cls, directory: Path, features: list[str]) -> "SeasonalDetector":
+    def load(cls, directory: Path, features: list[str], *, device: str = "cpu",
+             threads: int | None = None) -> "SeasonalDetector":
         data = json.loads(read_trusted(directory / "seasonal.json"))
         detector = cls(features, SeasonalSpec(**data["spec"]))
         detector.profile_ = SeasonalProfile.from_json(data["profile"])

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.config import Condition, Scenario
+from .aggregations import Aggregation, aggregation
 
 _MISSING = object()
 
@@ -195,33 +196,9 @@ def compile_filter(conditions: Iterable[Condition]) -> Callable[[dict], bool]:
     return every
 
 
-def _new_acc(aggregation: str) -> Any:
-    if aggregation == "count":
-        return 0
-    if aggregation in ("distinct", "rare"):
-        return set()
-    if aggregation == "max":
-        return -math.inf
-    if aggregation == "mean":
-        return [0.0, 0]
-    return 0.0  # sum
-
-
-def _acc_for(aggregation: str, value: float) -> Any:
-    """An accumulator that _final() turns back into `value`."""
-    if aggregation == "count":
-        return int(value)
-    if aggregation == "distinct":
-        return range(int(value))  # only its length is read
-    if aggregation == "mean":
-        return [value, 1] if value else [0.0, 0]
-    if aggregation == "rare":
-        raise ValueError("rare values are counted from documents, not from finished values")
-    return value if value or aggregation != "max" else -math.inf
-
-
 VOCABULARY_LIMIT = 5000
 _SET = "set"
+_CALL = "call"     # an aggregation without an inline operation: its add() is called
 
 
 def _vocab_key(entity: str | None) -> str:
@@ -233,18 +210,6 @@ def _capped(counts: dict[str, int]) -> dict[str, int]:
     if len(counts) <= VOCABULARY_LIMIT:
         return counts
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:VOCABULARY_LIMIT])
-
-
-def _final(aggregation: str, acc: Any) -> float:
-    if aggregation == "count":
-        return float(acc)
-    if aggregation in ("distinct", "rare"):
-        return float(len(acc))
-    if aggregation == "max":
-        return 0.0 if acc == -math.inf else float(acc)
-    if aggregation == "mean":
-        return acc[0] / acc[1] if acc[1] else 0.0
-    return float(acc)
 
 
 class FeatureAggregator:
@@ -272,13 +237,14 @@ class FeatureAggregator:
         groups: dict[tuple[Condition, ...], list[int]] = defaultdict(list)
         for i, feature in enumerate(self.features):
             groups[feature.filter].append(i)
-        # Members carry the aggregation, with distinct and rare as one marker (both
-        # collect a set), and no getter for count.
-        self._aggregations = [f.aggregation for f in self.features]
+        # Members carry the operation: the built-ins' inline one (distinct and rare as one
+        # marker: both collect a set) or a call of the aggregation's add; no getter for count.
+        self._aggs: list[Aggregation] = [aggregation(f.aggregation) for f in self.features]
         self._groups = [(compile_filter(conds),
-                         [(i, _SET if self.features[i].aggregation in ("distinct", "rare") else self.features[i].aggregation,
+                         [(i, self._aggs[i].inline or _CALL,
                            field_getter(self.features[i].field)
-                           if self.features[i].field and self.features[i].aggregation != "count" else None)
+                           if self.features[i].field and self._aggs[i].collects != "count" else None,
+                           self._aggs[i])
                           for i in idxs])
                         for conds, idxs in groups.items()]
         self._entity = field_getter(scenario.entity.field) if scenario.entity else None
@@ -336,24 +302,30 @@ class FeatureAggregator:
                 key = (entity, int((ts - self.start) // self.step))
                 cell = self._cells.get(key)
                 if cell is None:
-                    cell = self._cells[key] = [_new_acc(a) for a in self._aggregations]
-            for i, aggregation, get in members:
+                    cell = self._cells[key] = [a.new() for a in self._aggs]
+            for i, op, get, agg in members:
                 if get is None:                      # count
-                    cell[i] += 1
+                    if op is _CALL:
+                        cell[i] = agg.add(cell[i], None)
+                    else:
+                        cell[i] += 1
                     matched = True
                     continue
                 value = get(alert)
                 if value is None:
                     continue
-                if aggregation is _SET:
-                    if type(value) is str:
+                if op is _SET or (op is _CALL and agg.collects == "strings"):
+                    if type(value) is str and op is _SET:
                         cell[i].add(value)
                         matched = True
                         continue
                     if not _usable_strings(value):
                         self._unusable(i, value)
                     for v in _as_strings(value):
-                        cell[i].add(v)
+                        if op is _SET:
+                            cell[i].add(v)
+                        else:
+                            cell[i] = agg.add(cell[i], v)
                         matched = True
                     continue
                 number = value if type(value) is float else _as_number(value)
@@ -361,12 +333,14 @@ class FeatureAggregator:
                     self._unusable(i, value)
                     continue
                 matched = True
-                if aggregation == "max":
+                if op == "max":
                     if number > cell[i]:
                         cell[i] = number
-                elif aggregation == "mean":
+                elif op == "mean":
                     cell[i][0] += number
                     cell[i][1] += 1
+                elif op is _CALL:
+                    cell[i] = agg.add(cell[i], float(number))
                 else:
                     cell[i] += number
         if matched:
@@ -382,7 +356,7 @@ class FeatureAggregator:
     def put(self, entity: str | None, bucket: int, values: list[float], volume: int) -> None:
         """Set one bucket's finished feature values, computed elsewhere (the indexer's
         aggregations), so that frame() and entities() read them like streamed alerts."""
-        self._cells[(entity, bucket)] = [_acc_for(f.aggregation, v) for f, v in zip(self.features, values)]
+        self._cells[(entity, bucket)] = [a.from_value(v) for a, v in zip(self._aggs, values)]
         if volume:
             self.entity_volume[entity] += volume
 
@@ -401,13 +375,13 @@ class FeatureAggregator:
     def frame(self, entity: str | None = None) -> pd.DataFrame:
         """The bucket x feature frame of one entity (or of the whole stream)."""
         values = np.zeros((self.n_buckets, len(self.features)), dtype=float)
-        rare = [i for i, f in enumerate(self.features) if f.aggregation == "rare"]
+        rare = [i for i, a in enumerate(self._aggs) if a.uses_vocabulary]
         cells = sorted((bucket, cell) for (cell_entity, bucket), cell in self._cells.items()
                        if cell_entity == entity) if rare else \
             [(bucket, cell) for (cell_entity, bucket), cell in self._cells.items() if cell_entity == entity]
         seen = {i: dict(self.vocabulary.get(self.features[i].name, {}).get(_vocab_key(entity), {})) for i in rare}
         for bucket, cell in cells:
-            values[bucket] = [_final(f.aggregation, acc) for f, acc in zip(self.features, cell)]
+            values[bucket] = [a.final(acc) for a, acc in zip(self._aggs, cell)]
             # Rare values: seen in at most max_seen earlier buckets of this entity, in time order.
             for i in rare:
                 counts, limit = seen[i], self.features[i].max_seen

@@ -313,10 +313,17 @@ def mapping_problems(scenario, types: dict[str, set[str]]) -> list[str]:
     return problems
 
 
+# The aggregations the indexer computes itself (sources/indexer.py feature_aggs).
+PUSHED_DOWN = frozenset({"count", "distinct", "max", "mean", "sum"})
+
+
 def pushdown_reason(scenario, types: dict[str, set[str]] | None = None) -> str | None:
     """Why a scenario's features cannot be computed by the indexer (None when they can)."""
     if scenario.has_rare_features:
         return "'rare' features need every value in time order: read as raw documents"
+    for f in scenario.features:
+        if f.aggregation not in PUSHED_DOWN:
+            return f"feature {f.name} uses aggregation '{f.aggregation}', which the indexer cannot compute: read as raw documents"
     for f in scenario.features:
         for c in f.filter:
             if c.regex is not None:

@@ -22,6 +22,7 @@ import orjson
 
 from ..core.errors import UnsafePath
 from ..core.fileio import open_file
+from ..core.registry import SOURCES
 from .normalize import BadRecord, Clock
 from .stream import atomic_write_json, read_json
 from ..sources.alerts_file import ReadCursor, SourceStats, SourceUnreadable, head_fingerprint
@@ -29,8 +30,34 @@ from ..sources.alerts_file import ReadCursor, SourceStats, SourceUnreadable, hea
 _ROTATED = re.compile(r"^(?:\.(\d+)|-(\d{8,}))(\.gz)?$")
 
 
+@SOURCES.register("flows")
 class FlowsFileSource:
     """Flow events of `path` and its rotated copies in [start, end)."""
+
+    what = "flow events"        # what a terminal's progress line says is being read
+
+    @classmethod
+    def from_config(cls, config, scenario=None, *, resume: bool = True) -> "FlowsFileSource":
+        """The scenario's flows_file (default logs/anomaly/netflow.json); with `resume`, a
+        cursor in the state directory lets the next scheduled read start where this one ended."""
+        flows_file = getattr(scenario, "flows_file", "") if scenario is not None else ""
+        path = Path(flows_file) if flows_file else config.layout.logs_dir / "netflow.json"
+        name = "".join(c if c.isalnum() else "_" for c in str(path.absolute()))[-100:]
+        return cls(path, cursor_file=config.state_dir / f"flows_cursor_{name}.json" if resume else None)
+
+    @property
+    def key(self) -> tuple:
+        return ("flows", str(self.path.absolute()))
+
+    def skip_message(self, stats: SourceStats) -> str:
+        return f"{self.path}: {stats.describe()}"
+
+    def waiting_message(self, scenario: str) -> str | None:
+        """Why a scenario reading this file cannot train or score yet (None once it exists)."""
+        if self.available():
+            return None
+        return (f"scenario {scenario} counts NetFlow events and {self.path} does not exist yet; start the NetFlow "
+                f"normaliser first ('wazuh-anomaly netflow normalize --follow', see docs/netflow.md).")
 
     CHUNK_BYTES = 1 << 20
 
@@ -72,8 +99,9 @@ class FlowsFileSource:
             ordered.append(self.path)
         return ordered
 
-    def read(self, start: float, end: float, *, stats: SourceStats | None = None,
+    def read(self, start: float, end: float, *, cursor=None, stats: SourceStats | None = None,
              slack_seconds: float = 600.0) -> Iterator[tuple[float, dict]]:
+        """`cursor` belongs to the alert sources' interface: this source keeps its own (cursor_file)."""
         stats = stats if stats is not None else SourceStats()
         cursor = ReadCursor.from_dict(read_json(self.cursor_file, {}) if self.cursor_file else {})
         mark_from = end - slack_seconds

@@ -25,21 +25,29 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..core import progress
 from ..core.config import Config, Scenario
 from ..emit.emitter import event_for
 from ..emit.escalation import repeats_of
 from ..core.errors import WazuhAnomalyError
 from .evaluation import Evaluation, Phase, evaluate, load_ait_phases
-from ..features.aggregate import FeatureAggregator, align_down
+from ..features.aggregate import align_down
 from ..core.findings import Anomaly
+from ..pipeline import flow
+from ..pipeline.flow import ScenarioSeries
 from ..pipeline.models import ModelBundle
 from ..core.paths import Layout
+from ..core.registry import DETECTORS
 from .runner import Runner, parse_time
-from ..sources import AlertsFileSource, SourceStats
+from ..sources import SourceStats
 
-DETECTOR_CHOICES = ("mvad", "seasonal", "both")
+BOTH = "both"                      # the two built-in detectors, each alone, side by side
+BOTH_DETECTORS = ("seasonal", "mvad")
 CONFIGURED = "configured"
+
+
+def detector_choices() -> tuple[str, ...]:
+    """What `backtest --detector` accepts: every registered detector, or both built-ins."""
+    return (*DETECTORS.names(), BOTH)
 
 
 class BacktestError(WazuhAnomalyError):
@@ -127,25 +135,6 @@ def load_labels(path: Path) -> list[Phase]:
 
 # --------------------------------------------------------------------------- scoring
 
-@dataclass
-class ScenarioSeries:
-    """One scenario over a scored range: what the report plots.
-
-    `frames[entity]` are the feature values per bucket, `expected[entity]` the seasonal
-    profile's value for the same buckets, `scores[detector][entity]` the detector's score
-    in units of its threshold (1.0 = the threshold, 0 = the training median).
-    """
-
-    scenario: Scenario
-    start: float
-    end: float
-    model_version: str
-    frames: dict[str | None, pd.DataFrame]
-    expected: dict[str | None, pd.DataFrame]
-    scores: dict[str, dict[str | None, pd.Series]]
-    context_frames: dict[str | None, pd.DataFrame] = field(default_factory=dict, repr=False)  # with the rows before start
-
-
 def restrict(bundle: ModelBundle, detector: str) -> ModelBundle:
     """The same model with one detector only: each detector is fitted and calibrated on
     its own, so this scores exactly as a model trained with that detector alone."""
@@ -157,46 +146,22 @@ def restrict(bundle: ModelBundle, detector: str) -> ModelBundle:
                        {detector: bundle.calibrations[detector]}, bundle.meta, bundle.vocabulary)
 
 
-def score_range(source: AlertsFileSource, bundles: dict[str, ModelBundle], start: float, end: float,
+def score_range(config: Config, bundles: dict[str, ModelBundle], start: float, end: float,
                 *, stats: SourceStats | None = None) -> dict[str, ScenarioSeries]:
-    """Read [start, end) once (plus each model's context before it) and keep, per
-    scenario, the feature frames, the expected values and every detector's scores."""
-    plans = {}
-    for name, bundle in bundles.items():
-        s = bundle.scenario
-        s_start = align_down(start, s.bucket_seconds)
-        s_end = align_down(end, s.bucket_seconds)
-        if s_end <= s_start:
-            raise BacktestError(f"scenario {name}: {TimeRange(start, end)} holds no complete "
-                                f"{s.bucket_minutes}-minute bucket; widen the range.")
-        context_from = s_start - bundle.context_buckets * s.bucket_seconds
-        plans[name] = (bundle, FeatureAggregator(s, context_from, s_end, vocabulary=bundle.vocabulary), s_start, s_end)
-    lo = min(p[1].start for p in plans.values())
-    hi = max(p[1].end for p in plans.values())
-    adders = [p[1].add for p in plans.values()]
-    with progress.steps("reading alerts to score") as reading:
-        for ts, alert in source.read(lo, hi, stats=stats):
-            reading.step()
-            for add in adders:
-                add(ts, alert)
-    series = {}
-    for name, (bundle, agg, s_start, s_end) in progress.each(plans.items(), "scoring", detail=lambda item: item[0]):
-        first = pd.Timestamp(s_start, unit="s", tz="UTC")
-        frames = agg.frames()
-        kept, expected, scores = {}, {}, {d: {} for d in bundle.detectors}
-        for entity, frame in progress.each(frames.items(), "entities"):
-            rows = frame[frame.index >= first]
-            kept[entity] = rows
-            values, _ = bundle.profile.expected(rows.index, entity)
-            expected[entity] = pd.DataFrame(values, index=rows.index, columns=rows.columns)
-            for detector_name, detector in bundle.detectors.items():
-                raw = detector.score(frame, entity)["score"]
-                raw = raw[raw.index >= first]
-                cal = bundle.calibration(detector_name, entity)
-                scores[detector_name][entity] = pd.Series(cal.exceedance(raw.to_numpy()), index=raw.index,
-                                                          name=detector_name)
-        series[name] = ScenarioSeries(bundle.scenario, s_start, s_end, bundle.version, kept, expected, scores,
-                                      context_frames=frames)
+    """Read [start, end) once from each scenario's own source (plus each model's context
+    before it) and keep, per scenario, the feature frames, the expected values and every
+    detector's scores (pipeline/flow.py)."""
+    try:
+        series, reading = flow.read_and_score_series(config, bundles, start, end)
+    except ValueError as exc:
+        raise BacktestError(str(exc)) from None
+    if stats is not None:
+        for read in reading.reads:
+            stats.alerts += read.stats.alerts
+            for reason, n in read.stats.skipped.items():
+                stats.skipped[reason] = stats.skipped.get(reason, 0) + n
+            for reason, example in read.stats.examples.items():
+                stats.examples.setdefault(reason, example)
     return series
 
 
@@ -401,17 +366,17 @@ class _SandboxHealth(logging.Filter):
 def _variants(detector: str | None) -> list[str]:
     if detector in (None, CONFIGURED):
         return [CONFIGURED]
-    if detector == "both":
-        return ["seasonal", "mvad"]
-    if detector in ("mvad", "seasonal"):
+    if detector == BOTH:
+        return list(BOTH_DETECTORS)
+    if detector in DETECTORS:
         return [detector]
-    raise BacktestError(f"--detector '{detector}' is not one of {', '.join(DETECTOR_CHOICES)}.")
+    raise BacktestError(f"--detector '{detector}' is not one of {', '.join(detector_choices())}.")
 
 
 def _training_scenario(s: Scenario, variants: list[str]) -> Scenario:
     if variants == [CONFIGURED]:
         return s
-    return dataclasses.replace(s, detectors=tuple(d for d in ("mvad", "seasonal") if d in variants))
+    return dataclasses.replace(s, detectors=tuple(sorted(variants)))
 
 
 def backtest(config: Config, scenarios: Sequence[Scenario], names: Sequence[str], train: TimeRange,
@@ -427,8 +392,8 @@ def backtest(config: Config, scenarios: Sequence[Scenario], names: Sequence[str]
     names : the scenarios to backtest.
     train, test : the ranges; the test range must not overlap the training range.
     phases : labelled phases (load_labels); empty when the data has no labels.
-    detector : None (as each scenario is configured), "mvad", "seasonal" or "both"
-        (each alone, side by side, from one training).
+    detector : None (as each scenario is configured), a registered detector's name, or
+        "both" (seasonal and mvad, each alone, side by side, from one training).
     models_dir : where to keep the trained models (default: a temporary directory that
         is removed); refused when it is the production models directory.
     """
@@ -457,7 +422,9 @@ def backtest(config: Config, scenarios: Sequence[Scenario], names: Sequence[str]
         sandbox = dataclasses.replace(
             config, layout=Layout(work), models_dir=Path(models_dir) if models_dir else work / "models",
             state_dir=work / "state", anomalies_file=work / "anomalies.json")
-        runner = Runner(sandbox, chosen, now=now)
+        # Sources are those of the installation (a NetFlow file under its logs/), read
+        # without moving any read cursor.
+        runner = Runner(sandbox, chosen, now=now, reader=flow.Reader(config, resume=False))
         quiet = _SandboxHealth()
         log.addFilter(quiet)
         try:
@@ -477,7 +444,7 @@ def backtest(config: Config, scenarios: Sequence[Scenario], names: Sequence[str]
                                             threads=config.run.threads) for s in chosen}
         end = min(test.end, align_down(now - config.run.grace_seconds, 60))
         stats = SourceStats()
-        series = score_range(runner.source, bundles, test.start, end, stats=stats)
+        series = score_range(config, bundles, test.start, end, stats=stats)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     test = TimeRange(test.start, end)
@@ -503,6 +470,4 @@ def backtest(config: Config, scenarios: Sequence[Scenario], names: Sequence[str]
 
 
 def _score_series(bundle: ModelBundle, series: ScenarioSeries) -> list[Anomaly]:
-    return sorted((a for entity, frame in series.context_frames.items()
-                   for a in bundle.score(frame, entity, first=series.start)),
-                  key=lambda a: (a.window_start, a.entity_value or ""))
+    return flow.anomalies(bundle, series.context_frames, series.start)

@@ -26,22 +26,22 @@ import numpy as np
 import pandas as pd
 
 from ..core import progress
-from .backtest import CONFIGURED, BacktestResult, ScenarioSeries, load_labels, score_range
+from .backtest import CONFIGURED, BacktestResult, load_labels, score_range
 from ..core.config import Config, Scenario
 from ..core.errors import WazuhAnomalyError
+from ..core.registry import AGGREGATIONS
 from .evaluation import Phase
 from ..features.aggregate import align_down
+from ..pipeline.flow import Reader, ScenarioSeries
 from ..pipeline.models import ModelBundle
 from .runner import parse_time
-from ..sources import AlertsFileSource, SourceStats
+from ..sources import SourceStats
 
 MAX_ENTITY_FIGURES = 8       # per scenario: the flagged entities first, by their highest score
 SEVERITY_COLORS = {"low": "#e9c46a", "medium": "#f4a261", "high": "#e76f51", "critical": "#9b2226"}
 DETECTOR_COLORS = {"mvad": "#1d3557", "seasonal": "#2a9d8f"}
 PHASE_COLOR = "#f4a261"
 RING_COLOR = "#d62828"
-UNITS = {"count": "alerts", "distinct": "distinct values", "rare": "rare values", "sum": "sum",
-         "max": "maximum", "mean": "mean"}
 
 
 class ReportError(WazuhAnomalyError):
@@ -182,11 +182,7 @@ def _severity_legend(fig, severities: Iterable[str], extra: list) -> None:
 
 def _unit(scenario: Scenario, feature: str) -> str:
     spec = next(f for f in scenario.features if f.name == feature)
-    what = UNITS.get(spec.aggregation, spec.aggregation)
-    if spec.aggregation in ("max", "mean"):
-        return f"{what} of {spec.field}"
-    of = f" of {spec.field}" if spec.field and spec.aggregation != "count" else ""
-    return f"{what}{of} per {scenario.bucket_minutes} min"
+    return AGGREGATIONS.get(spec.aggregation)().describe(spec.field, scenario.bucket_minutes)
 
 
 def _wide(values: np.ndarray) -> bool:
@@ -606,13 +602,13 @@ def report_from_installation(config: Config, scenarios: Sequence[Scenario], name
     else:
         chosen = [s for s in scenarios if s.enabled]
     notes, bundles = [], {}
-    from .runner import waiting_for_flows_message
+    reader = Reader(config, resume=False)
     for s in chosen:
         bundle = ModelBundle.load(config.models_dir, s, device=config.run.device, threads=config.run.threads)
-        flows = Path(s.flows_file) if s.flows_file else config.layout.logs_dir / "netflow.json"
-        if bundle is None and s.source == "flows" and not flows.is_file():
-            # training it cannot help before there are flow events to learn from
-            notes.append(f"{s.name}: no model yet, not drawn: {waiting_for_flows_message(s.name, flows)}")
+        waiting = reader.waiting_message(s)
+        if bundle is None and waiting is not None:
+            # training it cannot help before its source has events to learn from
+            notes.append(f"{s.name}: no model yet, not drawn: {waiting}")
         elif bundle is None:
             notes.append(f"{s.name}: no model yet, not drawn (run 'wazuh-anomaly train --scenario {s.name}').")
         else:
@@ -621,7 +617,8 @@ def report_from_installation(config: Config, scenarios: Sequence[Scenario], name
         raise ReportError(f"no scenario has a model in {config.models_dir}; run 'wazuh-anomaly train' first.")
     phases = load_labels(labels) if labels else []
     stats = SourceStats()
-    series = score_range(AlertsFileSource(config.alerts_dir), bundles, frm, to, stats=stats)
+    # Each scenario's own source: a flow scenario's curves come from the NetFlow events.
+    series = score_range(config, bundles, frm, to, stats=stats)
     if stats.skipped_total:
         notes.append(f"alerts: {stats.describe()}")
     events, health, bad = _read_events(config.anomalies_file, frm, to, set(bundles))

@@ -1,6 +1,6 @@
-"""The jobs the CLI runs: score new buckets (`run`), learn (`train`), backfill (`detect`)
-and report (`status`). I/O at the edges — the source in, the emitter out, state on
-disk — and the detectors in the middle.
+"""The jobs the CLI runs: score new buckets (`run`), learn (`train`, ops/training.py),
+backfill (`detect`) and report (`status`). I/O at the edges — the sources in, the
+emitter out, state on disk — and the one pipeline (pipeline/flow.py) in the middle.
 
 The wodle's `run`, for every enabled scenario: train when no model exists yet (or a
 retrain is due) and enough history is there; score every complete bucket after the
@@ -9,124 +9,74 @@ failing scenario never stops the others; what goes wrong becomes a health event.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Iterable
-
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import pandas as pd
 
-from ..core import progress
 from ..core.config import Config, Scenario
-from ..emit.emitter import AnomalyWriter
 from ..core.errors import ConfigError, ModelError, WazuhAnomalyError
+from ..core.fileio import take_damaged
+from ..core.findings import HealthEvent
+from ..core.state import RunLock, ScenarioState, atomic_write_json, read_json
+from ..emit.emitter import AnomalyWriter
 from ..features.aggregate import FeatureAggregator, align_down
-from ..core.findings import Anomaly, HealthEvent
-from . import lifecycle
+from ..pipeline import flow
 from ..pipeline import scores as score_history
 from ..pipeline.models import ModelBundle, list_versions
+from ..sources import ReadCursor, SourceStats, SourceUnreadable
+from . import lifecycle
+from .runreport import RunReport, ScenarioReport, as_datetime, fmt_hours, fmt_time, with_repeats
 from .suppression import apply_suppressions, load_suppressions
-from ..sources import ReadCursor, SourceStats, SourceUnreadable, make_source
-from ..netflow.flows_source import FlowsFileSource
-from ..core.fileio import take_damaged
-from ..core.state import RunLock, ScenarioState, atomic_write_json, read_json
+from .training import Training
 
 log = logging.getLogger("wazuh_anomaly")
-RARE_WARMUP_SECONDS = 86400
 TRAIN_RETRY_SECONDS = 3600
 
-
-def _dt(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc)
-
-
-def _fmt(epoch: float | None) -> str:
-    return "-" if epoch is None else _dt(epoch).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _hours(seconds: float) -> str:
-    return f"{seconds / 3600:.1f} h"
+__all__ = ["Runner", "RunReport", "ScenarioReport", "parse_time", "with_repeats"]
 
 
 @dataclass
-class ScenarioReport:
-    name: str
-    status: str = "idle"        # scored | trained | waiting | failed | up-to-date
-    buckets: int = 0
-    anomalies: list[Anomaly] = field(default_factory=list)
-    message: str = ""
-    scores: dict = field(default_factory=dict)   # detect: detector -> (bucket epoch, score), for drift checks
+class ScoringPlan:
+    """One scenario's share of a scoring run: its model and state, the range to score
+    and the aggregator that collects it (with context rows from `context_from`)."""
+
+    scenario: Scenario
+    bundle: ModelBundle
+    state: ScenarioState | None
+    start: float
+    end: float
+    aggregator: FeatureAggregator
+    context_from: float
 
 
-@dataclass
-class RunReport:
-    scenarios: dict[str, ScenarioReport] = field(default_factory=dict)
-    health: list[HealthEvent] = field(default_factory=list)
-    written: int = 0
-    duplicates: int = 0
-    stats: SourceStats | None = None
-
-    @property
-    def anomalies(self) -> list[Anomaly]:
-        return [a for r in self.scenarios.values() for a in r.anomalies]
-
-    def lines(self) -> list[str]:
-        out = []
-        for r in self.scenarios.values():
-            extra = f", {r.buckets} buckets scored, {len(r.anomalies)} anomalies" if r.buckets else ""
-            out.append(f"{r.name}: {r.status}{extra}{' — ' + r.message if r.message else ''}")
-        for h in self.health:
-            out.append(f"health {h.check} ({h.severity}): {h.message}")
-        out.append(f"written to the anomalies file: {self.written} new line(s), {self.duplicates} already there")
-        return out
-
-
-class _Observer:
-    """Counts what the source yields so a run knows when alerts last arrived."""
-
-    def __init__(self) -> None:
-        self.first: float | None = None
-        self.last: float | None = None
-        self.count = 0
-
-    def watch(self, alerts: Iterable[tuple[float, dict]]) -> Iterable[tuple[float, dict]]:
-        for ts, alert in alerts:
-            if self.first is None or ts < self.first:
-                self.first = ts
-            if self.last is None or ts > self.last:
-                self.last = ts
-            self.count += 1
-            yield ts, alert
-
-
-def waiting_for_flows_message(name: str, path: Path) -> str:
-    return (f"scenario {name} counts NetFlow events and {path} does not exist yet; start the NetFlow "
-            f"normaliser first ('wazuh-anomaly netflow normalize --follow', see docs/netflow.md).")
-
-
-class Runner:
+class Runner(Training):
     def __init__(self, config: Config, scenarios: list[Scenario], *, config_errors: Iterable[ConfigError] = (),
-                 now: float | None = None):
+                 now: float | None = None, reader: flow.Reader | None = None):
         self.config = config
-        # Flow-baseline scenarios wait silently until the NetFlow collector writes its file.
-        self.waiting_for_flows = {s.name: self._flows_source(s).path for s in scenarios
-                                  if s.source == "flows" and not self._flows_source(s).available()}
-        scenarios = [s for s in scenarios if s.name not in self.waiting_for_flows]
-        self.scenarios = scenarios
-        self.flows_first: float | None = None        # oldest flow event the last read saw
+        # The sources every job reads through; a backtest passes one that moves no cursor.
+        self.reader = reader if reader is not None else flow.Reader(config)
+        # Scenarios whose source is not there yet (a NetFlow file before the collector
+        # writes it) wait silently.
+        self.waiting = {s.name: message for s in scenarios
+                        if (message := self.reader.waiting_message(s)) is not None}
+        self.scenarios = [s for s in scenarios if s.name not in self.waiting]
         self.config_errors = list(config_errors)
         self.now = time.time() if now is None else now
-        self.source = make_source(config)
         self.state_dir = config.state_dir
         self.run_state_file = config.state_dir / "run.json"
         self.latest_alert: float | None = None       # newest alert any read of this run saw
         self.skips: list[SourceStats] = []            # what each read of this run skipped
         take_damaged()                                # reported by the run that found them
+
+    @property
+    def source(self):
+        """The installation's own alert source (config.yaml source.type)."""
+        return self.reader.source_of(None)
 
     # ------------------------------------------------------------------ helpers
     def _health(self, report: RunReport, check: str, message: str, *, scenario: str | None = None,
@@ -134,7 +84,7 @@ class Runner:
         # Part of the report the command prints (and a line of the anomalies file): for the
         # log file, not again on the console (cli/app.py: who reads what).
         log.info("%s: %s", check, message)
-        report.health.append(HealthEvent(check=check, message=message, at=_dt(self.now),
+        report.health.append(HealthEvent(check=check, message=message, at=as_datetime(self.now),
                                          scenario=scenario, severity=severity))
 
     def _writer(self) -> AnomalyWriter:
@@ -148,77 +98,18 @@ class Runner:
         return align_down(self.now - self.config.run.grace_seconds, scenario.bucket_seconds)
 
     def _read(self, aggregators: list[FeatureAggregator], start: float, end: float, report: RunReport,
-              cursor: ReadCursor | None = None, resume_at: float | None = None) -> _Observer:
-        flows = [a for a in aggregators if a.scenario.source == "flows"]
-        if flows:
-            self._read_flows(flows, start, end, report)
-            aggregators = [a for a in aggregators if a.scenario.source != "flows"]
-            if not aggregators:
-                return _Observer()
-        observer = _Observer()
-        stats = SourceStats()
-        push_down = getattr(self.source, "push_down", None)
-        if push_down is not None:
-            # The indexer computes what it can itself; only the rest is read document by document.
-            aggregators, (observer.first, observer.last, observer.count) = push_down(aggregators, start, end)
-        adders = self._guarded_adders(aggregators, stats, self.source)
-        # The cursor marks where the next read can start: `resume_at`, less the usual slack
-        # for alerts written slightly out of order.
-        slack = 600.0 + max(0.0, end - (resume_at if resume_at is not None else end))
-        with progress.steps("reading alerts") as reading:
-            for ts, alert in observer.watch(self.source.read(start, end, cursor=cursor, stats=stats,
-                                                             slack_seconds=slack) if adders else ()):
-                reading.step()
-                for add in adders:
-                    try:
-                        add(ts, alert)
-                    except Exception as exc:  # one odd alert costs that alert, never the run
-                        _skip_bad_alert(stats, self.source, add.__self__, alert, exc)
-        report.stats = stats
-        self.skips.append(stats)
-        if observer.last is not None:
-            self.latest_alert = max(self.latest_alert or 0.0, observer.last)
-        if stats.skipped_total:
-            self._health(report, "malformed_input", stats.describe(), severity="low")
-        return observer
-
-    def _flows_source(self, scenario: Scenario) -> FlowsFileSource:
-        path = Path(scenario.flows_file) if scenario.flows_file else self.config.layout.logs_dir / "netflow.json"
-        name = "".join(c if c.isalnum() else "_" for c in str(path.absolute()))[-100:]
-        return FlowsFileSource(path, cursor_file=self.config.state_dir / f"flows_cursor_{name}.json")
-
-    def _read_flows(self, aggregators: list[FeatureAggregator], start: float, end: float,
-                    report: RunReport) -> None:
-        """Flow-baseline scenarios read the normalised NetFlow events, one pass per file."""
-        by_file: dict[Path, list[FeatureAggregator]] = {}
-        for a in aggregators:
-            by_file.setdefault(self._flows_source(a.scenario).path, []).append(a)
-        self.flows_first = None
-        for group in by_file.values():
-            source = self._flows_source(group[0].scenario)
-            stats = SourceStats()
-            adders = self._guarded_adders(group, stats, source)
-            for ts, event in source.read(start, end, stats=stats):
-                if self.flows_first is None or ts < self.flows_first:
-                    self.flows_first = ts
-                for add in adders:
-                    try:
-                        add(ts, event)
-                    except Exception as exc:  # one odd event costs that event, never the run
-                        _skip_bad_alert(stats, source, add.__self__, event, exc)
-            self.skips.append(stats)
-            if stats.skipped_total:
-                self._health(report, "malformed_input", f"{source.path}: {stats.describe()}", severity="low")
-
-    @staticmethod
-    def _guarded_adders(aggregators: list[FeatureAggregator], stats: SourceStats, source) -> list:
-        """Each aggregator's add, after telling it where to count a value it cannot use."""
-        for agg in aggregators:
-            def unusable(name, value, scenario=agg.scenario.name):
-                stats.skip("unusable_value", _where(source, None),
-                           f"scenario {scenario}: field {name} holds {_shape(value)}")
-            agg.on_unusable = unusable
-        return [a.add for a in aggregators]
+              cursor: ReadCursor | None = None, resume_at: float | None = None) -> flow.Reading:
+        """One pass over each source the aggregators' scenarios read; skips become health."""
+        reading = self.reader.read(aggregators, start, end, cursor=cursor, resume_at=resume_at)
+        for read in reading.reads:
+            self.skips.append(read.stats)
+            if read.main:
+                report.stats = read.stats
+                if read.observer.last is not None:
+                    self.latest_alert = max(self.latest_alert or 0.0, read.observer.last)
+            if read.stats.skipped_total:
+                self._health(report, "malformed_input", read.skip_message(), severity="low")
+        return reading
 
     def _remember_skips(self, run_state: dict) -> None:
         """The counts and first examples of what this run skipped, for `status`."""
@@ -242,110 +133,12 @@ class Runner:
         examples = skipped.get("examples") if isinstance(skipped.get("examples"), dict) else {}
         first = "; ".join(f"first {reason} at {where}" for reason, where in sorted(examples.items()))
         at = skipped.get("at")
-        when = _fmt(at) if isinstance(at, (int, float)) else "?"
+        when = fmt_time(at) if isinstance(at, (int, float)) else "?"
         return f"the run of {when} skipped {counts}" + (f" ({first})" if first else "")
 
     def _load_model(self, scenario: Scenario) -> ModelBundle | None:
         return ModelBundle.load(self.config.models_dir, scenario, device=self.config.run.device,
                                 threads=self.config.run.threads)
-
-    # ------------------------------------------------------------------ training
-    def _train(self, scenarios: list[Scenario], report: RunReport, start: float | None = None,
-               end: float | None = None, *, explicit: bool = False) -> dict[str, ModelBundle]:
-        """Train the given scenarios from one pass over their history."""
-        if not scenarios:
-            return {}
-        ranges = {}
-        for s in scenarios:
-            s_end = align_down(end, s.bucket_seconds) if end is not None else self._end_of_complete_buckets(s)
-            s_start = (align_down(start, s.bucket_seconds) if start is not None
-                       else align_down(s_end - s.training.lookback_days * 86400, s.bucket_seconds))
-            if s_end - s_start < s.bucket_seconds:
-                raise ConfigError(f"training range {_fmt(s_start)} .. {_fmt(s_end)} holds no complete "
-                                  f"{s.bucket_minutes}-minute bucket; widen --from/--to.")
-            ranges[s.name] = (s_start, s_end)
-        aggregators = {s.name: FeatureAggregator(s, *ranges[s.name]) for s in scenarios}
-        lo = min(r[0] for r in ranges.values())
-        hi = max(r[1] for r in ranges.values())
-        observer = self._read(list(aggregators.values()), lo, hi, report)
-        with progress.steps("training", len(scenarios)) as training:
-            return self._train_each(scenarios, report, ranges, aggregators, observer, explicit, training)
-
-    def _train_each(self, scenarios: list[Scenario], report: RunReport, ranges: dict, aggregators: dict,
-                    observer: _Observer, explicit: bool, training: progress.Steps) -> dict[str, ModelBundle]:
-        trained: dict[str, ModelBundle] = {}
-        for s in scenarios:
-            training.step(s.name)
-            r = report.scenarios.setdefault(s.name, ScenarioReport(s.name))
-            attempt = ScenarioState.load(self.state_dir, s.name)
-            attempt.last_train_attempt = self.now
-            attempt.save(self.state_dir)
-            s_start, s_end = ranges[s.name]
-            first = self.flows_first if s.source == "flows" else observer.first
-            # History starts with the first alert, not with the lookback: leading zeros from
-            # before the manager existed would teach the model that silence is normal.
-            if first is not None and first > s_start and not explicit:
-                s_start = align_down(first, s.bucket_seconds)
-            have = 0.0 if first is None else s_end - max(s_start, align_down(first, s.bucket_seconds))
-            need = s.training.min_history_hours * 3600
-            if have < need:
-                r.status = "waiting"
-                r.message = (f"needs {_hours(need)} of alert history to train and has {_hours(max(have, 0))}; "
-                             f"training starts by itself in about {_hours(need - max(have, 0))}")
-                self._health(report, "insufficient_history", f"scenario {s.name}: {r.message}.",
-                             scenario=s.name, severity="low")
-                continue
-            agg = aggregators[s.name]
-            frames = agg.frames()
-            if not frames:
-                # Nothing matched in the whole history: learn that zero is normal, so the
-                # first activity ever is reported instead of waiting for a model forever.
-                frames = {None: agg.frame(None)}
-                log.info("%s: no alert matched its features in the training range; training on zeros", s.name)
-            fit_from = s_start
-            if s.has_rare_features:
-                # Everything is "rare" while the vocabulary is young: the first day only
-                # builds it, and the detectors learn from the buckets after that.
-                fit_from = s_start + min(RARE_WARMUP_SECONDS, (s_end - s_start) / 3)
-                fit_from = align_down(fit_from, s.bucket_seconds)
-            series = {e: f[f.index >= pd.Timestamp(fit_from, unit="s", tz="UTC")] for e, f in frames.items()}
-            vocabulary = agg.vocabulary_after()
-            try:
-                # Suppressed periods and false positives are not normal: left out (lifecycle.py).
-                exclusions = lifecycle.training_exclusions(self.config, s, fit_from, s_end)
-                series, excluded = lifecycle.exclude_from_training(s, series, exclusions)
-                bundle = ModelBundle.train(s, series, trained_from=s_start, trained_to=s_end,
-                                           device=self.config.run.device, threads=self.config.run.threads,
-                                           now=self.now)
-                bundle.vocabulary = vocabulary
-                bundle.meta["excluded_buckets"] = excluded
-                bundle.meta["exclusions"] = sorted({x.why for x in exclusions})
-                bundle.save(self.config.models_dir, keep=self.config.run.keep_models)
-            except (ValueError, RuntimeError, WazuhAnomalyError) as exc:
-                r.status = "failed"
-                r.message = f"training failed: {exc}"
-                self._health(report, "training_failed", f"scenario {s.name}: {exc}", scenario=s.name,
-                             severity="medium")
-                state = ScenarioState.load(self.state_dir, s.name)
-                state.last_error = r.message
-                state.save(self.state_dir)
-                continue
-            trained[s.name] = bundle
-            r.status = "trained"
-            r.message = (f"model {bundle.version} from {_fmt(s_start)} to {_fmt(s_end)}, "
-                         f"{len(series)} series")
-            log.info("%s: trained %s", s.name, r.message)
-            # A first model starts scoring where its training ended, with the training tail
-            # as context. A retrain leaves the watermark alone: scoring goes on from the
-            # last scored bucket with the new model, so no bucket is skipped.
-            state = ScenarioState.load(self.state_dir, s.name)
-            state.last_error = None
-            if state.watermark is None:
-                state.watermark = s_end
-                state.remember(series, bundle.context_buckets, s.entity.top if s.entity else 1)
-                state.vocabulary = vocabulary
-            state.save(self.state_dir)
-        return trained
 
     def train(self, names: list[str] | None = None, start: float | None = None,
               end: float | None = None) -> RunReport:
@@ -364,9 +157,9 @@ class Runner:
             return [s for s in self.scenarios if s.enabled or not enabled_only]
         known = {s.name: s for s in self.scenarios}
         missing = [n for n in names if n not in known]
-        waiting = [n for n in missing if n in self.waiting_for_flows]
+        waiting = [n for n in missing if n in self.waiting]
         if waiting:
-            raise ConfigError(waiting_for_flows_message(waiting[0], self.waiting_for_flows[waiting[0]]))
+            raise ConfigError(self.waiting[waiting[0]])
         if missing:
             raise ConfigError(f"no scenario named '{missing[0]}' in {self.config.layout.scenarios_dir}; "
                               f"known: {', '.join(sorted(known)) or 'none'}.")
@@ -376,7 +169,7 @@ class Runner:
         for message in take_damaged():      # state files this run found damaged and moved aside
             self._health(report, "malformed_input", message, severity="medium")
         if report.health:
-            result = self._writer().write(report.health, _dt(self.now))
+            result = self._writer().write(report.health, as_datetime(self.now))
             report.written += result.written
             report.duplicates += result.duplicates
 
@@ -413,7 +206,7 @@ class Runner:
             return
         from ..emit.shipping import Shipper
         try:
-            result = Shipper(self.config, self.scenarios, now=self.now).ship(report.anomalies, _dt(self.now))
+            result = Shipper(self.config, self.scenarios, now=self.now).ship(report.anomalies, as_datetime(self.now))
         except OSError as exc:
             self._health(report, "shipping_failed", f"the shipping spool cannot be written ({exc.strerror}); "
                          f"anomalies.json still has every anomaly; check the disk.", severity="high")
@@ -421,6 +214,25 @@ class Runner:
         report.health.extend(result.health)
 
     def _run_locked(self, scenarios: list[Scenario], report: RunReport, run_state: dict) -> None:
+        """Load (and train when due) every model, then score every plan in one pass."""
+        models = self._models(scenarios, report)
+        plans = self._scoring_plans(scenarios, models, report)
+        cursor = ReadCursor.from_dict(run_state.get("cursor") or {})
+        if plans:
+            self._read_plans(plans, scenarios, models, report, cursor)
+            writer = self._writer()
+            suppressions = load_suppressions(self.config)
+            for plan in plans.values():
+                self._score_plan(plan, report, writer, suppressions)
+            # Next time, reading resumes where the earliest scenario will need it.
+            run_state["cursor"] = cursor.to_dict()
+        self._check_no_data(report, run_state)
+        self._remember_skips(run_state)
+        run_state["last_run"] = self.now
+        atomic_write_json(self.run_state_file, run_state)
+
+    def _models(self, scenarios: list[Scenario], report: RunReport) -> dict[str, ModelBundle]:
+        """Every scenario's current model, after training the ones that are due."""
         models: dict[str, ModelBundle] = {}
         due: list[Scenario] = []
         for s in scenarios:
@@ -442,18 +254,23 @@ class Runner:
             else:
                 r.status, r.message = "waiting", "no model yet; training is retried hourly"
         if due and self.config.run.auto_train:
-            trained = self._train(due, report)
-            models.update(trained)
+            models.update(self._train(due, report))
         for s in scenarios:
-            bundle = models.get(s.name)
-            if bundle is not None and self.now - bundle.trained_at > s.training.max_model_age_days * 86400:
-                self._health(report, "model_stale",
-                             f"scenario {s.name}: model {bundle.version} is {(self.now - bundle.trained_at) / 86400:.0f} "
-                             f"days old (limit {s.training.max_model_age_days:g}); check why retraining fails "
-                             f"('wazuh-anomaly status') or run 'wazuh-anomaly train --scenario {s.name}'.",
-                             scenario=s.name, severity="medium")
+            self._check_stale(s, models.get(s.name), report)
+        return models
 
-        # One pass over the source for every scenario that has buckets to score.
+    def _check_stale(self, s: Scenario, bundle: ModelBundle | None, report: RunReport) -> None:
+        if bundle is not None and self.now - bundle.trained_at > s.training.max_model_age_days * 86400:
+            self._health(report, "model_stale",
+                         f"scenario {s.name}: model {bundle.version} is {(self.now - bundle.trained_at) / 86400:.0f} "
+                         f"days old (limit {s.training.max_model_age_days:g}); check why retraining fails "
+                         f"('wazuh-anomaly status') or run 'wazuh-anomaly train --scenario {s.name}'.",
+                         scenario=s.name, severity="medium")
+
+    def _scoring_plans(self, scenarios: list[Scenario], models: dict[str, ModelBundle],
+                       report: RunReport) -> dict[str, ScoringPlan]:
+        """What each scenario has to score: every complete bucket after its watermark,
+        at most run.max_catchup_buckets of them."""
         plans = {}
         for s in scenarios:
             bundle = models.get(s.name)
@@ -475,83 +292,70 @@ class Runner:
             if end - start > limit:
                 skipped_to = end - limit
                 log.warning("%s: %d buckets behind; scoring the last %d (from %s)", s.name,
-                            (end - start) // s.bucket_seconds, self.config.run.max_catchup_buckets, _fmt(skipped_to))
-                r.message = f"skipped {_hours(skipped_to - start)} of backlog (run.max_catchup_buckets)"
+                            (end - start) // s.bucket_seconds, self.config.run.max_catchup_buckets,
+                            fmt_time(skipped_to))
+                r.message = f"skipped {fmt_hours(skipped_to - start)} of backlog (run.max_catchup_buckets)"
                 start = skipped_to
             if end <= start:
                 if r.status == "idle":
                     r.status = "up-to-date"
                 continue
-            plans[s.name] = (s, bundle, state, start, end)
-        if not plans:
-            self._check_no_data(report, run_state)
-            self._remember_skips(run_state)
-            run_state["last_run"] = self.now
-            atomic_write_json(self.run_state_file, run_state)
-            return
-        aggregators = {}
-        for name, (s, bundle, state, start, end) in plans.items():
             # Context comes from the state when it ends exactly at the watermark, else from the source.
             context_from = start if state.watermark == start else start - bundle.context_buckets * s.bucket_seconds
-            aggregators[name] = (FeatureAggregator(s, context_from, end, vocabulary=state.vocabulary), context_from)
-        lo = min(a.start for a, _ in aggregators.values())
-        hi = max(a.end for a, _ in aggregators.values())
-        cursor = ReadCursor.from_dict(run_state.get("cursor") or {})
-        next_starts = [end for (_, _, _, _, end) in plans.values()]
+            agg = flow.scoring_aggregator(bundle, start, end, vocabulary=state.vocabulary or {},
+                                          context_from=context_from)
+            plans[s.name] = ScoringPlan(s, bundle, state, start, end, agg, context_from)
+        return plans
+
+    def _read_plans(self, plans: dict[str, ScoringPlan], scenarios: list[Scenario], models: dict[str, ModelBundle],
+                    report: RunReport, cursor: ReadCursor) -> None:
+        """One pass over the sources for every plan; the cursor is left where the
+        earliest scenario will need the next read to start."""
+        lo = min(p.aggregator.start for p in plans.values())
+        hi = max(p.aggregator.end for p in plans.values())
+        next_starts = [p.end for p in plans.values()]
         next_starts += [ScenarioState.load(self.state_dir, s.name).watermark or lo
                         for s in scenarios if s.name in models and s.name not in plans]
-        resume_at = min(next_starts)
-        self._read([a for a, _ in aggregators.values()], lo, hi, report, cursor=cursor,
-                   resume_at=resume_at)
+        self._read([p.aggregator for p in plans.values()], lo, hi, report, cursor=cursor,
+                   resume_at=min(next_starts))
 
-        writer = self._writer()
-        suppressions = load_suppressions(self.config)
-        for name, (s, bundle, state, start, end) in plans.items():
-            r = report.scenarios[name]
-            agg, context_from = aggregators[name]
-            try:
-                frames = self._frames_for_scoring(s, bundle, state, agg, start, context_from)
-                anomalies = []
-                for entity, frame in frames.items():
-                    anomalies.extend(bundle.score(frame, entity, first=start))
-                anomalies.sort(key=lambda a: (a.window_start, a.entity_value or ""))
-                anomalies = apply_suppressions(anomalies, suppressions)
-                result = writer.write(anomalies, _dt(self.now))
-                anomalies = with_repeats(anomalies, result.repeats)
-                report.written += result.written
-                report.duplicates += result.duplicates
-            except Exception as exc:  # one scenario's failure must not stop the others
-                log.exception("scenario %s failed", name)
-                r.status = "failed"
-                r.message = f"{type(exc).__name__}: {exc}"
-                state.last_error = r.message
-                state.last_run = self.now
-                state.save(self.state_dir)
-                self._health(report, "scenario_failed", f"scenario {name}: scoring failed ({type(exc).__name__}: "
-                             f"{exc}); see 'wazuh-anomaly status' and logs/anomaly/wazuh-anomaly.log.",
-                             scenario=name)
-                continue
-            r.status = "scored"
-            r.buckets = int((end - start) // s.bucket_seconds)
-            r.anomalies = anomalies
-            state.watermark = end
-            state.remember(frames, bundle.context_buckets, 2 * s.entity.top if s.entity else 1)
-            state.vocabulary = agg.vocabulary_after()
+    def _score_plan(self, plan: ScoringPlan, report: RunReport, writer: AnomalyWriter, suppressions) -> None:
+        """Score one plan, write its anomalies, advance its watermark; a failure costs
+        only this scenario and becomes a health event."""
+        s, bundle, state = plan.scenario, plan.bundle, plan.state
+        r = report.scenarios[s.name]
+        try:
+            frames = self._frames_for_scoring(s, bundle, state, plan.aggregator, plan.start, plan.context_from)
+            anomalies = apply_suppressions(flow.anomalies(bundle, frames, plan.start), suppressions)
+            result = writer.write(anomalies, as_datetime(self.now))
+            anomalies = with_repeats(anomalies, result.repeats)
+            report.written += result.written
+            report.duplicates += result.duplicates
+        except Exception as exc:  # one scenario's failure must not stop the others
+            log.exception("scenario %s failed", s.name)
+            r.status = "failed"
+            r.message = f"{type(exc).__name__}: {exc}"
+            state.last_error = r.message
             state.last_run = self.now
-            state.last_error = None
-            state.last_anomalies = len(anomalies)
-            state.total_anomalies += len(anomalies)
             state.save(self.state_dir)
-            try:
-                self._check_drift(s, bundle, report)
-            except (OSError, ValueError) as exc:  # a drift check must never cost the scores
-                log.warning("%s: drift check skipped (%s)", name, exc)
-        self._check_no_data(report, run_state)
-        # Next time, reading resumes where the earliest scenario will need it.
-        run_state["cursor"] = cursor.to_dict()
-        self._remember_skips(run_state)
-        run_state["last_run"] = self.now
-        atomic_write_json(self.run_state_file, run_state)
+            self._health(report, "scenario_failed", f"scenario {s.name}: scoring failed ({type(exc).__name__}: "
+                         f"{exc}); see 'wazuh-anomaly status' and logs/anomaly/wazuh-anomaly.log.", scenario=s.name)
+            return
+        r.status = "scored"
+        r.buckets = int((plan.end - plan.start) // s.bucket_seconds)
+        r.anomalies = anomalies
+        state.watermark = plan.end
+        state.remember(frames, bundle.context_buckets, 2 * s.entity.top if s.entity else 1)
+        state.vocabulary = plan.aggregator.vocabulary_after()
+        state.last_run = self.now
+        state.last_error = None
+        state.last_anomalies = len(anomalies)
+        state.total_anomalies += len(anomalies)
+        state.save(self.state_dir)
+        try:
+            self._check_drift(s, bundle, report)
+        except (OSError, ValueError) as exc:  # a drift check must never cost the scores
+            log.warning("%s: drift check skipped (%s)", s.name, exc)
 
     def _check_drift(self, s: Scenario, bundle: ModelBundle, report: RunReport) -> None:
         """Keep the scores just computed; once a day's worth is there, compare with training."""
@@ -594,13 +398,13 @@ class Runner:
         reference = run_state.get("last_alert") or run_state.setdefault("first_run", self.now)
         silent = self.now - reference
         if silent > self.config.run.no_data_hours * 3600:
-            since = "since " + _fmt(reference) if run_state.get("last_alert") else "since the first run"
+            since = "since " + fmt_time(reference) if run_state.get("last_alert") else "since the first run"
             if self.config.source_type == "indexer":
                 spec = self.config.indexer
-                message = (f"no alert in the indexer's {spec.index} for {_hours(silent)} ({since}); check that "
+                message = (f"no alert in the indexer's {spec.index} for {fmt_hours(silent)} ({since}); check that "
                            f"Filebeat ships the manager's alerts there and that {spec.time_field} is their time field.")
             else:
-                message = (f"no alert in {self.config.alerts_dir} for {_hours(silent)} ({since}); check that "
+                message = (f"no alert in {self.config.alerts_dir} for {fmt_hours(silent)} ({since}); check that "
                            f"wazuh-analysisd writes alerts.json (<jsonout_output>yes</jsonout_output>).")
             self._health(report, "no_data", message, severity="medium")
 
@@ -622,32 +426,28 @@ class Runner:
                 r.status = "up-to-date"
                 r.message = "the range holds no complete bucket"
                 continue
-            context_from = s_start - bundle.context_buckets * s.bucket_seconds
-            plans[s.name] = (s, bundle, FeatureAggregator(s, context_from, s_end, vocabulary=bundle.vocabulary),
-                             s_start, s_end)
+            agg = flow.scoring_aggregator(bundle, s_start, s_end)
+            plans[s.name] = ScoringPlan(s, bundle, None, s_start, s_end, agg, agg.start)
         if plans:
-            lo = min(p[2].start for p in plans.values())
-            hi = max(p[2].end for p in plans.values())
+            lo = min(p.aggregator.start for p in plans.values())
+            hi = max(p.aggregator.end for p in plans.values())
             try:
-                self._read([p[2] for p in plans.values()], lo, hi, report)
+                self._read([p.aggregator for p in plans.values()], lo, hi, report)
             except SourceUnreadable as exc:
                 self._health(report, "source_unreadable", str(exc), severity="high")
                 plans = {}
         writer = self._writer() if write else None
         suppressions = load_suppressions(self.config)
-        for name, (s, bundle, agg, s_start, s_end) in plans.items():
+        for name, plan in plans.items():
             r = report.scenarios[name]
-            anomalies = []
-            for entity, frame in agg.frames().items():
-                anomalies.extend(bundle.score(frame, entity, first=s_start))
-            anomalies.sort(key=lambda a: (a.window_start, a.entity_value or ""))
-            anomalies = apply_suppressions(anomalies, suppressions)
+            bundle = plan.bundle
+            anomalies = apply_suppressions(flow.anomalies(bundle, plan.aggregator.frames(), plan.start), suppressions)
             r.scores, bundle.recent_scores = bundle.recent_scores, {}
             r.status = "scored"
-            r.buckets = int((s_end - s_start) // s.bucket_seconds)
+            r.buckets = int((plan.end - plan.start) // plan.scenario.bucket_seconds)
             r.anomalies = anomalies
             if writer is not None:
-                result = writer.write(anomalies, _dt(self.now))
+                result = writer.write(anomalies, as_datetime(self.now))
                 r.anomalies = with_repeats(anomalies, result.repeats)
                 report.written += result.written
                 report.duplicates += result.duplicates
@@ -663,9 +463,9 @@ class Runner:
             state = ScenarioState.load(self.state_dir, s.name)
             row = {"scenario": s.name, "enabled": s.enabled, "model": None, "model_age_days": None,
                    "versions": len(list_versions(self.config.models_dir, s.name)),
-                   "last_scored_bucket_end": _fmt(state.watermark) if state.watermark else None,
+                   "last_scored_bucket_end": fmt_time(state.watermark) if state.watermark else None,
                    "lag_minutes": None if state.watermark is None else round((self.now - state.watermark) / 60, 1),
-                   "last_run": _fmt(state.last_run) if state.last_run else None,
+                   "last_run": fmt_time(state.last_run) if state.last_run else None,
                    "last_anomalies": state.last_anomalies, "total_anomalies": state.total_anomalies,
                    "last_error": state.last_error}
             try:
@@ -694,42 +494,12 @@ class Runner:
                 rolled = lifecycle.lifecycle_state(self.state_dir, s.name)
                 if rolled.get("rolled_back_to") == bundle.version:
                     row["rolled_back"] = (f"from {rolled.get('rolled_back_from')} at "
-                                          f"{_fmt(rolled.get('rolled_back_at'))}")
+                                          f"{fmt_time(rolled.get('rolled_back_at'))}")
             rows.append(row)
         for error in self.config_errors:
             rows.append({"scenario": "(invalid)", "enabled": False, "last_error": str(error)})
         return rows
 
-
-def with_repeats(anomalies: list[Anomaly], repeats: dict) -> list[Anomaly]:
-    """The anomalies with the repeats the anomaly log counted for them (escalation.py)."""
-    return [dataclasses.replace(a, repeat=repeats[a.id]) if a.id in repeats else a for a in anomalies]
-
-
-def _where(source, alert: dict | None) -> str:
-    """Where the alert being aggregated was read: 'file:line' when the source knows."""
-    position = getattr(source, "position", None)
-    where = position() if position is not None else ""
-    if where:
-        return where
-    ident = alert.get("id") if isinstance(alert, dict) else None
-    return f"alert {ident}" if isinstance(ident, str) else "an alert"
-
-
-def _shape(value) -> str:
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "a list with an object or a list inside"
-    if isinstance(value, str):
-        return f"{value[:40]!r}, not a number"
-    return f"{value!r}"[:40]
-
-
-def _skip_bad_alert(stats: SourceStats, source, agg: FeatureAggregator, alert: dict, exc: Exception) -> None:
-    log.debug("alert skipped for %s", agg.scenario.name, exc_info=True)
-    stats.skip("bad_alert", _where(source, alert),
-               f"scenario {agg.scenario.name} could not use it ({type(exc).__name__}: {str(exc)[:100]})")
 
 
 def parse_time(text: str) -> float:

@@ -27,7 +27,7 @@ from .. import __version__
 from ..core import progress
 from ..features.calendar import calendar_names, with_calendar
 from ..core.config import Scenario
-from ..detectors import Calibration, SeasonalProfile, detector_class
+from ..detectors import Calibration, SeasonalProfile, detector_class, library_versions
 from ..detectors.base import severity_for
 from ..core.errors import ModelError
 from ..core.findings import Anomaly, FeatureContribution, iso
@@ -102,19 +102,18 @@ class ModelBundle:
         constant = bool(np.all(joined == joined[0])) if len(joined) else True
         with progress.steps("detector", len(scenario.detectors)) as fitting:
             for name in scenario.detectors:
-                if name == "mvad" and constant and len(scenario.detectors) > 1:
-                    # A network cannot learn from a flat line; the seasonal baseline still says
+                cls_ = detector_class(name)
+                if getattr(cls_, "needs_variation", False) and constant and len(scenario.detectors) > 1:
+                    # A network cannot learn from a flat line; the other detectors still say
                     # "anything above zero is new" until a retrain sees real activity.
                     skipped[name] = "no variation in the training data"
                     continue
                 fitting.step(name)
-                cls_ = detector_class(name)
-                if name == "mvad":
-                    detector = cls_(features + calendar, scenario.mvad, device=device, threads=threads)
-                else:
-                    detector = cls_(features, scenario.seasonal)
-                # Only MVAD sees the opt-in calendar columns; the seasonal profile is per hour already.
-                inputs = {e: with_calendar(f, scenario) for e, f in series.items()} if name == "mvad" else series
+                # Only a detector that asks for them sees the opt-in calendar columns.
+                calendared = getattr(cls_, "uses_calendar", False)
+                detector = cls_.from_scenario(scenario, features + calendar if calendared else features,
+                                              device=device, threads=threads)
+                inputs = {e: with_calendar(f, scenario) for e, f in series.items()} if calendared else series
                 started = time.monotonic()
                 detector.fit(inputs)
                 per_entity = {}
@@ -138,7 +137,6 @@ class ModelBundle:
                                  "training": getattr(detector, "training_", {})}
         now = time.time() if now is None else now
         version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + data_hash(series)[:8]
-        from ..detectors.mvad import library_versions
         meta = {
             "format": FORMAT, "scenario": scenario.name, "version": version, "features": features,
             "bucket_minutes": scenario.bucket_minutes,
@@ -236,10 +234,8 @@ class ModelBundle:
             detectors = {}
             for name in trained:
                 cls_ = detector_class(name)
-                if name == "mvad":
-                    detectors[name] = cls_.load(directory, features + calendar, device=device, threads=threads)
-                else:
-                    detectors[name] = cls_.load(directory, features)
+                detectors[name] = cls_.load(directory, features + calendar if getattr(cls_, "uses_calendar", False)
+                                            else features, device=device, threads=threads)
             calibrations = {d: {k: Calibration.from_json(v) for k, v in cals.items()}
                             for d, cals in meta["calibration"].items()}
             vocabulary_file = directory / "vocabulary.json"
@@ -256,6 +252,10 @@ class ModelBundle:
         cals = self.calibrations[detector]
         return cals.get(entity, cals[POOLED]) if entity is not None else cals[POOLED]
 
+    def detector_input(self, name: str, frame: pd.DataFrame) -> pd.DataFrame:
+        """The frame as detector `name` reads it: with the calendar columns if it asks for them."""
+        return with_calendar(frame, self.scenario) if getattr(self.detectors[name], "uses_calendar", False) else frame
+
     def score(self, frame: pd.DataFrame, entity: str | None, *, first: float) -> list[Anomaly]:
         """Anomalies among the buckets of `frame` starting at epoch `first`; the rows before
         it are context (at least `context_buckets` of them)."""
@@ -263,7 +263,7 @@ class ModelBundle:
         first_ts = _utc(first)
         scored: dict[str, pd.DataFrame] = {}
         for name, detector in self.detectors.items():
-            result = detector.score(with_calendar(frame, self.scenario) if name == "mvad" else frame, entity)
+            result = detector.score(self.detector_input(name, frame), entity)
             scored[name] = result[result.index >= first_ts]
             # Every scored bucket's score, for the drift check (scores.record_scores).
             self.recent_scores.setdefault(name, []).extend(

@@ -14,21 +14,8 @@ from datetime import datetime, timezone
 from .. import SCHEMA_VERSION
 from ..core.eventtext import INTEGRATION, MAX_DESCRIPTION, MAX_NAME, MAX_SUMMARY, MAX_VALUE, clip, entity_dstuser, \
     entity_srcip, iso, num, plain, stable_id
+from ..core.eventtext import RARE_EVENT_FIELDS  # noqa: F401  (the ruleset checker's list, kept in the core)
 from .fields import first
-
-# Every dotted field a real-time event can carry (the ruleset checker reads it).
-RARE_EVENT_FIELDS: frozenset[str] = frozenset({
-    "integration",
-    "anomaly.schema", "anomaly.id", "anomaly.kind", "anomaly.detector", "anomaly.scenario",
-    "anomaly.severity", "anomaly.score", "anomaly.threshold",
-    "anomaly.window.start", "anomaly.window.end", "anomaly.bucket_minutes",
-    "anomaly.entity.field", "anomaly.entity.value",
-    "anomaly.observed.field", "anomaly.observed.value", "anomaly.expected",
-    "anomaly.summary", "anomaly.description", "anomaly.model_version",
-    "anomaly.alert.id", "anomaly.alert.rule_id", "anomaly.alert.agent", "anomaly.alert.srcip",
-    "anomaly.detected_at", "anomaly.truncated",
-    "srcip", "dstuser",
-})
 
 
 def _utc(t: float) -> datetime:

@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 
 from ..emit.emitter import EVENT_FIELDS
 from ..core.eventtext import DEFAULT_FIELD_BYTES, DESCRIPTION_MAX_BYTES, FIELD_BYTES
-from ..realtime.events import RARE_EVENT_FIELDS
+from ..core.eventtext import RARE_EVENT_FIELDS
 from .patterns import PatternError, compile_pcre2, osmatch_problems, osmatch_search, osregex_problems
 from .rulefile import Rule, RuleFileError, load_order, read_decoder_names, read_rule_file
 

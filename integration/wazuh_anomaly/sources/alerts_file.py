@@ -26,6 +26,7 @@ except ImportError:  # pragma: no cover - the project environment always has orj
 
 from ..core.errors import UnsafePath, WazuhAnomalyError
 from ..core.fileio import open_binary
+from ..core.registry import SOURCES
 
 __all__ = [
     "AlertsFileSource",
@@ -295,6 +296,7 @@ class AlertFile:
     compressed: bool
 
 
+@SOURCES.register("alerts_file")
 class AlertsFileSource:
     """Streams the manager's alerts from `alerts_dir` (normally /var/ossec/logs/alerts).
 
@@ -320,6 +322,16 @@ class AlertsFileSource:
     # An alert stamped further than this after the clock is skipped as `future_timestamp`:
     # no range would ever take it, and it must not hold the read cursor back either.
     FUTURE_SECONDS = 86400.0
+
+    @classmethod
+    def from_config(cls, config, scenario=None, *, resume: bool = True) -> "AlertsFileSource":
+        """The alert files config.yaml names (source.alerts_dir); the read cursor is the caller's."""
+        return cls(config.alerts_dir)
+
+    @property
+    def key(self) -> tuple:
+        """Sources with equal keys are read in one pass."""
+        return ("alerts_file", str(self.alerts_dir))
 
     def __init__(self, alerts_dir: Path, *, max_line_bytes: int = 65536):
         if max_line_bytes < 1:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from ..core.config import Condition, FeatureSpec, IndexerSpec, Scenario
+from ..core.registry import SOURCES
 from ..features.aggregate import FeatureAggregator
 from ..indexer.client import (IndexerError, field_types, make_client, mapping_problems, pushdown_reason,
                        retrying, scenario_fields)
@@ -129,8 +130,17 @@ def _ms(epoch: float) -> int:
 
 # --------------------------------------------------------------------------- source
 
+@SOURCES.register("indexer")
 class IndexerSource:
     """Alerts from the Wazuh indexer; `push_down` computes features server-side."""
+
+    @classmethod
+    def from_config(cls, config, scenario=None, *, resume: bool = True) -> "IndexerSource":
+        return cls(config.indexer, config.layout.prefix)
+
+    @property
+    def key(self) -> tuple:
+        return ("indexer", tuple(self.spec.hosts), self.spec.index)
 
     def __init__(self, spec: IndexerSpec, prefix: Path, *, client=None):
         self.spec = spec

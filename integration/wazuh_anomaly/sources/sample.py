@@ -1,5 +1,6 @@
-"""The bundled sample alerts (AIT-ADS russellmitchell), laid out as a manager's
-logs/alerts tree: YYYY/Mon/ossec-alerts-DD.json per day and alerts.json as a hard link
+"""The bundled sample alerts (AIT-ADS russellmitchell): a source of its own (`sample`,
+read straight from the package, for a demo or a backtest without a manager), or laid
+out as a manager's logs/alerts tree: YYYY/Mon/ossec-alerts-DD.json per day and alerts.json as a hard link
 to the last day's file, exactly as wazuh-analysisd leaves them."""
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import orjson
 
 from ..core.errors import WazuhAnomalyError
 from ..core.fileio import atomic_write, makedirs
+from ..core.registry import SOURCES
+from .alerts_file import SourceStats, parse_wazuh_timestamp
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"   # the package's data/
 SAMPLE_ALERTS = SAMPLE_DIR / "russellmitchell.alerts.json.gz"
@@ -70,3 +73,46 @@ def lay_out_alerts(alerts_dir: Path, by_day: dict[str, list[bytes]]) -> list[str
         os.link(last_file, link)
         written.append(f"linked {link} to {last_file} (as the manager does)")
     return written
+
+
+@SOURCES.register("sample")
+class SampleSource:
+    """The bundled sample alerts in [start, end), read from the package's compressed file
+    (config.yaml `source.type: sample`, or `source: sample` in a scenario)."""
+
+    def __init__(self, path: Path = SAMPLE_ALERTS):
+        self.path = Path(path)
+        self._at = ""
+
+    @classmethod
+    def from_config(cls, config=None, scenario=None, *, resume: bool = True) -> "SampleSource":
+        return cls()
+
+    @property
+    def key(self) -> tuple:
+        return ("sample", str(self.path))
+
+    def position(self) -> str:
+        return self._at
+
+    def read(self, start: float, end: float, *, cursor=None, stats: SourceStats | None = None,
+             slack_seconds: float = 0.0):
+        stats = stats if stats is not None else SourceStats()
+        stats.files += 1
+        with gzip.open(self.path, "rb") as handle:
+            for number, line in enumerate(handle, 1):
+                stats.lines += 1
+                stats.bytes += len(line)
+                where = f"{self.path}:{number}"
+                try:
+                    alert = orjson.loads(line)
+                    ts = parse_wazuh_timestamp(alert["timestamp"])
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                    stats.skip("bad_timestamp", where, "no Wazuh timestamp")
+                    continue
+                if start <= ts < end:
+                    stats.alerts += 1
+                    self._at = where
+                    yield ts, alert
+                else:
+                    stats.outside_range += 1

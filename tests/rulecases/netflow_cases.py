@@ -8,9 +8,9 @@ import dataclasses
 
 import orjson
 
-from ..ruleset.inifile import CaseSpec, render_ini
-from ..ruleset.locations import ANOMALIES_REL, NETFLOW_REL, forged, manager_file
-from .generate import tagged_events
+from wazuh_anomaly.ruleset.inifile import CaseSpec, render_ini
+from wazuh_anomaly.ruleset.locations import ANOMALIES_REL, NETFLOW_REL, forged, manager_file
+from wazuh_anomaly.netflow.generate import tagged_events
 
 RULES_FILE_NAME = "wazuh_anomaly_netflow_rules.xml"
 INI_FILE_NAME = "wazuh_anomaly_netflow_rules.ini"

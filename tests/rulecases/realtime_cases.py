@@ -10,9 +10,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 
-from ..emit.emitter import render
-from .inifile import CaseSpec, render_ini
-from .locations import ANOMALIES_REL, forged, manager_file
+from wazuh_anomaly.emit.emitter import render
+from wazuh_anomaly.ruleset.inifile import CaseSpec, render_ini
+from wazuh_anomaly.ruleset.locations import ANOMALIES_REL, forged, manager_file
 
 RULES_FILE_NAME = "wazuh_anomaly_rules_realtime.xml"
 INI_FILE_NAME = "wazuh_anomaly_rules_realtime.ini"
@@ -77,8 +77,8 @@ _PAIRS = {
 
 
 def _shipped_config() -> dict:
-    from ..realtime import config
-    from . import repo_dir
+    from wazuh_anomaly.realtime import config
+    from wazuh_anomaly.ruleset import repo_dir
     repo = repo_dir()
     if repo is None:
         raise FileNotFoundError("the realtime rule cases are generated from a source checkout")
@@ -99,8 +99,8 @@ class _MemoryStore:
 
 
 def _finding_line(spec: dict, learn: list[dict], new: dict, *, severity: str | None = None) -> str:
-    from ..realtime import detectors
-    from ..realtime.events import RareFinding
+    from wazuh_anomaly.realtime import detectors
+    from wazuh_anomaly.realtime.events import RareFinding
     spec = dict(spec, learn_until=T0 + 600, severity=severity or spec["severity"])
     det = detectors.build(spec)
     store = _MemoryStore()
@@ -118,8 +118,8 @@ def _render(finding) -> str:
 
 def _rate_line(spec: dict, severity: str | None = None) -> str:
     """alert_rate_for_agent: 3 learned windows of 2 alerts, then a burst of 5."""
-    from ..realtime import detectors
-    from ..realtime.events import RareFinding
+    from wazuh_anomaly.realtime import detectors
+    from wazuh_anomaly.realtime.events import RareFinding
     spec = dict(spec, learn_until=T0 + 1800, severity=severity or spec["severity"])
     det = detectors.build(spec)
     state: dict = {}
@@ -136,9 +136,9 @@ def _rate_line(spec: dict, severity: str | None = None) -> str:
 
 
 def _model_line(name: str, target: str, ev_alert: dict, score: float, severity: str) -> str:
-    from ..realtime.engine import RealtimeEngine
-    from ..realtime.events import RareFinding
-    from ..realtime.rarity import FORMAT, FORMAT_VERSION, RareEventModel, extract
+    from wazuh_anomaly.realtime.engine import RealtimeEngine
+    from wazuh_anomaly.realtime.events import RareFinding
+    from wazuh_anomaly.realtime.rarity import FORMAT, FORMAT_VERSION, RareEventModel, extract
     model = RareEventModel({"format": FORMAT, "version": FORMAT_VERSION, "name": name, "target": target,
                             "dimensions": 64, "threshold": 0.62, "average_path_length": 7.0,
                             "trained_at": "2022-01-23T00:00:00Z",
