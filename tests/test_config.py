@@ -558,3 +558,69 @@ def test_indexer_and_shipping_blocks_have_typed_defaults_and_one_sentence_errors
         path.write_text(text + "\n")
         with pytest.raises(ConfigError, match=re.escape(words)):
             load_config(layout, path)
+
+
+# --- every problem of a file at once; nothing a file holds gives a traceback ------------
+
+
+def test_every_problem_of_a_scenario_file_is_reported_together_one_sentence_each(tmp_path):
+    path = scenario_file(tmp_path, with_(bucket_minutes="5", colour="blue", training={"lookback_days": 0},
+                                         features=[{"name": "a", "aggregation": "max"}, {"name": "B"}],
+                                         seasonal={"direction": "down"}))
+    with pytest.raises(ConfigError) as err:
+        load_scenario(path)
+    problems = err.value.problems
+    assert str(err.value) == "\n".join(problems)
+    for sentence in problems:
+        assert_one_sentence(sentence, path)
+    named = sorted(re.search(r"key '([^']+)'", p).group(1) for p in problems)
+    assert named == ["bucket_minutes", "colour", "features[0].field", "features[1].name",
+                     "seasonal.direction", "training.lookback_days"], problems
+
+
+def test_every_problem_of_config_yaml_is_reported_together(tmp_path):
+    path = scenario_file(tmp_path, {"run": {"threads": 0, "device": "gpu"}, "shipping": {"enabeld": True},
+                                    "indexer": {"hosts": ["indexer-1"]}}, "config.yaml")
+    with pytest.raises(ConfigError) as err:
+        load_config(Layout(tmp_path), path)
+    named = sorted(re.search(r"key '([^']+)'", p).group(1) for p in err.value.problems)
+    assert named == ["indexer.hosts", "run.device", "run.threads", "shipping.enabeld"], err.value.problems
+
+
+def _yaml_values():
+    from hypothesis import strategies as st
+    keys = st.sampled_from(["name", "description", "features", "filter", "aggregation", "field", "entity", "top",
+                            "training", "lookback_days", "severity", "medium", "quantile", "detectors", "mitre",
+                            "rule.level", "groups", "min", "max", "not", "regex", "exists", "calendar", "run",
+                            "indexer", "hosts", "shipping", "source", "type"]) | st.text(max_size=8) | st.integers()
+    scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=12)
+    return st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=5),
+                        max_leaves=25)
+
+
+def _only_config_errors(call, path) -> None:
+    try:
+        call()
+    except ConfigError as exc:
+        assert exc.problems and str(exc) == "\n".join(exc.problems)
+        for sentence in exc.problems:
+            assert_one_sentence(sentence, path)
+
+
+def test_random_yaml_structures_give_a_scenario_or_config_error_sentences_never_a_traceback(tmp_path):
+    from hypothesis import HealthCheck, given, settings, strategies as st
+    path = tmp_path / "s.yaml"
+
+    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.one_of(_yaml_values(), st.dictionaries(st.sampled_from(sorted(MINIMAL) + ["entity", "severity"]),
+                                                     _yaml_values(), max_size=4).map(lambda d: {**MINIMAL, **d})))
+    def check(data):
+        _only_config_errors(lambda: parse_scenario(data, path), path)
+        _only_config_errors(lambda: load_config(Layout(tmp_path), _written(path, data)), path)
+
+    check()
+
+
+def _written(path: Path, data) -> Path:
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
