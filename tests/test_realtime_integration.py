@@ -19,7 +19,7 @@ ALERTS = SHARED_DATA / "wazuh-alerts"
 ATTACK = ALERTS / "wazuh_attack_lines.json"
 NO_ATTACK = ALERTS / "wazuh_no_attack_lines.json"
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "integration")}
-HEAVY = ("numpy", "pandas", "torch", "yaml", "sklearn", "scipy")
+HEAVY = ("numpy", "pandas", "torch", "yaml", "pydantic", "sklearn", "scipy")
 
 
 def need_wazuh_alerts():

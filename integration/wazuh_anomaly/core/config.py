@@ -62,9 +62,28 @@ def _name(value: str) -> str:
     return value
 
 
+# The real-time filters' own keys before there was one filter language, and what to write now.
+OLD_FILTER_KEYS = {
+    "not_groups": "rule.groups: {not: [...]}",
+    "rule_ids": "rule_id: [...]",
+    "min_level": "level: {min: ...}",
+    "ignore": "<field>: {not: [...]} for each field",
+    "ignore_prefixes": "<field>: {not_prefix: [...]} for each field",
+}
+
+
 def _field_name(value: Any) -> str:
     if not isinstance(value, str) or not FIELD_RE.match(value):
         raise problem("is not a dotted field name such as rule.groups or data.srcip")
+    if value in OLD_FILTER_KEYS:
+        raise problem(f"is no longer a filter key; write {OLD_FILTER_KEYS[value]} (docs/configuration.md, "
+                      f"the filter language)")
+    if "." not in value and value not in FILTER_SHORTHANDS:
+        import difflib
+        close = difflib.get_close_matches(value, list(FILTER_SHORTHANDS), n=1, cutoff=0.75)
+        if close:
+            raise problem(f"is not a shorthand (did you mean '{close[0]}'?); write other fields in full, "
+                          f"such as {FILTER_SHORTHANDS[close[0]]}")
     return value
 
 

@@ -144,7 +144,13 @@ def validate(cls: Any, data: Any, file: Any, *, internal: dict | None = None) ->
     try:
         value = adapter(cls).validate_python(data)
     except ValidationError as exc:
-        for error in exc.errors():
+        errors = exc.errors()
+        # a mapping key that is refused: what its value holds is not reported on top
+        bad_keys = [tuple(e["loc"][:-1]) for e in errors if e["loc"] and e["loc"][-1] == "[key]"]
+        for error in errors:
+            loc = tuple(error["loc"])
+            if any(len(loc) > len(k) and loc[:len(k)] == k and loc[len(k)] != "[key]" for k in bad_keys):
+                continue
             sentence = explain(cls, error, file)
             if sentence not in sentences:
                 sentences.append(sentence)
