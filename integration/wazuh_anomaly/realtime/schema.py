@@ -166,3 +166,43 @@ def compile_config(doc_: RealtimeFile) -> dict:
 def parse(data: Any, file: str) -> dict:
     """The validated, compiled configuration of a parsed realtime.yaml."""
     return compile_config(validate(RealtimeFile, data, file))
+
+
+# --------------------------------------------------------------------------- active-response.yaml
+
+def _addresses(value: Any) -> tuple[str, ...]:
+    import ipaddress
+    if not isinstance(value, (list, tuple)):
+        raise problem("must be a list of addresses or CIDR networks")
+    for item in value:
+        try:
+            ipaddress.ip_network(str(item), strict=False)
+        except ValueError:
+            raise problem(f"holds '{item}', which is not an address or CIDR network") from None
+    return tuple(str(v) for v in value)
+
+
+def _internal(value: Any) -> Any:
+    return value if value == "default" else _addresses(value)
+
+
+@section
+class ActiveResponseFile:
+    """etc/anomaly/active-response.yaml as written (every key optional; a missing file: the defaults)."""
+
+    min_severity: choice(SEVERITIES) = doc("anomalies below this severity never block", "critical")
+    never_block: Annotated[tuple[str, ...], BeforeValidator(_addresses)] = doc(
+        "your critical hosts and networks, never blocked, e.g. [203.0.113.10, 198.51.100.0/24]", ())
+    internal_networks: Annotated[Any, BeforeValidator(_internal)] = doc(
+        "never blocked: default (RFC 1918, 100.64/10, loopback, link-local, fc00::/7, multicast, broadcast) "
+        "or your own list", "default")
+    firewall: choice(("auto", "nftables", "iptables")) = doc(
+        "auto: nftables where nft exists, else iptables", "auto")
+
+
+def parse_active_response(data: Any, file: str) -> dict:
+    """The validated active-response settings as the plain dict response.py uses."""
+    doc_ = validate(ActiveResponseFile, data, file)
+    return {"min_severity": doc_.min_severity, "never_block": list(doc_.never_block),
+            "internal_networks": doc_.internal_networks if doc_.internal_networks == "default"
+            else list(doc_.internal_networks), "firewall": doc_.firewall}
