@@ -624,3 +624,17 @@ def test_random_yaml_structures_give_a_scenario_or_config_error_sentences_never_
 def _written(path: Path, data) -> Path:
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
+
+
+def test_the_configuration_reference_is_generated_from_the_schema_and_current():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("gen_config_docs", REPO / "scripts" / "gen-config-docs.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    text = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert gen.MARKER in text, "docs/configuration.md lost its GENERATED marker"
+    assert text == gen.render(gen.hand_written_part(text)), "stale: run scripts/gen-config-docs.py"
+    # every key of the schema is in it, with its default
+    for key in ("`run.threads`", "`severity.quantile`", "`features[].max_seen`", "`thresholds.dos_packets`",
+                "`detectors.<name>.learn_until`", "`models.<name>.trees`", "`never_block`"):
+        assert key in text, key

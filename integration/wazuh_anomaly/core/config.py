@@ -87,7 +87,8 @@ def _field_name(value: Any) -> str:
     return value
 
 
-Name = Annotated[str, Field(strict=True), AfterValidator(_name)]
+Name = Annotated[str, Field(strict=True, json_schema_extra={"allowed": "lower-case letters, digits and _, starting with a letter"}),
+               AfterValidator(_name)]
 FieldName = Annotated[str, BeforeValidator(_field_name)]
 
 
@@ -130,7 +131,7 @@ def _regex(value: str | None) -> str | None:
 
 @section
 class ConditionSpec:
-    """A condition as written in a filter (see core/filters.py for what each part means)."""
+    """A condition of a filter, as written."""
 
     equals: Optional[Values] = doc("the field equals one of these values (written as the value or list itself)", None)
     min: Optional[Float] = doc("the field is a number at least this", None)
@@ -170,9 +171,11 @@ Filter = Annotated[dict[FieldName, Annotated[ConditionSpec, BeforeValidator(_con
 
 @section
 class FeatureSpec:
+    """One feature: a number per time bucket (and entity) computed from the alerts that pass its filter."""
+
     name: Name = doc("the feature's name: lower-case letters, digits and underscores")
     aggregation: Str = Field("count", description="what is computed per bucket over the alerts that pass the filter",
-                             json_schema_extra={"choices": list(AGGREGATIONS)})
+                             json_schema_extra={"choices": list(AGGREGATIONS)})   # checked against names_of()
     field: Optional[Str] = doc("the alert field aggregated (required except for count)", None)
     filter: Filter = doc("conditions an alert must meet to be counted (the filter language)", ())
     max_seen: Int = doc("rare: a value seen in at most this many earlier buckets (per entity) is rare", 2, ge=0)
@@ -207,7 +210,8 @@ class TrainingSpec:
     retrain_every_days: Float = doc("retrain a model this old (when run.auto_train)", 7.0, gt=0)
     max_model_age_days: Float = doc("older than this: model_stale health event", 21.0, gt=0)
     drift_buckets: Int = doc("recent scored buckets compared with the training scores", 288, gt=0)
-    drift_threshold: Float = doc("Kolmogorov-Smirnov distance above this: model_drift health event", 0.3)
+    drift_threshold: Float = doc("Kolmogorov-Smirnov distance above this: model_drift health event", 0.3,
+                                 json_schema_extra={"allowed": "above 0, at most 1"})
     drift_tail_ratio: Float = doc("or: this many times more recent scores above the training 99th percentile "
                                   "than 1%", 5.0, gt=0)
 
@@ -246,11 +250,13 @@ class SeasonalSpec:
 @section
 class SeveritySpec:
     quantile: Float = doc("flag budget: the threshold is this quantile of training scores (strictly above it "
-                          "is anomalous)", 0.999)
+                          "is anomalous)", 0.999, json_schema_extra={"allowed": "at least 0.5, below 1"})
     medium: Float = doc("exceedance (score above the training median, in thresholds) from which an anomaly is "
-                        "medium", 1.5)
-    high: Float = doc("exceedance from which an anomaly is high", 2.5)
-    critical: Float = doc("exceedance from which an anomaly is critical", 4.0)
+                        "medium", 1.5, json_schema_extra={"allowed": "at least 1, at most high"})
+    high: Float = doc("exceedance from which an anomaly is high", 2.5,
+                      json_schema_extra={"allowed": "at least medium, at most critical"})
+    critical: Float = doc("exceedance from which an anomaly is critical", 4.0,
+                          json_schema_extra={"allowed": "at least high"})
 
     @model_validator(mode="after")
     def _check(self):
@@ -294,7 +300,8 @@ class Scenario:
     source_file: Optional[Path] = Field(None, description="the file the scenario was read from",
                                         json_schema_extra={"internal": True})
     enabled: Bool = doc("a disabled scenario is validated but neither trained nor scored", True)
-    bucket_minutes: Int = doc("length of a time bucket; must divide a day (1, 5, 10, 15, 30, 60 ...)", 5)
+    bucket_minutes: Int = doc("length of a time bucket in minutes", 5,
+                              json_schema_extra={"allowed": "divides a day: 1, 5, 10, 15, 30, 60 …"})
     entity: Optional[EntitySpec] = doc("split every feature per value of an alert field (the busiest N)", None)
     detectors: Annotated[tuple[str, ...], BeforeValidator(_detectors)] = Field(
         ("mvad", "seasonal"), description="the detectors that score the scenario",
@@ -306,9 +313,11 @@ class Scenario:
     seasonal: SeasonalSpec = doc("the seasonal baseline detector's settings", default_factory=SeasonalSpec)
     severity: SeveritySpec = doc("the alert budget and the severity tiers", default_factory=SeveritySpec)
     mitre: Annotated[tuple[str, ...], BeforeValidator(_mitre)] = doc(
-        "MITRE ATT&CK technique ids carried by the scenario's anomalies, e.g. T1110 or T1059.004", ())
+        "MITRE ATT&CK technique ids carried by the scenario's anomalies", (),
+        json_schema_extra={"allowed": "ids such as T1110 or T1059.004"})
     source: choice(SCENARIO_SOURCES) = doc("alerts: Wazuh alerts; flows: the normalised NetFlow events", "alerts")
-    flows_file: Str = doc("source flows: the flow events file (default <prefix>/logs/anomaly/netflow.json)", "")
+    flows_file: Str = doc("source flows: the flow events file (default <prefix>/logs/anomaly/netflow.json)", "",
+                          json_schema_extra={"allowed": "only with source: flows"})
     calendar: CalendarSpec = doc("opt-in calendar inputs of the MVAD detector", default_factory=CalendarSpec)
 
     @model_validator(mode="after")

@@ -71,7 +71,8 @@ class DetectorSpec:
     severity: choice(SEVERITIES) = doc("severity of its findings", "medium")
     enabled: Bool = doc("a disabled detector is validated but never run", True)
     description: Str = doc("shown in every finding", "")
-    learn_until: Time = doc("ISO 8601 time at which learn mode ends (instead of learn_days)", None)
+    learn_until: Time = doc("time at which learn mode ends (instead of learn_days)", None,
+                            json_schema_extra={"allowed": "ISO 8601 with a zone, e.g. 2026-12-01T00:00:00Z"})
     learn_days: Optional[Float] = doc("learn mode lasts this long from the first alert (default: the top-level "
                                       "learn_days)", None, ge=0)
     max_keys: Optional[Int] = doc("keys tracked (default: the top-level max_keys)", None, ge=1)
