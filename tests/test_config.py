@@ -638,3 +638,21 @@ def test_the_configuration_reference_is_generated_from_the_schema_and_current():
     for key in ("`run.threads`", "`severity.quantile`", "`features[].max_seen`", "`thresholds.dos_packets`",
                 "`detectors.<name>.learn_until`", "`models.<name>.trees`", "`never_block`"):
         assert key in text, key
+
+
+def test_not_prefix_excludes_values_and_an_absent_field_passes():
+    from wazuh_anomaly.core.filters import compile_filter
+    (cond,) = parsed_filter({"data.audit.exe": {"not_prefix": ["/usr/lib/", "/snap/"]}})
+    assert cond == Condition("data.audit.exe", not_prefix=("/usr/lib/", "/snap/"))
+    test = compile_filter([cond])
+    assert not test({"data": {"audit": {"exe": "/usr/lib/x"}}}) and test({"data": {"audit": {"exe": "/bin/sh"}}})
+    assert test({"data": {}})
+
+
+@pytest.mark.parametrize("old, new", [("min_level", "level: {min: ...}"), ("not_groups", "rule.groups: {not: [...]}"),
+                                      ("ignore", "<field>: {not: [...]}"), ("rule_ids", "rule_id: [...]")])
+def test_the_old_real_time_filter_keys_are_refused_with_the_new_spelling(tmp_path, old, new):
+    path = scenario_file(tmp_path, feature(filter={old: 7}))
+    msg = config_error(load_scenario, path)
+    assert_one_sentence(msg, path)
+    assert f"key 'features[0].filter.{old}' is no longer a filter key; write {new}" in msg
