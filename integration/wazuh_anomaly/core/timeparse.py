@@ -18,10 +18,12 @@ _CACHE_LIMIT = 1 << 16
 _DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 # ":SS" -> seconds; a dict lookup both validates and converts (int(" 5") would accept garbage).
 _SECONDS = {f":{s:02d}": s for s in range(60)}
-_SECONDS_B = {k.encode(): v for k, v in _SECONDS.items()}
-_minutes: dict = {}      # "YYYY-MM-DDTHH:MM" (str or bytes) -> epoch of that minute
-_tails: dict = {}        # ".345+0000", "Z", ".224939+01:00" (str or bytes) -> fraction minus UTC offset
-_INVALID = None
+SECONDS_BYTES = {k.encode(): v for k, v in _SECONDS.items()}
+# Validated once, then a dict hit (a reader of alert lines may look them up itself):
+MINUTE_CACHE: dict = {}   # "YYYY-MM-DDTHH:MM" (str or bytes) -> epoch of that minute
+TAIL_CACHE: dict = {}     # ".345+0000", "Z", ".224939+01:00" (str or bytes) -> fraction minus UTC offset
+_minutes, _tails = MINUTE_CACHE, TAIL_CACHE
+_SECONDS_ANY = {**_SECONDS, **SECONDS_BYTES}
 
 
 def days_from_civil(year: int, month: int, day: int) -> int:
@@ -38,7 +40,7 @@ def _digits(text: str) -> bool:
     return text.isdigit() and text.isascii()
 
 
-def _minute(head: str) -> int | None:
+def minute_epoch(head: str) -> int | None:
     """Epoch seconds of 'YYYY-MM-DDTHH:MM' (or with a space for the T); None if it is not one."""
     if len(head) != 16 or head[4] != "-" or head[7] != "-" or head[10] not in "T " or head[13] != ":":
         return None
@@ -81,8 +83,9 @@ def _tail(tail: str) -> float | None:
 
 
 def _cached_minute(head):
-    base = _minute(head.decode("ascii", "replace") if isinstance(head, bytes) else head)
-    if base is not None:
+    text = head.decode("ascii", "replace") if isinstance(head, bytes) else head
+    base = minute_epoch(text)
+    if base is not None and text[10] == "T":   # only the T form is cached: the fast path is Wazuh's shape
         if len(_minutes) >= _CACHE_LIMIT:
             _minutes.clear()
         _minutes[head] = base
@@ -98,40 +101,49 @@ def _cached_tail(tail):
     return rest
 
 
-def parse_timestamp(text, *, assume_utc: bool = False) -> float | None:
-    """Epoch seconds of an ISO 8601 time with seconds and a zone ('2022-01-24T03:57:12.345+0000',
-    '...Z', '...+01:00', a space for the T), or None for anything else. With `assume_utc`, a
-    time without a zone (pmacct's '2024-01-31 23:59:00') is UTC. `text` may be bytes."""
-    try:
-        base = _minutes[text[:16]]
-    except KeyError:
+def _slow(text, assume_utc: bool) -> float | None:
+    """parse_timestamp past the caches: validates, and caches what it validated."""
+    if not isinstance(text, (str, bytes)):
+        return None
+    base = _minutes.get(text[:16])
+    if base is None:
         base = _cached_minute(text[:16])
         if base is None:
             return None
-    except TypeError:   # not text at all
-        return None
-    seconds = (_SECONDS_B if isinstance(text, bytes) else _SECONDS).get(text[16:19])
+    seconds = _SECONDS_ANY.get(text[16:19])
     if seconds is None:
         return None
     tail = text[19:]
-    try:
-        rest = _tails[tail]
-    except KeyError:
+    rest = _tails.get(tail)
+    if rest is None:
         rest = _cached_tail(tail)
         if rest is None:
             if not assume_utc:
                 return None
             # no zone: the fraction alone (".5"), UTC
-            zoned = _tail(tail.decode("ascii", "replace") + "Z" if isinstance(tail, bytes) else tail + "Z")
-            if zoned is None:
+            rest = _tail((tail.decode("ascii", "replace") if isinstance(tail, bytes) else tail) + "Z")
+            if rest is None:
                 return None
-            rest = zoned
     return base + seconds + rest
 
 
+def parse_timestamp(text, assume_utc: bool = False) -> float | None:
+    """Epoch seconds of an ISO 8601 time with seconds and a zone ('2022-01-24T03:57:12.345+0000',
+    '...Z', '...+01:00', a space for the T), or None for anything else. With `assume_utc`, a
+    time without a zone (pmacct's '2024-01-31 23:59:00') is UTC. `text` may be bytes."""
+    try:   # the common case: three cache hits
+        return _minutes[text[:16]] + _SECONDS_ANY[text[16:19]] + _tails[text[19:]]
+    except (KeyError, TypeError):
+        return _slow(text, assume_utc)
+
+
 def wazuh_timestamp(text) -> float:
-    """parse_timestamp for a Wazuh alert's `timestamp`, raising ValueError on anything else."""
-    value = parse_timestamp(text)
+    """A Wazuh alert's `timestamp` (str or bytes): parse_timestamp with a T between date
+    and time, as every manager and the indexer write it; ValueError on anything else."""
+    try:   # the cache holds only T-form heads
+        return _minutes[text[:16]] + _SECONDS_ANY[text[16:19]] + _tails[text[19:]]
+    except (KeyError, TypeError):
+        value = _slow(text, False) if isinstance(text, (str, bytes)) and text[10:11] in ("T", b"T") else None
     if value is None:
         raise ValueError(f"not a Wazuh timestamp: {text!r}"[:120])
     return value

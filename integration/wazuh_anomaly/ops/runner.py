@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +23,7 @@ import pandas as pd
 from ..core import progress
 from ..core.config import Config, Scenario
 from ..emit.emitter import AnomalyWriter
+from ..core.timeparse import parse_time_arg
 from ..core.errors import ConfigError, ModelError, WazuhAnomalyError
 from ..features.aggregate import FeatureAggregator, align_down
 from ..core.findings import Anomaly, HealthEvent
@@ -733,18 +733,6 @@ def _skip_bad_alert(stats: SourceStats, source, agg: FeatureAggregator, alert: d
 
 
 def parse_time(text: str) -> float:
-    """An ISO 8601 time or date from the command line, as epoch seconds (UTC if no zone)."""
-    try:
-        ts = pd.Timestamp(text)
-    except (ValueError, TypeError):
-        raise ConfigError(f"'{text}' is not a date or time; use ISO 8601 such as 2022-01-24 or "
-                          f"2022-01-24T03:00:00Z.") from None
-    if ts is pd.NaT or pd.isna(ts):
-        raise ConfigError(f"'{text}' is not a date or time; use ISO 8601 such as 2022-01-24 or "
-                          f"2022-01-24T03:00:00Z.")
-    if ts.tzinfo is None:
-        ts = ts.tz_localize("UTC")
-    value = ts.timestamp()
-    if not math.isfinite(value):
-        raise ConfigError(f"'{text}' is not a usable time.")
-    return value
+    """An ISO 8601 time or date from the command line, as epoch seconds (UTC if no zone):
+    the one timestamp parser (core/timeparse.py)."""
+    return parse_time_arg(text)
