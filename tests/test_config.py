@@ -578,6 +578,14 @@ def test_every_problem_of_a_scenario_file_is_reported_together_one_sentence_each
                      "seasonal.direction", "training.lookback_days"], problems
 
 
+def test_a_bad_bucket_size_is_reported_with_the_problems_of_the_features(tmp_path):
+    path = scenario_file(tmp_path, with_(bucket_minutes=7, features=[{"name": "a", "aggregation": "median"}]))
+    with pytest.raises(ConfigError) as err:
+        load_scenario(path)
+    assert sorted(re.search(r"key '([^']+)'", p).group(1) for p in err.value.problems) == [
+        "bucket_minutes", "features[0].aggregation"], err.value.problems
+
+
 def test_every_problem_of_config_yaml_is_reported_together(tmp_path):
     path = scenario_file(tmp_path, {"run": {"threads": 0, "device": "gpu"}, "shipping": {"enabeld": True},
                                     "indexer": {"hosts": ["indexer-1"]}}, "config.yaml")

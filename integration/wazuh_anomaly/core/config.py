@@ -278,6 +278,12 @@ def _mitre(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _divides_a_day(minutes: int) -> int:
+    if minutes < 1 or 1440 % minutes:
+        raise problem("must divide a day evenly (1, 5, 10, 15, 30, 60 …)")
+    return minutes
+
+
 def _features(value: tuple) -> tuple:
     if not value:
         raise problem("must list at least one feature")
@@ -300,7 +306,7 @@ class Scenario:
     source_file: Optional[Path] = Field(None, description="the file the scenario was read from",
                                         json_schema_extra={"internal": True})
     enabled: Bool = doc("a disabled scenario is validated but neither trained nor scored", True)
-    bucket_minutes: Int = doc("length of a time bucket in minutes", 5,
+    bucket_minutes: Annotated[Int, AfterValidator(_divides_a_day)] = doc("length of a time bucket in minutes", 5,
                               json_schema_extra={"allowed": "divides a day: 1, 5, 10, 15, 30, 60 …"})
     entity: Optional[EntitySpec] = doc("split every feature per value of an alert field (the busiest N)", None)
     detectors: Annotated[tuple[str, ...], BeforeValidator(_detectors)] = Field(
@@ -322,8 +328,6 @@ class Scenario:
 
     @model_validator(mode="after")
     def _check(self):
-        if self.bucket_minutes < 1 or 1440 % self.bucket_minutes:
-            raise problem("must divide a day evenly (1, 5, 10, 15, 30, 60 …)", key="bucket_minutes")
         names = [f.name for f in self.features]
         for i, n in enumerate(names):
             if n in names[:i]:
