@@ -664,3 +664,18 @@ def test_the_old_real_time_filter_keys_are_refused_with_the_new_spelling(tmp_pat
     msg = config_error(load_scenario, path)
     assert_one_sentence(msg, path)
     assert f"key 'features[0].filter.{old}' is no longer a filter key; write {new}" in msg
+
+
+def test_detector_and_aggregation_names_come_from_the_registries_when_they_register():
+    from wazuh_anomaly.core import schema
+    data = with_(detectors=["silence"], features=[{"name": "f", "aggregation": "p99", "field": "data.bytes"}])
+    msg = config_error(parse_scenario, data, "s.yaml")
+    assert "key 'detectors' must list one or more of mvad, seasonal" in msg and "not 'p99'" in msg
+    try:
+        schema.register_names("detector", ("mvad", "seasonal", "silence"))
+        schema.register_names("aggregation", ("count", "p99"))
+        s = parse_scenario(data, "s.yaml")
+        assert s.detectors == ("silence",) and s.features[0].aggregation == "p99"
+    finally:
+        schema.register_names("detector", None)
+        schema.register_names("aggregation", None)

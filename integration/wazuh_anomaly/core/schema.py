@@ -33,7 +33,8 @@ Float = Annotated[float, Strict()]
 Bool = Annotated[bool, Strict()]
 Str = Annotated[str, Strict()]
 
-SECTION_CONFIG = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+# defer_build: a section's validator is built when first used, not at import (start time of every command)
+SECTION_CONFIG = ConfigDict(extra="forbid", arbitrary_types_allowed=True, defer_build=True)
 DOCS_HINT = "check its spelling against docs/configuration.md"
 
 
@@ -73,11 +74,14 @@ def section(cls: type) -> type:
 _NAMES: dict[str, tuple[str, ...]] = {}
 
 
-def register_names(kind: str, names: tuple[str, ...] | list[str]) -> None:
+def register_names(kind: str, names: tuple[str, ...] | list[str] | None) -> None:
     """The names a registry accepts for `kind` ("aggregation", "detector"): a scenario
     naming another one is refused with the list. Called by the layer that owns the
-    registry; until then the defaults given to `names_of` apply."""
-    _NAMES[kind] = tuple(names)
+    registry; until then (or after `None`) the defaults given to `names_of` apply."""
+    if names is None:
+        _NAMES.pop(kind, None)
+    else:
+        _NAMES[kind] = tuple(names)
 
 
 def names_of(kind: str, default: tuple[str, ...]) -> tuple[str, ...]:
