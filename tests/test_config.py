@@ -615,8 +615,10 @@ def _only_config_errors(call, path) -> None:
             assert_one_sentence(sentence, path)
 
 
-def test_random_yaml_structures_give_a_scenario_or_config_error_sentences_never_a_traceback(tmp_path):
+def test_random_yaml_structures_give_a_scenario_or_config_error_sentences_never_a_traceback(tmp_path, monkeypatch):
     from hypothesis import HealthCheck, given, settings, strategies as st
+    from wazuh_anomaly.netflow.settings import load_netflow_settings
+    monkeypatch.delenv("WAZUH_ANOMALY_INTERNAL_NETWORKS", raising=False)
     path = tmp_path / "s.yaml"
 
     @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
@@ -625,6 +627,7 @@ def test_random_yaml_structures_give_a_scenario_or_config_error_sentences_never_
     def check(data):
         _only_config_errors(lambda: parse_scenario(data, path), path)
         _only_config_errors(lambda: load_config(Layout(tmp_path), _written(path, data)), path)
+        _only_config_errors(lambda: load_netflow_settings(Layout(tmp_path), _written(path, data)), path)
 
     check()
 

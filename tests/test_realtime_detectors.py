@@ -305,11 +305,12 @@ def test_random_yaml_structures_give_config_error_sentences_never_a_traceback():
     @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
     @given(values)
     def check(data):
-        try:
-            config.parse(data, "/etc/realtime.yaml")
-        except ConfigError as exc:
-            assert all(p.startswith("/etc/realtime.yaml: ") and p.endswith(".") and "\n" not in p
-                       for p in exc.problems), exc.problems
+        for parse in (config.parse, schema.parse_active_response):
+            try:
+                parse(data, "/etc/realtime.yaml")
+            except ConfigError as exc:
+                assert all(p.startswith("/etc/realtime.yaml: ") and p.endswith(".") and "\n" not in p
+                           for p in exc.problems), exc.problems
 
     check()
 

@@ -41,6 +41,8 @@ def load_yaml(path: str) -> dict:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}: invalid YAML{where}; fix the syntax.") from None
+    except (ValueError, TypeError, RecursionError) as exc:   # e.g. a date YAML resolves that does not exist
+        raise ConfigError(f"{path}: cannot be read as YAML ({str(exc)[:120]}); fix the YAML syntax.") from None
     return parse(data, path)
 
 
