@@ -51,14 +51,16 @@ def _signature(path: str) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
-def load(path: str, cache: str | None) -> dict:
+def load(path: str, cache: str | None, *, revalidate: bool = False) -> dict:
     """The configuration, from the JSON cache when it matches the YAML file, else from
-    the YAML (and the cache is rewritten for the next run when its directory allows)."""
+    the YAML (and the cache is rewritten for the next run when its directory allows).
+    `revalidate` (`realtime validate`): always from the YAML, so the alerts that follow
+    find the cache ready and never validate it themselves."""
     try:
         signature = _signature(path)
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found; run install.sh or copy wazuh/etc/anomaly/realtime.yaml there.") from None
-    if cache:
+    if cache and not revalidate:
         try:
             cached = fastjson.load_file(cache)
             if cached.get("version") == CACHE_VERSION and cached.get("source") == signature:
