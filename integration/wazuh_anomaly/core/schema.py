@@ -17,7 +17,7 @@ import dataclasses
 import difflib
 import types
 import typing
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any
 
 import yaml
 from pydantic import ConfigDict, Field, Strict, TypeAdapter, ValidationError, model_validator
@@ -282,19 +282,3 @@ def known_keys(root: Any, loc: tuple) -> list[str]:
         else:
             return []
     return list(schema_fields(unwrap(node)))
-
-
-def described(cls: Any) -> list[tuple[str, Any, Any, str]]:
-    """(name, annotation, default or MISSING, description) of each key of a section."""
-    out = []
-    for name, info in schema_fields(cls).items():
-        default = info.default
-        if default is dataclasses.MISSING or type(default).__name__ == "PydanticUndefinedType":
-            default = dataclasses.MISSING
-        if info.default_factory is not None:
-            default = info.default_factory()
-        out.append((name, info.annotation, default, info.description or ""))
-    return out
-
-
-Validator = Callable[[Any], Any]

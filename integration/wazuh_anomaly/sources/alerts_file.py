@@ -14,7 +14,7 @@ import re
 import time
 import zlib
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Iterator
 
