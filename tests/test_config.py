@@ -682,3 +682,17 @@ def test_detector_and_aggregation_names_come_from_the_registries_when_they_regis
     finally:
         schema.register_names("detector", None)
         schema.register_names("aggregation", None)
+
+
+def test_the_cli_prints_each_problem_of_a_config_file_on_its_own_line(tmp_path):
+    import subprocess
+    import sys
+    (tmp_path / "etc/anomaly/scenarios").mkdir(parents=True)
+    (tmp_path / "etc/anomaly/config.yaml").write_text("run: {threads: 0, devic: cpu}\n")
+    done = subprocess.run([sys.executable, "-m", "wazuh_anomaly.cli", "--prefix", str(tmp_path), "status"],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "integration")})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    path = tmp_path / "etc/anomaly/config.yaml"
+    assert done.stderr.splitlines() == [
+        f"wazuh-anomaly: {path}: key 'run.threads' must be more than zero, not 0.",
+        f"wazuh-anomaly: {path}: key 'run.devic' is not a known setting (did you mean 'run.device'?)."]
