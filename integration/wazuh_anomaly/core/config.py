@@ -28,10 +28,6 @@ from .filters import CONDITION_KEYS, FILTER_SHORTHANDS, Condition
 from .paths import Layout
 from .schema import ABSENT, Bool, Float, Int, Str, doc, names_of, problem, read_yaml_file, section, validate
 
-__all__ = ["ABSENT", "AGGREGATIONS", "CONDITION_KEYS", "Condition", "Config", "ConfigError", "DETECTORS",
-           "FILTER_SHORTHANDS", "FeatureSpec", "Scenario", "read_yaml_file", "load_config", "load_scenario",
-           "load_scenarios", "parse_scenario"]
-
 AGGREGATIONS = ("count", "distinct", "max", "mean", "sum", "rare")   # until the aggregation registry names them
 DETECTORS = ("mvad", "seasonal")                                      # until the detector registry names them
 SCENARIO_SOURCES = ("alerts", "flows")   # what a scenario counts: Wazuh alerts or NetFlow flow events
@@ -50,7 +46,7 @@ def choice(values: tuple[str, ...], wording: str | None = None):
             if wording:
                 raise problem(wording)
             if len(values) == 2:
-                raise problem(f"must be '{values[0]}' or '{values[1]}'")
+                raise problem(f"must be '{values[0]}' or '{values[1]}', not {value!r}")
             raise problem(f"must be one of {', '.join(values)}, not '{value}'")
         return value
     return Annotated[str, Field(strict=True, json_schema_extra={"choices": list(values)}), AfterValidator(check)]
