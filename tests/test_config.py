@@ -558,3 +558,147 @@ def test_indexer_and_shipping_blocks_have_typed_defaults_and_one_sentence_errors
         path.write_text(text + "\n")
         with pytest.raises(ConfigError, match=re.escape(words)):
             load_config(layout, path)
+
+
+# --- every problem of a file at once; nothing a file holds gives a traceback ------------
+
+
+def test_every_problem_of_a_scenario_file_is_reported_together_one_sentence_each(tmp_path):
+    path = scenario_file(tmp_path, with_(bucket_minutes="5", colour="blue", training={"lookback_days": 0},
+                                         features=[{"name": "a", "aggregation": "max"}, {"name": "B"}],
+                                         seasonal={"direction": "down"}))
+    with pytest.raises(ConfigError) as err:
+        load_scenario(path)
+    problems = err.value.problems
+    assert str(err.value) == "\n".join(problems)
+    for sentence in problems:
+        assert_one_sentence(sentence, path)
+    named = sorted(re.search(r"key '([^']+)'", p).group(1) for p in problems)
+    assert named == ["bucket_minutes", "colour", "features[0].field", "features[1].name",
+                     "seasonal.direction", "training.lookback_days"], problems
+
+
+def test_a_bad_bucket_size_is_reported_with_the_problems_of_the_features(tmp_path):
+    path = scenario_file(tmp_path, with_(bucket_minutes=7, features=[{"name": "a", "aggregation": "median"}]))
+    with pytest.raises(ConfigError) as err:
+        load_scenario(path)
+    assert sorted(re.search(r"key '([^']+)'", p).group(1) for p in err.value.problems) == [
+        "bucket_minutes", "features[0].aggregation"], err.value.problems
+
+
+def test_every_problem_of_config_yaml_is_reported_together(tmp_path):
+    path = scenario_file(tmp_path, {"run": {"threads": 0, "device": "gpu"}, "shipping": {"enabeld": True},
+                                    "indexer": {"hosts": ["indexer-1"]}}, "config.yaml")
+    with pytest.raises(ConfigError) as err:
+        load_config(Layout(tmp_path), path)
+    named = sorted(re.search(r"key '([^']+)'", p).group(1) for p in err.value.problems)
+    assert named == ["indexer.hosts", "run.device", "run.threads", "shipping.enabeld"], err.value.problems
+
+
+def _yaml_values():
+    from hypothesis import strategies as st
+    keys = st.sampled_from(["name", "description", "features", "filter", "aggregation", "field", "entity", "top",
+                            "training", "lookback_days", "severity", "medium", "quantile", "detectors", "mitre",
+                            "rule.level", "groups", "min", "max", "not", "regex", "exists", "calendar", "run",
+                            "indexer", "hosts", "shipping", "source", "type"]) | st.text(max_size=8) | st.integers()
+    scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=12)
+    return st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=5),
+                        max_leaves=25)
+
+
+def _only_config_errors(call, path) -> None:
+    try:
+        call()
+    except ConfigError as exc:
+        assert exc.problems and str(exc) == "\n".join(exc.problems)
+        for sentence in exc.problems:
+            assert_one_sentence(sentence, path)
+
+
+def test_random_yaml_structures_give_a_scenario_or_config_error_sentences_never_a_traceback(tmp_path, monkeypatch):
+    from hypothesis import HealthCheck, given, settings, strategies as st
+    from wazuh_anomaly.netflow.settings import load_netflow_settings
+    monkeypatch.delenv("WAZUH_ANOMALY_INTERNAL_NETWORKS", raising=False)
+    path = tmp_path / "s.yaml"
+
+    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.one_of(_yaml_values(), st.dictionaries(st.sampled_from(sorted(MINIMAL) + ["entity", "severity"]),
+                                                     _yaml_values(), max_size=4).map(lambda d: {**MINIMAL, **d})))
+    def check(data):
+        _only_config_errors(lambda: parse_scenario(data, path), path)
+        _only_config_errors(lambda: load_config(Layout(tmp_path), _written(path, data)), path)
+        _only_config_errors(lambda: load_netflow_settings(Layout(tmp_path), _written(path, data)), path)
+
+    check()
+
+
+def _written(path: Path, data) -> Path:
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def test_the_configuration_reference_is_generated_from_the_schema_and_current():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("gen_config_docs", REPO / "scripts" / "gen-config-docs.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    text = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert gen.MARKER in text, "docs/configuration.md lost its GENERATED marker"
+    assert text == gen.render(gen.hand_written_part(text)), "stale: run scripts/gen-config-docs.py"
+    # every key of the schema is in it, with its default
+    for key in ("`run.threads`", "`severity.quantile`", "`features[].max_seen`", "`thresholds.dos_packets`",
+                "`detectors.<name>.learn_until`", "`models.<name>.trees`", "`never_block`"):
+        assert key in text, key
+
+
+def test_not_prefix_excludes_values_and_an_absent_field_passes():
+    from wazuh_anomaly.core.filters import compile_filter
+    (cond,) = parsed_filter({"data.audit.exe": {"not_prefix": ["/usr/lib/", "/snap/"]}})
+    assert cond == Condition("data.audit.exe", not_prefix=("/usr/lib/", "/snap/"))
+    test = compile_filter([cond])
+    assert not test({"data": {"audit": {"exe": "/usr/lib/x"}}}) and test({"data": {"audit": {"exe": "/bin/sh"}}})
+    assert test({"data": {}})
+
+
+@pytest.mark.parametrize("old, new", [("min_level", "level: {min: ...}"), ("not_groups", "rule.groups: {not: [...]}"),
+                                      ("ignore", "<field>: {not: [...]}"), ("rule_ids", "rule_id: [...]")])
+def test_the_old_real_time_filter_keys_are_refused_with_the_new_spelling(tmp_path, old, new):
+    path = scenario_file(tmp_path, feature(filter={old: 7}))
+    msg = config_error(load_scenario, path)
+    assert_one_sentence(msg, path)
+    assert f"key 'features[0].filter.{old}' is no longer a filter key; write {new}" in msg
+
+
+def test_detector_and_aggregation_names_come_from_the_registries_when_they_register():
+    from wazuh_anomaly.core.registry import AGGREGATIONS, DETECTORS
+    data = with_(detectors=["toy_detector"], features=[{"name": "f", "aggregation": "p99", "field": "data.bytes"}])
+    msg = config_error(parse_scenario, data, "s.yaml")
+    assert "key 'detectors' must list one or more of " in msg and "not 'p99'" in msg
+
+    class ToyDetector:
+        uses_calendar = False
+
+    class P99:
+        needs_field = True
+    DETECTORS.register("toy_detector", ToyDetector)
+    AGGREGATIONS.register("p99", P99)
+    try:
+        s = parse_scenario(data, "s.yaml")
+        assert s.detectors == ("toy_detector",) and s.features[0].aggregation == "p99"
+    finally:
+        DETECTORS.unregister("toy_detector")
+        AGGREGATIONS.unregister("p99")
+
+
+def test_the_cli_prints_each_problem_of_a_config_file_on_its_own_line(tmp_path):
+    import subprocess
+    import sys
+    (tmp_path / "etc/anomaly/scenarios").mkdir(parents=True)
+    (tmp_path / "etc/anomaly/config.yaml").write_text("run: {threads: 0, devic: cpu}\n")
+    done = subprocess.run([sys.executable, "-m", "wazuh_anomaly.cli", "--prefix", str(tmp_path), "status"],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "integration")})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    path = tmp_path / "etc/anomaly/config.yaml"
+    assert done.stderr.splitlines() == [
+        f"wazuh-anomaly: {path}: key 'run.threads' must be more than zero, not 0.",
+        f"wazuh-anomaly: {path}: key 'run.devic' is not a known setting (did you mean 'run.device'?)."]

@@ -63,6 +63,7 @@ def test_every_aggregation_and_condition_kind_matches_without_an_entity(opensear
             {"name": "high", "aggregation": "count", "filter": {"rule.level": {"min": 7}}},
             {"name": "not_aminer", "aggregation": "count", "filter": {"rule.groups": {"not": ["aminer"]}}},
             {"name": "prefixed", "aggregation": "count", "filter": {"rule.id": {"prefix": "51"}}},
+            {"name": "not_prefixed", "aggregation": "count", "filter": {"rule.id": {"not_prefix": ["51", "57"]}}},
             {"name": "no_srcip", "aggregation": "count", "filter": {"data.srcip": {"exists": False}}},
             {"name": "agents", "aggregation": "distinct", "field": "agent.name"},
             {"name": "rules", "aggregation": "distinct", "field": "rule.id", "filter": {"level": {"max": 5}}},

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REPO
 from wazuh_anomaly.core.errors import ConfigError
-from wazuh_anomaly.realtime import config
+from wazuh_anomaly.realtime import config, schema
 from wazuh_anomaly.realtime import detectors
 from wazuh_anomaly.realtime.engine import RealtimeEngine
 from wazuh_anomaly.realtime.fields import parse_time, values
@@ -39,8 +39,8 @@ def run(det, state, a, t):
 
 def test_shipped_config_is_valid_and_names_every_type():
     cfg = config.load_yaml(str(REPO / "wazuh/etc/anomaly/realtime.yaml"))
-    assert {d["type"] for d in cfg["detectors"]} == set(config.DETECTOR_TYPES)
-    assert {m["target"] for m in cfg["models"]} == set(config.MODEL_TARGETS)
+    assert {d["type"] for d in cfg["detectors"]} == set(schema.DETECTOR_TYPES)
+    assert {m["target"] for m in cfg["models"]} == set(schema.MODEL_TARGETS)
     assert any(len(d["value"]) > 1 for d in cfg["detectors"]), "a new-combination detector is shipped"
 
 
@@ -51,10 +51,10 @@ def test_shipped_config_is_valid_and_names_every_type():
     ({"detectors": {"d": {"type": "new_value", "value": "rule id"}}}, "not a dotted alert field"),
     ({"detectors": {"d": {"type": "new_value", "value": "x", "learn_until": "tomorrow"}}}, "must be an ISO 8601 time"),
     ({"detectors": {"d": {"type": "value_range", "value": ["a", "b"]}}}, "exactly one numeric field"),
-    ({"detectors": {"d": {"type": "new_value", "value": "x", "filter": {"group": ["sudo"]}}}}, "key 'detectors.d.filter.group' is unknown"),
+    ({"detectors": {"d": {"type": "new_value", "value": "x", "filter": {"group": ["sudo"]}}}}, "key 'detectors.d.filter.group' is not a shorthand (did you mean 'groups'?"),
     ({"max_keys": 0}, "key 'max_keys' must be at least 1"),
-    ({"detector": {}}, "key 'detector' is unknown"),
-    ({"models": {"m": {"target": "dns"}}}, "key 'models.m.target' must be one of fim, command"),
+    ({"detector": {}}, "key 'detector' is not a known setting (did you mean 'detectors'?)"),
+    ({"models": {"m": {"target": "dns"}}}, "key 'models.m.target' must be 'fim' or 'command'"),
 ])
 def test_config_errors_are_one_sentence_naming_file_and_key(raw, message):
     with pytest.raises(ConfigError) as exc:
@@ -135,8 +135,7 @@ def test_new_combination_reports_a_new_pair_of_known_values():
 
 def test_filters_and_ignore_lists_keep_other_alerts_out():
     det = detectors.build(spec(value="data.dstuser", filter={"groups": ["authentication_success"],
-                                                             "ignore": {"data.dstuser": ["backup"]},
-                                                             "ignore_prefixes": {"data.dstuser": ["svc-"]}},
+                                                             "data.dstuser": {"not": ["backup"], "not_prefix": ["svc-"]}},
                                learn_days=0))
     state: dict = {"started": T0 - 1}
     ok = ("authentication_success",)
@@ -275,3 +274,66 @@ def test_a_detector_without_a_key_still_names_one_in_its_event():
     event = RareFinding(f, alert("5706")).to_event(datetime.now(timezone.utc))
     assert event["anomaly"]["entity"] == {"field": "none", "value": "all alerts"}
     assert event["anomaly"]["observed"] == {"field": "rule.id", "value": "5706"}
+
+
+# ----------------------------------------------------------------- one schema, one filter language
+
+def test_every_problem_of_realtime_yaml_is_reported_together_one_sentence_each():
+    raw = {"max_keys": 0, "detectors": {"d": {"type": "new_value"}, "Bad": {"type": "new_value", "value": "x"},
+                                        "e": {"type": "new_value", "value": "x", "filter": {"min_level": 7}}},
+           "models": {"m": {"target": "dns", "trees": 0}}}
+    with pytest.raises(ConfigError) as exc:
+        config.parse(raw, "/etc/realtime.yaml")
+    problems = exc.value.problems
+    assert str(exc.value) == "\n".join(problems)
+    assert all(p.startswith("/etc/realtime.yaml: key '") and p.endswith(".") and "\n" not in p for p in problems)
+    named = sorted(p.split("'")[1] for p in problems)
+    assert named == ["detectors.Bad", "detectors.d.value", "detectors.e.filter.min_level", "max_keys",
+                     "models.m.target", "models.m.trees"], problems
+    (old,) = [p for p in problems if "min_level" in p]
+    assert "write level: {min: ...}" in old
+
+
+def test_random_yaml_structures_give_config_error_sentences_never_a_traceback():
+    from hypothesis import HealthCheck, given, settings, strategies as st
+    keys = st.sampled_from(["detectors", "models", "type", "value", "key", "filter", "groups", "level", "not",
+                            "learn_until", "max_keys", "target", "trees", "d", "m"]) | st.text(max_size=6)
+    scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10)
+    values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=4),
+                          max_leaves=20)
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(values)
+    def check(data):
+        for parse in (config.parse, schema.parse_active_response):
+            try:
+                parse(data, "/etc/realtime.yaml")
+            except ConfigError as exc:
+                assert all(p.startswith("/etc/realtime.yaml: ") and p.endswith(".") and "\n" not in p
+                           for p in exc.problems), exc.problems
+
+    check()
+
+
+def test_a_filter_means_the_same_in_a_scenario_and_in_a_realtime_detector():
+    """One filter language: the same mapping selects the same alerts in both places."""
+    from hypothesis import HealthCheck, given, settings, strategies as st
+    from wazuh_anomaly.core.config import parse_scenario
+    from wazuh_anomaly.core.filters import compile_filter
+    flt = {"groups": ["sudo", "su"], "level": {"min": 3, "max": 10}, "data.dstuser": {"not": ["root"]},
+           "data.command": {"not_prefix": ["/usr/lib/"]}, "agent.id": {"exists": True}}
+    scenario_filter = compile_filter(parse_scenario(
+        {"name": "s", "description": "d", "features": [{"name": "f", "filter": flt}]}, "s.yaml").features[0].filter)
+    realtime_spec = spec(filter=flt)
+    texts = st.sampled_from(["sudo", "su", "pam", "root", "bob", "/usr/lib/x", "/bin/sh", "3", "10", "11"])
+    field = st.none() | texts | st.integers(0, 15) | st.lists(texts, max_size=3)
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(groups=field, level=field, user=field, command=field, agent=field)
+    def check(groups, level, user, command, agent):
+        a = {"rule": {"groups": groups, "level": level}, "data": {"dstuser": user, "command": command},
+             "agent": {"id": agent}}
+        a = json.loads(json.dumps(a))
+        assert detectors.matches(realtime_spec["filter"], a) == scenario_filter(a)
+
+    check()

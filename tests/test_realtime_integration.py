@@ -19,7 +19,7 @@ ALERTS = SHARED_DATA / "wazuh-alerts"
 ATTACK = ALERTS / "wazuh_attack_lines.json"
 NO_ATTACK = ALERTS / "wazuh_no_attack_lines.json"
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "integration")}
-HEAVY = ("numpy", "pandas", "torch", "yaml", "sklearn", "scipy")
+HEAVY = ("numpy", "pandas", "torch", "yaml", "pydantic", "sklearn", "scipy")
 
 
 def need_wazuh_alerts():
@@ -300,6 +300,21 @@ import sys
 from wazuh_anomaly.realtime.integration import main
 rc = main(["--prefix", {str(prefix)!r}, {str(alert_file)!r}, "", "", "", "", "10", "3"])
 print(rc, sorted(m for m in ("datetime", *{SLOW_STDLIB!r}, *{HEAVY!r}) if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, check=True).stdout
+    assert out.strip() == "0 []"
+
+
+def test_realtime_validate_compiles_the_configuration_so_no_alert_imports_pydantic_or_yaml(prefix, tmp_path):
+    assert cli(prefix, "realtime", "validate").returncode == 0
+    assert (prefix / "var/anomaly/realtime/config.json").exists()
+    alert_file = tmp_path / "first.alert"
+    alert_file.write_text(json.dumps(sudo_alert("/usr/bin/id")))
+    code = f"""
+import sys
+from wazuh_anomaly.realtime.integration import main
+rc = main(["--prefix", {str(prefix)!r}, {str(alert_file)!r}, "", "", "", "", "10", "3"])
+print(rc, sorted(m for m in ("pydantic", "yaml") if m in sys.modules))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, check=True).stdout
     assert out.strip() == "0 []"

@@ -15,6 +15,7 @@ import pytest
 
 from conftest import REPO
 from wazuh_anomaly.core.errors import ConfigError
+from wazuh_anomaly.realtime.schema import parse_active_response
 from wazuh_anomaly.realtime import response
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "integration")}
@@ -35,7 +36,7 @@ def execd_message(command: str, alert: dict) -> str:
                                       "program": "active-response/bin/anomaly-response"}}) + "\n"
 
 
-CFG = response._checked(dict(response.DEFAULTS, never_block=["198.51.100.7", "2001:db8:dead::/48"]), "x")
+CFG = response._checked(parse_active_response({"never_block": ["198.51.100.7", "2001:db8:dead::/48"]}, "x"), "x")
 
 
 # ----------------------------------------------------------------- the never-block list

@@ -114,8 +114,9 @@ def test_any_yaml_value_naming_a_detector_aggregation_or_source_is_accepted_or_r
     try:
         scenario = parse_scenario(yaml.safe_load(text), "scenario.yaml")
     except ConfigError as exc:
-        message = str(exc)
-        assert message.startswith("scenario.yaml: ") and "\n" not in message and message.endswith("."), message
+        # every problem of the file, one sentence per line, each naming the file
+        for message in str(exc).splitlines():
+            assert message.startswith("scenario.yaml: ") and message.endswith("."), message
         return
     assert set(scenario.detectors) <= set(DETECTORS.names())
     assert scenario.features[0].aggregation in AGGREGATIONS.names()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 
+from wazuh_anomaly.core.timeparse import wazuh_timestamp
 from wazuh_anomaly.emit.emitter import render
 from wazuh_anomaly.ruleset.inifile import CaseSpec, render_ini
 from wazuh_anomaly.ruleset.locations import ANOMALIES_REL, forged, manager_file
@@ -112,8 +113,8 @@ def _finding_line(spec: dict, learn: list[dict], new: dict, *, severity: str | N
 
 
 def _render(finding) -> str:
-    from datetime import datetime
-    return render(finding.to_event(datetime.strptime(DETECTED_AT, "%Y-%m-%dT%H:%M:%S.%f%z")))
+    from datetime import datetime, timezone
+    return render(finding.to_event(datetime.fromtimestamp(wazuh_timestamp(DETECTED_AT), timezone.utc)))
 
 
 def _rate_line(spec: dict, severity: str | None = None) -> str:

@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         _check_prefix(args, layout)
         return args.func(args)
     except WazuhAnomalyError as exc:
-        print(f"wazuh-anomaly: {exc}", file=sys.stderr)
+        for problem in getattr(exc, "problems", None) or [str(exc)]:   # a config file: each of its problems
+            print(f"wazuh-anomaly: {problem}", file=sys.stderr)
         return 2
     except OSError as exc:
         # Disk full, or a file root owns read by another user: one sentence, not a traceback.

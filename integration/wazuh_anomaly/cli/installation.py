@@ -37,7 +37,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
               f"{s.bucket_minutes}-minute buckets{entity}, detectors {'+'.join(s.detectors)}")
     errors = list(errors) + binding_problems(layout, config)
     for e in errors:
-        print(f"error: {e}")
+        for problem in getattr(e, "problems", None) or [str(e)]:   # every problem of a file, one line each
+            print(f"error: {problem}")
     return 2 if errors else 0
 
 

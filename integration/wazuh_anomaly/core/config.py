@@ -1,136 +1,357 @@
-"""Configuration: one global file and one YAML file per scenario, with typed defaults.
+"""Configuration: one global file and one YAML file per scenario, validated by one schema.
 
 `etc/anomaly/config.yaml` holds what applies to every scenario (source, output, run
-limits, device); `etc/anomaly/scenarios/*.yaml` each declare one scenario: what to count
-per time bucket, how to split by entity, which detectors score it and how severities
-are tiered. Every value has a default here and nowhere else; every error names the file
-and the key.
+limits, device, indexer, shipping); `etc/anomaly/scenarios/*.yaml` each declare one
+scenario: what to count per time bucket, how to split by entity, which detectors score
+it and how severities are tiered. Each key is declared once below, with its type,
+default, bounds and description (docs/configuration.md is generated from it by
+scripts/gen-config-docs.py); core/schema.py turns every mistake into one sentence naming
+the file and the key, all of a file's mistakes at once.
+
+Adding a key: one line in its section below (`name: Type = doc("what it does", default)`),
+plus a check in the section's `_check` when it depends on other keys; then run
+scripts/gen-config-docs.py.
 """
 from __future__ import annotations
 
-import difflib
+import dataclasses
 import fnmatch
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Optional
 
-import yaml
+from pydantic import AfterValidator, BeforeValidator, Field, WrapValidator, model_validator
 
 from .errors import ConfigError
+from .filters import CONDITION_KEYS, FILTER_SHORTHANDS, Condition
 from .paths import Layout
-from .registry import AGGREGATIONS, DETECTORS, scenario_source_names
+from .registry import AGGREGATIONS as AGGREGATION_REGISTRY, DETECTORS as DETECTOR_REGISTRY, scenario_source_names
+from .schema import ABSENT, Bool, Float, Int, Str, doc, problem, read_yaml_file, section, validate
 
-# Aggregations, detectors and sources are named in their registries (core/registry.py).
+# The built-in names, for the generated reference; validation asks the registries
+# (core/registry.py), so a registered detector, aggregation or source is accepted.
+AGGREGATIONS = ("count", "distinct", "max", "mean", "sum", "rare")
+DETECTORS = ("mvad", "seasonal")
+SCENARIO_SOURCES = ("alerts", "flows")   # what a scenario counts: Wazuh alerts or NetFlow flow events
 SOURCE_TYPES = ("alerts_file", "indexer")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 MITRE_RE = re.compile(r"^T\d{4}(\.\d{3})?$")
-# Shorthand filter keys of the scenario format and the alert field each one reads.
-FILTER_SHORTHANDS = {
-    "groups": "rule.groups",
-    "rule_id": "rule.id",
-    "level": "rule.level",
-    "decoder": "decoder.name",
-    "agent": "agent.name",
+FIELD_RE = re.compile(r"^[A-Za-z0-9_@\-]+(\.[A-Za-z0-9_@\-]+)*$")
+
+
+# --------------------------------------------------------------------------- value types
+
+def choice(values: tuple[str, ...], wording: str | None = None):
+    """Text that must be one of `values` (listed in the docs as the allowed values)."""
+    def check(value: str) -> str:
+        if value not in values:
+            if wording:
+                raise problem(wording)
+            if len(values) == 2:
+                raise problem(f"must be '{values[0]}' or '{values[1]}', not {value!r}")
+            raise problem(f"must be one of {', '.join(values)}, not '{value}'")
+        return value
+    return Annotated[str, Field(strict=True, json_schema_extra={"choices": list(values)}), AfterValidator(check)]
+
+
+def _name(value: str) -> str:
+    if not NAME_RE.match(value):
+        raise problem("must be lower-case letters, digits and underscores, starting with a letter")
+    return value
+
+
+# The real-time filters' own keys before there was one filter language, and what to write now.
+OLD_FILTER_KEYS = {
+    "not_groups": "rule.groups: {not: [...]}",
+    "rule_ids": "rule_id: [...]",
+    "min_level": "level: {min: ...}",
+    "ignore": "<field>: {not: [...]} for each field",
+    "ignore_prefixes": "<field>: {not_prefix: [...]} for each field",
 }
-CONDITION_KEYS = {"min", "max", "prefix", "regex", "exists", "not"}
 
 
-# --------------------------------------------------------------------------- values
+def _field_name(value: Any) -> str:
+    if not isinstance(value, str) or not FIELD_RE.match(value):
+        raise problem("is not a dotted field name such as rule.groups or data.srcip")
+    if value in OLD_FILTER_KEYS:
+        raise problem(f"is no longer a filter key; write {OLD_FILTER_KEYS[value]} (docs/configuration.md, "
+                      f"the filter language)")
+    if "." not in value and value not in FILTER_SHORTHANDS:
+        import difflib
+        close = difflib.get_close_matches(value, list(FILTER_SHORTHANDS), n=1, cutoff=0.75)
+        if close:
+            raise problem(f"is not a shorthand (did you mean '{close[0]}'?); write other fields in full, "
+                          f"such as {FILTER_SHORTHANDS[close[0]]}")
+    return value
 
-@dataclass(frozen=True)
-class Condition:
-    """One test on one alert field; every part that is set must hold."""
 
-    field: str
-    equals: tuple[str, ...] = ()      # any of these (for list fields: any element)
-    not_in: tuple[str, ...] = ()
-    min: float | None = None
-    max: float | None = None
-    prefix: str | None = None
-    regex: str | None = None
-    exists: bool | None = None
+Name = Annotated[str, Field(strict=True, json_schema_extra={"allowed": "lower-case letters, digits and _, starting with a letter"}),
+               AfterValidator(_name)]
+FieldName = Annotated[str, BeforeValidator(_field_name)]
 
 
-@dataclass(frozen=True)
+def _values(value: Any) -> tuple[str, ...]:
+    """A value or a list of values, as text."""
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not value or \
+            not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
+        raise problem("must be a value or a non-empty list of values")
+    return tuple(str(v) for v in value)
+
+
+Values = Annotated[tuple[str, ...], BeforeValidator(_values)]
+
+
+# --------------------------------------------------------------------------- the filter language
+
+def _condition_input(value: Any) -> Any:
+    # `field: value` and `field: [values]` are short for `field: {equals: [values]}`
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return {"equals": [value]}
+    if isinstance(value, list):
+        if not value or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
+            raise problem("must be a non-empty list of values")
+        return {"equals": value}
+    if isinstance(value, dict):
+        return value
+    raise problem("must be a value, a list of values or a mapping such as {min: 7}")
+
+
+def _regex(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise problem(f"is not a valid regular expression ({exc})") from None
+    return value
+
+
+@section
+class ConditionSpec:
+    """A condition of a filter, as written."""
+
+    equals: Optional[Values] = doc("the field equals one of these values (written as the value or list itself)", None)
+    min: Optional[Float] = doc("the field is a number at least this", None)
+    max: Optional[Float] = doc("the field is a number at most this", None)
+    prefix: Optional[Str] = doc("a value starts with this text", None)
+    regex: Optional[Annotated[Str, AfterValidator(_regex)]] = doc("a value matches this regular expression (searched)", None)
+    exists: Optional[Bool] = doc("the field is present (true) or absent (false)", None)
+    not_in: Optional[Values] = Field(None, validation_alias="not", description="no value is one of these")
+    not_prefix: Optional[Values] = doc("no value starts with one of these", None)
+
+    @model_validator(mode="after")
+    def _check(self):
+        parts = (self.equals, self.min, self.max, self.prefix, self.regex, self.exists, self.not_in, self.not_prefix)
+        if all(p is None for p in parts):
+            raise problem(f"needs at least one of {', '.join(CONDITION_KEYS)}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise problem(f"is {self.min:g}, above max {self.max:g}; no value could match", key="min")
+        return self
+
+
+def _conditions(value: Any, handler) -> tuple[Condition, ...]:
+    if isinstance(value, tuple) and all(isinstance(c, Condition) for c in value):
+        return value  # already validated (a copy made in code)
+    specs = handler(value)
+    return tuple(Condition(FILTER_SHORTHANDS.get(key, key), equals=c.equals or (), not_in=c.not_in or (),
+                           min=c.min, max=c.max, prefix=c.prefix, regex=c.regex, exists=c.exists,
+                           not_prefix=c.not_prefix or ())
+                 for key, c in specs.items())
+
+
+# Every condition must hold; see core/filters.py (also used by realtime.yaml).
+Filter = Annotated[dict[FieldName, Annotated[ConditionSpec, BeforeValidator(_condition_input)]],
+                   WrapValidator(_conditions)]
+
+
+# --------------------------------------------------------------------------- scenarios
+
+@section
 class FeatureSpec:
-    name: str
-    aggregation: str                  # one of AGGREGATIONS
-    field: str | None = None          # required except for count
-    filter: tuple[Condition, ...] = ()
-    max_seen: int = 2                 # rare: a value seen in at most this many earlier buckets (per entity) is rare
+    """One feature: a number per time bucket (and entity) computed from the alerts that pass its filter."""
+
+    name: Name = doc("the feature's name: lower-case letters, digits and underscores")
+    aggregation: Str = Field("count", description="what is computed per bucket over the alerts that pass the filter",
+                             json_schema_extra={"choices": list(AGGREGATIONS)})   # checked against the registry
+    field: Optional[Str] = doc("the alert field aggregated (required except for count)", None)
+    filter: Filter = doc("conditions an alert must meet to be counted (the filter language)", ())
+    max_seen: Int = doc("rare: a value seen in at most this many earlier buckets (per entity) is rare", 2, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _max_seen_only_for_rare(cls, data):
+        if isinstance(data, dict) and data.get("max_seen") is not None and data.get("aggregation", "count") != "rare":
+            raise problem("only applies to aggregation 'rare'", key="max_seen")
+        return data
+
+    @model_validator(mode="after")
+    def _check(self):
+        allowed = AGGREGATION_REGISTRY.names()
+        if self.aggregation not in allowed:
+            raise problem(f"must be one of {', '.join(allowed)}, not '{self.aggregation}'", key="aggregation")
+        if AGGREGATION_REGISTRY.get(self.aggregation).needs_field and not self.field:
+            raise problem(f"is required for aggregation '{self.aggregation}'", key="field")
+        return self
 
 
-@dataclass(frozen=True)
+@section
 class EntitySpec:
-    field: str                        # e.g. agent.name, data.srcip, data.dstuser
-    top: int = 20                     # keep the N busiest entities
+    field: Str = doc("the alert field each series is split by, e.g. agent.name, data.srcip, data.dstuser")
+    top: Int = doc("keep the N busiest entities", 20, gt=0)
 
 
-@dataclass(frozen=True)
+@section
 class TrainingSpec:
-    lookback_days: float = 14.0       # history used to train
-    min_history_hours: float = 48.0   # below this, wait and say how much is missing
-    retrain_every_days: float = 7.0
-    max_model_age_days: float = 21.0  # older than this: model_stale health event
-    drift_buckets: int = 288          # recent scored buckets compared with the training scores
-    drift_threshold: float = 0.3      # Kolmogorov-Smirnov D above this: model_drift health event
-    drift_tail_ratio: float = 5.0     # or: this many times more recent scores above the training 99th percentile than 1%
+    lookback_days: Float = doc("history used to train", 14.0, gt=0)
+    min_history_hours: Float = doc("below this much history, wait and say how much is missing", 48.0, gt=0)
+    retrain_every_days: Float = doc("retrain a model this old (when run.auto_train)", 7.0, gt=0)
+    max_model_age_days: Float = doc("older than this: model_stale health event", 21.0, gt=0)
+    drift_buckets: Int = doc("recent scored buckets compared with the training scores", 288, gt=0)
+    drift_threshold: Float = doc("Kolmogorov-Smirnov distance above this: model_drift health event", 0.3,
+                                 json_schema_extra={"allowed": "above 0, at most 1"})
+    drift_tail_ratio: Float = doc("or: this many times more recent scores above the training 99th percentile "
+                                  "than 1%", 5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not 0 < self.drift_threshold <= 1:
+            raise problem("must be above 0 and at most 1 (a Kolmogorov-Smirnov distance)", key="drift_threshold")
+        return self
 
 
-@dataclass(frozen=True)
+@section
 class CalendarSpec:
-    hour_of_day: bool = False         # time of day (sin/cos) as MVAD input
-    weekday: bool = False             # day of the week (sin/cos) as MVAD input
+    hour_of_day: Bool = doc("time of day (sin/cos) as MVAD input", False)
+    weekday: Bool = doc("day of the week (sin/cos) as MVAD input", False)
 
 
-@dataclass(frozen=True)
+@section
 class MvadSpec:
-    sliding_window: int = 48          # input_size = sliding_window // 2 buckets of context
-    epochs: int = 20
-    batch_size: int = 64
-    interval: int = 1                 # stride of training windows (the library's 10 trains nothing on days of data)
-    windows_per_epoch: int = 640      # each epoch trains on a fresh random sample of this many windows
-    lr: float = 1e-3
-    seed: int = 42
-    min_steps: int = 100              # a fit with fewer optimiser steps is a failure, not a model
+    sliding_window: Int = doc("input_size = sliding_window // 2 buckets of context", 48, ge=8)
+    epochs: Int = doc("training epochs", 20, gt=0)
+    batch_size: Int = doc("windows per optimiser step", 64, gt=0)
+    interval: Int = doc("stride of training windows (the library's 10 trains nothing on days of data)", 1, gt=0)
+    windows_per_epoch: Int = doc("each epoch trains on a fresh random sample of this many windows", 640, gt=0)
+    lr: Float = doc("learning rate", 1e-3, gt=0)
+    seed: Int = doc("random seed (the same data and seed give the same model)", 42)
+    min_steps: Int = doc("a fit with fewer optimiser steps is a failure, not a model", 100, ge=0)
 
 
-@dataclass(frozen=True)
+@section
 class SeasonalSpec:
-    weekday: bool = False             # per weekday and hour instead of per hour of day
-    direction: str = "up"             # up: only increases are anomalous; both: drops too
-    min_scale: float = 1.0            # floor of the robust scale, so a quiet hour of zeros is not infinitely tight
+    weekday: Bool = doc("per weekday and hour instead of per hour of day", False)
+    direction: choice(("up", "both")) = doc("up: only increases are anomalous; both: drops too", "up")
+    min_scale: Float = doc("floor of the robust scale, so a quiet hour of zeros is not infinitely tight", 1.0, gt=0)
 
 
-@dataclass(frozen=True)
+@section
 class SeveritySpec:
-    quantile: float = 0.999           # flag budget: the threshold is this quantile of training scores (strictly above it is anomalous)
-    medium: float = 1.5               # exceedance (score above training median, in thresholds) for each tier
-    high: float = 2.5
-    critical: float = 4.0
+    quantile: Float = doc("flag budget: the threshold is this quantile of training scores (strictly above it "
+                          "is anomalous)", 0.999, json_schema_extra={"allowed": "at least 0.5, below 1"})
+    medium: Float = doc("exceedance (score above the training median, in thresholds) from which an anomaly is "
+                        "medium", 1.5, json_schema_extra={"allowed": "at least 1, at most high"})
+    high: Float = doc("exceedance from which an anomaly is high", 2.5,
+                      json_schema_extra={"allowed": "at least medium, at most critical"})
+    critical: Float = doc("exceedance from which an anomaly is critical", 4.0,
+                          json_schema_extra={"allowed": "at least high"})
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not 0.5 <= self.quantile < 1:
+            raise problem("must be at least 0.5 and below 1 (e.g. 0.999 flags about 1 in 1000 training buckets)",
+                          key="quantile")
+        if not 1 <= self.medium <= self.high <= self.critical:
+            raise problem(f"({self.medium:g}), '{{at}}high' ({self.high:g}) and '{{at}}critical' ({self.critical:g}) "
+                          f"must be increasing multiples of the threshold, all at least 1", key="medium")
+        return self
 
 
-@dataclass(frozen=True)
+def _mitre(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise problem(f"must be a list, not {value!r}")
+    for technique in value:
+        if not isinstance(technique, str) or not MITRE_RE.match(technique):
+            raise problem(f"has '{technique}', which is not a MITRE ATT&CK id such as T1110 or T1059.004")
+    return tuple(value)
+
+
+def _divides_a_day(minutes: int) -> int:
+    if minutes < 1 or 1440 % minutes:
+        raise problem("must divide a day evenly (1, 5, 10, 15, 30, 60 …)")
+    return minutes
+
+
+def _features(value: tuple) -> tuple:
+    if not value:
+        raise problem("must list at least one feature")
+    return value
+
+
+def _scenario_source(value: str) -> str:
+    allowed = scenario_source_names()
+    if value not in allowed:
+        raise problem(f"must be one of {', '.join(allowed)}, not '{value}'")
+    return value
+
+
+def _detectors(value: Any) -> tuple[str, ...]:
+    allowed = DETECTOR_REGISTRY.names()
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(d, str) and d in allowed for d in value):
+        raise problem(f"must list one or more of {', '.join(allowed)}")
+    return tuple(value)
+
+
+@section
 class Scenario:
-    name: str
-    description: str
-    features: tuple[FeatureSpec, ...]
-    source_file: Path | None = None
-    enabled: bool = True
-    bucket_minutes: int = 5
-    entity: EntitySpec | None = None
-    detectors: tuple[str, ...] = ("mvad", "seasonal")
-    combine: str = "any"              # any: one detector suffices; all: every detector must agree
-    training: TrainingSpec = TrainingSpec()
-    mvad: MvadSpec = MvadSpec()
-    seasonal: SeasonalSpec = SeasonalSpec()
-    severity: SeveritySpec = SeveritySpec()
-    mitre: tuple[str, ...] = ()
-    source: str = "alerts"            # alerts | flows (normalised NetFlow events, see netflow/)
-    flows_file: str = ""              # source flows: default <prefix>/logs/anomaly/netflow.json
-    calendar: CalendarSpec = CalendarSpec()
+    name: Name = doc("the scenario's name: lower-case letters, digits and underscores (rules and files use it)")
+    description: Annotated[Str, AfterValidator(str.strip)] = doc("one line shown in every anomaly of the scenario")
+    features: Annotated[tuple[FeatureSpec, ...], AfterValidator(_features)] = doc(
+        "what is computed per time bucket (and entity), one series each")
+    source_file: Optional[Path] = Field(None, description="the file the scenario was read from",
+                                        json_schema_extra={"internal": True})
+    enabled: Bool = doc("a disabled scenario is validated but neither trained nor scored", True)
+    bucket_minutes: Annotated[Int, AfterValidator(_divides_a_day)] = doc("length of a time bucket in minutes", 5,
+                              json_schema_extra={"allowed": "divides a day: 1, 5, 10, 15, 30, 60 …"})
+    entity: Optional[EntitySpec] = doc("split every feature per value of an alert field (the busiest N)", None)
+    detectors: Annotated[tuple[str, ...], BeforeValidator(_detectors)] = Field(
+        ("mvad", "seasonal"), description="the detectors that score the scenario",
+        json_schema_extra={"choices": list(DETECTORS)})
+    combine: choice(("any", "all")) = doc("any: one detector suffices; all: every detector must agree", "any")
+    training: TrainingSpec = doc("how much history trains a model, and when it is retrained or stale",
+                                 default_factory=TrainingSpec)
+    mvad: MvadSpec = doc("the multivariate detector's training settings", default_factory=MvadSpec)
+    seasonal: SeasonalSpec = doc("the seasonal baseline detector's settings", default_factory=SeasonalSpec)
+    severity: SeveritySpec = doc("the alert budget and the severity tiers", default_factory=SeveritySpec)
+    mitre: Annotated[tuple[str, ...], BeforeValidator(_mitre)] = doc(
+        "MITRE ATT&CK technique ids carried by the scenario's anomalies", (),
+        json_schema_extra={"allowed": "ids such as T1110 or T1059.004"})
+    source: Annotated[Str, AfterValidator(_scenario_source)] = Field(
+        "alerts", description="alerts: Wazuh alerts (from the installation's source.type); flows: the normalised "
+                              "NetFlow events; or a registered source", json_schema_extra={"choices": list(SCENARIO_SOURCES)})
+    flows_file: Str = doc("source flows: the flow events file (default <prefix>/logs/anomaly/netflow.json)", "",
+                          json_schema_extra={"allowed": "only with source: flows"})
+    calendar: CalendarSpec = doc("opt-in calendar inputs of the MVAD detector", default_factory=CalendarSpec)
+
+    @model_validator(mode="after")
+    def _check(self):
+        names = [f.name for f in self.features]
+        for i, n in enumerate(names):
+            if n in names[:i]:
+                raise problem(f"repeats the feature name '{n}'", key=f"features[{i}].name")
+        cal = self.calendar
+        if (cal.hour_of_day or cal.weekday) and not any(
+                getattr(DETECTOR_REGISTRY.get(d), "uses_calendar", False) for d in self.detectors):
+            raise problem("only applies to the mvad detector; add mvad to detectors, or use seasonal.weekday",
+                          key="calendar.hour_of_day" if cal.hour_of_day else "calendar.weekday")
+        clash = [n for n in names if n.startswith("calendar_")]
+        if clash and (cal.hour_of_day or cal.weekday):
+            raise problem(f"has '{clash[0]}'; names starting with calendar_ are kept for calendar features",
+                          key="features")
+        if self.flows_file and self.source != "flows":
+            raise problem("only applies to 'source: flows'", key="flows_file")
+        return self
 
     @property
     def bucket_seconds(self) -> int:
@@ -145,340 +366,153 @@ class Scenario:
         return any(f.aggregation == "rare" for f in self.features)
 
 
-@dataclass(frozen=True)
+# --------------------------------------------------------------------------- config.yaml
+
+@section
 class RunSpec:
-    grace_seconds: int = 120          # a bucket is scored this long after it ends (analysisd lag)
-    max_catchup_buckets: int = 288    # after downtime, score at most this many buckets per scenario per run
-    auto_train: bool = True           # the first run trains when enough history exists
-    no_data_hours: float = 6.0        # no alert at all for this long: no_data health event
-    threads: int = 1                  # torch CPU threads; 2 is only ~10% faster alone and 10x slower on a busy manager
-    device: str = "cpu"               # cpu | cuda
-    keep_models: int = 5              # model versions kept per scenario (models list | show | rollback)
+    grace_seconds: Int = doc("a bucket is scored this long after it ends, so late alerts are counted", 120, ge=0)
+    max_catchup_buckets: Int = doc("after downtime, score at most this many buckets per scenario and run", 288, gt=0)
+    auto_train: Bool = doc("the first run trains each scenario once enough history exists, and retrains when due",
+                           True)
+    no_data_hours: Float = doc("no alert at all for this long: no_data health event", 6.0, gt=0)
+    threads: Int = doc("torch CPU threads; 2 is only ~10% faster alone and 10x slower on a busy manager", 1, gt=0)
+    device: choice(("cpu", "cuda")) = doc("where MVAD trains and scores", "cpu")
+    keep_models: Int = doc("model versions kept per scenario (models list | show | rollback)", 5, gt=0)
 
 
-@dataclass(frozen=True)
+HOST_RE = re.compile(r"^https?://[^/\s]+/?$")
+
+
+def _hosts(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(h, str) and HOST_RE.match(h) for h in value):
+        raise problem("must list URLs such as https://indexer-1:9200")
+    return tuple(h.rstrip("/") for h in value)
+
+
+@section
 class IndexerSpec:
     """The Wazuh indexer (OpenSearch 2.x): where alerts are read from and anomalies shipped to."""
 
-    hosts: tuple[str, ...] = ("https://127.0.0.1:9200",)
-    index: str = "wazuh-alerts-*"                  # the alert indices (wazuh-alerts-4.x-YYYY.MM.DD)
-    time_field: str = "timestamp"
-    ca: str = "/etc/filebeat/certs/root-ca.pem"    # the CA Filebeat already trusts on a manager
-    verify: bool = True                            # false only for a lab: the password would go to anyone
-    client_cert: str = ""
-    client_key: str = ""
-    username: str = ""                             # empty: from username_env, then the manager's keystore
-    password: str = field(default="", repr=False)  # empty: from password_env, then the manager's keystore; never shown
-    username_env: str = "WAZUH_ANOMALY_INDEXER_USERNAME"
-    password_env: str = "WAZUH_ANOMALY_INDEXER_PASSWORD"
-    keystore: bool = True                          # read missing credentials with bin/wazuh-keystore -f indexer
-    timeout_seconds: float = 30.0
-    retries: int = 3                               # per request, with exponential backoff
-    page_size: int = 5000                          # documents per page of the raw-document path
-    buckets_per_request: int = 2000                # time buckets per aggregation request (max_buckets is 65535)
-    precision_threshold: int = 3000                # distinct counts are exact up to this many values per bucket (costs 8 bytes each per bucket on the indexer)
+    hosts: Annotated[tuple[str, ...], BeforeValidator(_hosts)] = doc(
+        "indexer URLs (one, or a list)", ("https://127.0.0.1:9200",))
+    index: Str = doc("the alert indices (wazuh-alerts-4.x-YYYY.MM.DD)", "wazuh-alerts-*")
+    time_field: Str = doc("the alerts' time field", "timestamp")
+    ca: Str = doc("the CA that signs the indexer's certificate (the one Filebeat already trusts on a manager)",
+                  "/etc/filebeat/certs/root-ca.pem")
+    verify: Bool = doc("verify TLS; false only for a lab: the password would go to anyone", True)
+    client_cert: Str = doc("client certificate (set together with client_key)", "")
+    client_key: Str = doc("client key (set together with client_cert)", "")
+    username: Str = doc("empty: from username_env, then the manager's keystore", "")
+    password: Str = Field("", repr=False, description="empty: from password_env, then the manager's keystore; "
+                                                      "never shown")
+    username_env: Str = doc("environment variable holding the user name", "WAZUH_ANOMALY_INDEXER_USERNAME")
+    password_env: Str = doc("environment variable holding the password", "WAZUH_ANOMALY_INDEXER_PASSWORD")
+    keystore: Bool = doc("read missing credentials with bin/wazuh-keystore -f indexer", True)
+    timeout_seconds: Float = doc("per request", 30.0, gt=0)
+    retries: Int = doc("per request, with exponential backoff", 3, ge=0)
+    page_size: Int = doc("documents per page of the raw-document path", 5000, gt=0)
+    buckets_per_request: Int = doc("time buckets per aggregation request (max_buckets is 65535)", 2000, gt=0)
+    precision_threshold: Int = doc("distinct counts are exact up to this many values per bucket (costs 8 bytes "
+                                   "each per bucket on the indexer)", 3000, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.precision_threshold > 40000:
+            raise problem("must be at most 40000 (OpenSearch's limit for exact distinct counts)",
+                          key="precision_threshold")
+        if bool(self.client_cert) != bool(self.client_key):
+            raise problem("must be set together with its pair (client_cert and client_key)",
+                          key="client_cert" if not self.client_cert else "client_key")
+        return self
 
 
-@dataclass(frozen=True)
+def _scenario_names(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(n, str) and NAME_RE.match(n) for n in value):
+        raise problem("must list scenario names such as authentication_failures")
+    return tuple(value)
+
+
+def _pattern(regex: str, wording: str):
+    def check(value: str) -> str:
+        if not re.fullmatch(regex, value):
+            raise problem(wording)
+        return value
+    return AfterValidator(check)
+
+
+@section
 class ShippingSpec:
-    """Anomalies also written to indexer data streams wazuh-anomaly-<scenario>."""
+    """Anomalies also written to indexer data streams <prefix>-<scenario>."""
 
-    enabled: bool = False
-    scenarios: tuple[str, ...] = ()                # empty: every scenario
-    prefix: str = "wazuh-anomaly"
-    spool_dir: str = ""                            # default: <prefix>/var/anomaly/spool
-    spool_max_mb: int = 100                        # beyond this the oldest spooled anomalies are dropped (anomalies.json keeps them)
-    batch_size: int = 500
-    rollover_age: str = "1d"                       # ISM policy (where the index-management plugin exists)
-    rollover_size: str = "5gb"
-    rollover_docs: int = 10_000_000
-    delete_after_days: int = 90
+    enabled: Bool = doc("ship anomalies to the indexer", False)
+    scenarios: Annotated[tuple[str, ...], BeforeValidator(_scenario_names)] = doc(
+        "the scenarios shipped; empty: every scenario", ())
+    prefix: Annotated[Str, _pattern(r"[a-z0-9][a-z0-9_.-]{0,100}", "must be a lower-case index name prefix such "
+                                                                   "as wazuh-anomaly")] = doc(
+        "data stream name prefix", "wazuh-anomaly")
+    spool_dir: Str = doc("where anomalies wait while the indexer is away (default <prefix>/var/anomaly/spool)", "")
+    spool_max_mb: Int = doc("beyond this the oldest spooled anomalies are dropped (anomalies.json keeps them)",
+                            100, gt=0)
+    batch_size: Int = doc("anomalies per bulk request", 500, gt=0)
+    rollover_age: Annotated[Str, _pattern(r"\d+[smhd]", "must be a duration such as 1d or 12h")] = doc(
+        "ISM policy rollover age (where the index-management plugin exists)", "1d")
+    rollover_size: Annotated[Str, _pattern(r"\d+(b|kb|mb|gb|tb)", "must be a size such as 5gb or 500mb")] = doc(
+        "ISM policy rollover size", "5gb")
+    rollover_docs: Int = doc("ISM policy rollover document count", 10_000_000, gt=0)
+    delete_after_days: Int = doc("ISM policy: shipped anomalies are deleted after this many days", 90, gt=0)
 
 
-@dataclass(frozen=True)
+@section
+class SourceSpec:
+    type: choice(SOURCE_TYPES, "must be 'alerts_file' (the manager's own alerts.json) or 'indexer' "
+                               "(the Wazuh indexer)") = doc(
+        "alerts_file: the manager's own logs/alerts/alerts.json and its rotated files; indexer: the Wazuh indexer",
+        "alerts_file")
+    alerts_dir: Str = doc("the alerts directory (default <prefix>/logs/alerts)", "")
+
+
+@section
+class OutputSpec:
+    anomalies_file: Str = doc("where anomalies are written (default <prefix>/logs/anomaly/anomalies.json, read by "
+                              "the <localfile> block)", "")
+
+
+@section
+class ConfigFile:
+    """etc/anomaly/config.yaml as written."""
+
+    source: SourceSpec = doc("where alerts are read from", default_factory=SourceSpec)
+    output: OutputSpec = doc("where anomalies are written", default_factory=OutputSpec)
+    models_dir: Str = doc("trained models (default <prefix>/var/anomaly/models)", "")
+    state_dir: Str = doc("run state (default <prefix>/var/anomaly/state)", "")
+    run: RunSpec = doc("the scheduled run", default_factory=RunSpec)
+    indexer: IndexerSpec = doc("the Wazuh indexer (source.type indexer, and shipping)", default_factory=IndexerSpec)
+    shipping: ShippingSpec = doc("anomalies also shipped to indexer data streams", default_factory=ShippingSpec)
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
+    """The global configuration with every path resolved under the install layout."""
+
     layout: Layout
     alerts_dir: Path
     anomalies_file: Path
     models_dir: Path
     state_dir: Path
     source_type: str = "alerts_file"
-    run: RunSpec = RunSpec()
+    run: RunSpec = dataclasses.field(default_factory=RunSpec)
     config_file: Path | None = None
-    indexer: IndexerSpec = IndexerSpec()
-    shipping: ShippingSpec = ShippingSpec()
+    indexer: IndexerSpec = dataclasses.field(default_factory=IndexerSpec)
+    shipping: ShippingSpec = dataclasses.field(default_factory=ShippingSpec)
 
 
-# --------------------------------------------------------------------------- parsing
-
-class YamlReader:
-    """Reads one mapping of a YAML file, naming the file and key in every error."""
-
-    def __init__(self, data: Any, file: Path | str, where: str = ""):
-        self.file = file
-        self.where = where
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{file}: {where or 'the top level'} must be a mapping of keys to values.")
-        self.data = data
-        self.used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.where}.{name}" if self.where else name
-
-    def fail(self, name: str, what: str) -> ConfigError:
-        return ConfigError(f"{self.file}: key '{self.key(name)}' {what}.")
-
-    def get(self, name: str, kind: type | tuple, default: Any = None, *, required: bool = False) -> Any:
-        self.used.add(name)
-        if name not in self.data or self.data[name] is None:
-            if required:
-                raise self.fail(name, "is required")
-            return default
-        value = self.data[name]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if kind is bool and not isinstance(value, bool) or (kind is not bool and isinstance(value, bool)):
-            raise self.fail(name, f"must be {_kind_name(kind)}, not {value!r}")
-        if not isinstance(value, kind):
-            raise self.fail(name, f"must be {_kind_name(kind)}, not {value!r}")
-        return value
-
-    def sub(self, name: str) -> "YamlReader":
-        self.used.add(name)
-        return YamlReader(self.data.get(name), self.file, self.key(name))
-
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self.used, key=str)
-        if unknown:
-            close = difflib.get_close_matches(str(unknown[0]), sorted(self.used), n=1)
-            hint = f"did you mean '{self.key(close[0])}'?" if close else "check its spelling against docs/configuration.md"
-            raise self.fail(unknown[0], f"is not a known setting ({hint})")
-
-
-def _kind_name(kind: type | tuple) -> str:
-    names = {int: "a whole number", float: "a number", str: "text", bool: "true or false",
-             list: "a list", dict: "a mapping"}
-    if isinstance(kind, tuple) and set(kind) == {int, float}:
-        return names[float]
-    if isinstance(kind, tuple):
-        return " or ".join(names.get(k, k.__name__) for k in kind)
-    return names.get(kind, kind.__name__)
-
-
-def _positive(r: YamlReader, name: str, value: float, *, allow_zero: bool = False) -> float:
-    if value < 0 or (value == 0 and not allow_zero):
-        raise r.fail(name, f"must be {'zero or more' if allow_zero else 'more than zero'}, not {value}")
-    return value
-
-
-ABSENT = object()
-
-
-def read_yaml_file(path: Path, *, missing_ok: bool = False) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        if missing_ok:
-            return ABSENT
-        raise ConfigError(f"{path}: file not found; run install.sh or pass --config.") from None
-    except OSError as exc:  # permissions, a directory, a symlink loop
-        raise ConfigError(f"{path}: cannot be read ({exc.strerror}); run as root or fix its permissions.") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: is not UTF-8 text.") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: {problem}{where}; fix the YAML syntax.") from None
-
-
-def _parse_condition(r: YamlReader, key: str, spec: Any) -> Condition:
-    field_name = FILTER_SHORTHANDS.get(key, key) if isinstance(key, str) else ""
-    if not re.fullmatch(r"[A-Za-z0-9_@\-]+(\.[A-Za-z0-9_@\-]+)*", field_name):
-        raise r.fail(key, "is not a dotted field name such as rule.groups or data.srcip")
-    if isinstance(spec, (str, int, float)) and not isinstance(spec, bool):
-        return Condition(field_name, equals=(str(spec),))
-    if isinstance(spec, list):
-        if not spec or not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in spec):
-            raise r.fail(key, "must be a non-empty list of values")
-        return Condition(field_name, equals=tuple(str(v) for v in spec))
-    if isinstance(spec, dict):
-        c = YamlReader(spec, r.file, r.key(key))
-        minimum = c.get("min", (int, float))
-        maximum = c.get("max", (int, float))
-        prefix = c.get("prefix", str)
-        regex = c.get("regex", str)
-        exists = c.get("exists", bool)
-        negated = c.get("not", (list, str, int), None)
-        c.done()
-        if regex is not None:
-            try:
-                re.compile(regex)
-            except re.error as exc:
-                raise c.fail("regex", f"is not a valid regular expression ({exc})") from None
-        if isinstance(negated, (str, int)):
-            negated = [negated]
-        if all(v is None for v in (minimum, maximum, prefix, regex, exists, negated)):
-            raise r.fail(key, f"needs at least one of {', '.join(sorted(CONDITION_KEYS))}")
-        if minimum is not None and maximum is not None and minimum > maximum:
-            raise c.fail("min", f"is {minimum}, above max {maximum}; no value could match")
-        return Condition(field_name, not_in=tuple(str(v) for v in negated or ()),
-                         min=None if minimum is None else float(minimum),
-                         max=None if maximum is None else float(maximum),
-                         prefix=prefix, regex=regex, exists=exists)
-    raise r.fail(key, "must be a value, a list of values or a mapping such as {min: 7}")
-
-
-def _parse_features(r: YamlReader) -> tuple[FeatureSpec, ...]:
-    items = r.get("features", list, required=True)
-    if not items:
-        raise r.fail("features", "must list at least one feature")
-    features: list[FeatureSpec] = []
-    for i, item in enumerate(items):
-        f = YamlReader(item, r.file, f"features[{i}]")
-        name = f.get("name", str, required=True)
-        if not NAME_RE.match(name):
-            raise f.fail("name", "must be lower-case letters, digits and underscores, starting with a letter")
-        if name in {x.name for x in features}:
-            raise f.fail("name", f"repeats the feature name '{name}'")
-        aggregation = f.get("aggregation", str, "count")
-        if aggregation not in AGGREGATIONS:
-            raise f.fail("aggregation", f"must be one of {', '.join(AGGREGATIONS.names())}, not '{aggregation}'")
-        field_name = f.get("field", str)
-        if AGGREGATIONS.get(aggregation).needs_field and not field_name:
-            raise f.fail("field", f"is required for aggregation '{aggregation}'")
-        max_seen = f.get("max_seen", int, FeatureSpec.max_seen)
-        if max_seen < 0:
-            raise f.fail("max_seen", "must be zero (never seen before) or more")
-        if aggregation != "rare" and "max_seen" in f.data:
-            raise f.fail("max_seen", "only applies to aggregation 'rare'")
-        flt = f.sub("filter")
-        conditions = tuple(_parse_condition(flt, k, v) for k, v in flt.data.items())
-        flt.used.update(flt.data)
-        f.done()
-        features.append(FeatureSpec(name, aggregation, field_name, conditions, max_seen))
-    return tuple(features)
-
+# --------------------------------------------------------------------------- loading
 
 def parse_scenario(data: Any, file: Path | str) -> Scenario:
-    """Validate one scenario mapping; raises ConfigError naming file and key."""
-    r = YamlReader(data, file)
-    name = r.get("name", str, required=True)
-    if not NAME_RE.match(name):
-        raise r.fail("name", "must be lower-case letters, digits and underscores, starting with a letter")
-    description = r.get("description", str, required=True).strip()
-    enabled = r.get("enabled", bool, Scenario.enabled)
-    bucket_minutes = r.get("bucket_minutes", int, Scenario.bucket_minutes)
-    if bucket_minutes < 1 or 1440 % bucket_minutes:
-        raise r.fail("bucket_minutes", "must divide a day evenly (1, 5, 10, 15, 30, 60 …)")
-    features = _parse_features(r)
-
-    entity = None
-    if r.data.get("entity") is not None:
-        e = r.sub("entity")
-        entity = EntitySpec(e.get("field", str, required=True), e.get("top", int, EntitySpec.top))
-        _positive(e, "top", entity.top)
-        e.done()
-    else:
-        r.used.add("entity")
-
-    detectors = r.get("detectors", list, list(Scenario.detectors))
-    bad = [d for d in detectors if d not in DETECTORS]
-    if bad or not detectors:
-        raise r.fail("detectors", f"must list one or more of {', '.join(DETECTORS.names())}")
-    combine = r.get("combine", str, Scenario.combine)
-    if combine not in ("any", "all"):
-        raise r.fail("combine", "must be 'any' or 'all'")
-
-    t = r.sub("training")
-    training = TrainingSpec(
-        lookback_days=_positive(t, "lookback_days", t.get("lookback_days", float, TrainingSpec.lookback_days)),
-        min_history_hours=_positive(t, "min_history_hours", t.get("min_history_hours", float, TrainingSpec.min_history_hours)),
-        retrain_every_days=_positive(t, "retrain_every_days", t.get("retrain_every_days", float, TrainingSpec.retrain_every_days)),
-        max_model_age_days=_positive(t, "max_model_age_days", t.get("max_model_age_days", float, TrainingSpec.max_model_age_days)),
-        drift_buckets=int(_positive(t, "drift_buckets", t.get("drift_buckets", int, TrainingSpec.drift_buckets))),
-        drift_threshold=t.get("drift_threshold", float, TrainingSpec.drift_threshold),
-        drift_tail_ratio=_positive(t, "drift_tail_ratio", t.get("drift_tail_ratio", float, TrainingSpec.drift_tail_ratio)),
-    )
-    if not 0 < training.drift_threshold <= 1:
-        raise t.fail("drift_threshold", "must be above 0 and at most 1 (a Kolmogorov-Smirnov distance)")
-    t.done()
-
-    c = r.sub("calendar")
-    calendar = CalendarSpec(hour_of_day=c.get("hour_of_day", bool, CalendarSpec.hour_of_day),
-                            weekday=c.get("weekday", bool, CalendarSpec.weekday))
-    c.done()
-    if (calendar.hour_of_day or calendar.weekday) and not any(getattr(DETECTORS.get(d), "uses_calendar", False)
-                                                                for d in detectors):
-        raise c.fail("hour_of_day" if calendar.hour_of_day else "weekday",
-                     "only applies to the mvad detector; add mvad to detectors, or use seasonal.weekday")
-    clash = [f.name for f in features if f.name.startswith("calendar_")]
-    if clash and (calendar.hour_of_day or calendar.weekday):
-        raise r.fail("features", f"has '{clash[0]}'; names starting with calendar_ are kept for calendar features")
-
-    m = r.sub("mvad")
-    mvad = MvadSpec(
-        sliding_window=m.get("sliding_window", int, MvadSpec.sliding_window),
-        epochs=m.get("epochs", int, MvadSpec.epochs),
-        batch_size=m.get("batch_size", int, MvadSpec.batch_size),
-        interval=m.get("interval", int, MvadSpec.interval),
-        windows_per_epoch=m.get("windows_per_epoch", int, MvadSpec.windows_per_epoch),
-        lr=m.get("lr", float, MvadSpec.lr),
-        seed=m.get("seed", int, MvadSpec.seed),
-        min_steps=m.get("min_steps", int, MvadSpec.min_steps),
-    )
-    m.done()
-    if mvad.sliding_window < 8:
-        raise m.fail("sliding_window", "must be at least 8 buckets")
-    for key in ("epochs", "batch_size", "interval", "windows_per_epoch"):
-        _positive(m, key, getattr(mvad, key))
-
-    s = r.sub("seasonal")
-    seasonal = SeasonalSpec(
-        weekday=s.get("weekday", bool, SeasonalSpec.weekday),
-        direction=s.get("direction", str, SeasonalSpec.direction),
-        min_scale=_positive(s, "min_scale", s.get("min_scale", float, SeasonalSpec.min_scale)),
-    )
-    if seasonal.direction not in ("up", "both"):
-        raise s.fail("direction", "must be 'up' or 'both'")
-    s.done()
-
-    v = r.sub("severity")
-    severity = SeveritySpec(
-        quantile=v.get("quantile", float, SeveritySpec.quantile),
-        medium=v.get("medium", float, SeveritySpec.medium),
-        high=v.get("high", float, SeveritySpec.high),
-        critical=v.get("critical", float, SeveritySpec.critical),
-    )
-    v.done()
-    if not 0.5 <= severity.quantile < 1:
-        raise v.fail("quantile", "must be at least 0.5 and below 1 (e.g. 0.999 flags about 1 in 1000 training buckets)")
-    if not 1 <= severity.medium <= severity.high <= severity.critical:
-        raise v.fail("medium", f"({severity.medium:g}), '{v.key('high')}' ({severity.high:g}) and '{v.key('critical')}' "
-                               f"({severity.critical:g}) must be increasing multiples of the threshold, all at least 1")
-
-    source = r.get("source", str, Scenario.source)
-    if source not in scenario_source_names():
-        raise r.fail("source", f"must be one of {', '.join(scenario_source_names())}, not '{source}'")
-    flows_file = r.get("flows_file", str, Scenario.flows_file)
-    if flows_file and source != "flows":
-        raise r.fail("flows_file", "only applies to 'source: flows'")
-
-    mitre = r.get("mitre", list, [])
-    for technique in mitre:
-        if not isinstance(technique, str) or not MITRE_RE.match(technique):
-            raise r.fail("mitre", f"has '{technique}', which is not a MITRE ATT&CK id such as T1110 or T1059.004")
-    r.done()
-    return Scenario(name=name, description=description, features=features,
-                    source_file=Path(file) if file else None, enabled=enabled,
-                    bucket_minutes=bucket_minutes, entity=entity, detectors=tuple(detectors),
-                    combine=combine, training=training, mvad=mvad, seasonal=seasonal,
-                    severity=severity, mitre=tuple(mitre), source=source, flows_file=flows_file,
-                    calendar=calendar)
+    """Validate one scenario mapping; raises ConfigError naming file and key (every problem of the file)."""
+    return validate(Scenario, data, file, internal={"source_file": Path(file) if file else None})
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -518,87 +552,9 @@ def load_config(layout: Layout, config_file: Path | None = None) -> Config:
     # read, not exists(): exists() raises on an etc/anomaly the user cannot enter
     data = read_yaml_file(path, missing_ok=config_file is None)
     found = data is not ABSENT
-    r = YamlReader(data if found else {}, path)
-    src = r.sub("source")
-    source_type = src.get("type", str, "alerts_file")
-    if source_type not in SOURCE_TYPES:
-        raise src.fail("type", "must be 'alerts_file' (the manager's own alerts.json) or 'indexer' (the Wazuh indexer)")
-    alerts_dir = src.get("alerts_dir", str, "") or str(layout.alerts_dir)
-    src.done()
-    out = r.sub("output")
-    anomalies_file = out.get("anomalies_file", str, "") or str(layout.anomalies_file)
-    out.done()
-    models_dir = r.get("models_dir", str, "") or str(layout.models_dir)
-    state_dir = r.get("state_dir", str, "") or str(layout.state_dir)
-    rr = r.sub("run")
-    run = RunSpec(
-        grace_seconds=int(_positive(rr, "grace_seconds", rr.get("grace_seconds", int, RunSpec.grace_seconds), allow_zero=True)),
-        max_catchup_buckets=int(_positive(rr, "max_catchup_buckets", rr.get("max_catchup_buckets", int, RunSpec.max_catchup_buckets))),
-        auto_train=rr.get("auto_train", bool, RunSpec.auto_train),
-        no_data_hours=_positive(rr, "no_data_hours", rr.get("no_data_hours", float, RunSpec.no_data_hours)),
-        threads=int(_positive(rr, "threads", rr.get("threads", int, RunSpec.threads))),
-        device=rr.get("device", str, RunSpec.device),
-        keep_models=int(_positive(rr, "keep_models", rr.get("keep_models", int, RunSpec.keep_models))),
-    )
-    if run.device not in ("cpu", "cuda"):
-        raise rr.fail("device", "must be 'cpu' or 'cuda'")
-    rr.done()
-    indexer = _parse_indexer(r.sub("indexer"))
-    shipping = _parse_shipping(r.sub("shipping"))
-    r.done()
-    return Config(layout=layout, alerts_dir=Path(alerts_dir), anomalies_file=Path(anomalies_file),
-                  models_dir=Path(models_dir), state_dir=Path(state_dir), source_type=source_type,
-                  run=run, config_file=path if found else None, indexer=indexer, shipping=shipping)
-
-
-def _parse_indexer(x: YamlReader) -> IndexerSpec:
-    d = IndexerSpec
-    hosts = x.get("hosts", (list, str), list(d.hosts))
-    hosts = [hosts] if isinstance(hosts, str) else hosts
-    if not hosts or not all(isinstance(h, str) and re.match(r"^https?://[^/\s]+/?$", h) for h in hosts):
-        raise x.fail("hosts", "must list URLs such as https://indexer-1:9200")
-    spec = IndexerSpec(
-        hosts=tuple(h.rstrip("/") for h in hosts),
-        index=x.get("index", str, d.index), time_field=x.get("time_field", str, d.time_field),
-        ca=x.get("ca", str, d.ca), verify=x.get("verify", bool, d.verify),
-        client_cert=x.get("client_cert", str, d.client_cert), client_key=x.get("client_key", str, d.client_key),
-        username=x.get("username", str, d.username), password=x.get("password", str, d.password),
-        username_env=x.get("username_env", str, d.username_env), password_env=x.get("password_env", str, d.password_env),
-        keystore=x.get("keystore", bool, d.keystore),
-        timeout_seconds=_positive(x, "timeout_seconds", x.get("timeout_seconds", float, d.timeout_seconds)),
-        retries=int(_positive(x, "retries", x.get("retries", int, d.retries), allow_zero=True)),
-        page_size=int(_positive(x, "page_size", x.get("page_size", int, d.page_size))),
-        buckets_per_request=int(_positive(x, "buckets_per_request", x.get("buckets_per_request", int, d.buckets_per_request))),
-        precision_threshold=int(_positive(x, "precision_threshold", x.get("precision_threshold", int, d.precision_threshold))),
-    )
-    if spec.precision_threshold > 40000:
-        raise x.fail("precision_threshold", "must be at most 40000 (OpenSearch's limit for exact distinct counts)")
-    if bool(spec.client_cert) != bool(spec.client_key):
-        raise x.fail("client_cert" if not spec.client_cert else "client_key", "must be set together with its pair (client_cert and client_key)")
-    x.done()
-    return spec
-
-
-def _parse_shipping(x: YamlReader) -> ShippingSpec:
-    d = ShippingSpec
-    scenarios = x.get("scenarios", list, [])
-    if not all(isinstance(n, str) and NAME_RE.match(n) for n in scenarios):
-        raise x.fail("scenarios", "must list scenario names such as authentication_failures")
-    prefix = x.get("prefix", str, d.prefix)
-    if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,100}", prefix):
-        raise x.fail("prefix", "must be a lower-case index name prefix such as wazuh-anomaly")
-    spec = ShippingSpec(
-        enabled=x.get("enabled", bool, d.enabled), scenarios=tuple(scenarios), prefix=prefix,
-        spool_dir=x.get("spool_dir", str, d.spool_dir),
-        spool_max_mb=int(_positive(x, "spool_max_mb", x.get("spool_max_mb", int, d.spool_max_mb))),
-        batch_size=int(_positive(x, "batch_size", x.get("batch_size", int, d.batch_size))),
-        rollover_age=x.get("rollover_age", str, d.rollover_age), rollover_size=x.get("rollover_size", str, d.rollover_size),
-        rollover_docs=int(_positive(x, "rollover_docs", x.get("rollover_docs", int, d.rollover_docs))),
-        delete_after_days=int(_positive(x, "delete_after_days", x.get("delete_after_days", int, d.delete_after_days))),
-    )
-    if not re.fullmatch(r"\d+[smhd]", spec.rollover_age):
-        raise x.fail("rollover_age", "must be a duration such as 1d or 12h")
-    if not re.fullmatch(r"\d+(b|kb|mb|gb|tb)", spec.rollover_size):
-        raise x.fail("rollover_size", "must be a size such as 5gb or 500mb")
-    x.done()
-    return spec
+    doc_ = validate(ConfigFile, data if found else {}, path)
+    return Config(layout=layout, alerts_dir=Path(doc_.source.alerts_dir or layout.alerts_dir),
+                  anomalies_file=Path(doc_.output.anomalies_file or layout.anomalies_file),
+                  models_dir=Path(doc_.models_dir or layout.models_dir),
+                  state_dir=Path(doc_.state_dir or layout.state_dir), source_type=doc_.source.type,
+                  run=doc_.run, config_file=path if found else None, indexer=doc_.indexer, shipping=doc_.shipping)

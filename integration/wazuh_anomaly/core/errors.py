@@ -7,7 +7,12 @@ class WazuhAnomalyError(Exception):
 
 
 class ConfigError(WazuhAnomalyError):
-    """A configuration or scenario file is invalid."""
+    """A configuration or scenario file is invalid: one sentence per problem, every
+    problem of a file at once (one sentence a line), also as the list `problems`."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = list(problems) if problems else [message]
 
 
 class ModelError(WazuhAnomalyError):

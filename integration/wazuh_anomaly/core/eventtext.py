@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 
+from .timeparse import parse_timestamp
+
 # hashlib loads OpenSSL (several ms per process); CPython's built-in module computes the
 # same SHA-256.
 try:
@@ -256,15 +258,14 @@ def iso(ts: datetime) -> str:
 
 def parse_iso(text: str | None) -> datetime | None:
     """The UTC datetime of an `iso()` text ('2022-01-24T03:55:00.000+0000'); None for an
-    empty one, ValueError for one that is not a timestamp with a zone."""
+    empty one, ValueError for one that is not a timestamp with a zone (the one
+    timestamp parser, core/timeparse.py)."""
     if not text:
         return None
-    if len(text) > 5 and text[-5] in "+-" and text[-4:].isdigit():
-        text = f"{text[:-2]}:{text[-2:]}"  # +0000 -> +00:00 for Python 3.10's fromisoformat
-    when = datetime.fromisoformat(text)
-    if when.tzinfo is None:
-        raise ValueError(f"timestamp {text!r} has no time zone")
-    return when.astimezone(timezone.utc)
+    value = parse_timestamp(text) if isinstance(text, str) else None
+    if value is None:
+        raise ValueError(f"{text!r} is not a timestamp with a time zone"[:120])
+    return datetime.fromtimestamp(value, timezone.utc)
 
 
 def stable_id(*parts: object) -> str:

@@ -16,74 +16,14 @@ import numpy as np
 import pandas as pd
 
 from ..core.config import Condition, Scenario
+# The one filter language's compiler and field access (core/filters.py), shared with the real-time path.
+from ..core.filters import any_of_slow as _any_of_slow
+from ..core.filters import as_number as _as_number
+from ..core.filters import as_strings as _as_strings
+from ..core.filters import as_text as _text
+from ..core.filters import compile_filter, field_getter
+from ..core.filters import disjoint as _disjoint
 from .aggregations import Aggregation, aggregation
-
-_MISSING = object()
-
-
-def field_getter(dotted: str) -> Callable[[dict], Any]:
-    """A fast accessor for a dotted alert field ('data.srcip'); None when absent."""
-    parts = dotted.split(".")
-    if len(parts) == 1:
-        key = parts[0]
-        return lambda alert: alert.get(key)
-    if len(parts) == 2:
-        a, b = parts
-
-        def get2(alert: dict) -> Any:
-            inner = alert.get(a)
-            return inner.get(b) if isinstance(inner, dict) else None
-        return get2
-
-    def get(alert: dict) -> Any:
-        value: Any = alert
-        for part in parts:
-            if not isinstance(value, dict):
-                return None
-            value = value.get(part, _MISSING)
-            if value is _MISSING:
-                return None
-        return value
-    return get
-
-
-def _text(value: Any) -> str:
-    # JSON true/false compare as Wazuh's decoder writes them, not as Python's True/False.
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _as_strings(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, list):
-        return [_text(v) for v in value if v is not None and not isinstance(v, (dict, list))]
-    if isinstance(value, dict):
-        return []
-    return [_text(value)]
-
-
-def _as_number(value: Any) -> float | None:
-    """A finite number from a JSON value (a number, or a string holding one); None else."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, (int, float, str)):
-        try:
-            number = float(value)
-        except (ValueError, OverflowError):   # "abc", an integer past a double
-            return None
-        return number if math.isfinite(number) else None
-    return None
-
-
-def _disjoint(wanted: frozenset, values: list) -> bool:
-    """No string of a list field is wanted; an object or a list inside the list (JSON
-    allows it) is never a match instead of a TypeError for the whole run."""
-    try:
-        return wanted.isdisjoint(values)
-    except TypeError:
-        return not any(type(v) is str and v in wanted for v in values)
 
 
 def _usable_strings(value: Any) -> bool:
@@ -91,12 +31,6 @@ def _usable_strings(value: Any) -> bool:
     if isinstance(value, dict):
         return False
     return not isinstance(value, list) or not any(isinstance(v, (dict, list)) for v in value)
-
-
-def _any_of_slow(values: list, equals: frozenset) -> bool:
-    """Non-string elements of a list field (numbers, booleans) compared as Wazuh writes them."""
-    return any(type(v) is not str and v is not None and not isinstance(v, (dict, list))
-               and _text(v) in equals for v in values)
 
 
 def _groups_gate(groups: dict[tuple[Condition, ...], list[int]]) -> frozenset | None:
@@ -110,90 +44,6 @@ def _groups_gate(groups: dict[tuple[Condition, ...], list[int]]) -> frozenset | 
             return None
         union.update(wanted[0].equals)
     return frozenset(union) if union else None
-
-
-def _any_of(get: Callable[[dict], Any], equals: frozenset) -> Callable[[dict], bool]:
-    """The common case on the hot path: the field equals one of the values (for a list
-    field, one of its elements does); strings are compared without conversion."""
-    def test(alert: dict) -> bool:
-        value = get(alert)
-        kind = type(value)
-        if kind is str:
-            return value in equals
-        if kind is list:
-            return not _disjoint(equals, value) or _any_of_slow(value, equals)
-        if value is None or kind is dict:
-            return False
-        return _text(value) in equals
-    return test
-
-
-def _in_range(get: Callable[[dict], Any], lo: float, hi: float) -> Callable[[dict], bool]:
-    def test(alert: dict) -> bool:
-        value = get(alert)
-        if type(value) is int or type(value) is float:
-            return lo <= value <= hi
-        number = _as_number(value)
-        return number is not None and lo <= number <= hi
-    return test
-
-
-def compile_condition(cond: Condition) -> Callable[[dict], bool]:
-    """One condition of a scenario filter as a predicate on an alert dict."""
-    get = field_getter(cond.field)
-    plain = cond.exists is None and not cond.not_in and cond.prefix is None and cond.regex is None
-    if plain and cond.equals and cond.min is None and cond.max is None:
-        return _any_of(get, frozenset(cond.equals))
-    if plain and not cond.equals and (cond.min is not None or cond.max is not None):
-        return _in_range(get, -math.inf if cond.min is None else cond.min,
-                         math.inf if cond.max is None else cond.max)
-    equals = frozenset(cond.equals)
-    not_in = frozenset(cond.not_in)
-    pattern = re.compile(cond.regex) if cond.regex else None
-    numeric = cond.min is not None or cond.max is not None
-    lo = -math.inf if cond.min is None else cond.min
-    hi = math.inf if cond.max is None else cond.max
-
-    def test(alert: dict) -> bool:
-        value = get(alert)
-        if cond.exists is not None and (value is not None) != cond.exists:
-            return False
-        if value is None:
-            return cond.exists is False or (not equals and not numeric and not cond.prefix
-                                           and pattern is None and bool(not_in))
-        values = _as_strings(value)
-        if equals and equals.isdisjoint(values):
-            return False
-        if not_in and not not_in.isdisjoint(values):
-            return False
-        if cond.prefix is not None and not any(v.startswith(cond.prefix) for v in values):
-            return False
-        if pattern is not None and not any(pattern.search(v) for v in values):
-            return False
-        if numeric:
-            number = _as_number(value)
-            if number is None or not lo <= number <= hi:
-                return False
-        return True
-    return test
-
-
-def compile_filter(conditions: Iterable[Condition]) -> Callable[[dict], bool]:
-    tests = [compile_condition(c) for c in conditions]
-    if not tests:
-        return lambda alert: True
-    if len(tests) == 1:
-        return tests[0]
-    if len(tests) == 2:
-        first, second = tests
-        return lambda alert: first(alert) and second(alert)
-
-    def every(alert: dict) -> bool:
-        for test in tests:
-            if not test(alert):
-                return False
-        return True
-    return every
 
 
 VOCABULARY_LIMIT = 5000

@@ -8,11 +8,11 @@ functions on dicts; a record that cannot be a flow raises `BadRecord` with the r
 """
 from __future__ import annotations
 
-import calendar
 import ipaddress
 from datetime import datetime
 
 from ..core.eventtext import MAX_IP, MAX_NAME, MAX_SHORT, clip, has_control
+from ..core.timeparse import minute_epoch
 from . import tables
 from .settings import NetflowSettings
 
@@ -108,10 +108,9 @@ class Clock:
             head = text[:16]
             minute = self.minutes.get(head)
             if minute is None:
-                try:
-                    minute = calendar.timegm(datetime.strptime(head, "%Y-%m-%d" + text[10] + "%H:%M").timetuple())
-                except ValueError:
-                    raise BadRecord(f"{key} '{text}' is not a time such as 2024-01-31 23:59:00") from None
+                minute = minute_epoch(head)   # the one timestamp parser's (core/timeparse.py)
+                if minute is None:
+                    raise BadRecord(f"{key} '{text}' is not a time such as 2024-01-31 23:59:00")
                 if len(self.minutes) > 4096:
                     self.minutes.clear()
                 self.minutes[head] = minute

@@ -1,16 +1,21 @@
 """NetFlow settings: `etc/anomaly/netflow.yaml` (every key optional), with the internal
 networks also settable through the environment (`WAZUH_ANOMALY_INTERNAL_NETWORKS`,
-comma-separated CIDRs, IPv4 and IPv6). Every value has its default here and nowhere else."""
+comma-separated CIDRs, IPv4 and IPv6). Every value has its default here and nowhere else;
+the file is checked by the one configuration schema (core/schema.py), so a mistake is one
+sentence naming the file and the key, all of a file's mistakes at once."""
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
-from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Annotated, Any, Optional
 
-from ..core.config import ABSENT, read_yaml_file, YamlReader
+from pydantic import BeforeValidator, Field
+
 from ..core.errors import ConfigError
 from ..core.paths import Layout
+from ..core.schema import ABSENT, Float, Int, Str, doc, problem, read_yaml_file, section, validate
 from . import tables
 
 INTERNAL_NETWORKS_ENV = "WAZUH_ANOMALY_INTERNAL_NETWORKS"
@@ -19,67 +24,94 @@ DEFAULT_INTERNAL_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "1
                              "127.0.0.0/8", "169.254.0.0/16", "::1/128", "fc00::/7", "fe80::/10")
 
 
-@dataclass(frozen=True)
+@section
 class Thresholds:
     """When each flow detection tags a flow. Windows are in seconds of flow time."""
 
-    port_scan_window: int = 300
-    port_scan_ports: int = 15          # distinct destination ports on one host
-    port_scan_hosts: int = 10          # distinct destination hosts (any port, ICMP included)
-    port_scan_repeat: int = 5          # port-scan flows from one source that escalate (rule 117009) ...
-    port_scan_repeat_window: int = 600  # ... within this window
-    brute_force_window: int = 300
-    brute_force_connections: int = 20  # new connections from one source to one service
-    high_outbound_window: int = 3600
-    high_outbound_bytes: int = 500_000_000
-    beaconing_min_connections: int = 8
-    beaconing_max_jitter: float = 0.1  # std/mean of the intervals; random traffic is near 1
-    beaconing_min_interval: float = 10.0
-    dns_window: int = 300
-    dns_flows: int = 300               # DNS flows from one source
-    dns_bytes: int = 5_000_000         # or DNS bytes from one source (tunnelling)
-    dos_window: int = 60
-    dos_packets: int = 100_000         # packets to one destination
-    max_tracked: int = 50_000          # keys kept per detection; the oldest are dropped beyond
+    port_scan_window: Int = doc("port scan: window in seconds", 300, gt=0)
+    port_scan_ports: Int = doc("distinct destination ports probed on one host", 15, gt=0)
+    port_scan_hosts: Int = doc("distinct destination hosts probed (any port, ICMP included)", 10, gt=0)
+    port_scan_repeat: Int = doc("port-scan flows from one source that escalate (rule 117009) ...", 5, gt=0)
+    port_scan_repeat_window: Int = doc("... within this window (seconds)", 600, gt=0)
+    brute_force_window: Int = doc("brute force: window in seconds", 300, gt=0)
+    brute_force_connections: Int = doc("new connections from one source to one login service", 20, gt=0)
+    high_outbound_window: Int = doc("high outbound volume: window in seconds", 3600, gt=0)
+    high_outbound_bytes: Int = doc("bytes sent out by one internal host within the window", 500_000_000, gt=0)
+    beaconing_min_connections: Int = doc("beaconing: connections needed before the intervals are judged", 8, gt=0)
+    beaconing_max_jitter: Float = doc("standard deviation / mean of the intervals; random traffic is near 1",
+                                      0.1, gt=0)
+    beaconing_min_interval: Float = doc("shorter mean intervals (seconds) are not beaconing", 10.0, gt=0)
+    dns_window: Int = doc("DNS volume: window in seconds", 300, gt=0)
+    dns_flows: Int = doc("DNS flows from one source", 300, gt=0)
+    dns_bytes: Int = doc("or DNS bytes from one source (tunnelling)", 5_000_000, gt=0)
+    dos_window: Int = doc("denial of service: window in seconds", 60, gt=0)
+    dos_packets: Int = doc("packets to one destination", 100_000, gt=0)
+    max_tracked: Int = doc("keys kept per detection; the oldest are dropped beyond", 50_000, gt=0)
 
 
-@dataclass(frozen=True)
-class NetflowSettings:
-    internal_networks: tuple[str, ...] = DEFAULT_INTERNAL_NETWORKS
-    thresholds: Thresholds = Thresholds()
-    lateral_movement_ports: tuple[int, ...] = tables.LATERAL_MOVEMENT_PORTS
-    sensitive_inbound_ports: tuple[int, ...] = tables.SENSITIVE_INBOUND_PORTS
-    usual_outbound_ports: tuple[int, ...] = tables.USUAL_OUTBOUND_PORTS
-    beaconing_ignored_ports: tuple[int, ...] = tables.BEACONING_IGNORED_PORTS
-    brute_force_ports: tuple[int, ...] = tables.BRUTE_FORCE_PORTS
-    input_file: str = ""               # pmacct JSON lines (print plugin or nfacctd)
-    output_file: str = ""              # default <prefix>/logs/anomaly/netflow.json
-    config_file: Path | None = field(default=None, compare=False)
-
-    def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        return [ipaddress.ip_network(n, strict=False) for n in self.internal_networks]
+def _networks(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise problem("must be a list of networks such as [10.0.0.0/8, fd00::/8]")
+    return parse_networks([str(v) for v in value])
 
 
-def _parse_networks(values, where: str) -> tuple[str, ...]:
+def parse_networks(values: list[str]) -> tuple[str, ...]:
+    """CIDR networks (IPv4 and IPv6) in their normal form; ValueError naming a bad one."""
     out = []
     for value in values:
-        text = str(value).strip()
+        text = value.strip()
         if not text:
             continue
         try:
             out.append(str(ipaddress.ip_network(text, strict=False)))
         except ValueError:
-            raise ConfigError(f"{where}: '{text}' is not a network such as 10.0.0.0/8 or fd00::/8.") from None
+            raise problem(f"has '{text}', which is not a network such as 10.0.0.0/8 or fd00::/8") from None
     if not out:
-        raise ConfigError(f"{where}: lists no network; name at least one, such as 10.0.0.0/8.")
+        raise problem("lists no network; name at least one, such as 10.0.0.0/8")
     return tuple(out)
 
 
-def _ports(r: YamlReader, name: str, default: tuple[int, ...]) -> tuple[int, ...]:
-    values = r.get(name, list, list(default))
-    if not all(isinstance(p, int) and not isinstance(p, bool) and 0 <= p <= 65535 for p in values):
-        raise r.fail(name, "must be a list of port numbers from 0 to 65535")
-    return tuple(values)
+def _ports(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)) or \
+            not all(isinstance(p, int) and not isinstance(p, bool) and 0 <= p <= 65535 for p in value):
+        raise problem("must be a list of port numbers from 0 to 65535")
+    return tuple(value)
+
+
+Networks = Annotated[tuple[str, ...], BeforeValidator(_networks)]
+Ports = Annotated[tuple[int, ...], BeforeValidator(_ports)]
+
+
+@section
+class NetflowSettings:
+    internal_networks: Networks = doc("your own networks (IPv4 and IPv6): they decide flow.direction; "
+                                      f"${INTERNAL_NETWORKS_ENV} and --internal-networks override them",
+                                      DEFAULT_INTERNAL_NETWORKS)
+    thresholds: Thresholds = doc("when each flow detection tags a flow", default_factory=Thresholds)
+    lateral_movement_ports: Ports = doc("internal-to-internal connections to these ports are lateral movement",
+                                        tables.LATERAL_MOVEMENT_PORTS)
+    sensitive_inbound_ports: Ports = doc("inbound connections from outside to these ports are tagged",
+                                         tables.SENSITIVE_INBOUND_PORTS)
+    usual_outbound_ports: Ports = doc("outbound connections to other ports are unusual", tables.USUAL_OUTBOUND_PORTS)
+    beaconing_ignored_ports: Ports = doc("never judged for beaconing (DNS, DHCP, NTP, SNMP, syslog)",
+                                         tables.BEACONING_IGNORED_PORTS)
+    brute_force_ports: Ports = doc("login services watched for brute force", tables.BRUTE_FORCE_PORTS)
+    input_file: Str = doc("the pmacct JSON lines file to read (print plugin or nfacctd print_output_file)", "")
+    output_file: Str = doc("where normalised events are appended (default <prefix>/logs/anomaly/netflow.json)", "")
+    config_file: Annotated[Optional[Path], Field(description="the file the settings were read from",
+                                                 json_schema_extra={"internal": True})] = \
+        dataclasses.field(default=None, compare=False)
+
+    def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(n, strict=False) for n in self.internal_networks]
+
+
+def _override(where: str, text: str) -> tuple[str, ...]:
+    try:
+        return parse_networks(text.split(","))
+    except Exception as exc:  # noqa: BLE001 - the schema's complaint, as one sentence naming the variable
+        message = getattr(exc, "context", None) or {}
+        raise ConfigError(f"{where}: {message.get('message', exc)}.") from None
 
 
 def load_netflow_settings(layout: Layout, path: Path | None = None, *,
@@ -88,37 +120,14 @@ def load_netflow_settings(layout: Layout, path: Path | None = None, *,
     file = path or layout.etc_dir / "netflow.yaml"
     data = read_yaml_file(file, missing_ok=path is None)
     found = data is not ABSENT
-    r = YamlReader(data if found else {}, file)
-    nets = r.get("internal_networks", list)
-    settings = NetflowSettings(config_file=file if found else None)
-    if nets is not None:
-        settings = replace(settings, internal_networks=_parse_networks(nets, f"{file}: key 'internal_networks'"))
-    t = r.sub("thresholds")
-    values = {}
-    for f in fields(Thresholds):
-        kind = float if isinstance(f.default, float) else int
-        value = t.get(f.name, kind, f.default)
-        if value <= 0:
-            raise t.fail(f.name, f"must be more than zero, not {value}")
-        values[f.name] = value
-    t.done()
-    settings = replace(
-        settings, thresholds=Thresholds(**values),
-        lateral_movement_ports=_ports(r, "lateral_movement_ports", settings.lateral_movement_ports),
-        sensitive_inbound_ports=_ports(r, "sensitive_inbound_ports", settings.sensitive_inbound_ports),
-        usual_outbound_ports=_ports(r, "usual_outbound_ports", settings.usual_outbound_ports),
-        beaconing_ignored_ports=_ports(r, "beaconing_ignored_ports", settings.beaconing_ignored_ports),
-        brute_force_ports=_ports(r, "brute_force_ports", settings.brute_force_ports),
-        input_file=r.get("input_file", str, ""),
-        output_file=r.get("output_file", str, ""),
-    )
-    r.done()
+    settings = validate(NetflowSettings, data if found else {}, file,
+                        internal={"config_file": file if found else None})
     env = os.environ.get(INTERNAL_NETWORKS_ENV)
     if env:
-        settings = replace(settings, internal_networks=_parse_networks(env.split(","), f"${INTERNAL_NETWORKS_ENV}"))
+        settings = dataclasses.replace(settings, internal_networks=_override(f"${INTERNAL_NETWORKS_ENV}", env))
     if internal_networks:
-        settings = replace(settings, internal_networks=_parse_networks(internal_networks.split(","),
-                                                                       "--internal-networks"))
+        settings = dataclasses.replace(settings, internal_networks=_override("--internal-networks",
+                                                                             internal_networks))
     return settings
 
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-import pandas as pd
 
+from ..core.timeparse import parse_time_arg
 from ..core.findings import Anomaly
 
 
@@ -51,7 +51,7 @@ class Evaluation:
 
 
 def _epoch(text: str) -> float:
-    return pd.Timestamp(text).timestamp()
+    return parse_time_arg(text)   # the one timestamp parser (core/timeparse.py)
 
 
 def load_ait_phases(path: Path) -> list[Phase]:

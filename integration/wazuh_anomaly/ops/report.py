@@ -25,6 +25,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
+from ..core.timeparse import parse_time_arg
 from ..core import progress
 from .backtest import CONFIGURED, BacktestResult, load_labels, score_range
 from ..core.config import Config, Scenario
@@ -94,7 +95,7 @@ class AnomalyRow:
 
 
 def _epoch(text: str) -> float:
-    return pd.Timestamp(text).timestamp()
+    return parse_time_arg(text)   # the one timestamp parser (core/timeparse.py)
 
 
 def _utc(epoch: float) -> str:

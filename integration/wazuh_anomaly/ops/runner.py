@@ -10,7 +10,6 @@ failing scenario never stops the others; what goes wrong becomes a health event.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Iterable
 import pandas as pd
 
 from ..core.config import Config, Scenario
+from ..core.timeparse import parse_time_arg
 from ..core.errors import ConfigError, ModelError, WazuhAnomalyError
 from ..core.fileio import take_damaged
 from ..core.findings import HealthEvent
@@ -503,18 +503,6 @@ class Runner(Training):
 
 
 def parse_time(text: str) -> float:
-    """An ISO 8601 time or date from the command line, as epoch seconds (UTC if no zone)."""
-    try:
-        ts = pd.Timestamp(text)
-    except (ValueError, TypeError):
-        raise ConfigError(f"'{text}' is not a date or time; use ISO 8601 such as 2022-01-24 or "
-                          f"2022-01-24T03:00:00Z.") from None
-    if ts is pd.NaT or pd.isna(ts):
-        raise ConfigError(f"'{text}' is not a date or time; use ISO 8601 such as 2022-01-24 or "
-                          f"2022-01-24T03:00:00Z.")
-    if ts.tzinfo is None:
-        ts = ts.tz_localize("UTC")
-    value = ts.timestamp()
-    if not math.isfinite(value):
-        raise ConfigError(f"'{text}' is not a usable time.")
-    return value
+    """An ISO 8601 time or date from the command line, as epoch seconds (UTC if no zone):
+    the one timestamp parser (core/timeparse.py)."""
+    return parse_time_arg(text)

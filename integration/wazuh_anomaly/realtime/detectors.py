@@ -20,7 +20,8 @@ history (`wazuh-anomaly realtime learn`) behaves exactly as the live path did.
 """
 from __future__ import annotations
 
-from .fields import first, values
+from ..core.filters import Condition, compile_filter
+from .fields import first
 
 DAY = 86400.0
 # A learned key or value longer than this is kept as its first characters and a checksum
@@ -32,43 +33,19 @@ MAX_VALUES = 50_000
 KIND_OF_TYPE = {"new_value": "rare_value", "value_range": "rare_value", "frequency": "rare_value"}
 
 
-def _groups(rule: dict) -> list:
-    """rule.groups as a list of strings, whatever JSON holds there."""
-    groups = rule.get("groups")
-    if isinstance(groups, str):
-        return [groups]
-    if not isinstance(groups, list):
-        return []
-    return [g for g in groups if isinstance(g, str)]
+_compiled: dict = {}   # id of a filter -> (the filter, its predicate)
 
 
-def matches(filt: dict, alert: dict) -> bool:
-    """Does the alert pass a detector's filter (groups any-of, rule ids, level, ignore lists)?"""
+def matches(filt, alert: dict) -> bool:
+    """Does the alert pass a detector's filter (a list of conditions of the one filter
+    language, core/filters.py, as the validated configuration holds them)?"""
     if not filt:
         return True
-    rule = alert.get("rule")
-    if not isinstance(rule, dict):
-        rule = {}
-    groups = _groups(rule)
-    if "groups" in filt and not any(g in groups for g in filt["groups"]):
-        return False
-    if "not_groups" in filt and any(g in groups for g in filt["not_groups"]):
-        return False
-    if "rule_ids" in filt and first(alert, "rule.id") not in filt["rule_ids"]:
-        return False
-    if "min_level" in filt:
-        try:
-            if int(rule.get("level", 0)) < filt["min_level"]:
-                return False
-        except (TypeError, ValueError, OverflowError):
-            return False
-    for field, ignored in (filt.get("ignore") or {}).items():
-        if any(v in ignored for v in values(alert, field)):
-            return False
-    for field, prefixes in (filt.get("ignore_prefixes") or {}).items():
-        if any(v.startswith(p) for v in values(alert, field) for p in prefixes):
-            return False
-    return True
+    hit = _compiled.get(id(filt))
+    if hit is None or hit[0] is not filt:
+        hit = (filt, compile_filter([Condition.from_dict(c) for c in filt]))
+        _compiled[id(filt)] = hit
+    return hit[1](alert)
 
 
 def _key(alert: dict, fields: list[str]) -> str | None:

@@ -237,7 +237,7 @@ def status(prefix: str) -> tuple[str, int]:
 
 def validate(prefix: str) -> tuple[str, int]:
     paths = Paths(prefix)
-    cfg = _config.load_yaml(paths.config)
+    cfg = _config.load(paths.config, paths.cache, revalidate=True)   # and compiled for the per-alert path
     return (f"{paths.config}: {len(cfg['detectors'])} detectors, {len(cfg['models'])} models, "
             f"learn_days {cfg['learn_days']:g}, max_keys {cfg['max_keys']}, max_values_per_key {cfg['max_values_per_key']}"), 0
 

@@ -45,7 +45,6 @@ INTERNAL_NETWORKS = (
     "0.0.0.0/8", "::/128",                                # unspecified / this network
     "224.0.0.0/4", "ff00::/8", "255.255.255.255/32",      # multicast, broadcast
 )
-DEFAULTS = {"min_severity": "critical", "never_block": [], "internal_networks": "default", "firewall": "auto"}
 NFT_TABLE = "wazuh_anomaly"
 # What one message may take in logs/active-responses.log, which logcollector reads.
 LOG_MESSAGE_BYTES = MAX_LINE_BYTES - 200
@@ -54,23 +53,18 @@ LOG_MESSAGE_BYTES = MAX_LINE_BYTES - 200
 # ----------------------------------------------------------------------------- config
 
 def load_config(path: str) -> dict:
-    """The active-response settings; a missing file means the safe defaults."""
-    cfg = dict(DEFAULTS)
+    """The active-response settings; a missing file means the safe defaults. The file is
+    checked by the one configuration schema (realtime/schema.py)."""
+    from .schema import parse_active_response
     try:
         import yaml
         with open(path, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh) or {}
+            raw = yaml.safe_load(fh)
     except FileNotFoundError:
-        return _checked(cfg, path)
+        raw = {}
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: cannot be read ({exc}); fix it or remove it to use the defaults.") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping (min_severity, never_block, internal_networks, firewall).")
-    for key, value in raw.items():
-        if key not in DEFAULTS:
-            raise ConfigError(f"{path}: key '{key}' is unknown; use {', '.join(DEFAULTS)}.")
-        cfg[key] = value
-    return _checked(cfg, path)
+    return _checked(parse_active_response(raw, path), path)
 
 
 def _networks(path: str, key: str, items) -> list:
@@ -86,10 +80,6 @@ def _networks(path: str, key: str, items) -> list:
 
 
 def _checked(cfg: dict, path: str) -> dict:
-    if cfg["min_severity"] not in SEVERITIES:
-        raise ConfigError(f"{path}: key 'min_severity' must be one of {', '.join(SEVERITIES)}.")
-    if cfg["firewall"] not in ("auto", "nftables", "iptables"):
-        raise ConfigError(f"{path}: key 'firewall' must be auto, nftables or iptables.")
     internal = list(INTERNAL_NETWORKS) if cfg["internal_networks"] == "default" else cfg["internal_networks"]
     cfg["never_block_networks"] = _networks(path, "internal_networks", internal) + _networks(path, "never_block", cfg["never_block"])
     return cfg

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime
+from ..core.timeparse import parse_timestamp
 from pathlib import Path
 from typing import Iterable
 
@@ -62,10 +62,8 @@ def default_ini_files() -> list[Path]:
 def _received_at(event: dict) -> float:
     # The manager receives a line moments after the detector writes it.
     text = (event.get("anomaly") or {}).get("detected_at")
-    try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
-    except (TypeError, ValueError):
-        return time.time()
+    when = parse_timestamp(text) if isinstance(text, str) else None
+    return time.time() if when is None else when
 
 
 def explain_all(events: Iterable[dict], *, rule_files: Iterable[Path] | None = None,

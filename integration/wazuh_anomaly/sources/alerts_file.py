@@ -8,14 +8,13 @@ counted per reason in a `SourceStats` and skipped.
 """
 from __future__ import annotations
 
-import calendar
 import hashlib
 import os
 import re
 import time
 import zlib
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Iterator
 
@@ -27,6 +26,7 @@ except ImportError:  # pragma: no cover - the project environment always has orj
 from ..core.errors import UnsafePath, WazuhAnomalyError
 from ..core.fileio import open_binary
 from ..core.registry import SOURCES
+from ..core.timeparse import MINUTE_CACHE, SECONDS_BYTES, TAIL_CACHE, wazuh_timestamp
 
 __all__ = [
     "AlertsFileSource",
@@ -47,105 +47,11 @@ class SourceUnreadable(WazuhAnomalyError):
 # Timestamps
 # ---------------------------------------------------------------------------------------
 
-# "YYYY-MM-DDTHH:MM" -> epoch of that minute; validated once per minute, then a dict hit.
-_minute_cache: dict[str, int] = {}
-_minute_cache_b: dict[bytes, int] = {}
-# ":SS" -> seconds; a dict lookup both validates and converts (int(" 5") would accept garbage).
-_SECONDS = {f":{s:02d}": s for s in range(60)}
-_SECONDS_B = {k.encode(): v for k, v in _SECONDS.items()}
-# What follows the seconds (".345+0000", "Z", ".224939+01:00") -> fraction minus UTC offset.
-_tail_cache: dict[str, float] = {}
-_tail_cache_b: dict[bytes, float] = {}
-_CACHE_LIMIT = 1 << 16
-
-_MINUTE_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})", re.ASCII)
-_TAIL_RE = re.compile(r"(?:\.(\d{1,9}))?(?:(Z)|([+-])(\d{2}):?(\d{2}))", re.ASCII)
-
-
-def _minute_epoch(head: str) -> int:
-    match = _MINUTE_RE.fullmatch(head)
-    if match is None:
-        raise ValueError(f"not a Wazuh timestamp: {head!r}...")
-    year, month, day, hour, minute = (int(g) for g in match.groups())
-    try:
-        datetime(year, month, day, hour, minute)  # rejects 2022-02-30, 25:00 ...
-    except ValueError as exc:
-        raise ValueError(f"not a Wazuh timestamp: {head!r}...: {exc}") from None
-    if len(_minute_cache) >= _CACHE_LIMIT:
-        _minute_cache.clear()
-    epoch = calendar.timegm((year, month, day, hour, minute, 0))
-    _minute_cache[head] = epoch
-    return epoch
-
-
-def _tail_seconds(tail: str) -> float:
-    match = _TAIL_RE.fullmatch(tail)
-    if match is None:
-        raise ValueError(f"bad fraction or UTC offset {tail!r} in a Wazuh timestamp")
-    fraction, zulu, sign, off_h, off_m = match.groups()
-    value = float("0." + fraction) if fraction else 0.0
-    if not zulu:
-        hours, minutes = int(off_h), int(off_m)
-        if hours > 23 or minutes > 59:
-            raise ValueError(f"bad UTC offset {tail!r} in a Wazuh timestamp")
-        offset = hours * 3600 + minutes * 60
-        value -= offset if sign == "+" else -offset
-    if len(_tail_cache) >= _CACHE_LIMIT:
-        _tail_cache.clear()
-    _tail_cache[tail] = value
-    return value
-
-
-def parse_wazuh_timestamp(text: str) -> float:
-    """Convert a Wazuh alert `timestamp` to UTC epoch seconds.
-
-    Accepts what 3.x and 4.x managers and the indexer write:
-    ``2022-01-24T03:57:12.345+0000``, ``2020-03-04T13:55:05.224939+0000``,
-    ``...+01:00``, ``...Z``, with or without a fraction. A UTC offset is required
-    (a bare local time is ambiguous). Raises ValueError on anything else.
-
-    Fast path: three slices and three dict lookups (minute, seconds, fraction+offset
-    are cached), no regex and no strptime per call.
-    """
-    try:
-        base = _minute_cache[text[:16]]
-    except KeyError:
-        base = _minute_epoch(text[:16])
-    try:
-        seconds = _SECONDS[text[16:19]]
-    except KeyError:
-        raise ValueError(f"not a Wazuh timestamp: {text!r}") from None
-    tail = text[19:]
-    try:
-        rest = _tail_cache[tail]
-    except KeyError:
-        rest = _tail_seconds(tail)
-    return base + seconds + rest
-
-
-def _parse_timestamp_bytes(raw: bytes) -> float:
-    """parse_wazuh_timestamp on the raw bytes of a line, before any JSON decoding."""
-    try:
-        base = _minute_cache_b[raw[:16]]
-    except KeyError:
-        head = raw[:16]
-        base = _minute_epoch(head.decode("ascii", "replace"))
-        if len(_minute_cache_b) >= _CACHE_LIMIT:
-            _minute_cache_b.clear()
-        _minute_cache_b[head] = base
-    try:
-        seconds = _SECONDS_B[raw[16:19]]
-    except KeyError:
-        raise ValueError(f"not a Wazuh timestamp: {raw!r}") from None
-    tail = raw[19:]
-    try:
-        rest = _tail_cache_b[tail]
-    except KeyError:
-        rest = _tail_seconds(tail.decode("ascii", "replace"))
-        if len(_tail_cache_b) >= _CACHE_LIMIT:
-            _tail_cache_b.clear()
-        _tail_cache_b[tail] = rest
-    return base + seconds + rest
+# The one timestamp parser (core/timeparse.py). The hot loop below inlines its three
+# cache lookups on the raw bytes of a line: minute head, ":SS", fraction and zone.
+parse_wazuh_timestamp = wazuh_timestamp
+_parse_timestamp_bytes = wazuh_timestamp
+_minute_cache_b, _SECONDS_B, _tail_cache_b = MINUTE_CACHE, SECONDS_BYTES, TAIL_CACHE
 
 
 # ---------------------------------------------------------------------------------------

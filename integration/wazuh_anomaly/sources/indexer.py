@@ -63,6 +63,8 @@ def condition_query(cond: Condition) -> dict:
         must_not.append({"terms": {f: list(cond.not_in)}})
     if cond.prefix is not None:
         must.append({"prefix": {f: cond.prefix}})
+    for prefix in cond.not_prefix:
+        must_not.append({"prefix": {f: prefix}})
     if cond.min is not None or cond.max is not None:
         bounds = {}
         if cond.min is not None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import orjson
 
+from ..core.timeparse import wazuh_timestamp
 from ..core.errors import WazuhAnomalyError
 from ..core.fileio import atomic_write, makedirs
 from ..core.registry import SOURCES
@@ -24,7 +25,7 @@ MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", 
 
 
 def _shift(timestamp: str, delta: timedelta) -> str:
-    moved = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S.%f%z") + delta
+    moved = datetime.fromtimestamp(wazuh_timestamp(timestamp), timezone.utc) + delta
     return moved.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moved.microsecond // 1000:03d}+0000"
 
 
