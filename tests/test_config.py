@@ -72,10 +72,10 @@ def assert_one_sentence(msg: str, path: Path) -> None:
 # --- the shipped files ------------------------------------------------------------------
 
 
-def test_six_alert_scenarios_and_the_flow_baseline_are_shipped():
+def test_seven_alert_scenarios_and_the_flow_baseline_are_shipped():
     assert [p.stem for p in SHIPPED_SCENARIOS] == [
         "alert_volume", "authentication_failures", "file_integrity", "flow_baseline", "privilege_use",
-        "rule_diversity", "web_attacks"]
+        "rule_diversity", "silence", "web_attacks"]
     assert load_scenario(SHIPPED_ETC / "scenarios" / "flow_baseline.yaml").source == "flows"
 
 
@@ -85,7 +85,7 @@ def test_every_shipped_scenario_loads_named_like_its_file_with_an_entity(path):
     assert s.name == path.stem and s.source_file == path and s.enabled
     assert s.description and s.features and 1440 % s.bucket_minutes == 0
     assert s.entity is not None and s.entity.field == "agent.name" and s.entity.top > 0
-    assert s.detectors == ("mvad", "seasonal")
+    assert s.detectors == (("silence",) if s.name == "silence" else ("mvad", "seasonal"))
 
 
 def test_the_shipped_scenario_directory_loads_without_errors():

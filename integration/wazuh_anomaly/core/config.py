@@ -22,7 +22,7 @@ from .errors import ConfigError
 from .paths import Layout
 
 AGGREGATIONS = ("count", "distinct", "max", "mean", "sum", "rare")
-DETECTORS = ("mvad", "seasonal")
+DETECTORS = ("mvad", "seasonal", "silence")
 SCENARIO_SOURCES = ("alerts", "flows")   # what a scenario counts: Wazuh alerts or NetFlow flow events
 SOURCE_TYPES = ("alerts_file", "indexer")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")

@@ -5,8 +5,9 @@ in `base.Calibration`."""
 from .base import Calibration, Detector, ScoreFrame
 from .profile import SeasonalProfile
 from .seasonal import SeasonalDetector
+from .silence import SilenceDetector
 
-DETECTOR_CLASSES = {"seasonal": SeasonalDetector}
+DETECTOR_CLASSES = {"seasonal": SeasonalDetector, "silence": SilenceDetector}
 
 
 def detector_class(name: str) -> type:
@@ -17,4 +18,5 @@ def detector_class(name: str) -> type:
     return DETECTOR_CLASSES[name]
 
 
-__all__ = ["Calibration", "Detector", "ScoreFrame", "SeasonalProfile", "SeasonalDetector", "detector_class"]
+__all__ = ["Calibration", "Detector", "ScoreFrame", "SeasonalProfile", "SeasonalDetector", "SilenceDetector",
+           "detector_class"]

@@ -1,0 +1,177 @@
+"""Silence as a finding: the shipped `silence` scenario on generated alerts of three
+agents, trained and scored by the ordinary scheduled run (real files, real state).
+
+- web-01 sends syslog and web alerts day and night; on the test day it stops for two
+  hours (10:00-12:00) and comes back: one finding in those two hours.
+- office-01 sends only in office hours; its nights are quiet: never a finding.
+- db-01 sends a little all day and is removed at 14:00: one finding, and no more
+  however many scheduled runs follow.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO, sandbox_runner
+from wazuh_anomaly.core.errors import ModelError
+from wazuh_anomaly.detectors import SilenceDetector, detector_class
+from wazuh_anomaly.pipeline.models import ModelBundle
+from wazuh_anomaly.core.config import load_scenario
+from wazuh_anomaly.sources.sample import lay_out_alerts
+
+START = datetime(2024, 3, 1, tzinfo=timezone.utc)
+TEST_DAY = START + timedelta(days=8)
+STOP, BACK = TEST_DAY + timedelta(hours=10), TEST_DAY + timedelta(hours=12)
+REMOVED = TEST_DAY + timedelta(hours=14)
+LAST_RUN = TEST_DAY + timedelta(days=1, hours=16)
+SHIPPED = REPO / "wazuh" / "etc" / "anomaly" / "scenarios" / "silence.yaml"
+
+
+def _alert(ts: datetime, agent: str, groups: list[str]) -> dict:
+    return {"timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S.000+0000"),
+            "rule": {"level": 3, "id": "5501", "groups": groups, "description": "test"},
+            "agent": {"id": "001", "name": agent}, "location": "/var/log/messages", "decoder": {"name": "test"}}
+
+
+def generated_alerts() -> list[dict]:
+    rng = np.random.default_rng(7)
+    out = []
+    for bucket in range(int((LAST_RUN - START).total_seconds() // 300)):
+        t0 = START + timedelta(minutes=5 * bucket)
+        office_hours = 8 <= t0.hour < 18
+        rates = {"web-01": (1.5, ["syslog", "sshd"]), "web-01 ": (2.0, ["web", "accesslog"]),
+                 "office-01": (2.0 if office_hours else 0.01, ["syslog", "pam"]),
+                 "db-01": (0.8, ["syslog", "postgresql"])}
+        for name, (rate, groups) in rates.items():
+            agent = name.strip()
+            if agent == "web-01" and STOP <= t0 < BACK or agent == "db-01" and t0 >= REMOVED:
+                continue
+            for _ in range(rng.poisson(rate)):
+                out.append(_alert(t0 + timedelta(seconds=int(rng.integers(0, 300))), agent, groups))
+    out.sort(key=lambda a: a["timestamp"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def findings(tmp_path_factory) -> list[dict]:
+    """Train at the start of the test day, then a scheduled run every 30 minutes for 40 hours;
+    every silence line written to the anomalies file."""
+    prefix = tmp_path_factory.mktemp("silence")
+    scenarios = prefix / "etc" / "anomaly" / "scenarios"
+    scenarios.mkdir(parents=True)
+    shutil.copy(SHIPPED, scenarios)
+    by_day: dict[str, list[bytes]] = {}
+    for a in generated_alerts():
+        by_day.setdefault(a["timestamp"][:10], []).append(json.dumps(a).encode() + b"\n")
+    lay_out_alerts(prefix / "logs" / "alerts", by_day)
+    now = TEST_DAY + timedelta(minutes=2)
+    report = sandbox_runner(prefix, now.timestamp()).run()
+    assert report.scenarios["silence"].status == "trained", report.lines()
+    while now < LAST_RUN:
+        now += timedelta(minutes=30)
+        report = sandbox_runner(prefix, now.timestamp()).run()
+        assert report.scenarios["silence"].status in ("scored", "up-to-date"), report.lines()
+    lines = [json.loads(x) for x in (prefix / "logs" / "anomaly" / "anomalies.json").read_text().splitlines()]
+    return [x["anomaly"] for x in lines if x["anomaly"].get("scenario") == "silence"]
+
+
+def _of(findings: list[dict], agent: str) -> list[dict]:
+    return [f for f in findings if f.get("entity", {}).get("value") == agent]
+
+
+def _start(finding: dict) -> datetime:
+    return datetime.strptime(finding["window"]["start"], "%Y-%m-%dT%H:%M:%S.%f%z")
+
+
+def test_an_agent_that_stops_for_two_hours_is_found_once(findings):
+    found = _of(findings, "web-01")
+    assert len(found) == 1, found
+    assert STOP <= _start(found[0]) < STOP + timedelta(minutes=30)
+    assert found[0]["detector"] == "silence" and found[0]["top_features"][0]["actual"] == 0
+    assert "=0 (expected" in found[0]["summary"] and found[0]["summary"].endswith("on agent web-01")
+
+
+def test_normal_night_time_quiet_is_not_found(findings):
+    assert _of(findings, "office-01") == []
+
+
+def test_a_removed_agent_stays_quiet_and_gives_one_finding_not_one_per_run(findings):
+    found = _of(findings, "db-01")
+    assert len(found) == 1, found
+    assert REMOVED <= _start(found[0]) < REMOVED + timedelta(hours=2)
+
+
+def test_nothing_else_is_found(findings):
+    assert len(findings) == 2
+
+
+# --------------------------------------------------------------------------- the model itself
+
+def _frame(days: int, rate: float, seed: int = 3) -> pd.DataFrame:
+    index = pd.date_range(START, periods=days * 288, freq="5min", tz="UTC")
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"alerts": rng.poisson(rate, len(index)).astype(float),
+                         "syslog": rng.poisson(rate / 2, len(index)).astype(float)}, index=index)
+
+
+def test_silence_is_registered_like_the_other_detectors():
+    assert detector_class("silence") is SilenceDetector
+
+
+def test_the_threshold_follows_the_budget_and_the_number_of_series():
+    frame = _frame(3, 2.0)
+    one = SilenceDetector(["alerts", "syslog"]).fit({"a": frame})
+    many = SilenceDetector(["alerts", "syslog"]).fit({f"a{i}": frame for i in range(100)})
+    # 0.1 findings a day over 2 series x 288 buckets; 100 times the series: 2 more decades.
+    assert one.base_threshold == pytest.approx(-np.log10(0.1 / (2 * 288)))
+    assert many.base_threshold == pytest.approx(one.base_threshold + 2)
+
+
+def test_a_silence_already_seen_while_learning_raises_the_threshold():
+    frame = _frame(4, 2.0)
+    quiet = frame.copy()
+    quiet.iloc[400:440] = 0                                 # 200 minutes of nothing while learning
+    plain = SilenceDetector(["alerts", "syslog"]).fit({"a": frame})
+    guarded = SilenceDetector(["alerts", "syslog"]).fit({"a": quiet})
+    assert guarded.threshold_["a"][0] > plain.threshold_["a"][0]
+    assert guarded.score(quiet, "a")["score"].max() < 1.0    # its own history never crosses
+
+
+def test_an_entity_unknown_to_the_model_is_never_silent():
+    frame = _frame(2, 2.0)
+    detector = SilenceDetector(["alerts", "syslog"]).fit({"a": frame})
+    gone = frame.copy()
+    gone.iloc[300:] = 0
+    assert detector.score(gone, "a")["score"].max() > 1.0
+    assert detector.score(gone, "b")["score"].max() == 0.0
+
+
+def test_the_model_is_json_and_loads_back_to_the_same_scores(tmp_path):
+    frame = _frame(3, 1.0)
+    detector = SilenceDetector(["alerts", "syslog"]).fit({"a": frame, "b": _frame(3, 0.2, seed=4)})
+    detector.save(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["silence.json"]
+    json.loads((tmp_path / "silence.json").read_text())
+    loaded = SilenceDetector.load(tmp_path, ["alerts", "syslog"])
+    gone = frame.copy()
+    gone.iloc[500:] = 0
+    pd.testing.assert_frame_equal(loaded.score(gone, "a"), detector.score(gone, "a"), atol=1e-5)
+
+
+def test_a_damaged_silence_model_is_refused_in_one_sentence(tmp_path):
+    scenario = load_scenario(SHIPPED)
+    frame = pd.concat([_frame(2, 1.0)] * 1, axis=1)
+    frame = pd.DataFrame({f: frame["alerts"] for f in scenario.feature_names}, index=frame.index)
+    bundle = ModelBundle.train(scenario, {"web-01": frame}, trained_from=0, trained_to=1)
+    directory = bundle.save(tmp_path)
+    data = json.loads((directory / "silence.json").read_text())
+    data["entities"]["web-01"]["alpha"] = data["entities"]["web-01"]["alpha"][:3]
+    (directory / "silence.json").write_text(json.dumps(data))
+    with pytest.raises(ModelError, match=r"cannot be loaded \(ValueError: silence model of 'web-01' has shapes"):
+        ModelBundle.load(tmp_path, scenario)
