@@ -122,7 +122,7 @@ def test_a_minimal_scenario_takes_every_default(tmp_path):
 
 
 def test_documented_default_values():
-    assert TrainingSpec() == TrainingSpec(lookback_days=14.0, min_history_hours=48.0, retrain_every_days=7.0,
+    assert TrainingSpec() == TrainingSpec(lookback_days=14.0, min_history_hours=24.0, retrain_every_days=7.0,
                                           max_model_age_days=21.0, drift_buckets=288, drift_threshold=0.3,
                                           drift_tail_ratio=5.0)
     assert SeveritySpec() == SeveritySpec(quantile=0.999, medium=1.5, high=2.5, critical=4.0)

@@ -72,7 +72,7 @@ class EntitySpec:
 @dataclass(frozen=True)
 class TrainingSpec:
     lookback_days: float = 14.0       # history used to train
-    min_history_hours: float = 48.0   # below this, wait and say how much is missing
+    min_history_hours: float = 24.0   # below this, wait and say how much is missing (gaps count as history)
     retrain_every_days: float = 7.0
     max_model_age_days: float = 21.0  # older than this: model_stale health event
     drift_buckets: int = 288          # recent scored buckets compared with the training scores

@@ -18,7 +18,7 @@ MODEL_TARGETS = ("fim", "command")
 SEVERITIES = ("low", "medium", "high", "critical")
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 FIELD_PATTERN = r"^[A-Za-z0-9_@-]+(?:\.[A-Za-z0-9_@-]+)*$"
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 # Bounds of the learned state (documented in docs/realtime.md): per detector at most
 # `max_keys` keys are tracked and per key at most `max_values_per_key` values.
@@ -49,7 +49,7 @@ MODEL_DEFAULTS = {
     "dimensions": 64,
     "ignore_users": [],
     "ignore_path_prefixes": [],
-    "min_training_events": 50,
+    "min_training_events": 10,
     "training_days": 30,
     "retrain_every_days": 7,
 }
@@ -192,7 +192,7 @@ def _model(file: str, name, raw) -> dict:
         "dimensions": _number(file, f"{where}.dimensions", raw.get("dimensions", 64), minimum=4, integer=True, maximum=4096),
         "ignore_users": _strings(file, f"{where}.ignore_users", raw.get("ignore_users", [])),
         "ignore_path_prefixes": _strings(file, f"{where}.ignore_path_prefixes", raw.get("ignore_path_prefixes", [])),
-        "min_training_events": _number(file, f"{where}.min_training_events", raw.get("min_training_events", 50),
+        "min_training_events": _number(file, f"{where}.min_training_events", raw.get("min_training_events", MODEL_DEFAULTS["min_training_events"]),
                                        minimum=1, integer=True),
         "training_days": _number(file, f"{where}.training_days", raw.get("training_days", 30), minimum=0.01),
         # 0: the wodle never (re)trains it; `wazuh-anomaly train` / `realtime train` still do
