@@ -196,3 +196,47 @@ def test_on_stationary_data_with_a_daily_cycle_false_silences_stay_within_the_bu
     # same data raises silences every day: what holds them is the design, not the data.
     monkeypatch.setattr("wazuh_anomaly.detectors.silence.HISTORY_GUARD", 0.0)
     assert per_day(SilenceDetector(["alerts", "syslog"], alerts_per_day=0.001 * 40 * 288)) > 1
+
+
+# --------------------------------------------------------------------------- properties
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_TRAINED = SilenceDetector(["alerts", "syslog"]).fit({"a": _frame(2, 1.5, seed=9)})
+_L = _TRAINED.context_buckets
+
+
+@st.composite
+def activity(draw):
+    """A frame of 2*L..3*L buckets: random counts with random silences cut into them."""
+    n = draw(st.integers(2 * _L, 3 * _L))
+    seed = draw(st.integers(0, 2**31))
+    rng = np.random.default_rng(seed)
+    values = rng.poisson(draw(st.sampled_from([0.2, 1.5, 4.0])), size=(n, 2)).astype(float)
+    for _ in range(draw(st.integers(0, 4))):
+        start = draw(st.integers(0, n - 1))
+        length = draw(st.integers(1, _L + 40))
+        columns = draw(st.sampled_from([[0], [1], [0, 1]]))
+        values[start:start + length, columns] = 0
+    index = pd.date_range(START + timedelta(days=3), periods=n, freq="5min", tz="UTC")
+    return pd.DataFrame(values, index=index, columns=["alerts", "syslog"]), draw(st.integers(_L, n - 1))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(activity())
+def test_consecutive_runs_flag_exactly_what_one_pass_flags(case):
+    """A run scores its new buckets with a day of context before them: cut anywhere, two
+    runs raise the same silences as one pass over the whole range, never one twice."""
+    frame, cut = case
+    whole = _TRAINED.score(frame, "a")["score"]
+    first = _TRAINED.score(frame.iloc[:cut], "a")["score"]
+    second = _TRAINED.score(frame.iloc[cut - _L:], "a")["score"].iloc[_L:]
+    assert np.all(np.isfinite(whole)) and np.all(whole >= 0)
+    flagged_whole = list(whole.index[(whole > 1).to_numpy()][whole.index[(whole > 1).to_numpy()] >= frame.index[_L]])
+    flagged_runs = [t for s in (first.iloc[_L:], second) for t in s.index[(s > 1).to_numpy()]]
+    assert flagged_runs == flagged_whole
+    # at most one finding per silence: never two flagged buckets in one run of empty buckets
+    empty = (frame.to_numpy() == 0).all(axis=1)
+    rows = np.flatnonzero((whole > 1).to_numpy())
+    for a, b in zip(rows, rows[1:]):
+        assert not empty[a + 1:b + 1].all() or not empty[a]
