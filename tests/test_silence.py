@@ -198,6 +198,22 @@ def test_on_stationary_data_with_a_daily_cycle_false_silences_stay_within_the_bu
     assert per_day(SilenceDetector(["alerts", "syslog"], alerts_per_day=0.001 * 40 * 288)) > 1
 
 
+def test_after_two_weeks_quiet_weekends_are_normal_and_a_quiet_weekday_morning_is_not():
+    index = pd.date_range(START, periods=288 * 28, freq="5min", tz="UTC")      # 4 weeks from a Friday
+    working = (index.weekday < 5) & (index.hour >= 8) & (index.hour < 18)
+    rng = np.random.default_rng(11)
+    counts = np.where(working, rng.poisson(2.0, len(index)), rng.poisson(0.01, len(index))).astype(float)
+    frame = pd.DataFrame({"alerts": counts, "syslog": counts}, index=index)
+    detector = SilenceDetector(["alerts", "syslog"]).fit({"office": frame.iloc[:288 * 21]})
+    assert detector.weekly
+    week = frame.iloc[288 * 21:].copy()                  # the fourth week: Friday to Thursday
+    assert detector.score(week, "office")["score"].max() <= 1.0     # its weekend is as quiet as every weekend
+    monday = week.index[(week.index.weekday == 0) & (week.index.hour >= 10) & (week.index.hour < 12)]
+    week.loc[monday] = 0
+    flagged = detector.score(week, "office")["score"]
+    assert list(flagged.index[(flagged > 1).to_numpy()].weekday) == [0]
+
+
 # --------------------------------------------------------------------------- properties
 
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
