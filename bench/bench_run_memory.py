@@ -2,10 +2,10 @@
 a 30-day alerts tree (target: at most 1.5 GB, whatever is installed).
 
 Setup, once and untimed: a sandbox prefix laid out like /var/ossec with the shipped
-config.yaml and alert scenarios (MVAD cut to --train-epochs; `silence` left out so an
-older package can run the same prefix), the AIT alerts replicated --scale times with
+config.yaml and six alert scenarios (MVAD cut to --train-epochs; `silence` only with
+--with-silence, so that an older package can run the same prefix), the AIT alerts replicated --scale times with
 shifted dates (default 8: 364,352 alerts over 32 days) as a manager's logs/alerts tree,
-and every scenario trained up to five minutes before the end. Then the real-time part is
+and every scenario trained up to 15 minutes before the end. Then the real-time part is
 installed (etc/anomaly/realtime.yaml and integrations/custom-anomaly, as
 `install.sh --realtime` leaves them), so the run's rare-event models are due: their
 scheduled training reads `training_days` (30) of the manager's alerts.
@@ -19,6 +19,7 @@ With --with-training, one more run of this tree's package on a prefix without mo
 so that the same run also trains every scenario (the other peak of a scheduled run).
 
     python bench/bench_run_memory.py --baseline /tmp/old/integration
+    python bench/bench_run_memory.py --with-silence --with-training   # everything shipped, no baseline
     python bench/bench_run_memory.py --quick          # one day, a few thousand alerts: the smoke test
 """
 from __future__ import annotations
@@ -34,7 +35,9 @@ from alerts_tree import build_alerts_tree, day_range, read_ait_lines, replicate_
 from bench_run import cli_command, fresh_copy, iso, write_scenarios
 
 TARGET_MIB = 1536.0
-LEFT_OUT = ("silence",)          # a scenario an older package cannot load
+SHIPPED_ALERT_SCENARIOS = ("alert_volume", "authentication_failures", "file_integrity", "privilege_use",
+                           "rule_diversity", "web_attacks")
+NEWER = ("silence",)             # scenarios an older package cannot load: only with --with-silence
 
 
 def lay_out(prefix: Path, args, env: dict) -> datetime:
@@ -46,8 +49,9 @@ def lay_out(prefix: Path, args, env: dict) -> datetime:
     if args.quick:
         overrides = {"mvad": {"epochs": 1, "windows_per_epoch": 64, "min_steps": 1},
                      "training": {"min_history_hours": 1}}
-    names = tuple(n for n in ("alert_volume", "authentication_failures", "file_integrity", "privilege_use",
-                              "rule_diversity", "web_attacks") if not args.quick or n == "alert_volume")
+    names = SHIPPED_ALERT_SCENARIOS + (NEWER if args.with_silence else ())
+    if args.quick:
+        names = ("alert_volume",)
     write_scenarios(args.scenarios, etc / "scenarios", names, overrides)
     lines = read_ait_lines(measure.ait_alerts(args.data), 4000 if args.quick else None)
     days = replicate_by_day(lines, 1 if args.quick else args.scale)
@@ -81,12 +85,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=None, help="measured runs of each package (default 2; 1 with --quick)")
     parser.add_argument("--baseline", type=Path, help="directory holding the package to compare with (before the fix)")
     parser.add_argument("--with-training", action="store_true", help="also measure a run that trains every scenario")
+    parser.add_argument("--with-silence", action="store_true", help="also the silence scenario (not with --baseline: "
+                        "an older package cannot load it)")
     parser.add_argument("--quick", action="store_true", help="one day of a few thousand alerts, one scenario")
     parser.add_argument("--cli", type=Path, help="the wazuh-anomaly executable (default: the module)")
     parser.add_argument("--scenarios", type=Path, default=measure.SCENARIOS_DIR)
     parser.add_argument("--out", type=Path, default=measure.RESULTS / "run_memory.json")
     args = parser.parse_args(argv)
     repeats = args.repeats or (1 if args.quick else 2)
+    if args.with_silence and args.baseline is not None:
+        parser.error("--with-silence and --baseline do not go together: an older package cannot load the silence scenario")
     env = measure.python_env()
     cli = cli_command(args.cli)
 
@@ -132,6 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
     rss = measure.median([r.max_rss_mib for r in new])
     results = {
         "benchmark": "run_memory", "quick": args.quick, "scale": args.scale, "alert_files": alerts,
+        "scenarios": ["alert_volume"] if args.quick else list(SHIPPED_ALERT_SCENARIOS + (NEWER if args.with_silence else ())),
         "command": ["wazuh-anomaly", "--prefix", "P", "run", "--now", iso(now)],
         "repeats": repeats,
         "run": {"peak_rss_mib": rss, "peak_rss_mib_each": [round(r.max_rss_mib, 1) for r in new],
