@@ -48,8 +48,9 @@ HISTORY_GUARD = 1.5
 WEEKLY_AFTER_DAYS = 14.0
 # How many buckets of evidence an hour-of-day slot lends to each of its hour-of-week slots.
 PRIOR_WEIGHT = 2.0
+# A silence is scored for at most this long after its last event (the context of every run).
 LONGEST_RUN_SECONDS = 86400
-JEFFREYS = 0.5
+JEFFREYS = 0.5                    # Beta(1/2, 1/2) prior of the share of active buckets
 LOG10 = math.log(10.0)
 FORMAT = 1
 
@@ -64,6 +65,7 @@ class SilenceDetector:
     threshold_floor = 1.0
 
     def __init__(self, features: list[str], spec: object = None, *, alerts_per_day: float = ALERTS_PER_DAY):
+        # `spec` (the scenario's seasonal settings, passed to every non-MVAD detector) is not used.
         self.features = list(features)
         self.alerts_per_day = float(alerts_per_day)
         self.step_seconds = 300
