@@ -306,7 +306,7 @@ def _config(prefix: Path):
     (SCENARIOS, "2022-01-21..2099-01-01", "2020-01-01..2020-01-02", {}, "the training range .* reaches into the future"),
     (SCENARIOS, TRAIN, TEST, {"detector": "lstm"}, "--detector 'lstm' is not one of"),
     (SCENARIOS, "2022-01-23T20:00..2022-01-24", TEST, {"detector": "seasonal"},
-     "needs 48.0 h of alert history to train and has 4.0 h; widen --train"),
+     "needs 24.0 h of alert history to train and has 4.0 h; widen --train"),
 ])
 def test_a_backtest_that_cannot_run_says_why_in_one_sentence(prefix, names, train, test, kwargs, says):
     config, scenarios = _config(prefix)

@@ -72,10 +72,10 @@ def assert_one_sentence(msg: str, path: Path) -> None:
 # --- the shipped files ------------------------------------------------------------------
 
 
-def test_six_alert_scenarios_and_the_flow_baseline_are_shipped():
+def test_seven_alert_scenarios_and_the_flow_baseline_are_shipped():
     assert [p.stem for p in SHIPPED_SCENARIOS] == [
         "alert_volume", "authentication_failures", "file_integrity", "flow_baseline", "privilege_use",
-        "rule_diversity", "web_attacks"]
+        "rule_diversity", "silence", "web_attacks"]
     assert load_scenario(SHIPPED_ETC / "scenarios" / "flow_baseline.yaml").source == "flows"
 
 
@@ -85,7 +85,7 @@ def test_every_shipped_scenario_loads_named_like_its_file_with_an_entity(path):
     assert s.name == path.stem and s.source_file == path and s.enabled
     assert s.description and s.features and 1440 % s.bucket_minutes == 0
     assert s.entity is not None and s.entity.field == "agent.name" and s.entity.top > 0
-    assert s.detectors == ("mvad", "seasonal")
+    assert s.detectors == (("silence",) if s.name == "silence" else ("mvad", "seasonal"))
 
 
 def test_the_shipped_scenario_directory_loads_without_errors():
@@ -122,7 +122,7 @@ def test_a_minimal_scenario_takes_every_default(tmp_path):
 
 
 def test_documented_default_values():
-    assert TrainingSpec() == TrainingSpec(lookback_days=14.0, min_history_hours=48.0, retrain_every_days=7.0,
+    assert TrainingSpec() == TrainingSpec(lookback_days=14.0, min_history_hours=24.0, retrain_every_days=7.0,
                                           max_model_age_days=21.0, drift_buckets=288, drift_threshold=0.3,
                                           drift_tail_ratio=5.0)
     assert SeveritySpec() == SeveritySpec(quantile=0.999, medium=1.5, high=2.5, critical=4.0)

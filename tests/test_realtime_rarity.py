@@ -86,7 +86,8 @@ def test_ignore_lists_skip_users_and_path_prefixes():
 
 
 def test_too_little_history_is_one_clear_error():
-    with pytest.raises(ModelError, match="3 fim events in the history, it needs 20"):
+    with pytest.raises(ModelError, match=r"3 file integrity events \(syscheck alerts with syscheck.path\) in the history, "
+                                         r"it needs 20; learn from a longer range"):
         fit(model_spec(), training_rows(model_spec(), web_server_history(3)))
 
 
@@ -123,7 +124,7 @@ print([f.data['value'] for f in found], 'numpy' in sys.modules)
 
 def test_real_alerts_too_few_command_events_refuse_training_with_the_default_minimum(tmp_path):
     """The 100 no-attack lines hold 6 command events (4 apparmor_parser, 2 sudo tail): too few
-    for an IsolationForest to mean anything, and the shipped minimum (50) says so."""
+    for an IsolationForest to mean anything, and the shipped minimum (10) says so."""
     no_attack = SHARED_DATA / "wazuh-alerts" / "wazuh_no_attack_lines.json"
     if not no_attack.exists():
         pytest.skip("real alerts not found")
@@ -132,7 +133,8 @@ def test_real_alerts_too_few_command_events_refuse_training_with_the_default_min
     done = subprocess.run([sys.executable, "-m", "wazuh_anomaly.cli", "--prefix", str(tmp_path), "realtime", "train",
                            "--alerts", str(no_attack)], capture_output=True, text=True, env=ENV)
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert "command_rare: not trained: model command_rare: 6 command events in the history, it needs 50" in done.stdout
+    assert (f"command_rare: not trained: model command_rare: 6 command events (audit EXECVE alerts with data.audit.exe "
+            f"or .command, sudo alerts with data.command) in {no_attack}, it needs 10") in done.stdout
     assert not (tmp_path / "var/anomaly/realtime/models/command_rare.json").exists()
 
 
@@ -209,7 +211,10 @@ def test_the_wodle_trains_rare_event_models_when_due_and_retries_the_untrainable
     assert not (models / "never_from_the_wodle.json").exists()
     (short,) = [e for e in events if e.get("scenario") == "command_rare"]
     assert short["health"] == "insufficient_history"
-    assert short["message"].startswith("real-time model command_rare: 0 command events in the history, it needs 50")
+    assert short["message"].startswith("real-time model command_rare: 0 command events (audit EXECVE alerts with "
+                                       "data.audit.exe or .command, sudo alerts with data.command) in the last 30 days "
+                                       "of the manager's alerts (")
+    assert "), it needs 10; no agent reports them (enable auditd EXECVE rules or sudo logging)" in short["message"]
     assert short["message"].endswith("; the wodle tries again in a day.") and short["message"].count(". ") == 0
     attempts = json.loads(schedule.read_text())
     assert set(attempts) == {"command_rare"}          # only what failed waits a day

@@ -44,7 +44,7 @@ def test_finding_the_detectors_imports_neither_torch_nor_the_mvad_library():
 def test_an_unknown_name_is_one_sentence_naming_the_choices():
     with pytest.raises(UnknownName) as err:
         DETECTORS.get("isolation_forest")
-    assert str(err.value) == "no detector is named 'isolation_forest'; choose one of mvad, seasonal."
+    assert str(err.value) == "no detector is named 'isolation_forest'; choose one of mvad, seasonal, silence."
     assert isinstance(err.value, ConfigError)
 
 

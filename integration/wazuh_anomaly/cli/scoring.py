@@ -88,6 +88,13 @@ def cmd_status(args: argparse.Namespace) -> int:
                 print(f"  {key.replace('_', ' ')}: {row[key]}")
     if skipped:
         print(f"skipped input: {skipped}; see 'Troubleshooting' in docs/operations.md.")
+    from ..core.errors import WazuhAnomalyError
+    from ..realtime.jobs import model_status_lines
+    try:
+        for line in model_status_lines(str(r.config.layout.prefix)):
+            print(f"realtime model {line}")
+    except WazuhAnomalyError as exc:
+        print(f"realtime models: {exc}")
     return 0
 
 

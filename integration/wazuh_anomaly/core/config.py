@@ -32,7 +32,7 @@ from .schema import ABSENT, Bool, Float, Int, Str, doc, problem, read_yaml_file,
 # The built-in names, for the generated reference; validation asks the registries
 # (core/registry.py), so a registered detector, aggregation or source is accepted.
 AGGREGATIONS = ("count", "distinct", "max", "mean", "sum", "rare")
-DETECTORS = ("mvad", "seasonal")
+DETECTORS = ("mvad", "seasonal", "silence")
 SCENARIO_SOURCES = ("alerts", "flows")   # what a scenario counts: Wazuh alerts or NetFlow flow events
 SOURCE_TYPES = ("alerts_file", "indexer")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -205,7 +205,7 @@ class EntitySpec:
 @section
 class TrainingSpec:
     lookback_days: Float = doc("history used to train", 14.0, gt=0)
-    min_history_hours: Float = doc("below this much history, wait and say how much is missing", 48.0, gt=0)
+    min_history_hours: Float = doc("below this much history, wait and say how much is missing (gaps count as history)", 24.0, gt=0)
     retrain_every_days: Float = doc("retrain a model this old (when run.auto_train)", 7.0, gt=0)
     max_model_age_days: Float = doc("older than this: model_stale health event", 21.0, gt=0)
     drift_buckets: Int = doc("recent scored buckets compared with the training scores", 288, gt=0)

@@ -12,6 +12,7 @@ from .base import Calibration, Detector, ScoreFrame
 from . import mvad   # noqa: F401  (registers first: names are listed in registration order)
 from .profile import SeasonalProfile
 from .seasonal import SeasonalDetector
+from .silence import SilenceDetector
 
 
 def detector_class(name: str) -> type:
@@ -36,5 +37,5 @@ def quiet_libraries(cache_dir=None) -> None:
             quiet(cache_dir)
 
 
-__all__ = ["Calibration", "Detector", "ScoreFrame", "SeasonalProfile", "SeasonalDetector", "detector_class",
-           "library_versions", "quiet_libraries"]
+__all__ = ["Calibration", "Detector", "ScoreFrame", "SeasonalProfile", "SeasonalDetector", "SilenceDetector",
+           "detector_class", "library_versions", "quiet_libraries"]

@@ -454,9 +454,17 @@ def backtest(config: Config, scenarios: Sequence[Scenario], names: Sequence[str]
     phases = [p for p in phases if p.start < test.end and p.end > test.start]
     step = min(s.bucket_seconds for s in chosen)
     results = {}
+    not_trained = []
     for variant in variants:
         found: list[Anomaly] = []
         for name, bundle in bundles.items():
+            why = (bundle.meta.get("skipped_detectors") or {}).get(variant)
+            if variant != CONFIGURED and why is not None and variant not in bundle.detectors:
+                # Training left this detector out (e.g. MVAD on a flat line): its column
+                # has nothing from this scenario, and the table says why.
+                not_trained.append(f"{name}: {variant} not trained ({why}); the {variant} column has "
+                                   f"no anomaly from this scenario")
+                continue
             scorer = bundle if variant == CONFIGURED else restrict(bundle, variant)
             found.extend(_score_series(scorer, series[name]))
         alerts = raised_alerts(found, config.run.grace_seconds)
@@ -465,7 +473,7 @@ def backtest(config: Config, scenarios: Sequence[Scenario], names: Sequence[str]
             found, phases, test, step)
         results[variant] = v
     return BacktestResult(list(names), train, test, list(phases), results, series, labelled=labelled,
-                          train_messages=[line for line in report.lines() if "trained" in line],
+                          train_messages=[line for line in report.lines() if "trained" in line] + not_trained,
                           alerts_read=stats.alerts, skipped_lines=stats.skipped_total)
 
 

@@ -15,7 +15,7 @@ import os
 from ..core.errors import ConfigError
 from ..core import jsonio as fastjson
 
-CACHE_VERSION = 3   # 3: filters in the one filter language (core/filters.py), as condition lists
+CACHE_VERSION = 4   # 3: filters in the one filter language (core/filters.py), as condition lists; 4: min_training_events 10
 
 
 def parse(data, file: str) -> dict:

@@ -85,8 +85,11 @@ class Detector:
             return state["learn_end"]
         if self.spec.get("learn_until") is not None:
             return self.spec["learn_until"]
-        started = state.get("started")
-        return None if started is None else started + self.spec["learn_days"] * DAY
+        # Learn mode runs from when the detector was first configured, not from its first
+        # matching alert: a detector that saw nothing while learning (no sudo in a week)
+        # judges the first one that comes (the first escalation), it does not start learning then.
+        created = state.get("created", state.get("started"))
+        return None if created is None else created + self.spec["learn_days"] * DAY
 
     def learning(self, state: dict, t: float) -> bool:
         until = self.learn_until(state)
@@ -94,12 +97,16 @@ class Detector:
 
     def observe(self, state: dict, alert: dict, t: float, *, force_learn: bool = False) -> tuple[list[dict], bool]:
         """(findings, whether the state changed) for one alert at time t."""
+        created = "created" not in state
+        if created:
+            # The detector exists from its first alert of any kind (an older state: from its first match).
+            state["created"] = state.get("started", t)
         if not matches(self.spec.get("filter") or {}, alert):
-            return [], False
+            return [], created
         key = _key(alert, self.spec["key"]) if self.spec["key"] else ""
         if key is None or (self.spec["value"] and _key(alert, self.spec["value"]) is None):
-            return [], False  # the alert lacks the key or the value: not this detector's event
-        changed = False
+            return [], created  # the alert lacks the key or the value: not this detector's event
+        changed = created
         if "started" not in state:
             state["started"] = t
             changed = True

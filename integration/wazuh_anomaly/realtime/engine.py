@@ -108,7 +108,7 @@ class RealtimeEngine:
             if model is None:
                 continue
             ev, tokens = got
-            score = model.score_tokens(tokens)
+            score = model.rarity(tokens)
             if score <= model.threshold:
                 continue
             found.append(_finding(self._rare_event(spec, model, ev, alert, score, t), alert))

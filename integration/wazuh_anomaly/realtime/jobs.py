@@ -81,8 +81,10 @@ def learn(prefix: str, *, files: list[str] = (), start: float | None = None, end
         learned_to = (newest + 1 if newest is not None else end) if files else end
         for det in engine.detectors:
             state = store.get(det.name)
-            # A detector that saw nothing keeps its own learn period from its first alert.
-            if not keep_learning and state.get("started") is not None:
+            # Every detector leaves learn mode here, also one that saw nothing: the first
+            # sudo after a week without one is exactly what it is there to report.
+            if not keep_learning:
+                state.setdefault("created", learned_to)
                 state["learn_end"] = learned_to
                 store.mark(det.name)
     lines = [f"learned from {seen} alerts ({'files ' + ', '.join(files) if files else _iso(start) + ' to ' + _iso(end)})"
@@ -103,34 +105,70 @@ def train(prefix: str, *, files: list[str] = (), start: float | None = None, end
         return "no enabled model in " + paths.config, 0
     end = time.time() if end is None else end
     span = {spec["name"]: (days if days is not None else spec["training_days"]) * DAY for spec in specs}
-    with progress.steps("reading alerts") as reading:
-        alerts = []
-        for alert in _history(paths, files, end - max(span.values()) if start is None else start, end):
-            alerts.append(alert)
-            reading.step()
+    first = end - max(span.values()) if start is None else start
+    since = {spec["name"]: None if files or start is not None else end - span[spec["name"]] for spec in specs}
+    collected = _collect(specs, _history(paths, files, first, end), since)
     lines, code = [], 0
+    outcomes = _outcomes(paths)
     with progress.steps("training real-time models", len(specs)) as training:
         for spec in specs:
             training.step(spec["name"])
-            since = None if files or start is not None else end - span[spec["name"]]
+            where = (f"{', '.join(files)}" if files else
+                     f"the manager's alerts from {_iso(since[spec['name']] or first)} to {_iso(end)}")
             try:
-                doc, path = _train_one(paths, spec, alerts, since)
+                doc, path = _train_one(paths, spec, collected[spec["name"]], where)
             except WazuhAnomalyError as exc:
                 lines.append(f"{spec['name']}: not trained: {exc}")
+                outcomes[spec["name"]] = {"at": end, "trained": False, "why": str(exc)}
                 code = 1
                 continue
+            outcomes.pop(spec["name"], None)
             lines.append(f"{spec['name']}: trained on {doc['training_events']} {spec['target']} events, "
                          f"threshold {doc['threshold']:.4f}, {len(doc['trees'])} trees, "
                          f"{os.path.getsize(path)} bytes -> {path}")
+    _save_outcomes(paths, outcomes)
     return "\n".join(lines), code
 
 
-def _train_one(paths: Paths, spec: dict, alerts: list[dict], since: float | None) -> tuple[dict, str]:
-    """Fit one model on the alerts at or after `since` (all of them when None) and save it."""
-    from ..realtime.train import fit, save, training_rows
-    chosen = alerts if since is None else [a for a in alerts if (alert_time(a) or since) >= since]
-    doc = fit(spec, training_rows(spec, chosen))
+def _collect(specs: list[dict], alerts: Iterable[dict], since: dict) -> dict:
+    """One pass over the history: each model's training rows (small hashed vectors; the
+    alerts themselves are never kept, so weeks of history cost what one alert costs)."""
+    from ..realtime.train import TrainingRows
+    collected = {spec["name"]: TrainingRows(spec, since.get(spec["name"])) for spec in specs}
+    adders = [c.add for c in collected.values()]
+    with progress.steps("reading alerts") as reading:
+        for alert in alerts:
+            t = alert_time(alert)
+            for add in adders:
+                add(alert, t)
+            reading.step()
+    return collected
+
+
+def _train_one(paths: Paths, spec: dict, collected, where: str) -> tuple[dict, str]:
+    """Fit one model on the rows collected for it and save it."""
+    from ..realtime.train import fit, save
+    doc = fit(spec, collected.rows, where=where)
+    if collected.seen > len(collected.rows):
+        doc["events_seen"] = collected.seen      # the rows are a uniform sample of these
     return doc, save(doc, paths.models)
+
+
+# Why each model that could not be trained was not (for `status`): model -> {at, trained, why}.
+OUTCOMES_FILE = "training-outcomes.json"
+
+
+def _outcomes(paths: Paths) -> dict:
+    try:
+        data = json.loads(read_bytes(os.path.join(paths.base, OUTCOMES_FILE)))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _save_outcomes(paths: Paths, outcomes: dict) -> None:
+    ensure_shared_dir(paths.base)
+    atomic_write(os.path.join(paths.base, OUTCOMES_FILE), json.dumps(outcomes, sort_keys=True).encode(), FILE_MODE)
 
 
 # How long the wodle waits before it tries again to train a model that could not be
@@ -176,21 +214,28 @@ def scheduled_train(prefix: str, now: float) -> list[tuple[str, str, str]]:
     if not due:
         return []
     days = max(spec["training_days"] for spec in due)
-    alerts = list(alerts_from_manager(paths.prefix, now - days * DAY, now))
+    since = {spec["name"]: now - spec["training_days"] * DAY for spec in due}
+    collected = _collect(due, alerts_from_manager(paths.prefix, now - days * DAY, now), since)
+    outcomes = _outcomes(paths)
     out = []
     for spec in due:
         attempts[spec["name"]] = now
+        where = (f"the last {spec['training_days']:g} days of the manager's alerts "
+                 f"({_iso(since[spec['name']])} to {_iso(now)})")
         try:
-            doc, path = _train_one(paths, spec, alerts, now - spec["training_days"] * DAY)
+            doc, path = _train_one(paths, spec, collected[spec["name"]], where)
         except WazuhAnomalyError as exc:
             check = "insufficient_history" if isinstance(exc, TooFewEvents) else "training_failed"
             out.append((spec["name"], check, f"real-time {str(exc).rstrip('.')}; the wodle tries again in a day."))
+            outcomes[spec["name"]] = {"at": now, "trained": False, "why": str(exc)}
             continue
+        outcomes.pop(spec["name"], None)
         del attempts[spec["name"]]
         out.append((spec["name"], "trained", f"{spec['name']}: trained on {doc['training_events']} {spec['target']} "
                                              f"events of the last {spec['training_days']:g} days -> {path}"))
     ensure_shared_dir(paths.base)
     atomic_write(failures_path, json.dumps(attempts, sort_keys=True).encode(), FILE_MODE)
+    _save_outcomes(paths, outcomes)
     return out
 
 
@@ -204,8 +249,13 @@ def status_lines(prefix: str) -> list[str]:
         st = states.get(det.name, {})
         keys = st.get("keys") or {}
         until = det.learn_until(st) if st else None
-        mode = "not started (no alert seen yet)" if not st.get("started") else \
-            f"learning until {_iso(until)}" if det.learning(st, time.time()) else f"detecting since {_iso(until)}"
+        if until is None:
+            mode = "not started (no alert seen yet)"
+        else:
+            mode = f"learning until {_iso(until)}" if det.learning(st, time.time()) else f"detecting since {_iso(until)}"
+            if not st.get("started"):
+                mode += " (no matching alert yet" + ("" if det.learning(st, time.time()) else
+                                                     "; the first one is judged") + ")"
         entries = [e for e in keys.values() if isinstance(e, dict)]
         n_values = sum(len(e["values"]) for e in entries if isinstance(e.get("values"), list))
         full = sum(1 for e in entries if e.get("full"))
@@ -216,19 +266,38 @@ def status_lines(prefix: str) -> list[str]:
                      + (f", {st['dropped_values']} values over the caps not learned" if st.get("dropped_values") else "")
                      + (f", {st['reset_keys']} damaged keys learned again" if st.get("reset_keys") else "")
                      + f"; {st.get('findings', 0)} findings, last {_iso(st.get('last_finding'))}")
-    for spec in engine.model_specs:
-        model = engine.model(spec)
-        if model is None:
-            lines.append(f"{spec['name']} (rare {spec['target']} events): not trained; run 'wazuh-anomaly realtime train'")
-        else:
-            lines.append(f"{spec['name']} (rare {spec['target']} events): trained {model.doc.get('trained_at')} on "
-                         f"{model.doc.get('training_events')} events, threshold {model.threshold:.4f}")
+    lines += _model_lines(paths, engine)
     skipped = states.get(INPUT_STATE) or {}
     if skipped:
         lines.append("skipped input (alerts no detector could use; details in logs/integrations.log): "
                      + ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items())))
     lines += [f"problem: {p}" for p in engine.problems + take_damaged()]
     return lines
+
+
+def _model_lines(paths: Paths, engine: RealtimeEngine) -> list[str]:
+    """One line per rare-event model: what it was trained on, or exactly why it was not."""
+    outcomes = _outcomes(paths)
+    lines = []
+    for spec in engine.model_specs:
+        model = engine.model(spec)
+        if model is None:
+            failed = outcomes.get(spec["name"]) if isinstance(outcomes.get(spec["name"]), dict) else None
+            why = (f"not trained: {str(failed.get('why')).rstrip('.')} (tried {_iso(failed.get('at'))})" if failed else
+                   "not trained yet; the scheduled run trains it, or run 'wazuh-anomaly realtime train'")
+            lines.append(f"{spec['name']} (rare {spec['target']} events): {why}")
+        else:
+            lines.append(f"{spec['name']} (rare {spec['target']} events): trained {model.doc.get('trained_at')} on "
+                         f"{model.doc.get('training_events')} events, threshold {model.threshold:.4f}")
+    return lines
+
+
+def model_status_lines(prefix: str) -> list[str]:
+    """The rare-event models' lines of `realtime status`, for `wazuh-anomaly status`."""
+    paths = Paths(prefix)
+    if not os.path.isfile(paths.config):
+        return []
+    return _model_lines(paths, RealtimeEngine(_config.load(paths.config, paths.cache), paths.models))
 
 
 def status(prefix: str) -> tuple[str, int]:

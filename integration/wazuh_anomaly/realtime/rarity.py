@@ -16,6 +16,13 @@ from __future__ import annotations
 FORMAT = "wazuh-anomaly-iforest"
 FORMAT_VERSION = 1
 MAX_ARGS = 8
+# A history with at most this many distinct events (a small manager: 24 commands in a
+# month) is also kept as a list of the events themselves: a forest grown on a handful of
+# events, or on one event repeated, cannot isolate anything, but an event unlike every
+# one of them is rare by any measure.
+MAX_KNOWN = 256
+# Where such a never-seen event scores: a quarter of the way from the threshold to 1.
+NOVEL_MARGIN = 0.25
 
 
 def _prefixes(path: str, depth: int = 3) -> list[str]:
@@ -104,6 +111,11 @@ def vector(tokens: list[str], dimensions: int) -> dict[int, float]:
     return out
 
 
+def vector_key(x: dict[int, float]) -> str:
+    """One string per hashed vector, the same in training and scoring."""
+    return ",".join(f"{i}:{x[i]:g}" for i in sorted(x))
+
+
 def average_path_length(n: float) -> float:
     """c(n), the expected depth of an unsuccessful search in a binary tree of n samples
     (scikit-learn's _average_path_length)."""
@@ -129,6 +141,8 @@ class RareEventModel:
         self.normaliser = float(doc["average_path_length"])
         self.trees = [(t["left"], t["right"], t["feature"], t["threshold"], t["path_length"]) for t in doc["trees"]]
         self.version = f"iforest/{doc.get('trained_at', '')}"
+        known = doc.get("known")
+        self.known = frozenset(str(k) for k in known) if isinstance(known, list) else None
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str = "model") -> "RareEventModel":
@@ -146,3 +160,12 @@ class RareEventModel:
 
     def score_tokens(self, tokens: list[str]) -> float:
         return self.score_vector(vector(tokens, self.dimensions))
+
+    def rarity(self, tokens: list[str]) -> float:
+        """The forest's score; from a small history (`known` kept), an event unlike every
+        learned one scores at least NOVEL_MARGIN of the way from the threshold to 1."""
+        x = vector(tokens, self.dimensions)
+        score = self.score_vector(x)
+        if self.known is not None and vector_key(x) not in self.known:
+            score = max(score, self.threshold + NOVEL_MARGIN * (1.0 - self.threshold))
+        return score

@@ -108,7 +108,7 @@ class ModelSpec:
     dimensions: Int = doc("the hashed feature space", 64, ge=4, le=4096)
     ignore_users: Strings = doc("events of these users are left out of training and scoring", ())
     ignore_path_prefixes: Strings = doc("events under these paths are left out of training and scoring", ())
-    min_training_events: Int = doc("fewer in the history: not trained (health alert)", 50, ge=1)
+    min_training_events: Int = doc("fewer in the history: not trained (health alert)", 10, ge=1)
     training_days: Float = doc("history the wodle and realtime train learn from", 30.0, ge=0.01)
     retrain_every_days: Float = doc("the wodle retrains a model this old; 0: never from the wodle", 7.0, ge=0)
     filter: Filter = doc("which alerts the model sees (the filter language)", ())

@@ -13,7 +13,7 @@ import os
 import time
 
 from ..core.errors import ModelError
-from .rarity import FORMAT, FORMAT_VERSION, average_path_length, extract, vector
+from .rarity import FORMAT, FORMAT_VERSION, MAX_KNOWN, average_path_length, extract, vector, vector_key
 from ..core.fileio import atomic_write, makedirs
 
 MODEL_MODE = 0o640
@@ -23,14 +23,45 @@ class TooFewEvents(ModelError):
     """The history holds fewer events than the model's min_training_events."""
 
 
+# A forest grows each tree on `sample_size` (128) events: more rows than this only cost
+# memory (a dense float row of `dimensions` each); beyond it, a uniform sample is kept.
+MAX_TRAINING_ROWS = 50_000
+
+
+class TrainingRows:
+    """The hashed vectors of one model's events, collected while the history streams by
+    (never the alerts themselves: 30 days of them are gigabytes), from `since` on
+    (everything when None); beyond MAX_TRAINING_ROWS a uniform reservoir sample."""
+
+    def __init__(self, spec: dict, since: float | None = None, *, seed: int = 0):
+        import random
+        self.spec = spec
+        self.since = since
+        self.rows: list[dict[int, float]] = []
+        self.seen = 0
+        self._random = random.Random(seed)
+
+    def add(self, alert: dict, t: float | None = None) -> None:
+        if self.since is not None and t is not None and t < self.since:
+            return
+        got = extract(self.spec["target"], alert, ignore_users=self.spec["ignore_users"],
+                      ignore_path_prefixes=self.spec["ignore_path_prefixes"])
+        if got is None:
+            return
+        self.seen += 1
+        if len(self.rows) < MAX_TRAINING_ROWS:
+            self.rows.append(vector(got[1], self.spec["dimensions"]))
+            return
+        slot = self._random.randrange(self.seen)
+        if slot < MAX_TRAINING_ROWS:
+            self.rows[slot] = vector(got[1], self.spec["dimensions"])
+
+
 def training_rows(spec: dict, alerts) -> list[dict[int, float]]:
-    rows = []
+    collected = TrainingRows(spec)
     for alert in alerts:
-        got = extract(spec["target"], alert, ignore_users=spec["ignore_users"],
-                      ignore_path_prefixes=spec["ignore_path_prefixes"])
-        if got is not None:
-            rows.append(vector(got[1], spec["dimensions"]))
-    return rows
+        collected.add(alert)
+    return collected.rows
 
 
 def _export_tree(tree) -> dict:
@@ -51,14 +82,22 @@ def _export_tree(tree) -> dict:
     }
 
 
-def fit(spec: dict, rows: list[dict[int, float]], *, seed: int = 0) -> dict:
-    """The model document for `rows` (sparse hashed vectors)."""
+# What each target learns from, in the words `status` and the health alert use.
+EVENTS = {"fim": "file integrity events (syscheck alerts with syscheck.path)",
+          "command": "command events (audit EXECVE alerts with data.audit.exe or .command, sudo alerts with data.command)"}
+
+
+def fit(spec: dict, rows: list[dict[int, float]], *, seed: int = 0, where: str = "the history") -> dict:
+    """The model document for `rows` (sparse hashed vectors) read from `where`."""
     import numpy as np
     from sklearn.ensemble import IsolationForest
 
     if len(rows) < spec["min_training_events"]:
-        raise TooFewEvents(f"model {spec['name']}: {len(rows)} {spec['target']} events in the history, it needs "
-                         f"{spec['min_training_events']}; learn from a longer range or lower min_training_events.")
+        hint = ("no agent reports them (enable syscheck, or leave the model off)" if not rows
+                and spec["target"] == "fim" else "no agent reports them (enable auditd EXECVE rules or sudo logging)"
+                if not rows else "learn from a longer range (training_days) or lower min_training_events")
+        raise TooFewEvents(f"model {spec['name']}: {len(rows)} {EVENTS[spec['target']]} in {where}, it needs "
+                           f"{spec['min_training_events']}; {hint}.")
     X = np.zeros((len(rows), spec["dimensions"]))
     for i, row in enumerate(rows):
         for j, v in row.items():
@@ -69,6 +108,7 @@ def fit(spec: dict, rows: list[dict[int, float]], *, seed: int = 0) -> dict:
         raise ModelError("IsolationForest must use every feature (max_features=1.0) for the export to score alike")
     scores = -forest.score_samples(X)
     threshold = float(np.quantile(scores, spec["quantile"]))
+    known = sorted({vector_key(row) for row in rows})
     import sklearn
     return {
         "format": FORMAT, "version": FORMAT_VERSION, "name": spec["name"], "target": spec["target"],
@@ -78,6 +118,7 @@ def fit(spec: dict, rows: list[dict[int, float]], *, seed: int = 0) -> dict:
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "sklearn": sklearn.__version__,
         "trees": [_export_tree(est) for est in forest.estimators_],
+        **({"known": known} if len(known) <= MAX_KNOWN else {}),
     }
 
 

@@ -36,6 +36,7 @@ SCENARIO_RULES = {
     "alert_volume": 117125,
     "file_integrity": 117130,
     "rule_diversity": 117135,
+    "silence": 117140,
     "flow_baseline": 117010,
 }
 GENERIC_TIER_RULES = {"low": 117102, "medium": 117103, "high": 117104, "critical": 117105}
@@ -91,6 +92,11 @@ _SHAPES = {
         ("agent.name", "intranet-server"),
         "Distinct kinds of alerts per bucket, split by agent",
     ),
+    "silence": (
+        [("alerts", 0, 41, 0.7, -3.1), ("syslog", 0, 12, 0.3, -2.4)],
+        ("agent.name", "db-01"),
+        "An agent or one of its log types went quiet while it normally sends",
+    ),
     "flow_baseline": (
         [("bytes_out", 8.4e9, 3.1e8, 0.83, 27.0), ("distinct_destinations", 412, 95, 0.17, 6.1)],
         None,
@@ -124,7 +130,7 @@ def _anomaly(scenario: str, severity: str, *, step: int = 0, entity: tuple[str, 
         entity = default_entity
     start = WINDOW_START + step * BUCKET
     return Anomaly(
-        scenario=scenario, detector="mvad", window_start=start, window_end=start + BUCKET,
+        scenario=scenario, detector="silence" if scenario == "silence" else "mvad", window_start=start, window_end=start + BUCKET,
         bucket_minutes=5, score=0.734 + 0.01 * step, threshold=0.41, severity=severity,
         top_features=tuple(FeatureContribution(*f) for f in features),
         model_version="mvad-0.4.0/2022-01-23T00:00:00Z",
