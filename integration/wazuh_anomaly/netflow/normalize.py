@@ -29,16 +29,32 @@ class BadRecord(ValueError):
         self.kind = kind
 
 
+# Local traffic, whatever internal_networks says: multicast (mDNS 224.0.0.251, SSDP
+# 239.255.255.250, ff00::/8), the limited broadcast, link-local (169.254/16, fe80::/10),
+# "this host" (0.0.0.0, ::, a DHCP client's source) and loopback. It never leaves the link:
+# never outbound, never a scan target, never a beacon.
+LOCAL, INTERNAL, EXTERNAL = 2, 1, 0
+
+
+def _local_scope(addr) -> bool:
+    return addr.is_multicast or addr.is_link_local or addr.is_unspecified or addr.is_loopback \
+        or (addr.version == 4 and addr.packed == b"\xff\xff\xff\xff")
+
+
 class AddressBook:
-    """Is an address internal? Cached, because flows repeat the same few addresses."""
+    """Is an address internal (or local: see LOCAL)? Cached, because flows repeat the same
+    few addresses; `cache` maps the text to EXTERNAL, INTERNAL or LOCAL."""
 
     def __init__(self, networks, *, max_cached: int = 65536):
         self.v4 = [n for n in networks if n.version == 4]
         self.v6 = [n for n in networks if n.version == 6]
-        self.cache: dict[str, bool] = {}
+        self.cache: dict[str, int] = {}
         self.max_cached = max_cached
 
     def is_internal(self, text: str) -> bool:
+        return self.scope(text) != EXTERNAL
+
+    def scope(self, text: str) -> int:
         hit = self.cache.get(text)
         if hit is not None:
             return hit
@@ -53,11 +69,14 @@ class AddressBook:
         if addr.version == 6 and addr.ipv4_mapped is not None:
             addr = addr.ipv4_mapped
         nets = self.v4 if addr.version == 4 else self.v6
-        inside = any(addr in n for n in nets)
+        if _local_scope(addr):
+            scope = LOCAL
+        else:
+            scope = INTERNAL if any(addr in n for n in nets) else EXTERNAL
         if len(self.cache) >= self.max_cached:
             self.cache.clear()
-        self.cache[text] = inside
-        return inside
+        self.cache[text] = scope
+        return scope
 
 
 def direction_of(src_internal: bool, dst_internal: bool) -> str:
@@ -258,12 +277,14 @@ class Normalizer:
             missing = "ip_src" if not isinstance(src, str) else "ip_dst"
             raise BadRecord(f"{missing} is missing; aggregate on src_host,dst_host in pmacct")
         cache = self.addresses.cache
-        is_src_internal = cache.get(src)
-        if is_src_internal is None:
-            is_src_internal = self.addresses.is_internal(src)
-        is_dst_internal = cache.get(dst)
-        if is_dst_internal is None:
-            is_dst_internal = self.addresses.is_internal(dst)
+        src_scope = cache.get(src)
+        if src_scope is None:
+            src_scope = self.addresses.scope(src)
+        dst_scope = cache.get(dst)
+        if dst_scope is None:
+            dst_scope = self.addresses.scope(dst)
+        is_src_internal = src_scope != EXTERNAL
+        is_dst_internal = dst_scope != EXTERNAL
         proto_value = record.get("ip_proto", record.get("proto", ""))
         protocol = self._protocols.get(proto_value) if type(proto_value) in (str, int) else None
         if protocol is None:
@@ -355,6 +376,9 @@ class Normalizer:
         out["_flags"] = flags
         out["_src_internal"] = is_src_internal
         out["_dst_internal"] = is_dst_internal
+        out["_src_local"] = src_scope == LOCAL
+        out["_dst_local"] = dst_scope == LOCAL
+        out["_res"] = 0.0 if start_key == "timestamp_start" else 60.0   # pmacctd: one-minute bins
         return out
 
 

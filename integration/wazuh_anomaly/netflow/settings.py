@@ -32,9 +32,9 @@ class Thresholds:
     brute_force_connections: int = 20  # new connections from one source to one service
     high_outbound_window: int = 3600
     high_outbound_bytes: int = 500_000_000
-    beaconing_min_connections: int = 8
-    beaconing_max_jitter: float = 0.1  # std/mean of the intervals; random traffic is near 1
-    beaconing_min_interval: float = 10.0
+    beaconing_min_connections: int = 17  # 16 intervals: random traffic never looks regular
+    beaconing_max_jitter: float = 0.2  # std/mean of the intervals; ±10 % jitter is < 0.1, random traffic near 1
+    beaconing_min_interval: float = 0.5
     dns_window: int = 300
     dns_flows: int = 300               # DNS flows from one source
     dns_bytes: int = 5_000_000         # or DNS bytes from one source (tunnelling)

@@ -35,7 +35,7 @@ BATCH_LINES = 4096
 MAX_LINE_BYTES = 65536        # an input line from pmacct
 MAX_LOGGED_BAD = 20          # bad lines logged one by one; beyond, only counted
 HEAD_BYTES = 1024          # identifies a file by its first bytes (a reused inode, a rewrite)
-_PRIVATE = ("_ts", "_flags", "_src_internal", "_dst_internal")
+_PRIVATE = ("_ts", "_flags", "_src_internal", "_dst_internal", "_src_local", "_dst_local", "_res")
 
 
 @dataclass
