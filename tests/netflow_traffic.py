@@ -168,6 +168,7 @@ def nfacctd(pcap: Path, work: Path) -> list[dict]:
     port = _free_udp_port()
     collector_conf = _config(work / f"{pcap.stem}.nfacctd.conf", {
         "daemonize": "false", "nfacctd_ip": "127.0.0.1", "nfacctd_port": port,
+        "nfacctd_pipe_size": 4194304,   # the socket buffer: the probe exports a whole capture at once
         "aggregate": "peer_src_ip, src_host, dst_host, src_port, dst_port, proto, tcpflags, timestamp_start, timestamp_end",
         "plugins": "print", "print_output": "json", "print_output_file": str(out),
         "print_output_file_append": "true", "print_refresh_time": 1, "timestamps_utc": "true"})

@@ -120,3 +120,59 @@ def test_brute_force_window_state_stays_small_with_many_flows_on_one_key():
     state = pipeline.detector.to_json()
     assert len(state["brute"]["203.0.113.45>10.0.5.22:22"]) <= pipeline.detector.t.brute_force_connections
     assert len(orjson.dumps(state)) < 50_000
+
+
+# -- attacks: tagged through both collectors -------------------------------------------------
+
+SCANNERS = {2: ("10.0.5.30", "10.0.6.28"), 4: ("10.0.5.31", "10.0.6.29")}   # retransmissions: scanner, target
+C2_PERIODS = {2.25: ("10.0.5.23", "198.51.100.77"), 300: ("10.0.5.25", "198.51.100.79")}
+RANDOM = ("10.0.5.24", "198.51.100.78")    # the control: Poisson connections, mean gap 20 s
+
+
+def attack_packets() -> list:
+    rng = random.Random(5)
+    p = []
+    for retransmissions, (scanner, target) in SCANNERS.items():
+        ports = rng.sample(range(1, 65536), 100)     # 100 ports, none answers: every SYN is retransmitted
+        for i, port in enumerate(ports):
+            p += traffic.syn_probe(START + 100 + i * 0.05, scanner, target, 45000 + retransmissions, port,
+                                   retransmissions)
+    for period, (client, server) in C2_PERIODS.items():
+        duration = 1500 if period < 60 else 20 * period
+        times = traffic.jittered(period, int(duration / period), rng)
+        p += traffic.beacon_packets(times, client, server, 443)
+    p += traffic.beacon_packets(traffic.poisson(20, 7200, rng), *RANDOM, 443, first_sport=20000)
+    for i in range(30):                               # password guessing from outside, one try every 3 s
+        p += connection(START + 200 + i * 3, "203.0.113.45", "10.0.5.22", 30000 + i, 22, exchanges=3)
+    return p
+
+
+@pytest.fixture(scope="module")
+def attacks(tmp_path_factory):
+    traffic.need_pmacct()
+    work = tmp_path_factory.mktemp("attacks")
+    pcap = traffic.write_pcap(work / "attacks.pcap", attack_packets())
+    records = {name: collect(pcap, work) for name, collect in traffic.COLLECTORS.items()}
+    records["pmacctd without tcpflags"] = traffic.pmacctd(pcap, work, tcpflags=False)
+    return {name: run(r) for name, r in records.items()}
+
+
+COLLECTED = ["pmacctd", "nfacctd", "pmacctd without tcpflags"]
+
+
+@pytest.mark.parametrize("retransmissions", sorted(SCANNERS))
+@pytest.mark.parametrize("collector", COLLECTED)
+def test_a_100_port_scan_with_syn_retransmissions_is_tagged(attacks, collector, retransmissions):
+    scanner, target = SCANNERS[retransmissions]
+    probes = [e for e in attacks[collector] if e["source"]["ip"] == scanner]
+    assert {e["destination"]["ip"] for e in probes} == {target}
+    tagged = [e for e in probes if "possible_port_scan" in e["anomaly"]["tags"]]
+    # every probe from the 15th port on (pmacctd may split a probe's retransmissions over two bins)
+    assert len({e["destination"]["port"] for e in tagged}) >= 100 - 15, (len(probes), len(tagged))
+    assert any(e["anomaly"].get("escalated") == "true" for e in tagged)
+
+
+@pytest.mark.parametrize("collector", COLLECTED)
+def test_password_guessing_over_ssh_is_tagged(attacks, collector):
+    events = [e for e in attacks[collector] if e["source"]["ip"] == "203.0.113.45"]
+    assert "possible_brute_force" in tags_of(events)
