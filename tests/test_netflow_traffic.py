@@ -176,3 +176,73 @@ def test_a_100_port_scan_with_syn_retransmissions_is_tagged(attacks, collector, 
 def test_password_guessing_over_ssh_is_tagged(attacks, collector):
     events = [e for e in attacks[collector] if e["source"]["ip"] == "203.0.113.45"]
     assert "possible_brute_force" in tags_of(events)
+
+
+@pytest.mark.parametrize("period", sorted(C2_PERIODS))
+@pytest.mark.parametrize("collector", ["pmacctd", "nfacctd"])
+def test_a_c2_beacon_with_10_percent_jitter_is_tagged(attacks, collector, period):
+    client, _ = C2_PERIODS[period]
+    assert "possible_beaconing" in tags_of(attacks[collector], src=client)
+
+
+@pytest.mark.parametrize("collector", ["pmacctd", "nfacctd"])
+def test_random_connections_every_20_s_on_average_are_no_beacon(attacks, collector):
+    events = [e for e in attacks[collector] if e["source"]["ip"] == RANDOM[0]]
+    assert len(events) > 300
+    assert tags_of(events) == []
+
+
+# -- beaconing statistics: synthetic records, both kinds of time -------------------------------
+
+def _record(kind: str, ts: float, sport: int, src: str = "10.0.5.40", dst: str = "198.51.100.90") -> dict:
+    from datetime import datetime, timezone
+    fmt = lambda x, f: datetime.fromtimestamp(x, timezone.utc).strftime(f)  # noqa: E731
+    record = {"event_type": "purge", "ip_src": src, "ip_dst": dst, "port_src": sport, "port_dst": 443,
+              "tcp_flags": "27", "ip_proto": "tcp", "packets": 8, "bytes": 1800}
+    if kind == "exact":       # nfacctd: the flow's own times
+        record.update(peer_ip_src="10.0.0.1", timestamp_start=fmt(ts, "%Y-%m-%d %H:%M:%S.%f"),
+                      timestamp_end=fmt(ts + 0.2, "%Y-%m-%d %H:%M:%S.%f"))
+    else:                     # pmacctd: the start of the flow's one-minute bin
+        record["stamp_inserted"] = fmt(ts // 60 * 60, "%Y-%m-%d %H:%M:%S")
+    return record
+
+
+def _beacon_tags(kind: str, times: list[float], rng: random.Random) -> list[bool]:
+    records = [_record(kind, START + t, 1024 + i % 60000) for i, t in enumerate(times)]
+    if kind == "binned":      # a purge writes a bin's records in its cache's order, not in time order
+        by_bin: dict[str, list] = {}
+        for r in records:
+            by_bin.setdefault(r["stamp_inserted"], []).append(r)
+        records = [r for group in by_bin.values() for r in rng.sample(group, len(group))]
+    return ["possible_beaconing" in e["anomaly"]["tags"] for e in run(records)]
+
+
+# mean gap -> seconds of traffic: long enough that every test the detector has is applied
+POISSON = {2: 2400, 5: 2400, 10: 7200, 20: 7200, 30: 7200, 60: 10800}
+
+
+@pytest.mark.parametrize("kind", ["exact", "binned"])
+def test_random_connections_at_2_to_60_s_mean_gaps_are_never_beaconing_in_100_seeds(kind):
+    tagged = {}
+    for gap, duration in POISSON.items():
+        for seed in range(100):
+            rng = random.Random(f"{kind}:{gap}:{seed}")
+            n = sum(_beacon_tags(kind, traffic.poisson(gap, duration, rng), rng))
+            if n:
+                tagged[(gap, seed)] = n
+    assert tagged == {}
+
+
+# period -> seconds of traffic: enough for the slowest test (binned 60 s: ~2 hours)
+PERIODS = {1: 1500, 2.25: 1500, 10: 3600, 60: 3 * 3600, 300: 3 * 3600}
+
+
+@pytest.mark.parametrize("period", sorted(PERIODS))
+@pytest.mark.parametrize("kind", ["exact", "binned"])
+def test_a_beacon_with_10_percent_jitter_is_tagged(kind, period):
+    for seed in range(5):
+        rng = random.Random(f"{kind}:{period}:{seed}")
+        start = rng.uniform(0, 60)            # a beacon starts anywhere within a minute
+        tags = _beacon_tags(kind, traffic.jittered(period, int(PERIODS[period] / period), rng, start=start), rng)
+        last = tags[len(tags) * 4 // 5:]
+        assert sum(last) >= 0.9 * len(last), (seed, sum(tags), len(tags))

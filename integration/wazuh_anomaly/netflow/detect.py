@@ -187,8 +187,7 @@ def well_formed(state) -> bool:
         return False
     beacons = state.get("beacons") or {}
     return isinstance(beacons, dict) and all(
-        isinstance(b, list) and len(b) == 4 and b[0] in (0, 1) and isinstance(b[1], list) and _number(b[2])
-        and isinstance(b[3], bool)
+        isinstance(b, list) and len(b) == 3 and b[0] in (0, 1) and isinstance(b[1], list) and _number(b[2])
         and all(_number(x) if b[0] == 0 else _numbers(x, 2) for x in b[1]) for b in beacons.values())
 
 
@@ -219,13 +218,14 @@ def _is_probe(event: dict) -> bool:
 
 
 def _fano_is_periodic(counts: list, first_bin: float, current_bin: float) -> bool | None:
-    """Binned openings `[[bin, count], ...]` (bins before `current_bin`, which may still be
-    filling): True when the counts per block vary far less than random traffic's; None when
+    """Binned openings `[[bin, count], ...]` (bins after the first and before `current_bin`,
+    which may be partial): True when the counts per block vary far less than random traffic's; None when
     there are not yet enough blocks."""
+    first_bin += _BIN            # the first bin is partial too: the source began within it
     bins = int(round((current_bin - first_bin) / _BIN))
     if bins <= 0:
         return None
-    total = sum(c for b, c in counts if b < current_bin)
+    total = sum(c for b, c in counts if first_bin <= b < current_bin)
     if total == 0:
         return None
     block = max(1, math.ceil(_BLOCK_EVENTS * bins / total))
@@ -383,7 +383,7 @@ class FlowDetector:
         if entry is None or entry[0] != binned:
             if entry is None and len(self.beacons) >= t.max_tracked:
                 _evict(self.beacons, ts - 86400, lambda v: v[2])
-            entry = self.beacons[key] = [binned, [], 0.0, False]
+            entry = self.beacons[key] = [binned, [], ts]
         data = entry[1]
         n = self.beacon_intervals
         if not binned:
@@ -410,13 +410,11 @@ class FlowDetector:
                 data[i][1] += 1
             else:
                 data.insert(i, [ts, 1])
-        if ts < entry[2]:
-            return False                      # a late record for an older bin
-        if ts == entry[2] and len(data) > 1:
-            return entry[3]                   # this bin's verdict is made
-        entry[2] = ts
-        entry[3] = self._binned_verdict(data, ts)
-        return entry[3]
+        entry[2] = max(entry[2], ts)
+        # judged at every opening over the bins before its own: pmacct may write the records
+        # of several bins in one purge, in any order, so a bin is complete only once all
+        # later bins' records are arriving
+        return self._binned_verdict(data, ts)
 
     def _binned_verdict(self, data: list, current: float) -> bool:
         n = self.beacon_intervals
