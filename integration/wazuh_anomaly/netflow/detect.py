@@ -31,7 +31,7 @@ import bisect
 import math
 
 from . import tables
-from .normalize import is_reply
+from .normalize import PRIVATE
 from .settings import NetflowSettings
 
 TAGS = (
@@ -46,6 +46,10 @@ TAGS = (
     "possible_brute_force",
 )
 STATE_VERSION = 2
+_ICMP = tables.ICMP_PROTOCOLS
+_PORT_PROTOCOLS = tables.PORT_PROTOCOLS
+_SERVICES = tables.SERVICES
+_EPHEMERAL = tables.EPHEMERAL_PORT_START
 SYN, ACK, RST, FIN, PSH = tables.SYN, tables.ACK, tables.RST, 0x01, 0x08
 _SESSION_IDLE = 3600.0      # a 5-tuple seen again within this is the same session (no flags exported)
 _ATTEMPT_SECONDS = 60.0     # without flags: a login attempt is shorter than this
@@ -87,7 +91,8 @@ class _Seen:
             del members[next(iter(members))]
         if len(members) < threshold:
             return False
-        return min(members.values()) >= ts - self.window
+        # the least recently seen member (first in the dict) decides
+        return next(iter(members.values())) >= ts - self.window
 
 
 class _Sum:
@@ -100,30 +105,37 @@ class _Sum:
         self.step = window / _SUM_BUCKETS
         self.data: dict[str, list] = data or {}
 
-    def add(self, key: str, ts: float, amount: float) -> tuple[int, float]:
+    def add(self, key: str, ts: float, amount: float) -> list:
+        """Adds; returns the key's entry: [total amount, flows, buckets] within the window."""
         entry = self.data.get(key)
-        if entry is None:
+        if entry is not None:
+            items = entry[2]
+            last = items[-1]
+            if ts < last[0] + self.step:     # the newest bucket (or a little out of order): the common case
+                last[1] += amount
+                last[2] += 1
+                entry[0] += amount
+                entry[1] += 1
+                if items[0][0] >= ts - self.window:
+                    return entry
+            else:
+                items.append([ts, amount, 1])
+                entry[0] += amount
+                entry[1] += 1
+        else:
             if len(self.data) >= self.limit:
                 _evict(self.data, ts - self.window, lambda e: e[2][-1][0] if e[2] else 0.0)
-            entry = self.data[key] = [0, 0, []]
-        items = entry[2]
-        if items and ts < items[-1][0] + self.step:    # same bucket (or a little out of order)
-            last = items[-1]
-            last[1] += amount
-            last[2] += 1
-        else:
-            items.append([ts, amount, 1])
-        entry[0] += amount
-        entry[1] += 1
+            entry = self.data[key] = [amount, 1, [[ts, amount, 1]]]
+            return entry
         horizon = ts - self.window
-        if items[0][0] < horizon:
-            drop = 0
-            while drop < len(items) and items[drop][0] < horizon:
-                entry[0] -= items[drop][1]
-                entry[1] -= items[drop][2]
-                drop += 1
+        drop = 0
+        while drop < len(items) - 1 and items[drop][0] < horizon:
+            entry[0] -= items[drop][1]
+            entry[1] -= items[drop][2]
+            drop += 1
+        if drop:
             del items[:drop]
-        return entry[1], entry[0]
+        return entry
 
 
 class _Recent:
@@ -175,7 +187,7 @@ def well_formed(state) -> bool:
         sums = state.get(name) or {}
         if not isinstance(sums, dict) or not all(
                 isinstance(e, list) and len(e) == 3 and _number(e[0]) and _number(e[1]) and isinstance(e[2], list)
-                and all(_numbers(i, 3) for i in e[2]) for e in sums.values()):
+                and e[2] and all(_numbers(i, 3) for i in e[2]) for e in sums.values()):
             return False
     for name in ("brute", "scan_repeat"):
         recent = state.get(name) or {}
@@ -200,19 +212,15 @@ def _evict(data: dict, horizon: float, last_seen) -> None:
         del data[k]
 
 
-def _is_probe(event: dict) -> bool:
+def _is_probe(protocol: str, flags: int, packets: int, bytes_: int) -> bool:
     """A flow that carried no data: a scan probe rather than a conversation."""
-    protocol = event["flow"]["protocol"]
-    network = event["network"]
-    packets = network["packets"]
     if protocol == "tcp":
-        flags = event["_flags"]
         if flags:
             if not flags & ACK:
                 return True                  # SYN (any retransmissions), FIN, NULL or Xmas probe
             return not flags & PSH and packets <= 4   # a handshake that pushed nothing
-        return packets <= _PROBE_MAX_PACKETS and network["bytes"] <= packets * _PROBE_PACKET_BYTES
-    if protocol in tables.ICMP_PROTOCOLS:
+        return packets <= _PROBE_MAX_PACKETS and bytes_ <= packets * _PROBE_PACKET_BYTES
+    if protocol in _ICMP:
         return True
     return packets <= 2
 
@@ -276,38 +284,40 @@ class FlowDetector:
                 "dos": self.dos.data, "beacons": self.beacons, "scan_repeat": self.scan_repeat.data,
                 "sessions": self.sessions}
 
-    def _opening(self, event: dict, src: str, dst: str, dport, protocol: str, ts: float) -> bool:
+    def _opening(self, flags: int, src: str, sport, dst: str, dport, protocol: str, ts: float) -> bool:
         """Whether the flow opens a connection rather than continuing one."""
-        flags = event["_flags"]
         if flags:
             return bool(flags & SYN)
-        key = f"{src}:{event['source'].get('port')}>{dst}:{dport}/{protocol}"
+        key = f"{src}:{sport}>{dst}:{dport}/{protocol}"
         sessions = self.sessions
         seen = sessions.get(key)
         if seen is None and len(sessions) >= self.t.max_tracked:
             _evict(sessions, ts - _SESSION_IDLE, lambda v: v)
-        sessions[key] = ts if seen is None else max(seen, ts)
+        sessions[key] = ts if seen is None or ts > seen else seen
         return seen is None or ts - seen > _SESSION_IDLE
 
     def observe(self, event: dict) -> list[str]:
+        # One function on purpose: it runs for every flow (see bench/bench_netflow.py).
         t = self.t
-        ts = event["_ts"]
-        flow = event["flow"]
-        protocol = flow["protocol"]
-        direction = flow["direction"]
-        src = event["source"]["ip"]
-        dst = event["destination"]["ip"]
-        dport = event["destination"].get("port")
-        tags = event["anomaly"]["tags"]
-        if is_reply(event):
-            self._refused(event, src, dst, ts)
+        ts, flags, src_local, dst_local, res, src, dst, sport, dport, protocol, direction, packets, bytes_, \
+            duration, icmp_type = event[PRIVATE]
+        anomaly = event["anomaly"]
+        tags = anomaly["tags"]
+
+        # a server's answer rather than a connection attempt (is_reply)
+        if icmp_type is not None:
+            if icmp_type == 0 or icmp_type == 129:
+                return tags
+        elif sport is not None and dport is not None and (
+                sport < _EPHEMERAL <= dport or (sport in _SERVICES and dport not in _SERVICES and dport >= _EPHEMERAL)):
+            # a closed port's RST to a client: that client knocked on the port (a probe)
+            if flags & RST and not flags & (SYN | PSH) and packets <= 4 and protocol == "tcp" and not src_local:
+                self.scan_ports.add(f"{dst}>{src}", str(sport), ts, t.port_scan_ports)
             return tags
-        packets = event["network"]["packets"]
-        has_ports = dport is not None and protocol in tables.PORT_PROTOCOLS
-        local = event["_dst_local"]
+        has_ports = dport is not None and protocol in _PORT_PROTOCOLS
 
         # port scan: many ports of one host, or one port (or ICMP) across many hosts, by probes
-        if not local and _is_probe(event):
+        if not dst_local and _is_probe(protocol, flags, packets, bytes_):
             scanned = False
             if has_ports:
                 scanned = self.scan_ports.add(f"{src}>{dst}", str(dport), ts, t.port_scan_ports)
@@ -315,29 +325,27 @@ class FlowDetector:
             if self.scan_hosts.add(lane, dst, ts, t.port_scan_hosts) or scanned:
                 tags.append("possible_port_scan")
                 repeat = self.scan_repeat.add(src, ts)
-                event["anomaly"]["port_scan"] = {"repeat": repeat}
+                anomaly["port_scan"] = {"repeat": repeat}
                 if repeat >= t.port_scan_repeat:
-                    event["anomaly"]["escalated"] = "true"
-
-        if direction == "internal_to_external":
-            _, sent = self.outbound.add(src, ts, event["network"]["bytes"])
-            if sent >= t.high_outbound_bytes:
-                tags.append("high_outbound_bytes")
+                    anomaly["escalated"] = "true"
 
         opening = None
-        if direction == "internal_to_external" and has_ports and dport not in self.beacon_ignored:
-            opening = self._opening(event, src, dst, dport, protocol, ts)
-            if opening and self._beaconing(f"{src}>{dst}:{protocol}/{dport}", ts, event["_res"]):
-                tags.append("possible_beaconing")
-
-        if direction == "internal_to_internal" and has_ports and dport in self.lateral and not local:
-            if opening is None:
-                opening = self._opening(event, src, dst, dport, protocol, ts)
-            if opening:
-                tags.append("possible_lateral_movement")
+        if direction == "internal_to_external":
+            if self.outbound.add(src, ts, bytes_)[0] >= t.high_outbound_bytes:
+                tags.append("high_outbound_bytes")
+            if has_ports:
+                if dport not in self.beacon_ignored:
+                    opening = self._opening(flags, src, sport, dst, dport, protocol, ts)
+                    if opening and self._beaconing(f"{src}>{dst}:{protocol}/{dport}", ts, res):
+                        tags.append("possible_beaconing")
+        elif direction == "internal_to_internal":
+            if has_ports and dport in self.lateral and not dst_local:
+                opening = self._opening(flags, src, sport, dst, dport, protocol, ts)
+                if opening:
+                    tags.append("possible_lateral_movement")
 
         if has_ports and dport in self.dns_ports:
-            flows, sent = self.dns.add(src, ts, event["network"]["bytes"])
+            sent, flows, _ = self.dns.add(src, ts, bytes_)
             if flows >= t.dns_flows or sent >= t.dns_bytes:
                 tags.append("suspicious_dns_flow")
 
@@ -347,33 +355,19 @@ class FlowDetector:
         if direction == "internal_to_external" and has_ports and dport not in self.usual_out:
             tags.append("unusual_outbound_port")
 
-        _, received = self.dos.add(dst, ts, packets)
-        if received >= t.dos_packets:
+        if self.dos.add(dst, ts, packets)[0] >= t.dos_packets:
             tags.append("possible_dos")
 
-        if protocol == "tcp" and has_ports and dport in self.brute_ports and self._attempt(event, src, dst, dport, ts):
-            if self.brute.add(f"{src}>{dst}:{dport}", ts) >= t.brute_force_connections:
+        if protocol == "tcp" and has_ports and dport in self.brute_ports:
+            # a new login attempt: an opening that did not stay open
+            if flags:
+                attempt = flags & SYN and (not flags & ACK or flags & (FIN | RST))
+            else:
+                attempt = (opening if opening is not None else self._opening(0, src, sport, dst, dport, protocol, ts)) \
+                    and (duration is None or duration < _ATTEMPT_SECONDS)
+            if attempt and self.brute.add(f"{src}>{dst}:{dport}", ts) >= t.brute_force_connections:
                 tags.append("possible_brute_force")
         return tags
-
-    def _attempt(self, event: dict, src: str, dst: str, dport: int, ts: float) -> bool:
-        """A new login attempt: an opening that did not stay open."""
-        flags = event["_flags"]
-        if flags:
-            return bool(flags & SYN) and (not flags & ACK or bool(flags & (FIN | RST)))
-        if not self._opening(event, src, dst, dport, "tcp", ts):
-            return False
-        duration = event["event"].get("duration")
-        return duration is None or duration < _ATTEMPT_SECONDS
-
-    def _refused(self, event: dict, src: str, dst: str, ts: float) -> None:
-        """A closed port's RST to a client: that client knocked on the port (a probe)."""
-        flags = event["_flags"]
-        if event["flow"]["protocol"] == "tcp" and flags & RST and not flags & (SYN | PSH) \
-                and event["network"]["packets"] <= 4 and not event["_src_local"]:
-            port = event["source"].get("port")
-            if port is not None:
-                self.scan_ports.add(f"{dst}>{src}", str(port), ts, self.t.port_scan_ports)
 
     def _beaconing(self, key: str, ts: float, res: float) -> bool:
         """Openings at regular intervals (see the module's notes on the two kinds of time)."""

@@ -27,7 +27,7 @@ from ..core.eventtext import MAX_LINE_BYTES as MAX_EVENT_BYTES
 from ..core.fileio import atomic_write, makedirs, open_append, open_binary, open_file, read_bytes, set_aside_damaged
 from ..sources.alerts_file import fingerprint_length, head_fingerprint
 from .detect import FlowDetector
-from .normalize import BadRecord, Normalizer
+from .normalize import PRIVATE, BadRecord, Normalizer
 from .settings import NetflowSettings
 
 log = logging.getLogger("wazuh_anomaly")
@@ -35,7 +35,6 @@ BATCH_LINES = 4096
 MAX_LINE_BYTES = 65536        # an input line from pmacct
 MAX_LOGGED_BAD = 20          # bad lines logged one by one; beyond, only counted
 HEAD_BYTES = 1024          # identifies a file by its first bytes (a reused inode, a rewrite)
-_PRIVATE = ("_ts", "_flags", "_src_internal", "_dst_internal", "_src_local", "_dst_local", "_res")
 
 
 @dataclass
@@ -99,14 +98,15 @@ class FlowPipeline:
         event = self.normalizer.normalize(record)
         if self.detector is not None:
             self.detector.observe(event)
-        for key in _PRIVATE:
-            del event[key]
+        del event[PRIVATE]
         return event
 
     def process(self, lines: Iterable[tuple[str, bytes]]) -> bytes:
         out = []
         stats = self.stats
-        loads, dumps, event_of = orjson.loads, orjson.dumps, self.event
+        loads, dumps = orjson.loads, orjson.dumps
+        normalize = self.normalizer.normalize
+        observe = self.detector.observe if self.detector is not None else None
         for where, line in lines:
             if line is None:
                 stats.skip(where, f"a line longer than {MAX_LINE_BYTES} bytes", f"longer than {MAX_LINE_BYTES:,} bytes")
@@ -114,7 +114,10 @@ class FlowPipeline:
             if not line.strip():
                 continue
             try:
-                event = event_of(loads(line))
+                event = normalize(loads(line))      # self.event(), inlined: it runs for every line
+                if observe is not None:
+                    observe(event)
+                del event[PRIVATE]
             except orjson.JSONDecodeError:
                 stats.skip(where, "not a JSON line", "not JSON")
                 continue
