@@ -275,10 +275,16 @@ class _Resume:
                 self.data["file"], self.data["detector"] = pending["file"], pending["detector"]
                 log.info("%s: the last batch before the interruption had reached %s; resuming after it",
                          path, self.output.path)
+        # The detection windows are serialised once per batch and embedded as is in both the
+        # journal and the state (orjson.Fragment): they are the bulk of the state, and the
+        # journal's "before" must be the windows as they were, not the live ones.
+        self._detector = orjson.dumps(self.data.get("detector"))
+        self.data["detector"] = orjson.Fragment(self._detector)
 
     @property
     def detector(self) -> dict | None:
-        return self.data.get("detector")
+        """The saved detection windows (a fresh copy)."""
+        return orjson.loads(self._detector)
 
     def offset_for(self, fd: int, st: os.stat_result) -> tuple[int, int]:
         mark = self.data.get("file")
@@ -291,30 +297,37 @@ class _Resume:
             return 0, 0
         return offset, line
 
-    def _state(self, fd: int, offset: int, line: int, detector: FlowDetector | None) -> dict:
+    def _state(self, fd: int, offset: int, line: int, windows: bytes) -> dict:
         st = os.fstat(fd)
         return {"version": 1, "input": str(self.path),
                 "file": {"id": f"{st.st_dev}:{st.st_ino}", "offset": offset, "line": line,
                          "head": head_fingerprint(fd, min(HEAD_BYTES, offset))},
-                "detector": detector.to_json() if detector else None}
+                "detector": orjson.Fragment(windows)}
 
-    def save(self, fd: int, offset: int, line: int, detector: FlowDetector | None) -> None:
+    def save(self, fd: int, offset: int, line: int, detector: FlowDetector | None, windows: bytes | None = None) -> None:
         if self.state_file is None:
             return
-        self.data = self._state(fd, offset, line, detector)
+        if windows is None:
+            windows = orjson.dumps(detector.to_json() if detector else None)
+        self.data = self._state(fd, offset, line, windows)
+        self._detector = windows
         atomic_write_json(self.state_file, self.data, mode=0o640)
 
     def deliver(self, data: bytes, output: Callable[[bytes], None], fd: int, offset: int, line: int,
                 detector: FlowDetector | None) -> None:
         """Append one batch and save the state after it, journaled so that a crash in
         between neither repeats nor loses the batch."""
-        if data and self.state_file is not None and self.output is not None:
-            after = self._state(fd, offset, line, detector)
+        if self.state_file is None:
+            output(data)
+            return
+        windows = orjson.dumps(detector.to_json() if detector else None)
+        if data and self.output is not None:
+            after = self._state(fd, offset, line, windows)
             journal = dict(self.data, pending={"output": self.output.position(), "batch": FileOutput.describe(data),
                                                "file": after["file"], "detector": after["detector"]})
             atomic_write_json(self.state_file, journal, mode=0o640)
         output(data)
-        self.save(fd, offset, line, detector)
+        self.save(fd, offset, line, detector, windows)
 
 
 @contextlib.contextmanager
