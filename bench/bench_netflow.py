@@ -13,6 +13,17 @@ implementation runs in its own fresh process (one core), alternately, --repeats 
 - naive: json.loads then json.dumps of each line, nothing else (the floor of any Python
   normaliser built on the standard library).
 
+And, for the issue-15 target, the same records with their times rewritten two ways
+(`distinct`: each its own nfacctd time; `repeated`: pmacctd's one-minute bin, 50,000
+records to a bin), each through
+
+- file_with_detections: `normalize_file` exactly as `wazuh-anomaly netflow normalize`
+  runs it: every detection, events appended to a file, the resume offset and detection
+  windows journaled and saved after every batch;
+- bare_loads: `json.loads` of each line and nothing else;
+
+and the ratio of the two printed per kind of time (target >= 0.6).
+
 Target: at least 50,000 records/s for `normalize` on one core. Rates are records per CPU
 second of the worker (one core's work; the shared machine makes wall time wait for a
 core), with the wall-clock rate alongside.
@@ -34,6 +45,8 @@ import measure
 
 sys.path.insert(0, str(measure.REPO / "integration"))   # this checkout's package, not an installed one
 TARGET_RECORDS_PER_SECOND = 50_000
+TARGET_RATIO_TO_BARE_LOADS = 0.6   # with every detection, against json.loads alone, same run (issue 15)
+TIMES = ("distinct", "repeated")
 
 
 def build_input(path: Path, records: int, data_dir: Path | None) -> int:
@@ -55,6 +68,28 @@ def build_input(path: Path, records: int, data_dir: Path | None) -> int:
     return len(base)
 
 
+def timed_input(source: Path, path: Path, kind: str) -> None:
+    """The same records with their times rewritten. `distinct`: every record its own time
+    (nfacctd's timestamp_start/end, a millisecond apart); `repeated`: every record stamped
+    with its one-minute bin as pmacctd writes them, 50,000 records to a bin (a busy link)."""
+    from datetime import datetime, timezone
+    start = 1772445600.0
+    with source.open("rb") as src, path.open("w", encoding="utf-8") as out:
+        for i, line in enumerate(src):
+            r = json.loads(line)
+            for key in ("timestamp_start", "timestamp_end", "stamp_inserted", "stamp_updated", "peer_ip_src"):
+                r.pop(key, None)
+            if kind == "distinct":
+                at = start + i * 0.001
+                r["peer_ip_src"] = "10.0.0.1"
+                r["timestamp_start"] = datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+                r["timestamp_end"] = datetime.fromtimestamp(at + 0.5, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+            else:
+                at = start + (i // 50_000) * 60
+                r["stamp_inserted"] = datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            out.write(json.dumps(r) + "\n")
+
+
 def _vary(ip: str, rng: random.Random) -> str:
     if ":" in ip:
         return ip
@@ -63,7 +98,28 @@ def _vary(ip: str, rng: random.Random) -> str:
 
 
 def worker(kind: str, input_path: Path) -> dict:
+    if kind == "file_with_detections":     # what `wazuh-anomaly netflow normalize` runs: file in, file out, state
+        from wazuh_anomaly.netflow.settings import NetflowSettings
+        from wazuh_anomaly.netflow.stream import FileOutput, normalize_file, state_file_for
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "netflow.json"
+            started, cpu = time.perf_counter(), time.process_time()
+            stats = normalize_file(input_path, FileOutput(out), NetflowSettings(),
+                                   state_file=state_file_for(Path(tmp) / "state", input_path))
+            seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+        assert stats.skipped == 0, stats.describe()
+        return {"records": stats.records, "seconds": seconds, "cpu_seconds": cpu_seconds,
+                "records_per_second": stats.records / cpu_seconds, "records_per_wall_second": stats.records / seconds,
+                "peak_rss_mib": measure.peak_rss_mib()}
     lines = input_path.read_bytes().splitlines()
+    if kind == "bare_loads":                # the floor: json.loads of each line, nothing else
+        started, cpu = time.perf_counter(), time.process_time()
+        for line in lines:
+            json.loads(line)
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+        return {"records": len(lines), "seconds": seconds, "cpu_seconds": cpu_seconds,
+                "records_per_second": len(lines) / cpu_seconds, "records_per_wall_second": len(lines) / seconds,
+                "peak_rss_mib": measure.peak_rss_mib()}
     if kind == "naive":
         started, cpu = time.perf_counter(), time.process_time()
         out = [json.dumps(json.loads(line)) for line in lines]
@@ -103,16 +159,26 @@ def main() -> int:
         args.records, args.repeats = 20_000, 1
     kinds = ("normalize", "with_detections", "naive")
     runs: dict[str, list[dict]] = {k: [] for k in kinds}
+    timed_runs = {times: {"file_with_detections": [], "bare_loads": []} for times in TIMES}
     env = measure.python_env()
     with tempfile.TemporaryDirectory() as tmp:
         input_path = Path(tmp) / "flows.json"
         distinct = build_input(input_path, args.records, args.data)
+        timed = {}
+        for times in TIMES:
+            timed[times] = Path(tmp) / f"flows-{times}.json"
+            timed_input(input_path, timed[times], times)
         for _ in range(args.repeats):
             for kind in kinds:
                 # one core: the worker is single-threaded Python
                 done = measure.run_measured([sys.executable, __file__, "--worker", kind, "--input", str(input_path)],
                                             env=env, cwd=str(measure.REPO))
                 runs[kind].append(done.json_line())
+            for times in TIMES:
+                for kind in ("file_with_detections", "bare_loads"):
+                    done = measure.run_measured([sys.executable, __file__, "--worker", kind, "--input",
+                                                 str(timed[times])], env=env, cwd=str(measure.REPO))
+                    timed_runs[times][kind].append(done.json_line())
     summary = {}
     for kind in kinds:
         rates = [r["records_per_second"] for r in runs[kind]]
@@ -122,12 +188,23 @@ def main() -> int:
                          "seconds": measure.median([r["seconds"] for r in runs[kind]]),
                          "peak_rss_mib": max(r["peak_rss_mib"] for r in runs[kind])}
     ratios = [n["records_per_second"] / b["records_per_second"] for n, b in zip(runs["normalize"], runs["naive"])]
+    detections = {}
+    for times in TIMES:
+        full, bare = timed_runs[times]["file_with_detections"], timed_runs[times]["bare_loads"]
+        ratio = measure.median([f["records_per_second"] / b["records_per_second"] for f, b in zip(full, bare)])
+        detections[times] = {
+            "file_with_detections_records_per_second": measure.median([f["records_per_second"] for f in full]),
+            "bare_json_loads_records_per_second": measure.median([b["records_per_second"] for b in bare]),
+            "ratio_to_bare_json_loads": ratio, "meets_ratio_target": ratio >= TARGET_RATIO_TO_BARE_LOADS,
+            "peak_rss_mib": max(f["peak_rss_mib"] for f in full)}
     results = {
         "benchmark": "netflow", "quick": args.quick, "repeats": args.repeats, "records": args.records,
         "distinct_base_records": distinct, **summary,
         "ratio_to_naive": measure.median(ratios),
         "target_records_per_second": TARGET_RECORDS_PER_SECOND,
         "meets_target": summary["normalize"]["records_per_second"] >= TARGET_RECORDS_PER_SECOND,
+        "with_detections_by_times": detections,
+        "target_ratio_to_bare_json_loads": TARGET_RATIO_TO_BARE_LOADS,
     }
     path = measure.write_results(args.out, results)
     measure.print_table(f"NetFlow normaliser, {args.records:,} records, median of {args.repeats}",
@@ -137,6 +214,12 @@ def main() -> int:
                          for k in kinds])
     print(f"normalize / naive speed: {results['ratio_to_naive']:.2f}x; target {TARGET_RECORDS_PER_SECOND:,} records/s "
           f"{'met' if results['meets_target'] else 'NOT met'}")
+    for times in TIMES:
+        d = detections[times]
+        print(f"{times} timestamps: `netflow normalize` with every detection (file in, file out, state saved per "
+              f"batch) {d['file_with_detections_records_per_second']:,.0f} records/CPU s, bare json.loads loop "
+              f"{d['bare_json_loads_records_per_second']:,.0f}: {d['ratio_to_bare_json_loads']:.2f}x "
+              f"(target {TARGET_RATIO_TO_BARE_LOADS}x {'met' if d['meets_ratio_target'] else 'NOT met'})")
     print(f"wrote {path}")
     return 0
 

@@ -29,16 +29,32 @@ class BadRecord(ValueError):
         self.kind = kind
 
 
+# Local traffic, whatever internal_networks says: multicast (mDNS 224.0.0.251, SSDP
+# 239.255.255.250, ff00::/8), the limited broadcast, link-local (169.254/16, fe80::/10),
+# "this host" (0.0.0.0, ::, a DHCP client's source) and loopback. It never leaves the link:
+# never outbound, never a scan target, never a beacon.
+LOCAL, INTERNAL, EXTERNAL = 2, 1, 0
+
+
+def _local_scope(addr) -> bool:
+    return addr.is_multicast or addr.is_link_local or addr.is_unspecified or addr.is_loopback \
+        or (addr.version == 4 and addr.packed == b"\xff\xff\xff\xff")
+
+
 class AddressBook:
-    """Is an address internal? Cached, because flows repeat the same few addresses."""
+    """Is an address internal (or local: see LOCAL)? Cached, because flows repeat the same
+    few addresses; `cache` maps the text to EXTERNAL, INTERNAL or LOCAL."""
 
     def __init__(self, networks, *, max_cached: int = 65536):
         self.v4 = [n for n in networks if n.version == 4]
         self.v6 = [n for n in networks if n.version == 6]
-        self.cache: dict[str, bool] = {}
+        self.cache: dict[str, int] = {}
         self.max_cached = max_cached
 
     def is_internal(self, text: str) -> bool:
+        return self.scope(text) != EXTERNAL
+
+    def scope(self, text: str) -> int:
         hit = self.cache.get(text)
         if hit is not None:
             return hit
@@ -53,11 +69,14 @@ class AddressBook:
         if addr.version == 6 and addr.ipv4_mapped is not None:
             addr = addr.ipv4_mapped
         nets = self.v4 if addr.version == 4 else self.v6
-        inside = any(addr in n for n in nets)
+        if _local_scope(addr):
+            scope = LOCAL
+        else:
+            scope = INTERNAL if any(addr in n for n in nets) else EXTERNAL
         if len(self.cache) >= self.max_cached:
             self.cache.clear()
-        self.cache[text] = inside
-        return inside
+        self.cache[text] = scope
+        return scope
 
 
 def direction_of(src_internal: bool, dst_internal: bool) -> str:
@@ -235,6 +254,16 @@ def _is_time(value) -> bool:
     return not (type(value) is str and value.startswith(("0000-00-00", "1970-01-01 00:00:00")))
 
 
+_PLACEHOLDERS = ("0000-00-00", "1970-01-01 00:00:00")
+_ABSENT = object()
+# The private part of an event (key "_"): what the detections need, computed once here,
+# never written: (epoch start, TCP flag bits, source local, destination local, time
+# resolution: 0 exact or 60 for pmacctd's bins, source ip, destination ip, source port,
+# destination port (both None for ICMP), protocol, direction, packets, bytes, duration
+# or None, ICMP type or None).
+PRIVATE = "_"
+
+
 class Normalizer:
     """Turns pmacct records into normalised flow events (dicts, ready to serialise)."""
 
@@ -244,116 +273,143 @@ class Normalizer:
         self.clock = Clock()
         self._flag_names: dict[int, str] = {}
         self._protocols: dict = {}
+        self._exporters: dict[str, str] = {}
 
     def normalize(self, record) -> dict:
-        if not isinstance(record, dict):
+        # One function on purpose: it runs for every flow (see bench/bench_netflow.py).
+        if type(record) is not dict and not isinstance(record, dict):
             raise BadRecord("the line is not a JSON object")
-        src = record.get("ip_src")
-        dst = record.get("ip_dst")
-        if not isinstance(src, str) or not isinstance(dst, str):
-            kind = record.get("event_type")
-            if isinstance(kind, str) and kind in _MARKER_EVENTS:
-                raise BadRecord(f"a '{kind}' marker, not a flow")
-            missing = "ip_src" if not isinstance(src, str) else "ip_dst"
-            raise BadRecord(f"{missing} is missing; aggregate on src_host,dst_host in pmacct")
-        cache = self.addresses.cache
-        is_src_internal = cache.get(src)
-        if is_src_internal is None:
-            is_src_internal = self.addresses.is_internal(src)
-        is_dst_internal = cache.get(dst)
-        if is_dst_internal is None:
-            is_dst_internal = self.addresses.is_internal(dst)
-        proto_value = record.get("ip_proto", record.get("proto", ""))
-        protocol = self._protocols.get(proto_value) if type(proto_value) in (str, int) else None
+        get = record.get
+        src = get("ip_src")
+        dst = get("ip_dst")
+        if type(src) is not str or type(dst) is not str:
+            if not isinstance(src, str) or not isinstance(dst, str):
+                kind = get("event_type")
+                if isinstance(kind, str) and kind in _MARKER_EVENTS:
+                    raise BadRecord(f"a '{kind}' marker, not a flow")
+                missing = "ip_src" if not isinstance(src, str) else "ip_dst"
+                raise BadRecord(f"{missing} is missing; aggregate on src_host,dst_host in pmacct")
+        addresses = self.addresses
+        cache = addresses.cache
+        src_scope = cache.get(src)
+        if src_scope is None:
+            src_scope = addresses.scope(src)
+        dst_scope = cache.get(dst)
+        if dst_scope is None:
+            dst_scope = addresses.scope(dst)
+        proto_value = get("ip_proto", _ABSENT)
+        if proto_value is _ABSENT:
+            proto_value = get("proto", "")
+        kind = type(proto_value)
+        protocol = self._protocols.get(proto_value) if kind is str or kind is int else None
         if protocol is None:
             protocol = _protocol(proto_value)
-            if len(self._protocols) < 256:
+            if len(self._protocols) < 256 and (kind is str or kind is int):
                 self._protocols[proto_value] = protocol
         # fast paths for what pmacct writes (ints); anything else goes through the checks
-        sport = record.get("port_src")
+        sport = get("port_src")
         if type(sport) is not int or not 0 <= sport <= 65535:
             sport = _port(record, "port_src")
-        dport = record.get("port_dst")
+        dport = get("port_dst")
         if type(dport) is not int or not 0 <= dport <= 65535:
             dport = _port(record, "port_dst")
-        bytes_ = record.get("bytes", 0)
+        bytes_ = get("bytes", 0)
         if type(bytes_) is not int or not 0 <= bytes_ <= MAX_COUNT:
             bytes_ = _count(record, "bytes")
-        packets = record.get("packets", 0)
+        packets = get("packets", 0)
         if type(packets) is not int or not 0 <= packets <= MAX_COUNT:
             packets = _count(record, "packets")
         if bytes_ > packets * MAX_PACKET_BYTES:
             raise BadRecord(f"bytes {bytes_} for {packets} packets is more than {MAX_PACKET_BYTES} bytes a packet",
                             f"with more bytes than packets × 65,535")
-        collector = "nfacctd" if ("timestamp_start" in record or "peer_ip_src" in record) else "pmacctd"
+        peer = get("peer_ip_src")
+        nfacctd = "peer_ip_src" in record or "timestamp_start" in record
 
-        start_key = next((k for k in ("timestamp_start", "stamp_inserted", "stamp_updated") if _is_time(record.get(k))), None)
-        if start_key is None:
-            raise BadRecord("no timestamp_start, stamp_inserted or stamp_updated")
-        start_value = record[start_key]
-        start, start_text = self.clock.parse(start_value, start_key)
-        event = {"start": start_text}
-        end_value = record.get("timestamp_end")
-        if start_key == "timestamp_start" and _is_time(end_value):
-            end, end_text = self.clock.parse(end_value, "timestamp_end")
-            if end < start:
-                raise BadRecord(f"timestamp_end {end_value!r} is before timestamp_start {start_value!r}")
-            event["end"] = end_text
-            event["duration"] = round(end - start, 3)
-        event["type"] = "connection"
-        event["category"] = "network"
-
-        source = {"ip": src}
-        destination = {"ip": dst}
-        flow = {"protocol": protocol,
-                "direction": direction_of(is_src_internal, is_dst_internal)}
-        icmp = None
-        if protocol in tables.ICMP_PROTOCOLS:
-            # nfacctd: type*256+code in port_dst; pmacctd leaves both ports 0.
-            if collector == "nfacctd" or dport:
-                code = dport or 0
-                icmp = {"type": code >> 8, "code": code & 0xFF}
+        start_value = get("timestamp_start")
+        if start_value and not (type(start_value) is str and start_value.startswith(_PLACEHOLDERS)):
+            start_key = "timestamp_start"
         else:
-            if sport is not None:
-                source["port"] = sport
-            if dport is not None:
-                destination["port"] = dport
+            start_key = None
+            for key in ("stamp_inserted", "stamp_updated"):
+                start_value = get(key)
+                if start_value and not (type(start_value) is str and start_value.startswith(_PLACEHOLDERS)):
+                    start_key = key
+                    break
+            if start_key is None:
+                raise BadRecord("no timestamp_start, stamp_inserted or stamp_updated")
+        clock = self.clock
+        start, start_text = clock.parse(start_value, start_key)
+        if start_key == "timestamp_start":
+            end_value = get("timestamp_end")
+            if end_value and not (type(end_value) is str and end_value.startswith(_PLACEHOLDERS)):
+                end, end_text = clock.parse(end_value, "timestamp_end")
+                if end < start:
+                    raise BadRecord(f"timestamp_end {end_value!r} is before timestamp_start {start_value!r}")
+                event = {"start": start_text, "end": end_text, "duration": round(end - start, 3),
+                         "type": "connection", "category": "network"}
+            else:
+                event = {"start": start_text, "type": "connection", "category": "network"}
+            res = 0.0
+        else:
+            event = {"start": start_text, "type": "connection", "category": "network"}
+            res = 60.0                              # pmacctd: the start of a one-minute bin
+
+        is_src_internal = src_scope != EXTERNAL
+        is_dst_internal = dst_scope != EXTERNAL
+        flow = {"protocol": protocol,
+                "direction": DIRECTIONS[(0 if is_src_internal else 2) + (0 if is_dst_internal else 1)]}
         flags = 0
-        if protocol == "tcp":
-            flags = _flags(record.get("tcp_flags"))
-            if flags:
-                names = self._flag_names.get(flags)
-                if names is None:
-                    names = self._flag_names[flags] = ",".join(tables.tcp_flag_names(flags))
-                flow["tcp_flags"] = names
-        if icmp is not None:
-            flow["icmp_type"] = icmp["type"]
-            flow["icmp_code"] = icmp["code"]
-        out = {
-            "netflow": "true",
-            "event": event,
-            "source": source,
-            "destination": destination,
-            "flow": flow,
-            "network": {"bytes": bytes_, "packets": packets},
-        }
-        service = tables.SERVICES.get(dport) if dport is not None and icmp is None else None
-        if service is not None and protocol in tables.PORT_PROTOCOLS:
+        if protocol in tables.ICMP_PROTOCOLS:
+            source = {"ip": src}
+            destination = {"ip": dst}
+            # nfacctd: type*256+code in port_dst; pmacctd leaves both ports 0.
+            if nfacctd or dport:
+                code = dport or 0
+                flow["icmp_type"] = code >> 8
+                flow["icmp_code"] = code & 0xFF
+            service = None
+        else:
+            source = {"ip": src} if sport is None else {"ip": src, "port": sport}
+            destination = {"ip": dst} if dport is None else {"ip": dst, "port": dport}
+            if protocol == "tcp":
+                value = get("tcp_flags")
+                if type(value) is str and value.isdigit() and len(value) < 5:
+                    flags = int(value)
+                    if flags > 0xFFF:
+                        raise BadRecord(f"tcp_flags {value!r} is out of range")
+                else:
+                    flags = _flags(value)
+                if flags:
+                    names = self._flag_names.get(flags)
+                    if names is None:
+                        names = self._flag_names[flags] = ",".join(tables.tcp_flag_names(flags))
+                    flow["tcp_flags"] = names
+            service = tables.SERVICES.get(dport) if dport is not None and protocol in tables.PORT_PROTOCOLS else None
+        out = {"netflow": "true", "event": event, "source": source, "destination": destination, "flow": flow,
+               "network": {"bytes": bytes_, "packets": packets}}
+        if service is not None:
             out["service"] = {"name": service}
-        peer = record.get("peer_ip_src")
-        out["observer"] = {"collector": collector,
-                           **({"exporter": clip(peer, MAX_NAME)} if isinstance(peer, str) and peer else {})}
+        if type(peer) is str and peer:
+            exporter = self._exporters.get(peer)
+            if exporter is None:
+                exporter = clip(peer, MAX_NAME)
+                if len(self._exporters) < 1024:
+                    self._exporters[peer] = exporter
+            out["observer"] = {"collector": "nfacctd", "exporter": exporter}
+        else:
+            out["observer"] = {"collector": "nfacctd" if nfacctd else "pmacctd"}
         out["anomaly"] = {"tags": []}
         # Static fields for stock active responses; only outside addresses in srcip, so
         # firewall-drop can never be pointed at one of our own hosts.
         if not is_src_internal:
             out["srcip"] = src
         out["dstip"] = dst
-        # Kept out of the output: what the detections need, computed once here.
-        out["_ts"] = start
-        out["_flags"] = flags
-        out["_src_internal"] = is_src_internal
-        out["_dst_internal"] = is_dst_internal
+        if service is None and protocol in tables.ICMP_PROTOCOLS:
+            out[PRIVATE] = (start, 0, src_scope == LOCAL, dst_scope == LOCAL, res, src, dst, None, None, protocol,
+                            flow["direction"], packets, bytes_, event.get("duration"), flow.get("icmp_type"))
+        else:
+            out[PRIVATE] = (start, flags, src_scope == LOCAL, dst_scope == LOCAL, res, src, dst, sport, dport, protocol,
+                            flow["direction"], packets, bytes_, event.get("duration"), None)
         return out
 
 

@@ -37,10 +37,11 @@ class Thresholds:
     brute_force_connections: Int = doc("new connections from one source to one login service", 20, gt=0)
     high_outbound_window: Int = doc("high outbound volume: window in seconds", 3600, gt=0)
     high_outbound_bytes: Int = doc("bytes sent out by one internal host within the window", 500_000_000, gt=0)
-    beaconing_min_connections: Int = doc("beaconing: connections needed before the intervals are judged", 8, gt=0)
-    beaconing_max_jitter: Float = doc("standard deviation / mean of the intervals; random traffic is near 1",
-                                      0.1, gt=0)
-    beaconing_min_interval: Float = doc("shorter mean intervals (seconds) are not beaconing", 10.0, gt=0)
+    beaconing_min_connections: Int = doc("beaconing: connections needed before the intervals are judged "
+                                         "(16 intervals: random traffic never looks regular)", 17, gt=0)
+    beaconing_max_jitter: Float = doc("standard deviation / mean of the intervals; a +-10 % jitter is below 0.1, "
+                                      "random traffic near 1", 0.2, gt=0)
+    beaconing_min_interval: Float = doc("shorter mean intervals (seconds) are not beaconing", 0.5, gt=0)
     dns_window: Int = doc("DNS volume: window in seconds", 300, gt=0)
     dns_flows: Int = doc("DNS flows from one source", 300, gt=0)
     dns_bytes: Int = doc("or DNS bytes from one source (tunnelling)", 5_000_000, gt=0)

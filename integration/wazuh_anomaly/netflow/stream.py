@@ -27,7 +27,7 @@ from ..core.eventtext import MAX_LINE_BYTES as MAX_EVENT_BYTES
 from ..core.fileio import atomic_write, makedirs, open_append, open_binary, open_file, read_bytes, set_aside_damaged
 from ..sources.alerts_file import fingerprint_length, head_fingerprint
 from .detect import FlowDetector
-from .normalize import BadRecord, Normalizer
+from .normalize import PRIVATE, BadRecord, Normalizer
 from .settings import NetflowSettings
 
 log = logging.getLogger("wazuh_anomaly")
@@ -35,7 +35,6 @@ BATCH_LINES = 4096
 MAX_LINE_BYTES = 65536        # an input line from pmacct
 MAX_LOGGED_BAD = 20          # bad lines logged one by one; beyond, only counted
 HEAD_BYTES = 1024          # identifies a file by its first bytes (a reused inode, a rewrite)
-_PRIVATE = ("_ts", "_flags", "_src_internal", "_dst_internal")
 
 
 @dataclass
@@ -99,14 +98,15 @@ class FlowPipeline:
         event = self.normalizer.normalize(record)
         if self.detector is not None:
             self.detector.observe(event)
-        for key in _PRIVATE:
-            del event[key]
+        del event[PRIVATE]
         return event
 
     def process(self, lines: Iterable[tuple[str, bytes]]) -> bytes:
         out = []
         stats = self.stats
-        loads, dumps, event_of = orjson.loads, orjson.dumps, self.event
+        loads, dumps = orjson.loads, orjson.dumps
+        normalize = self.normalizer.normalize
+        observe = self.detector.observe if self.detector is not None else None
         for where, line in lines:
             if line is None:
                 stats.skip(where, f"a line longer than {MAX_LINE_BYTES} bytes", f"longer than {MAX_LINE_BYTES:,} bytes")
@@ -114,7 +114,10 @@ class FlowPipeline:
             if not line.strip():
                 continue
             try:
-                event = event_of(loads(line))
+                event = normalize(loads(line))      # self.event(), inlined: it runs for every line
+                if observe is not None:
+                    observe(event)
+                del event[PRIVATE]
             except orjson.JSONDecodeError:
                 stats.skip(where, "not a JSON line", "not JSON")
                 continue
@@ -272,10 +275,16 @@ class _Resume:
                 self.data["file"], self.data["detector"] = pending["file"], pending["detector"]
                 log.info("%s: the last batch before the interruption had reached %s; resuming after it",
                          path, self.output.path)
+        # The detection windows are serialised once per batch and embedded as is in both the
+        # journal and the state (orjson.Fragment): they are the bulk of the state, and the
+        # journal's "before" must be the windows as they were, not the live ones.
+        self._detector = orjson.dumps(self.data.get("detector"))
+        self.data["detector"] = orjson.Fragment(self._detector)
 
     @property
     def detector(self) -> dict | None:
-        return self.data.get("detector")
+        """The saved detection windows (a fresh copy)."""
+        return orjson.loads(self._detector)
 
     def offset_for(self, fd: int, st: os.stat_result) -> tuple[int, int]:
         mark = self.data.get("file")
@@ -288,30 +297,37 @@ class _Resume:
             return 0, 0
         return offset, line
 
-    def _state(self, fd: int, offset: int, line: int, detector: FlowDetector | None) -> dict:
+    def _state(self, fd: int, offset: int, line: int, windows: bytes) -> dict:
         st = os.fstat(fd)
         return {"version": 1, "input": str(self.path),
                 "file": {"id": f"{st.st_dev}:{st.st_ino}", "offset": offset, "line": line,
                          "head": head_fingerprint(fd, min(HEAD_BYTES, offset))},
-                "detector": detector.to_json() if detector else None}
+                "detector": orjson.Fragment(windows)}
 
-    def save(self, fd: int, offset: int, line: int, detector: FlowDetector | None) -> None:
+    def save(self, fd: int, offset: int, line: int, detector: FlowDetector | None, windows: bytes | None = None) -> None:
         if self.state_file is None:
             return
-        self.data = self._state(fd, offset, line, detector)
+        if windows is None:
+            windows = orjson.dumps(detector.to_json() if detector else None)
+        self.data = self._state(fd, offset, line, windows)
+        self._detector = windows
         atomic_write_json(self.state_file, self.data, mode=0o640)
 
     def deliver(self, data: bytes, output: Callable[[bytes], None], fd: int, offset: int, line: int,
                 detector: FlowDetector | None) -> None:
         """Append one batch and save the state after it, journaled so that a crash in
         between neither repeats nor loses the batch."""
-        if data and self.state_file is not None and self.output is not None:
-            after = self._state(fd, offset, line, detector)
+        if self.state_file is None:
+            output(data)
+            return
+        windows = orjson.dumps(detector.to_json() if detector else None)
+        if data and self.output is not None:
+            after = self._state(fd, offset, line, windows)
             journal = dict(self.data, pending={"output": self.output.position(), "batch": FileOutput.describe(data),
                                                "file": after["file"], "detector": after["detector"]})
             atomic_write_json(self.state_file, journal, mode=0o640)
         output(data)
-        self.save(fd, offset, line, detector)
+        self.save(fd, offset, line, detector, windows)
 
 
 @contextlib.contextmanager
