@@ -9,7 +9,6 @@ counted per reason in a `SourceStats` and skipped.
 from __future__ import annotations
 
 import calendar
-import hashlib
 import os
 import re
 import time
@@ -26,6 +25,7 @@ except ImportError:  # pragma: no cover - the project environment always has orj
 
 from ..core.errors import UnsafePath, WazuhAnomalyError
 from ..core.fileio import open_binary
+from ..core.follow import fingerprint_length, head_fingerprint
 
 __all__ = [
     "AlertsFileSource",
@@ -209,21 +209,6 @@ class SourceStats:
 
 
 _HEAD_BYTES = 64
-
-
-def head_fingerprint(fd: int, length: int) -> str:
-    """Identifies a file by its first bytes, so a reused inode is not mistaken for the old file."""
-    head = os.pread(fd, length, 0) if length > 0 else b""
-    return f"{len(head)}:{hashlib.blake2b(head, digest_size=8).hexdigest()}"
-
-
-def fingerprint_length(fingerprint: str, size: int) -> int:
-    """How many head bytes a stored fingerprint covers (-1, never matching, if the file is now shorter)."""
-    try:
-        length = int(fingerprint.split(":", 1)[0])
-    except ValueError:
-        return -1
-    return length if length <= size else -1
 
 
 @dataclass
