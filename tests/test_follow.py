@@ -217,6 +217,14 @@ def test_from_end_starts_after_the_last_complete_line(tmp_path):
     follower.close()
 
 
+def test_a_file_that_appears_after_a_start_from_its_end_is_read_from_its_start(tmp_path):
+    f = tmp_path / "alerts.json"
+    follower = Follower(f, from_end=True)
+    f.write_bytes(b"1\n")
+    assert poll(follower) == [b"1"]
+    follower.close()
+
+
 def test_a_file_that_does_not_exist_yet_is_waited_for(tmp_path):
     f = tmp_path / "alerts.json"
     follower = Follower(f)

@@ -120,6 +120,11 @@ def test_an_uninterrupted_replay_of_the_attack_day_raises_the_first_seen_finding
     assert len(reference) >= 20
     checkpoint = json.loads((tmp_path / "p/var/anomaly/realtime/service.json").read_text())
     assert checkpoint["stats"]["alerts"] == len(sample_days[1]) and "states" not in checkpoint
+    status = cli(tmp_path / "p", "realtime", "status")
+    assert status.returncode == 0, status.stderr
+    assert (f"service: {tmp_path / 'p/logs/alerts/alerts.json'} read to line {len(sample_days[1])} "
+            f"(byte {sum(map(len, sample_days[1]))})") in status.stdout
+    assert f"{len(sample_days[1])} alerts judged, {len(reference)} findings written" in status.stdout
 
 
 def checkpoint_offset(prefix: Path) -> int:
@@ -281,6 +286,18 @@ def test_bad_and_over_long_lines_cost_only_themselves_and_are_raised_in_one_heal
     assert f"1 longer than 4,194,304 bytes (first at {alerts_file}:3)" in done.stdout
     events = [h for h in health(prefix) if h["health"] == "malformed_input"]
     assert len(events) == 1 and "skipped 3 alert lines" in events[0]["message"]
+
+
+def test_a_first_start_begins_at_the_end_and_a_restart_before_any_alert_skips_nothing(sample_days, tmp_path):
+    prefix, attack = fresh(sample_days, tmp_path / "p")
+    alerts = prefix / "logs/alerts/alerts.json"
+    alerts.write_bytes(b"".join(attack[:100]))                 # history: not judged again
+    first = cli(prefix, "realtime", "serve", "--idle-exit", "0.2")
+    assert first.returncode == 0 and "0 alerts judged" in first.stdout, first.stderr
+    with open(alerts, "ab") as fh:                               # written while it was stopped
+        fh.write(b"".join(attack[100:103]))
+    second = cli(prefix, "realtime", "serve", "--idle-exit", "0.2")
+    assert second.returncode == 0 and "3 alerts judged" in second.stdout, second.stderr
 
 
 def test_a_line_written_while_the_service_runs_is_judged_within_a_second(sample_days, tmp_path):

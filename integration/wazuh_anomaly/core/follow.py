@@ -252,6 +252,7 @@ class Follower:
         self.torn_at_rotation = 0           # unterminated last lines of rotated files, never completed
         self.waiting = False                # the file does not exist (yet)
         self._open_current()                # from now on the file is held: a rotation before the first poll loses nothing
+        self.from_end = False               # a file that appears later is new: read from its start
 
     # -- position ------------------------------------------------------------------
     def position(self) -> dict:

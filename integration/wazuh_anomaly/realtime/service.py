@@ -239,6 +239,10 @@ class RealtimeService:
             follower = Follower(self.alerts_file, position=position, max_line_bytes=self.max_line_bytes,
                                 grace_seconds=self.grace_seconds, candidates=lambda: wazuh_rotated(self.alerts_file),
                                 from_end=not self.from_start)
+            if position is None:
+                # where a first start begins is kept at once: a restart before the first
+                # alert must not skip what was written in between
+                self._write_checkpoint(follower.position(), None, durable=True)
             mark = follower.position().get("file")
             sentence = f"following {self.alerts_file} from byte {mark['offset'] if mark else 0}"
             log.info("%s", sentence)
