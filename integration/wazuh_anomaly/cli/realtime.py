@@ -31,7 +31,7 @@ def register(sub) -> None:
     c.add_argument("--from-start", action="store_true",
                    help="with no saved position, start at the beginning of the file (default: at its end)")
     c.add_argument("--poll", type=float, default=0.2, help="seconds between looks at an idle file (default 0.2)")
-    c.add_argument("--batch", type=int, default=2048, help="alerts judged and committed together at most (default 2048)")
+    c.add_argument("--batch", type=int, default=4096, help="alerts judged and committed together at most (default 4096)")
     c.add_argument("--idle-exit", type=float, help="stop after this many seconds without a new line (replays, tests)")
 
     command(rt, "status", cmd_status, "per detector: learn mode, keys, values, findings; per model: trained or not")

@@ -23,7 +23,7 @@ line handed out: nothing is read twice, nothing is skipped.
   its end is in the file, without ever being held in memory whole: only that line is
   lost, and the caller counts it.
 
-Light on purpose (`os` and `hashlib`): no package import beyond `core.fileio`.
+The standard library and `core.fileio` only (the core imports nothing else of the package).
 """
 from __future__ import annotations
 
