@@ -35,7 +35,7 @@ from typing import Callable, Iterable, Iterator
 
 from .fileio import open_file
 
-__all__ = ["FileReader", "Follower", "find_rotated", "fingerprint_length", "head_fingerprint",
+__all__ = ["FileReader", "Follower", "find_rotated", "fingerprint_length", "head_fingerprint", "same_file",
            "valid_mark", "HEAD_BYTES", "MAX_LINE_BYTES"]
 
 HEAD_BYTES = 1024              # a file is known by its first bytes (a reused inode, a rewrite)
@@ -64,6 +64,13 @@ def fingerprint_length(fingerprint: str, size: int) -> int:
 
 def identity(st: os.stat_result) -> str:
     return f"{st.st_dev}:{st.st_ino}"
+
+
+def same_file(fd: int, size: int, offset: int, head: str) -> bool:
+    """Whether the open file `fd` (now `size` bytes) is still the file a mark at `offset`
+    with first-bytes fingerprint `head` was taken of: not truncated below the offset, and
+    the same first bytes (a reused inode or a rewrite has others)."""
+    return offset <= size and head_fingerprint(fd, fingerprint_length(head, size)) == head
 
 
 def valid_mark(mark) -> bool:
@@ -320,9 +327,7 @@ class Follower:
             self._recover(mark, "a rotated file still being read")
         offset, line = 0, 0
         if saved is not None:
-            same = saved["id"] == identity(st) and saved["offset"] <= st.st_size \
-                and head_fingerprint(fd, fingerprint_length(saved["head"], st.st_size)) == saved["head"]
-            if same:
+            if saved["id"] == identity(st) and same_file(fd, st.st_size, saved["offset"], saved["head"]):
                 offset, line = saved["offset"], saved["line"]
             else:
                 self.rotations += 1

@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover - the project environment always has orj
 
 from ..core.errors import UnsafePath, WazuhAnomalyError
 from ..core.fileio import open_binary
-from ..core.follow import fingerprint_length, head_fingerprint
+from ..core.follow import head_fingerprint, same_file
 
 __all__ = [
     "AlertsFileSource",
@@ -234,9 +234,7 @@ class ReadCursor:
             return 0
         offset = mark["offset"]
         # A file shorter than the offset was truncated; another head means the inode was reused.
-        if offset > size or head_fingerprint(fd, fingerprint_length(mark["head"], size)) != mark["head"]:
-            return 0
-        return offset
+        return offset if same_file(fd, size, offset, mark["head"]) else 0
 
     def to_dict(self) -> dict:
         return {"version": 1, "resume_from": self.resume_from, "files": dict(self.files)}
