@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import AIT_ALERTS, REPO
 
@@ -322,3 +323,46 @@ def test_a_line_written_while_the_service_runs_is_judged_within_a_second(sample_
     finally:
         service.send_signal(signal.SIGTERM)
         assert service.wait(60) == 0
+
+
+# Whatever a line of alerts.json holds (bytes that are not UTF-8, JSON that is not an
+# object, objects of any shape): it costs only itself, counted, and the batch commits.
+ODD_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                          lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                          max_leaves=8)
+ODD_ALERTS = st.fixed_dictionaries({}, optional={
+    "timestamp": st.one_of(st.just("2022-01-24T03:00:00.000+0000"), st.text(max_size=30), ODD_VALUES),
+    "rule": st.one_of(st.fixed_dictionaries({"id": st.text(max_size=6), "level": ODD_VALUES,
+                                             "groups": st.lists(st.text(max_size=8), max_size=3)}), ODD_VALUES),
+    "agent": st.one_of(st.fixed_dictionaries({"id": st.text(max_size=4)}), ODD_VALUES),
+    "data": ODD_VALUES, "id": ODD_VALUES,
+})
+ODD_LINES = st.lists(st.one_of(st.binary(max_size=60).filter(lambda b: b"\n" not in b),
+                               ODD_ALERTS.map(lambda a: json.dumps(a).encode()),
+                               ODD_VALUES.map(lambda v: json.dumps(v).encode())), min_size=1, max_size=12)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=ODD_LINES)
+def test_any_line_in_alerts_json_costs_only_itself_and_the_batch_still_commits(sample_days, tmp_path_factory, lines):
+    from wazuh_anomaly.realtime import config as rt_config
+    from wazuh_anomaly.realtime.engine import RealtimeEngine
+    from wazuh_anomaly.realtime.service import RealtimeService
+    prefix, _ = fresh(sample_days, tmp_path_factory.mktemp("odd") / "p")
+    service = RealtimeService(str(prefix), str(prefix / "logs/alerts/alerts.json"))
+    service.engine = RealtimeEngine(rt_config.load(service.paths.config, service.paths.cache), service.paths.models)
+    batch = [(f"alerts.json:{i + 1}", line) for i, line in enumerate(lines)]
+    position = {"file": {"id": "1:1", "offset": sum(len(l) + 1 for l in lines), "line": len(lines), "head": "0:x"}}
+    service.commit(batch, position)
+    import orjson                  # strict JSON (RFC 8259: no NaN, no lone surrogate), as the service reads it
+    objects = 0
+    for line in lines:
+        try:
+            objects += type(orjson.loads(line)) is dict
+        except ValueError:
+            pass
+    stats = service.stats
+    assert stats.alerts == objects and stats.lines == len(lines)
+    assert stats.alerts + sum(stats.skipped.values()) + sum(1 for l in lines if not l.strip()) >= len(lines)
+    checkpoint = json.loads((prefix / "var/anomaly/realtime/service.json").read_text())
+    assert checkpoint["position"] == position and "states" not in checkpoint

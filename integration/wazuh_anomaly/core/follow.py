@@ -49,8 +49,7 @@ Batch = list  # [(where, line bytes or None for an over-long line)]
 
 def head_fingerprint(fd: int, length: int) -> str:
     """Identifies a file by its first `length` bytes, so a reused inode is not mistaken for the old file."""
-    head = os.pread(fd, length, 0) if length > 0 else b""
-    return f"{len(head)}:{hashlib.blake2b(head, digest_size=8).hexdigest()}"
+    return _fingerprint(os.pread(fd, length, 0) if length > 0 else b"")
 
 
 def fingerprint_length(fingerprint: str, size: int) -> int:
@@ -94,6 +93,10 @@ class FileReader:
         self.pending = b""
         self.skipping = False        # within a line longer than max_line_bytes
         self.head: str | None = None
+        # The first bytes as this reader read them (from offset 0): the fingerprint is of
+        # what was read, never of what the file holds later, so a truncation and rewrite
+        # between two reads is still noticed.
+        self._head_data: bytes | None = b"" if offset == 0 else None
 
     def mark(self) -> dict:
         """Where to resume this file: identity, offset, line number, first bytes."""
@@ -102,20 +105,37 @@ class FileReader:
                 "head": self.head if self.head is not None else head_fingerprint(self.fd, 0)}
 
     def head_changed(self) -> bool:
-        """The first bytes differ from when they were read: truncated and rewritten to the same size."""
+        """The first bytes differ from when they were read: truncated and rewritten (to any size)."""
         if self.offset == 0:
             return False
         if self.head is None:
-            self.head = head_fingerprint(self.fd, min(self.head_bytes, self.offset))
-            return False
+            self._remember_head()
+            if self.head is None:
+                self.head = head_fingerprint(self.fd, min(self.head_bytes, self.offset))
+                return False
         return head_fingerprint(self.fd, fingerprint_length(self.head, os.fstat(self.fd).st_size)) != self.head
 
     def _remember_head(self) -> None:
-        """Fingerprint the first bytes as they are read, not at the next idle poll: a file
-        truncated and rewritten to the same size before that poll is still noticed."""
+        """Fingerprint the first bytes as they were read (see _head_data), as the offset passes them."""
         want = min(self.head_bytes, self.offset)
-        if self.head is None or fingerprint_length(self.head, self.head_bytes) < want:
+        if self._head_data is not None:
+            n = min(want, len(self._head_data))
+            if self.head is None or fingerprint_length(self.head, self.head_bytes) < n:
+                self.head = _fingerprint(self._head_data[:n])
+        elif self.head is None or fingerprint_length(self.head, self.head_bytes) < want:
             self.head = head_fingerprint(self.fd, want)
+
+    def _read(self, at: int) -> bytes | None:
+        """The next chunk from `at`; None when the file was truncated under us since the
+        last read (its first bytes changed): the chunk may hold other lines, so nothing of
+        it is handed out and the follower starts the file again."""
+        chunk = os.pread(self.fd, CHUNK_BYTES, at)
+        data = self._head_data
+        if data is not None and at == len(data) and at < self.head_bytes:
+            self._head_data = data + chunk[:self.head_bytes - at]
+        elif chunk and self.head is not None and self.head_changed():
+            return None
+        return chunk
 
     def batches(self, batch_lines: int = BATCH_LINES) -> Iterator[Batch]:
         """Lists of (where, line) up to the last complete line; `offset` and `line` follow
@@ -124,7 +144,7 @@ class FileReader:
         limit = self.max_line_bytes
         while True:
             if self.skipping:                  # inside an over-long line: on to its newline
-                chunk = os.pread(self.fd, CHUNK_BYTES, self.offset)
+                chunk = self._read(self.offset)
                 if not chunk:
                     return
                 end = chunk.find(b"\n")
@@ -137,7 +157,7 @@ class FileReader:
                 self._remember_head()
                 yield [(f"{self.path}:{self.line}", None)]
                 continue
-            chunk = os.pread(self.fd, CHUNK_BYTES, self.offset + len(self.pending))
+            chunk = self._read(self.offset + len(self.pending))
             if not chunk:
                 return
             data = self.pending + chunk if self.pending else chunk
@@ -169,6 +189,10 @@ class FileReader:
                 self.offset += len(self.pending)
                 self.pending = b""
                 self.skipping = True
+
+
+def _fingerprint(head: bytes) -> str:
+    return f"{len(head)}:{hashlib.blake2b(head, digest_size=8).hexdigest()}"
 
 
 def siblings(path) -> list:
