@@ -169,6 +169,45 @@ def test_a_copytruncate_while_stopped_is_found_by_the_first_bytes(tmp_path):
     second.close()
 
 
+def test_two_copytruncates_while_stopped_read_the_rest_of_the_first_copy_and_the_second_whole(tmp_path):
+    f = tmp_path / "alerts.json"
+    f.write_bytes(b"a-1\na-2\n")
+    first = Follower(f)
+    poll(first)
+    saved = first.position()
+    first.close()
+    append(f, b"a-3\n")
+    copytruncate(f, tmp_path / "alerts.json.1")
+    os.utime(tmp_path / "alerts.json.1", ns=(10**18, 10**18))          # rotated first ...
+    append(f, b"b-1\nb-2\n")                                         # ... lines the reader never saw ...
+    copytruncate(f, tmp_path / "alerts.json.2")
+    os.utime(tmp_path / "alerts.json.2", ns=(2 * 10**18, 2 * 10**18))  # ... rotated second
+    append(f, b"c-1\n")
+    second = Follower(f, position=saved)
+    assert poll(second) == [b"a-3", b"b-1", b"b-2", b"c-1"]
+    second.close()
+
+
+def test_two_renames_while_stopped_read_the_middle_file_whole_and_the_current_once(tmp_path):
+    f = tmp_path / "alerts.json"
+    f.write_bytes(b"a-1\n")
+    first = Follower(f)
+    poll(first)
+    saved = first.position()
+    first.close()
+    append(f, b"a-2\n")
+    os.rename(f, tmp_path / "alerts.json.2")
+    os.utime(tmp_path / "alerts.json.2", ns=(10**18, 10**18))
+    f.write_bytes(b"b-1\n")
+    os.rename(f, tmp_path / "alerts.json.1")
+    os.utime(tmp_path / "alerts.json.1", ns=(2 * 10**18, 2 * 10**18))
+    f.write_bytes(b"c-1\n")
+    os.link(f, tmp_path / "alerts.json.today")         # Wazuh's alerts.json is a link to the day's file
+    second = Follower(f, position=saved)
+    assert poll(second) == [b"a-2", b"b-1", b"c-1"]
+    second.close()
+
+
 def test_a_rotated_file_that_is_gone_is_one_sentence_not_a_silent_gap(tmp_path):
     f = tmp_path / "alerts.json"
     f.write_bytes(b"1\n2\n")

@@ -221,7 +221,10 @@ def test_kill_9_at_random_points_and_rotations_lose_and_repeat_no_finding(sample
     lost = set(reference) - set(got)
     extra = set(got) - set(reference)
     duplicated = {k: n for k, n in got.items() if n > 1}
-    assert not lost and not extra and not duplicated, (lost, extra, duplicated)
+    assert not lost and not extra and not duplicated, (
+        f"{len(lost)} lost, {len(extra)} extra, {len(duplicated)} duplicated of {len(reference)}; {kills} kills; "
+        f"health {health(prefix)}; log {(prefix / 'service.log').read_text()[-1500:]}; "
+        f"lost {sorted(lost)[:5]}")
     assert not [h for h in health(prefix) if h["health"] == "source_unreadable"], health(prefix)
     checkpoint = json.loads((prefix / "var/anomaly/realtime/service.json").read_text())
     assert "states" not in checkpoint

@@ -307,12 +307,16 @@ class Follower:
     def _lost(self, sentence: str) -> None:
         self.losses.append(sentence)
 
-    def _recover(self, mark: dict, why: str) -> None:
-        """Queue the rest of a file we were reading that is no longer at `path`."""
+    def _recover(self, mark: dict, why: str, current: str | None = None) -> None:
+        """Queue the rest of a file we were reading that is no longer at `path`; with
+        `current` (the identity of the file now at `path`, after a stop), also every
+        rotated file newer than that one, whole and oldest first: rotated more than once
+        while the reader was stopped, they hold lines it never saw."""
         if mark["offset"] <= 0 and not mark["id"]:
             return
         # at offset 0 the first bytes say nothing yet: only the same file (by identity) will do
-        found = find_rotated(self.candidates(), mark["id"] or None, mark["head"] if mark["offset"] > 0 else None,
+        candidates = list(self.candidates())
+        found = find_rotated(candidates, mark["id"] or None, mark["head"] if mark["offset"] > 0 else None,
                              mark["offset"])
         if found is None:
             if mark["offset"] == 0:
@@ -330,10 +334,35 @@ class Follower:
         st = os.fstat(fd)
         if mark["offset"] > st.st_size and identity(st) == mark["id"]:
             os.close(fd)
+        else:
+            reader = self._reader(fd, found, mark["offset"], mark["line"])
+            reader.head = mark["head"]
+            self.retired.append(_Retired(reader, 0.0, True))
+        if current is not None:
+            self._queue_newer(candidates, found, current)
+
+    def _queue_newer(self, candidates: list, found, current: str) -> None:
+        """The rotated files modified after `found` (neither it nor the current file), oldest first."""
+        try:
+            since = os.stat(found)
+        except OSError:
             return
-        reader = self._reader(fd, found, mark["offset"], mark["line"])
-        reader.head = mark["head"]
-        self.retired.append(_Retired(reader, 0.0, True))
+        queued = {identity(os.fstat(r.reader.fd)) for r in self.retired}
+        later = []
+        for path in candidates:
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_mtime_ns > since.st_mtime_ns \
+                    and identity(st) not in (identity(since), current) and identity(st) not in queued:
+                later.append((st.st_mtime_ns, os.fspath(path)))
+        for _, path in sorted(later):
+            try:
+                fd = self.opener(path)
+            except (OSError, ValueError):
+                continue
+            self.retired.append(_Retired(self._reader(fd, path, 0, 0), 0.0, True))
 
     def _open_current(self) -> bool:
         try:
@@ -355,7 +384,7 @@ class Follower:
                 offset, line = saved["offset"], saved["line"]
             else:
                 self.rotations += 1
-                self._recover(saved, "while the reader was stopped")
+                self._recover(saved, "while the reader was stopped", identity(st))
         elif self.from_end:
             offset = st.st_size                 # only what is written from now on (line numbers from here)
             tail = os.pread(fd, min(offset, CHUNK_BYTES), max(0, offset - CHUNK_BYTES))
