@@ -23,6 +23,7 @@ do_install() {
     remove_what_this_version_no_longer_ships
     write_ossec_conf_block
     check_and_commit
+    start_realtime_service
     restart_manager
     say_what_was_installed
 }
@@ -121,9 +122,19 @@ install_opt_in_launchers() {
     # Opt-in launchers of the real-time path and the active response (root:wazuh 0750:
     # integratord and execd refuse scripts the wazuh user can write).
     if [ "$realtime" = 1 ]; then
-        layout_dir integrations_dir
-        layout_dir realtime_dir  # state shared by root (CLI) and wazuh (integration)
+        layout_dir realtime_dir  # state shared by root (CLI) and wazuh (service or integration)
         layout_dir realtime_state_dir
+    fi
+    if [ "$realtime_service" = 1 ]; then
+        # The service's systemd unit (runs the launcher as the wazuh user).
+        render "$REPO/wazuh/systemd/wazuh-anomaly-realtime.service.in" t
+        t=${t//@LAUNCHER@/"$launcher"}
+        t=${t//@PREFIX@/"$prefix"}
+        printf '%s' "$t" >"$work/realtime-unit"
+        place_file "$work/realtime-unit" "$(at realtime_unit)" "$(mode_of realtime_unit)" "real-time service unit" replace
+    fi
+    if [ "$realtime_per_alert" = 1 ]; then
+        layout_dir integrations_dir
         render "$REPO/wazuh/integrations/custom-anomaly.in" t
         t=${t//@PYTHON@/"$(sq "$venv/bin/python")"}
         t=${t//@PREFIX@/"$(sq "$prefix")"}
@@ -212,7 +223,7 @@ write_ossec_conf_block() {
     fi
     render "$REPO/wazuh/ossec.conf.d/localfile-anomalies.xml.in" t
     block+=$t
-    if [ "$realtime" = 1 ]; then
+    if [ "$realtime_per_alert" = 1 ]; then
         render "$REPO/wazuh/ossec.conf.d/integration-anomaly.xml.in" t
         block+=$t
     fi
@@ -272,6 +283,11 @@ say_what_was_installed() {
     say "  anomalies:  $prefix/$(at anomalies_file), raised as alerts by rules 117xxx (from this file only)"
     if [ ${#netflow_sensors[@]} -gt 0 ]; then
         say "  netflow:    rules 117000-117049 also accept these sensor agents and files: ${netflow_sensors[*]}"
+    fi
+    if [ "$realtime_service" = 1 ]; then
+        say "  real time:  the wazuh-anomaly-realtime service ($prefix/$(at realtime_unit)); status: $launcher realtime status"
+    elif [ "$realtime_per_alert" = 1 ]; then
+        say "  real time:  integrations/custom-anomaly, run by wazuh-integratord once per alert"
     fi
     say "  models:     $prefix/var/anomaly/"
     say "  logs:       $prefix/logs/anomaly/wazuh-anomaly.log (each run), $prefix/logs/ossec.log (wazuh-modulesd)"

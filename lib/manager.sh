@@ -70,3 +70,45 @@ restart_manager() {
     fi
     say "$(v restart) the Wazuh manager"
 }
+
+# ---------------------------------------------------------------- the real-time service
+
+have_systemd() { [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; }
+
+# --realtime: link the unit install.sh placed under the prefix and (re)start it; without
+# systemd (a container, a sandbox prefix) say how to run it under another supervisor.
+start_realtime_service() {
+    local unit
+    unit=$prefix/$(at realtime_unit)
+    if [ "$realtime_service" = 0 ]; then
+        stop_realtime_service   # switched to --realtime-per-alert, or real time left out
+        return 0
+    fi
+    if [ "$dry" = 1 ]; then
+        say "[dry-run] would link, enable and start $unit with systemctl"
+        return 0
+    fi
+    if ! have_systemd || [ "$can_chown" = 0 ] || [ ! -x "$control" ]; then
+        say "not starting the real-time service: no systemd here, not root, or no $control (a sandbox prefix); run '$launcher realtime serve' as the wazuh user under your supervisor, restarting it when it exits"
+        return 0
+    fi
+    if ! { systemctl link "$unit" >/dev/null 9<&- &&
+        systemctl daemon-reload 9<&- &&
+        systemctl enable wazuh-anomaly-realtime.service >/dev/null 2>&1 9<&- &&
+        systemctl restart wazuh-anomaly-realtime.service 9<&-; }; then
+        die "the files are in place, but the real-time service did not start; see journalctl -u wazuh-anomaly-realtime."
+    fi
+    say "$(v start) the real-time service wazuh-anomaly-realtime (journalctl -u wazuh-anomaly-realtime)"
+}
+
+# Stops and unlinks the service if systemd knows it (uninstall, or real time switched off).
+stop_realtime_service() {
+    have_systemd || return 0
+    systemctl cat wazuh-anomaly-realtime.service >/dev/null 2>&1 || return 0
+    if [ "$dry" = 1 ]; then
+        say "[dry-run] would stop and disable wazuh-anomaly-realtime"
+        return 0
+    fi
+    systemctl disable --now wazuh-anomaly-realtime.service >/dev/null 2>&1 9<&- || true
+    say "stopped and disabled the real-time service wazuh-anomaly-realtime"
+}

@@ -16,7 +16,9 @@ torch_index_set=0
 find_links=
 allow_worker=0
 interval=5m
-realtime=0
+realtime=0            # the real-time state and permissions (either way of running it)
+realtime_service=0    # --realtime: the long-running service
+realtime_per_alert=0  # --realtime-per-alert: the integratord integration, one process per alert
 active_response=0
 indexer=0
 ar_timeout=3600
@@ -41,8 +43,12 @@ Options:
   --allow-worker      schedule the scoring wodle even on a cluster worker
   --indexer           also install opensearch-py, for the Wazuh indexer as source or
                       shipping destination (see docs/indexer.md)
-  --realtime          also install the real-time integration (integrations/custom-anomaly)
-                      and its <integration> block (opt-in; see docs/realtime.md)
+  --realtime          also install the real-time service (wazuh-anomaly-realtime: follows
+                      alerts.json and judges each alert as it is written; a systemd unit,
+                      started where systemd runs) (opt-in; see docs/realtime.md)
+  --realtime-per-alert
+                      instead, the per-alert integration (integrations/custom-anomaly, run
+                      by wazuh-integratord once per alert) and its <integration> block
   --active-response   also install active-response/bin/anomaly-response and the blocks
                       that run it on critical anomalies with a source address (opt-in)
   --ar-timeout SECS   how long the active response blocks an address (default 3600)
@@ -80,7 +86,8 @@ parse_options() {
             --cuda) cuda=1 ;;
             --allow-worker) allow_worker=1 ;;
             --indexer) indexer=1 ;;
-            --realtime) realtime=1 ;;
+            --realtime) realtime=1; realtime_service=1 ;;
+            --realtime-per-alert) realtime=1; realtime_per_alert=1 ;;
             --active-response) active_response=1 ;;
             --ar-timeout) need_value "$1" $#; ar_timeout=$2; shift ;;
             --ar-timeout=*) ar_timeout=${1#*=} ;;
@@ -102,6 +109,8 @@ parse_options() {
 check_options() {
     local s
     [ "$keep_data" = 0 ] || [ "$uninstall" = 1 ] || die "--keep-data only makes sense with --uninstall."
+    [ "$realtime_service" = 0 ] || [ "$realtime_per_alert" = 0 ] ||
+        die "choose --realtime (the service) or --realtime-per-alert (the integration), not both: both would judge every alert twice."
     [[ $ar_timeout =~ ^[1-9][0-9]*$ ]] || die "--ar-timeout '$ar_timeout' must be a number of seconds such as 3600."
     [[ $interval =~ ^[1-9][0-9]*[smhdw]?$ ]] ||
         die "--interval '$interval' is not a Wazuh interval such as 300s, 5m, 1h or 1d."

@@ -33,6 +33,7 @@ do_uninstall() {
         confirm "Remove $what?" || die "nothing was removed (answered no)."
         tx_begin
     fi
+    stop_realtime_service
 
     for ((i = ${#old_order[@]} - 1; i >= 0; i--)); do
         p=${old_order[i]}

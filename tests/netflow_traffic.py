@@ -135,6 +135,29 @@ def _free_udp_port() -> int:
         return s.getsockname()[1]
 
 
+def _udp_socket(port: int) -> tuple[int, int] | None:
+    """(receive queue bytes, drops) of the local UDP socket bound to 127.0.0.1:`port`, None
+    while nothing is bound there (read from /proc/net/udp: no timing guess)."""
+    try:
+        rows = Path("/proc/net/udp").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    wanted = f"0100007F:{port:04X}"
+    for row in rows:
+        cols = row.split()
+        if len(cols) > 12 and cols[1] == wanted:
+            return int(cols[4].split(":")[1], 16), int(cols[12])
+    return None
+
+
+def _wait_for(what: str, ready, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
 def _config(path: Path, lines: dict) -> Path:
     path.write_text("".join(f"{k}: {v}\n" for k, v in lines.items()))
     return path
@@ -179,12 +202,18 @@ def nfacctd(pcap: Path, work: Path) -> list[dict]:
     collector = subprocess.Popen(["nfacctd", "-f", str(collector_conf)], stdout=log, stderr=subprocess.STDOUT,
                                  start_new_session=True)
     try:
-        time.sleep(1.5)                      # listening
+        # listening: its socket is bound (or it died: then its log says why)
+        _wait_for("nfacctd listening", lambda: collector.poll() is not None or _udp_socket(port) is not None)
         assert collector.poll() is None, (work / f"{pcap.stem}.nfacctd.log").read_text()[-2000:]
         done = subprocess.run(["pmacctd", "-f", str(probe_conf), "-I", str(pcap)],
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
-        time.sleep(2.5)                      # the last datagrams read, a print refresh
+        # every exported datagram taken off the socket (however slow a loaded machine is);
+        # SIGINT below then purges the print plugin's cache into the file
+        _wait_for("nfacctd reading every datagram", lambda: (_udp_socket(port) or (0, 0))[0] == 0)
+        socket_state = _udp_socket(port)
+        assert socket_state is None or socket_state[1] == 0, f"the kernel dropped {socket_state[1]} IPFIX datagrams"
+        time.sleep(1.2)                      # one print refresh (print_refresh_time: 1) for the core's pipe
     finally:
         collector.send_signal(signal.SIGINT)   # purges the print cache and ends its plugin
         try:

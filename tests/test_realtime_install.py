@@ -1,5 +1,6 @@
-"""install.sh --realtime --active-response: the opt-in launchers, permissions for the
-wazuh user, the <integration> and active-response blocks, and a clean uninstall."""
+"""install.sh --realtime (the service), --realtime-per-alert (the integration) and
+--active-response: the opt-in launchers and unit, permissions for the wazuh user, the
+<integration> and active-response blocks, and a clean uninstall."""
 from __future__ import annotations
 
 import json
@@ -25,7 +26,7 @@ def test_realtime_and_active_response_install_their_launchers_blocks_and_uninsta
     (prefix / "logs/integrations.log").write_text("")
     before = snapshot(prefix)
     venv = make_venv(tmp_path / "venv")
-    run("--prefix", str(prefix), "--venv", str(venv), "--no-restart", "--realtime", "--active-response",
+    run("--prefix", str(prefix), "--venv", str(venv), "--no-restart", "--realtime-per-alert", "--active-response",
         "--ar-timeout", "600")
 
     for rel, run_it in (("integrations/custom-anomaly",
@@ -36,7 +37,9 @@ def test_realtime_and_active_response_install_their_launchers_blocks_and_uninsta
         assert f"exec '{venv}/bin/python' {run_it} --prefix '{prefix}' \"$@\"" in path.read_text()
     # Every path of the layout install.sh makes is there with the layout's mode (with --realtime) ...
     made = {e.path: e.realtime_mode for e in LAYOUT.values()
-            if e.kind in ("dir", "data", "file", "log") and e.path not in before}   # not the manager's etc/rules
+            if e.kind in ("dir", "data", "file", "log") and e.path not in before   # not the manager's etc/rules
+            and e.name != "realtime_unit"}                                       # the service's, not installed here
+    assert not (prefix / LAYOUT["realtime_unit"].path).exists()
     for rel, mode in made.items():
         assert stat.S_IMODE((prefix / rel).stat().st_mode) == mode, rel
     # ... and every directory it made is one of them, a parent of one, or one of the shipped config's.
@@ -72,6 +75,53 @@ def test_realtime_and_active_response_install_their_launchers_blocks_and_uninsta
     assert (prefix / "var/anomaly/realtime/state/new_sudo_command_for_user.json").exists()
 
     run("--prefix", str(prefix), "--uninstall", "--yes", "--no-restart")
+    assert snapshot(prefix) == before
+
+
+@pip
+@needs_torch
+def test_realtime_installs_the_service_unit_whose_command_follows_alerts_json_and_uninstalls_cleanly(tmp_path):
+    prefix = make_prefix(tmp_path)
+    (prefix / "logs/alerts").mkdir(parents=True, exist_ok=True)
+    alert = {"timestamp": "2022-01-18T13:14:49.000+0000", "id": "1.1", "rule": {"id": "5402", "level": 3,
+             "groups": ["sudo"]}, "agent": {"id": "27"}, "data": {"srcuser": "u", "command": "id"}}
+    (prefix / "logs/alerts/alerts.json").write_text(json.dumps(alert) + "\n")     # the manager's, not ours
+    before = snapshot(prefix)
+    venv = make_venv(tmp_path / "venv")
+    proc = run("--prefix", str(prefix), "--venv", str(venv), "--no-restart", "--realtime")
+    assert "not starting the real-time service: no systemd here" in proc.stdout        # a sandbox prefix
+
+    unit = prefix / LAYOUT["realtime_unit"].path
+    assert stat.S_IMODE(unit.stat().st_mode) == 0o640
+    text = unit.read_text()
+    assert "@" not in text.replace("multi-user.target", "")                         # every placeholder filled
+    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+    assert (fields["User"], fields["Group"], fields["Restart"]) == ("wazuh", "wazuh", "always")
+    assert fields["ExecStart"] == f"{prefix}/wodles/anomaly/wazuh-anomaly realtime serve"
+    # the service replaces the per-alert integration: no <integration> block, no launcher
+    assert block_of(prefix / "etc/ossec.conf").find("integration") is None
+    assert not (prefix / "integrations/custom-anomaly").exists()
+    for rel, mode in (("var/anomaly/realtime", 0o2770), ("logs/anomaly", 0o770), ("logs/anomaly/anomalies.json", 0o660)):
+        assert stat.S_IMODE((prefix / rel).stat().st_mode) == mode, rel
+
+    # ExecStart as systemd would run it (plus a replay's options): it follows alerts.json
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    done = subprocess.run([*fields["ExecStart"].split(" "), "--from-start", "--idle-exit", "0.3"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "1 alerts judged" in done.stdout
+    assert (prefix / "var/anomaly/realtime/service.json").exists()
+
+    run("--prefix", str(prefix), "--uninstall", "--yes", "--no-restart")
+    assert snapshot(prefix) == before
+
+
+def test_the_service_and_the_per_alert_integration_are_refused_together(tmp_path):
+    prefix = make_prefix(tmp_path)
+    before = snapshot(prefix)
+    proc = run("--prefix", str(prefix), "--no-restart", "--realtime", "--realtime-per-alert", check=False)
+    assert proc.returncode == 1
+    assert "choose --realtime (the service) or --realtime-per-alert (the integration), not both" in proc.stderr
     assert snapshot(prefix) == before
 
 

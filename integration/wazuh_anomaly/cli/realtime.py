@@ -9,7 +9,7 @@ from .common import command, group, time_or_none
 
 
 def register(sub) -> None:
-    rt = group(sub, "realtime", "the real-time detectors of integrations/custom-anomaly: learn, train, status",
+    rt = group(sub, "realtime", "the real-time detectors: serve (the service), learn, train, status",
                dest="realtime_command")
     c = command(rt, "learn", cmd_learn, "replay history through the first-seen detectors, then end learn mode")
     c.add_argument("--alerts", action="append", help="learn from this JSON-lines alerts file (repeatable; default: the manager's alerts)")
@@ -24,6 +24,15 @@ def register(sub) -> None:
     c.add_argument("--to", dest="end", help="end of the history (default: now)")
     c.add_argument("--days", type=float, help="history length when --from is not given (default: each model's training_days, 30)")
     c.add_argument("--model", action="append", help="only this model (repeatable)")
+
+    c = command(rt, "serve", cmd_serve, "follow alerts.json and judge each alert as it is written, in batches "
+                                        "(the wazuh-anomaly-realtime service; stop with SIGTERM)")
+    c.add_argument("--alerts", help="the alerts file to follow (default: logs/alerts/alerts.json under the prefix)")
+    c.add_argument("--from-start", action="store_true",
+                   help="with no saved position, start at the beginning of the file (default: at its end)")
+    c.add_argument("--poll", type=float, default=0.2, help="seconds between looks at an idle file (default 0.2)")
+    c.add_argument("--batch", type=int, default=4096, help="alerts judged and committed together at most (default 4096)")
+    c.add_argument("--idle-exit", type=float, help="stop after this many seconds without a new line (replays, tests)")
 
     command(rt, "status", cmd_status, "per detector: learn mode, keys, values, findings; per model: trained or not")
     command(rt, "validate", cmd_validate, "check etc/anomaly/realtime.yaml")
@@ -47,6 +56,26 @@ def cmd_train(args: argparse.Namespace) -> int:
                             end=time_or_none(args.end), days=args.days, only=args.model)
     print(text)
     return code
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+    import sys
+
+    from ..realtime.service import RealtimeService
+    layout = Layout.from_env(args.prefix)
+    if args.batch < 1 or not args.poll > 0:
+        print("--batch must be at least 1 and --poll above 0.", file=sys.stderr)
+        return 2
+    stopping: list[bool] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.append(True))   # the batch in hand is finished and committed
+    service = RealtimeService(str(layout.prefix), args.alerts or str(layout.alerts_file), from_start=args.from_start,
+                              poll_seconds=args.poll, batch_lines=args.batch)
+    stats = service.run(lambda: bool(stopping), idle_exit_seconds=args.idle_exit,
+                        ready=lambda sentence: print(f"{sentence} (stop with SIGTERM or Ctrl-C)", file=sys.stderr, flush=True))
+    print(stats.describe())
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:

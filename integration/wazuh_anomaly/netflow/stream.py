@@ -14,7 +14,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ import orjson
 from ..core.errors import WazuhAnomalyError
 from ..core.eventtext import MAX_LINE_BYTES as MAX_EVENT_BYTES
 from ..core.fileio import atomic_write, makedirs, open_append, open_binary, open_file, read_bytes, set_aside_damaged
-from ..sources.alerts_file import fingerprint_length, head_fingerprint
+from ..core.follow import HEAD_BYTES, FileReader, Follower
 from .detect import FlowDetector
 from .normalize import PRIVATE, BadRecord, Normalizer
 from .settings import NetflowSettings
@@ -34,7 +33,6 @@ log = logging.getLogger("wazuh_anomaly")
 BATCH_LINES = 4096
 MAX_LINE_BYTES = 65536        # an input line from pmacct
 MAX_LOGGED_BAD = 20          # bad lines logged one by one; beyond, only counted
-HEAD_BYTES = 1024          # identifies a file by its first bytes (a reused inode, a rewrite)
 
 
 @dataclass
@@ -247,14 +245,8 @@ def state_file_for(state_dir: Path, input_path: Path) -> Path:
     return state_dir / "netflow" / f"{name[-120:]}.json"
 
 
-def _valid_mark(mark) -> bool:
-    return isinstance(mark, dict) and type(mark.get("offset")) is int and type(mark.get("line")) is int \
-        and isinstance(mark.get("head"), str) and isinstance(mark.get("id"), str) \
-        and mark["offset"] >= 0 and mark["line"] >= 0
-
-
 class _Resume:
-    """Where to resume one input file: identity, byte offset, line number."""
+    """Where to resume one input file (the follower's position) and the detector's windows."""
 
     def __init__(self, path: Path, state_file: Path | None, output=None):
         self.path = path
@@ -273,6 +265,7 @@ class _Resume:
                 reached = False
             if reached:  # appended before the crash: resume after it, with the windows it left
                 self.data["file"], self.data["detector"] = pending["file"], pending["detector"]
+                self.data["rotated"] = pending.get("rotated")
                 log.info("%s: the last batch before the interruption had reached %s; resuming after it",
                          path, self.output.path)
         # The detection windows are serialised once per batch and embedded as is in both the
@@ -286,34 +279,28 @@ class _Resume:
         """The saved detection windows (a fresh copy)."""
         return orjson.loads(self._detector)
 
-    def offset_for(self, fd: int, st: os.stat_result) -> tuple[int, int]:
-        mark = self.data.get("file")
-        if not _valid_mark(mark):
-            return 0, 0                    # none, or a hand-edited or damaged mark: read the file again
-        offset, line, head = mark["offset"], mark["line"], mark["head"]
-        if mark.get("id") != f"{st.st_dev}:{st.st_ino}" or offset > st.st_size:
-            return 0, 0
-        if head_fingerprint(fd, fingerprint_length(head, st.st_size)) != head:
-            return 0, 0
-        return offset, line
+    @property
+    def position(self) -> dict:
+        """The saved position of the follower (a damaged or hand-edited mark reads the file again)."""
+        return {"file": self.data.get("file"), "rotated": self.data.get("rotated")}
 
-    def _state(self, fd: int, offset: int, line: int, windows: bytes) -> dict:
-        st = os.fstat(fd)
-        return {"version": 1, "input": str(self.path),
-                "file": {"id": f"{st.st_dev}:{st.st_ino}", "offset": offset, "line": line,
-                         "head": head_fingerprint(fd, min(HEAD_BYTES, offset))},
-                "detector": orjson.Fragment(windows)}
+    def _state(self, position: dict, windows: bytes) -> dict:
+        state = {"version": 1, "input": str(self.path), "file": position.get("file"),
+                 "detector": orjson.Fragment(windows)}
+        if position.get("rotated"):
+            state["rotated"] = position["rotated"]
+        return state
 
-    def save(self, fd: int, offset: int, line: int, detector: FlowDetector | None, windows: bytes | None = None) -> None:
+    def save(self, position: dict, detector: FlowDetector | None, windows: bytes | None = None) -> None:
         if self.state_file is None:
             return
         if windows is None:
             windows = orjson.dumps(detector.to_json() if detector else None)
-        self.data = self._state(fd, offset, line, windows)
+        self.data = self._state(position, windows)
         self._detector = windows
         atomic_write_json(self.state_file, self.data, mode=0o640)
 
-    def deliver(self, data: bytes, output: Callable[[bytes], None], fd: int, offset: int, line: int,
+    def deliver(self, data: bytes, output: Callable[[bytes], None], position: dict,
                 detector: FlowDetector | None) -> None:
         """Append one batch and save the state after it, journaled so that a crash in
         between neither repeats nor loses the batch."""
@@ -322,12 +309,13 @@ class _Resume:
             return
         windows = orjson.dumps(detector.to_json() if detector else None)
         if data and self.output is not None:
-            after = self._state(fd, offset, line, windows)
+            after = self._state(position, windows)
             journal = dict(self.data, pending={"output": self.output.position(), "batch": FileOutput.describe(data),
-                                               "file": after["file"], "detector": after["detector"]})
+                                               "file": after["file"], "rotated": after.get("rotated"),
+                                               "detector": after["detector"]})
             atomic_write_json(self.state_file, journal, mode=0o640)
         output(data)
-        self.save(fd, offset, line, detector, windows)
+        self.save(position, detector, windows)
 
 
 @contextlib.contextmanager
@@ -349,12 +337,10 @@ def _only_reader(state_file: Path | None, input_path: Path):
         os.close(fd)
 
 
-def _open_input(path: Path) -> int:
+def _open_input(path) -> int:
+    """The flow file pmacct writes (FileNotFoundError passes: the follower waits for it)."""
     try:
         return os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise WazuhAnomalyError(f"{path}: flow file not found; check pmacct's print_output_file "
-                                f"(or pass the right file).") from None
     except PermissionError:
         raise WazuhAnomalyError(f"{path}: cannot be read (permission denied); run as root or give "
                                 f"the wazuh group read access.") from None
@@ -362,140 +348,25 @@ def _open_input(path: Path) -> int:
         raise WazuhAnomalyError(f"{path}: is a directory; name the pmacct JSON file itself.") from None
 
 
-class YamlReader:
-    """Complete lines from an open file, from an offset, with their line numbers."""
-
-    def __init__(self, fd: int, path: Path, offset: int, line: int):
-        self.fd, self.path, self.offset, self.line = fd, path, offset, line
-        self.pending = b""
-        self.skipping = False        # within a line longer than MAX_LINE_BYTES
-        self.head: str | None = None
-
-    def head_changed(self) -> bool:
-        """The first bytes differ from when they were read: truncated and rewritten to the same size."""
-        if self.offset == 0:
-            return False
-        if self.head is None:
-            self.head = head_fingerprint(self.fd, min(HEAD_BYTES, self.offset))
-            return False
-        return head_fingerprint(self.fd, fingerprint_length(self.head, os.fstat(self.fd).st_size)) != self.head
-
-    def _remember_head(self) -> None:
-        """Fingerprint the first bytes as they are read, not at the next idle poll: a file
-        truncated and rewritten to the same size before that poll is still noticed."""
-        if self.head is None or fingerprint_length(self.head, HEAD_BYTES) < min(HEAD_BYTES, self.offset):
-            self.head = head_fingerprint(self.fd, min(HEAD_BYTES, self.offset))
-
-    def batches(self, batch_lines: int = BATCH_LINES):
-        """Yields lists of (where, line) up to the last complete line; the offset follows.
-        A line longer than MAX_LINE_BYTES comes as (where, None), once its end is in the
-        file: only that line is skipped, never the lines around it."""
-        while True:
-            if self.skipping:                  # inside an over-long line: on to its newline
-                chunk = os.pread(self.fd, 1 << 20, self.offset)
-                if not chunk:
-                    return
-                end = chunk.find(b"\n")
-                if end == -1:
-                    self.offset += len(chunk)
-                    continue
-                self.offset += end + 1
-                self.line += 1
-                self.skipping = False
-                yield [(f"{self.path}:{self.line}", None)]
-                continue
-            chunk = os.pread(self.fd, 1 << 20, self.offset + len(self.pending))
-            if not chunk:
-                return
-            data = self.pending + chunk
-            lines = data.split(b"\n")
-            self.pending = lines.pop()
-            if len(self.pending) > MAX_LINE_BYTES:   # no newline in sight: the lines before it, then skip it
-                self.pending = b""
-                self.skipping = True
-            too_long = bool(lines) and max(map(len, lines)) > MAX_LINE_BYTES
-            for i in range(0, len(lines), batch_lines):
-                part = lines[i:i + batch_lines]
-                first = self.line + 1
-                if too_long:
-                    batch = [(f"{self.path}:{first + j}", ln if len(ln) <= MAX_LINE_BYTES else None)
-                             for j, ln in enumerate(part)]
-                else:
-                    batch = [(f"{self.path}:{first + j}", ln) for j, ln in enumerate(part)]
-                self.line += len(part)
-                self.offset += sum(len(ln) + 1 for ln in part)
-                self._remember_head()
-                yield batch
+def _not_found(path: Path) -> WazuhAnomalyError:
+    return WazuhAnomalyError(f"{path}: flow file not found; check pmacct's print_output_file "
+                             f"(or pass the right file).")
 
 
-_COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".lock")
+# The reader of one open file: core.follow's, under the name the flow tests knew.
+YamlReader = FileReader
 ROTATED_GRACE_SECONDS = 5.0   # a renamed file is still read this long after its last growth
 
 
-def find_rotated(input_path: Path, ident: str | None, head: str | None, offset: int) -> Path | None:
-    """The rotated file holding the rest of what we were reading: the same file renamed
-    (logrotate's create: the same inode) or its copy (copytruncate: the same first bytes,
-    the newest such). None when no uncompressed one is beside it."""
-    directory = input_path.parent
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return None
-    copies = []
-    for name in names:
-        if name == input_path.name or not name.startswith(input_path.name) or name.endswith(_COMPRESSED):
-            continue
-        path = directory / name
-        try:
-            st = os.lstat(path)
-        except OSError:
-            continue
-        if not stat.S_ISREG(st.st_mode):
-            continue
-        if ident is not None and f"{st.st_dev}:{st.st_ino}" == ident:
-            return path
-        if head and offset > 0 and st.st_size >= fingerprint_length(head, st.st_size) > 0:
-            # a copy may end before `offset`: we read what was written between the copy and the truncate
-            copies.append((st.st_mtime_ns, path))
-    for _, path in sorted(copies, reverse=True):
-        try:
-            fd = open_file(path)
-        except (OSError, WazuhAnomalyError):
-            continue
-        try:
-            if head_fingerprint(fd, fingerprint_length(head, os.fstat(fd).st_size)) == head:
-                return path
-        finally:
-            os.close(fd)
-    return None
+def _follower(input_path: Path, position: dict | None, grace: float) -> Follower:
+    return Follower(input_path, position=position, max_line_bytes=MAX_LINE_BYTES, head_bytes=HEAD_BYTES,
+                    grace_seconds=grace, opener=_open_input)
 
 
-def _read_rotated_rest(input_path: Path, ident: str | None, head: str | None, offset: int, line: int,
-                       deliver: Callable[[list], None], stats: "NormalizeStats") -> None:
-    """After a rotation: what the rotated file holds beyond `offset` (what we had read),
-    delivered; counted as a loss, in one sentence, when that file cannot be found."""
-    if offset <= 0 and ident is None:
-        return
-    rotated = find_rotated(input_path, ident, head, offset)
-    if rotated is None:
-        stats.lost(f"{input_path} was rotated and no uncompressed rotated file beside it holds what was written "
-                   f"to it after byte {offset} (line {line}): those flows, if any, were not read; keep the newest "
-                   f"rotated file uncompressed (logrotate's delaycompress) and read before it is removed")
-        return
-    try:
-        fd = open_file(rotated)
-    except (OSError, WazuhAnomalyError) as exc:
-        stats.lost(f"{input_path} was rotated to {rotated}, which cannot be read ({exc}): the flows written after "
-                   f"byte {offset} (line {line}) were not read")
-        return
-    try:
-        reader = YamlReader(fd, rotated, offset, line)
-        for batch in reader.batches():
-            deliver(batch)
-        if reader.offset > offset:
-            log.info("%s was rotated; read the rest of it (%d bytes) from %s", input_path, reader.offset - offset, rotated)
-    finally:
-        os.close(fd)
+def _take_losses(follower: Follower, stats: NormalizeStats, told: int) -> int:
+    for sentence in follower.losses[told:]:
+        stats.lost(sentence)
+    return len(follower.losses)
 
 
 def normalize_file(input_path: Path, output: Callable[[bytes], None], settings: NetflowSettings, *,
@@ -508,23 +379,18 @@ def normalize_file(input_path: Path, output: Callable[[bytes], None], settings: 
 def _normalize_file(input_path, output, settings, state_file, from_start) -> NormalizeStats:
     resume = _Resume(input_path, state_file, output)
     pipeline = FlowPipeline(settings, None if from_start else resume.detector)
-    fd = _open_input(input_path)
+    follower = _follower(input_path, None if from_start else resume.position, 0.0)
     try:
-        st = os.fstat(fd)
-        offset, line = (0, 0) if from_start else resume.offset_for(fd, st)
-        mark = resume.data.get("file")
-        if not from_start and (offset, line) == (0, 0) and _valid_mark(mark) and mark["offset"] > 0:
-            # not the file we read last, or it was truncated: rotated since the last run
-            _read_rotated_rest(input_path, mark["id"], mark["head"], mark["offset"], mark["line"],
-                               lambda batch: resume.deliver(pipeline.process(batch), output, fd, 0, 0,
-                                                            pipeline.detector), pipeline.stats)
-            resume.save(fd, 0, 0, pipeline.detector)     # the rotated file is done with
-        reader = YamlReader(fd, input_path, offset, line)
-        for batch in reader.batches():
-            resume.deliver(pipeline.process(batch), output, fd, reader.offset, reader.line, pipeline.detector)
-        pipeline.stats.bytes_read = reader.offset - offset
+        if follower.waiting:
+            raise _not_found(input_path)
+        read = 0
+        for batch in follower.batches():
+            read += sum(len(line) + 1 if line is not None else 0 for _, line in batch)
+            resume.deliver(pipeline.process(batch), output, follower.position(), pipeline.detector)
+        _take_losses(follower, pipeline.stats, 0)
+        pipeline.stats.bytes_read = read
     finally:
-        os.close(fd)
+        follower.close()
     return pipeline.stats
 
 
@@ -547,20 +413,15 @@ def _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_e
     resume = _Resume(input_path, state_file, output)
     pipeline = FlowPipeline(settings, resume.detector)
     stats = pipeline.stats
-    fd = None
-    reader = None
-    retired = None          # [reader, fd, until]: a renamed file, read a while longer (its writer may lag)
+    follower = _follower(input_path, resume.position, ROTATED_GRACE_SECONDS)
     idle_since = time.monotonic()
-    waiting = False
-    told = {"skipped": 0, "losses": 0, "at": 0.0}
-
-    def deliver(batch):
-        resume.deliver(pipeline.process(batch), output, fd, reader.offset, reader.line, pipeline.detector)
+    told = {"skipped": 0, "losses": 0, "said": 0, "at": 0.0, "rotations": 0, "waiting": False}
 
     def tell(final: bool = False) -> None:
-        if len(stats.losses) > told["losses"]:
-            health("source_unreadable", " ".join(stats.losses[told["losses"]:]))
-            told["losses"] = len(stats.losses)
+        told["losses"] = _take_losses(follower, stats, told["losses"])
+        if len(stats.losses) > told["said"]:
+            health("source_unreadable", " ".join(stats.losses[told["said"]:]))
+            told["said"] = len(stats.losses)
         now = time.monotonic()
         if stats.skipped > told["skipped"] and (final or now - told["at"] >= HEALTH_EVERY_SECONDS):
             health("malformed_input", f"{input_path}: {stats.sentence()}.")
@@ -568,55 +429,16 @@ def _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_e
 
     try:
         while not stop():
-            if fd is None:
-                try:
-                    fd = os.open(input_path, os.O_RDONLY)
-                except FileNotFoundError:
-                    fd = None
-                    if not waiting:
-                        log.info("%s does not exist yet; waiting for pmacct to write it", input_path)
-                        waiting = True
-                if fd is not None:
-                    offset, line = resume.offset_for(fd, os.fstat(fd))
-                    reader = YamlReader(fd, input_path, offset, line)
             progressed = False
-            if retired is not None:
-                for batch in retired[0].batches():
-                    deliver(batch)
-                    retired[2] = time.monotonic() + ROTATED_GRACE_SECONDS
-                    progressed = True
-                if time.monotonic() > retired[2]:
-                    os.close(retired[1])
-                    retired = None
-            if reader is not None:
-                for batch in reader.batches():
-                    deliver(batch)
-                    progressed = True
-                try:
-                    now = os.stat(input_path)
-                except FileNotFoundError:
-                    now = None
-                mine = os.fstat(fd)
-                if now is None or (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
-                    # Renamed away: what is in the old file was just read; start the new one,
-                    # and keep reading the old one a while (a writer may still append to it).
-                    if now is not None:
-                        log.info("%s was rotated; reading the new file from its start", input_path)
-                        if retired is not None:
-                            os.close(retired[1])
-                        retired = [reader, fd, time.monotonic() + ROTATED_GRACE_SECONDS]
-                        fd = os.open(input_path, os.O_RDONLY)
-                        reader = YamlReader(fd, input_path, 0, 0)
-                        resume.save(fd, 0, 0, pipeline.detector)
-                        continue
-                elif mine.st_size < reader.offset or (not progressed and reader.head_changed()):
-                    log.info("%s was truncated (copytruncate); reading it again from its start", input_path)
-                    old = reader
-                    reader = YamlReader(fd, input_path, 0, 0)
-                    # what was written between our last read and the copy is in the copy
-                    _read_rotated_rest(input_path, None, old.head, old.offset, old.line, deliver, stats)
-                    tell()
-                    continue
+            for batch in follower.batches():
+                resume.deliver(pipeline.process(batch), output, follower.position(), pipeline.detector)
+                progressed = True
+            if follower.waiting and not told["waiting"]:
+                log.info("%s does not exist yet; waiting for pmacct to write it", input_path)
+            told["waiting"] = follower.waiting
+            if follower.rotations > told["rotations"]:
+                log.info("%s was rotated; reading the new file from its start", input_path)
+                told["rotations"] = follower.rotations
             tell()
             if progressed:
                 idle_since = time.monotonic()
@@ -625,8 +447,5 @@ def _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_e
             time.sleep(poll_seconds)
     finally:
         tell(final=True)
-        if retired is not None:
-            os.close(retired[1])
-        if fd is not None:
-            os.close(fd)
+        follower.close()
     return pipeline.stats

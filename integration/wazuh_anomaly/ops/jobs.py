@@ -48,9 +48,11 @@ def train(runner: Runner, names: list[str] | None = None, start: float | None = 
 def train_due_realtime_models(runner: Runner) -> None:
     """The wodle's share of the real-time path: (re)train the rare-event models that are
     due; what cannot be trained becomes a health alert. Only where the real-time path is
-    installed (install.sh --realtime puts the integration's launcher in place)."""
+    installed (install.sh --realtime puts the service's unit in place, --realtime-per-alert
+    the integration's launcher)."""
     layout = runner.config.layout
-    if not _realtime_installed(layout) or not (layout.prefix / "integrations" / "custom-anomaly").exists():
+    if not _realtime_installed(layout) or not ((layout.prefix / "integrations" / "custom-anomaly").exists()
+                                               or (layout.etc_dir / "wazuh-anomaly-realtime.service").exists()):
         return
     from ..realtime import jobs as realtime_jobs
     at = datetime.fromtimestamp(runner.now, timezone.utc)

@@ -16,6 +16,14 @@ FUTURE_SECONDS = 86400.0
 INPUT_STATE = "skipped-input"
 
 
+def _file_signature(path: str) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 def _finding(data: dict, alert: dict):
     from .events import RareFinding  # rendering is only imported when there is something to write
     return RareFinding(data, alert)
@@ -31,13 +39,22 @@ class RealtimeEngine:
         self.detectors = [_detectors.build(d) for d in config["detectors"] if d["enabled"] and chosen(d["name"])]
         self.model_specs = [m for m in config["models"] if m["enabled"] and chosen(m["name"])]
         self._models: dict[str, RareEventModel | None] = {}
+        self._model_files: dict[str, tuple | None] = {}
         self.problems: list[str] = []
+
+    def refresh_models(self) -> None:
+        """Forget each model whose file changed since it was read (retrained by `realtime
+        train` or the wodle, or trained at last): a long-running service reads it again."""
+        for name in list(self._models):
+            if _file_signature(os.path.join(self.models_dir, f"{name}.json")) != self._model_files.get(name):
+                del self._models[name]
 
     def model(self, spec: dict) -> RareEventModel | None:
         """The trained model of a spec (read once, refused when someone else could have written it)."""
         name = spec["name"]
         if name not in self._models:
             path = os.path.join(self.models_dir, f"{name}.json")
+            self._model_files[name] = _file_signature(path)
             if not os.path.exists(path):
                 self._models[name] = None  # not trained yet: `wazuh-anomaly realtime train`
             else:

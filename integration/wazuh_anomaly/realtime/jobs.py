@@ -271,6 +271,7 @@ def status_lines(prefix: str) -> list[str]:
     if skipped:
         lines.append("skipped input (alerts no detector could use; details in logs/integrations.log): "
                      + ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items())))
+    lines += service_lines(prefix)
     lines += [f"problem: {p}" for p in engine.problems + take_damaged()]
     return lines
 
@@ -298,6 +299,26 @@ def model_status_lines(prefix: str) -> list[str]:
     if not os.path.isfile(paths.config):
         return []
     return _model_lines(paths, RealtimeEngine(_config.load(paths.config, paths.cache), paths.models))
+
+
+def service_lines(prefix: str) -> list[str]:
+    """Where the real-time service is in alerts.json and what it did since its last start."""
+    from .service import CHECKPOINT_NAME, read_checkpoint
+    doc = read_checkpoint(prefix)
+    if doc is None:
+        return []
+    stats = doc.get("stats") if isinstance(doc.get("stats"), dict) else {}
+    mark = (doc.get("position") or {}).get("file") if isinstance(doc.get("position"), dict) else None
+    mark = mark if isinstance(mark, dict) else {}
+    try:
+        committed = _iso(os.path.getmtime(os.path.join(Paths(prefix).base, CHECKPOINT_NAME)))
+    except OSError:
+        committed = "-"
+    skipped = stats.get("skipped") if isinstance(stats.get("skipped"), dict) else {}
+    return [f"service: {doc.get('input')} read to line {mark.get('line', 0)} (byte {mark.get('offset', 0)}), "
+            f"last commit {committed}; since its last start {stats.get('alerts', 0)} alerts judged, "
+            f"{stats.get('findings', 0)} findings written"
+            + (", skipped " + ", ".join(f"{n} {r}" for r, n in sorted(skipped.items())) if skipped else "")]
 
 
 def status(prefix: str) -> tuple[str, int]:

@@ -30,12 +30,15 @@ class StateStore:
     """One JSON document per detector under `<dir>/state/`, read and written under a lock."""
 
 
-    def __init__(self, directory: str, *, lock_timeout: float | None = None):
+    def __init__(self, directory: str, *, lock_timeout: float | None = None, cache: dict | None = None):
         """lock_timeout: give up (LockTimeout) after this many seconds instead of waiting
         for ever; the integration sets it, the CLI waits (`realtime learn` holds the lock
-        for its whole replay)."""
+        for its whole replay). cache: a dict the caller keeps between stores (the
+        real-time service): a state whose file has not changed since it was last read or
+        written is taken from it instead of being read and parsed again."""
         self.directory = directory
         self.lock_timeout = lock_timeout
+        self._cache = cache
         self.state_dir = os.path.join(directory, "state")
         self.lock_path = os.path.join(directory, "state.lock")
         self._fd: int | None = None
@@ -70,6 +73,9 @@ class StateStore:
         try:
             if exc_type is None:
                 self.flush()
+            elif self._cache is not None:
+                for name in self._loaded:      # changed in memory, not written: read again next time
+                    self._cache.pop(name, None)
         finally:
             if self._fd is not None:
                 os.close(self._fd)  # closing releases the lock
@@ -83,6 +89,13 @@ class StateStore:
         A damaged file is moved aside and noted (fileio.damaged) for the caller to report."""
         if name not in self._loaded:
             path = self.path(name)
+            signature = None
+            if self._cache is not None:
+                signature = _signature(path)
+                hit = self._cache.get(name)
+                if hit is not None and signature is not None and hit[0] == signature:
+                    self._loaded[name] = hit[1]
+                    return hit[1]
             try:
                 data = fastjson.loads(fileio.read_bytes(path))
             except FileNotFoundError:
@@ -93,10 +106,21 @@ class StateStore:
                 set_aside_damaged(path, f"detector {name} learns again from the next alerts")
                 data = {}
             self._loaded[name] = data
+            if self._cache is not None and signature is not None:
+                self._cache[name] = (signature, data)
         return self._loaded[name]
 
     def mark(self, name: str) -> None:
         self._dirty.add(name)
+
+    def put(self, name: str, state: dict) -> None:
+        """Replace a detector's state (written at the next flush)."""
+        self._loaded[name] = state
+        self._dirty.add(name)
+
+    def changed(self) -> dict[str, dict]:
+        """The states changed since the last flush, by detector name."""
+        return {name: self._loaded[name] for name in sorted(self._dirty)}
 
     def flush(self) -> None:
         for name in sorted(self._dirty):
@@ -105,7 +129,20 @@ class StateStore:
             # after a power cut a state file may lose its last update, which is then
             # learned again, and a finding reported twice is dropped by the writer's id store.
             atomic_write(self.path(name), fastjson.dumps(state).encode(), FILE_MODE, durable=False)
+            if self._cache is not None:
+                signature = _signature(self.path(name))
+                if signature is not None:
+                    self._cache[name] = (signature, state)
         self._dirty.clear()
+
+
+def _signature(path: str):
+    """What changes whenever a state file is replaced (a new inode each time) or edited."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 _TIMES = ("started", "learn_end", "last_finding")

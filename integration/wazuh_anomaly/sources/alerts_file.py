@@ -8,7 +8,6 @@ counted per reason in a `SourceStats` and skipped.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import time
@@ -27,6 +26,7 @@ from ..core.errors import UnsafePath, WazuhAnomalyError
 from ..core.fileio import open_binary
 from ..core.registry import SOURCES
 from ..core.timeparse import MINUTE_CACHE, SECONDS_BYTES, TAIL_CACHE, wazuh_timestamp
+from ..core.follow import head_fingerprint, same_file
 
 __all__ = [
     "AlertsFileSource",
@@ -118,21 +118,6 @@ class SourceStats:
 _HEAD_BYTES = 64
 
 
-def head_fingerprint(fd: int, length: int) -> str:
-    """Identifies a file by its first bytes, so a reused inode is not mistaken for the old file."""
-    head = os.pread(fd, length, 0) if length > 0 else b""
-    return f"{len(head)}:{hashlib.blake2b(head, digest_size=8).hexdigest()}"
-
-
-def fingerprint_length(fingerprint: str, size: int) -> int:
-    """How many head bytes a stored fingerprint covers (-1, never matching, if the file is now shorter)."""
-    try:
-        length = int(fingerprint.split(":", 1)[0])
-    except ValueError:
-        return -1
-    return length if length <= size else -1
-
-
 @dataclass
 class ReadCursor:
     """Where the previous `read()` may be resumed, so each run does not re-read the whole day.
@@ -156,9 +141,7 @@ class ReadCursor:
             return 0
         offset = mark["offset"]
         # A file shorter than the offset was truncated; another head means the inode was reused.
-        if offset > size or head_fingerprint(fd, fingerprint_length(mark["head"], size)) != mark["head"]:
-            return 0
-        return offset
+        return offset if same_file(fd, size, offset, mark["head"]) else 0
 
     def to_dict(self) -> dict:
         return {"version": 1, "resume_from": self.resume_from, "files": dict(self.files)}

@@ -1,0 +1,465 @@
+"""Following a growing JSON-lines file across rotations: the one reader behind the
+alerts files, the NetFlow follower and the real-time service.
+
+A `Follower` hands out complete lines in batches, in file order, and a `position()`
+that says exactly how far those batches went. Saved after each batch (atomically, by
+the caller) and given back to a new `Follower`, the position resumes after the last
+line handed out: nothing is read twice, nothing is skipped.
+
+- **Rotation by rename** (Wazuh's own, logrotate's `create`): the renamed file is read to
+  its end through the descriptor still open, and a while longer (`grace_seconds`: a writer
+  may not have reopened yet), then the new file from its start.
+- **Rotation by copytruncate**: the file shrinks (or its first bytes change); what was
+  written between our last read and the copy is read from the copy (the newest file
+  beside it with the same first bytes), then the file again from its start.
+- **While stopped**: a saved position names the file by identity (st_dev:st_ino) and a
+  fingerprint of its first bytes (so a reused inode is not taken for the old file). If
+  the file there is another one, the old one is looked for among the candidates (by
+  identity, then by first bytes) and its rest read first. When it cannot be found the
+  loss is one sentence in `losses`, never silent.
+- **A torn last line** (no newline yet: the writer is mid-line) is held back and not
+  counted in the position; the next poll takes it whole.
+- **An over-long line** (over `max_line_bytes`) is handed out as ``(where, None)`` once
+  its end is in the file, without ever being held in memory whole: only that line is
+  lost, and the caller counts it.
+
+The standard library and `core.fileio` only (the core imports nothing else of the package).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import time
+from typing import Callable, Iterable, Iterator
+
+from .fileio import open_file
+
+__all__ = ["FileReader", "Follower", "find_rotated", "fingerprint_length", "head_fingerprint", "same_file",
+           "valid_mark", "HEAD_BYTES", "MAX_LINE_BYTES"]
+
+HEAD_BYTES = 1024              # a file is known by its first bytes (a reused inode, a rewrite)
+MAX_LINE_BYTES = 65536         # default limit of one input line
+CHUNK_BYTES = 1 << 20
+BATCH_LINES = 4096
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".lock", ".sum")
+
+Batch = list  # [(where, line bytes or None for an over-long line)]
+
+
+def head_fingerprint(fd: int, length: int) -> str:
+    """Identifies a file by its first `length` bytes, so a reused inode is not mistaken for the old file."""
+    return _fingerprint(os.pread(fd, length, 0) if length > 0 else b"")
+
+
+def fingerprint_length(fingerprint: str, size: int) -> int:
+    """How many head bytes a stored fingerprint covers (-1, never matching, if the file is now shorter)."""
+    try:
+        length = int(fingerprint.split(":", 1)[0])
+    except ValueError:
+        return -1
+    return length if length <= size else -1
+
+
+def identity(st: os.stat_result) -> str:
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def same_file(fd: int, size: int, offset: int, head: str) -> bool:
+    """Whether the open file `fd` (now `size` bytes) is still the file a mark at `offset`
+    with first-bytes fingerprint `head` was taken of: not truncated below the offset, and
+    the same first bytes (a reused inode or a rewrite has others)."""
+    return offset <= size and head_fingerprint(fd, fingerprint_length(head, size)) == head
+
+
+def valid_mark(mark) -> bool:
+    """A saved file mark: {"id": "dev:ino", "offset": int >= 0, "line": int >= 0, "head": fingerprint}."""
+    return isinstance(mark, dict) and type(mark.get("offset")) is int and type(mark.get("line")) is int \
+        and isinstance(mark.get("head"), str) and isinstance(mark.get("id"), str) \
+        and mark["offset"] >= 0 and mark["line"] >= 0
+
+
+class FileReader:
+    """Complete lines of one open file from a byte offset, with their line numbers.
+
+    `offset` is always the start of the next line not handed out; a torn last line stays
+    in `pending` (not counted in `offset`)."""
+
+    def __init__(self, fd: int, path, offset: int, line: int, *, max_line_bytes: int = MAX_LINE_BYTES,
+                 head_bytes: int = HEAD_BYTES):
+        self.fd, self.path, self.offset, self.line = fd, path, offset, line
+        self.max_line_bytes = max_line_bytes
+        self.head_bytes = head_bytes
+        self.pending = b""
+        self.skipping = False        # within a line longer than max_line_bytes
+        self.head: str | None = None
+        # The first bytes as this reader read them (from offset 0): the fingerprint is of
+        # what was read, never of what the file holds later, so a truncation and rewrite
+        # between two reads is still noticed.
+        self._head_data: bytes | None = b"" if offset == 0 else None
+
+    def mark(self) -> dict:
+        """Where to resume this file: identity, offset, line number, first bytes."""
+        self._remember_head()
+        return {"id": identity(os.fstat(self.fd)), "offset": self.offset, "line": self.line,
+                "head": self.head if self.head is not None else head_fingerprint(self.fd, 0)}
+
+    def head_changed(self) -> bool:
+        """The first bytes differ from when they were read: truncated and rewritten (to any size)."""
+        if self.offset == 0:
+            return False
+        if self.head is None:
+            self._remember_head()
+            if self.head is None:
+                self.head = head_fingerprint(self.fd, min(self.head_bytes, self.offset))
+                return False
+        return head_fingerprint(self.fd, fingerprint_length(self.head, os.fstat(self.fd).st_size)) != self.head
+
+    def _remember_head(self) -> None:
+        """Fingerprint the first bytes as they were read (see _head_data), as the offset passes them."""
+        want = min(self.head_bytes, self.offset)
+        if self._head_data is not None:
+            n = min(want, len(self._head_data))
+            if self.head is None or fingerprint_length(self.head, self.head_bytes) < n:
+                self.head = _fingerprint(self._head_data[:n])
+        elif self.head is None or fingerprint_length(self.head, self.head_bytes) < want:
+            self.head = head_fingerprint(self.fd, want)
+
+    def _read(self, at: int) -> bytes | None:
+        """The next chunk from `at`; None when the file was truncated under us since the
+        last read (its first bytes changed): the chunk may hold other lines, so nothing of
+        it is handed out and the follower starts the file again."""
+        chunk = os.pread(self.fd, CHUNK_BYTES, at)
+        data = self._head_data
+        if data is not None and at == len(data) and at < self.head_bytes:
+            self._head_data = data + chunk[:self.head_bytes - at]
+        elif chunk and self.head is not None and self.head_changed():
+            return None
+        return chunk
+
+    def batches(self, batch_lines: int = BATCH_LINES) -> Iterator[Batch]:
+        """Lists of (where, line) up to the last complete line; `offset` and `line` follow
+        each batch. A line longer than max_line_bytes comes as (where, None), once its end
+        is in the file: only that line is skipped, never the lines around it."""
+        limit = self.max_line_bytes
+        while True:
+            if self.skipping:                  # inside an over-long line: on to its newline
+                chunk = self._read(self.offset)
+                if not chunk:
+                    return
+                end = chunk.find(b"\n")
+                if end == -1:
+                    self.offset += len(chunk)
+                    continue
+                self.offset += end + 1
+                self.line += 1
+                self.skipping = False
+                self._remember_head()
+                yield [(f"{self.path}:{self.line}", None)]
+                continue
+            chunk = self._read(self.offset + len(self.pending))
+            if not chunk:
+                return
+            data = self.pending + chunk if self.pending else chunk
+            lines = data.split(b"\n")
+            self.pending = lines.pop()
+            if len(self.pending) > limit:   # no newline in sight: the lines before it, then skip it
+                if not lines:
+                    self.offset += len(self.pending)   # never held: counted from its start
+                    self.pending = b""
+                    self.skipping = True
+                    continue
+                skip_after = True
+            else:
+                skip_after = False
+            too_long = bool(lines) and max(map(len, lines)) > limit
+            path = self.path
+            for i in range(0, len(lines), batch_lines):
+                part = lines[i:i + batch_lines]
+                first = self.line + 1
+                if too_long:
+                    batch = [(f"{path}:{first + j}", ln if len(ln) <= limit else None) for j, ln in enumerate(part)]
+                else:
+                    batch = [(f"{path}:{first + j}", ln) for j, ln in enumerate(part)]
+                self.line += len(part)
+                self.offset += sum(map(len, part)) + len(part)
+                self._remember_head()
+                yield batch
+            if skip_after:
+                self.offset += len(self.pending)
+                self.pending = b""
+                self.skipping = True
+
+
+def _fingerprint(head: bytes) -> str:
+    return f"{len(head)}:{hashlib.blake2b(head, digest_size=8).hexdigest()}"
+
+
+def siblings(path) -> list:
+    """Where logrotate puts a rotated file: beside it, named after it (flows.json.1,
+    alerts.json-20261203); compressed ones are left out (they cannot be read from an offset)."""
+    directory = os.path.dirname(os.fspath(path)) or "."
+    base = os.path.basename(os.fspath(path))
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    return [os.path.join(directory, n) for n in names
+            if n != base and n.startswith(base) and not n.endswith(_COMPRESSED)]
+
+
+def find_rotated(candidates: Iterable, ident: str | None, head: str | None, offset: int):
+    """The rotated file holding the rest of what we were reading: the same file renamed
+    (the same identity) or its copy (copytruncate: the same first bytes, the newest such).
+    None when no uncompressed one is among `candidates`."""
+    copies = []
+    for path in candidates:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        if ident is not None and identity(st) == ident:
+            return path
+        if head and offset > 0 and st.st_size >= fingerprint_length(head, st.st_size) > 0:
+            # a copy may end before `offset`: what was written between the copy and the truncate is lost
+            copies.append((st.st_mtime_ns, os.fspath(path)))
+    for _, path in sorted(copies, reverse=True):
+        try:
+            fd = open_file(path)
+        except (OSError, ValueError):
+            continue
+        try:
+            if head_fingerprint(fd, fingerprint_length(head, os.fstat(fd).st_size)) == head:
+                return path
+        finally:
+            os.close(fd)
+    return None
+
+
+class _Retired:
+    """A rotated file still being read: renamed (read until quiet for the grace) or a copy (read once)."""
+
+    __slots__ = ("reader", "until", "once")
+
+    def __init__(self, reader: FileReader, until: float, once: bool):
+        self.reader, self.until, self.once = reader, until, once
+
+
+class Follower:
+    """Follows `path` across rename and copytruncate rotations, resuming at `position`.
+
+    Parameters
+    ----------
+    position : dict or None
+        What `position()` returned after the last batch the caller kept (None: from the
+        start of the file, or from its end with `from_end`).
+    candidates : callable returning paths, optional
+        Where a rotated file may be (default: the files beside `path` named after it).
+    grace_seconds : float
+        A renamed file is read this long after it last grew (its writer may lag).
+    """
+
+    def __init__(self, path, *, position: dict | None = None, max_line_bytes: int = MAX_LINE_BYTES,
+                 head_bytes: int = HEAD_BYTES, grace_seconds: float = 5.0,
+                 candidates: Callable[[], Iterable] | None = None, from_end: bool = False,
+                 opener: Callable[[str], int] | None = None):
+        self.path = path
+        self.max_line_bytes = max_line_bytes
+        self.head_bytes = head_bytes
+        self.grace_seconds = grace_seconds
+        self.candidates = candidates or (lambda: siblings(path))
+        self.opener = opener or (lambda p: open_file(p))
+        self.from_end = from_end and not position
+        saved = position if isinstance(position, dict) else {}
+        self._saved_file = saved.get("file") if valid_mark(saved.get("file")) else None
+        rotated = saved.get("rotated")
+        self._saved_rotated = [m for m in rotated if valid_mark(m)] if isinstance(rotated, list) else []
+        self.current: FileReader | None = None
+        self.retired: list[_Retired] = []
+        self.losses: list[str] = []         # one sentence per rotation whose rest could not be read
+        self.rotations = 0
+        self.torn_at_rotation = 0           # unterminated last lines of rotated files, never completed
+        self.waiting = False                # the file does not exist (yet)
+        self._open_current()                # from now on the file is held: a rotation before the first poll loses nothing
+        self.from_end = False               # a file that appears later is new: read from its start
+
+    # -- position ------------------------------------------------------------------
+    def position(self) -> dict:
+        """Where a new Follower resumes: the current file's mark and those of rotated files
+        still being read (plain JSON types)."""
+        rotated = [r.reader.mark() for r in self.retired]
+        if self.current is not None:
+            current = self.current.mark()
+        else:
+            current = self._saved_file
+            rotated = self._saved_rotated + rotated
+        out: dict = {"file": current}
+        if rotated:
+            out["rotated"] = rotated
+        return out
+
+    # -- reading -------------------------------------------------------------------
+    def _reader(self, fd: int, path, offset: int, line: int) -> FileReader:
+        return FileReader(fd, path, offset, line, max_line_bytes=self.max_line_bytes, head_bytes=self.head_bytes)
+
+    def _lost(self, sentence: str) -> None:
+        self.losses.append(sentence)
+
+    def _recover(self, mark: dict, why: str, current: str | None = None) -> None:
+        """Queue the rest of a file we were reading that is no longer at `path`; with
+        `current` (the identity of the file now at `path`, after a stop), also every
+        rotated file newer than that one, whole and oldest first: rotated more than once
+        while the reader was stopped, they hold lines it never saw."""
+        if mark["offset"] <= 0 and not mark["id"]:
+            return
+        # at offset 0 the first bytes say nothing yet: only the same file (by identity) will do
+        candidates = list(self.candidates())
+        found = find_rotated(candidates, mark["id"] or None, mark["head"] if mark["offset"] > 0 else None,
+                             mark["offset"])
+        if found is None:
+            if mark["offset"] == 0:
+                return          # nothing had been read from it: nothing known to be missing
+            self._lost(f"{self.path} was rotated ({why}) and no uncompressed rotated file holds what was written to it after "
+                       f"byte {mark['offset']} (line {mark['line']}): those lines, if any, were not read; keep the "
+                       f"newest rotated file uncompressed (logrotate's delaycompress) until it has been read")
+            return
+        try:
+            fd = self.opener(found)
+        except (OSError, ValueError) as exc:
+            self._lost(f"{self.path} was rotated to {found}, which cannot be read ({exc}): the lines written after "
+                       f"byte {mark['offset']} (line {mark['line']}) were not read")
+            return
+        st = os.fstat(fd)
+        if mark["offset"] > st.st_size and identity(st) == mark["id"]:
+            os.close(fd)
+        else:
+            reader = self._reader(fd, found, mark["offset"], mark["line"])
+            reader.head = mark["head"]
+            self.retired.append(_Retired(reader, 0.0, True))
+        if current is not None:
+            self._queue_newer(candidates, found, current)
+
+    def _queue_newer(self, candidates: list, found, current: str) -> None:
+        """The rotated files modified after `found` (neither it nor the current file), oldest first."""
+        try:
+            since = os.stat(found)
+        except OSError:
+            return
+        queued = {identity(os.fstat(r.reader.fd)) for r in self.retired}
+        later = []
+        for path in candidates:
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_mtime_ns > since.st_mtime_ns \
+                    and identity(st) not in (identity(since), current) and identity(st) not in queued:
+                later.append((st.st_mtime_ns, os.fspath(path)))
+        for _, path in sorted(later):
+            try:
+                fd = self.opener(path)
+            except (OSError, ValueError):
+                continue
+            self.retired.append(_Retired(self._reader(fd, path, 0, 0), 0.0, True))
+
+    def _open_current(self) -> bool:
+        try:
+            fd = self.opener(self.path)
+        except FileNotFoundError:
+            self.waiting = True
+            return False
+        self.waiting = False
+        st = os.fstat(fd)
+        saved, self._saved_file = self._saved_file, None
+        rotated, self._saved_rotated = self._saved_rotated, []
+        for mark in rotated:                  # rotated files we were still reading when stopped
+            if identity(st) == mark["id"]:
+                continue
+            self._recover(mark, "a rotated file still being read")
+        offset, line = 0, 0
+        if saved is not None:
+            if saved["id"] == identity(st) and same_file(fd, st.st_size, saved["offset"], saved["head"]):
+                offset, line = saved["offset"], saved["line"]
+            else:
+                self.rotations += 1
+                self._recover(saved, "while the reader was stopped", identity(st))
+        elif self.from_end:
+            offset = st.st_size                 # only what is written from now on (line numbers from here)
+            tail = os.pread(fd, min(offset, CHUNK_BYTES), max(0, offset - CHUNK_BYTES))
+            cut = tail.rfind(b"\n")
+            offset = offset - len(tail) + cut + 1 if cut >= 0 else (0 if offset <= CHUNK_BYTES else offset)
+        self.current = self._reader(fd, self.path, offset, line)
+        if offset and saved is not None:
+            self.current.head = saved["head"]     # a copytruncate before the first read is still noticed
+        return True
+
+    def batches(self, batch_lines: int = BATCH_LINES) -> Iterator[Batch]:
+        """Every batch available now (rotated files first); `position()` after each batch
+        covers exactly the batches handed out so far."""
+        if self.current is None and not self._open_current():
+            # no file: still finish what was rotated away
+            yield from self._drain_retired(batch_lines)
+            return
+        yield from self._drain_retired(batch_lines)
+        # Rotation is looked for before reading: after a copytruncate the old offset
+        # points into other lines.
+        for _ in range(4):          # a file rotated twice between polls is followed too
+            if not self._check_rotation():
+                break
+            yield from self._drain_retired(batch_lines)
+        yield from self.current.batches(batch_lines)
+
+    def _drain_retired(self, batch_lines: int) -> Iterator[Batch]:
+        now = time.monotonic()
+        for entry in list(self.retired):
+            for batch in entry.reader.batches(batch_lines):
+                entry.until = time.monotonic() + self.grace_seconds
+                yield batch
+            if entry.once or now > entry.until:
+                if entry.reader.pending or entry.reader.skipping:
+                    self.torn_at_rotation += 1
+                self.retired.remove(entry)
+                os.close(entry.reader.fd)
+
+    def _check_rotation(self) -> bool:
+        """Notices a rotation of the current file; True when there is new reading to do."""
+        reader = self.current
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            return False          # renamed, its successor not created yet: keep reading the old one
+        mine = os.fstat(reader.fd)
+        if (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
+            try:
+                fd = self.opener(self.path)
+            except FileNotFoundError:
+                return False
+            self.rotations += 1
+            self.retired.append(_Retired(reader, time.monotonic() + self.grace_seconds, False))
+            self.current = self._reader(fd, self.path, 0, 0)
+            return True
+        if mine.st_size < reader.offset or reader.head_changed():
+            self.rotations += 1
+            old = reader
+            self.current = self._reader(reader.fd, self.path, 0, 0)
+            if old.offset > 0 and old.head is not None:
+                # what was written between our last read and the copy is in the copy
+                self._recover({"id": "", "offset": old.offset, "line": old.line, "head": old.head}, "copied and truncated")
+            return True
+        return False
+
+    def close(self) -> None:
+        for entry in self.retired:
+            os.close(entry.reader.fd)
+        self.retired = []
+        if self.current is not None:
+            os.close(self.current.fd)
+            self.current = None
+
+    def __enter__(self) -> "Follower":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
