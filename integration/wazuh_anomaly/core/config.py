@@ -65,7 +65,9 @@ class FeatureSpec:
 @dataclass(frozen=True)
 class EntitySpec:
     field: str                        # e.g. agent.name, data.srcip, data.dstuser
-    top: int = 20                     # keep the N busiest entities
+    top: int | None = None            # model the N busiest entities; None ('all', the default): every entity
+    mvad_top: int = 20                # the busiest N of them also get MVAD; the rest the seasonal profile alone
+    forget_after_days: float = 7.0    # an entity without an alert for this long is dropped at the next training
 
 
 @dataclass(frozen=True)
@@ -380,8 +382,15 @@ def parse_scenario(data: Any, file: Path | str) -> Scenario:
     entity = None
     if r.data.get("entity") is not None:
         e = r.sub("entity")
-        entity = EntitySpec(e.get("field", str, required=True), e.get("top", int, EntitySpec.top))
-        _positive(e, "top", entity.top)
+        top = e.get("top", (int, str), "all")
+        if isinstance(top, str) and top != "all":
+            raise e.fail("top", f"must be a number of entities or 'all', not {top!r}")
+        entity = EntitySpec(e.get("field", str, required=True), None if top == "all" else top,
+                            _positive(e, "mvad_top", e.get("mvad_top", int, EntitySpec.mvad_top), allow_zero=True),
+                            _positive(e, "forget_after_days",
+                                      e.get("forget_after_days", float, EntitySpec.forget_after_days)))
+        if entity.top is not None:
+            _positive(e, "top", entity.top)
         e.done()
     else:
         r.used.add("entity")

@@ -76,6 +76,19 @@ class SeasonalProfile:
         median, scale = self.expected(frame.index, entity)
         return (frame[self.features].to_numpy(dtype=float) - median) / scale
 
+    def deviation_many(self, values: np.ndarray, index: pd.DatetimeIndex,
+                       entities: list[str | None]) -> np.ndarray:
+        """Robust z of an entities x buckets x features array whose buckets are `index`:
+        deviation() of every entity at once."""
+        pooled = POOLED
+        keys = [str(e) if e is not None and str(e) in self.medians else pooled for e in entities]
+        order = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+        medians = np.stack([self.medians[k] for k in order])     # distinct keys x slots x features
+        scales = np.stack([self.scales[k] for k in order])
+        rows = np.fromiter((order[k] for k in keys), dtype=np.intp, count=len(keys))
+        slots = slot_of(index, self.weekday)
+        return (values - medians[rows][:, slots, :]) / scales[rows][:, slots, :]
+
     def to_json(self) -> dict:
         return {
             "features": self.features, "weekday": self.weekday, "min_scale": self.min_scale,

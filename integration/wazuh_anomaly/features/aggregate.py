@@ -374,11 +374,14 @@ class FeatureAggregator:
 
     def frame(self, entity: str | None = None) -> pd.DataFrame:
         """The bucket x feature frame of one entity (or of the whole stream)."""
+        return self._frame_of(entity, [(bucket, cell) for (cell_entity, bucket), cell in self._cells.items()
+                                       if cell_entity == entity])
+
+    def _frame_of(self, entity: str | None, cells: list[tuple[int, list]]) -> pd.DataFrame:
         values = np.zeros((self.n_buckets, len(self.features)), dtype=float)
         rare = [i for i, a in enumerate(self._aggs) if a.uses_vocabulary]
-        cells = sorted((bucket, cell) for (cell_entity, bucket), cell in self._cells.items()
-                       if cell_entity == entity) if rare else \
-            [(bucket, cell) for (cell_entity, bucket), cell in self._cells.items() if cell_entity == entity]
+        if rare:
+            cells = sorted(cells, key=lambda bc: bc[0])
         seen = {i: dict(self.vocabulary.get(self.features[i].name, {}).get(_vocab_key(entity), {})) for i in rare}
         for bucket, cell in cells:
             values[bucket] = [a.final(acc) for a, acc in zip(self._aggs, cell)]
@@ -399,7 +402,10 @@ class FeatureAggregator:
             merged.setdefault(name, {}).update(entities)
         # With an entity such as data.srcip the set of entities never ends: keep the
         # ones with the most history (a forgotten entity's values are simply rare again).
-        limit = max(100, 4 * self.scenario.entity.top) if self.scenario.entity else 1
+        # With every entity modelled (entity.top: all) nothing is trimmed here: training
+        # rebuilds the vocabulary from its own range, which forgets the entities gone since.
+        entity = self.scenario.entity
+        limit = (math.inf if entity.top is None else max(100, 4 * entity.top)) if entity else 1
         for name, entities in merged.items():
             if len(entities) > limit:
                 keep = sorted(entities, key=lambda e: (-sum(entities[e].values()), e))[:limit]
@@ -407,9 +413,18 @@ class FeatureAggregator:
         return merged
 
     def frames(self, top: int | None = None) -> dict[str | None, pd.DataFrame]:
+        """The frame of each entity, busiest first: the scenario's `entity.top` of them
+        (every entity when it is `all`), or `top` when given. One pass over the cells,
+        so the cost grows with the cells, not with entities x cells."""
         if top is None and self.scenario.entity is not None:
             top = self.scenario.entity.top
-        return {entity: self.frame(entity) for entity in self.entities(top)}
+        chosen = self.entities(top)
+        by_entity: dict[str | None, list[tuple[int, list]]] = {e: [] for e in chosen}
+        for (entity, bucket), cell in self._cells.items():
+            cells = by_entity.get(entity)
+            if cells is not None:
+                cells.append((bucket, cell))
+        return {entity: self._frame_of(entity, by_entity[entity]) for entity in chosen}
 
 
 def aggregate(scenario: Scenario, alerts: Iterable[tuple[float, dict]], start: float, end: float,

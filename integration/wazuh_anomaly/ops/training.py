@@ -14,7 +14,7 @@ from ..core.config import Scenario
 from ..core.state import ScenarioState
 from ..features.aggregate import FeatureAggregator, align_down
 from ..pipeline.flow import Reading
-from ..pipeline.models import ModelBundle
+from ..pipeline.models import ModelBundle, context_entities
 from . import lifecycle
 from .runreport import RunReport, ScenarioReport, fmt_hours, fmt_time
 
@@ -96,7 +96,7 @@ class Training:
         state.last_error = None
         if state.watermark is None:
             state.watermark = s_end
-            state.remember(series, bundle.context_buckets, s.entity.top if s.entity else 1)
+            state.remember(series, bundle.context_buckets, context_entities(s))
             state.vocabulary = vocabulary
         state.save(self.state_dir)
         return bundle

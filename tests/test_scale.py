@@ -1,0 +1,105 @@
+"""Every entity of a scenario modelled at a small cost each (issue 16, part 1): every
+entity by default, the cheap seasonal profile for all of them and MVAD for the busiest,
+the entities scored together as one array, and the context kept for the next run bounded."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wazuh_anomaly.core.config import parse_scenario
+from wazuh_anomaly.core.errors import ConfigError
+from wazuh_anomaly.features.aggregate import FeatureAggregator
+from wazuh_anomaly.pipeline.models import ModelBundle, context_entities
+
+DAY = 86400
+START = pd.Timestamp("2024-01-01", tz="UTC").timestamp()   # a Monday
+
+
+def scenario(entity: dict | None = None, detectors=("seasonal",), **extra):
+    data = {"name": "per_agent", "description": "per agent", "bucket_minutes": 60,
+            "entity": {"field": "agent.name", **(entity or {})},
+            "features": [{"name": "events", "aggregation": "count"},
+                         {"name": "errors", "aggregation": "count", "filter": {"rule.level": {"min": 7}}}],
+            "detectors": list(detectors), "training": {"min_history_hours": 1}, **extra}
+    return parse_scenario(data, "per_agent.yaml")
+
+
+def frames(entities: int, days: int, seed: int = 3) -> dict[str, pd.DataFrame]:
+    """Hourly counts with a daily rhythm; each entity its own rate."""
+    rng = np.random.default_rng(seed)
+    index = pd.date_range(pd.Timestamp(START, unit="s", tz="UTC"), periods=24 * days, freq="60min", name="bucket")
+    daily = 1.0 + 0.7 * np.sin(2 * np.pi * (np.asarray(index.hour) - 9) / 24)
+    out = {}
+    for i in range(entities):
+        rate = rng.uniform(2, 40)
+        values = rng.poisson(np.outer(daily * rate, [1.0, 0.1])).astype(float)
+        out[f"agent-{i:03d}"] = pd.DataFrame(values, index=index, columns=["events", "errors"])
+    return out
+
+
+def test_a_scenario_models_every_entity_unless_it_says_how_many():
+    assert scenario().entity.top is None
+    assert scenario({"top": "all"}).entity.top is None
+    assert scenario({"top": 5}).entity.top == 5
+    agg = FeatureAggregator(scenario(), START, START + DAY)
+    for i in range(300):
+        agg.add(START + 60 * i, {"agent": {"name": f"agent-{i:03d}"}, "rule": {"level": 3}})
+    assert len(agg.frames()) == 300
+    capped = FeatureAggregator(scenario({"top": 5}), START, START + DAY)
+    for i in range(300):
+        capped.add(START + 60 * i, {"agent": {"name": f"agent-{i:03d}"}, "rule": {"level": 3}})
+    assert len(capped.frames()) == 5
+
+
+def test_entity_top_that_is_neither_a_number_nor_all_is_one_sentence():
+    with pytest.raises(ConfigError, match=r"entity\.top.*number of entities or 'all'"):
+        scenario({"top": "every"})
+
+
+def test_frames_of_every_entity_equal_each_entitys_own_frame():
+    agg = FeatureAggregator(scenario(), START, START + DAY)
+    rng = np.random.default_rng(1)
+    for k in range(2000):
+        agg.add(START + float(rng.uniform(0, DAY)), {"agent": {"name": f"agent-{int(rng.integers(40)):02d}"},
+                                                     "rule": {"level": int(rng.integers(1, 12))}})
+    together = agg.frames()
+    assert len(together) == 40
+    for entity, frame in together.items():
+        pd.testing.assert_frame_equal(frame, agg.frame(entity))
+
+
+def test_scoring_every_entity_together_finds_the_same_anomalies_as_one_by_one():
+    s = scenario()
+    history = frames(60, 4)
+    bundle = ModelBundle.train(s, history, trained_from=START, trained_to=START + 4 * DAY, now=START + 4 * DAY)
+    today = frames(60, 5, seed=9)
+    today = {e: f.iloc[-24:].copy() for e, f in today.items()}
+    for e in ("agent-007", "agent-031", "agent-059"):
+        today[e].iloc[10, 1] += 60     # a burst of errors
+    first = today["agent-000"].index[0].timestamp()
+    one_by_one = [a for e, f in today.items() for a in bundle.score(f, e, first=first)]
+    together = bundle.score_many(today, first=first)
+    key = lambda a: (a.entity_value, a.window_start, a.detector, round(a.score, 9), a.severity)  # noqa: E731
+    assert sorted(map(key, together)) == sorted(map(key, one_by_one))
+    assert {"agent-007", "agent-031", "agent-059"} <= {a.entity_value for a in together}
+    # the drift check gets a bounded sample, not every entity's every score
+    assert 0 < len(bundle.recent_scores["seasonal"]) <= 256 * 24
+
+
+def test_mvad_models_only_the_busiest_entities_and_the_seasonal_profile_every_entity():
+    s = scenario({"mvad_top": 2}, detectors=("mvad", "seasonal"),
+                 mvad={"epochs": 1, "windows_per_epoch": 32, "min_steps": 1})
+    history = frames(6, 3)
+    busiest = sorted(history, key=lambda e: -history[e].to_numpy().sum())[:2]
+    bundle = ModelBundle.train(s, history, trained_from=START, trained_to=START + 3 * DAY, now=START + 3 * DAY)
+    assert sorted(bundle.meta["detector_entities"]["mvad"]) == sorted(busiest)
+    quiet = next(e for e in history if e not in busiest)
+    assert list(bundle.detectors_for(busiest[0])) == ["mvad", "seasonal"]
+    assert list(bundle.detectors_for(quiet)) == ["seasonal"]
+    frame = history[quiet].copy()
+    frame.iloc[-1, 1] += 80
+    found = bundle.score_many({quiet: frame, busiest[0]: history[busiest[0]]}, first=frame.index[-1].timestamp())
+    assert [(a.entity_value, a.detector) for a in found] == [(quiet, "seasonal")]
+    # only the busiest entities' context is kept for the next run, however many entities
+    assert context_entities(s) == 2
