@@ -103,3 +103,55 @@ def test_mvad_models_only_the_busiest_entities_and_the_seasonal_profile_every_en
     assert [(a.entity_value, a.detector) for a in found] == [(quiet, "seasonal")]
     # only the busiest entities' context is kept for the next run, however many entities
     assert context_entities(s) == 2
+
+
+FORGETFUL = """\
+name: per_agent
+description: Failed logins per agent (test)
+bucket_minutes: 60
+entity: {field: agent.name, forget_after_days: 2}
+features:
+  - {name: failures, aggregation: count}
+  - {name: new_users, aggregation: rare, field: data.dstuser}
+detectors: [seasonal]
+training: {lookback_days: 6, min_history_hours: 24}
+"""
+
+
+def test_an_agent_silent_for_forget_after_days_is_dropped_from_model_and_state_at_the_next_training(tmp_path):
+    import json
+    from datetime import datetime, timedelta, timezone
+
+    from conftest import sandbox_runner
+    from wazuh_anomaly.core.state import ScenarioState
+    from wazuh_anomaly.sources.sample import lay_out_alerts
+
+    start = datetime(2024, 3, 1, tzinfo=timezone.utc)
+    (tmp_path / "etc" / "anomaly" / "scenarios").mkdir(parents=True)
+    (tmp_path / "etc" / "anomaly" / "scenarios" / "per_agent.yaml").write_text(FORGETFUL)
+    by_day: dict[str, list[bytes]] = {}
+    for hour in range(6 * 24):
+        ts = start + timedelta(hours=hour, minutes=7)
+        agents = ["web-01"] + (["old-01"] if hour < 36 else [])     # old-01 removed after a day and a half
+        for agent in agents:
+            alert = {"timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S.000+0000"), "rule": {"level": 5, "id": "1"},
+                     "agent": {"id": "001", "name": agent}, "data": {"dstuser": f"u{hour % 3}"}}
+            by_day.setdefault(alert["timestamp"][:10], []).append(json.dumps(alert).encode() + b"\n")
+    lay_out_alerts(tmp_path / "logs" / "alerts", by_day)
+    models = tmp_path / "var" / "anomaly" / "models" / "per_agent"
+
+    def trained_entities() -> list:
+        version = (models / "current").read_text().strip()
+        return json.loads((models / version / "meta.json").read_text())["entities"]
+
+    day2 = start + timedelta(days=2)
+    sandbox_runner(tmp_path, day2.timestamp()).train(start=start.timestamp(), end=day2.timestamp())
+    assert sorted(trained_entities()) == ["old-01", "web-01"]
+    state = ScenarioState.load(tmp_path / "var" / "anomaly" / "state", "per_agent")
+    assert set(state.vocabulary["new_users"]) == {"=old-01", "=web-01"}
+
+    day5 = start + timedelta(days=5)    # old-01 silent since 36 h: more than 2 days
+    sandbox_runner(tmp_path, day5.timestamp()).train(start=start.timestamp(), end=day5.timestamp())
+    assert trained_entities() == ["web-01"]
+    state = ScenarioState.load(tmp_path / "var" / "anomaly" / "state", "per_agent")
+    assert set(state.vocabulary["new_users"]) == {"=web-01"}

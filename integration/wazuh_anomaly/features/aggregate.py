@@ -372,6 +372,18 @@ class FeatureAggregator:
         ranked = sorted(self.entity_volume, key=lambda e: (-self.entity_volume[e], e))
         return ranked if top is None else ranked[:top]
 
+    def last_seen(self) -> dict[str | None, float]:
+        """Each entity's last bucket (its start, epoch seconds) with an alert a feature counted."""
+        last: dict[str | None, int] = {}
+        for entity, bucket in self._cells:
+            if bucket > last.get(entity, -1):
+                last[entity] = bucket
+        return {e: self.start + b * self.step for e, b in last.items()}
+
+    def recent_entities(self, since: float) -> set[str | None]:
+        """The entities with an alert in a bucket starting at or after `since`."""
+        return {e for e, t in self.last_seen().items() if t >= since}
+
     def frame(self, entity: str | None = None) -> pd.DataFrame:
         """The bucket x feature frame of one entity (or of the whole stream)."""
         return self._frame_of(entity, [(bucket, cell) for (cell_entity, bucket), cell in self._cells.items()
@@ -395,11 +407,15 @@ class FeatureAggregator:
             self._vocabulary_after.setdefault(self.features[i].name, {})[_vocab_key(entity)] = _capped(seen[i])
         return pd.DataFrame(values, index=self.index(), columns=[f.name for f in self.features])
 
-    def vocabulary_after(self) -> dict[str, dict[str, dict[str, int]]]:
-        """The rare-value counts after this range, for the next run (call after frames())."""
+    def vocabulary_after(self, keep: set[str | None] | None = None) -> dict[str, dict[str, dict[str, int]]]:
+        """The rare-value counts after this range, for the next run (call after frames());
+        with `keep`, only those entities' (the others are forgotten)."""
         merged = {name: dict(entities) for name, entities in self.vocabulary.items()}
         for name, entities in self._vocabulary_after.items():
             merged.setdefault(name, {}).update(entities)
+        if keep is not None:
+            keys = {_vocab_key(e) for e in keep}
+            merged = {name: {k: v for k, v in entities.items() if k in keys} for name, entities in merged.items()}
         # With an entity such as data.srcip the set of entities never ends: keep the
         # ones with the most history (a forgotten entity's values are simply rare again).
         # With every entity modelled (entity.top: all) nothing is trimmed here: training
