@@ -155,3 +155,28 @@ def test_an_agent_silent_for_forget_after_days_is_dropped_from_model_and_state_a
     assert trained_entities() == ["web-01"]
     state = ScenarioState.load(tmp_path / "var" / "anomaly" / "state", "per_agent")
     assert set(state.vocabulary["new_users"]) == {"=web-01"}
+
+
+def test_profiles_fitted_together_equal_each_entity_fitted_alone():
+    from wazuh_anomaly.detectors.profile import SeasonalProfile
+
+    history = frames(30, 3)
+    history["agent-005"] = history["agent-005"].iloc[5:]      # another index: fitted on its own
+    together = SeasonalProfile(["events", "errors"]).fit(history)
+    for entity, frame in history.items():
+        alone = SeasonalProfile(["events", "errors"]).fit({None: frame})
+        np.testing.assert_allclose(together.medians[entity], alone.medians["*"])
+        np.testing.assert_allclose(together.scales[entity], alone.scales["*"])
+
+
+def test_training_scores_together_equal_each_entity_scored_alone():
+    from wazuh_anomaly.detectors.seasonal import SeasonalDetector
+    from wazuh_anomaly.pipeline.models import training_scores
+
+    history = frames(40, 3)
+    history["agent-003"] = history["agent-003"].iloc[7:]
+    detector = SeasonalDetector(["events", "errors"]).fit(history)
+    together = training_scores(detector, history, chunk=16)
+    assert list(together) == list(history)
+    for entity, frame in history.items():
+        np.testing.assert_allclose(together[entity], detector.score(frame, entity)["score"].to_numpy())

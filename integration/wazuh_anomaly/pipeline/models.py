@@ -67,6 +67,31 @@ def context_entities(scenario: Scenario) -> int:
     return 2 * scenario.entity.top if scenario.entity.top is not None else max(scenario.entity.mvad_top, 1)
 
 
+def training_scores(detector, inputs: dict[str | None, pd.DataFrame], *, chunk: int = 500) -> dict:
+    """Each entity's scores of its training frame: together in chunks of entities x buckets
+    arrays when the detector can (score_many) and the frames share one index."""
+    per_entity: dict = {}
+    together = getattr(detector, "score_many", None)
+    groups: dict[tuple, list] = {}
+    for e, f in inputs.items():
+        if together is not None and e is not None and len(f):
+            groups.setdefault((len(f), f.index[0], f.index[-1]), []).append(e)
+    with progress.steps("scoring entities", len(inputs)) as scoring:
+        for members in groups.values():
+            index = inputs[members[0]].index
+            same = [e for e in members if inputs[e].index.equals(index)]
+            for i in range(0, len(same), chunk):
+                part = same[i:i + chunk]
+                for e, scores in zip(part, together([inputs[e] for e in part], part)):
+                    per_entity[e] = scores
+                scoring.step(by=len(part))
+        for e, f in inputs.items():
+            if e not in per_entity:
+                scoring.step()
+                per_entity[e] = detector.score(f, e)["score"].to_numpy()
+    return {e: per_entity[e] for e in inputs}
+
+
 def _constant(series: dict[str | None, pd.DataFrame]) -> bool:
     """Every value of every frame the same (one frame at a time: never all of them joined)."""
     first = None
@@ -129,7 +154,7 @@ class ModelBundle:
               now: float | None = None) -> "ModelBundle":
         """Fit every detector of the scenario and calibrate it on its own training scores."""
         features = scenario.feature_names
-        series = {e: f[features] for e, f in series.items() if len(f)}
+        series = {e: f if list(f.columns) == features else f[features] for e, f in series.items() if len(f)}
         if not series:
             raise ValueError("no training data")
         profile = SeasonalProfile(features, weekday=scenario.seasonal.weekday,
@@ -168,11 +193,7 @@ class ModelBundle:
                 inputs = {e: with_calendar(f, scenario) for e, f in own.items()} if calendared else own
                 started = time.monotonic()
                 detector.fit(inputs)
-                per_entity = {}
-                with progress.steps("scoring entities", len(inputs)) as scoring:
-                    for e, f in inputs.items():
-                        scoring.step()
-                        per_entity[e] = detector.score(f, e)["score"].to_numpy()
+                per_entity = training_scores(detector, inputs)
                 floor = getattr(detector, "threshold_floor", None)
                 quantile = scenario.severity.quantile
                 pooled_scores = np.concatenate([s for s in per_entity.values() if len(s)])
