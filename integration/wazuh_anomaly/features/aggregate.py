@@ -389,7 +389,8 @@ class FeatureAggregator:
         return self._frame_of(entity, [(bucket, cell) for (cell_entity, bucket), cell in self._cells.items()
                                        if cell_entity == entity])
 
-    def _frame_of(self, entity: str | None, cells: list[tuple[int, list]]) -> pd.DataFrame:
+    def _frame_of(self, entity: str | None, cells: list[tuple[int, list]],
+                  index: pd.DatetimeIndex | None = None) -> pd.DataFrame:
         values = np.zeros((self.n_buckets, len(self.features)), dtype=float)
         rare = [i for i, a in enumerate(self._aggs) if a.uses_vocabulary]
         if rare:
@@ -405,7 +406,8 @@ class FeatureAggregator:
                     counts[v] = counts.get(v, 0) + 1
         for i in rare:
             self._vocabulary_after.setdefault(self.features[i].name, {})[_vocab_key(entity)] = _capped(seen[i])
-        return pd.DataFrame(values, index=self.index(), columns=[f.name for f in self.features])
+        return pd.DataFrame(values, index=self.index() if index is None else index,
+                            columns=[f.name for f in self.features])
 
     def vocabulary_after(self, keep: set[str | None] | None = None) -> dict[str, dict[str, dict[str, int]]]:
         """The rare-value counts after this range, for the next run (call after frames());
@@ -440,7 +442,8 @@ class FeatureAggregator:
             cells = by_entity.get(entity)
             if cells is not None:
                 cells.append((bucket, cell))
-        return {entity: self._frame_of(entity, by_entity[entity]) for entity in chosen}
+        index = self.index()    # one index shared by every frame
+        return {entity: self._frame_of(entity, by_entity[entity], index) for entity in chosen}
 
 
 def aggregate(scenario: Scenario, alerts: Iterable[tuple[float, dict]], start: float, end: float,

@@ -126,7 +126,8 @@ class Training:
             # builds it, and the detectors learn from the buckets after that.
             fit_from = s_start + min(RARE_WARMUP_SECONDS, (s_end - s_start) / 3)
             fit_from = align_down(fit_from, s.bucket_seconds)
-        series = {e: f[f.index >= pd.Timestamp(fit_from, unit="s", tz="UTC")] for e, f in frames.items()}
+        cut = pd.Timestamp(fit_from, unit="s", tz="UTC")
+        series = {e: f if not len(f) or f.index[0] >= cut else f[f.index >= cut] for e, f in frames.items()}
         return series, agg.vocabulary_after(recent), fit_from
 
     def _fit(self, s: Scenario, series: dict, vocabulary: dict, s_start: float, fit_from: float,
