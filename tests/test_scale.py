@@ -180,3 +180,30 @@ def test_training_scores_together_equal_each_entity_scored_alone():
     assert list(together) == list(history)
     for entity, frame in history.items():
         np.testing.assert_allclose(together[entity], detector.score(frame, entity)["score"].to_numpy())
+
+
+from hypothesis import example, given, strategies as st  # noqa: E402
+
+ANY_YAML = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=True),
+                     st.text(max_size=12), st.lists(st.integers(), max_size=3),
+                     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+
+
+@given(key=st.sampled_from(["top", "mvad_top", "forget_after_days"]), value=ANY_YAML)
+@example(key="forget_after_days", value=float("nan"))
+@example(key="top", value="every\nagent")
+def test_any_yaml_value_of_the_entity_settings_is_accepted_or_refused_in_one_sentence(key, value):
+    try:
+        s = scenario({key: value})
+    except ConfigError as exc:
+        message = str(exc)
+        assert message.startswith("per_agent.yaml: ") and f"entity.{key}" in message, message
+        assert message.endswith(".") and ("\n" not in message or isinstance(value, str) and "\n" in value), message
+        return
+    spec = s.entity
+    if key == "top":
+        assert spec.top is None if value in (None, "all") else (isinstance(spec.top, int) and spec.top > 0)
+    elif key == "mvad_top":
+        assert isinstance(spec.mvad_top, int) and spec.mvad_top >= 0
+    else:
+        assert spec.forget_after_days > 0

@@ -385,10 +385,12 @@ def parse_scenario(data: Any, file: Path | str) -> Scenario:
         top = e.get("top", (int, str), "all")
         if isinstance(top, str) and top != "all":
             raise e.fail("top", f"must be a number of entities or 'all', not {top!r}")
+        forget = e.get("forget_after_days", float, EntitySpec.forget_after_days)
+        if not forget > 0:   # NaN too
+            raise e.fail("forget_after_days", f"must be more than zero days, not {forget}")
         entity = EntitySpec(e.get("field", str, required=True), None if top == "all" else top,
                             _positive(e, "mvad_top", e.get("mvad_top", int, EntitySpec.mvad_top), allow_zero=True),
-                            _positive(e, "forget_after_days",
-                                      e.get("forget_after_days", float, EntitySpec.forget_after_days)))
+                            forget)
         if entity.top is not None:
             _positive(e, "top", entity.top)
         e.done()
