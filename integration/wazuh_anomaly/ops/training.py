@@ -80,6 +80,7 @@ class Training:
         recent = (agg.recent_entities(s_end - s.entity.forget_after_days * 86400)
                   if s.entity is not None else None)
         series, vocabulary, fit_from = self._training_series(s, agg, s_start, s_end, recent)
+        agg.release()
         try:
             bundle, series = self._fit(s, series, vocabulary, s_start, fit_from, s_end)
         except (ValueError, RuntimeError, WazuhAnomalyError) as exc:
