@@ -174,7 +174,7 @@ def test_a_scenario_without_entity_split_is_drawn_as_one_series(tmp_path):
     prefix = tmp_path / "prefix"
     (prefix / "etc" / "anomaly" / "scenarios").mkdir(parents=True)
     text = (REPO / "wazuh/etc/anomaly/scenarios/alert_volume.yaml").read_text()
-    text = text.replace("entity:\n  field: agent.name\n  top: 50\n", "").replace("name: alert_volume", "name: whole_stream")
+    text = text.replace("entity:\n  field: agent.name\n  top: all\n", "").replace("name: alert_volume", "name: whole_stream")
     (prefix / "etc" / "anomaly" / "scenarios" / "whole_stream.yaml").write_text(
         text.replace("detectors: [mvad, seasonal]", "detectors: [seasonal]"))
     install_sample_alerts(prefix / "logs" / "alerts")

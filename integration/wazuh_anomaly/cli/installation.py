@@ -32,7 +32,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     layout, config, scenarios, errors = context(args)
     print(f"config: {config.config_file or '(defaults; ' + str(layout.config_file) + ' not found)'}")
     for s in scenarios:
-        entity = f", per {s.entity.field} (top {s.entity.top})" if s.entity else ""
+        entity = f", per {s.entity.field} ({'all' if s.entity.top is None else 'top ' + str(s.entity.top)})" if s.entity else ""
         print(f"scenario {s.name}: {'enabled' if s.enabled else 'disabled'}, {len(s.features)} features, "
               f"{s.bucket_minutes}-minute buckets{entity}, detectors {'+'.join(s.detectors)}")
     errors = list(errors) + binding_problems(layout, config)

@@ -196,10 +196,25 @@ class FeatureSpec:
         return self
 
 
+def _entity_top(value: Any) -> int | None:
+    if value == "all" or value is None:    # None: built in code (YAML null reads as the default)
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise problem(f"must be a number of entities or 'all', not {value!r}")
+    if value <= 0:
+        raise problem(f"must be more than zero, not {value}")
+    return value
+
+
 @section
 class EntitySpec:
     field: Str = doc("the alert field each series is split by, e.g. agent.name, data.srcip, data.dstuser")
-    top: Int = doc("keep the N busiest entities", 20, gt=0)
+    top: Annotated[Optional[int], BeforeValidator(_entity_top)] = Field(
+        None, description="model the N busiest entities; all (the default): every entity",
+        json_schema_extra={"allowed": "a whole number above 0, or all"})
+    mvad_top: Int = doc("the busiest N of them also get MVAD; the others the seasonal profile alone", 20, ge=0)
+    forget_after_days: Float = doc("an entity without an alert for this long is dropped at the next training",
+                                   7.0, gt=0, allow_inf_nan=False)
 
 
 @section

@@ -14,6 +14,8 @@ import pandas as pd
 
 MAD_TO_SIGMA = 1.4826
 POOLED = "*"
+POOLED_SAMPLE = 500     # entities the pooled profile is fitted on, at most
+CHUNK = 500             # entities fitted together as one array
 
 
 def slot_of(index: pd.DatetimeIndex, weekday: bool) -> np.ndarray:
@@ -37,16 +39,49 @@ class SeasonalProfile:
         return 168 if self.weekday else 24
 
     def fit(self, series: Mapping[str | None, pd.DataFrame]) -> "SeasonalProfile":
-        frames = [f[self.features] for f in series.values() if len(f)]
+        frames = [f for f in series.values() if len(f)]
         if not frames:
             raise ValueError("no training data")
         self.medians, self.scales = {}, {}
-        self._fit_key(POOLED, pd.concat(frames))
+        # The pooled profile (for entities never seen) from at most POOLED_SAMPLE entities,
+        # evenly spread: exact up to that many, bounded memory past it.
+        step = max(1, -(-len(frames) // POOLED_SAMPLE))
+        self._fit_key(POOLED, pd.concat([f[self.features] for f in frames[::step]]))
         if len(series) > 1:
-            for entity, frame in series.items():
-                if entity is not None and len(frame):
-                    self._fit_key(str(entity), frame[self.features])
+            entities = [(str(e), f) for e, f in series.items() if e is not None and len(f)]
+            for i in range(0, len(entities), CHUNK):
+                self._fit_many(entities[i:i + CHUNK])
         return self
+
+    def _fit_many(self, entities: list[tuple[str, pd.DataFrame]]) -> None:
+        """_fit_key of many entities at once where their frames share one index."""
+        groups: dict[tuple, list[tuple[str, pd.DataFrame]]] = {}
+        for key, frame in entities:
+            groups.setdefault((len(frame), frame.index[0], frame.index[-1]), []).append((key, frame))
+        for members in groups.values():
+            index = members[0][1].index
+            same = [(k, f) for k, f in members if f.index.equals(index)]
+            for key, frame in members:
+                if not frame.index.equals(index):
+                    self._fit_key(key, frame[self.features])
+            values = np.stack([f[self.features].to_numpy(dtype=float) for _, f in same])   # E x B x F
+            slots = slot_of(index, self.weekday)
+            overall_median = np.median(values, axis=1)                                    # E x F
+            overall_scale = np.maximum(MAD_TO_SIGMA * np.median(np.abs(values - overall_median[:, None, :]), axis=1),
+                                       self.min_scale)
+            medians = np.repeat(overall_median[:, None, :], self.n_slots, axis=1)         # E x slots x F
+            scales = np.repeat(overall_scale[:, None, :], self.n_slots, axis=1)
+            for slot in np.unique(slots):
+                rows = values[:, slots == slot, :]
+                if rows.shape[1] < self.min_samples:
+                    continue
+                median = np.median(rows, axis=1)
+                medians[:, slot] = median
+                scales[:, slot] = np.maximum(MAD_TO_SIGMA * np.median(np.abs(rows - median[:, None, :]), axis=1),
+                                             self.min_scale)
+            for i, (key, _) in enumerate(same):
+                self.medians[key] = medians[i]
+                self.scales[key] = scales[i]
 
     def _fit_key(self, key: str, frame: pd.DataFrame) -> None:
         values = frame.to_numpy(dtype=float)
@@ -75,6 +110,19 @@ class SeasonalProfile:
         """Robust z of every value: (value - median) / scale for its slot."""
         median, scale = self.expected(frame.index, entity)
         return (frame[self.features].to_numpy(dtype=float) - median) / scale
+
+    def deviation_many(self, values: np.ndarray, index: pd.DatetimeIndex,
+                       entities: list[str | None]) -> np.ndarray:
+        """Robust z of an entities x buckets x features array whose buckets are `index`:
+        deviation() of every entity at once."""
+        pooled = POOLED
+        keys = [str(e) if e is not None and str(e) in self.medians else pooled for e in entities]
+        order = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+        medians = np.stack([self.medians[k] for k in order])     # distinct keys x slots x features
+        scales = np.stack([self.scales[k] for k in order])
+        rows = np.fromiter((order[k] for k in keys), dtype=np.intp, count=len(keys))
+        slots = slot_of(index, self.weekday)
+        return (values - medians[rows][:, slots, :]) / scales[rows][:, slots, :]
 
     def to_json(self) -> dict:
         return {

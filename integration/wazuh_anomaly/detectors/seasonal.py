@@ -29,6 +29,7 @@ class SeasonalDetector:
     threshold_floor = MIN_THRESHOLD
     uses_calendar = False       # the profile is per hour (and weekday) already
     needs_variation = False     # a flat profile still says "anything above zero is new"
+    every_entity = True         # bytes per entity: models every entity of a scenario (entity.mvad_top: docs)
 
     @classmethod
     def from_scenario(cls, scenario: Scenario, features: list[str], *, device: str = "cpu",
@@ -63,6 +64,18 @@ class SeasonalDetector:
         out = pd.DataFrame(shares, index=frame.index, columns=self.features)
         out.insert(0, "score", scores)
         return out
+
+    def score_many(self, frames: list[pd.DataFrame], entities: list[str | None]) -> np.ndarray:
+        """The scores of many entities' frames at once, as an entities x buckets array; every
+        frame has the same index. Equal to score(frame, entity)["score"] of each one."""
+        if self.profile_ is None:
+            raise RuntimeError("score_many() before fit()")
+        if not frames:
+            return np.zeros((0, 0))
+        z = self.profile_.deviation_many(np.stack([f[self.features].to_numpy(dtype=float) for f in frames]),
+                                         frames[0].index, entities)
+        z = np.maximum(z, 0.0) if self.spec.direction == "up" else np.abs(z)
+        return z.max(axis=2) if z.shape[1] else np.zeros(z.shape[:2])
 
     def save(self, directory: Path) -> None:
         payload = {"spec": {"weekday": self.spec.weekday, "direction": self.spec.direction,

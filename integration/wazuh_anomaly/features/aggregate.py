@@ -222,13 +222,34 @@ class FeatureAggregator:
         ranked = sorted(self.entity_volume, key=lambda e: (-self.entity_volume[e], e))
         return ranked if top is None else ranked[:top]
 
+    def release(self) -> None:
+        """Forget the accumulated cells once their frames are built (training holds the
+        frames of every entity; the cells of 800,000 alerts are hundreds of MiB more)."""
+        self._cells = {}
+
+    def last_seen(self) -> dict[str | None, float]:
+        """Each entity's last bucket (its start, epoch seconds) with an alert a feature counted."""
+        last: dict[str | None, int] = {}
+        for entity, bucket in self._cells:
+            if bucket > last.get(entity, -1):
+                last[entity] = bucket
+        return {e: self.start + b * self.step for e, b in last.items()}
+
+    def recent_entities(self, since: float) -> set[str | None]:
+        """The entities with an alert in a bucket starting at or after `since`."""
+        return {e for e, t in self.last_seen().items() if t >= since}
+
     def frame(self, entity: str | None = None) -> pd.DataFrame:
         """The bucket x feature frame of one entity (or of the whole stream)."""
+        return self._frame_of(entity, [(bucket, cell) for (cell_entity, bucket), cell in self._cells.items()
+                                       if cell_entity == entity])
+
+    def _frame_of(self, entity: str | None, cells: list[tuple[int, list]],
+                  index: pd.DatetimeIndex | None = None) -> pd.DataFrame:
         values = np.zeros((self.n_buckets, len(self.features)), dtype=float)
         rare = [i for i, a in enumerate(self._aggs) if a.uses_vocabulary]
-        cells = sorted((bucket, cell) for (cell_entity, bucket), cell in self._cells.items()
-                       if cell_entity == entity) if rare else \
-            [(bucket, cell) for (cell_entity, bucket), cell in self._cells.items() if cell_entity == entity]
+        if rare:
+            cells = sorted(cells, key=lambda bc: bc[0])
         seen = {i: dict(self.vocabulary.get(self.features[i].name, {}).get(_vocab_key(entity), {})) for i in rare}
         for bucket, cell in cells:
             values[bucket] = [a.final(acc) for a, acc in zip(self._aggs, cell)]
@@ -240,16 +261,24 @@ class FeatureAggregator:
                     counts[v] = counts.get(v, 0) + 1
         for i in rare:
             self._vocabulary_after.setdefault(self.features[i].name, {})[_vocab_key(entity)] = _capped(seen[i])
-        return pd.DataFrame(values, index=self.index(), columns=[f.name for f in self.features])
+        return pd.DataFrame(values, index=self.index() if index is None else index,
+                            columns=[f.name for f in self.features])
 
-    def vocabulary_after(self) -> dict[str, dict[str, dict[str, int]]]:
-        """The rare-value counts after this range, for the next run (call after frames())."""
+    def vocabulary_after(self, keep: set[str | None] | None = None) -> dict[str, dict[str, dict[str, int]]]:
+        """The rare-value counts after this range, for the next run (call after frames());
+        with `keep`, only those entities' (the others are forgotten)."""
         merged = {name: dict(entities) for name, entities in self.vocabulary.items()}
         for name, entities in self._vocabulary_after.items():
             merged.setdefault(name, {}).update(entities)
+        if keep is not None:
+            keys = {_vocab_key(e) for e in keep}
+            merged = {name: {k: v for k, v in entities.items() if k in keys} for name, entities in merged.items()}
         # With an entity such as data.srcip the set of entities never ends: keep the
         # ones with the most history (a forgotten entity's values are simply rare again).
-        limit = max(100, 4 * self.scenario.entity.top) if self.scenario.entity else 1
+        # With every entity modelled (entity.top: all) nothing is trimmed here: training
+        # rebuilds the vocabulary from its own range, which forgets the entities gone since.
+        entity = self.scenario.entity
+        limit = (math.inf if entity.top is None else max(100, 4 * entity.top)) if entity else 1
         for name, entities in merged.items():
             if len(entities) > limit:
                 keep = sorted(entities, key=lambda e: (-sum(entities[e].values()), e))[:limit]
@@ -257,9 +286,19 @@ class FeatureAggregator:
         return merged
 
     def frames(self, top: int | None = None) -> dict[str | None, pd.DataFrame]:
+        """The frame of each entity, busiest first: the scenario's `entity.top` of them
+        (every entity when it is `all`), or `top` when given. One pass over the cells,
+        so the cost grows with the cells, not with entities x cells."""
         if top is None and self.scenario.entity is not None:
             top = self.scenario.entity.top
-        return {entity: self.frame(entity) for entity in self.entities(top)}
+        chosen = self.entities(top)
+        by_entity: dict[str | None, list[tuple[int, list]]] = {e: [] for e in chosen}
+        for (entity, bucket), cell in self._cells.items():
+            cells = by_entity.get(entity)
+            if cells is not None:
+                cells.append((bucket, cell))
+        index = self.index()    # one index shared by every frame
+        return {entity: self._frame_of(entity, by_entity[entity], index) for entity in chosen}
 
 
 def aggregate(scenario: Scenario, alerts: Iterable[tuple[float, dict]], start: float, end: float,

@@ -27,7 +27,7 @@ from ..emit.emitter import AnomalyWriter
 from ..features.aggregate import FeatureAggregator, align_down
 from ..pipeline import flow
 from ..pipeline import scores as score_history
-from ..pipeline.models import ModelBundle, list_versions
+from ..pipeline.models import ModelBundle, context_entities, list_versions
 from ..sources import ReadCursor, SourceStats, SourceUnreadable
 from . import lifecycle
 from .runreport import RunReport, ScenarioReport, as_datetime, fmt_hours, fmt_time, with_repeats
@@ -345,7 +345,7 @@ class Runner(Training):
         r.buckets = int((plan.end - plan.start) // s.bucket_seconds)
         r.anomalies = anomalies
         state.watermark = plan.end
-        state.remember(frames, bundle.context_buckets, 2 * s.entity.top if s.entity else 1)
+        state.remember(frames, bundle.context_buckets, context_entities(s))
         state.vocabulary = plan.aggregator.vocabulary_after()
         state.last_run = self.now
         state.last_error = None
@@ -380,7 +380,7 @@ class Runner(Training):
             # Entities active in the context but silent now are scored too (a stop is news).
             for key in state.context:
                 entity = ScenarioState.entity_of(key)
-                if entity not in new_frames and len(entities) < (top or 1) * 2:
+                if entity not in new_frames and (top is None or len(entities) < top * 2):
                     entities.append(entity)
                     new_frames[entity] = agg.frame(entity)
         frames = {}

@@ -14,7 +14,7 @@ from ..core.config import Scenario
 from ..core.state import ScenarioState
 from ..features.aggregate import FeatureAggregator, align_down
 from ..pipeline.flow import Reading
-from ..pipeline.models import ModelBundle
+from ..pipeline.models import ModelBundle, context_entities
 from . import lifecycle
 from .runreport import RunReport, ScenarioReport, fmt_hours, fmt_time
 
@@ -75,7 +75,12 @@ class Training:
             self._health(report, "insufficient_history", f"scenario {s.name}: {r.message}.",
                          scenario=s.name, severity="low")
             return None
-        series, vocabulary, fit_from = self._training_series(s, agg, s_start, s_end)
+        # An entity without an alert for entity.forget_after_days (an agent removed) is
+        # forgotten: no profile, no model, no context or vocabulary in the state.
+        recent = (agg.recent_entities(s_end - s.entity.forget_after_days * 86400)
+                  if s.entity is not None else None)
+        series, vocabulary, fit_from = self._training_series(s, agg, s_start, s_end, recent)
+        agg.release()
         try:
             bundle, series = self._fit(s, series, vocabulary, s_start, fit_from, s_end)
         except (ValueError, RuntimeError, WazuhAnomalyError) as exc:
@@ -94,17 +99,23 @@ class Training:
         # last scored bucket with the new model, so no bucket is skipped.
         state = ScenarioState.load(self.state_dir, s.name)
         state.last_error = None
+        if recent is not None:
+            forget(state, recent)
         if state.watermark is None:
             state.watermark = s_end
-            state.remember(series, bundle.context_buckets, s.entity.top if s.entity else 1)
+            state.remember(series, bundle.context_buckets, context_entities(s))
             state.vocabulary = vocabulary
         state.save(self.state_dir)
         return bundle
 
     @staticmethod
-    def _training_series(s: Scenario, agg: FeatureAggregator, s_start: float, s_end: float):
-        """The frames a scenario learns from, and the rare-value vocabulary after them."""
+    def _training_series(s: Scenario, agg: FeatureAggregator, s_start: float, s_end: float,
+                         recent: set | None = None):
+        """The frames a scenario learns from (of the `recent` entities only, when given),
+        and the rare-value vocabulary after them."""
         frames = agg.frames()
+        if recent is not None:
+            frames = {e: f for e, f in frames.items() if e in recent}
         if not frames:
             # Nothing matched in the whole history: learn that zero is normal, so the
             # first activity ever is reported instead of waiting for a model forever.
@@ -116,8 +127,9 @@ class Training:
             # builds it, and the detectors learn from the buckets after that.
             fit_from = s_start + min(RARE_WARMUP_SECONDS, (s_end - s_start) / 3)
             fit_from = align_down(fit_from, s.bucket_seconds)
-        series = {e: f[f.index >= pd.Timestamp(fit_from, unit="s", tz="UTC")] for e, f in frames.items()}
-        return series, agg.vocabulary_after(), fit_from
+        cut = pd.Timestamp(fit_from, unit="s", tz="UTC")
+        series = {e: f if not len(f) or f.index[0] >= cut else f[f.index >= cut] for e, f in frames.items()}
+        return series, agg.vocabulary_after(recent), fit_from
 
     def _fit(self, s: Scenario, series: dict, vocabulary: dict, s_start: float, fit_from: float,
              s_end: float) -> tuple[ModelBundle, dict]:
@@ -132,3 +144,12 @@ class Training:
         bundle.meta["exclusions"] = sorted({x.why for x in exclusions})
         bundle.save(self.config.models_dir, keep=self.config.run.keep_models)
         return bundle, series
+
+
+def forget(state: ScenarioState, recent: set) -> None:
+    """Drop from a scenario's state every entity not among `recent` (removed agents)."""
+    state.context = {k: v for k, v in state.context.items()
+                     if ScenarioState.entity_of(k) is None or ScenarioState.entity_of(k) in recent}
+    keys = {ScenarioState.entity_key(e) for e in recent} | {""}
+    state.vocabulary = {name: {k: v for k, v in entities.items() if k in keys}
+                        for name, entities in (state.vocabulary or {}).items()}

@@ -208,9 +208,7 @@ def scoring_aggregator(bundle: ModelBundle, start: float, end: float, *, vocabul
 def anomalies(bundle: ModelBundle, frames: dict[str | None, pd.DataFrame], first: float) -> list[Anomaly]:
     """The anomalies of every entity's frame from `first` on (the rows before are context),
     in time order."""
-    found: list[Anomaly] = []
-    for entity, frame in frames.items():
-        found.extend(bundle.score(frame, entity, first=first))
+    found = bundle.score_many(frames, first=first)
     found.sort(key=lambda a: (a.window_start, a.entity_value or ""))
     return found
 
@@ -244,7 +242,7 @@ def score_series(bundle: ModelBundle, agg: FeatureAggregator, start: float, end:
         kept[entity] = rows
         values, _ = bundle.profile.expected(rows.index, entity)
         expected[entity] = pd.DataFrame(values, index=rows.index, columns=rows.columns)
-        for name, detector in bundle.detectors.items():
+        for name, detector in bundle.detectors_for(entity).items():
             inputs = bundle.detector_input(name, frame)
             raw = detector.score(inputs, entity)["score"]
             raw = raw[raw.index >= first]

@@ -37,6 +37,73 @@ from ..core.trust import check_trusted, read_trusted
 FORMAT = 1
 POOLED = "*"
 TOP_FEATURES = 5
+DRIFT_SAMPLE = 256   # entities of a batch whose scores are kept for the drift check
+
+
+def every_entity(name: str) -> bool:
+    """Whether detector `name` costs so little per entity that it models every entity."""
+    return bool(getattr(detector_class(name), "every_entity", False))
+
+
+def detailed_entities(scenario: Scenario, series: dict[str | None, pd.DataFrame]) -> list | None:
+    """The entities the costlier detectors (MVAD) also model: the busiest `entity.mvad_top`
+    by volume; None when they model every entity (no entity split, or no detector that
+    covers every entity)."""
+    if scenario.entity is None or not any(every_entity(n) for n in scenario.detectors):
+        return None
+    volume = {e: float(np.nansum(f.to_numpy(dtype=float))) for e, f in series.items()}
+    ranked = sorted(series, key=lambda e: (-volume[e], "" if e is None else e))
+    return ranked[:scenario.entity.mvad_top]
+
+
+def context_entities(scenario: Scenario) -> int:
+    """How many entities' last buckets the state keeps as context for the next run: the
+    ones a detector needing context scores (the busiest entity.mvad_top), bounded
+    however many entities there are."""
+    if scenario.entity is None:
+        return 1
+    if any(every_entity(n) for n in scenario.detectors):
+        return max(scenario.entity.mvad_top, 1)
+    return 2 * scenario.entity.top if scenario.entity.top is not None else max(scenario.entity.mvad_top, 1)
+
+
+def training_scores(detector, inputs: dict[str | None, pd.DataFrame], *, chunk: int = 500) -> dict:
+    """Each entity's scores of its training frame: together in chunks of entities x buckets
+    arrays when the detector can (score_many) and the frames share one index."""
+    per_entity: dict = {}
+    together = getattr(detector, "score_many", None)
+    groups: dict[tuple, list] = {}
+    for e, f in inputs.items():
+        if together is not None and e is not None and len(f):
+            groups.setdefault((len(f), f.index[0], f.index[-1]), []).append(e)
+    with progress.steps("scoring entities", len(inputs)) as scoring:
+        for members in groups.values():
+            index = inputs[members[0]].index
+            same = [e for e in members if inputs[e].index.equals(index)]
+            for i in range(0, len(same), chunk):
+                part = same[i:i + chunk]
+                for e, scores in zip(part, together([inputs[e] for e in part], part)):
+                    per_entity[e] = scores
+                scoring.step(by=len(part))
+        for e, f in inputs.items():
+            if e not in per_entity:
+                scoring.step()
+                per_entity[e] = detector.score(f, e)["score"].to_numpy()
+    return {e: per_entity[e] for e in inputs}
+
+
+def _constant(series: dict[str | None, pd.DataFrame]) -> bool:
+    """Every value of every frame the same (one frame at a time: never all of them joined)."""
+    first = None
+    for frame in series.values():
+        values = frame.to_numpy(dtype=float)
+        if not values.size:
+            continue
+        if first is None:
+            first = values.flat[0]
+        if not np.all(values == first):
+            return False
+    return True
 
 
 def _utc(epoch: float) -> pd.Timestamp:
@@ -87,7 +154,7 @@ class ModelBundle:
               now: float | None = None) -> "ModelBundle":
         """Fit every detector of the scenario and calibrate it on its own training scores."""
         features = scenario.feature_names
-        series = {e: f[features] for e, f in series.items() if len(f)}
+        series = {e: f if list(f.columns) == features else f[features] for e, f in series.items() if len(f)}
         if not series:
             raise ValueError("no training data")
         profile = SeasonalProfile(features, weekday=scenario.seasonal.weekday,
@@ -98,8 +165,9 @@ class ModelBundle:
         skipped: dict[str, str] = {}
         calendar = calendar_names(scenario)
         score_quantiles: dict[str, list[float]] = {}
-        joined = np.concatenate([f.to_numpy(dtype=float) for f in series.values()])
-        constant = bool(np.all(joined == joined[0])) if len(joined) else True
+        constant = _constant(series)
+        detailed = detailed_entities(scenario, series)
+        detector_entities: dict[str, list] = {}
         with progress.steps("detector", len(scenario.detectors)) as fitting:
             for name in scenario.detectors:
                 cls_ = detector_class(name)
@@ -108,19 +176,24 @@ class ModelBundle:
                     # "anything above zero is new" until a retrain sees real activity.
                     skipped[name] = "no variation in the training data"
                     continue
+                own = series
+                if detailed is not None and not getattr(cls_, "every_entity", False):
+                    # A costly detector models the busiest entities; the others have the cheap ones.
+                    own = {e: series[e] for e in detailed}
+                    if not own:
+                        skipped[name] = "entity.mvad_top is 0"
+                        continue
+                    if len(own) < len(series):
+                        detector_entities[name] = [e for e in own if e is not None]
                 fitting.step(name)
                 # Only a detector that asks for them sees the opt-in calendar columns.
                 calendared = getattr(cls_, "uses_calendar", False)
                 detector = cls_.from_scenario(scenario, features + calendar if calendared else features,
                                               device=device, threads=threads)
-                inputs = {e: with_calendar(f, scenario) for e, f in series.items()} if calendared else series
+                inputs = {e: with_calendar(f, scenario) for e, f in own.items()} if calendared else own
                 started = time.monotonic()
                 detector.fit(inputs)
-                per_entity = {}
-                with progress.steps("scoring entities", len(inputs)) as scoring:
-                    for e, f in inputs.items():
-                        scoring.step()
-                        per_entity[e] = detector.score(f, e)["score"].to_numpy()
+                per_entity = training_scores(detector, inputs)
                 floor = getattr(detector, "threshold_floor", None)
                 quantile = scenario.severity.quantile
                 pooled_scores = np.concatenate([s for s in per_entity.values() if len(s)])
@@ -143,6 +216,7 @@ class ModelBundle:
             "entity_field": scenario.entity.field if scenario.entity else None,
             "entities": [e for e in series if e is not None],
             "detectors": list(detectors), "skipped_detectors": skipped, "combine": scenario.combine,
+            "detector_entities": detector_entities,
             "trained_at": _iso(now), "trained_at_epoch": now,
             "trained_from": _iso(trained_from), "trained_from_epoch": trained_from,
             "trained_to": _iso(trained_to), "trained_to_epoch": trained_to,
@@ -248,6 +322,17 @@ class ModelBundle:
         return cls(scenario, version, profile, detectors, calibrations, meta, vocabulary)
 
     # ------------------------------------------------------------------ scoring
+    def covers(self, detector: str, entity: str | None) -> bool:
+        """Whether `detector` models `entity` (a costly one models only the busiest)."""
+        limited = self.__dict__.get("_limited")
+        if limited is None:
+            limited = self.__dict__["_limited"] = {d: set(es) for d, es in
+                                                   (self.meta.get("detector_entities") or {}).items()}
+        return detector not in limited or entity in limited[detector]
+
+    def detectors_for(self, entity: str | None) -> dict[str, object]:
+        return {n: d for n, d in self.detectors.items() if self.covers(n, entity)}
+
     def calibration(self, detector: str, entity: str | None) -> Calibration:
         cals = self.calibrations[detector]
         return cals.get(entity, cals[POOLED]) if entity is not None else cals[POOLED]
@@ -262,7 +347,8 @@ class ModelBundle:
         features = self.scenario.feature_names
         first_ts = _utc(first)
         scored: dict[str, pd.DataFrame] = {}
-        for name, detector in self.detectors.items():
+        detectors = self.detectors_for(entity)
+        for name, detector in detectors.items():
             result = detector.score(self.detector_input(name, frame), entity)
             scored[name] = result[result.index >= first_ts]
             # Every scored bucket's score, for the drift check (scores.record_scores).
@@ -281,7 +367,7 @@ class ModelBundle:
                 if ts in result.index:
                     exceedances[name] = float(self.calibration(name, entity).exceedance(result.at[ts, "score"]))
             flagged = [n for n, e in exceedances.items() if e > 1.0]
-            if not flagged or (self.scenario.combine == "all" and len(flagged) < len(self.detectors)):
+            if not flagged or (self.scenario.combine == "all" and len(flagged) < len(detectors)):
                 continue
             lead = max(flagged, key=lambda n: exceedances[n])
             severity = severity_for(exceedances[lead], self.scenario.severity)
@@ -301,7 +387,7 @@ class ModelBundle:
                                             deviation=float(deviation[i, j]))
                         for j in order if blend[j] > 0 or len(order) == 1)
             anomalies.append(Anomaly(
-                scenario=self.scenario.name, detector="+".join(sorted(flagged, key=list(self.detectors).index)),
+                scenario=self.scenario.name, detector="+".join(sorted(flagged, key=list(detectors).index)),
                 window_start=ts.to_pydatetime(), window_end=(ts + step).to_pydatetime(),
                 bucket_minutes=self.scenario.bucket_minutes,
                 score=float(scored[lead].at[ts, "score"]), threshold=self.calibration(lead, entity).threshold,
@@ -309,6 +395,46 @@ class ModelBundle:
                 entity_field=self.scenario.entity.field if self.scenario.entity and entity is not None else None,
                 entity_value=entity, description=self.scenario.description))
         return anomalies
+
+
+    def score_many(self, frames: dict[str | None, pd.DataFrame], *, first: float) -> list[Anomaly]:
+        """score() of every entity's frame, the cheap detectors of the entities no costly
+        detector models scored together as one entities x buckets array: only the entities
+        with a bucket above a threshold are then scored one by one (the same anomalies)."""
+        batch: dict[tuple, list] = {}
+        found: list[Anomaly] = []
+        for entity, frame in frames.items():
+            names = self.detectors_for(entity)
+            if entity is not None and len(names) and all(hasattr(d, "score_many") for d in names.values()):
+                batch.setdefault((tuple(names), frame.index[0] if len(frame) else None, len(frame)),
+                                 []).append(entity)
+            else:
+                found.extend(self.score(frame, entity, first=first))
+        first_ts = _utc(first)
+        for (names, _, _), entities in batch.items():
+            flagged = np.zeros(len(entities), dtype=bool)
+            index = frames[entities[0]].index
+            kept = index >= first_ts
+            epochs = (index[kept].asi8 // 10**9).tolist()
+            step = max(1, len(entities) // DRIFT_SAMPLE)
+            for name in names:
+                detector = self.detectors[name]
+                scores = detector.score_many([self.detector_input(name, frames[e]) for e in entities], entities)
+                scores = scores[:, kept]
+                for i, entity in enumerate(entities):
+                    if not flagged[i]:
+                        flagged[i] = bool(np.any(self.calibration(name, entity).exceedance(scores[i]) > 1.0))
+                # A sample of the entities (every step-th) for the drift check: bounded per run.
+                sample = scores[::step][:DRIFT_SAMPLE]
+                self.recent_scores.setdefault(name, []).extend(
+                    (t, float(v)) for row in sample for t, v in zip(epochs, row))
+            for i in np.flatnonzero(flagged):
+                entity = entities[i]
+                recorded = {n: len(self.recent_scores.get(n, [])) for n in names}
+                found.extend(self.score(frames[entity], entity, first=first))
+                for n, length in recorded.items():   # recorded above already (or left out of the sample)
+                    del self.recent_scores[n][length:]
+        return found
 
 
 def list_versions(models_dir: Path, scenario_name: str) -> list[str]:

@@ -387,7 +387,7 @@ class IndexerSource:
             entity = _entity_text(entity)
             if entity:
                 volumes[entity] = volumes.get(entity, 0) + bucket["doc_count"]
-        top = sorted(volumes, key=lambda e: (-volumes[e], e))[:s.entity.top]
+        top = sorted(volumes, key=lambda e: (-volumes[e], e))[:s.entity.top]  # top None: every entity
         if not top:
             return
         page = self._buckets_per_request(s, COMPOSITE_PAGE)
@@ -398,7 +398,7 @@ class IndexerSource:
         wanted = set(top)
         what = f"computing the features of scenario {s.name}"
         early = first[0]["aggregations"]["x"]
-        if len(volumes) <= s.entity.top:
+        if s.entity.top is None or len(volumes) <= s.entity.top:
             cell_buckets = early["buckets"]
             if len(cell_buckets) >= early_page and early.get("after_key"):
                 def more(after):
