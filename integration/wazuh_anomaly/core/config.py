@@ -12,7 +12,7 @@ import difflib
 import fnmatch
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,14 @@ class FeatureSpec:
     field: str | None = None          # required except for count
     filter: tuple[Condition, ...] = ()
     max_seen: int = 2                 # rare: a value seen in at most this many earlier buckets (per entity) is rare
+    # Suppression (as OpenSearch AD's rules): a bucket is raised only when some feature
+    # moved in the direction that matters by at least min_deviation (absolute) and
+    # min_relative_deviation (a share of the expected value) from what its hour expects.
+    direction: str = "up"             # up | down | both
+    min_deviation: float = 0.0
+    min_relative_deviation: float = 0.0
+    text_up: str = ""                 # what an anomaly led by this feature going up means (alert text)
+    text_down: str = ""               # ... going down
 
 
 @dataclass(frozen=True)
@@ -107,9 +115,9 @@ class SeasonalSpec:
 
 @dataclass(frozen=True)
 class SeveritySpec:
-    quantile: float = 0.999           # flag budget: the threshold is this quantile of training scores (strictly above it is anomalous)
-    medium: float = 1.5               # exceedance (score above training median, in thresholds) for each tier
-    high: float = 2.5
+    quantile: float = 0.999           # no longer used: the alert budget sets the threshold (kept so old files load)
+    medium: float = 2.0               # exceedance for each tier: 1 at the budget's tail probability, +1 per
+    high: float = 3.0                 # ten times rarer (2: 10x, 3: 100x, 4: 1000x rarer than the threshold)
     critical: float = 4.0
 
 
@@ -132,6 +140,8 @@ class Scenario:
     source: str = "alerts"            # alerts | flows (normalised NetFlow events, see netflow/)
     flows_file: str = ""              # source flows: default <prefix>/logs/anomaly/netflow.json
     calendar: CalendarSpec = CalendarSpec()
+    budget_share: float = 1.0         # weight of this scenario in the installation's alert budget
+    alerts_per_day: float = 1.0       # its share of the budget in false alarms a day (share_budget)
 
     @property
     def bucket_seconds(self) -> int:
@@ -208,6 +218,8 @@ class Config:
     config_file: Path | None = None
     indexer: IndexerSpec = IndexerSpec()
     shipping: ShippingSpec = ShippingSpec()
+    alerts_per_day: float = 1.0                    # false alarms a day for the whole installation (share_budget)
+    realtime_budget_share: float = 1.0             # the real-time path's weight in it, beside each scenario's budget_share
 
 
 # --------------------------------------------------------------------------- parsing
@@ -360,8 +372,18 @@ def _parse_features(r: YamlReader) -> tuple[FeatureSpec, ...]:
         flt = f.sub("filter")
         conditions = tuple(_parse_condition(flt, k, v) for k, v in flt.data.items())
         flt.used.update(flt.data)
+        direction = f.get("direction", str, "")
+        if direction not in ("", "up", "down", "both"):
+            raise f.fail("direction", f"must be 'up', 'down' or 'both', not '{direction}'")
+        min_deviation = _positive(f, "min_deviation", f.get("min_deviation", float, 0.0), allow_zero=True)
+        min_relative = _positive(f, "min_relative_deviation", f.get("min_relative_deviation", float, 0.0),
+                                 allow_zero=True)
+        t = f.sub("text")
+        text_up, text_down = t.get("up", str, "").strip(), t.get("down", str, "").strip()
+        t.done()
         f.done()
-        features.append(FeatureSpec(name, aggregation, field_name, conditions, max_seen))
+        features.append(FeatureSpec(name, aggregation, field_name, conditions, max_seen, direction or "",
+                                    min_deviation, min_relative, text_up, text_down))
     return tuple(features)
 
 
@@ -446,6 +468,8 @@ def parse_scenario(data: Any, file: Path | str) -> Scenario:
     if seasonal.direction not in ("up", "both"):
         raise s.fail("direction", "must be 'up' or 'both'")
     s.done()
+    # A feature without a direction of its own follows the seasonal detector's.
+    features = tuple(f if f.direction else replace(f, direction=seasonal.direction) for f in features)
 
     v = r.sub("severity")
     severity = SeveritySpec(
@@ -468,6 +492,7 @@ def parse_scenario(data: Any, file: Path | str) -> Scenario:
     if flows_file and source != "flows":
         raise r.fail("flows_file", "only applies to 'source: flows'")
 
+    budget_share = _positive(r, "budget_share", r.get("budget_share", float, Scenario.budget_share))
     mitre = r.get("mitre", list, [])
     for technique in mitre:
         if not isinstance(technique, str) or not MITRE_RE.match(technique):
@@ -478,7 +503,7 @@ def parse_scenario(data: Any, file: Path | str) -> Scenario:
                     bucket_minutes=bucket_minutes, entity=entity, detectors=tuple(detectors),
                     combine=combine, training=training, mvad=mvad, seasonal=seasonal,
                     severity=severity, mitre=tuple(mitre), source=source, flows_file=flows_file,
-                    calendar=calendar)
+                    calendar=calendar, budget_share=budget_share)
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -509,7 +534,22 @@ def load_scenarios(directory: Path) -> tuple[list[Scenario], list[ConfigError]]:
             continue
         seen[scenario.name] = path
         scenarios.append(scenario)
-    return scenarios, errors
+    return share_budget(scenarios, Config.alerts_per_day, Config.realtime_budget_share), errors
+
+
+def share_budget(scenarios: list[Scenario], alerts_per_day: float, realtime_share: float) -> list[Scenario]:
+    """The scenarios with their share of the installation's false-alarm budget: the
+    enabled scenarios and the real-time path split `alerts_per_day` by weight
+    (budget_share, realtime_budget_share)."""
+    total = sum(s.budget_share for s in scenarios if s.enabled) + realtime_share
+    return [replace(s, alerts_per_day=alerts_per_day * s.budget_share / total) if total > 0 else s
+            for s in scenarios]
+
+
+def realtime_alerts_per_day(config: "Config", scenarios: list[Scenario]) -> float:
+    """The real-time path's share of the budget, in false alarms a day."""
+    total = sum(s.budget_share for s in scenarios if s.enabled) + config.realtime_budget_share
+    return config.alerts_per_day * config.realtime_budget_share / total if total > 0 else 0.0
 
 
 def load_config(layout: Layout, config_file: Path | None = None) -> Config:
@@ -545,10 +585,14 @@ def load_config(layout: Layout, config_file: Path | None = None) -> Config:
     rr.done()
     indexer = _parse_indexer(r.sub("indexer"))
     shipping = _parse_shipping(r.sub("shipping"))
+    alerts_per_day = _positive(r, "alerts_per_day", r.get("alerts_per_day", float, Config.alerts_per_day))
+    realtime_share = _positive(r, "realtime_budget_share", r.get("realtime_budget_share", float,
+                                                                 Config.realtime_budget_share), allow_zero=True)
     r.done()
     return Config(layout=layout, alerts_dir=Path(alerts_dir), anomalies_file=Path(anomalies_file),
                   models_dir=Path(models_dir), state_dir=Path(state_dir), source_type=source_type,
-                  run=run, config_file=path if found else None, indexer=indexer, shipping=shipping)
+                  run=run, config_file=path if found else None, indexer=indexer, shipping=shipping,
+                  alerts_per_day=alerts_per_day, realtime_budget_share=realtime_share)
 
 
 def _parse_indexer(x: YamlReader) -> IndexerSpec:

@@ -28,13 +28,19 @@ from ..core import progress
 from ..features.calendar import calendar_names, with_calendar
 from ..core.config import Scenario
 from ..detectors import Calibration, SeasonalProfile, detector_class
-from ..detectors.base import severity_for
+from ..detectors.base import alert_probability, severity_for, title_of, worth_raising
 from ..core.errors import ModelError
 from ..core.findings import Anomaly, FeatureContribution, iso
 from .scores import score_quantiles as quantiles_of
 from ..core.trust import check_trusted, read_trusted
 
-FORMAT = 1
+# 2: calibrations are fitted tails (tail probabilities against the alert budget); a
+# model of format 1 (quantile thresholds) is refused with "retrain".
+FORMAT = 2
+# An entity gets a tail of its own from this many training scores on (four weeks of
+# 5-minute buckets); before that every entity shares the pooled tail, whose many
+# scores fit the rare end far better than a few days of one entity's.
+ENTITY_TAIL_SCORES = 8064
 POOLED = "*"
 TOP_FEATURES = 5
 
@@ -67,6 +73,20 @@ class ModelBundle:
     meta: dict = field(default_factory=dict)
     vocabulary: dict = field(default_factory=dict)     # rare features: value counts at the end of training
     recent_scores: dict = field(default_factory=dict)  # detector -> (bucket epoch, score) scored since loading
+
+    def __post_init__(self) -> None:
+        self.apply_budget()
+
+    def apply_budget(self) -> None:
+        """Set every calibration's alert probability from the scenario's share of the alert
+        budget (scenario.alerts_per_day) spread over its series: every entity trained on,
+        times every detector (alerts_probability); more entities or detectors, each alerts
+        more rarely, so together they stay within the budget."""
+        entities = max(len(self.meta.get("entities") or []), 1)
+        p = alert_probability(self.scenario.alerts_per_day, entities * max(len(self.detectors), 1),
+                              self.scenario.bucket_minutes)
+        self.calibrations = {d: {k: c.with_alert_probability(p) for k, c in cals.items()}
+                             for d, cals in self.calibrations.items()}
 
     @property
     def context_buckets(self) -> int:
@@ -118,20 +138,24 @@ class ModelBundle:
                 started = time.monotonic()
                 detector.fit(inputs)
                 per_entity = {}
-                with progress.steps("scoring entities", len(inputs)) as scoring:
-                    for e, f in inputs.items():
-                        scoring.step()
-                        per_entity[e] = detector.score(f, e)["score"].to_numpy()
+                if hasattr(detector, "calibration_scores"):
+                    # Out-of-sample scores where the detector can give them cheaply: in-sample
+                    # scores are tighter than any later day's, and the tail would promise too little.
+                    per_entity = detector.calibration_scores(inputs)
+                else:
+                    with progress.steps("scoring entities", len(inputs)) as scoring:
+                        for e, f in inputs.items():
+                            scoring.step()
+                            per_entity[e] = detector.score(f, e)["score"].to_numpy()
                 floor = getattr(detector, "threshold_floor", None)
-                quantile = scenario.severity.quantile
                 pooled_scores = np.concatenate([s for s in per_entity.values() if len(s)])
                 score_quantiles[name] = quantiles_of(pooled_scores)   # the yardstick of the drift check
-                cals = {POOLED: Calibration.from_scores(pooled_scores, quantile, floor=floor)}
-                # Busy entities get their own threshold: a noisy firewall must not hide a quiet server.
-                min_scores = max(96, int(round(10 / (1 - quantile))))
+                cals = {POOLED: Calibration.from_scores(pooled_scores, floor=floor)}
+                # Entities with weeks of history get a tail of their own: a noisy firewall
+                # must not hide a quiet server.
                 for entity, scores in per_entity.items():
-                    if entity is not None and len(scores) >= min_scores:
-                        cals[entity] = Calibration.from_scores(scores, quantile, floor=floor)
+                    if entity is not None and len(scores) >= ENTITY_TAIL_SCORES:
+                        cals[entity] = Calibration.from_scores(scores, floor=floor)
                 detectors[name] = detector
                 calibrations[name] = cals
                 details[name] = {"fit_seconds": round(time.monotonic() - started, 3),
@@ -275,11 +299,19 @@ class ModelBundle:
         expected, _ = self.profile.expected(rows.index, entity)
         anomalies: list[Anomaly] = []
         step = pd.Timedelta(minutes=self.scenario.bucket_minutes)
-        for i, ts in enumerate(rows.index):
-            exceedances = {}
-            for name, result in scored.items():
-                if ts in result.index:
-                    exceedances[name] = float(self.calibration(name, entity).exceedance(result.at[ts, "score"]))
+        # Every bucket's exceedance at once (tail probabilities are array arithmetic).
+        exceeding = {name: pd.Series(np.asarray(self.calibration(name, entity).exceedance(result["score"].to_numpy()),
+                                                dtype=float).reshape(-1), index=result.index)
+                     for name, result in scored.items()}
+        above = np.zeros(len(rows), dtype=bool)
+        for e in exceeding.values():
+            above |= (e.reindex(rows.index) > 1.0).to_numpy()
+        # Suppression rules: only features that moved enough, the way that matters, count.
+        worth = worth_raising(self.scenario.features, rows[features].to_numpy(dtype=float), expected)
+        above &= worth.any(axis=1)
+        for i in np.flatnonzero(above):     # only buckets past some detector's threshold
+            ts = rows.index[i]
+            exceedances = {name: float(e[ts]) for name, e in exceeding.items() if ts in e.index}
             flagged = [n for n, e in exceedances.items() if e > 1.0]
             if not flagged or (self.scenario.combine == "all" and len(flagged) < len(self.detectors)):
                 continue
@@ -290,9 +322,10 @@ class ModelBundle:
             # Half the detector's own attribution, half each feature's deviation from its
             # profile: MVAD's pct_weight would otherwise rank volume above the real cause.
             # Calendar columns are inputs, never causes: only the scenario's features are ranked.
-            share = np.asarray([scored[lead].at[ts, f] for f in features], dtype=float)
-            share = share / share.sum() if share.sum() > 0 else share
-            z = np.maximum(deviation[i], 0.0)
+            # Only the features that moved enough, the way that matters, are causes.
+            share = np.asarray([scored[lead].at[ts, f] for f in features], dtype=float) * worth[i]
+            share = share / share.sum() if share.sum() > 0 else worth[i] / worth[i].sum()
+            z = np.abs(deviation[i]) * worth[i]
             z_share = z / z.sum() if z.sum() > 0 else np.zeros_like(z)
             blend = 0.5 * share + 0.5 * z_share if z.sum() > 0 else share
             order = np.argsort(-blend, kind="stable")[:TOP_FEATURES]
@@ -307,7 +340,8 @@ class ModelBundle:
                 score=float(scored[lead].at[ts, "score"]), threshold=self.calibration(lead, entity).threshold,
                 severity=severity, top_features=top, model_version=self.version,
                 entity_field=self.scenario.entity.field if self.scenario.entity and entity is not None else None,
-                entity_value=entity, description=self.scenario.description))
+                entity_value=entity, description=self.scenario.description,
+                title=title_of(self.scenario.features[order[0]], bool(deviation[i, order[0]] >= 0))))
         return anomalies
 
 
