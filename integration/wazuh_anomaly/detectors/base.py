@@ -85,7 +85,7 @@ class Calibration:
     sigma: float                       # generalised Pareto scale of the excesses over u
     xi: float                          # generalised Pareto shape (0: exponential tail)
     n_tail: int                        # training scores above u
-    method: str                        # "gpd", or "exponential" with too few or unruly excesses
+    method: str                        # "gpd"; "gpd-short" (shape held at XI_MIN); "exponential" (too few or unruly excesses)
     body: tuple[tuple[float, float], ...] = ()   # (score, tail probability) points below u
     floor: float | None = None         # scores below this never alert, however rare
     p_alert: float = 1e-3              # set from the alert budget by the model (pipeline/models.py)
@@ -111,6 +111,12 @@ class Calibration:
             u = float(scores[-1])
         zeta = max(excesses.size, 1) / (n + 1)
         sigma, xi, method = _fit_tail(excesses, scores)
+        if method == "gpd-short" and excesses.size:
+            # A tail fitted at XI_MIN must not end at the training maximum: that score was
+            # seen once in n, so the fitted tail gives it at least that chance.
+            ratio = 1.0 / ((n + 1) * zeta)
+            if ratio < 1.0:
+                sigma = max(sigma, xi * float(excesses.max()) / (ratio ** -xi - 1.0))
         body: list[tuple[float, float]] = []
         for p in BODY_LEVELS:            # increasing scores; a tied score keeps its likelier level
             at = float(np.quantile(scores, 1.0 - p))
@@ -202,8 +208,8 @@ class Calibration:
 
 def _fit_tail(excesses: np.ndarray, scores: np.ndarray) -> tuple[float, float, str]:
     """(sigma, xi, method) of the excesses over u: a generalised Pareto maximum-likelihood
-    fit with MIN_TAIL or more excesses and a shape in [XI_MIN, XI_MAX],
-    else an exponential tail whose scale is the mean excess (the exponential's maximum
+    fit with MIN_TAIL or more excesses and a shape in [XI_MIN, XI_MAX] (a shorter one
+    at XI_MIN), else an exponential tail whose scale is the mean excess (the exponential's maximum
     likelihood estimate; with no excess at all, a tenth of the scores' spread)."""
     if excesses.size >= MIN_TAIL and np.ptp(excesses) > 0:
         from scipy.stats import genpareto
@@ -213,6 +219,15 @@ def _fit_tail(excesses: np.ndarray, scores: np.ndarray) -> tuple[float, float, s
             xi, sigma = np.nan, np.nan
         if np.isfinite(xi) and np.isfinite(sigma) and sigma > 0 and XI_MIN <= xi <= XI_MAX:
             return float(sigma), float(xi), "gpd"
+        if np.isfinite(xi) and xi < XI_MIN:
+            # A tail shorter than XI_MIN allows (counts that cannot grow much): the
+            # shortest trusted shape, its scale fitted, past its end the exponential splice.
+            try:
+                _, _, sigma = genpareto.fit(excesses, fc=XI_MIN, floc=0.0)
+            except Exception:  # noqa: BLE001
+                sigma = np.nan
+            if np.isfinite(sigma) and sigma > 0:
+                return float(sigma), XI_MIN, "gpd-short"
     if excesses.size:
         scale = float(np.mean(excesses))
     else:
