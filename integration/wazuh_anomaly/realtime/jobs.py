@@ -238,7 +238,8 @@ def status_lines(prefix: str) -> list[str]:
                      + (f", {st['dropped_keys']} keys over the cap not tracked" if st.get("dropped_keys") else "")
                      + (f", {st['dropped_values']} values over the caps not learned" if st.get("dropped_values") else "")
                      + (f", {st['reset_keys']} damaged keys learned again" if st.get("reset_keys") else "")
-                     + f"; {st.get('findings', 0)} findings, last {_iso(st.get('last_finding'))}")
+                     + f"; {st.get('findings', 0)} findings, last {_iso(st.get('last_finding'))}"
+                     + (f"; {st['held']} first-seen values held back (no burst, docs/budget.md)" if st.get("held") else ""))
     for spec in engine.model_specs:
         model = engine.model(spec)
         if model is None:
