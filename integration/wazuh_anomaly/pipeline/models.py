@@ -141,7 +141,9 @@ class ModelBundle:
                 if hasattr(detector, "calibration_scores"):
                     # Out-of-sample scores where the detector can give them cheaply: in-sample
                     # scores are tighter than any later day's, and the tail would promise too little.
-                    per_entity = detector.calibration_scores(inputs)
+                    with progress.steps("scoring held-out days", 1) as scoring:
+                        scoring.step()
+                        per_entity = detector.calibration_scores(inputs)
                 else:
                     with progress.steps("scoring entities", len(inputs)) as scoring:
                         for e, f in inputs.items():
