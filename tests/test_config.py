@@ -126,7 +126,7 @@ def test_documented_default_values():
     assert TrainingSpec() == TrainingSpec(lookback_days=14.0, min_history_hours=24.0, retrain_every_days=7.0,
                                           max_model_age_days=21.0, drift_buckets=288, drift_threshold=0.3,
                                           drift_tail_ratio=5.0)
-    assert SeveritySpec() == SeveritySpec(quantile=0.999, medium=1.5, high=2.5, critical=4.0)
+    assert SeveritySpec() == SeveritySpec(quantile=0.999, medium=2.0, high=3.0, critical=4.0)
     assert SeasonalSpec() == SeasonalSpec(weekday=False, direction="up", min_scale=1.0)
     assert RunSpec() == RunSpec(grace_seconds=120, max_catchup_buckets=288, auto_train=True, no_data_hours=6.0,
                                 threads=1, device="cpu", keep_models=5)

@@ -71,6 +71,8 @@ def _scores_of_day_23(prefix: Path) -> tuple[list, list]:
 
 def _health(prefix: Path) -> list[str]:
     path = prefix / "logs/anomaly/anomalies.json"
+    if not path.exists():   # nothing written yet: no anomaly within the budget, no health event
+        return []
     return [e["anomaly"]["health"] for e in map(json.loads, path.read_text().splitlines())
             if e["anomaly"]["kind"] == "health"]
 

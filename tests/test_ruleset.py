@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -159,7 +160,7 @@ def test_the_base_rule_is_bound_to_the_managers_anomalies_file():
 def test_every_case_is_one_line_because_no_alert_depends_on_the_lines_before():
     assert all(len(r.lines) == 1 for s in SECTIONS for r in s.runs)
     escalated = {s.rule for s in SECTIONS if '"escalated":"true"' in s.runs[0].lines[0]}
-    assert escalated == {str(first + 4) for first in SCENARIO_RULES.values()} | {"117107"}
+    assert escalated == {str(first + 4) for first in SCENARIO_RULES.values()} | {"117107", "117194", "117199"}
 
 
 def test_no_shipped_rule_counts_events_by_arrival_time():
@@ -201,9 +202,25 @@ def test_explain_shows_the_scenario_alert_with_entity_and_mitre():
     alert = explain(event_for(anomaly(), detected_at=T0 + timedelta(minutes=6)))
     assert isinstance(alert, SimulatedAlert)
     assert (alert.rule_id, alert.level) == (117112, 10)
-    assert alert.description == ("Anomaly (high): authentication failures far above normal, possible brute force"
+    assert alert.description == ("Anomaly (high): auth_failures far above its usual level"
                                  " - auth_failures=143 (expected 2) from 10.0.0.5")
     assert alert.mitre == ["T1110"] and "authentication_failures" in alert.groups
+
+
+def test_a_burst_of_successful_logins_is_valid_accounts_not_brute_force():
+    burst = replace(anomaly(), top_features=(FeatureContribution("auth_successes", 60, 2, 0.9, 29.0),),
+                    title="a burst of successful logins")
+    alert = explain(event_for(burst, detected_at=T0 + timedelta(minutes=6)))
+    assert (alert.rule_id, alert.level, alert.mitre) == (117192, 10, ["T1078"])
+    assert alert.description.startswith("Anomaly (high): a burst of successful logins - auth_successes=60")
+
+
+def test_a_feature_that_went_quiet_carries_no_intrusion_technique():
+    quiet = replace(anomaly(), scenario="rule_diversity",
+                    top_features=(FeatureContribution("distinct_rules", 0, 12, 0.9, -6.0),))
+    alert = explain(event_for(quiet, detected_at=T0 + timedelta(minutes=6)))
+    assert (alert.rule_id, alert.level, alert.mitre) == (117197, 10, [])
+    assert "distinct_rules far below its usual level" in alert.description
     assert alert.static == {"srcip": "10.0.0.5"}
     assert "simulated" in str(alert) and "not wazuh-analysisd" in str(alert)
 

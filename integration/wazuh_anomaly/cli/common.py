@@ -38,13 +38,14 @@ def needs_installation(args: argparse.Namespace) -> bool:
 
 def context(args: argparse.Namespace):
     """(layout, config, scenarios, scenario errors) of the installation under --prefix."""
-    from ..core.config import load_config, load_scenarios
+    from ..core.config import load_config, load_scenarios, share_budget
     from ..core.paths import Layout
     from ..detectors import quiet_libraries
     layout = Layout.from_env(args.prefix)
     config = load_config(layout, Path(args.config) if args.config else None)
     quiet_libraries(config.state_dir / ".cache")
     scenarios, errors = load_scenarios(layout.scenarios_dir)
+    scenarios = share_budget(scenarios, config.alerts_per_day, config.realtime_budget_share)
     return layout, config, scenarios, errors
 
 

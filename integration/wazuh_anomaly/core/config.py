@@ -169,6 +169,12 @@ Filter = Annotated[dict[FieldName, Annotated[ConditionSpec, BeforeValidator(_con
 # --------------------------------------------------------------------------- scenarios
 
 @section
+class FeatureText:
+    up: Annotated[Str, AfterValidator(str.strip)] = doc("what the feature going up means, e.g. 'a burst of successful logins'", "")
+    down: Annotated[Str, AfterValidator(str.strip)] = doc("what the feature going down means", "")
+
+
+@section
 class FeatureSpec:
     """One feature: a number per time bucket (and entity) computed from the alerts that pass its filter."""
 
@@ -178,6 +184,24 @@ class FeatureSpec:
     field: Optional[Str] = doc("the alert field aggregated (required except for count)", None)
     filter: Filter = doc("conditions an alert must meet to be counted (the filter language)", ())
     max_seen: Int = doc("rare: a value seen in at most this many earlier buckets (per entity) is rare", 2, ge=0)
+    # Suppression (as OpenSearch AD's rules): a bucket is raised only when some feature
+    # moved in the direction that matters by at least min_deviation (absolute) and
+    # min_relative_deviation (a share of the expected value) from what its hour expects.
+    direction: choice(("", "up", "down", "both"), "must be 'up', 'down' or 'both'") = doc(
+        "the direction that matters: up, down or both (default: the scenario's seasonal.direction)", "")
+    min_deviation: Float = doc("a smaller absolute deviation from the expected value is never raised", 0.0, ge=0)
+    min_relative_deviation: Float = doc("a deviation smaller than this share of the expected value is never raised",
+                                        0.0, ge=0)
+    text: FeatureText = doc("what an anomaly led by this feature means, by direction (alert text)",
+                            default_factory=lambda: FeatureText())
+
+    @property
+    def text_up(self) -> str:
+        return self.text.up
+
+    @property
+    def text_down(self) -> str:
+        return self.text.down
 
     @model_validator(mode="before")
     @classmethod
@@ -263,13 +287,14 @@ class SeasonalSpec:
 
 @section
 class SeveritySpec:
-    quantile: Float = doc("flag budget: the threshold is this quantile of training scores (strictly above it "
-                          "is anomalous)", 0.999, json_schema_extra={"allowed": "at least 0.5, below 1"})
-    medium: Float = doc("exceedance (score above the training median, in thresholds) from which an anomaly is "
-                        "medium", 1.5, json_schema_extra={"allowed": "at least 1, at most high"})
-    high: Float = doc("exceedance from which an anomaly is high", 2.5,
+    quantile: Float = doc("no longer used: the alert budget (alerts_per_day) sets the threshold; kept so older "
+                          "files load", 0.999, json_schema_extra={"allowed": "at least 0.5, below 1"})
+    medium: Float = doc("exceedance from which an anomaly is medium: 1 at the budget's tail probability, +1 for "
+                        "each ten times rarer (2: 10x rarer than the threshold)", 2.0,
+                        json_schema_extra={"allowed": "at least 1, at most high"})
+    high: Float = doc("exceedance from which an anomaly is high (3: 100x rarer than the threshold)", 3.0,
                       json_schema_extra={"allowed": "at least medium, at most critical"})
-    critical: Float = doc("exceedance from which an anomaly is critical", 4.0,
+    critical: Float = doc("exceedance from which an anomaly is critical (4: 1000x rarer than the threshold)", 4.0,
                           json_schema_extra={"allowed": "at least high"})
 
     @model_validator(mode="after")
@@ -348,6 +373,9 @@ class Scenario:
     flows_file: Str = doc("source flows: the flow events file (default <prefix>/logs/anomaly/netflow.json)", "",
                           json_schema_extra={"allowed": "only with source: flows"})
     calendar: CalendarSpec = doc("opt-in calendar inputs of the MVAD detector", default_factory=CalendarSpec)
+    budget_share: Float = doc("weight of this scenario in the installation's alert budget (alerts_per_day)", 1.0, gt=0)
+    alerts_per_day: Float = Field(1.0, description="its share of the budget in false alarms a day (computed)",
+                                  json_schema_extra={"internal": True})
 
     @model_validator(mode="after")
     def _check(self):
@@ -366,6 +394,10 @@ class Scenario:
                           key="features")
         if self.flows_file and self.source != "flows":
             raise problem("only applies to 'source: flows'", key="flows_file")
+        # A feature without a direction of its own follows the seasonal detector's.
+        if any(not f.direction for f in self.features):
+            object.__setattr__(self, "features", tuple(
+                f if f.direction else dataclasses.replace(f, direction=self.seasonal.direction) for f in self.features))
         return self
 
     @property
@@ -505,6 +537,10 @@ class ConfigFile:
     run: RunSpec = doc("the scheduled run", default_factory=RunSpec)
     indexer: IndexerSpec = doc("the Wazuh indexer (source.type indexer, and shipping)", default_factory=IndexerSpec)
     shipping: ShippingSpec = doc("anomalies also shipped to indexer data streams", default_factory=ShippingSpec)
+    alerts_per_day: Float = doc("false alarms a day for the whole installation, shared by the scenarios "
+                                "(budget_share) and the real-time path (realtime_budget_share)", 1.0, gt=0)
+    realtime_budget_share: Float = doc("the real-time path's weight in the budget, beside each scenario's "
+                                       "budget_share", 1.0, ge=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -521,6 +557,8 @@ class Config:
     config_file: Path | None = None
     indexer: IndexerSpec = dataclasses.field(default_factory=IndexerSpec)
     shipping: ShippingSpec = dataclasses.field(default_factory=ShippingSpec)
+    alerts_per_day: float = 1.0                    # false alarms a day for the whole installation (share_budget)
+    realtime_budget_share: float = 1.0             # the real-time path's weight in it, beside each scenario's budget_share
 
 
 # --------------------------------------------------------------------------- loading
@@ -558,7 +596,22 @@ def load_scenarios(directory: Path) -> tuple[list[Scenario], list[ConfigError]]:
             continue
         seen[scenario.name] = path
         scenarios.append(scenario)
-    return scenarios, errors
+    return share_budget(scenarios, Config.alerts_per_day, Config.realtime_budget_share), errors
+
+
+def share_budget(scenarios: list[Scenario], alerts_per_day: float, realtime_share: float) -> list[Scenario]:
+    """The scenarios with their share of the installation's false-alarm budget: the
+    enabled scenarios and the real-time path split `alerts_per_day` by weight
+    (budget_share, realtime_budget_share)."""
+    total = sum(s.budget_share for s in scenarios if s.enabled) + realtime_share
+    return [dataclasses.replace(s, alerts_per_day=alerts_per_day * s.budget_share / total) if total > 0 else s
+            for s in scenarios]
+
+
+def realtime_alerts_per_day(config: "Config", scenarios: list[Scenario]) -> float:
+    """The real-time path's share of the budget, in false alarms a day."""
+    total = sum(s.budget_share for s in scenarios if s.enabled) + config.realtime_budget_share
+    return config.alerts_per_day * config.realtime_budget_share / total if total > 0 else 0.0
 
 
 def load_config(layout: Layout, config_file: Path | None = None) -> Config:
@@ -572,4 +625,5 @@ def load_config(layout: Layout, config_file: Path | None = None) -> Config:
                   anomalies_file=Path(doc_.output.anomalies_file or layout.anomalies_file),
                   models_dir=Path(doc_.models_dir or layout.models_dir),
                   state_dir=Path(doc_.state_dir or layout.state_dir), source_type=doc_.source.type,
-                  run=doc_.run, config_file=path if found else None, indexer=doc_.indexer, shipping=doc_.shipping)
+                  run=doc_.run, config_file=path if found else None, indexer=doc_.indexer, shipping=doc_.shipping,
+                  alerts_per_day=doc_.alerts_per_day, realtime_budget_share=doc_.realtime_budget_share)

@@ -58,6 +58,7 @@ class Anomaly:
     entity_value: str | None = None
     kind: str = "timeseries"
     description: str = ""         # the scenario's one-line description
+    title: str = ""               # what happened, by the leading feature and its direction ("a burst of successful logins")
     suppression_id: str | None = None      # set when an admin's suppression covers it (suppression.py)
     suppression_reason: str | None = None
     # escalation.Repeat, set from the anomaly log's state once written (runner.py), so the

@@ -21,6 +21,9 @@ from .profile import SeasonalProfile
 # A seasonal threshold never drops below this many robust deviations, however quiet
 # the training data was.
 MIN_THRESHOLD = 3.0
+# Folds (groups of days) of the out-of-sample training scores the alert threshold is
+# calibrated on (calibration_scores).
+CALIBRATION_FOLDS = 7
 
 
 @DETECTORS.register("seasonal")
@@ -49,6 +52,32 @@ class SeasonalDetector:
         self.profile_ = SeasonalProfile(self.features, weekday=self.spec.weekday,
                                         min_scale=self.spec.min_scale).fit(series)
         return self
+
+    def calibration_scores(self, series: Series, folds: int = CALIBRATION_FOLDS) -> dict:
+        """Out-of-sample training scores, per entity: the days are split into `folds`
+        groups, and each group is scored by a profile fitted on the others. Scores of the
+        very buckets a profile was fitted on are tighter than any later day's (its
+        medians and scales were chosen to fit them), and a tail calibrated on them would
+        alert more often than it promises."""
+        days = {e: (f.index.asi8 // (86400 * 10**9)) % folds for e, f in series.items() if len(f)}
+        if len({d for arr in days.values() for d in np.unique(arr).tolist()}) < folds:
+            return {e: self.score(f, e)["score"].to_numpy() for e, f in series.items() if len(f)}
+        out = {e: np.zeros(len(series[e])) for e in days}
+        for fold in range(folds):
+            rest = {e: series[e][days[e] != fold] for e in days}
+            rest = {e: f for e, f in rest.items() if len(f)}
+            profile = SeasonalProfile(self.features, weekday=self.spec.weekday, min_scale=self.spec.min_scale).fit(rest)
+            for e in days:
+                held = days[e] == fold
+                if held.any():
+                    frame = series[e][held]
+                    key = e if e in rest else None   # an entity seen only in this fold: the pooled profile
+                    out[e][held] = self._scores(profile.deviation(frame, key))
+        return out
+
+    def _scores(self, z: np.ndarray) -> np.ndarray:
+        z = np.maximum(z, 0.0) if self.spec.direction == "up" else np.abs(z)
+        return z.max(axis=1) if len(z) else np.zeros(0)
 
     def score(self, frame: pd.DataFrame, entity: str | None = None) -> ScoreFrame:
         if self.profile_ is None:

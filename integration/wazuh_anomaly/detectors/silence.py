@@ -67,6 +67,8 @@ class SilenceDetector:
     threshold_floor = 1.0
     uses_calendar = False       # the learned shares are per hour (of the week) already
     needs_variation = False     # a source that is always present still has a rate to lose
+    suppressible = False        # judges absence: deviation-based suppression rules do not apply
+    direction = "down"          # what it finds is always a drop to nothing
 
     @classmethod
     def from_scenario(cls, scenario, features: list[str], *, device: str = "cpu",

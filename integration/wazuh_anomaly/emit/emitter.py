@@ -42,6 +42,8 @@ EVENT_FIELDS: frozenset[str] = frozenset({
     "anomaly.entity.field",
     "anomaly.entity.value",
     "anomaly.top_feature",
+    "anomaly.direction",   # up | down: which way the top feature moved (rules pick text and MITRE by it)
+    "anomaly.title",       # what happened, in words, by feature and direction
     "anomaly.summary",
     "anomaly.top_features",
     "anomaly.model_version",
@@ -72,6 +74,21 @@ def summary_of(anomaly: Anomaly) -> str:
     if anomaly.entity_field and anomaly.entity_value:
         text += entity_phrase(clip(anomaly.entity_field, MAX_NAME), clip(anomaly.entity_value, MAX_VALUE))
     return clip(text, MAX_SUMMARY)
+
+
+def direction_of(f: FeatureContribution) -> str:
+    return "down" if f.actual < f.expected else "up"
+
+
+def title_of(anomaly: Anomaly) -> str:
+    """What happened, in words: the scenario's text for its leading feature and direction,
+    else that feature's name and direction, else the scenario's description."""
+    if anomaly.title:
+        return anomaly.title
+    if anomaly.top_features:
+        top = anomaly.top_features[0]
+        return f"{top.name} far {'below' if direction_of(top) == 'down' else 'above'} its usual level"
+    return anomaly.description or f"unusual activity in {anomaly.scenario}"
 
 
 def _feature(f: FeatureContribution) -> dict:
@@ -105,6 +122,8 @@ def event_for(anomaly: Anomaly, *, detected_at: datetime, repeat: Repeat | None 
     top = anomaly.top_features[:MAX_TOP_FEATURES]
     if top:
         body["top_feature"] = clip(top[0].name, MAX_NAME)
+        body["direction"] = direction_of(top[0])
+    body["title"] = clip(title_of(anomaly), MAX_DESCRIPTION)
     body["summary"] = summary_of(anomaly)
     body["top_features"] = [_feature(f) for f in top]
     body["model_version"] = clip(anomaly.model_version, MAX_NAME)

@@ -28,13 +28,19 @@ from ..core import progress
 from ..features.calendar import calendar_names, with_calendar
 from ..core.config import Scenario
 from ..detectors import Calibration, SeasonalProfile, detector_class, library_versions
-from ..detectors.base import severity_for
+from ..detectors.base import alert_probability, severity_for, title_of, worth_raising
 from ..core.errors import ModelError
 from ..core.findings import Anomaly, FeatureContribution, iso
 from .scores import score_quantiles as quantiles_of
 from ..core.trust import check_trusted, read_trusted
 
-FORMAT = 1
+# 2: calibrations are fitted tails (tail probabilities against the alert budget); a
+# model of format 1 (quantile thresholds) is refused with "retrain".
+FORMAT = 2
+# An entity gets a tail of its own from this many training scores on (four weeks of
+# 5-minute buckets); before that every entity shares the pooled tail, whose many
+# scores fit the rare end far better than a few days of one entity's.
+ENTITY_TAIL_SCORES = 8064
 POOLED = "*"
 TOP_FEATURES = 5
 DRIFT_SAMPLE = 256   # entities of a batch whose scores are kept for the drift check
@@ -135,6 +141,20 @@ class ModelBundle:
     vocabulary: dict = field(default_factory=dict)     # rare features: value counts at the end of training
     recent_scores: dict = field(default_factory=dict)  # detector -> (bucket epoch, score) scored since loading
 
+    def __post_init__(self) -> None:
+        self.apply_budget()
+
+    def apply_budget(self) -> None:
+        """Set every calibration's alert probability from the scenario's share of the alert
+        budget (scenario.alerts_per_day) spread over its series: every entity trained on,
+        times every detector (alerts_probability); more entities or detectors, each alerts
+        more rarely, so together they stay within the budget."""
+        entities = max(len(self.meta.get("entities") or []), 1)
+        p = alert_probability(self.scenario.alerts_per_day, entities * max(len(self.detectors), 1),
+                              self.scenario.bucket_minutes)
+        self.calibrations = {d: {k: c.with_alert_probability(p) for k, c in cals.items()}
+                             for d, cals in self.calibrations.items()}
+
     @property
     def context_buckets(self) -> int:
         return max(getattr(d, "context_buckets", 0) for d in self.detectors.values())
@@ -193,17 +213,23 @@ class ModelBundle:
                 inputs = {e: with_calendar(f, scenario) for e, f in own.items()} if calendared else own
                 started = time.monotonic()
                 detector.fit(inputs)
-                per_entity = training_scores(detector, inputs)
+                if hasattr(detector, "calibration_scores"):
+                    # Out-of-sample scores where the detector can give them cheaply: in-sample
+                    # scores are tighter than any later day's, and the tail would promise too little.
+                    with progress.steps("scoring held-out days", 1) as scoring:
+                        scoring.step()
+                        per_entity = detector.calibration_scores(inputs)
+                else:
+                    per_entity = training_scores(detector, inputs)
                 floor = getattr(detector, "threshold_floor", None)
-                quantile = scenario.severity.quantile
                 pooled_scores = np.concatenate([s for s in per_entity.values() if len(s)])
                 score_quantiles[name] = quantiles_of(pooled_scores)   # the yardstick of the drift check
-                cals = {POOLED: Calibration.from_scores(pooled_scores, quantile, floor=floor)}
-                # Busy entities get their own threshold: a noisy firewall must not hide a quiet server.
-                min_scores = max(96, int(round(10 / (1 - quantile))))
+                cals = {POOLED: Calibration.from_scores(pooled_scores, floor=floor)}
+                # Entities with weeks of history get a tail of their own: a noisy firewall
+                # must not hide a quiet server.
                 for entity, scores in per_entity.items():
-                    if entity is not None and len(scores) >= min_scores:
-                        cals[entity] = Calibration.from_scores(scores, quantile, floor=floor)
+                    if entity is not None and len(scores) >= ENTITY_TAIL_SCORES:
+                        cals[entity] = Calibration.from_scores(scores, floor=floor)
                 detectors[name] = detector
                 calibrations[name] = cals
                 details[name] = {"fit_seconds": round(time.monotonic() - started, 3),
@@ -361,12 +387,25 @@ class ModelBundle:
         expected, _ = self.profile.expected(rows.index, entity)
         anomalies: list[Anomaly] = []
         step = pd.Timedelta(minutes=self.scenario.bucket_minutes)
-        for i, ts in enumerate(rows.index):
-            exceedances = {}
-            for name, result in scored.items():
-                if ts in result.index:
-                    exceedances[name] = float(self.calibration(name, entity).exceedance(result.at[ts, "score"]))
-            flagged = [n for n, e in exceedances.items() if e > 1.0]
+        # Every bucket's exceedance at once (tail probabilities are array arithmetic).
+        exceeding = {name: pd.Series(np.asarray(self.calibration(name, entity).exceedance(result["score"].to_numpy()),
+                                                dtype=float).reshape(-1), index=result.index)
+                     for name, result in scored.items()}
+        # Suppression rules: only features that moved enough, the way that matters, count.
+        # A detector of absence (silence: nothing came) is judged by its own score alone;
+        # deviations from the expected level say nothing about it (suppressible = False).
+        worth = worth_raising(self.scenario.features, rows[features].to_numpy(dtype=float), expected)
+        worth_any = worth.any(axis=1)
+        judged = {name: (e.reindex(rows.index) > 1.0).to_numpy()
+                  & (worth_any if getattr(detectors[name], "suppressible", True) else True)
+                  for name, e in exceeding.items()}
+        above = np.zeros(len(rows), dtype=bool)
+        for flags in judged.values():
+            above |= flags
+        for i in np.flatnonzero(above):     # only buckets past some detector's threshold
+            ts = rows.index[i]
+            exceedances = {name: float(e[ts]) for name, e in exceeding.items() if ts in e.index}
+            flagged = [n for n in exceedances if judged[n][i]]
             if not flagged or (self.scenario.combine == "all" and len(flagged) < len(detectors)):
                 continue
             lead = max(flagged, key=lambda n: exceedances[n])
@@ -376,9 +415,11 @@ class ModelBundle:
             # Half the detector's own attribution, half each feature's deviation from its
             # profile: MVAD's pct_weight would otherwise rank volume above the real cause.
             # Calendar columns are inputs, never causes: only the scenario's features are ranked.
-            share = np.asarray([scored[lead].at[ts, f] for f in features], dtype=float)
-            share = share / share.sum() if share.sum() > 0 else share
-            z = np.maximum(deviation[i], 0.0)
+            # Only the features that moved enough, the way that matters, are causes.
+            causes = worth[i] if worth_any[i] else np.ones(len(features), dtype=bool)
+            share = np.asarray([scored[lead].at[ts, f] for f in features], dtype=float) * causes
+            share = share / share.sum() if share.sum() > 0 else causes / causes.sum()
+            z = np.abs(deviation[i]) * causes
             z_share = z / z.sum() if z.sum() > 0 else np.zeros_like(z)
             blend = 0.5 * share + 0.5 * z_share if z.sum() > 0 else share
             order = np.argsort(-blend, kind="stable")[:TOP_FEATURES]
@@ -393,7 +434,10 @@ class ModelBundle:
                 score=float(scored[lead].at[ts, "score"]), threshold=self.calibration(lead, entity).threshold,
                 severity=severity, top_features=top, model_version=self.version,
                 entity_field=self.scenario.entity.field if self.scenario.entity and entity is not None else None,
-                entity_value=entity, description=self.scenario.description))
+                entity_value=entity, description=self.scenario.description,
+                title=title_of(self.scenario.features[order[0]],
+                               getattr(detectors[lead], "direction", None) == "up" if getattr(detectors[lead], "direction", None)
+                               else bool(deviation[i, order[0]] >= 0))))
         return anomalies
 
 

@@ -32,6 +32,65 @@ MAX_VALUE_CHARS = 256
 MAX_VALUES = 50_000
 KIND_OF_TYPE = {"new_value": "rare_value", "value_range": "rare_value", "frequency": "rare_value"}
 
+# The alert budget (issue 14): first-seen values are not rare in themselves (a busy
+# network meets a few new ones every day), so a new_value or value_range detector
+# raises only a burst of them that its own learned novelty rate makes improbable: k or
+# more within BURST_MINUTES, where P(N >= k) under a Poisson law with the rate seen in
+# the second half of learning is at most the detector's share of the real-time budget
+# per window. `realtime learn` stores that share (state "budget", alerts a day) from
+# config.yaml; a detector that learned live uses DEFAULT_BUDGET.
+BURST_MINUTES = 10
+DEFAULT_BUDGET = 0.125 / 9            # the shipped split: 1 a day, 7 scenarios + real time, 9 detectors
+MIN_LEARNED_SECONDS = DAY             # less learning than this gives no novelty rate: every finding is raised
+MAX_NOVEL = 5000                      # learned novelty times kept per detector
+GATED = ("new_value", "value_range")
+MAX_HELD = 20                         # findings held back per window, raised with the burst they start
+
+
+def _alert_outline(alert: dict) -> dict:
+    """What a finding's line names of its alert (events.RareFinding.to_event), kept while held."""
+    out: dict = {}
+    for name in ("id",):
+        if isinstance(alert.get(name), str):
+            out[name] = bounded(alert[name])
+    for section, keys in (("rule", ("id",)), ("agent", ("id", "name")), ("data", ("srcip",))):
+        part = alert.get(section)
+        if isinstance(part, dict):
+            kept = {k: bounded(part[k]) for k in keys if isinstance(part.get(k), str)}
+            if kept:
+                out[section] = kept
+    return out
+
+
+def poisson_tail(k: int, rate: float) -> float:
+    """P(N >= k) for N ~ Poisson(rate)."""
+    from math import exp
+    if k <= 0:
+        return 1.0
+    term = total = exp(-rate)
+    for i in range(1, k):
+        term *= rate / i
+        total += term
+    return max(1.0 - total, 0.0)
+
+
+def burst_needed(state: dict, learn_end: float | None) -> int:
+    """How many first-seen findings within BURST_MINUTES make a burst worth raising."""
+    novel = [t for t in state.get("novel") or [] if _number(t)]
+    started = state.get("started")
+    end = learn_end if _number(learn_end) else (max(novel) if novel else None)
+    if not _number(started) or end is None or end - started < MIN_LEARNED_SECONDS:
+        return 1      # no novelty rate to go by yet: every first-seen value is raised
+    half = started + (end - started) / 2
+    windows = max((end - half) / (BURST_MINUTES * 60), 1.0)
+    rate = sum(1 for t in novel if half <= t <= end) / windows
+    budget = state.get("budget") if _number(state.get("budget")) and state["budget"] > 0 else DEFAULT_BUDGET
+    p_alert = budget / (1440 / BURST_MINUTES)
+    k = 1
+    while poisson_tail(k, rate) > p_alert and k < 1000:
+        k += 1
+    return k
+
 
 _compiled: dict = {}   # id of a filter -> (the filter, its predicate)
 
@@ -79,6 +138,7 @@ class Detector:
         self.spec = spec
         self.name = spec["name"]
         self.kind = KIND_OF_TYPE[spec["type"]]
+        self._novel = False
 
     def learn_until(self, state: dict) -> float | None:
         if state.get("learn_end") is not None:  # set by `realtime learn` or `realtime detect-now`
@@ -124,19 +184,56 @@ class Detector:
             entry = keys[key] = {"since": t}
             changed = True
         learning = force_learn or self.learning(state, t) or t < entry["since"] + self.spec["new_key_learn_hours"] * 3600
+        self._novel = False
         findings, entry_changed = self._observe(entry, alert, t, learning, state)
+        for f in findings:
+            f.update(detector=self.name, type=self.spec["type"], kind=self.kind,
+                     severity=f.get("severity", self.spec["severity"]),
+                     description=self.spec["description"], key_fields=self.spec["key"], key=key, at=t,
+                     since=state["started"])
+        if self.spec["type"] in GATED:
+            if learning and self._novel and t >= entry["since"] + self.spec["new_key_learn_hours"] * 3600:
+                # What would have been a finding had learning been over: the novelty rate.
+                novel = state.setdefault("novel", [])
+                novel.append(t)
+                del novel[:-MAX_NOVEL]
+                changed = True
+            elif findings:
+                findings = self._burst(state, t, findings, alert)
+                changed = True
         if findings:
             state["findings"] = state.get("findings", 0) + len(findings)
             state["last_finding"] = t
-            for f in findings:
-                f.update(detector=self.name, type=self.spec["type"], kind=self.kind,
-                         severity=f.get("severity", self.spec["severity"]),
-                         description=self.spec["description"], key_fields=self.spec["key"], key=key, at=t,
-                         since=state["started"])
         return findings, changed or entry_changed or bool(findings)
 
     def _observe(self, entry: dict, alert: dict, t: float, learning: bool, state: dict) -> tuple[list[dict], bool]:
         raise NotImplementedError
+
+    def _burst(self, state: dict, t: float, findings: list[dict], alert: dict) -> list[dict]:
+        """The findings, once this window holds a burst the learned novelty rate makes
+        rarer than the detector's budget allows, with the ones held back earlier in the
+        window (each with its own time and alert); before that none."""
+        width = BURST_MINUTES * 60
+        window = t - t % width
+        burst = state.get("burst")
+        if not isinstance(burst, dict) or burst.get("w") != window or not isinstance(burst.get("c"), int):
+            burst = state["burst"] = {"w": window, "c": 0}
+        burst["c"] += len(findings)
+        needed = state.get("needed")
+        if not isinstance(needed, int) or state.get("needed_for") != state.get("learn_end"):
+            needed = state["needed"] = burst_needed(state, self.learn_until(state))
+            state["needed_for"] = state.get("learn_end")
+        if burst["c"] < needed:
+            state["held"] = state.get("held", 0) + len(findings)
+            held = burst.setdefault("held", [])
+            for f in findings:
+                if len(held) < MAX_HELD:
+                    held.append({**f, "_alert": _alert_outline(alert)})
+            return []
+        released = burst.pop("held", [])
+        for f in released + findings:
+            f["burst"] = burst["c"]
+        return released + findings
 
     # entry field -> the types it may hold; anything else means the entry is damaged
     FIELDS: dict = {}
@@ -184,6 +281,7 @@ class NewValue(Detector):
             return [], True
         state["values_total"] = total + 1
         known.append(value)
+        self._novel = True
         if learning or entry.get("full"):
             return [], True
         return [{"value_fields": self.spec["value"], "value": value, "known": len(known) - 1,
@@ -205,6 +303,9 @@ class ValueRange(Detector):
         lo, hi = entry.get("lo"), entry.get("hi")
         if learning or lo is None:
             if lo is None or x < lo or x > hi:
+                if lo is not None:
+                    span = max(hi - lo, abs(hi) * 0.01, 1e-9) * self.spec["margin"]
+                    self._novel = not (lo - span <= x <= hi + span)   # would have been reported
                 entry["lo"] = x if lo is None else min(lo, x)
                 entry["hi"] = x if hi is None else max(hi, x)
                 return [], True

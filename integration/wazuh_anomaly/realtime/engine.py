@@ -88,7 +88,8 @@ class RealtimeEngine:
             state = store.get(det.name)
             try:
                 findings, changed = det.observe(state, alert, t, force_learn=force_learn)
-                found.extend(_finding(f, alert) for f in findings)
+                # A finding held back until its burst (detectors.py) carries its own alert's outline.
+                found.extend(_finding(f, f.pop("_alert", None) or alert) for f in findings)
             except Exception as exc:  # noqa: BLE001 - an odd alert costs this detector this alert
                 self.skipped("bad_alert", alert, store, f"detector {det.name} could not use it "
                                                         f"({type(exc).__name__}: {str(exc)[:100]})")

@@ -79,8 +79,13 @@ def learn(prefix: str, *, files: list[str] = (), start: float | None = None, end
                 newest = t
         # Files carry their own clock: learn mode ends just after their newest alert.
         learned_to = (newest + 1 if newest is not None else end) if files else end
+        budget = realtime_budget(prefix, engine)
         for det in engine.detectors:
             state = store.get(det.name)
+            if budget is not None:
+                state["budget"] = budget      # this detector's share of the alert budget, alerts a day
+                state.pop("needed", None)
+                store.mark(det.name)
             # Every detector leaves learn mode here, also one that saw nothing: the first
             # sudo after a week without one is exactly what it is there to report.
             if not keep_learning:
@@ -91,6 +96,24 @@ def learn(prefix: str, *, files: list[str] = (), start: float | None = None, end
              + ("" if keep_learning else f"; learn mode ends at {_iso(learned_to)}")]
     lines += status_lines(prefix)
     return "\n".join(lines), 0
+
+
+def realtime_budget(prefix: str, engine: RealtimeEngine) -> float | None:
+    """Each gated first-seen detector's share of the installation's alert budget
+    (config.yaml alerts_per_day and realtime_budget_share, beside the scenarios'
+    budget_share), in alerts a day; None when the configuration cannot be read."""
+    from ..core.config import load_config, load_scenarios, realtime_alerts_per_day
+    from ..core.errors import ConfigError
+    from ..core.paths import Layout
+    from .detectors import GATED
+    try:
+        layout = Layout.from_env(prefix)
+        config = load_config(layout)
+        scenarios, _ = load_scenarios(layout.scenarios_dir)
+    except (ConfigError, OSError):
+        return None
+    gated = [d for d in engine.detectors if d.spec["type"] in GATED] or [None]
+    return realtime_alerts_per_day(config, scenarios) / len(gated)
 
 
 def train(prefix: str, *, files: list[str] = (), start: float | None = None, end: float | None = None,
@@ -265,7 +288,8 @@ def status_lines(prefix: str) -> list[str]:
                      + (f", {st['dropped_keys']} keys over the cap not tracked" if st.get("dropped_keys") else "")
                      + (f", {st['dropped_values']} values over the caps not learned" if st.get("dropped_values") else "")
                      + (f", {st['reset_keys']} damaged keys learned again" if st.get("reset_keys") else "")
-                     + f"; {st.get('findings', 0)} findings, last {_iso(st.get('last_finding'))}")
+                     + f"; {st.get('findings', 0)} findings, last {_iso(st.get('last_finding'))}"
+                     + (f"; {st['held']} first-seen values held back (no burst, docs/budget.md)" if st.get("held") else ""))
     lines += _model_lines(paths, engine)
     skipped = states.get(INPUT_STATE) or {}
     if skipped:

@@ -41,6 +41,8 @@ SCENARIO_RULES = {
 }
 GENERIC_TIER_RULES = {"low": 117102, "medium": 117103, "high": 117104, "critical": 117105}
 GENERIC_ESCALATED_RULE = 117107
+LOGIN_BURST_RULE = 117190   # low, medium, high, critical, escalated
+DROP_RULE = 117195
 ESCALATED_LEVEL = 13
 HEALTH_RULES = {
     "source_unreadable": (117302, 10),
@@ -139,6 +141,21 @@ def _anomaly(scenario: str, severity: str, *, step: int = 0, entity: tuple[str, 
     )
 
 
+def _led_by(anomaly: Anomaly, feature: str, actual: float, expected: float, title: str) -> Anomaly:
+    """The anomaly with `feature` as its leading feature (rising or falling) and its title."""
+    lead = FeatureContribution(feature, actual, expected, 0.8, (actual - expected) / 2)
+    return dataclasses.replace(anomaly, top_features=(lead,) + anomaly.top_features[1:], title=title)
+
+
+def _logins(anomaly: Anomaly) -> Anomaly:
+    return _led_by(anomaly, "auth_successes", 64, 3, "a burst of successful logins")
+
+
+def _quiet(anomaly: Anomaly) -> Anomaly:
+    return _led_by(anomaly, anomaly.top_features[0].name, 0, 14,
+                   f"{anomaly.top_features[0].name} far below its usual level")
+
+
 def _suppressed(anomaly: Anomaly) -> Anomaly:
     return dataclasses.replace(anomaly, suppression_id="5f3a9c2e1b",
                                suppression_reason="weekly vulnerability scan by the security team")
@@ -223,6 +240,25 @@ def build_cases() -> list[CaseSpec]:
             f"{scenario}, third anomaly within an hour is escalated",
             (_written([_anomaly(scenario, sev, step=i) for i, sev in enumerate(("low", "medium", "low"))]),),
             first + 4, ESCALATED_LEVEL))
+    # The technique follows the leading feature and its direction (117190-117199).
+    for offset, severity in enumerate(SEVERITIES):
+        cases.append(CaseSpec(
+            f"authentication_failures led by a burst of successful logins, severity {severity}: T1078, not T1110",
+            (_line(_logins(_anomaly("authentication_failures", severity))),),
+            LOGIN_BURST_RULE + offset, LEVEL_OF_SEVERITY[severity]))
+    cases.append(CaseSpec(
+        "Third authentication_failures anomaly led by successful logins is escalated with T1078",
+        (_written([_logins(_anomaly("authentication_failures", sev, step=i))
+                   for i, sev in enumerate(("low", "medium", "low"))]),),
+        LOGIN_BURST_RULE + 4, ESCALATED_LEVEL))
+    for offset, severity in enumerate(SEVERITIES):
+        cases.append(CaseSpec(
+            f"rule_diversity led by a drop, severity {severity}: no technique",
+            (_line(_quiet(_anomaly("rule_diversity", severity))),), DROP_RULE + offset, LEVEL_OF_SEVERITY[severity]))
+    cases.append(CaseSpec(
+        "Third web_attacks anomaly led by a drop is escalated without a technique",
+        (_written([_quiet(_anomaly("web_attacks", sev, step=i)) for i, sev in enumerate(("low", "medium", "low"))]),),
+        DROP_RULE + 4, ESCALATED_LEVEL))
     cases.append(CaseSpec(
         "Own scenario dns_tunnelling, third anomaly within an hour is escalated",
         (_written([_anomaly("dns_tunnelling", sev, step=i) for i, sev in enumerate(("high", "medium", "high"))]),),
