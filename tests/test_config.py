@@ -34,6 +34,7 @@ from wazuh_anomaly.core.config import (
 )
 from wazuh_anomaly.core.errors import ConfigError
 from wazuh_anomaly.core.paths import Layout
+from wazuh_anomaly.core.registry import AGGREGATIONS as AGGREGATION_REGISTRY
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_ETC = REPO / "wazuh" / "etc" / "anomaly"
@@ -242,7 +243,8 @@ ERRORS = [
     ("duplicate feature name", with_(features=[{"name": "a"}, {"name": "b"}, {"name": "a"}]), "features[2].name",
      "repeats the feature name 'a'"),
     ("bad aggregation", feature(aggregation="median", field="rule.level"), "features[0].aggregation",
-     "must be one of count, distinct, max, mean, sum, rare, not 'median'"),
+     # every registered aggregation (the built-ins first, then those such as p95 a module adds)
+     f"must be one of {', '.join(AGGREGATION_REGISTRY.names())}, not 'median'"),
     *[(f"{agg} without field", feature(aggregation=agg), "features[0].field", f"is required for aggregation '{agg}'")
       for agg in ("distinct", "max", "mean", "sum", "rare")],
     *[(f"bucket_minutes {m}", with_(bucket_minutes=m), "bucket_minutes", "must divide a day evenly")

@@ -208,3 +208,60 @@ def test_without_matplotlib_the_report_says_how_to_install_the_report_extra_befo
         f"extra with '{sys.prefix}/bin/pip install \"wazuh-anomaly[report]\"' (or '{sys.prefix}/bin/pip install "
         f"\"matplotlib>=3.6,<4\"' where the add-on was installed by install.sh)."]
     assert not (tmp_path / "r").exists()
+
+
+def many_entities(n: int, flagged: dict[str, float], buckets: int = 12):
+    """A scored scenario of n agents (agent-0000 the busiest, frames busiest first as the
+    pipeline gives them), with an anomaly for each of `flagged` at its peak score."""
+    import numpy as np
+    import pandas as pd
+    from wazuh_anomaly.core.config import parse_scenario
+    from wazuh_anomaly.ops.report import AnomalyRow
+    from wazuh_anomaly.pipeline.flow import ScenarioSeries
+
+    scenario = parse_scenario({"name": "fleet", "description": "alerts per agent", "bucket_minutes": 5,
+                               "entity": {"field": "agent.name"}, "features": [{"name": "alerts"}],
+                               "detectors": ["seasonal"]}, "fleet.yaml")
+    start = datetime(2022, 1, 24, tzinfo=timezone.utc).timestamp()
+    index = pd.DatetimeIndex(pd.to_datetime(start + 300 * np.arange(buckets), unit="s", utc=True), name="bucket")
+    names = [f"agent-{i:04d}" for i in range(n)]
+    frames = {e: pd.DataFrame({"alerts": np.full(buckets, float(n - i))}, index=index) for i, e in enumerate(names)}
+    scores = {e: pd.Series(np.linspace(0.1, 0.6, buckets) * (1 + (i % 7) / 10), index=index)
+              for i, e in enumerate(names)}
+    rows = []
+    for k, (entity, peak) in enumerate(flagged.items()):
+        scores[entity].iloc[5] = peak
+        rows.append(AnomalyRow(id=f"{k:020d}", scenario="fleet", entity=entity, start=start + 5 * 300,
+                               end=start + 6 * 300, detector="seasonal", severity="medium", score=peak, threshold=1.0,
+                               top=[], summary="", rule_id=None, level=None, rule_description=None, source="test"))
+    series = ScenarioSeries(scenario, start, start + 300 * buckets, "seasonal-test", frames,
+                            {e: f * 0 for e, f in frames.items()}, {"seasonal": scores})
+    return series, rows
+
+
+def test_the_overview_of_1000_agents_draws_60_rows_flagged_first_then_the_busiest_and_says_how_many_are_left_out(
+        tmp_path):
+    from wazuh_anomaly.ops.report import ReportData, overview_entities, write_report
+
+    flagged = {"agent-0999": 3.0, "agent-0500": 8.0, "agent-0700": 1.5}     # quiet agents with anomalies
+    series, rows = many_entities(1000, flagged)
+    drawn, left_out = overview_entities(series, rows)
+    assert drawn[:3] == ["agent-0500", "agent-0999", "agent-0700"]         # highest score first
+    assert drawn[3:] == [f"agent-{i:04d}" for i in range(57)]               # then the busiest
+    assert left_out == 1000 - 60
+    page = write_report(ReportData("fleet", series.start, series.end, {"fleet": series}, rows), tmp_path / "report")
+    doc = check_page(page)                                                 # the map stays a readable height
+    note = " ".join(doc.xpath("//p[@class='note']/text()"))
+    assert "shows 60 of 1000 entities" in note and "940 are left out, none of them with an anomaly" in note
+
+
+def test_when_more_entities_have_anomalies_than_rows_the_overview_says_how_many_of_them_are_not_drawn(tmp_path):
+    from wazuh_anomaly.ops.report import ReportData, overview_entities, write_report
+
+    flagged = {f"agent-{i:04d}": 2.0 + i / 100 for i in range(100, 170)}    # 70 flagged agents
+    series, rows = many_entities(200, flagged)
+    drawn, left_out = overview_entities(series, rows)
+    assert drawn == [f"agent-{i:04d}" for i in range(169, 109, -1)] and left_out == 140
+    doc = check_page(write_report(ReportData("fleet", series.start, series.end, {"fleet": series}, rows),
+                                  tmp_path / "report"))
+    assert "140 are left out, 10 of them with an anomaly" in " ".join(doc.xpath("//p[@class='note']/text()"))

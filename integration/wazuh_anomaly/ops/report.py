@@ -39,6 +39,7 @@ from .runner import parse_time
 from ..sources import SourceStats
 
 MAX_ENTITY_FIGURES = 8       # per scenario: the flagged entities first, by their highest score
+MAX_OVERVIEW_ROWS = 60       # rows of a scenario's heat map: flagged entities first, then the busiest
 SEVERITY_COLORS = {"low": "#e9c46a", "medium": "#f4a261", "high": "#e76f51", "critical": "#9b2226"}
 DETECTOR_COLORS = {"mvad": "#1d3557", "seasonal": "#2a9d8f"}
 PHASE_COLOR = "#f4a261"
@@ -298,10 +299,30 @@ def _label_anomalies(ax, marks: list, numbers: Mapping[str, int], step: pd.Timed
                     arrowprops={"arrowstyle": "-", "color": "#999999", "linewidth": 0.5})
 
 
+def _peak(series: ScenarioSeries, entity: str | None) -> float:
+    """The entity's highest score of any detector over the range (0 without scores)."""
+    return max([float(np.nanmax(p[entity].to_numpy())) for p in series.scores.values()
+                if entity in p and len(p[entity])] + [0.0])
+
+
+def overview_entities(series: ScenarioSeries, rows: Sequence[AnomalyRow],
+                      limit: int = MAX_OVERVIEW_ROWS) -> tuple[list[str | None], int]:
+    """The entities the heat map draws, at most `limit` of them, and how many are left out:
+    those with an anomaly first (highest score first), then the busiest of the rest (the
+    frames come busiest first, by the number of alerts the features counted)."""
+    entities = list(series.frames)
+    flagged = {r.entity for r in rows if r.entity in series.frames}
+
+    rank = {e: i for i, e in enumerate(entities)}
+    first = sorted(flagged, key=lambda e: (-_peak(series, e), rank[e]))    # equal peaks: the busier first
+    chosen = (first + [e for e in entities if e not in flagged])[:limit]
+    return chosen, len(entities) - len(chosen)
+
+
 def overview_figure(series: ScenarioSeries, rows: Sequence[AnomalyRow], phases: Sequence[Phase], path: Path,
-                    entities: Sequence[str | None]) -> None:
+                    entities: Sequence[str | None], left_out: int = 0) -> None:
     """Every entity's highest detector score over time as a heat map (1 = threshold),
-    anomalies as diamonds coloured by severity."""
+    anomalies as diamonds coloured by severity; `left_out` entities are not drawn."""
     import matplotlib.dates as mdates
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
@@ -314,7 +335,7 @@ def overview_figure(series: ScenarioSeries, rows: Sequence[AnomalyRow], phases: 
             score = per_entity.get(entity)
             if score is not None and len(score):
                 matrix[i] = np.maximum(matrix[i], score.reindex(index).fillna(0).to_numpy())
-    fig = Figure(figsize=(12, 2.4 + 0.32 * len(entities)), dpi=100)
+    fig = Figure(figsize=(12, min(2.4 + 0.32 * len(entities), 18.0)), dpi=100)
     ax = fig.subplots()
     start, end = series.start, series.end
     x0, x1 = [pd.Timestamp(t, unit="s", tz="UTC") for t in (start, end)]
@@ -323,7 +344,8 @@ def overview_figure(series: ScenarioSeries, rows: Sequence[AnomalyRow], phases: 
                       extent=(mdates.date2num(x0), mdates.date2num(x1), len(entities) - 0.5, -0.5))
     labels = ["(all)" if e is None else str(e) for e in entities]
     ax.set_yticks(range(len(entities)), labels=labels, fontsize=8)
-    ax.set_ylabel(s.entity.field if s.entity else "")
+    field_name = s.entity.field if s.entity else ""
+    ax.set_ylabel(f"{field_name} ({len(entities)} shown, {left_out} more left out)" if left_out else field_name)
     step = s.bucket_seconds
     for row in rows:
         if row.entity in entities or (row.entity is None and None in entities):
@@ -342,7 +364,9 @@ def overview_figure(series: ScenarioSeries, rows: Sequence[AnomalyRow], phases: 
     bar.ax.minorticks_off()
     bar.set_label("highest score / threshold (1 = threshold)")
     ax.set_xlabel("time (UTC)")
-    ax.set_title(f"{s.name}: every {s.entity.field if s.entity else 'series'}, highest detector score per "
+    which = (f"{len(entities)} of {len(entities) + left_out} {field_name} values (flagged first, then the busiest; "
+             f"{left_out} left out)" if left_out else f"every {field_name or 'series'}")
+    ax.set_title(f"{s.name}: {which}, highest detector score per "
                  f"{s.bucket_minutes}-minute bucket (red = above the threshold)", fontsize=10)
     handles = [Line2D([], [], marker="D", linestyle="", markerfacecolor=SEVERITY_COLORS[v], markeredgecolor="black",
                       label=f"anomaly: {v}") for v in SEVERITY_COLORS if v in {r.severity for r in rows}]
@@ -483,13 +507,17 @@ def write_report(data: ReportData, out: Path) -> Path:
             body.append("<p>No alert matched this scenario's features in the range: nothing to draw.</p>")
         if s.entity is not None and entities:
             file = _file_name(name, "overview")
-            overview_figure(series, rows, data.phases, out / file, entities)
+            drawn, left_out = overview_entities(series, rows)
+            overview_figure(series, rows, data.phases, out / file, drawn, left_out)
             body.append(f'<img src="{quote(file)}" alt="{_esc(name)}: score of every entity over time">')
+            if left_out:
+                flagged_out = len({r.entity for r in rows if r.entity in series.frames} - set(drawn))
+                also = (f", {flagged_out} of them with an anomaly (listed in the table below)" if flagged_out
+                        else ", none of them with an anomaly")
+                body.append(f'<p class="note">The map shows {len(drawn)} of {len(entities)} entities: those with '
+                            f'an anomaly first, then the busiest. {left_out} are left out{also}.</p>')
 
-        def peak(entity):
-            return max([float(np.nanmax(p[entity].to_numpy())) for p in series.scores.values()
-                        if entity in p and len(p[entity])] + [0.0])
-        flagged = sorted({r.entity for r in rows if r.entity in series.frames}, key=lambda e: -peak(e))
+        flagged = sorted({r.entity for r in rows if r.entity in series.frames}, key=lambda e: -_peak(series, e))
         chosen = flagged[:MAX_ENTITY_FIGURES] or entities[:1]
         if len(flagged) > MAX_ENTITY_FIGURES:
             body.append(f'<p class="note">{len(flagged) - MAX_ENTITY_FIGURES} more flagged entities are listed '
