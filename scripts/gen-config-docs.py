@@ -111,6 +111,10 @@ def _allowed(info) -> str:
     if extra.get("allowed"):
         return extra["allowed"]
     choices = extra.get("choices")
+    if extra.get("registry"):    # every registered name (core/registry.py), built-in or added by a module
+        from wazuh_anomaly.core import registry
+        choices = (registry.scenario_source_names() if extra["registry"] == "source"
+                   else {"aggregation": registry.AGGREGATIONS, "detector": registry.DETECTORS}[extra["registry"]].names())
     if not choices:
         annotation = info.annotation
         for m in getattr(annotation, "__metadata__", ()) or ():

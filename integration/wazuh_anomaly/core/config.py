@@ -180,7 +180,7 @@ class FeatureSpec:
 
     name: Name = doc("the feature's name: lower-case letters, digits and underscores")
     aggregation: Str = Field("count", description="what is computed per bucket over the alerts that pass the filter",
-                             json_schema_extra={"choices": list(AGGREGATIONS)})   # checked against the registry
+                             json_schema_extra={"choices": list(AGGREGATIONS), "registry": "aggregation"})
     field: Optional[Str] = doc("the alert field aggregated (required except for count)", None)
     filter: Filter = doc("conditions an alert must meet to be counted (the filter language)", ())
     max_seen: Int = doc("rare: a value seen in at most this many earlier buckets (per entity) is rare", 2, ge=0)
@@ -357,7 +357,7 @@ class Scenario:
     entity: Optional[EntitySpec] = doc("split every feature per value of an alert field (the busiest N)", None)
     detectors: Annotated[tuple[str, ...], BeforeValidator(_detectors)] = Field(
         ("mvad", "seasonal"), description="the detectors that score the scenario",
-        json_schema_extra={"choices": list(DETECTORS)})
+        json_schema_extra={"choices": list(DETECTORS), "registry": "detector"})
     combine: choice(("any", "all")) = doc("any: one detector suffices; all: every detector must agree", "any")
     training: TrainingSpec = doc("how much history trains a model, and when it is retrained or stale",
                                  default_factory=TrainingSpec)
@@ -369,7 +369,8 @@ class Scenario:
         json_schema_extra={"allowed": "ids such as T1110 or T1059.004"})
     source: Annotated[Str, AfterValidator(_scenario_source)] = Field(
         "alerts", description="alerts: Wazuh alerts (from the installation's source.type); flows: the normalised "
-                              "NetFlow events; or a registered source", json_schema_extra={"choices": list(SCENARIO_SOURCES)})
+                              "NetFlow events; or a registered source",
+        json_schema_extra={"choices": list(SCENARIO_SOURCES), "registry": "source"})
     flows_file: Str = doc("source flows: the flow events file (default <prefix>/logs/anomaly/netflow.json)", "",
                           json_schema_extra={"allowed": "only with source: flows"})
     calendar: CalendarSpec = doc("opt-in calendar inputs of the MVAD detector", default_factory=CalendarSpec)
