@@ -207,7 +207,12 @@ def nfacctd(pcap: Path, work: Path) -> list[dict]:
         assert collector.poll() is None, (work / f"{pcap.stem}.nfacctd.log").read_text()[-2000:]
         done = subprocess.run(["pmacctd", "-f", str(probe_conf), "-I", str(pcap)],
                               capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-2000:]
+        # At the end of a capture pmacctd stops its nfprobe plugin; on a loaded machine the
+        # core may see the plugin gone before it exits itself and return 1 ("no more plugins
+        # active"), after the plugin has exported every flow. What was exported is checked
+        # by the callers; any other failure is one.
+        finished = "Shutting down on user request" in done.stderr and "no more plugins active" in done.stderr
+        assert done.returncode == 0 or finished, done.stderr[-2000:]
         # every exported datagram taken off the socket (however slow a loaded machine is);
         # SIGINT below then purges the print plugin's cache into the file
         _wait_for("nfacctd reading every datagram", lambda: (_udp_socket(port) or (0, 0))[0] == 0)
