@@ -92,9 +92,25 @@ def _start(finding: dict) -> datetime:
 def test_an_agent_that_stops_for_two_hours_is_found_once(findings):
     found = _of(findings, "web-01")
     assert len(found) == 1, found
-    assert STOP <= _start(found[0]) < STOP + timedelta(minutes=30)
+    # found once it has lasted the hour a silence must last (MIN_SILENCE_SECONDS), not later
+    assert STOP + timedelta(minutes=45) <= _start(found[0]) < STOP + timedelta(hours=1)
     assert found[0]["detector"] == "silence" and found[0]["top_features"][0]["actual"] == 0
     assert "=0 (expected" in found[0]["summary"] and found[0]["summary"].endswith("on agent web-01")
+
+
+def test_a_silence_shorter_than_an_hour_is_never_reported():
+    from wazuh_anomaly.detectors.silence import SilenceDetector
+    train = _frame(7, 3.0)
+    detector = SilenceDetector(["alerts", "syslog"]).fit({"host": train})
+    day = _frame(1, 3.0, seed=11)
+    day.index = day.index + pd.Timedelta(days=7)
+    short = day.copy()
+    short.iloc[120:130] = 0.0                      # 50 quiet minutes where a rate of 3 a bucket is normal
+    assert detector.score(short, "host")["score"].max() <= 1.0
+    long = day.copy()
+    long.iloc[120:140] = 0.0                       # 100 quiet minutes
+    scores = detector.score(long, "host")["score"]
+    assert (scores > 1.0).sum() == 1 and scores.idxmax() >= long.index[120] + pd.Timedelta(minutes=55)
 
 
 def test_normal_night_time_quiet_is_not_found(findings):

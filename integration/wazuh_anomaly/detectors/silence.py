@@ -19,6 +19,7 @@ threshold of an entity and feature is the larger of
   per day))`; and
 - a guard from history: 1.5 times the longest silence seen while learning (the model
   assumes independent buckets; a source that already went quiet like this is not news).
+A silence shorter than an hour (MIN_SILENCE_SECONDS) is never reported.
 Buckets after the crossing score 0 until events come back, so a removed agent gives one
 finding, not one per run. A run longer than a day is not scored (its start is out of
 every run's context); a silence that takes more than a day to become improbable is not
@@ -49,6 +50,9 @@ HISTORY_GUARD = 1.5
 WEEKLY_AFTER_DAYS = 14.0
 # How many buckets of evidence an hour-of-day slot lends to each of its hour-of-week slots.
 PRIOR_WEIGHT = 2.0
+# A silence shorter than this is never reported, however unlikely: the least an admin acts
+# on (a mail server's 44 quiet minutes on a Sunday morning is not news, an hour is).
+MIN_SILENCE_SECONDS = 3600
 # A silence is scored for at most this long after its last event (the context of every run).
 LONGEST_RUN_SECONDS = 86400
 JEFFREYS = 0.5                    # Beta(1/2, 1/2) prior of the share of active buckets
@@ -175,6 +179,7 @@ class SilenceDetector:
         run = self._run_scores(frame, key)
         if key in self.threshold_ and len(run):
             ratio = run / self.threshold_[key]
+            ratio[self._quiet_seconds(frame) < MIN_SILENCE_SECONDS] = 0.0
             before = np.vstack([np.zeros((1, ratio.shape[1])), ratio[:-1]])
             crossing = (ratio > 1.0) & (before <= 1.0)
             crossing &= ~self._same_silence(frame, crossing)
@@ -189,6 +194,13 @@ class SilenceDetector:
         out = pd.DataFrame(shares, index=frame.index, columns=self.features)
         out.insert(0, "score", scores)
         return out
+
+    def _quiet_seconds(self, frame: pd.DataFrame) -> np.ndarray:
+        """How long each feature has been quiet at the end of each bucket (0 in an active one)."""
+        active = frame[self.features].to_numpy(dtype=float) > 0
+        index = np.arange(len(frame))[:, None]
+        last_active = np.maximum.accumulate(np.where(active, index, -1), axis=0)
+        return (index - last_active) * float(self.step_seconds)
 
     def _same_silence(self, frame: pd.DataFrame, crossing: np.ndarray) -> np.ndarray:
         """Crossings that repeat a silence of the same entity already reported: another
