@@ -111,10 +111,13 @@ def _allowed(info) -> str:
     if extra.get("allowed"):
         return extra["allowed"]
     choices = extra.get("choices")
-    if extra.get("registry"):    # every registered name (core/registry.py), built-in or added by a module
+    if extra.get("registry"):    # every name a module of the package registered (core/registry.py)
         from wazuh_anomaly.core import registry
-        choices = (registry.scenario_source_names() if extra["registry"] == "source"
-                   else {"aggregation": registry.AGGREGATIONS, "detector": registry.DETECTORS}[extra["registry"]].names())
+        kind = extra["registry"]
+        table = {"aggregation": registry.AGGREGATIONS, "detector": registry.DETECTORS, "source": registry.SOURCES}[kind]
+        # only the package's own: a test may have registered a toy in this process
+        own = [n for n in table.names() if getattr(table.get(n), "__module__", "").startswith("wazuh_anomaly.")]
+        choices = [registry.ALERTS, *own] if kind == "source" else own
     if not choices:
         annotation = info.annotation
         for m in getattr(annotation, "__metadata__", ()) or ():

@@ -43,6 +43,7 @@ MAX_SHORT = 32          # kind, severity, detector, health: short words
 MAX_NAME = 128          # scenario, field and feature names, model version, agent
 MAX_VALUE = 256         # an entity or observed value
 MAX_SUMMARY = 320
+MAX_TITLE = 160         # what happened, in words (a scenario's text for a feature and direction)
 MAX_MESSAGE = 480
 MAX_DESCRIPTION = 1024  # the explanation (anomaly.description), in no rule description
 MAX_IP = 45             # the longest IPv6 text (with an IPv4 tail)
@@ -71,6 +72,7 @@ FIELD_BYTES: dict[str, int] = {
     "anomaly.expected": MAX_NAME,
     "anomaly.top_feature": MAX_NAME,
     "anomaly.summary": MAX_SUMMARY,
+    "anomaly.title": MAX_TITLE,
     "anomaly.model_version": MAX_NAME,
     "anomaly.description": MAX_DESCRIPTION,
     "anomaly.message": MAX_MESSAGE,
