@@ -116,7 +116,8 @@ def _allowed(info) -> str:
         kind = extra["registry"]
         table = {"aggregation": registry.AGGREGATIONS, "detector": registry.DETECTORS, "source": registry.SOURCES}[kind]
         # only the package's own: a test may have registered a toy in this process
-        own = [n for n in table.names() if getattr(table.get(n), "__module__", "").startswith("wazuh_anomaly.")]
+        # (sorted: the order modules registered in depends on what was imported first)
+        own = sorted(n for n in table.names() if getattr(table.get(n), "__module__", "").startswith("wazuh_anomaly."))
         choices = [registry.ALERTS, *own] if kind == "source" else own
     if not choices:
         annotation = info.annotation
