@@ -272,3 +272,14 @@ def test_consecutive_runs_flag_exactly_what_one_pass_flags(case):
     rows = np.flatnonzero((whole > 1).to_numpy())
     for a, b in zip(rows, rows[1:]):
         assert not empty[a + 1:b + 1].all() or not empty[a]
+
+
+def test_the_silence_detector_takes_its_scenarios_share_of_the_alert_budget():
+    import dataclasses
+    from wazuh_anomaly.core.config import load_scenario
+    from wazuh_anomaly.core.registry import DETECTORS
+    shipped = load_scenario(REPO / "wazuh" / "etc" / "anomaly" / "scenarios" / "silence.yaml")
+    for share in (0.05, 0.5):
+        scenario = dataclasses.replace(shipped, alerts_per_day=share)
+        detector = DETECTORS.get("silence").from_scenario(scenario, scenario.feature_names)
+        assert detector.alerts_per_day == share

@@ -41,8 +41,9 @@ from ..core.registry import DETECTORS
 from ..core.trust import read_trusted
 from .base import ScoreFrame, Series
 
-# Findings per day the silence scenario may raise by chance, for all its series together.
-# The installation-wide budget (alerts_per_day, issue 14) takes this over when present.
+# Findings per day the silence scenario may raise by chance, for all its series together,
+# when built without a scenario; a scenario gives its share of the installation's
+# alerts_per_day (docs/budget.md).
 ALERTS_PER_DAY = 0.1
 # A threshold is at least this many times the longest silence seen while learning.
 HISTORY_GUARD = 1.5
@@ -77,7 +78,7 @@ class SilenceDetector:
     @classmethod
     def from_scenario(cls, scenario, features: list[str], *, device: str = "cpu",
                       threads: int | None = None) -> "SilenceDetector":
-        return cls(features)
+        return cls(features, alerts_per_day=scenario.alerts_per_day)
 
     def __init__(self, features: list[str], spec: object = None, *, alerts_per_day: float = ALERTS_PER_DAY):
         # `spec` (the scenario's seasonal settings, passed to every non-MVAD detector) is not used.
