@@ -25,7 +25,8 @@ from ..core.fileio import open_file
 from ..core.registry import SOURCES
 from .normalize import BadRecord, Clock
 from .stream import atomic_write_json, read_json
-from ..sources.alerts_file import ReadCursor, SourceStats, SourceUnreadable, head_fingerprint
+from ..core.follow import head_fingerprint
+from ..core.reading import ReadCursor, SourceStats, SourceUnreadable
 
 _ROTATED = re.compile(r"^(?:\.(\d+)|-(\d{8,}))(\.gz)?$")
 

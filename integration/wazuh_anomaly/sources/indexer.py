@@ -36,7 +36,8 @@ from ..core.registry import SOURCES
 from ..features.aggregate import FeatureAggregator
 from ..indexer.client import (IndexerError, field_types, make_client, mapping_problems, pushdown_reason,
                        retrying, scenario_fields)
-from .alerts_file import SourceStats, SourceUnreadable, parse_wazuh_timestamp
+from ..core.reading import SourceStats, SourceUnreadable
+from ..core.timeparse import wazuh_timestamp
 
 log = logging.getLogger("wazuh_anomaly.indexer.client")
 
@@ -447,7 +448,7 @@ class IndexerSource:
                     stats.lines += 1
                     text = doc.get(self.spec.time_field)
                     try:
-                        ts = parse_wazuh_timestamp(text) if isinstance(text, str) else float(hit["sort"][0]) / 1000.0
+                        ts = wazuh_timestamp(text) if isinstance(text, str) else float(hit["sort"][0]) / 1000.0
                     except (ValueError, TypeError):
                         ts = float(hit["sort"][0]) / 1000.0
                     if not start <= ts < end:

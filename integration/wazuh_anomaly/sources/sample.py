@@ -15,7 +15,7 @@ from ..core.timeparse import wazuh_timestamp
 from ..core.errors import WazuhAnomalyError
 from ..core.fileio import atomic_write, makedirs
 from ..core.registry import SOURCES
-from .alerts_file import SourceStats, parse_wazuh_timestamp
+from ..core.reading import SourceStats
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"   # the package's data/
 SAMPLE_ALERTS = SAMPLE_DIR / "russellmitchell.alerts.json.gz"
@@ -107,7 +107,7 @@ class SampleSource:
                 where = f"{self.path}:{number}"
                 try:
                     alert = orjson.loads(line)
-                    ts = parse_wazuh_timestamp(alert["timestamp"])
+                    ts = wazuh_timestamp(alert["timestamp"])
                 except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                     stats.skip("bad_timestamp", where, "no Wazuh timestamp")
                     continue
