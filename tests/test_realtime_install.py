@@ -98,6 +98,7 @@ def test_realtime_installs_the_service_unit_whose_command_follows_alerts_json_an
     fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
     assert (fields["User"], fields["Group"], fields["Restart"]) == ("wazuh", "wazuh", "always")
     assert fields["ExecStart"] == f"{prefix}/wodles/anomaly/wazuh-anomaly realtime serve"
+    verify_unit(unit)
     # the service replaces the per-alert integration: no <integration> block, no launcher
     assert block_of(prefix / "etc/ossec.conf").find("integration") is None
     assert not (prefix / "integrations/custom-anomaly").exists()
@@ -114,6 +115,37 @@ def test_realtime_installs_the_service_unit_whose_command_follows_alerts_json_an
 
     run("--prefix", str(prefix), "--uninstall", "--yes", "--no-restart")
     assert snapshot(prefix) == before
+
+
+def verify_unit(unit: Path) -> None:
+    """systemd's own check of a unit file (syntax, every directive known, ExecStart an
+    executable): what `systemctl link` and `enable --now` would refuse or warn about."""
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        return      # the rest of the test still runs; .ci/run installs systemd for this check
+    with tempfile.TemporaryDirectory() as tmp:
+        # systemd-analyze wants the unit's own name; the installed file already has it
+        named = Path(tmp) / "wazuh-anomaly-realtime.service"
+        shutil.copyfile(unit, named)
+        done = subprocess.run([analyze, "verify", str(named)], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"})
+    assert done.returncode == 0 and not done.stderr.strip(), done.stderr
+
+
+def test_the_shipped_unit_template_passes_systemd_analyze_verify_once_rendered(tmp_path):
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed (.ci/run installs systemd)")
+    launcher = tmp_path / "wazuh-anomaly"
+    launcher.write_text("#!/bin/sh\nexit 0\n")
+    launcher.chmod(0o755)
+    text = (REPO / "wazuh/systemd/wazuh-anomaly-realtime.service.in").read_text()
+    unit = tmp_path / "wazuh-anomaly-realtime.service"
+    unit.write_text(text.replace("@LAUNCHER@", str(launcher)).replace("@PREFIX@", str(tmp_path)))
+    verify_unit(unit)
+    # a directive systemd does not know is caught (the check can fail)
+    unit.write_text(unit.read_text().replace("Nice=5", "Nice=5\nProtectEverything=yes"))
+    with pytest.raises(AssertionError):
+        verify_unit(unit)
 
 
 def test_the_service_and_the_per_alert_integration_are_refused_together(tmp_path):
