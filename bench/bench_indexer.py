@@ -90,8 +90,8 @@ def worker(path: str) -> None:
 def ensure_data(env: dict[str, str]) -> None:
     sys.path.insert(0, str(REPO / "tests"))
     from indexer_fixtures import ait_alerts
-    from wazuh_anomaly.indexer.alert_indices import index_alerts, install_template
-    from wazuh_anomaly.indexer.client import make_client
+    from alert_indices import index_alerts, install_template
+    from wazuh_anomaly.core.indexer import make_client
     spec = spec_from(env)
     from dataclasses import replace
     client = make_client(replace(spec, password=Path(env["OPENSEARCH_PASSWORD_FILE"]).read_text()

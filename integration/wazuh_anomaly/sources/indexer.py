@@ -32,13 +32,13 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from ..core.config import Condition, FeatureSpec, IndexerSpec, Scenario
+from ..core.indexer import (IndexerError, field_types, make_client, mapping_problems, pushdown_reason,
+                            retrying, scenario_fields)
+from ..core.reading import FeatureSink, SourceStats, SourceUnreadable
 from ..core.registry import SOURCES
-from ..features.aggregate import FeatureAggregator
-from ..indexer.client import (IndexerError, field_types, make_client, mapping_problems, pushdown_reason,
-                       retrying, scenario_fields)
-from ..core.reading import SourceStats, SourceUnreadable
 from ..core.timeparse import wazuh_timestamp
 
+# The client's channel (core/indexer.py): one name to filter on for everything the indexer does.
 log = logging.getLogger("wazuh_anomaly.indexer.client")
 
 COMPOSITE_PAGE = 5000
@@ -201,7 +201,7 @@ class IndexerSource:
     # every entity's cells; then the top entities' cells where a scenario has more entities
     # than its top; then any further composite page) instead of one request after another.
 
-    def push_down(self, aggregators: list[FeatureAggregator], start: float, end: float):
+    def push_down(self, aggregators: list[FeatureSink], start: float, end: float):
         """Compute on the indexer every aggregator it can; returns (the rest, (first, last, count))
         where first/last/count describe the alerts of [start, end)."""
         fields = {self.spec.time_field}
@@ -241,11 +241,11 @@ class IndexerSource:
         out.append((None if first is None else first / 1000.0, None if last is None else last / 1000.0,
                     int(answer["hits"]["total"]["value"])))
 
-    def fill(self, agg: FeatureAggregator) -> None:
+    def fill(self, agg: FeatureSink) -> None:
         """Put the indexer's feature values of agg's scenario and range into agg."""
         self._run_plans([self._fill_plan(agg)])
 
-    def _fill_plan(self, agg: FeatureAggregator):
+    def _fill_plan(self, agg: FeatureSink):
         if agg.scenario.entity is None:
             return self._fill_histogram(agg)
         return self._fill_entities(agg)
@@ -314,7 +314,7 @@ class IndexerSource:
         return {"size": 0, "query": {"bool": {"filter": [self._range(lo, hi), volume_query(s)]}},
                 "aggs": {"t": histogram}}
 
-    def _chunks(self, agg: FeatureAggregator, buckets: int) -> list[tuple[float, float]]:
+    def _chunks(self, agg: FeatureSink, buckets: int) -> list[tuple[float, float]]:
         chunk = max(1, buckets) * agg.step
         out, lo = [], agg.start
         while lo < agg.end:
@@ -322,7 +322,7 @@ class IndexerSource:
             lo += chunk
         return out
 
-    def _fill_histogram(self, agg: FeatureAggregator):
+    def _fill_histogram(self, agg: FeatureSink):
         s = agg.scenario
         chunks = self._chunks(agg, self._buckets_per_request(s, self.spec.buckets_per_request))
         # the chunks do not depend on each other: several in one round trip
@@ -351,7 +351,7 @@ class IndexerSource:
             if len(result["buckets"]) < body["aggs"]["c"]["composite"]["size"] or after is None:
                 return buckets
 
-    def _fill_entities(self, agg: FeatureAggregator):
+    def _fill_entities(self, agg: FeatureSink):
         s, step = agg.scenario, agg.step
         entity_field = s.entity.field
         base = [self._range(agg.start, agg.end), volume_query(s)]
@@ -413,9 +413,8 @@ class IndexerSource:
                 continue
             index = int((bucket["key"]["t"] / 1000.0 - agg.start) // step)
             if 0 <= index < agg.n_buckets:
-                agg.put(entity, index, feature_values(s, bucket), 0)
-        for entity in top:
-            agg.entity_volume[entity] = volumes[entity]
+                # an entity's volume is the sum of its cells' alerts (what the ranking counted)
+                agg.put(entity, index, feature_values(s, bucket), bucket["doc_count"])
 
     # ------------------------------------------------------------------ raw documents
     def read(self, start: float, end: float, cursor=None, stats: SourceStats | None = None,

@@ -1,7 +1,7 @@
 """Alerts into daily `wazuh-alerts-4.x-YYYY.MM.DD` indices with a Wazuh-like mapping.
 
-What Filebeat's Wazuh module does on a manager, for the tests, the benchmark and for
-backfilling an indexer from archived alerts files: every string is a `keyword`
+What Filebeat's Wazuh module does on a manager, for the tests and the benchmark
+(developer tooling, so it is not part of the package): every string is a `keyword`
 (Wazuh's template maps them so), `timestamp` is a `date`, rule.level and firedtimes are
 numbers. Each alert's `_id` is its Wazuh alert id, so loading twice never duplicates.
 """
