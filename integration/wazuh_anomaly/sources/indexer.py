@@ -394,10 +394,13 @@ class IndexerSource:
                 if 0 <= index < agg.n_buckets:
                     agg.put(entity, index, feature_values(s, bucket), bucket["doc_count"])
 
+        def put_page(wanted: set | None):
+            return lambda answer: put_cells(answer["aggregations"]["c"]["buckets"], wanted)
+
         if s.entity.top is None:
             # Every entity (top: all): no ranking, the cells' pages stream into agg from the
             # first round trip on, and agg ranks the entities by the volumes they carry.
-            yield from self._composite(cells(base), what, lambda answer: put_cells(answer["aggregations"]["c"]["buckets"], None))
+            yield from self._composite(cells(base), what, put_page(None))
             return
 
         # A finite top needs every entity's volume first (entity -> count: small), paged by
@@ -436,9 +439,7 @@ class IndexerSource:
             return
         if early:
             if early[0]:
-                yield from self._composite(cells(base), what,
-                                           lambda answer: put_cells(answer["aggregations"]["c"]["buckets"], None),
-                                           after=early[0])
+                yield from self._composite(cells(base), what, put_page(None), after=early[0])
             return
         if len(volumes) <= s.entity.top:
             top, filters = None, base            # every entity: no list of names in the query
@@ -446,8 +447,7 @@ class IndexerSource:
             ranked = sorted(volumes, key=lambda e: (-volumes[e], e))[:s.entity.top]
             top, filters = set(ranked), base + [{"terms": {entity_field: ranked}}]
         volumes.clear()
-        yield from self._composite(cells(filters), what,
-                                   lambda answer: put_cells(answer["aggregations"]["c"]["buckets"], top))
+        yield from self._composite(cells(filters), what, put_page(top))
 
     # ------------------------------------------------------------------ raw documents
     def read(self, start: float, end: float, cursor=None, stats: SourceStats | None = None,
