@@ -146,6 +146,7 @@ class _CountingClient:
         self._client = client
         self.live = 0                            # tracked buckets not yet freed
         self.cell_pages = 0
+        self.rankings = 0                        # requests that rank the entities (a composite over the entity alone)
         self.live_at_request: list[int] = []
 
     def __getattr__(self, name):
@@ -164,14 +165,20 @@ class _CountingClient:
     def _freed(self) -> None:
         self.live -= 1
 
-    def search(self, **kwargs):
+    def _asked(self, body: dict) -> None:
         self.live_at_request.append(self.live)
+        self.rankings += any(len(agg.get("composite", {}).get("sources", ())) == 1
+                             for agg in body.get("aggs", {}).values())
+
+    def search(self, **kwargs):
+        self._asked(kwargs["body"])
         answer = self._client.search(**kwargs)
         self._track(answer)
         return answer
 
     def msearch(self, **kwargs):
-        self.live_at_request.append(self.live)
+        for body in kwargs["body"][1::2]:        # header and body lines alternate
+            self._asked(body)
         answer = self._client.msearch(**kwargs)
         for response in answer["responses"]:
             self._track(response)
@@ -205,3 +212,5 @@ def test_entity_cells_stream_one_composite_page_at_a_time(opensearch, ait_indexe
     assert client.cell_pages > 20 and len(held) > 20 * page
     assert max(held) <= page, f"the client held {max(held)} cells at once, more than a page of {page}"
     assert max(client.live_at_request) <= page
+    # every entity wanted: the volumes come with the cells, no ranking is asked for
+    assert (client.rankings == 0) == (top is None)
