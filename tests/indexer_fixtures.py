@@ -58,7 +58,7 @@ class Server:
         return replace(base, **changes)
 
     def client(self, **changes):
-        from wazuh_anomaly.indexer.client import make_client
+        from wazuh_anomaly.core.indexer import make_client
         return make_client(self.spec(**changes), Path("/nonexistent"))
 
     def stop(self) -> None:
@@ -106,7 +106,7 @@ def ait_alerts() -> list[tuple[float, dict]]:
 @pytest.fixture(scope="session")
 def ait_indexed(opensearch: Server) -> list[tuple[float, dict]]:
     """The AIT alerts in wazuh-alerts-4.x-2022.01.21..24 (loaded once; reloaded if incomplete)."""
-    from wazuh_anomaly.indexer.alert_indices import index_alerts, install_template
+    from alert_indices import index_alerts, install_template
     alerts = ait_alerts()
     client = opensearch.client()
     pattern = "wazuh-alerts-4.x-2022.01.*"

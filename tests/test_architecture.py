@@ -113,3 +113,21 @@ def test_there_is_no_import_cycle():
 def test_the_cycle_check_finds_a_cycle_of_three_and_nothing_in_a_chain():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+def _top_packages() -> set[str]:
+    return {f"wazuh_anomaly.{p.name}" for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+
+
+@pytest.mark.parametrize("package", ["wazuh_anomaly.sources", "wazuh_anomaly.detectors", "wazuh_anomaly.core"])
+def test_whole_pluggable_packages_import_only_the_core(package):
+    """The contract covers the whole package (not a list of its modules, which a new module
+    would escape) and forbids every other package of ours."""
+    import configparser
+    config = configparser.ConfigParser()
+    config.read(REPO / ".importlinter", encoding="utf-8")
+    contracts = [config[s] for s in config.sections() if s.startswith("importlinter:contract:")
+                 and config[s].get("type") == "forbidden" and config[s]["source_modules"].split() == [package]]
+    assert contracts, f"no forbidden contract has exactly {package} as its source"
+    forbidden = set(contracts[0]["forbidden_modules"].split())
+    assert forbidden == _top_packages() - {package, "wazuh_anomaly.core"}, forbidden ^ (_top_packages() - {package, "wazuh_anomaly.core"})

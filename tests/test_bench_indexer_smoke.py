@@ -23,5 +23,13 @@ def test_indexer_bench_quick_writes_both_paths_and_their_ratio(opensearch, ait_i
     for value in (results["pushdown"]["seconds"], results["raw"]["seconds"], results["pushdown"]["peak_rss_mib"],
                   results["raw"]["peak_rss_mib"], results["speedup"], results["checksum"]):
         assert isinstance(value, float) and math.isfinite(value) and value > 0
+    # the entity case (20 and 200 agents with --quick): the frame grows with the agents,
+    # the memory of paging stays about one composite page
+    small, large = results["entities"]
+    assert (small["agents"], large["agents"]) == (20, 200)
+    assert (small["entities"], large["entities"]) == (20, 200) and large["cells"] == 200 * 48
+    for run in (small, large):
+        assert run["round_trips"] >= 1 and run["seconds"] > 0 and 0 < run["kept_mib"] <= run["peak_mib"]
+    assert large["kept_mib"] > 5 * small["kept_mib"]
     # the password reaches the workers through the environment, never their command line
     assert opensearch.password not in done.stdout + done.stderr

@@ -13,7 +13,7 @@ import pytest
 from indexer_fixtures import REPO, ait_indexed, opensearch  # noqa: F401 (fixtures)
 from wazuh_anomaly.core.config import IndexerSpec, parse_scenario
 from wazuh_anomaly.features.aggregate import FeatureAggregator
-from wazuh_anomaly.indexer.client import IndexerError, check, resolve_credentials
+from wazuh_anomaly.core.indexer import IndexerError, check, resolve_credentials
 from wazuh_anomaly.sources import SourceUnreadable
 from wazuh_anomaly.sources.indexer import IndexerSource
 

@@ -2,6 +2,8 @@
 server (pushdown) or from raw documents (PIT + search_after), on a real OpenSearch."""
 from __future__ import annotations
 
+import weakref
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -130,3 +132,85 @@ def test_more_entities_than_the_top_keeps_only_the_busiest_like_the_alerts_file(
     expected = file_frames(scenario, ait_indexed)
     assert len(expected) == 3
     assert_same_frames(expected, got)
+
+
+class _TrackedBucket(dict):
+    """A composite (entity, time) bucket as the client received it, counted while alive."""
+
+
+class _CountingClient:
+    """The real client; each (entity, time) bucket of an answer becomes a _TrackedBucket,
+    so the test can count how many of them the source still holds."""
+
+    def __init__(self, client):
+        self._client = client
+        self.live = 0                            # tracked buckets not yet freed
+        self.cell_pages = 0
+        self.rankings = 0                        # requests that rank the entities (a composite over the entity alone)
+        self.live_at_request: list[int] = []
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def _track(self, answer: dict) -> None:
+        for agg in (answer.get("aggregations") or {}).values():
+            buckets = agg.get("buckets") if isinstance(agg, dict) else None
+            if isinstance(buckets, list) and buckets and "t" in buckets[0].get("key", {}):
+                agg["buckets"] = [_TrackedBucket(b) for b in buckets]
+                for bucket in agg["buckets"]:
+                    weakref.finalize(bucket, self._freed)
+                self.live += len(buckets)
+                self.cell_pages += 1
+
+    def _freed(self) -> None:
+        self.live -= 1
+
+    def _asked(self, body: dict) -> None:
+        self.live_at_request.append(self.live)
+        self.rankings += any(len(agg.get("composite", {}).get("sources", ())) == 1
+                             for agg in body.get("aggs", {}).values())
+
+    def search(self, **kwargs):
+        self._asked(kwargs["body"])
+        answer = self._client.search(**kwargs)
+        self._track(answer)
+        return answer
+
+    def msearch(self, **kwargs):
+        for body in kwargs["body"][1::2]:        # header and body lines alternate
+            self._asked(body)
+        answer = self._client.msearch(**kwargs)
+        for response in answer["responses"]:
+            self._track(response)
+        return answer
+
+
+@pytest.mark.parametrize("top, page", [(None, 40), (5, 40), (100, 40), (100, 100)])
+def test_entity_cells_stream_one_composite_page_at_a_time(opensearch, ait_indexed, monkeypatch, top, page):
+    # 60 rule ids x 5-minute buckets over 4 days: 2,209 cells in pages of 40 or 100; the
+    # ranking of a finite top takes two pages of 40 (its first page's cells are dropped) or
+    # one of 100 (60 entities, fewer than the top: its first page's cells are used)
+    import wazuh_anomaly.sources.indexer as indexer_source
+    monkeypatch.setattr(indexer_source, "COMPOSITE_PAGE", page)
+    shipped = next(s for s in shipped_scenarios() if s.name == "alert_volume")
+    scenario = replace(shipped, entity=replace(shipped.entity, field="rule.id", top=top))
+    client = _CountingClient(opensearch.client())
+    held: list[int] = []
+
+    class Recording(FeatureAggregator):
+        def put(self, entity, bucket, values, volume):
+            held.append(client.live)        # buckets received and still alive, this one included
+            super().put(entity, bucket, values, volume)
+
+    source = IndexerSource(opensearch.spec(), Path("/nonexistent"), client=client)
+    agg = Recording(scenario, START, END)
+    rest, _ = source.push_down([agg], START, END)
+    assert rest == []
+    expected = file_frames(scenario, ait_indexed)
+    assert len(expected) == min(top or 60, 60)
+    assert_same_frames(expected, agg.frames())
+    assert client.cell_pages > 20 and len(held) > 20 * page
+    assert max(held) <= page, f"the client held {max(held)} cells at once, more than a page of {page}"
+    assert max(client.live_at_request) <= page
+    # every entity wanted: the volumes come with the cells, no ranking is asked for
+    assert (client.rankings == 0) == (top is None)

@@ -11,7 +11,7 @@ import pytest
 from test_features import alert, at, frame, scenario
 from wazuh_anomaly.core.registry import AGGREGATIONS
 from wazuh_anomaly.features.aggregate import aggregate
-from wazuh_anomaly.indexer.client import pushdown_reason
+from wazuh_anomaly.core.indexer import pushdown_reason
 
 P95 = {"name": "bytes_p95", "aggregation": "p95", "field": "data.bytes"}
 

@@ -70,7 +70,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ..indexer.client import check
+    from ..core.indexer import check
     layout, config, scenarios, _ = context(args)
     lines = check(config.indexer, layout.prefix, [s for s in scenarios if s.enabled])
     if config.shipping.enabled and all(line.ok for line in lines):

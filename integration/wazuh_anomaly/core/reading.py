@@ -1,14 +1,38 @@
-"""What every source shares: the statistics of a read, the resumable cursor, and the
-error of an unreadable source. Part of the core, so that each source imports only the core.
+"""What every source shares: the statistics of a read, the resumable cursor, the error
+of an unreadable source, and what a source that computes features itself fills
+(`FeatureSink`). Part of the core, so that each source imports only the core.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 from .errors import WazuhAnomalyError
 from .follow import same_file
 
-__all__ = ["ReadCursor", "SKIP_REASONS", "SourceStats", "SourceUnreadable"]
+if TYPE_CHECKING:
+    from .config import Scenario
+
+__all__ = ["FeatureSink", "ReadCursor", "SKIP_REASONS", "SourceStats", "SourceUnreadable"]
+
+
+class FeatureSink(Protocol):
+    """What a source's `push_down` fills: one scenario's bucket x feature cells over
+    [start, end), in buckets of `step` seconds (`features.aggregate.FeatureAggregator` is one).
+
+    A source that computes the features itself (the indexer) puts each finished cell as
+    it arrives, so it never needs to hold more than what one answer carries.
+    """
+
+    scenario: "Scenario"
+    start: float
+    end: float
+    step: int
+    n_buckets: int
+
+    def put(self, entity: str | None, bucket: int, values: list[float], volume: int) -> None:
+        """Set the feature values of one bucket (its index from `start`) of one entity (None:
+        no entity split); `volume` alerts count towards the entity's ranking."""
 
 
 class SourceUnreadable(WazuhAnomalyError):

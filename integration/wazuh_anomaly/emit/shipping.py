@@ -36,7 +36,7 @@ from ..core.fileio import atomic_write
 from ..core.config import Config, Scenario
 from .emitter import event_for
 from ..core.findings import Anomaly, HealthEvent
-from ..indexer.client import CheckLine, IndexerError, NUMERIC_TYPES, explain, make_client, retrying
+from ..core.indexer import CheckLine, IndexerError, NUMERIC_TYPES, explain, make_client, retrying
 
 log = logging.getLogger("wazuh_anomaly.emit.shipping")
 

@@ -7,10 +7,14 @@ Two paths, one scenario format:
   `date_histogram` (fixed interval, UTC, `min_doc_count: 1`: empty buckets are the
   zeros the aggregator's frame starts with, not trees of zeros on the wire) with one
   `filter` sub-aggregation per feature and a `cardinality` / `max` / `avg` / `sum` under
-  it. With an entity split, a `composite` aggregation first ranks the entities by how
-  many alerts match any feature (paged by `after_key`), then a second one over (entity,
-  time bucket) computes the features of the busiest `entity.top`. Only numbers cross the
-  network, and the scenarios' requests of one phase share a round trip (`_msearch`).
+  it. With an entity split, a `composite` aggregation over (entity, time bucket) computes
+  the cells, paged by `after_key`: each page is put into the aggregator before the next
+  is asked for, so the client holds one page at a time whatever the number of entities.
+  With every entity wanted (`entity.top: all`) that is all; with a finite `entity.top`
+  another composite first ranks the entities by how many alerts match any feature (only
+  a count per entity is kept) and the cells of the busiest are asked for. Only numbers
+  cross the network, and the scenarios' requests of one phase share a round trip
+  (`_msearch`).
 - **Raw documents** (`rare` needs every value in time order; a regex filter is Python's
   `re`, not Lucene's): a point in time (PIT) and `search_after`, sorted by time, pages
   of `indexer.page_size`, only the fields the scenarios read. No 10,000-hit cap.
@@ -32,13 +36,13 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from ..core.config import Condition, FeatureSpec, IndexerSpec, Scenario
+from ..core.indexer import (IndexerError, field_types, make_client, mapping_problems, pushdown_reason,
+                            retrying, scenario_fields)
+from ..core.reading import FeatureSink, SourceStats, SourceUnreadable
 from ..core.registry import SOURCES
-from ..features.aggregate import FeatureAggregator
-from ..indexer.client import (IndexerError, field_types, make_client, mapping_problems, pushdown_reason,
-                       retrying, scenario_fields)
-from ..core.reading import SourceStats, SourceUnreadable
 from ..core.timeparse import wazuh_timestamp
 
+# The client's channel (core/indexer.py): one name to filter on for everything the indexer does.
 log = logging.getLogger("wazuh_anomaly.indexer.client")
 
 COMPOSITE_PAGE = 5000
@@ -197,11 +201,12 @@ class IndexerSource:
     # Each scenario's pushdown is a plan: a generator that yields a list of (request body,
     # what) and receives their answers. `_run_plans` sends the pending requests of every
     # plan in one `_msearch`, so all scenarios wait on the indexer together — one round
-    # trip per phase (the span, the histograms and every ranking with the first page of
-    # every entity's cells; then the top entities' cells where a scenario has more entities
-    # than its top; then any further composite page) instead of one request after another.
+    # trip per phase (the span, the histograms, the first cells page of every scenario with
+    # every entity and every ranking with a first page of cells; then the next page of each,
+    # or the top entities' cells where a scenario has more entities than its top) instead
+    # of one request after another.
 
-    def push_down(self, aggregators: list[FeatureAggregator], start: float, end: float):
+    def push_down(self, aggregators: list[FeatureSink], start: float, end: float):
         """Compute on the indexer every aggregator it can; returns (the rest, (first, last, count))
         where first/last/count describe the alerts of [start, end)."""
         fields = {self.spec.time_field}
@@ -241,11 +246,11 @@ class IndexerSource:
         out.append((None if first is None else first / 1000.0, None if last is None else last / 1000.0,
                     int(answer["hits"]["total"]["value"])))
 
-    def fill(self, agg: FeatureAggregator) -> None:
+    def fill(self, agg: FeatureSink) -> None:
         """Put the indexer's feature values of agg's scenario and range into agg."""
         self._run_plans([self._fill_plan(agg)])
 
-    def _fill_plan(self, agg: FeatureAggregator):
+    def _fill_plan(self, agg: FeatureSink):
         if agg.scenario.entity is None:
             return self._fill_histogram(agg)
         return self._fill_entities(agg)
@@ -266,11 +271,17 @@ class IndexerSource:
             answers = [self._search(*requests[0])] if len(requests) == 1 else self._msearch(requests)
             still, at = [], 0
             for plan, batch in pending:
+                mine = answers[at:at + len(batch)]
+                answers[at:at + len(batch)] = [None] * len(batch)   # the plan alone holds its answers
                 try:
-                    still.append((plan, plan.send(answers[at:at + len(batch)])))
+                    still.append((plan, plan.send(mine)))
                 except StopIteration:
                     pass
+                del mine
                 at += len(batch)
+            # nothing of this round trip is held while the next one is asked for: a plan
+            # that pages keeps at most the page it is using
+            del answers, requests
             pending = still
 
     def _msearch(self, requests: list[tuple[dict, str]]) -> list[dict]:
@@ -314,7 +325,7 @@ class IndexerSource:
         return {"size": 0, "query": {"bool": {"filter": [self._range(lo, hi), volume_query(s)]}},
                 "aggs": {"t": histogram}}
 
-    def _chunks(self, agg: FeatureAggregator, buckets: int) -> list[tuple[float, float]]:
+    def _chunks(self, agg: FeatureSink, buckets: int) -> list[tuple[float, float]]:
         chunk = max(1, buckets) * agg.step
         out, lo = [], agg.start
         while lo < agg.end:
@@ -322,7 +333,7 @@ class IndexerSource:
             lo += chunk
         return out
 
-    def _fill_histogram(self, agg: FeatureAggregator):
+    def _fill_histogram(self, agg: FeatureSink):
         s = agg.scenario
         chunks = self._chunks(agg, self._buckets_per_request(s, self.spec.buckets_per_request))
         # the chunks do not depend on each other: several in one round trip
@@ -335,28 +346,29 @@ class IndexerSource:
                     if bucket["doc_count"] and 0 <= index < agg.n_buckets:
                         agg.put(None, index, feature_values(s, bucket), bucket["doc_count"])
 
-    def _composite(self, body_for, what: str, first_answer: list | None = None, after: dict | None = None):
-        """A plan: every bucket of a composite aggregation, page after page (by after_key),
-        from `after` if given; the first page's whole answer is appended to first_answer."""
-        buckets: list[dict] = []
+    def _composite(self, body_for, what: str, use, after: dict | None = None):
+        """A plan: a composite aggregation "c", page after page (by after_key), from `after`
+        if given. `use(answer)` takes each page's answer before the next page is asked for,
+        and the answer is dropped then: the client holds one page at a time."""
         while True:
             body = body_for(after)
             answer, = yield [(body, what)]
-            if first_answer is not None and not first_answer:
-                first_answer.append(answer)
             result = answer["aggregations"]["c"]
-            buckets.extend(result["buckets"])
+            use(answer)
             after = result.get("after_key")
             # a page that is not full is the last one: no request for an empty page
-            if len(result["buckets"]) < body["aggs"]["c"]["composite"]["size"] or after is None:
-                return buckets
+            last = len(result["buckets"]) < body["aggs"]["c"]["composite"]["size"] or after is None
+            del answer, result
+            if last:
+                return
 
-    def _fill_entities(self, agg: FeatureAggregator):
+    def _fill_entities(self, agg: FeatureSink):
         s, step = agg.scenario, agg.step
         entity_field = s.entity.field
         base = [self._range(agg.start, agg.end), volume_query(s)]
-
         aggs = feature_aggs(s, self.spec.precision_threshold)
+        what = f"computing the features of scenario {s.name}"
+        page = self._buckets_per_request(s, COMPOSITE_PAGE)
 
         def cell_composite(size: int, after) -> dict:
             comp = {"size": size, "sources": [
@@ -366,14 +378,40 @@ class IndexerSource:
             if after:
                 comp["after"] = after
             return {"composite": comp, "aggs": aggs}
-        # The first ranking page also asks for the first page of cells of every entity: when
-        # there are no more entities than entity.top (a small manager), every entity is
-        # wanted and the cells come in the ranking's round trip (further pages follow it).
-        # Otherwise that page is dropped (at most one page of extra work) and the top
-        # entities' cells are asked for.
+
+        def cells(filters: list):
+            def body(after) -> dict:
+                return {"size": 0, "query": {"bool": {"filter": filters}}, "aggs": {"c": cell_composite(page, after)}}
+            return body
+
+        def put_cells(buckets: list, wanted: set | None) -> None:
+            """Each cell into agg as it comes; an entity's volume is the sum of its cells' alerts."""
+            for bucket in buckets:
+                entity = _entity_text(bucket["key"]["e"])
+                if not entity or (wanted is not None and entity not in wanted):
+                    continue
+                index = int((bucket["key"]["t"] / 1000.0 - agg.start) // step)
+                if 0 <= index < agg.n_buckets:
+                    agg.put(entity, index, feature_values(s, bucket), bucket["doc_count"])
+
+        def put_page(wanted: set | None):
+            return lambda answer: put_cells(answer["aggregations"]["c"]["buckets"], wanted)
+
+        if s.entity.top is None:
+            # Every entity (top: all): no ranking, the cells' pages stream into agg from the
+            # first round trip on, and agg ranks the entities by the volumes they carry.
+            yield from self._composite(cells(base), what, put_page(None))
+            return
+
+        # A finite top needs every entity's volume first (entity -> count: small), paged by
+        # after_key. The first ranking page also asks for the first page of cells: when that
+        # page is the whole ranking and there are no more entities than the top (a small
+        # manager), every entity is wanted and those cells are put at once, further pages
+        # following. Otherwise they are dropped before the next request (at most one page of
+        # extra work) and the top entities' cells are asked for.
         early_page = self._buckets_per_request(s, COMPOSITE_PAGE, reserved=COMPOSITE_PAGE)
 
-        def ranking(after):
+        def ranking(after) -> dict:
             comp = {"size": COMPOSITE_PAGE, "sources": [{"e": {"terms": {"field": entity_field}}}]}
             if after:
                 comp["after"] = after
@@ -381,41 +419,35 @@ class IndexerSource:
             if not after:
                 body["aggs"]["x"] = cell_composite(early_page, None)
             return body
-        volumes = {}
-        first: list[dict] = []
-        for bucket in (yield from self._composite(ranking, f"ranking the entities of scenario {s.name}", first)):
-            entity = bucket["key"]["e"]
-            entity = _entity_text(entity)
-            if entity:
-                volumes[entity] = volumes.get(entity, 0) + bucket["doc_count"]
-        top = sorted(volumes, key=lambda e: (-volumes[e], e))[:s.entity.top]  # top None: every entity
-        if not top:
-            return
-        page = self._buckets_per_request(s, COMPOSITE_PAGE)
+        volumes: dict[str, int] = {}
+        early: list = []          # [after_key or None] once the early cells page has been put
 
-        def cells(after):
-            query = {"bool": {"filter": base + [{"terms": {entity_field: top}}]}}
-            return {"size": 0, "query": query, "aggs": {"c": cell_composite(page, after)}}
-        wanted = set(top)
-        what = f"computing the features of scenario {s.name}"
-        early = first[0]["aggregations"]["x"]
-        if s.entity.top is None or len(volumes) <= s.entity.top:
-            cell_buckets = early["buckets"]
-            if len(cell_buckets) >= early_page and early.get("after_key"):
-                def more(after):
-                    return {"size": 0, "query": {"bool": {"filter": base}}, "aggs": {"c": cell_composite(page, after)}}
-                cell_buckets = cell_buckets + (yield from self._composite(more, what, after=early["after_key"]))
+        def rank(answer: dict) -> None:
+            result = answer["aggregations"]["c"]
+            for bucket in result["buckets"]:
+                entity = _entity_text(bucket["key"]["e"])
+                if entity:
+                    volumes[entity] = volumes.get(entity, 0) + bucket["doc_count"]
+            cells_page = answer["aggregations"].get("x")
+            whole = len(result["buckets"]) < COMPOSITE_PAGE or result.get("after_key") is None
+            if cells_page is not None and whole and len(volumes) <= s.entity.top:
+                put_cells(cells_page["buckets"], None)
+                full = len(cells_page["buckets"]) >= early_page
+                early.append(cells_page.get("after_key") if full else None)
+        yield from self._composite(ranking, f"ranking the entities of scenario {s.name}", rank)
+        if not volumes:
+            return
+        if early:
+            if early[0]:
+                yield from self._composite(cells(base), what, put_page(None), after=early[0])
+            return
+        if len(volumes) <= s.entity.top:
+            top, filters = None, base            # every entity: no list of names in the query
         else:
-            cell_buckets = yield from self._composite(cells, what)
-        for bucket in cell_buckets:
-            entity = _entity_text(bucket["key"]["e"])
-            if entity not in wanted:
-                continue
-            index = int((bucket["key"]["t"] / 1000.0 - agg.start) // step)
-            if 0 <= index < agg.n_buckets:
-                agg.put(entity, index, feature_values(s, bucket), 0)
-        for entity in top:
-            agg.entity_volume[entity] = volumes[entity]
+            ranked = sorted(volumes, key=lambda e: (-volumes[e], e))[:s.entity.top]
+            top, filters = set(ranked), base + [{"terms": {entity_field: ranked}}]
+        volumes.clear()
+        yield from self._composite(cells(filters), what, put_page(top))
 
     # ------------------------------------------------------------------ raw documents
     def read(self, start: float, end: float, cursor=None, stats: SourceStats | None = None,

@@ -1,7 +1,7 @@
 """Alerts into daily `wazuh-alerts-4.x-YYYY.MM.DD` indices with a Wazuh-like mapping.
 
-What Filebeat's Wazuh module does on a manager, for the tests, the benchmark and for
-backfilling an indexer from archived alerts files: every string is a `keyword`
+What Filebeat's Wazuh module does on a manager, for the tests and the benchmark
+(developer tooling, so it is not part of the package): every string is a `keyword`
 (Wazuh's template maps them so), `timestamp` is a `date`, rule.level and firedtimes are
 numbers. Each alert's `_id` is its Wazuh alert id, so loading twice never duplicates.
 """
@@ -47,16 +47,17 @@ def install_template(client, body: dict | None = None) -> None:
     client.indices.put_index_template(name=TEMPLATE_NAME, body=body or ALERTS_TEMPLATE)
 
 
-def index_alerts(client, alerts: Iterable[tuple[float, dict]], *, batch: int = 2000) -> int:
-    """Bulk-index (ts, alert) pairs into their daily index; returns how many were sent."""
+def index_alerts(client, alerts: Iterable[tuple[float, dict]], *, batch: int = 2000, index: str | None = None) -> int:
+    """Bulk-index (ts, alert) pairs into their daily index (or into `index`, which must
+    exist); returns how many were sent."""
     from opensearchpy import helpers
 
     def actions():
         for ts, alert in alerts:
-            yield {"_index": index_name(ts), "_id": str(alert.get("id") or f"{ts}"), "_source": alert}
+            yield {"_index": index or index_name(ts), "_id": str(alert.get("id") or f"{ts}"), "_source": alert}
     sent = 0
     for ok, item in helpers.streaming_bulk(client, actions(), chunk_size=batch, raise_on_error=True,
                                            request_timeout=120):
         sent += 1
-    client.indices.refresh(index="wazuh-alerts-4.x-*")
+    client.indices.refresh(index=index or "wazuh-alerts-4.x-*")
     return sent

@@ -1,5 +1,8 @@
 """The connection to the Wazuh indexer (OpenSearch 2.x): client, credentials, and `check`.
 
+I/O infrastructure like `fileio`, so it lives in the core: the indexer source reads
+through it, shipping writes through it, and `wazuh-anomaly indexer check` runs `check`.
+
 Credentials come from the config file, then an environment variable, then the manager's
 keystore (`bin/wazuh-keystore -f indexer -k username|password`, the store Filebeat and
 the manager's own indexer connector use). They never appear on a command line or in a
@@ -17,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..core.config import IndexerSpec
-from ..core.errors import WazuhAnomalyError
+from .config import IndexerSpec
+from .errors import WazuhAnomalyError
 
+# The channel keeps the name it had when this module was indexer/client.py: users filter on it.
 log = logging.getLogger("wazuh_anomaly.indexer.client")
 
 KEYSTORE_TIMEOUT = 10

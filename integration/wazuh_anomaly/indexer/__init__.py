@@ -1,1 +1,0 @@
-"""The Wazuh indexer (OpenSearch) client and its alert indices (layer 2)."""
