@@ -10,7 +10,6 @@ of its own that treats one of these differently makes these tests fail.
 from __future__ import annotations
 
 import gzip
-import os
 import tempfile
 from pathlib import Path
 
@@ -83,18 +82,32 @@ def counts(got, stats: SourceStats) -> dict:
             "line_too_long": stats.skipped.get("line_too_long", 0), "held": stats.incomplete_tail}
 
 
-class AlertsLive:
+class Appended:
+    """A live file: its writer appends."""
     finished = False
+    path: Path
+
+    def write(self, data: bytes) -> None:
+        with open(self.path, "ab") as fh:
+            fh.write(data)
+
+
+class Compressed:
+    """A finished file, compressed whole (read through the gzip stream)."""
+    finished = True
+    path: Path
+
+    def write(self, data: bytes) -> None:
+        self.path.write_bytes(gzip.compress(data))
+
+
+class AlertsLive(Appended):
     record = staticmethod(alert_record)
 
     def __init__(self, tmp: Path, chunk: int):
         self.dir = tmp / "logs" / "alerts"
         self.dir.mkdir(parents=True)
         self.path, self.chunk = self.dir / "alerts.json", chunk
-
-    def write(self, data: bytes) -> None:
-        with open(self.path, "ab") as fh:
-            fh.write(data)
 
     def read(self) -> dict:
         source = AlertsFileSource(self.dir, max_line_bytes=LIMIT)
@@ -103,30 +116,21 @@ class AlertsLive:
         return counts(got, source.stats)
 
 
-class AlertsCompressedDay(AlertsLive):
-    """A past day, ossec-alerts-DD.json.gz: a finished file read through the gzip stream."""
-    finished = True
+class AlertsCompressedDay(Compressed, AlertsLive):
+    """A past day, ossec-alerts-DD.json.gz."""
 
     def __init__(self, tmp: Path, chunk: int):
         super().__init__(tmp, chunk)
         (self.dir / "2022" / "Jan").mkdir(parents=True)
         self.path = self.dir / "2022" / "Jan" / "ossec-alerts-24.json.gz"
 
-    def write(self, data: bytes) -> None:
-        self.path.write_bytes(gzip.compress(data))
 
-
-class FlowsLive:
-    finished = False
+class FlowsLive(Appended):
     record = staticmethod(flow_record)
 
     def __init__(self, tmp: Path, chunk: int):
         self.live = self.path = tmp / "netflow.json"
         self.chunk = chunk
-
-    def write(self, data: bytes) -> None:
-        with open(self.path, "ab") as fh:
-            fh.write(data)
 
     def read(self) -> dict:
         source = FlowsFileSource(self.live, max_line_bytes=LIMIT)
@@ -136,22 +140,17 @@ class FlowsLive:
         return counts(got, stats)
 
 
-class FlowsCompressedCopy(FlowsLive):
-    """netflow.json.1.gz, as logrotate's compress leaves it: finished, read through the gzip stream."""
-    finished = True
+class FlowsCompressedCopy(Compressed, FlowsLive):
+    """netflow.json.1.gz, as logrotate's compress leaves it."""
 
     def __init__(self, tmp: Path, chunk: int):
         super().__init__(tmp, chunk)
         self.path = tmp / "netflow.json.1.gz"
 
-    def write(self, data: bytes) -> None:
-        self.path.write_bytes(gzip.compress(data))
 
-
-class FollowerInput:
+class FollowerInput(Appended):
     """The Follower as the NetFlow follower and the real-time service use it: a record is
     what parses to an object; lines handed out as None are the over-long ones."""
-    finished = False
     record = staticmethod(alert_record)
 
     def __init__(self, tmp: Path, chunk: int):
@@ -159,10 +158,6 @@ class FollowerInput:
         self.path.write_bytes(b"")
         self.follower = Follower(self.path, max_line_bytes=LIMIT, chunk_bytes=chunk)
         self.seen = {"ids": [], "lines": 0, "line_too_long": 0}
-
-    def write(self, data: bytes) -> None:
-        with open(self.path, "ab") as fh:
-            fh.write(data)
 
     def read(self) -> dict:
         for batch in self.follower.batches():

@@ -12,7 +12,7 @@ import os
 import re
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Iterator
@@ -22,7 +22,7 @@ try:  # orjson is several times faster than json on alert lines
 except ImportError:  # pragma: no cover - the project environment always has orjson
     from json import loads as _loads
 
-from ..core.errors import UnsafePath, WazuhAnomalyError
+from ..core.errors import UnsafePath
 from ..core.fileio import open_binary
 from ..core.registry import SOURCES
 from ..core.timeparse import MINUTE_CACHE, SECONDS_BYTES, TAIL_CACHE, wazuh_timestamp
@@ -321,16 +321,23 @@ class AlertsFileSource:
                                         ts = parse_ts(line[14:quote])
                                     except ValueError:
                                         ts = None
-                        if ts is not None:
-                            if ts > future:
-                                stats.skip("future_timestamp", run.where(i), _iso_of(ts))
+                        if ts is None:
+                            parsed = _parse_slow(line, stats, run, i)
+                            if parsed is None:
                                 continue
-                            if need_mark and ts >= mark_from:
-                                mark["offset"] = run.offset_of(i)
-                                need_mark = False
-                            if ts < start or ts >= end:
-                                n_out += 1
-                                continue
+                            ts, alert = parsed
+                        else:
+                            alert = None    # parsed only inside the range
+                        if ts > future:
+                            stats.skip("future_timestamp", run.where(i), _iso_of(ts))
+                            continue
+                        if need_mark and ts >= mark_from:
+                            mark["offset"] = run.offset_of(i)
+                            need_mark = False
+                        if ts < start or ts >= end:
+                            n_out += 1
+                            continue
+                        if alert is None:
                             try:
                                 alert = loads(line)
                             except ValueError:
@@ -338,20 +345,6 @@ class AlertsFileSource:
                                 continue
                             if type(alert) is not dict:
                                 stats.skip("not_object", run.where(i), type(alert).__name__)
-                                continue
-                        else:
-                            parsed = _parse_slow(line, stats, run, i)
-                            if parsed is None:
-                                continue
-                            ts, alert = parsed
-                            if ts > future:
-                                stats.skip("future_timestamp", run.where(i), _iso_of(ts))
-                                continue
-                            if need_mark and ts >= mark_from:
-                                mark["offset"] = run.offset_of(i)
-                                need_mark = False
-                            if ts < start or ts >= end:
-                                n_out += 1
                                 continue
                         n_alerts += 1
                         self._at = (run, i)
