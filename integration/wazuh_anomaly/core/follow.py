@@ -45,8 +45,8 @@ from typing import Callable, Iterable, Iterator
 
 from .fileio import open_file
 
-__all__ = ["FileReader", "Follower", "GzipStream", "LineReader", "Run", "StreamReader", "find_rotated", "fingerprint_length", "head_fingerprint", "same_file",
-           "valid_mark", "HEAD_BYTES", "MAX_LINE_BYTES"]
+__all__ = ["FileReader", "Follower", "GzipStream", "LineReader", "Run", "StreamReader", "find_rotated",
+           "fingerprint_length", "head_fingerprint", "same_file", "valid_mark", "HEAD_BYTES", "MAX_LINE_BYTES"]
 
 HEAD_BYTES = 1024              # a file is known by its first bytes (a reused inode, a rewrite)
 MAX_LINE_BYTES = 65536         # default limit of one input line
@@ -438,6 +438,8 @@ class Follower:
         Where a rotated file may be (default: the files beside `path` named after it).
     grace_seconds : float
         A renamed file is read this long after it last grew (its writer may lag).
+    chunk_bytes : int
+        Bytes read at a time (the line reader's chunk).
     """
 
     def __init__(self, path, *, position: dict | None = None, max_line_bytes: int = MAX_LINE_BYTES,

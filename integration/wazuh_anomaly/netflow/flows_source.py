@@ -6,7 +6,10 @@ Reads the file and its rotated copies (`netflow.json.1`, `netflow.json.2.gz`,
 `netflow.json-20260301[.gz]` …: logrotate's names, gzip-compressed or not). A rotated
 file last written before the range starts is skipped without reading it. The live file is resumed from a cursor (its identity, first bytes
 and the offset of the first line at or after the previous range's end less the slack),
-kept in `cursor_file`, so a scoring run does not re-read the day.
+kept in `cursor_file`, so a scoring run does not re-read the day. Lines are split by
+the one line reader of core/follow.py, as for the alerts files: a line over
+`max_line_bytes` is skipped as `line_too_long`, the live file's torn last line is left
+for the next read, a rotated copy's unterminated last line is read as it is.
 """
 from __future__ import annotations
 
