@@ -16,8 +16,15 @@ scenario before anything is reported: the baseline computes the same thing.
 Times cover the ingest and the features (imports excluded, they are the same pandas);
 peak RSS is the whole worker process.
 
+With --baseline DIR (another checkout of the repository, e.g. `git worktree add /tmp/main
+main`), that checkout's source is also read alone (read_only, its package first on the
+path), alternately with ours, and the speed ratio of our read to its read (CPU seconds,
+paired per repeat) is reported: a change to the reading code is measured against the
+code before it, on the same tree, in the same run.
+
     python bench/bench_ingest.py                 # about a minute
     python bench/bench_ingest.py --quick         # a few seconds, for the smoke test
+    python bench/bench_ingest.py --baseline /tmp/main --repeats 6
 """
 from __future__ import annotations
 
@@ -241,14 +248,15 @@ def worker(args) -> None:
     scenarios = [s for s in scenarios if s.enabled and s.source == "alerts"]   # flow scenarios read netflow.json
     implementation = {"ours": ours, "naive": naive, "read_only": ours_read_only}[args.worker]
     rss_before = measure.current_rss_mib()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     n_alerts, frames = implementation(Path(args.tree), scenarios, args.start, args.end)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
     peak = measure.peak_rss_mib()
     if args.dump:
         with open(args.dump, "wb") as f:
             pickle.dump(frames, f)
-    print(json.dumps({"alerts": n_alerts, "seconds": seconds, "rss_before_mib": rss_before, "peak_rss_mib": peak,
+    print(json.dumps({"alerts": n_alerts, "seconds": seconds, "cpu_seconds": cpu_seconds,
+                      "rss_before_mib": rss_before, "peak_rss_mib": peak,
                       "scenarios": [s.name for s in scenarios],
                       "frames": sum(len(f) for f in frames.values())}))
 
@@ -261,6 +269,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="a small slice of the data, for the smoke test")
     parser.add_argument("--out", type=Path, default=measure.RESULTS / "ingest.json")
     parser.add_argument("--scenarios", type=Path, default=measure.SCENARIOS_DIR)
+    parser.add_argument("--baseline", type=Path,
+                        help="another checkout of the repository: its source read alone, alternately with ours, "
+                             "for the speed ratio of ours to it")
     parser.add_argument("--worker", choices=("ours", "naive", "read_only"), help=argparse.SUPPRESS)
     parser.add_argument("--tree", help=argparse.SUPPRESS)
     parser.add_argument("--start", type=float, help=argparse.SUPPRESS)
@@ -280,6 +291,13 @@ def main(argv: list[str] | None = None) -> dict:
     start, end = day_range(days)
     env = measure.python_env()
     runs: dict[str, list[dict]] = {"ours": [], "naive": [], "read_only": []}
+    envs = {name: env for name in runs}
+    if args.baseline:
+        if not (args.baseline / "integration" / "wazuh_anomaly").is_dir():
+            raise SystemExit(f"{args.baseline}: not a checkout of this repository (no integration/wazuh_anomaly)")
+        runs["baseline_read_only"] = []
+        envs["baseline_read_only"] = dict(env, PYTHONPATH=str(args.baseline.resolve() / "integration") + os.pathsep
+                                          + env["PYTHONPATH"])
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         tmp = Path(tmp)
         alerts_dir = build_alerts_tree(tmp, days)
@@ -287,12 +305,17 @@ def main(argv: list[str] | None = None) -> dict:
         del lines, days  # the workers are measured, not this process, but keep it small anyway
         tree_bytes = sum(p.stat().st_size for p in naive_files(alerts_dir))
         for repeat in range(repeats):
-            for name in runs:
-                argv = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--tree", str(alerts_dir),
+            # the baseline's read and ours swap places every repeat: neither always runs first
+            names = list(runs)
+            if repeat % 2 and args.baseline:
+                names[names.index("read_only")], names[-1] = names[-1], "read_only"
+            for name in names:
+                worker_name = "read_only" if name == "baseline_read_only" else name
+                argv = [sys.executable, str(Path(__file__).resolve()), "--worker", worker_name, "--tree", str(alerts_dir),
                         "--start", repr(start), "--end", repr(end), "--scenarios", str(args.scenarios)]
-                if repeat == 0 and name != "read_only":
+                if repeat == 0 and name in ("ours", "naive"):
                     argv += ["--dump", str(tmp / f"{name}.pickle")]
-                measured = measure.run_measured(argv, env=env)
+                measured = measure.run_measured(argv, env=envs[name])
                 report = measured.json_line()
                 report["process_seconds"] = measured.wall_seconds
                 runs[name].append(report)
@@ -303,7 +326,7 @@ def main(argv: list[str] | None = None) -> dict:
         equal = compare_frames(ours_frames, naive_frames_)
 
     n_alerts = runs["ours"][0]["alerts"]
-    if any(r["alerts"] != n_alerts for r in runs["ours"] + runs["naive"]):
+    if any(r["alerts"] != n_alerts for reports in runs.values() for r in reports):
         raise SystemExit("ours and the baseline read different numbers of alerts")
     summary = {}
     for name, reports in runs.items():
@@ -336,6 +359,12 @@ def main(argv: list[str] | None = None) -> dict:
         "target_speedup": TARGET_SPEEDUP,
         "meets_target": speedup >= TARGET_SPEEDUP,
     }
+    if args.baseline:
+        # CPU seconds: on a shared machine the wall clock also counts the wait for a core
+        read_ratios = [b["cpu_seconds"] / o["cpu_seconds"] for o, b in zip(runs["read_only"], runs["baseline_read_only"])]
+        results["baseline_read_only"] = summary["baseline_read_only"]
+        results["read_only_vs_baseline"] = {"baseline": str(args.baseline), "speed_ratio": measure.median(read_ratios),
+                                            "speed_ratio_each": [round(r, 3) for r in read_ratios]}
     measure.write_results(args.out, results)
     measure.print_table(
         f"ingest: {n_alerts:,} alerts, {tree_bytes / measure.MIB:,.0f} MiB on disk, {n_days} days, "
@@ -343,6 +372,10 @@ def main(argv: list[str] | None = None) -> dict:
         ["", "alerts/s", "seconds", "peak RSS MiB"],
         [[name, s["alerts_per_second"], s["seconds"], s["peak_rss_mib"]] for name, s in summary.items()]
         + [["naive/ours", speedup, "", results["memory_ratio"]]])
+    if args.baseline:
+        versus = results["read_only_vs_baseline"]
+        print(f"our source read alone against {args.baseline}'s: {versus['speed_ratio']:.3f}x its speed "
+              f"(CPU seconds, median of {repeats} paired runs: {versus['speed_ratio_each']})")
     compared = ", ".join(f"{name} ({c['nonzero_cells']} non-zero cells)" for name, c in equal.items())
     print(f"frames equal in ours and the baseline: {compared}")
     print(f"target {TARGET_SPEEDUP:g}x: "

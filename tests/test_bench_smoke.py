@@ -60,6 +60,17 @@ def test_ingest_bench_quick_writes_both_rates_and_checks_equal_frames(tmp_path):
     assert isinstance(results["meets_target"], bool)
 
 
+def test_ingest_bench_times_another_checkouts_source_against_ours(tmp_path):
+    # the checkout itself as its own baseline: the ratio is measured, whatever it is
+    results = run_bench("bench_ingest.py", tmp_path / "ingest.json", "--baseline", str(REPO))
+    versus = results["read_only_vs_baseline"]
+    assert versus["baseline"] == str(REPO) and len(versus["speed_ratio_each"]) == results["repeats"]
+    positive(results, "read_only_vs_baseline.speed_ratio", "baseline_read_only.alerts_per_second")
+    done = subprocess.run([sys.executable, str(BENCH / "bench_ingest.py"), "--quick", "--baseline", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode != 0 and "not a checkout of this repository" in done.stderr
+
+
 def test_ingest_comparison_rejects_a_baseline_whose_frames_differ():
     import pandas as pd
     sys.path.insert(0, str(BENCH))

@@ -351,3 +351,126 @@ def test_any_mix_of_writes_rotations_and_restarts_hands_out_each_line_exactly_on
         got += poll(follower)
         follower.close()
         assert got == written
+
+
+# --- the line reader itself: files and decompressing streams split the same way ---------
+
+def reference_lines(data: bytes, limit: int, final: bool) -> list:
+    """(line number, byte offset, line or None when longer than limit) of every complete
+    line, and of the unterminated last one when the source is finished."""
+    parts = data.split(b"\n")
+    tail = parts.pop()
+    if final and tail:
+        parts.append(tail)
+    out, offset = [], 0
+    for number, part in enumerate(parts, 1):
+        out.append((number, offset, part if len(part) <= limit else None))
+        offset += len(part) + 1
+    return out
+
+
+def flat(runs) -> list:
+    out = []
+    for run in runs:
+        if run.lines is None:
+            out.append((run.first, run.offset, None))
+        else:
+            out += [(run.first + i, run.offset_of(i), line) for i, line in enumerate(run.lines)]
+    return out
+
+
+DATA = st.lists(st.sampled_from([b"a", b"bb", b"\n", b"\r\n", b"\xff", b"x" * 9]), max_size=60).map(b"".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(DATA, st.integers(1, 12), st.integers(1, 8), st.integers(1, 5), st.booleans())
+def test_a_file_read_while_it_grows_gives_every_line_with_its_number_and_offset(data, limit, chunk, pieces, final):
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "flows.json"
+        path.write_bytes(b"")
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            reader = FileReader(fd, path, 0, 0, max_line_bytes=limit, chunk_bytes=chunk)
+            got = []
+            step = max(1, len(data) // pieces)
+            for at in range(0, len(data), step):       # the writer appends, the reader polls
+                append(path, data[at:at + step])
+                got += flat(reader.runs(3))
+            got += flat(reader.runs(3, final=final))
+        finally:
+            os.close(fd)
+    assert got == reference_lines(data, limit, final)
+    assert reader.offset == (len(data) if final else len(data) - len(data.rsplit(b"\n", 1)[-1]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(DATA, st.integers(1, 12), st.integers(1, 8), st.booleans())
+def test_a_decompressing_stream_is_split_exactly_like_the_file(data, limit, chunk, final):
+    import gzip
+    import io
+    from wazuh_anomaly.core.follow import GzipStream, StreamReader
+    r, w = os.pipe()                      # GzipStream reads a descriptor, as the sources open files
+    packed = gzip.compress(data)
+    try:
+        os.write(w, packed)
+        os.close(w)
+        reader = StreamReader(GzipStream(r), "x.json.gz", max_line_bytes=limit, chunk_bytes=chunk)
+        got = flat(reader.runs(2, final=final))
+    finally:
+        os.close(r)
+    assert got == reference_lines(data, limit, final)
+    assert reader.bytes_read == len(data)
+    plain = StreamReader(io.BytesIO(data), "x.json", max_line_bytes=limit, chunk_bytes=chunk)
+    assert flat(plain.runs(5, final=final)) == got
+
+
+def test_a_damaged_archive_gives_its_lines_up_to_the_damage_then_says_so(tmp_path):
+    import gzip
+    import zlib
+    from wazuh_anomaly.core.follow import GzipStream, StreamReader
+    data = b"".join(b'{"n":%d,"pad":"%s"}\n' % (n, os.urandom(20).hex().encode()) for n in range(3000))
+    packed = gzip.compress(data)
+    cut = tmp_path / "flows.json.2.gz"
+    cut.write_bytes(packed[:len(packed) // 2])
+    fd = os.open(cut, os.O_RDONLY)
+    got = []
+    try:
+        reader = StreamReader(GzipStream(fd), cut, chunk_bytes=4096)
+        try:
+            for run in reader.runs():
+                got += run.lines
+        except (EOFError, zlib.error):
+            pass
+        else:
+            raise AssertionError("a cut archive read as if whole")
+    finally:
+        os.close(fd)
+    assert 0 < len(got) < 3000 and got == data.split(b"\n")[:len(got)]
+
+
+def test_a_place_is_a_line_number_or_after_a_resume_a_byte_offset(tmp_path):
+    f = tmp_path / "alerts.json"
+    f.write_bytes(b"one\ntwo\nthree\n")
+    fd = os.open(f, os.O_RDONLY)
+    try:
+        numbered = next(FileReader(fd, f, 0, 0).runs())
+        resumed = next(FileReader(fd, f, 4, None).runs())
+    finally:
+        os.close(fd)
+    assert [numbered.where(i) for i in range(3)] == [f"{f}:1", f"{f}:2", f"{f}:3"]
+    assert [resumed.where(i) for i in (1, 0)] == [f"{f} at byte 8", f"{f} at byte 4"]
+
+
+def test_a_restart_while_an_over_long_line_is_written_does_not_hand_out_its_tail_as_a_line(tmp_path):
+    f = tmp_path / "alerts.json"
+    f.write_bytes(b"one\n" + b"y" * 1500)
+    first = Follower(f, max_line_bytes=1000)
+    assert poll(first) == [b"one"]
+    saved = json.loads(json.dumps(first.position()))
+    first.close()
+    assert saved["file"]["offset"] == 4                 # the over-long line is still to come
+    append(f, b"y\ntwo\n")
+    second = Follower(f, position=saved, max_line_bytes=1000)
+    assert poll(second) == [None, b"two"]
+    second.close()

@@ -1,5 +1,14 @@
-"""Following a growing JSON-lines file across rotations: the one reader behind the
-alerts files, the NetFlow follower and the real-time service.
+"""Reading JSON-lines files: the one line reader behind the alerts files, the flows
+file, the NetFlow follower and the real-time service, and following a growing file
+across rotations.
+
+`LineReader` splits bytes into complete lines (chunked reads, a torn last line held back,
+over-long lines skipped without holding them, line numbers and byte offsets) and hands
+them out in `Run`s: a list of lines with the number and offset of the first, so a caller
+formats a place only for a bad line. `FileReader` reads an open file from an offset
+(and notices a truncation by its first bytes); `StreamReader` reads a decompressing
+stream (`GzipStream`). The scheduled sources read a range of files with them and stop;
+the `Follower` follows one file for ever.
 
 A `Follower` hands out complete lines in batches, in file order, and a `position()`
 that says exactly how far those batches went. Saved after each batch (atomically, by
@@ -20,8 +29,8 @@ line handed out: nothing is read twice, nothing is skipped.
 - **A torn last line** (no newline yet: the writer is mid-line) is held back and not
   counted in the position; the next poll takes it whole.
 - **An over-long line** (over `max_line_bytes`) is handed out as ``(where, None)`` once
-  its end is in the file, without ever being held in memory whole: only that line is
-  lost, and the caller counts it.
+  its end is in the file, without ever being held in memory whole (the position stays at
+  its start meanwhile): only that line is lost, and the caller counts it.
 
 The standard library and `core.fileio` only (the core imports nothing else of the package).
 """
@@ -31,12 +40,13 @@ import hashlib
 import os
 import stat
 import time
+import zlib
 from typing import Callable, Iterable, Iterator
 
 from .fileio import open_file
 
-__all__ = ["FileReader", "Follower", "find_rotated", "fingerprint_length", "head_fingerprint", "same_file",
-           "valid_mark", "HEAD_BYTES", "MAX_LINE_BYTES"]
+__all__ = ["FileReader", "Follower", "GzipStream", "LineReader", "Run", "StreamReader", "find_rotated",
+           "fingerprint_length", "head_fingerprint", "same_file", "valid_mark", "HEAD_BYTES", "MAX_LINE_BYTES"]
 
 HEAD_BYTES = 1024              # a file is known by its first bytes (a reused inode, a rewrite)
 MAX_LINE_BYTES = 65536         # default limit of one input line
@@ -79,19 +89,232 @@ def valid_mark(mark) -> bool:
         and mark["offset"] >= 0 and mark["line"] >= 0
 
 
-class FileReader:
-    """Complete lines of one open file from a byte offset, with their line numbers.
+class Run:
+    """Lines handed out together by a reader: `lines` (without their newline) numbered from
+    `first`, the first one starting at byte `offset`; or one over-long line that was
+    skipped without being held (`lines` None, `size` its length in bytes).
 
-    `offset` is always the start of the next line not handed out; a torn last line stays
-    in `pending` (not counted in `offset`)."""
+    Naming a line for a message (`where(i)`) is left until one is needed: the hot loops
+    never format a place for a good line."""
 
-    def __init__(self, fd: int, path, offset: int, line: int, *, max_line_bytes: int = MAX_LINE_BYTES,
-                 head_bytes: int = HEAD_BYTES):
-        self.fd, self.path, self.offset, self.line = fd, path, offset, line
+    __slots__ = ("path", "first", "offset", "lines", "size", "numbered", "_i", "_at")
+
+    def __init__(self, path, first: int, offset: int, lines: list | None, size: int, numbered: bool):
+        self.path, self.first, self.offset, self.lines, self.size = path, first, offset, lines, size
+        self.numbered = numbered
+        self._i, self._at = 0, offset
+
+    def offset_of(self, i: int) -> int:
+        """The byte offset of the i-th line (amortised: asked for in increasing order)."""
+        if i < self._i:
+            self._i, self._at = 0, self.offset
+        lines = self.lines or ()
+        self._at += sum(map(len, lines[self._i:i])) + i - self._i
+        self._i = i
+        return self._at
+
+    def where(self, i: int = 0) -> str:
+        """'file:line' of the i-th line; 'file at byte N' when the line numbers are not
+        known (a read resumed at a byte offset)."""
+        if self.numbered:
+            return f"{self.path}:{self.first + i}"
+        return f"{self.path} at byte {self.offset_of(i)}"
+
+    def pairs(self) -> list:
+        """[(where, line)], line None for an over-long line: what `Follower.batches` hands out."""
+        if self.lines is None:
+            return [(self.where(0), None)]
+        if not self.numbered:
+            return [(self.where(i), line) for i, line in enumerate(self.lines)]
+        path, first = self.path, self.first
+        return [(f"{path}:{first + i}", line) for i, line in enumerate(self.lines)]
+
+
+class LineReader:
+    """Complete lines of a byte source from an offset, with their line numbers: the one
+    line splitter behind every input (the alerts files, the flows file, the NetFlow
+    follower, the real-time service). A subclass says where the bytes come from
+    (`_read`): `FileReader` an open file, `StreamReader` a decompressing stream.
+
+    `offset` is always the start of the next line not handed out. A torn last line stays
+    in `pending` (not counted in `offset`), unless `runs(final=True)` says the source is
+    finished: then it is handed out as it is. A line longer than `max_line_bytes` is never
+    held whole: it is skipped (`skipping`, `offset` at its start) up to its newline and
+    handed out as a `Run` without lines. `bytes_read` counts every byte read."""
+
+    def __init__(self, path, offset: int = 0, line: int | None = 0, *, max_line_bytes: int = MAX_LINE_BYTES,
+                 chunk_bytes: int = CHUNK_BYTES):
+        if max_line_bytes < 1 or chunk_bytes < 1:
+            raise ValueError("max_line_bytes and chunk_bytes must be positive")
+        self.path, self.offset = path, offset
+        self.numbered = line is not None      # line numbers known (else places are byte offsets)
+        self.line = line or 0
         self.max_line_bytes = max_line_bytes
-        self.head_bytes = head_bytes
+        self.chunk_bytes = chunk_bytes
         self.pending = b""
-        self.skipping = False        # within a line longer than max_line_bytes
+        self.skipping = False        # within a line longer than max_line_bytes, `skipped` bytes of it read
+        self.skipped = 0
+        self.bytes_read = 0
+
+    @property
+    def read_to(self) -> int:
+        """Where the next read starts: past the torn line held, or the part of an over-long line skipped."""
+        return self.offset + (self.skipped if self.skipping else len(self.pending))
+
+    def _read(self, at: int) -> bytes | None:
+        """Up to chunk_bytes from byte `at` (b"" at the end; None: stop, nothing of it is valid)."""
+        raise NotImplementedError
+
+    def _advanced(self) -> None:
+        """Called each time `offset` moved past handed-out lines."""
+
+    def runs(self, max_lines: int = BATCH_LINES, *, final: bool = False) -> Iterator[Run]:
+        """Runs of up to `max_lines` complete lines, in order, up to the end of the source
+        now; `offset` and `line` are after each run when it is handed out, so a consumer
+        that stops early resumes exactly after the last run it took. With `final`, an
+        unterminated last line (or over-long one) is handed out too."""
+        limit = self.max_line_bytes
+        while True:
+            chunk = self._read(self.read_to)
+            if chunk is None:
+                return
+            if not chunk:
+                break
+            self.bytes_read += len(chunk)
+            if self.skipping:                  # inside an over-long line: on to its newline
+                end = chunk.find(b"\n")
+                if end == -1:
+                    self.skipped += len(chunk)
+                    continue
+                size = self.skipped + end
+                self.skipping, self.skipped = False, 0
+                yield self._too_long(size, 1)
+                data = chunk[end + 1:]
+                if not data:
+                    continue
+            else:
+                data = self.pending + chunk if self.pending else chunk
+                self.pending = b""             # until the lines before it are handed out
+            lines = data.split(b"\n")
+            tail = lines.pop()
+            if lines:
+                if max(map(len, lines)) > limit:
+                    yield from self._split_at_long(lines, max_lines)
+                elif len(lines) <= max_lines:
+                    yield self._run(lines)
+                else:
+                    for i in range(0, len(lines), max_lines):
+                        yield self._run(lines[i:i + max_lines])
+            if len(tail) > limit:              # no newline in sight: skip it from its start, never held
+                self.skipping, self.skipped = True, len(tail)
+            else:
+                self.pending = tail
+        if final:
+            if self.skipping:
+                size, self.skipping, self.skipped = self.skipped, False, 0
+                yield self._too_long(size, 0)
+            elif self.pending:
+                last, self.pending = self.pending, b""
+                run = Run(self.path, self.line + 1, self.offset, [last], 0, self.numbered)
+                self.line += 1
+                self.offset += len(last)
+                self._advanced()
+                yield run
+
+    def _run(self, lines: list) -> Run:
+        run = Run(self.path, self.line + 1, self.offset, lines, 0, self.numbered)
+        self.line += len(lines)
+        self.offset += sum(map(len, lines)) + len(lines)
+        self._advanced()
+        return run
+
+    def _too_long(self, size: int, newline: int) -> Run:
+        run = Run(self.path, self.line + 1, self.offset, None, size, self.numbered)
+        self.line += 1
+        self.offset += size + newline
+        self._advanced()
+        return run
+
+    def _split_at_long(self, lines: list, max_lines: int) -> Iterator[Run]:
+        limit, begin = self.max_line_bytes, 0
+        for i, line in enumerate(lines):
+            if len(line) > limit:
+                for j in range(begin, i, max_lines):
+                    yield self._run(lines[j:min(j + max_lines, i)])
+                yield self._too_long(len(line), 1)
+                begin = i + 1
+        for j in range(begin, len(lines), max_lines):
+            yield self._run(lines[j:j + max_lines])
+
+
+class StreamReader(LineReader):
+    """Complete lines of a stream read from its start (a decompressing `GzipStream`):
+    the same splitting as `FileReader`, for what has no file offset to read from."""
+
+    def __init__(self, stream, path, *, max_line_bytes: int = MAX_LINE_BYTES, chunk_bytes: int = CHUNK_BYTES):
+        super().__init__(path, 0, 0, max_line_bytes=max_line_bytes, chunk_bytes=chunk_bytes)
+        self.stream = stream
+
+    def _read(self, at: int) -> bytes:
+        return self.stream.read(self.chunk_bytes)      # sequential: `at` is where the stream is
+
+
+class GzipStream:
+    """The uncompressed bytes of a gzip file open at `fd`, read(n) at a time.
+
+    zlib directly instead of gzip.GzipFile: a damaged or cut file yields everything up to
+    the damage and then raises (EOFError, zlib.error), instead of losing the last buffer
+    with the error. Concatenated members and zero padding after a member are read too."""
+
+    INPUT_BYTES = 1 << 18
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self._inflate = zlib.decompressobj(31)  # gzip wrapper: header and CRC checked by zlib
+        self._input = b""
+        self._started = False
+
+    def _more(self) -> bytes:
+        return os.read(self.fd, self.INPUT_BYTES)
+
+    def read(self, n: int) -> bytes:
+        while True:
+            inflate = self._inflate
+            if inflate.eof:
+                # end of one gzip member: another may follow (concatenated .gz), or zero padding
+                data = (inflate.unused_data + self._input).lstrip(b"\0")
+                self._input = b""
+                while not data:
+                    more = self._more()
+                    if not more:
+                        return b""
+                    data = more.lstrip(b"\0")
+                self._inflate = zlib.decompressobj(31)
+                self._input = data
+                continue
+            data = inflate.unconsumed_tail or self._input or self._more()
+            self._input = b""
+            if not data:
+                if not self._started:
+                    return b""  # an empty file holds no lines
+                raise EOFError("the compressed file ends before its end-of-stream marker")
+            self._started = True
+            out = inflate.decompress(data, n)
+            if out:
+                return out
+
+
+class FileReader(LineReader):
+    """Complete lines of one open file from a byte offset, with their line numbers (`line`
+    None: not known, places are byte offsets), and the fingerprint of its first bytes to
+    notice a truncation and rewrite under us. Every open goes through `core.fileio`: the
+    reader takes the descriptor."""
+
+    def __init__(self, fd: int, path, offset: int, line: int | None, *, max_line_bytes: int = MAX_LINE_BYTES,
+                 head_bytes: int = HEAD_BYTES, chunk_bytes: int = CHUNK_BYTES):
+        super().__init__(path, offset, line, max_line_bytes=max_line_bytes, chunk_bytes=chunk_bytes)
+        self.fd = fd
+        self.head_bytes = head_bytes
         self.head: str | None = None
         # The first bytes as this reader read them (from offset 0): the fingerprint is of
         # what was read, never of what the file holds later, so a truncation and rewrite
@@ -125,11 +348,13 @@ class FileReader:
         elif self.head is None or fingerprint_length(self.head, self.head_bytes) < want:
             self.head = head_fingerprint(self.fd, want)
 
+    _advanced = _remember_head
+
     def _read(self, at: int) -> bytes | None:
         """The next chunk from `at`; None when the file was truncated under us since the
         last read (its first bytes changed): the chunk may hold other lines, so nothing of
         it is handed out and the follower starts the file again."""
-        chunk = os.pread(self.fd, CHUNK_BYTES, at)
+        chunk = os.pread(self.fd, self.chunk_bytes, at)
         data = self._head_data
         if data is not None and at == len(data) and at < self.head_bytes:
             self._head_data = data + chunk[:self.head_bytes - at]
@@ -141,54 +366,8 @@ class FileReader:
         """Lists of (where, line) up to the last complete line; `offset` and `line` follow
         each batch. A line longer than max_line_bytes comes as (where, None), once its end
         is in the file: only that line is skipped, never the lines around it."""
-        limit = self.max_line_bytes
-        while True:
-            if self.skipping:                  # inside an over-long line: on to its newline
-                chunk = self._read(self.offset)
-                if not chunk:
-                    return
-                end = chunk.find(b"\n")
-                if end == -1:
-                    self.offset += len(chunk)
-                    continue
-                self.offset += end + 1
-                self.line += 1
-                self.skipping = False
-                self._remember_head()
-                yield [(f"{self.path}:{self.line}", None)]
-                continue
-            chunk = self._read(self.offset + len(self.pending))
-            if not chunk:
-                return
-            data = self.pending + chunk if self.pending else chunk
-            lines = data.split(b"\n")
-            self.pending = lines.pop()
-            if len(self.pending) > limit:   # no newline in sight: the lines before it, then skip it
-                if not lines:
-                    self.offset += len(self.pending)   # never held: counted from its start
-                    self.pending = b""
-                    self.skipping = True
-                    continue
-                skip_after = True
-            else:
-                skip_after = False
-            too_long = bool(lines) and max(map(len, lines)) > limit
-            path = self.path
-            for i in range(0, len(lines), batch_lines):
-                part = lines[i:i + batch_lines]
-                first = self.line + 1
-                if too_long:
-                    batch = [(f"{path}:{first + j}", ln if len(ln) <= limit else None) for j, ln in enumerate(part)]
-                else:
-                    batch = [(f"{path}:{first + j}", ln) for j, ln in enumerate(part)]
-                self.line += len(part)
-                self.offset += sum(map(len, part)) + len(part)
-                self._remember_head()
-                yield batch
-            if skip_after:
-                self.offset += len(self.pending)
-                self.pending = b""
-                self.skipping = True
+        for run in self.runs(batch_lines):
+            yield run.pairs()
 
 
 def _fingerprint(head: bytes) -> str:
@@ -259,14 +438,17 @@ class Follower:
         Where a rotated file may be (default: the files beside `path` named after it).
     grace_seconds : float
         A renamed file is read this long after it last grew (its writer may lag).
+    chunk_bytes : int
+        Bytes read at a time (the line reader's chunk).
     """
 
     def __init__(self, path, *, position: dict | None = None, max_line_bytes: int = MAX_LINE_BYTES,
                  head_bytes: int = HEAD_BYTES, grace_seconds: float = 5.0,
                  candidates: Callable[[], Iterable] | None = None, from_end: bool = False,
-                 opener: Callable[[str], int] | None = None):
+                 opener: Callable[[str], int] | None = None, chunk_bytes: int = CHUNK_BYTES):
         self.path = path
         self.max_line_bytes = max_line_bytes
+        self.chunk_bytes = chunk_bytes
         self.head_bytes = head_bytes
         self.grace_seconds = grace_seconds
         self.candidates = candidates or (lambda: siblings(path))
@@ -302,7 +484,8 @@ class Follower:
 
     # -- reading -------------------------------------------------------------------
     def _reader(self, fd: int, path, offset: int, line: int) -> FileReader:
-        return FileReader(fd, path, offset, line, max_line_bytes=self.max_line_bytes, head_bytes=self.head_bytes)
+        return FileReader(fd, path, offset, line, max_line_bytes=self.max_line_bytes, head_bytes=self.head_bytes,
+                          chunk_bytes=self.chunk_bytes)
 
     def _lost(self, sentence: str) -> None:
         self.losses.append(sentence)
@@ -440,7 +623,7 @@ class Follower:
             self.retired.append(_Retired(reader, time.monotonic() + self.grace_seconds, False))
             self.current = self._reader(fd, self.path, 0, 0)
             return True
-        if mine.st_size < reader.offset or reader.head_changed():
+        if mine.st_size < reader.read_to or reader.head_changed():
             self.rotations += 1
             old = reader
             self.current = self._reader(reader.fd, self.path, 0, 0)

@@ -6,11 +6,13 @@ Reads the file and its rotated copies (`netflow.json.1`, `netflow.json.2.gz`,
 `netflow.json-20260301[.gz]` …: logrotate's names, gzip-compressed or not). A rotated
 file last written before the range starts is skipped without reading it. The live file is resumed from a cursor (its identity, first bytes
 and the offset of the first line at or after the previous range's end less the slack),
-kept in `cursor_file`, so a scoring run does not re-read the day.
+kept in `cursor_file`, so a scoring run does not re-read the day. Lines are split by
+the one line reader of core/follow.py, as for the alerts files: a line over
+`max_line_bytes` is skipped as `line_too_long`, the live file's torn last line is left
+for the next read, a rotated copy's unterminated last line is read as it is.
 """
 from __future__ import annotations
 
-import gzip
 import os
 import re
 import time
@@ -25,7 +27,7 @@ from ..core.fileio import open_file
 from ..core.registry import SOURCES
 from .normalize import BadRecord, Clock
 from .stream import atomic_write_json, read_json
-from ..core.follow import head_fingerprint
+from ..core.follow import MAX_LINE_BYTES, FileReader, GzipStream, StreamReader, head_fingerprint
 from ..core.reading import ReadCursor, SourceStats, SourceUnreadable
 
 _ROTATED = re.compile(r"^(?:\.(\d+)|-(\d{8,}))(\.gz)?$")
@@ -62,18 +64,22 @@ class FlowsFileSource:
 
     CHUNK_BYTES = 1 << 20
 
-    def __init__(self, path: Path, *, cursor_file: Path | None = None):
+    def __init__(self, path: Path, *, cursor_file: Path | None = None, max_line_bytes: int = MAX_LINE_BYTES):
+        if max_line_bytes < 1:
+            raise ValueError("max_line_bytes must be positive")
         self.path = Path(path)
         self.cursor_file = cursor_file
+        self.max_line_bytes = max_line_bytes
         self.clock = Clock()
-        self._at = ""        # file:line of the event yielded last (position())
+        self._at: tuple | str = ""   # where the event yielded last was read: (run, index) while reading
 
     # An event stamped further than this after the clock is skipped as `future_timestamp`.
     FUTURE_SECONDS = 86400.0
 
     def position(self) -> str:
         """'file:line' of the event the last read yielded last ('' before any)."""
-        return self._at
+        at = self._at
+        return at if type(at) is str else at[0].where(at[1])
 
     def available(self) -> bool:
         return self.path.is_file()
@@ -124,12 +130,17 @@ class FlowsFileSource:
                     continue
                 stats.files += 1
                 if path.name.endswith(".gz") and not live:
-                    yield from self._gzip_lines(fd, path, start, end, mark_from, stats)
+                    reader = StreamReader(GzipStream(fd), path, max_line_bytes=self.max_line_bytes,
+                                          chunk_bytes=self.CHUNK_BYTES)
+                    yield from self._events(reader, start, end, mark_from, stats, True)
                     continue
                 key = f"{st.st_dev}:{st.st_ino}"
                 offset = cursor.offset_for(key, fd, st.st_size, start) if live else 0
-                mark = yield from self._lines(_chunks(fd, offset, self.CHUNK_BYTES), path, offset, start, end,
-                                              mark_from, stats)
+                # line numbers are known from the start of a file; after a resume, places are byte offsets
+                reader = FileReader(fd, path, offset, 0 if offset == 0 else None, max_line_bytes=self.max_line_bytes,
+                                    chunk_bytes=self.CHUNK_BYTES)
+                # a rotated copy is finished: its unterminated last line is read as it is
+                mark = yield from self._events(reader, start, end, mark_from, stats, not live)
                 if live:
                     cursor.files = {key: {"offset": mark, "head": head_fingerprint(fd, min(64, mark))}}
             finally:
@@ -138,67 +149,50 @@ class FlowsFileSource:
             cursor.resume_from = mark_from
             atomic_write_json(self.cursor_file, cursor.to_dict())
 
-    def _gzip_lines(self, fd: int, path: Path, start: float, end: float, mark_from: float, stats: SourceStats):
-        """The events in range of a compressed rotated copy; a damaged archive is counted
-        and skipped from the point where it breaks."""
-        with open(fd, "rb", closefd=False) as raw, gzip.GzipFile(fileobj=raw) as unzipped:
-            chunks = iter(lambda: unzipped.read(self.CHUNK_BYTES), b"")
-            try:
-                yield from self._lines(chunks, path, 0, start, end, mark_from, stats)
-            except (OSError, EOFError, zlib.error) as exc:
-                stats.skip("damaged_archive", str(path), f"not a complete gzip file ({exc}); the rest of it was skipped")
-
-    def _lines(self, chunks: Iterator[bytes], path: Path, offset: int, start: float, end: float, mark_from: float,
-               stats: SourceStats):
-        """Yields the events in range of `chunks` (the file's bytes from `offset` on);
-        returns the offset of the first line at or after mark_from."""
-        pending = b""
-        position = offset          # file offset of the start of `pending`
-        line_no = 0
+    def _events(self, reader, start: float, end: float, mark_from: float, stats: SourceStats, finished: bool):
+        """Yields the events in range of one file (core.follow's reader splits its lines);
+        returns the offset of the first line at or after mark_from (else where the reader
+        stopped: before a torn last line). A damaged archive is counted and skipped from
+        the point where it breaks."""
         mark = None
         loads, parse = orjson.loads, self.clock.parse
         future = time.time() + self.FUTURE_SECONDS
-        for chunk in chunks:
-            data = pending + chunk
-            lines = data.split(b"\n")
-            pending = lines.pop()
-            for line in lines:
-                line_start = position
-                position += len(line) + 1
-                line_no += 1
-                stats.lines += 1
-                stats.bytes += len(line) + 1
-                if not line.strip():
+        limit = self.max_line_bytes
+        try:
+            for run in reader.runs(self.CHUNK_BYTES, final=finished):
+                lines = run.lines
+                if lines is None:
+                    stats.skip("line_too_long", run.where(), f"{run.size} bytes, longer than {limit}")
                     continue
-                try:
-                    event = loads(line)
-                    ts, _ = parse(event["event"]["start"], "event.start")
-                except (orjson.JSONDecodeError, KeyError, TypeError, BadRecord):
-                    stats.skip("not_a_flow_event", f"{path}:{line_no if not offset else 'after byte ' + str(line_start)}",
-                               "not a normalised flow event")
-                    continue
-                where = f"{path}:{line_no if not offset else 'after byte ' + str(line_start)}"
-                if ts > future:
-                    stats.skip("future_timestamp", where, f"stamped {event['event']['start']}"[:80])
-                    continue
-                if mark is None and ts >= mark_from:
-                    mark = line_start
-                if start <= ts < end:
-                    stats.alerts += 1
-                    self._at = where
-                    yield ts, event
-                else:
-                    stats.outside_range += 1
-        if pending:
+                for i, line in enumerate(lines):
+                    if not line.strip():
+                        continue
+                    try:
+                        event = loads(line)
+                        ts, _ = parse(event["event"]["start"], "event.start")
+                    except (orjson.JSONDecodeError, KeyError, TypeError, BadRecord):
+                        stats.skip("not_a_flow_event", run.where(i), "not a normalised flow event")
+                        continue
+                    if ts > future:
+                        stats.skip("future_timestamp", run.where(i), f"stamped {event['event']['start']}"[:80])
+                        continue
+                    if mark is None and ts >= mark_from:
+                        mark = run.offset_of(i)
+                    if start <= ts < end:
+                        stats.alerts += 1
+                        self._at = (run, i)
+                        yield ts, event
+                    else:
+                        stats.outside_range += 1
+        except (OSError, EOFError, zlib.error) as exc:
+            if not isinstance(reader, StreamReader):
+                raise
+            stats.skip("damaged_archive", str(reader.path), f"not a complete gzip file ({exc}); the rest of it was skipped")
+        finally:
+            stats.lines += reader.line
+            stats.bytes += reader.bytes_read
+            if type(self._at) is tuple:
+                self._at = self.position()   # a place, not the lines of a chunk, outlives the read
+        if not finished and (reader.pending or reader.skipping):
             stats.incomplete_tail += 1
-        return mark if mark is not None else position
-
-
-def _chunks(fd: int, offset: int, size: int) -> Iterator[bytes]:
-    """The bytes of `fd` from `offset` to its current end, `size` at a time."""
-    while True:
-        chunk = os.pread(fd, size, offset)
-        if not chunk:
-            return
-        offset += len(chunk)
-        yield chunk
+        return mark if mark is not None else reader.offset

@@ -12,7 +12,7 @@ import os
 import re
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Iterator
@@ -22,11 +22,11 @@ try:  # orjson is several times faster than json on alert lines
 except ImportError:  # pragma: no cover - the project environment always has orjson
     from json import loads as _loads
 
-from ..core.errors import UnsafePath, WazuhAnomalyError
+from ..core.errors import UnsafePath
 from ..core.fileio import open_binary
 from ..core.registry import SOURCES
 from ..core.timeparse import MINUTE_CACHE, SECONDS_BYTES, TAIL_CACHE, wazuh_timestamp
-from ..core.follow import head_fingerprint
+from ..core.follow import FileReader, GzipStream, StreamReader, head_fingerprint
 from ..core.reading import SKIP_REASONS, ReadCursor, SourceStats, SourceUnreadable
 
 __all__ = [
@@ -118,14 +118,12 @@ class AlertsFileSource:
         self.alerts_dir = Path(alerts_dir)
         self.max_line_bytes = max_line_bytes
         self.stats = SourceStats()
-        self._at: tuple = ()   # where the alert last yielded was read (see position())
+        self._at: tuple | str = ""   # where the alert last yielded was read: (run, index) while reading (see position())
 
     def position(self) -> str:
         """'file:line' of the alert the last read yielded last ('' before any)."""
-        if not self._at:
-            return ""
-        path, line_no, line_pos, from_start = self._at
-        return f"{path}:{line_no}" if from_start else f"{path} at byte {line_pos}"
+        at = self._at
+        return at if type(at) is str else at[0].where(at[1])
 
     # -- listing -------------------------------------------------------------------------
 
@@ -238,17 +236,20 @@ class AlertsFileSource:
                     continue
                 seen.add(identity)
                 stats.files += 1
+                fd = handle.fileno()
                 if entry.compressed:
-                    yield from self._read_lines(handle, entry.path, 0, start, end, None, stats, True)
+                    reader = StreamReader(GzipStream(fd), entry.path, max_line_bytes=self.max_line_bytes,
+                                          chunk_bytes=self.CHUNK_BYTES)
+                    yield from self._read_lines(reader, start, end, None, stats, True)
                     continue
                 finished = identity != live
                 key = f"{info.st_dev}:{info.st_ino}"
-                fd = handle.fileno()
                 offset = cursor.offset_for(key, fd, info.st_size, start) if cursor is not None else 0
-                if offset:
-                    handle.seek(offset)
+                # line numbers are known from the start of a file; after a resume, places are byte offsets
+                reader = FileReader(fd, entry.path, offset, 0 if offset == 0 else None,
+                                    max_line_bytes=self.max_line_bytes, chunk_bytes=self.CHUNK_BYTES)
                 mark = {"offset": offset}
-                yield from self._read_lines(handle, entry.path, offset, start, end, mark_from, stats, finished, mark)
+                yield from self._read_lines(reader, start, end, mark_from, stats, finished, mark)
                 mark["head"] = head_fingerprint(fd, min(os.fstat(fd).st_size, _HEAD_BYTES))
                 marks[key] = mark
         if cursor is not None:
@@ -287,201 +288,86 @@ class AlertsFileSource:
             raise
         except OSError as exc:
             raise SourceUnreadable(f"Cannot open the alerts file {path}: {exc.strerror}; check the disk and the file.") from None
-        info = os.fstat(raw.fileno())
-        if entry.compressed:
-            return _GzipHandle(raw), entry, info
-        return raw, entry, info
+        return raw, entry, os.fstat(raw.fileno())
 
-    def _read_lines(self, handle, path, offset, start, end, mark_from, stats, finished, mark=None):
-        """The hot loop: split binary chunks into lines, parse, filter, yield (ts, alert)."""
+    def _read_lines(self, reader, start, end, mark_from, stats, finished, mark=None):
+        """The hot loop: the lines of one file (core.follow's reader splits them), parse,
+        filter, yield (ts, alert). A place is formatted only for a line that is skipped."""
         loads = _loads
         parse_ts = _parse_timestamp_bytes
-        max_len = self.max_line_bytes
-        chunk_bytes = self.CHUNK_BYTES
         prefix = b'{"timestamp":"'  # how every line of alerts.json starts
         minutes, seconds, tails = _minute_cache_b, _SECONDS_B, _tail_cache_b
-        from_start = offset == 0
+        limit = self.max_line_bytes
         future = time.time() + self.FUTURE_SECONDS
-        pos = offset            # byte offset of the next line
-        lineno = 0              # lines read in this call
-        n_out = n_alerts = n_bytes = 0
+        n_out = n_alerts = 0
         need_mark = mark_from is not None
-        pending = b""           # a partial line carried over to the next chunk
-        discarding = False      # inside an over-long line: drop bytes up to the next newline
-        long_start = 0
-
-        def where(line_no: int, line_pos: int) -> str:
-            return f"{path}:{line_no}" if from_start else f"{path} at byte {line_pos}"
-
         try:
-            while True:
-                chunk_start = offset + n_bytes
-                try:
-                    chunk = handle.read(chunk_bytes)
-                except (EOFError, zlib.error) as exc:
-                    stats.skip("corrupt_gzip", str(path), f"{exc}; the part before it was used")
-                    pending = b""
-                    discarding = False
-                    break
-                except OSError as exc:
-                    raise SourceUnreadable(
-                        f"Reading the alerts file {path} failed at byte {chunk_start}: "
-                        f"{exc.strerror or exc}; check the disk."
-                    ) from None
-                if not chunk:
-                    break
-                n_bytes += len(chunk)
-                if discarding:
-                    newline = chunk.find(b"\n")
-                    if newline < 0:
+            try:
+                for run in reader.runs(self.CHUNK_BYTES, final=finished):
+                    lines = run.lines
+                    if lines is None:
+                        stats.skip("line_too_long", run.where(), f"{run.size} bytes, longer than {limit}")
                         continue
-                    lineno += 1
-                    stats.skip("line_too_long", where(lineno, long_start), f"longer than {max_len} bytes")
-                    discarding = False
-                    pos = chunk_start + newline + 1
-                    chunk = chunk[newline + 1:]
-                lines = (pending + chunk if pending else chunk).split(b"\n")
-                pending = lines.pop()
-                if len(pending) > max_len:
-                    # the line is already too long: drop what we have, skip to its newline
-                    discarding = True
-                    long_start = offset + n_bytes - len(pending)
-                    pending = b""
-                for line in lines:
-                    line_pos = pos
-                    pos += len(line) + 1
-                    lineno += 1
-                    if len(line) > max_len:
-                        stats.skip("line_too_long", where(lineno, line_pos), f"{len(line)} bytes, longer than {max_len}")
-                        continue
-                    ts = None
-                    if line[:14] == prefix:
-                        # parse_wazuh_timestamp inlined: three cache hits on the raw bytes
-                        try:
-                            ts = minutes[line[14:30]] + seconds[line[30:33]] + tails[line[33:line.find(b'"', 33, 64)]]
-                        except KeyError:
-                            quote = line.find(b'"', 14, 64)
-                            if quote > 0:
-                                try:
-                                    ts = parse_ts(line[14:quote])
-                                except ValueError:
-                                    ts = None
-                    if ts is not None:
+                    for i, line in enumerate(lines):
+                        ts = None
+                        if line[:14] == prefix:
+                            # parse_wazuh_timestamp inlined: three cache hits on the raw bytes
+                            try:
+                                ts = minutes[line[14:30]] + seconds[line[30:33]] + tails[line[33:line.find(b'"', 33, 64)]]
+                            except KeyError:
+                                quote = line.find(b'"', 14, 64)
+                                if quote > 0:
+                                    try:
+                                        ts = parse_ts(line[14:quote])
+                                    except ValueError:
+                                        ts = None
+                        if ts is None:
+                            parsed = _parse_slow(line, stats, run, i)
+                            if parsed is None:
+                                continue
+                            ts, alert = parsed
+                        else:
+                            alert = None    # parsed only inside the range
                         if ts > future:
-                            stats.skip("future_timestamp", where(lineno, line_pos), _iso_of(ts))
+                            stats.skip("future_timestamp", run.where(i), _iso_of(ts))
                             continue
                         if need_mark and ts >= mark_from:
-                            mark["offset"] = line_pos
+                            mark["offset"] = run.offset_of(i)
                             need_mark = False
                         if ts < start or ts >= end:
                             n_out += 1
                             continue
-                        try:
-                            alert = loads(line)
-                        except ValueError:
-                            _classify_bad(line, stats, where(lineno, line_pos))
-                            continue
-                        if type(alert) is not dict:
-                            stats.skip("not_object", where(lineno, line_pos), type(alert).__name__)
-                            continue
-                    else:
-                        parsed = _parse_slow(line, stats, where(lineno, line_pos))
-                        if parsed is None:
-                            continue
-                        ts, alert = parsed
-                        if ts > future:
-                            stats.skip("future_timestamp", where(lineno, line_pos), _iso_of(ts))
-                            continue
-                        if need_mark and ts >= mark_from:
-                            mark["offset"] = line_pos
-                            need_mark = False
-                        if ts < start or ts >= end:
-                            n_out += 1
-                            continue
-                    n_alerts += 1
-                    self._at = (path, lineno, line_pos, from_start)
-                    yield ts, alert
-            # what is left after the last newline
-            if not finished and (discarding or pending):
-                stats.incomplete_tail += 1  # still being written: the next read takes it whole
-            elif discarding:
-                lineno += 1
-                stats.skip("line_too_long", where(lineno, long_start), f"longer than {max_len} bytes")
-                pos = offset + n_bytes
-            elif pending:
-                # a finished file: its unterminated last line is as complete as it will ever be
-                lineno += 1
-                parsed = _parse_slow(pending, stats, where(lineno, pos))
-                pos += len(pending)
-                if parsed is not None:
-                    ts, alert = parsed
-                    if ts > future:
-                        stats.skip("future_timestamp", where(lineno, pos - len(pending)), _iso_of(ts))
-                    elif start <= ts < end:
+                        if alert is None:
+                            try:
+                                alert = loads(line)
+                            except ValueError:
+                                _classify_bad(line, stats, run.where(i))
+                                continue
+                            if type(alert) is not dict:
+                                stats.skip("not_object", run.where(i), type(alert).__name__)
+                                continue
                         n_alerts += 1
-                        self._at = (path, lineno, pos - len(pending), from_start)
+                        self._at = (run, i)
                         yield ts, alert
-                    else:
-                        n_out += 1
+            except (EOFError, zlib.error) as exc:
+                stats.skip("corrupt_gzip", str(reader.path), f"{exc}; the part before it was used")
+            except OSError as exc:
+                raise SourceUnreadable(
+                    f"Reading the alerts file {reader.path} failed at byte {reader.read_to}: "
+                    f"{exc.strerror or exc}; check the disk."
+                ) from None
+            if not finished and (reader.pending or reader.skipping):
+                stats.incomplete_tail += 1  # still being written: the next read takes it whole
             if need_mark:
                 # nothing at or after end - slack: resume after the last complete line
-                mark["offset"] = long_start if discarding else pos
+                mark["offset"] = reader.offset
         finally:
-            stats.lines += lineno
-            stats.bytes += n_bytes
+            stats.lines += reader.line
+            stats.bytes += reader.bytes_read
             stats.alerts += n_alerts
             stats.outside_range += n_out
-
-
-class _GzipHandle:
-    """A .json.gz opened like the plain files: read(n), fileno(), close().
-
-    zlib directly instead of gzip.GzipFile: a damaged or cut file yields everything up to
-    the damage and then raises, instead of losing the last buffer with the error.
-    """
-
-    _INPUT_BYTES = 1 << 18
-
-    def __init__(self, raw):
-        self._raw = raw
-        self._inflate = zlib.decompressobj(31)  # gzip wrapper: header and CRC checked by zlib
-        self._input = b""
-        self._started = False
-
-    def read(self, n: int) -> bytes:
-        while True:
-            inflate = self._inflate
-            if inflate.eof:
-                # end of one gzip member: another may follow (concatenated .gz), or zero padding
-                data = (inflate.unused_data + self._input).lstrip(b"\0")
-                self._input = b""
-                while not data:
-                    more = self._raw.read(self._INPUT_BYTES)
-                    if not more:
-                        return b""
-                    data = more.lstrip(b"\0")
-                self._inflate = zlib.decompressobj(31)
-                self._input = data
-                continue
-            data = inflate.unconsumed_tail or self._input or self._raw.read(self._INPUT_BYTES)
-            self._input = b""
-            if not data:
-                if not self._started:
-                    return b""  # an empty file holds no alerts
-                raise EOFError("the compressed file ends before its end-of-stream marker")
-            self._started = True
-            out = inflate.decompress(data, n)
-            if out:
-                return out
-
-    def fileno(self) -> int:
-        return self._raw.fileno()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._raw.close()
+            if type(self._at) is tuple:
+                self._at = self.position()   # a place, not the lines of a chunk, outlives the read
 
 
 def _classify_bad(line: bytes, stats: SourceStats, where: str) -> None:
@@ -496,26 +382,26 @@ def _classify_bad(line: bytes, stats: SourceStats, where: str) -> None:
     stats.skip("bad_json", where, repr(line[:60]))
 
 
-def _parse_slow(line: bytes, stats: SourceStats, where: str):
+def _parse_slow(line: bytes, stats: SourceStats, run, i: int):
     """Full parse of a line without the usual `{"timestamp":"` prefix; None if skipped."""
     try:
         alert = _loads(line)
     except (ValueError, RecursionError):
-        _classify_bad(line, stats, where)
+        _classify_bad(line, stats, run.where(i))
         return None
     if type(alert) is not dict:
-        stats.skip("not_object", where, type(alert).__name__)
+        stats.skip("not_object", run.where(i), type(alert).__name__)
         return None
     text = alert.get("timestamp")
     if text is None:
         text = alert.get("@timestamp")  # an alert exported from the indexer
     if text is None:
-        stats.skip("no_timestamp", where)
+        stats.skip("no_timestamp", run.where(i))
         return None
     try:
         return parse_wazuh_timestamp(text), alert
     except (ValueError, TypeError):
-        stats.skip("bad_timestamp", where, repr(text)[:60])
+        stats.skip("bad_timestamp", run.where(i), repr(text)[:60])
         return None
 
 
