@@ -17,13 +17,14 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import orjson
 
 from ..core.errors import WazuhAnomalyError
 from ..core.eventtext import MAX_LINE_BYTES as MAX_EVENT_BYTES
-from ..core.fileio import atomic_write, makedirs, open_append, open_binary, open_file, read_bytes, set_aside_damaged
+from ..core.fileio import (atomic_write, makedirs, open_append, open_binary, open_file, open_parent, read_bytes,
+                           set_aside_damaged)
 from ..core.follow import HEAD_BYTES, FileReader, Follower
 from .detect import FlowDetector
 from .normalize import PRIVATE, BadRecord, Normalizer
@@ -246,18 +247,27 @@ def state_file_for(state_dir: Path, input_path: Path) -> Path:
 
 
 class _Resume:
-    """Where to resume one input file (the follower's position) and the detector's windows."""
+    """Where to resume one input file (the follower's position) and the detector's windows.
+
+    The state is saved once per delivery (several batches: see `_deliveries`), serialised
+    once. Writing to a file, it is first written whole to a journal beside the state file
+    (`<state>.journal`: the state after the delivery, plus where the output ended and the
+    delivery's length, hash and first bytes), then the output is appended, then the journal
+    is renamed over the state file. A crash before the rename leaves the old state file and
+    the journal: the next run keeps the journal only if the delivery is in the output."""
 
     def __init__(self, path: Path, state_file: Path | None, output=None):
         self.path = path
         self.state_file = state_file
+        self.journal = state_file.with_suffix(".journal") if state_file else None
         self.output = output if isinstance(output, FileOutput) else None
         data = read_json(state_file, {}) if state_file else {}
         if not isinstance(data, dict) or not isinstance(data.get("file", {}), dict):
             _set_aside(state_file)
             data = {}
+        data.pop("delivery", None)         # a committed journal's note: the delivery is in the output
         self.data = data
-        pending = self.data.pop("pending", None)
+        pending = self.data.pop("pending", None)     # the journal of earlier releases, inside the state
         if pending and self.output is not None:
             try:
                 reached = self.output.holds(pending["output"], pending["batch"])
@@ -266,13 +276,39 @@ class _Resume:
             if reached:  # appended before the crash: resume after it, with the windows it left
                 self.data["file"], self.data["detector"] = pending["file"], pending["detector"]
                 self.data["rotated"] = pending.get("rotated")
-                log.info("%s: the last batch before the interruption had reached %s; resuming after it",
-                         path, self.output.path)
-        # The detection windows are serialised once per batch and embedded as is in both the
-        # journal and the state (orjson.Fragment): they are the bulk of the state, and the
-        # journal's "before" must be the windows as they were, not the live ones.
+                self._resumed_after(path)
+        if self.journal is not None:
+            self._recover_journal()
+        # The windows are kept serialised and embedded as is in the state (orjson.Fragment).
         self._detector = orjson.dumps(self.data.get("detector"))
         self.data["detector"] = orjson.Fragment(self._detector)
+
+    def _resumed_after(self, path: Path) -> None:
+        log.info("%s: the last batch before the interruption had reached %s; resuming after it",
+                 path, self.output.path)
+
+    def _recover_journal(self) -> None:
+        """A journal left by a crash: its state if its delivery reached the output, else nothing."""
+        try:
+            journal = orjson.loads(read_bytes(self.journal))
+        except FileNotFoundError:
+            return
+        except (orjson.JSONDecodeError, OSError):
+            journal = None
+        reached = False
+        if isinstance(journal, dict) and self.output is not None:
+            note = journal.pop("delivery", None)
+            try:
+                reached = self.output.holds(note["output"], note["batch"]) and isinstance(journal.get("file", {}), dict)
+            except (KeyError, TypeError, OSError):
+                reached = False
+        if reached:      # committed now, as the rename after the append would have done
+            self.data = journal
+            self._resumed_after(self.path)
+            _rename(self.journal, self.state_file)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.journal)
 
     @property
     def detector(self) -> dict | None:
@@ -302,20 +338,32 @@ class _Resume:
 
     def deliver(self, data: bytes, output: Callable[[bytes], None], position: dict,
                 detector: FlowDetector | None) -> None:
-        """Append one batch and save the state after it, journaled so that a crash in
-        between neither repeats nor loses the batch."""
+        """Append one delivery and save the state after it, journaled so that a crash in
+        between neither repeats nor loses it."""
         if self.state_file is None:
             output(data)
             return
         windows = orjson.dumps(detector.to_json() if detector else None)
-        if data and self.output is not None:
-            after = self._state(position, windows)
-            journal = dict(self.data, pending={"output": self.output.position(), "batch": FileOutput.describe(data),
-                                               "file": after["file"], "rotated": after.get("rotated"),
-                                               "detector": after["detector"]})
-            atomic_write_json(self.state_file, journal, mode=0o640)
+        if not data or self.output is None:
+            output(data)
+            self.save(position, detector, windows)
+            return
+        after = self._state(position, windows)
+        after["delivery"] = {"output": self.output.position(), "batch": FileOutput.describe(data)}
+        atomic_write_json(self.journal, after, mode=0o640)
         output(data)
-        self.save(position, detector, windows)
+        _rename(self.journal, self.state_file)
+        del after["delivery"]
+        self.data, self._detector = after, windows
+
+
+def _rename(source: Path, target: Path) -> None:
+    """Renames within one directory, reached without following planted links."""
+    dir_fd, name, _ = open_parent(source)
+    try:
+        os.replace(name, target.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 @contextlib.contextmanager
@@ -369,6 +417,35 @@ def _take_losses(follower: Follower, stats: NormalizeStats, told: int) -> int:
     return len(follower.losses)
 
 
+# One delivery (the output appended, the state saved) per this many lines, output bytes or
+# seconds, and whenever the input has nothing more for now: the state (the windows, up to
+# a few MB) is written once per delivery, not once per batch of BATCH_LINES.
+DELIVERY_LINES = 65536
+DELIVERY_BYTES = 16 << 20
+DELIVERY_SECONDS = 1.0
+
+
+def _deliveries(follower: Follower, pipeline: FlowPipeline) -> Iterator[bytes]:
+    """The output of the batches the follower has now, in deliveries; when one is yielded,
+    `follower.position()` covers exactly the lines it came from."""
+    chunks: list[bytes] = []
+    lines = size = 0
+    since = time.monotonic()
+    stats = pipeline.stats
+    for batch in follower.batches():
+        stats.bytes_read += sum([len(line) + 1 for _, line in batch if line is not None])
+        data = pipeline.process(batch)
+        lines += len(batch)
+        if data:
+            chunks.append(data)
+            size += len(data)
+        if lines >= DELIVERY_LINES or size >= DELIVERY_BYTES or time.monotonic() - since >= DELIVERY_SECONDS:
+            yield b"".join(chunks)
+            chunks, lines, size, since = [], 0, 0, time.monotonic()
+    if lines:
+        yield b"".join(chunks)
+
+
 def normalize_file(input_path: Path, output: Callable[[bytes], None], settings: NetflowSettings, *,
                    state_file: Path | None = None, from_start: bool = False) -> NormalizeStats:
     """One pass: everything after the saved offset (all of it with from_start)."""
@@ -383,12 +460,9 @@ def _normalize_file(input_path, output, settings, state_file, from_start) -> Nor
     try:
         if follower.waiting:
             raise _not_found(input_path)
-        read = 0
-        for batch in follower.batches():
-            read += sum(len(line) + 1 if line is not None else 0 for _, line in batch)
-            resume.deliver(pipeline.process(batch), output, follower.position(), pipeline.detector)
+        for data in _deliveries(follower, pipeline):
+            resume.deliver(data, output, follower.position(), pipeline.detector)
         _take_losses(follower, pipeline.stats, 0)
-        pipeline.stats.bytes_read = read
     finally:
         follower.close()
     return pipeline.stats
@@ -430,8 +504,8 @@ def _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_e
     try:
         while not stop():
             progressed = False
-            for batch in follower.batches():
-                resume.deliver(pipeline.process(batch), output, follower.position(), pipeline.detector)
+            for data in _deliveries(follower, pipeline):
+                resume.deliver(data, output, follower.position(), pipeline.detector)
                 progressed = True
             if follower.waiting and not told["waiting"]:
                 log.info("%s does not exist yet; waiting for pmacct to write it", input_path)
