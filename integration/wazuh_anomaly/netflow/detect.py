@@ -297,7 +297,8 @@ class FlowDetector:
         return seen is None or ts - seen > _SESSION_IDLE
 
     def observe(self, event: dict) -> list[str]:
-        # One function on purpose: it runs for every flow (see bench/bench_netflow.py).
+        # One function on purpose: it runs for every flow (see bench/bench_netflow.py); the
+        # probe test (_is_probe) and the common case of the denial-of-service sum are inlined.
         t = self.t
         ts, flags, src_local, dst_local, res, src, dst, sport, dport, protocol, direction, packets, bytes_, \
             duration, icmp_type = event[PRIVATE]
@@ -317,17 +318,25 @@ class FlowDetector:
         has_ports = dport is not None and protocol in _PORT_PROTOCOLS
 
         # port scan: many ports of one host, or one port (or ICMP) across many hosts, by probes
-        if not dst_local and _is_probe(protocol, flags, packets, bytes_):
-            scanned = False
-            if has_ports:
-                scanned = self.scan_ports.add(f"{src}>{dst}", str(dport), ts, t.port_scan_ports)
-            lane = f"{src}>{protocol}:{dport}" if has_ports else f"{src}>{protocol}"
-            if self.scan_hosts.add(lane, dst, ts, t.port_scan_hosts) or scanned:
-                tags.append("possible_port_scan")
-                repeat = self.scan_repeat.add(src, ts)
-                anomaly["port_scan"] = {"repeat": repeat}
-                if repeat >= t.port_scan_repeat:
-                    anomaly["escalated"] = "true"
+        if not dst_local:
+            if protocol == "tcp":           # _is_probe
+                if flags:
+                    probe = not flags & ACK or (not flags & PSH and packets <= 4)
+                else:
+                    probe = packets <= _PROBE_MAX_PACKETS and bytes_ <= packets * _PROBE_PACKET_BYTES
+            else:
+                probe = protocol in _ICMP or packets <= 2
+            if probe:
+                scanned = False
+                if has_ports:
+                    scanned = self.scan_ports.add(f"{src}>{dst}", str(dport), ts, t.port_scan_ports)
+                lane = f"{src}>{protocol}:{dport}" if has_ports else f"{src}>{protocol}"
+                if self.scan_hosts.add(lane, dst, ts, t.port_scan_hosts) or scanned:
+                    tags.append("possible_port_scan")
+                    repeat = self.scan_repeat.add(src, ts)
+                    anomaly["port_scan"] = {"repeat": repeat}
+                    if repeat >= t.port_scan_repeat:
+                        anomaly["escalated"] = "true"
 
         opening = None
         if direction == "internal_to_external":
@@ -355,7 +364,22 @@ class FlowDetector:
         if direction == "internal_to_external" and has_ports and dport not in self.usual_out:
             tags.append("unusual_outbound_port")
 
-        if self.dos.add(dst, ts, packets)[0] >= t.dos_packets:
+        # the packets to one destination (_Sum.add's common case inlined: the newest bucket)
+        dos = self.dos
+        entry = dos.data.get(dst)
+        if entry is not None:
+            items = entry[2]
+            last = items[-1]
+            if ts < last[0] + dos.step and items[0][0] >= ts - dos.window:
+                last[1] += packets
+                last[2] += 1
+                entry[0] += packets
+                entry[1] += 1
+            else:
+                entry = dos.add(dst, ts, packets)
+        else:
+            entry = dos.add(dst, ts, packets)
+        if entry[0] >= t.dos_packets:
             tags.append("possible_dos")
 
         if protocol == "tcp" and has_ports and dport in self.brute_ports:

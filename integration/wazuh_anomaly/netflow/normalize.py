@@ -84,10 +84,12 @@ def direction_of(src_internal: bool, dst_internal: bool) -> str:
 
 
 class Clock:
-    """pmacct time text -> (epoch seconds, ISO 8601 UTC text); minute prefixes are cached."""
+    """pmacct time text -> (epoch seconds, ISO 8601 UTC text). Minutes are parsed once
+    (`heads`: the first 16 characters -> their epoch and ISO form), whole stamps that
+    repeat (pmacctd's bins) are looked up whole (`recent`)."""
 
     def __init__(self) -> None:
-        self.minutes: dict[str, int] = {}
+        self.heads: dict[str, tuple[int, str]] = {}
         self.recent: dict[str, tuple[float, str]] = {}   # pmacctd bins repeat one stamp per minute
 
     def parse(self, value, key: str) -> tuple[float, str]:
@@ -95,18 +97,18 @@ class Clock:
             hit = self.recent.get(value)
             if hit is not None:
                 return hit
-            n = len(value)
-            # the common shape, "2024-01-31 23:59:00[.123456]", without zone: no general parsing
-            if (n == 19 or (n > 20 and value[19] == "." and value[-1].isdigit())) and value[4] == "-" \
-                    and value[10] in " T" and value[:1].isdigit():
-                minute = self.minutes.get(value[:16])
-                if minute is not None:
+            # the common shape, "2024-01-31 23:59:00[.123456]", without zone, of a minute seen
+            # before (a head is only remembered from a valid time): no general parsing
+            head = self.heads.get(value[:16])
+            if head is not None:
+                n = len(value)
+                if n == 19 or (n > 20 and value[19] == "." and value[-1].isdigit()):
                     try:
                         seconds = float(value[17:])
                     except ValueError:
                         seconds = -1.0
                     if 0 <= seconds < 61:
-                        result = (minute + seconds, f"{value[:10]}T{value[11:]}Z")
+                        result = (head[0] + seconds, head[1] + value[16:] + "Z")
                         if n == 19:
                             if len(self.recent) > 4096:
                                 self.recent.clear()
@@ -125,14 +127,16 @@ class Clock:
         text = value.strip()
         if text[:1].isdigit() and len(text) >= 19 and text[4] == "-" and text[10] in " T":
             head = text[:16]
-            minute = self.minutes.get(head)
-            if minute is None:
+            known = self.heads.get(head)
+            if known is None:
                 minute = minute_epoch(head)   # the one timestamp parser's (core/timeparse.py)
                 if minute is None:
                     raise BadRecord(f"{key} '{text}' is not a time such as 2024-01-31 23:59:00")
-                if len(self.minutes) > 4096:
-                    self.minutes.clear()
-                self.minutes[head] = minute
+                if len(self.heads) > 4096:
+                    self.heads.clear()
+                self.heads[head] = (minute, f"{head[:10]}T{head[11:]}")
+            else:
+                minute = known[0]
             rest = text[17:]
             zone = ""
             if rest.endswith("Z"):

@@ -101,8 +101,18 @@ class FlowPipeline:
         return event
 
     def process(self, lines: Iterable[tuple[str, bytes]]) -> bytes:
-        out = []
+        """The output lines of a batch, newline-terminated."""
+        out: list[bytes] = []
+        self.collect(lines, out)
+        if not out:
+            return b""
+        out.append(b"")
+        return b"\n".join(out)
+
+    def collect(self, lines: Iterable[tuple[str, bytes]], out: list[bytes]) -> None:
+        """Appends the output line (without its newline) of each good record to `out`."""
         stats = self.stats
+        before = len(out)
         loads, dumps = orjson.loads, orjson.dumps
         normalize = self.normalizer.normalize
         observe = self.detector.observe if self.detector is not None else None
@@ -144,11 +154,7 @@ class FlowPipeline:
                 for tag in tags:
                     stats.tags[tag] = stats.tags.get(tag, 0) + 1
             out.append(data)
-        stats.records += len(out)
-        if not out:
-            return b""
-        out.append(b"")
-        return b"\n".join(out)
+        stats.records += len(out) - before
 
 
 def append_atomically(path: Path, data: bytes) -> None:
@@ -428,22 +434,29 @@ DELIVERY_SECONDS = 1.0
 def _deliveries(follower: Follower, pipeline: FlowPipeline) -> Iterator[bytes]:
     """The output of the batches the follower has now, in deliveries; when one is yielded,
     `follower.position()` covers exactly the lines it came from."""
-    chunks: list[bytes] = []
+    out: list[bytes] = []
     lines = size = 0
     since = time.monotonic()
     stats = pipeline.stats
+    collect = pipeline.collect
     for batch in follower.batches():
-        stats.bytes_read += sum([len(line) + 1 for _, line in batch if line is not None])
-        data = pipeline.process(batch)
+        read = sum([len(line) + 1 for _, line in batch if line is not None])
+        stats.bytes_read += read
+        collect(batch, out)
         lines += len(batch)
-        if data:
-            chunks.append(data)
-            size += len(data)
+        size += read           # an event is about as long as its record: this bounds the output held
         if lines >= DELIVERY_LINES or size >= DELIVERY_BYTES or time.monotonic() - since >= DELIVERY_SECONDS:
-            yield b"".join(chunks)
-            chunks, lines, size, since = [], 0, 0, time.monotonic()
+            yield _joined(out)
+            out, lines, size, since = [], 0, 0, time.monotonic()
     if lines:
-        yield b"".join(chunks)
+        yield _joined(out)
+
+
+def _joined(out: list[bytes]) -> bytes:
+    if not out:
+        return b""
+    out.append(b"")
+    return b"\n".join(out)
 
 
 def normalize_file(input_path: Path, output: Callable[[bytes], None], settings: NetflowSettings, *,
