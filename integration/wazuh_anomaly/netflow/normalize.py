@@ -94,26 +94,28 @@ class Clock:
 
     def parse(self, value, key: str) -> tuple[float, str]:
         if type(value) is str:
-            hit = self.recent.get(value)
-            if hit is not None:
-                return hit
+            n = len(value)
+            if n == 19:
+                hit = self.recent.get(value)      # only 19-character stamps are remembered whole
+                if hit is not None:
+                    return hit
+            elif n <= 20 or value[19] != "." or not value[-1].isdigit():
+                return self._parse(value, key)
             # the common shape, "2024-01-31 23:59:00[.123456]", without zone, of a minute seen
             # before (a head is only remembered from a valid time): no general parsing
             head = self.heads.get(value[:16])
             if head is not None:
-                n = len(value)
-                if n == 19 or (n > 20 and value[19] == "." and value[-1].isdigit()):
-                    try:
-                        seconds = float(value[17:])
-                    except ValueError:
-                        seconds = -1.0
-                    if 0 <= seconds < 61:
-                        result = (head[0] + seconds, head[1] + value[16:] + "Z")
-                        if n == 19:
-                            if len(self.recent) > 4096:
-                                self.recent.clear()
-                            self.recent[value] = result
-                        return result
+                try:
+                    seconds = float(value[17:])
+                except ValueError:
+                    seconds = -1.0
+                if 0 <= seconds < 61:
+                    result = (head[0] + seconds, head[1] + value[16:] + "Z")
+                    if n == 19:
+                        if len(self.recent) > 4096:
+                            self.recent.clear()
+                        self.recent[value] = result
+                    return result
         return self._parse(value, key)
 
     def _parse(self, value, key: str) -> tuple[float, str]:
