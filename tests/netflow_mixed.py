@@ -88,6 +88,16 @@ def _reshape(rng: random.Random, r: dict, at: datetime, binned: bool) -> dict:
     return r
 
 
+# An admin's SSH session between two inside hosts and a client's connection to an outside
+# server: the same 5-tuple, no flags exported; only their first record opens a connection.
+_SESSIONS = [
+    {"event_type": "purge", "peer_ip_src": "10.0.0.1", "ip_src": "10.0.5.60", "ip_dst": "10.0.5.61",
+     "port_src": 51515, "port_dst": 22, "ip_proto": "tcp", "packets": 40, "bytes": 9000},
+    {"event_type": "purge", "peer_ip_src": "10.0.0.1", "ip_src": "10.0.5.62", "ip_dst": "198.51.100.90",
+     "port_src": 51516, "port_dst": 8443, "ip_proto": "tcp", "packets": 30, "bytes": 7000},
+]
+
+
 def mixed_lines(seed: int, count: int, *, repeated: float = 0.3, bad: float = 0.05) -> list[bytes]:
     """`count` lines; `repeated` of them share a timestamp with the line before."""
     rng = random.Random(seed)
@@ -104,7 +114,7 @@ def mixed_lines(seed: int, count: int, *, repeated: float = 0.3, bad: float = 0.
         i += 1
         if rng.random() < 0.01:
             binned = not binned
-        if rng.random() < 0.003:          # a whole scenario (scan, beacon, brute force...) at its own pace
+        if rng.random() < 0.008:          # a whole scenario (scan, beacon, brute force...) at its own pace
             records = scenarios[rng.choice(sorted(scenarios))]
             first = datetime.strptime(records[0]["timestamp_start"], "%Y-%m-%d %H:%M:%S.%f")
             for r in records[: count - len(lines)]:
@@ -114,6 +124,9 @@ def mixed_lines(seed: int, count: int, *, repeated: float = 0.3, bad: float = 0.
             continue
         if rng.random() >= repeated:
             at += timedelta(seconds=rng.choice([0.001, 0.05, 0.5, 2.25, 10, 60, 300]))
+        if i % 40 == 0:                   # long sessions without TCP flags, written again and again
+            for session in _SESSIONS:
+                lines.append(json.dumps(_reshape(rng, session, at, binned)).encode())
         r = dict(base[(i * 7 + rng.randrange(len(base))) % len(base)])
         if rng.random() < 0.5:
             r["ip_src"] = r["ip_src"].rpartition(".")[0] + f".{rng.randint(1, 254)}" if "." in r["ip_src"] else r["ip_src"]
