@@ -124,3 +124,41 @@ def test_a_crash_around_a_delivery_of_megabytes_neither_repeats_nor_loses_it(tmp
     expected, _ = _one_run(tmp_path, src.read_bytes(), "cold")
     assert written == expected.splitlines()
     assert not state.with_suffix(".journal").exists()
+
+
+@settings(max_examples=12, deadline=None)
+@given(period=st.sampled_from([1.0, 2.25, 10.0, 60.0, 300.0]), jitter=st.floats(0, 0.1), late=st.floats(0, 0.2),
+       seed=st.integers(0, 1000))
+def test_a_binned_beacon_verdict_remembered_for_the_newest_bin_is_the_one_recomputed(period, jitter, late, seed):
+    """pmacctd's bins: the verdict over the bins before the newest is remembered while
+    openings keep landing in the newest bin, and forgotten when a late record changes an
+    earlier bin; it must always equal the verdict computed from scratch."""
+    from wazuh_anomaly.netflow.detect import FlowDetector
+    from wazuh_anomaly.netflow.normalize import Normalizer
+
+    rng = random.Random(seed)
+    normalizer, detector = Normalizer(), FlowDetector()
+    judge = detector._beaconing
+    checked = []
+
+    def compared(key, ts, res):
+        verdict = judge(key, ts, res)
+        checked.append(verdict)
+        assert verdict == detector._binned_verdict(detector.beacons[key][1], ts)
+        return verdict
+
+    detector._beaconing = compared
+    for k in range(int(min(2000, 8 * 3600 / period))):
+        at = 1772445600 + k * period * (1 + rng.uniform(-jitter, jitter))
+        if rng.random() < late:
+            at -= rng.choice([60, 120, 600])
+        record = {"ip_src": "10.0.5.20", "ip_dst": "198.51.100.7", "port_src": 40000 + k % 20000, "port_dst": 8443,
+                  "ip_proto": "tcp", "tcp_flags": "2", "packets": 3, "bytes": 180,
+                  "stamp_inserted": _bin_text(at)}
+        detector.observe(normalizer.normalize(record))
+    assert len(checked) > 20
+
+
+def _bin_text(epoch: float) -> str:
+    from datetime import datetime, timezone
+    return datetime.fromtimestamp(epoch - epoch % 60, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")

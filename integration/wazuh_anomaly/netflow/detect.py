@@ -269,6 +269,8 @@ class FlowDetector:
                                    state.get("scan_repeat"))
         self.sessions: dict[str, float] = state.get("sessions") or {}
         self.beacons: dict[str, list] = state.get("beacons") or {}
+        # key -> (the newest bin, its binned verdict): not saved, it follows from `beacons`
+        self._verdicts: dict[str, tuple[float, bool]] = {}
         self.beacon_intervals = max(2, t.beaconing_min_connections - 1)
         self.lateral = frozenset(s.lateral_movement_ports)
         self.sensitive = frozenset(s.sensitive_inbound_ports)
@@ -416,8 +418,15 @@ class FlowDetector:
                 return False
             return self._regular(data, 0.0)
         # binned: [[bin, openings], ...] in bin order
+        verdicts = self._verdicts
         if data and data[-1][0] == ts:
             data[-1][1] += 1
+            # one more opening in the newest bin: the bins before it, all the verdict
+            # reads, are as they were (no re-scan of up to _MAX_BINS bins per opening)
+            known = verdicts.get(key)
+            if known is not None and known[0] == ts:
+                entry[2] = max(entry[2], ts)
+                return known[1]
         elif not data or ts > data[-1][0]:
             data.append([ts, 1])
             while data[0][0] < ts - _MAX_BINS * _BIN:
@@ -432,7 +441,14 @@ class FlowDetector:
         # judged at every opening over the bins before its own: pmacct may write the records
         # of several bins in one purge, in any order, so a bin is complete only once all
         # later bins' records are arriving
-        return self._binned_verdict(data, ts)
+        verdict = self._binned_verdict(data, ts)
+        if ts == data[-1][0]:           # remembered for the newest bin only
+            if len(verdicts) >= self.t.max_tracked:
+                verdicts.clear()
+            verdicts[key] = (ts, verdict)
+        else:
+            verdicts.pop(key, None)     # an earlier bin changed: the newest bin's verdict may differ
+        return verdict
 
     def _binned_verdict(self, data: list, current: float) -> bool:
         n = self.beacon_intervals
