@@ -1,11 +1,14 @@
 """Reading pmacct files and writing normalised flow events: one pass (`normalize_file`)
 or following a growing file (`follow`), rotation-safe, resuming where the last run
-stopped. Output is appended with one write per batch (O_APPEND), so wazuh-logcollector
-never sees half a batch; the resume offset and the detection windows are saved
-atomically after each batch. Writing to a file, each batch is journaled first (where
-the output ended, the batch's length, hash and first bytes, and the state after it), so
-a crash between the append and the state save neither repeats nor loses the batch: the
-next run looks for the batch in the output and resumes after it only if it is there.
+stopped. Output is appended with one write per delivery (O_APPEND: up to DELIVERY_LINES
+lines, DELIVERY_BYTES or DELIVERY_SECONDS of batches, or what the file holds now), so
+wazuh-logcollector never sees half of one; the resume offset and the detection windows
+are saved atomically after each delivery, serialised once. Writing to a file, each
+delivery is journaled first (the state after it, where the output ended, the delivery's
+length, first bytes and a hash of its edges, in `<state>.journal`, renamed over the
+state after the append), so a crash between the append and the state save neither
+repeats nor loses the delivery: the next run looks for it in the output and keeps the
+journal only if it is there.
 """
 from __future__ import annotations
 
