@@ -162,3 +162,39 @@ def test_a_binned_beacon_verdict_remembered_for_the_newest_bin_is_the_one_recomp
 def _bin_text(epoch: float) -> str:
     from datetime import datetime, timezone
     return datetime.fromtimestamp(epoch - epoch % 60, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@pytest.mark.parametrize("appended", [True, False])
+def test_a_journal_left_by_the_previous_release_is_still_honoured(tmp_path, appended):
+    """The previous release journaled a batch inside the state file ("pending", with a
+    sha256 of the whole batch). A crash just before an upgrade leaves one: the new
+    release neither repeats nor loses that batch."""
+    import hashlib
+    import shutil
+
+    lines = [line for line in mixed_lines(5, 400, bad=0.0) if line]
+    src, out = tmp_path / "flows.json", tmp_path / "out.json"
+    state = state_file_for(tmp_path / "state", src)
+    src.write_bytes(b"\n".join(lines[:200]) + b"\n")
+    normalize_file(src, FileOutput(out), NetflowSettings(), state_file=state)
+    with src.open("ab") as fh:
+        fh.write(b"\n".join(lines[200:]) + b"\n")
+    # what the interrupted run would have appended and saved, from a copy
+    scratch = tmp_path / "scratch"
+    shutil.copytree(tmp_path / "state", scratch / "state")
+    shutil.copy(out, scratch / "out.json")
+    normalize_file(src, FileOutput(scratch / "out.json"), NetflowSettings(),
+                   state_file=scratch / "state" / state.relative_to(tmp_path / "state"))
+    batch = (scratch / "out.json").read_bytes()[out.stat().st_size:]
+    after = json.loads((scratch / "state" / state.relative_to(tmp_path / "state")).read_bytes())
+    before = json.loads(state.read_bytes())
+    before["pending"] = {"output": FileOutput(out).position(),
+                         "batch": {"length": len(batch), "sha256": hashlib.sha256(batch).hexdigest(),
+                                   "probe": batch[:256].decode()},
+                         "file": after["file"], "rotated": None, "detector": after["detector"]}
+    state.write_text(json.dumps(before))
+    if appended:
+        with out.open("ab") as fh:
+            fh.write(batch)
+    normalize_file(src, FileOutput(out), NetflowSettings(), state_file=state)
+    assert out.read_bytes() == (scratch / "out.json").read_bytes()
