@@ -268,6 +268,9 @@ _ABSENT = object()
 # destination port (both None for ICMP), protocol, direction, packets, bytes, duration
 # or None, ICMP type or None).
 PRIVATE = "_"
+_ICMP = tables.ICMP_PROTOCOLS
+_SERVICES = tables.SERVICES
+_PORT_PROTOCOLS = tables.PORT_PROTOCOLS
 
 
 class Normalizer:
@@ -280,6 +283,7 @@ class Normalizer:
         self._flag_names: dict[int, str] = {}
         self._protocols: dict = {}
         self._exporters: dict[str, str] = {}
+        self._flag_texts: dict[str, tuple[int, str | None]] = {}
         self._durations: dict[float, float] = {}   # end - start -> rounded to the millisecond
 
     def normalize(self, record) -> dict:
@@ -402,7 +406,7 @@ class Normalizer:
         flow = {"protocol": protocol,
                 "direction": DIRECTIONS[(0 if is_src_internal else 2) + (0 if is_dst_internal else 1)]}
         flags = 0
-        if protocol in tables.ICMP_PROTOCOLS:
+        if protocol in _ICMP:
             source = {"ip": src}
             destination = {"ip": dst}
             # nfacctd: type*256+code in port_dst; pmacctd leaves both ports 0.
@@ -416,18 +420,27 @@ class Normalizer:
             destination = {"ip": dst} if dport is None else {"ip": dst, "port": dport}
             if protocol == "tcp":
                 value = get("tcp_flags")
-                if type(value) is str and value.isdigit() and len(value) < 5:
-                    flags = int(value)
-                    if flags > 0xFFF:
-                        raise BadRecord(f"tcp_flags {value!r} is out of range")
+                # pmacct writes the flags as decimal text ("27"): text seen before -> (bits, names)
+                known = self._flag_texts.get(value) if type(value) is str else None
+                if known is not None:
+                    flags, names = known
                 else:
-                    flags = _flags(value)
+                    if type(value) is str and value.isdigit() and len(value) < 5:
+                        flags = int(value)
+                        if flags > 0xFFF:
+                            raise BadRecord(f"tcp_flags {value!r} is out of range")
+                    else:
+                        flags = _flags(value)
+                    names = None
+                    if flags:
+                        names = self._flag_names.get(flags)
+                        if names is None:
+                            names = self._flag_names[flags] = ",".join(tables.tcp_flag_names(flags))
+                    if type(value) is str and len(self._flag_texts) < 4096:
+                        self._flag_texts[value] = (flags, names)
                 if flags:
-                    names = self._flag_names.get(flags)
-                    if names is None:
-                        names = self._flag_names[flags] = ",".join(tables.tcp_flag_names(flags))
                     flow["tcp_flags"] = names
-            service = tables.SERVICES.get(dport) if dport is not None and protocol in tables.PORT_PROTOCOLS else None
+            service = _SERVICES.get(dport) if dport is not None and protocol in _PORT_PROTOCOLS else None
         out = {"netflow": "true", "event": event, "source": source, "destination": destination, "flow": flow,
                "network": {"bytes": bytes_, "packets": packets}}
         if service is not None:
@@ -447,7 +460,7 @@ class Normalizer:
         if not is_src_internal:
             out["srcip"] = src
         out["dstip"] = dst
-        if service is None and protocol in tables.ICMP_PROTOCOLS:
+        if service is None and protocol in _ICMP:
             out[PRIVATE] = (start, 0, src_scope == LOCAL, dst_scope == LOCAL, res, src, dst, None, None, protocol,
                             flow["direction"], packets, bytes_, event.get("duration"), flow.get("icmp_type"))
         else:
