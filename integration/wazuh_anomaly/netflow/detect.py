@@ -269,6 +269,8 @@ class FlowDetector:
                                    state.get("scan_repeat"))
         self.sessions: dict[str, float] = state.get("sessions") or {}
         self.beacons: dict[str, list] = state.get("beacons") or {}
+        # key -> (the newest bin, its binned verdict): not saved, it follows from `beacons`
+        self._verdicts: dict[str, tuple[float, bool]] = {}
         self.beacon_intervals = max(2, t.beaconing_min_connections - 1)
         self.lateral = frozenset(s.lateral_movement_ports)
         self.sensitive = frozenset(s.sensitive_inbound_ports)
@@ -297,7 +299,8 @@ class FlowDetector:
         return seen is None or ts - seen > _SESSION_IDLE
 
     def observe(self, event: dict) -> list[str]:
-        # One function on purpose: it runs for every flow (see bench/bench_netflow.py).
+        # One function on purpose: it runs for every flow (see bench/bench_netflow.py); the
+        # probe test (_is_probe) and the common case of the denial-of-service sum are inlined.
         t = self.t
         ts, flags, src_local, dst_local, res, src, dst, sport, dport, protocol, direction, packets, bytes_, \
             duration, icmp_type = event[PRIVATE]
@@ -317,17 +320,25 @@ class FlowDetector:
         has_ports = dport is not None and protocol in _PORT_PROTOCOLS
 
         # port scan: many ports of one host, or one port (or ICMP) across many hosts, by probes
-        if not dst_local and _is_probe(protocol, flags, packets, bytes_):
-            scanned = False
-            if has_ports:
-                scanned = self.scan_ports.add(f"{src}>{dst}", str(dport), ts, t.port_scan_ports)
-            lane = f"{src}>{protocol}:{dport}" if has_ports else f"{src}>{protocol}"
-            if self.scan_hosts.add(lane, dst, ts, t.port_scan_hosts) or scanned:
-                tags.append("possible_port_scan")
-                repeat = self.scan_repeat.add(src, ts)
-                anomaly["port_scan"] = {"repeat": repeat}
-                if repeat >= t.port_scan_repeat:
-                    anomaly["escalated"] = "true"
+        if not dst_local:
+            if protocol == "tcp":           # _is_probe
+                if flags:
+                    probe = not flags & ACK or (not flags & PSH and packets <= 4)
+                else:
+                    probe = packets <= _PROBE_MAX_PACKETS and bytes_ <= packets * _PROBE_PACKET_BYTES
+            else:
+                probe = protocol in _ICMP or packets <= 2
+            if probe:
+                scanned = False
+                if has_ports:
+                    scanned = self.scan_ports.add(f"{src}>{dst}", str(dport), ts, t.port_scan_ports)
+                lane = f"{src}>{protocol}:{dport}" if has_ports else f"{src}>{protocol}"
+                if self.scan_hosts.add(lane, dst, ts, t.port_scan_hosts) or scanned:
+                    tags.append("possible_port_scan")
+                    repeat = self.scan_repeat.add(src, ts)
+                    anomaly["port_scan"] = {"repeat": repeat}
+                    if repeat >= t.port_scan_repeat:
+                        anomaly["escalated"] = "true"
 
         opening = None
         if direction == "internal_to_external":
@@ -355,7 +366,22 @@ class FlowDetector:
         if direction == "internal_to_external" and has_ports and dport not in self.usual_out:
             tags.append("unusual_outbound_port")
 
-        if self.dos.add(dst, ts, packets)[0] >= t.dos_packets:
+        # the packets to one destination (_Sum.add's common case inlined: the newest bucket)
+        dos = self.dos
+        entry = dos.data.get(dst)
+        if entry is not None:
+            items = entry[2]
+            last = items[-1]
+            if ts < last[0] + dos.step and items[0][0] >= ts - dos.window:
+                last[1] += packets
+                last[2] += 1
+                entry[0] += packets
+                entry[1] += 1
+            else:
+                entry = dos.add(dst, ts, packets)
+        else:
+            entry = dos.add(dst, ts, packets)
+        if entry[0] >= t.dos_packets:
             tags.append("possible_dos")
 
         if protocol == "tcp" and has_ports and dport in self.brute_ports:
@@ -392,8 +418,15 @@ class FlowDetector:
                 return False
             return self._regular(data, 0.0)
         # binned: [[bin, openings], ...] in bin order
+        verdicts = self._verdicts
         if data and data[-1][0] == ts:
             data[-1][1] += 1
+            # one more opening in the newest bin: the bins before it, all the verdict
+            # reads, are as they were (no re-scan of up to _MAX_BINS bins per opening)
+            known = verdicts.get(key)
+            if known is not None and known[0] == ts:
+                entry[2] = max(entry[2], ts)
+                return known[1]
         elif not data or ts > data[-1][0]:
             data.append([ts, 1])
             while data[0][0] < ts - _MAX_BINS * _BIN:
@@ -408,7 +441,14 @@ class FlowDetector:
         # judged at every opening over the bins before its own: pmacct may write the records
         # of several bins in one purge, in any order, so a bin is complete only once all
         # later bins' records are arriving
-        return self._binned_verdict(data, ts)
+        verdict = self._binned_verdict(data, ts)
+        if ts == data[-1][0]:           # remembered for the newest bin only
+            if len(verdicts) >= self.t.max_tracked:
+                verdicts.clear()
+            verdicts[key] = (ts, verdict)
+        else:
+            verdicts.pop(key, None)     # an earlier bin changed: the newest bin's verdict may differ
+        return verdict
 
     def _binned_verdict(self, data: list, current: float) -> bool:
         n = self.beacon_intervals

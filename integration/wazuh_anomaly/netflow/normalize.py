@@ -84,34 +84,38 @@ def direction_of(src_internal: bool, dst_internal: bool) -> str:
 
 
 class Clock:
-    """pmacct time text -> (epoch seconds, ISO 8601 UTC text); minute prefixes are cached."""
+    """pmacct time text -> (epoch seconds, ISO 8601 UTC text). Minutes are parsed once
+    (`heads`: the first 16 characters -> their epoch and ISO form), whole stamps that
+    repeat (pmacctd's bins) are looked up whole (`recent`)."""
 
     def __init__(self) -> None:
-        self.minutes: dict[str, int] = {}
+        self.heads: dict[str, tuple[int, str]] = {}
         self.recent: dict[str, tuple[float, str]] = {}   # pmacctd bins repeat one stamp per minute
 
     def parse(self, value, key: str) -> tuple[float, str]:
         if type(value) is str:
-            hit = self.recent.get(value)
-            if hit is not None:
-                return hit
             n = len(value)
-            # the common shape, "2024-01-31 23:59:00[.123456]", without zone: no general parsing
-            if (n == 19 or (n > 20 and value[19] == "." and value[-1].isdigit())) and value[4] == "-" \
-                    and value[10] in " T" and value[:1].isdigit():
-                minute = self.minutes.get(value[:16])
-                if minute is not None:
-                    try:
-                        seconds = float(value[17:])
-                    except ValueError:
-                        seconds = -1.0
-                    if 0 <= seconds < 61:
-                        result = (minute + seconds, f"{value[:10]}T{value[11:]}Z")
-                        if n == 19:
-                            if len(self.recent) > 4096:
-                                self.recent.clear()
-                            self.recent[value] = result
-                        return result
+            if n == 19:
+                hit = self.recent.get(value)      # only 19-character stamps are remembered whole
+                if hit is not None:
+                    return hit
+            elif n <= 20 or value[19] != "." or not value[-1].isdigit():
+                return self._parse(value, key)
+            # the common shape, "2024-01-31 23:59:00[.123456]", without zone, of a minute seen
+            # before (a head is only remembered from a valid time): no general parsing
+            head = self.heads.get(value[:16])
+            if head is not None:
+                try:
+                    seconds = float(value[17:])
+                except ValueError:
+                    seconds = -1.0
+                if 0 <= seconds < 61:
+                    result = (head[0] + seconds, head[1] + value[16:] + "Z")
+                    if n == 19:
+                        if len(self.recent) > 4096:
+                            self.recent.clear()
+                        self.recent[value] = result
+                    return result
         return self._parse(value, key)
 
     def _parse(self, value, key: str) -> tuple[float, str]:
@@ -125,14 +129,16 @@ class Clock:
         text = value.strip()
         if text[:1].isdigit() and len(text) >= 19 and text[4] == "-" and text[10] in " T":
             head = text[:16]
-            minute = self.minutes.get(head)
-            if minute is None:
+            known = self.heads.get(head)
+            if known is None:
                 minute = minute_epoch(head)   # the one timestamp parser's (core/timeparse.py)
                 if minute is None:
                     raise BadRecord(f"{key} '{text}' is not a time such as 2024-01-31 23:59:00")
-                if len(self.minutes) > 4096:
-                    self.minutes.clear()
-                self.minutes[head] = minute
+                if len(self.heads) > 4096:
+                    self.heads.clear()
+                self.heads[head] = (minute, f"{head[:10]}T{head[11:]}")
+            else:
+                minute = known[0]
             rest = text[17:]
             zone = ""
             if rest.endswith("Z"):
@@ -262,6 +268,9 @@ _ABSENT = object()
 # destination port (both None for ICMP), protocol, direction, packets, bytes, duration
 # or None, ICMP type or None).
 PRIVATE = "_"
+_ICMP = tables.ICMP_PROTOCOLS
+_SERVICES = tables.SERVICES
+_PORT_PROTOCOLS = tables.PORT_PROTOCOLS
 
 
 class Normalizer:
@@ -274,6 +283,8 @@ class Normalizer:
         self._flag_names: dict[int, str] = {}
         self._protocols: dict = {}
         self._exporters: dict[str, str] = {}
+        self._flag_texts: dict[str, tuple[int, str | None]] = {}
+        self._durations: dict[float, float] = {}   # end - start -> rounded to the millisecond
 
     def normalize(self, record) -> dict:
         # One function on purpose: it runs for every flow (see bench/bench_netflow.py).
@@ -338,14 +349,50 @@ class Normalizer:
             if start_key is None:
                 raise BadRecord("no timestamp_start, stamp_inserted or stamp_updated")
         clock = self.clock
-        start, start_text = clock.parse(start_value, start_key)
+        heads = clock.heads
+        # Clock.parse's path for nfacctd's "2024-01-31 23:59:00.123456" (a minute seen before),
+        # inlined for the start and end of every flow; everything else goes through parse()
+        if type(start_value) is str and len(start_value) > 20 and start_value[19] == "." \
+                and start_value[-1].isdigit() and (head := heads.get(start_value[:16])) is not None:
+            try:
+                start = float(start_value[17:])
+            except ValueError:
+                start = -1.0
+            if 0 <= start < 61:
+                start += head[0]
+                start_text = head[1] + start_value[16:] + "Z"
+            else:
+                start, start_text = clock.parse(start_value, start_key)
+        else:
+            start, start_text = clock.parse(start_value, start_key)
         if start_key == "timestamp_start":
             end_value = get("timestamp_end")
             if end_value and not (type(end_value) is str and end_value.startswith(_PLACEHOLDERS)):
-                end, end_text = clock.parse(end_value, "timestamp_end")
+                if type(end_value) is str and len(end_value) > 20 and end_value[19] == "." \
+                        and end_value[-1].isdigit() and (head := heads.get(end_value[:16])) is not None:
+                    try:
+                        end = float(end_value[17:])
+                    except ValueError:
+                        end = -1.0
+                    if 0 <= end < 61:
+                        end += head[0]
+                        end_text = head[1] + end_value[16:] + "Z"
+                    else:
+                        end, end_text = clock.parse(end_value, "timestamp_end")
+                else:
+                    end, end_text = clock.parse(end_value, "timestamp_end")
                 if end < start:
                     raise BadRecord(f"timestamp_end {end_value!r} is before timestamp_start {start_value!r}")
-                event = {"start": start_text, "end": end_text, "duration": round(end - start, 3),
+                # round() costs more than the rest of the record's time handling; durations
+                # repeat (an exporter's timeouts, a client's requests): looked up first
+                seconds = end - start
+                duration = self._durations.get(seconds)
+                if duration is None:
+                    duration = round(seconds, 3)
+                    if len(self._durations) >= 4096:
+                        self._durations.clear()
+                    self._durations[seconds] = duration
+                event = {"start": start_text, "end": end_text, "duration": duration,
                          "type": "connection", "category": "network"}
             else:
                 event = {"start": start_text, "type": "connection", "category": "network"}
@@ -359,7 +406,7 @@ class Normalizer:
         flow = {"protocol": protocol,
                 "direction": DIRECTIONS[(0 if is_src_internal else 2) + (0 if is_dst_internal else 1)]}
         flags = 0
-        if protocol in tables.ICMP_PROTOCOLS:
+        if protocol in _ICMP:
             source = {"ip": src}
             destination = {"ip": dst}
             # nfacctd: type*256+code in port_dst; pmacctd leaves both ports 0.
@@ -373,18 +420,27 @@ class Normalizer:
             destination = {"ip": dst} if dport is None else {"ip": dst, "port": dport}
             if protocol == "tcp":
                 value = get("tcp_flags")
-                if type(value) is str and value.isdigit() and len(value) < 5:
-                    flags = int(value)
-                    if flags > 0xFFF:
-                        raise BadRecord(f"tcp_flags {value!r} is out of range")
+                # pmacct writes the flags as decimal text ("27"): text seen before -> (bits, names)
+                known = self._flag_texts.get(value) if type(value) is str else None
+                if known is not None:
+                    flags, names = known
                 else:
-                    flags = _flags(value)
+                    if type(value) is str and value.isdigit() and len(value) < 5:
+                        flags = int(value)
+                        if flags > 0xFFF:
+                            raise BadRecord(f"tcp_flags {value!r} is out of range")
+                    else:
+                        flags = _flags(value)
+                    names = None
+                    if flags:
+                        names = self._flag_names.get(flags)
+                        if names is None:
+                            names = self._flag_names[flags] = ",".join(tables.tcp_flag_names(flags))
+                    if type(value) is str and len(self._flag_texts) < 4096:
+                        self._flag_texts[value] = (flags, names)
                 if flags:
-                    names = self._flag_names.get(flags)
-                    if names is None:
-                        names = self._flag_names[flags] = ",".join(tables.tcp_flag_names(flags))
                     flow["tcp_flags"] = names
-            service = tables.SERVICES.get(dport) if dport is not None and protocol in tables.PORT_PROTOCOLS else None
+            service = _SERVICES.get(dport) if dport is not None and protocol in _PORT_PROTOCOLS else None
         out = {"netflow": "true", "event": event, "source": source, "destination": destination, "flow": flow,
                "network": {"bytes": bytes_, "packets": packets}}
         if service is not None:
@@ -404,7 +460,7 @@ class Normalizer:
         if not is_src_internal:
             out["srcip"] = src
         out["dstip"] = dst
-        if service is None and protocol in tables.ICMP_PROTOCOLS:
+        if service is None and protocol in _ICMP:
             out[PRIVATE] = (start, 0, src_scope == LOCAL, dst_scope == LOCAL, res, src, dst, None, None, protocol,
                             flow["direction"], packets, bytes_, event.get("duration"), flow.get("icmp_type"))
         else:

@@ -1,11 +1,14 @@
 """Reading pmacct files and writing normalised flow events: one pass (`normalize_file`)
 or following a growing file (`follow`), rotation-safe, resuming where the last run
-stopped. Output is appended with one write per batch (O_APPEND), so wazuh-logcollector
-never sees half a batch; the resume offset and the detection windows are saved
-atomically after each batch. Writing to a file, each batch is journaled first (where
-the output ended, the batch's length, hash and first bytes, and the state after it), so
-a crash between the append and the state save neither repeats nor loses the batch: the
-next run looks for the batch in the output and resumes after it only if it is there.
+stopped. Output is appended with one write per delivery (O_APPEND: up to DELIVERY_LINES
+lines, DELIVERY_BYTES or DELIVERY_SECONDS of batches, or what the file holds now), so
+wazuh-logcollector never sees half of one; the resume offset and the detection windows
+are saved atomically after each delivery, serialised once. Writing to a file, each
+delivery is journaled first (the state after it, where the output ended, the delivery's
+length, first bytes and a hash of its edges, in `<state>.journal`, renamed over the
+state after the append), so a crash between the append and the state save neither
+repeats nor loses the delivery: the next run looks for it in the output and keeps the
+journal only if it is there.
 """
 from __future__ import annotations
 
@@ -17,13 +20,14 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import orjson
 
 from ..core.errors import WazuhAnomalyError
 from ..core.eventtext import MAX_LINE_BYTES as MAX_EVENT_BYTES
-from ..core.fileio import atomic_write, makedirs, open_append, open_binary, open_file, read_bytes, set_aside_damaged
+from ..core.fileio import (atomic_write, makedirs, open_append, open_binary, open_file, open_parent, read_bytes,
+                           set_aside_damaged)
 from ..core.follow import HEAD_BYTES, FileReader, Follower
 from .detect import FlowDetector
 from .normalize import PRIVATE, BadRecord, Normalizer
@@ -100,8 +104,18 @@ class FlowPipeline:
         return event
 
     def process(self, lines: Iterable[tuple[str, bytes]]) -> bytes:
-        out = []
+        """The output lines of a batch, newline-terminated."""
+        out: list[bytes] = []
+        self.collect(lines, out)
+        if not out:
+            return b""
+        out.append(b"")
+        return b"\n".join(out)
+
+    def collect(self, lines: Iterable[tuple[str, bytes]], out: list[bytes]) -> None:
+        """Appends the output line (without its newline) of each good record to `out`."""
         stats = self.stats
+        before = len(out)
         loads, dumps = orjson.loads, orjson.dumps
         normalize = self.normalizer.normalize
         observe = self.detector.observe if self.detector is not None else None
@@ -143,11 +157,7 @@ class FlowPipeline:
                 for tag in tags:
                     stats.tags[tag] = stats.tags.get(tag, 0) + 1
             out.append(data)
-        stats.records += len(out)
-        if not out:
-            return b""
-        out.append(b"")
-        return b"\n".join(out)
+        stats.records += len(out) - before
 
 
 def append_atomically(path: Path, data: bytes) -> None:
@@ -188,10 +198,28 @@ class FileOutput:
             os.close(fd)
         return {"id": f"{st.st_dev}:{st.st_ino}", "size": st.st_size}
 
+    EDGE_BYTES = 65536
+
     @classmethod
     def describe(cls, data: bytes) -> dict:
-        return {"length": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+        """The length, the first bytes and a hash of the first and last EDGE_BYTES: a
+        delivery (up to 16 MiB) is recognised without hashing all of it."""
+        return {"length": len(data), "edges_sha256": cls._edges(data),
                 "probe": data[:cls.PROBE_BYTES].decode("utf-8", "replace")}
+
+    @classmethod
+    def _edges(cls, data) -> str:
+        if len(data) <= 2 * cls.EDGE_BYTES:
+            return hashlib.sha256(data).hexdigest()
+        edges = hashlib.sha256(data[:cls.EDGE_BYTES])
+        edges.update(data[-cls.EDGE_BYTES:])
+        return edges.hexdigest()
+
+    @staticmethod
+    def _matches(data, batch: dict) -> bool:
+        if "edges_sha256" in batch:
+            return FileOutput._edges(data) == batch["edges_sha256"]
+        return hashlib.sha256(data).hexdigest() == batch["sha256"]      # a journal of an earlier release
 
     def holds(self, before: dict, batch: dict) -> bool:
         """Whether `batch` (describe()) was appended after the file ended at `before`
@@ -208,8 +236,8 @@ class FileOutput:
         probe = batch["probe"].encode("utf-8")
         at = tail.find(probe)
         while at != -1:
-            if (at == 0 or tail[at - 1:at] == b"\n") and \
-                    hashlib.sha256(tail[at:at + batch["length"]]).hexdigest() == batch["sha256"]:
+            if (at == 0 or tail[at - 1:at] == b"\n") and len(tail) - at >= batch["length"] and \
+                    self._matches(memoryview(tail)[at:at + batch["length"]], batch):
                 return True
             at = tail.find(probe, at + 1)
         return False
@@ -246,18 +274,27 @@ def state_file_for(state_dir: Path, input_path: Path) -> Path:
 
 
 class _Resume:
-    """Where to resume one input file (the follower's position) and the detector's windows."""
+    """Where to resume one input file (the follower's position) and the detector's windows.
+
+    The state is saved once per delivery (several batches: see `_deliveries`), serialised
+    once. Writing to a file, it is first written whole to a journal beside the state file
+    (`<state>.journal`: the state after the delivery, plus where the output ended and the
+    delivery's length, hash and first bytes), then the output is appended, then the journal
+    is renamed over the state file. A crash before the rename leaves the old state file and
+    the journal: the next run keeps the journal only if the delivery is in the output."""
 
     def __init__(self, path: Path, state_file: Path | None, output=None):
         self.path = path
         self.state_file = state_file
+        self.journal = state_file.with_suffix(".journal") if state_file else None
         self.output = output if isinstance(output, FileOutput) else None
         data = read_json(state_file, {}) if state_file else {}
         if not isinstance(data, dict) or not isinstance(data.get("file", {}), dict):
             _set_aside(state_file)
             data = {}
+        data.pop("delivery", None)         # a committed journal's note: the delivery is in the output
         self.data = data
-        pending = self.data.pop("pending", None)
+        pending = self.data.pop("pending", None)     # the journal of earlier releases, inside the state
         if pending and self.output is not None:
             try:
                 reached = self.output.holds(pending["output"], pending["batch"])
@@ -266,13 +303,39 @@ class _Resume:
             if reached:  # appended before the crash: resume after it, with the windows it left
                 self.data["file"], self.data["detector"] = pending["file"], pending["detector"]
                 self.data["rotated"] = pending.get("rotated")
-                log.info("%s: the last batch before the interruption had reached %s; resuming after it",
-                         path, self.output.path)
-        # The detection windows are serialised once per batch and embedded as is in both the
-        # journal and the state (orjson.Fragment): they are the bulk of the state, and the
-        # journal's "before" must be the windows as they were, not the live ones.
+                self._resumed_after(path)
+        if self.journal is not None:
+            self._recover_journal()
+        # The windows are kept serialised and embedded as is in the state (orjson.Fragment).
         self._detector = orjson.dumps(self.data.get("detector"))
         self.data["detector"] = orjson.Fragment(self._detector)
+
+    def _resumed_after(self, path: Path) -> None:
+        log.info("%s: the last batch before the interruption had reached %s; resuming after it",
+                 path, self.output.path)
+
+    def _recover_journal(self) -> None:
+        """A journal left by a crash: its state if its delivery reached the output, else nothing."""
+        try:
+            journal = orjson.loads(read_bytes(self.journal))
+        except FileNotFoundError:
+            return
+        except (orjson.JSONDecodeError, OSError):
+            journal = None
+        reached = False
+        if isinstance(journal, dict) and self.output is not None:
+            note = journal.pop("delivery", None)
+            try:
+                reached = self.output.holds(note["output"], note["batch"]) and isinstance(journal.get("file", {}), dict)
+            except (KeyError, TypeError, OSError):
+                reached = False
+        if reached:      # committed now, as the rename after the append would have done
+            self.data = journal
+            self._resumed_after(self.path)
+            _rename(self.journal, self.state_file)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.journal)
 
     @property
     def detector(self) -> dict | None:
@@ -302,20 +365,32 @@ class _Resume:
 
     def deliver(self, data: bytes, output: Callable[[bytes], None], position: dict,
                 detector: FlowDetector | None) -> None:
-        """Append one batch and save the state after it, journaled so that a crash in
-        between neither repeats nor loses the batch."""
+        """Append one delivery and save the state after it, journaled so that a crash in
+        between neither repeats nor loses it."""
         if self.state_file is None:
             output(data)
             return
         windows = orjson.dumps(detector.to_json() if detector else None)
-        if data and self.output is not None:
-            after = self._state(position, windows)
-            journal = dict(self.data, pending={"output": self.output.position(), "batch": FileOutput.describe(data),
-                                               "file": after["file"], "rotated": after.get("rotated"),
-                                               "detector": after["detector"]})
-            atomic_write_json(self.state_file, journal, mode=0o640)
+        if not data or self.output is None:
+            output(data)
+            self.save(position, detector, windows)
+            return
+        after = self._state(position, windows)
+        after["delivery"] = {"output": self.output.position(), "batch": FileOutput.describe(data)}
+        atomic_write_json(self.journal, after, mode=0o640)
         output(data)
-        self.save(position, detector, windows)
+        _rename(self.journal, self.state_file)
+        del after["delivery"]
+        self.data, self._detector = after, windows
+
+
+def _rename(source: Path, target: Path) -> None:
+    """Renames within one directory, reached without following planted links."""
+    dir_fd, name, _ = open_parent(source)
+    try:
+        os.replace(name, target.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 @contextlib.contextmanager
@@ -369,6 +444,42 @@ def _take_losses(follower: Follower, stats: NormalizeStats, told: int) -> int:
     return len(follower.losses)
 
 
+# One delivery (the output appended, the state saved) per this many lines, output bytes or
+# seconds, and whenever the input has nothing more for now: the state (the windows, up to
+# a few MB) is written once per delivery, not once per batch of BATCH_LINES.
+DELIVERY_LINES = 65536
+DELIVERY_BYTES = 16 << 20
+DELIVERY_SECONDS = 1.0
+
+
+def _deliveries(follower: Follower, pipeline: FlowPipeline) -> Iterator[bytes]:
+    """The output of the batches the follower has now, in deliveries; when one is yielded,
+    `follower.position()` covers exactly the lines it came from."""
+    out: list[bytes] = []
+    lines = size = 0
+    since = time.monotonic()
+    stats = pipeline.stats
+    collect = pipeline.collect
+    for batch in follower.batches():
+        read = sum([len(line) + 1 for _, line in batch if line is not None])
+        stats.bytes_read += read
+        collect(batch, out)
+        lines += len(batch)
+        size += read           # an event is about as long as its record: this bounds the output held
+        if lines >= DELIVERY_LINES or size >= DELIVERY_BYTES or time.monotonic() - since >= DELIVERY_SECONDS:
+            yield _joined(out)
+            out, lines, size, since = [], 0, 0, time.monotonic()
+    if lines:
+        yield _joined(out)
+
+
+def _joined(out: list[bytes]) -> bytes:
+    if not out:
+        return b""
+    out.append(b"")
+    return b"\n".join(out)
+
+
 def normalize_file(input_path: Path, output: Callable[[bytes], None], settings: NetflowSettings, *,
                    state_file: Path | None = None, from_start: bool = False) -> NormalizeStats:
     """One pass: everything after the saved offset (all of it with from_start)."""
@@ -383,12 +494,9 @@ def _normalize_file(input_path, output, settings, state_file, from_start) -> Nor
     try:
         if follower.waiting:
             raise _not_found(input_path)
-        read = 0
-        for batch in follower.batches():
-            read += sum(len(line) + 1 if line is not None else 0 for _, line in batch)
-            resume.deliver(pipeline.process(batch), output, follower.position(), pipeline.detector)
+        for data in _deliveries(follower, pipeline):
+            resume.deliver(data, output, follower.position(), pipeline.detector)
         _take_losses(follower, pipeline.stats, 0)
-        pipeline.stats.bytes_read = read
     finally:
         follower.close()
     return pipeline.stats
@@ -430,8 +538,8 @@ def _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_e
     try:
         while not stop():
             progressed = False
-            for batch in follower.batches():
-                resume.deliver(pipeline.process(batch), output, follower.position(), pipeline.detector)
+            for data in _deliveries(follower, pipeline):
+                resume.deliver(data, output, follower.position(), pipeline.detector)
                 progressed = True
             if follower.waiting and not told["waiting"]:
                 log.info("%s does not exist yet; waiting for pmacct to write it", input_path)
