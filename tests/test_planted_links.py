@@ -128,6 +128,21 @@ def test_the_flow_events_file_linked_elsewhere_is_refused(tmp_path, secret):
         list(FlowsFileSource(logs / "netflow.json").read(0.0, 2e9))
 
 
+def test_the_pmacct_input_linked_to_a_root_only_file_is_refused_and_nothing_is_normalised(tmp_path, secret):
+    from wazuh_anomaly.core.errors import WazuhAnomalyError
+    from wazuh_anomaly.netflow.settings import NetflowSettings
+    from wazuh_anomaly.netflow.stream import FileOutput, normalize_file
+    spool = tmp_path / "pmacct"
+    spool.mkdir()
+    (spool / "flows.json").symlink_to(secret)
+    wazuh_group_writes(spool, 0o770)          # a sensor's spool others can write into
+    out = tmp_path / "out.json"
+    with pytest.raises(WazuhAnomalyError, match="flows.json: refused, because it is a symbolic link"):
+        normalize_file(spool / "flows.json", FileOutput(out), NetflowSettings(), from_start=True)
+    assert not out.exists() or out.read_bytes() == b""
+    assert unchanged(secret)
+
+
 # ------------------------------------------------------------------ writing (the wodle, the active response)
 
 def health_event():

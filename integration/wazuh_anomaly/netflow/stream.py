@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Iterator
 
 import orjson
 
-from ..core.errors import WazuhAnomalyError
+from ..core.errors import UnsafePath, WazuhAnomalyError
 from ..core.eventtext import MAX_LINE_BYTES as MAX_EVENT_BYTES
 from ..core.fileio import (atomic_write, makedirs, open_append, open_binary, open_file, open_parent, read_bytes,
                            set_aside_damaged)
@@ -415,7 +415,11 @@ def _only_reader(state_file: Path | None, input_path: Path):
 def _open_input(path) -> int:
     """The flow file pmacct writes (FileNotFoundError passes: the follower waits for it)."""
     try:
-        return os.open(path, os.O_RDONLY)
+        # pmacct's directory may be writable by others (a sensor user, the wazuh group):
+        # root reads the file only as itself, never through a link planted there.
+        return open_file(path)
+    except UnsafePath as exc:
+        raise WazuhAnomalyError(f"The flow file {exc}") from None
     except PermissionError:
         raise WazuhAnomalyError(f"{path}: cannot be read (permission denied); run as root or give "
                                 f"the wazuh group read access.") from None
