@@ -12,6 +12,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from ..core.chunks import frames_of, in_chunks, length_of
+
 MAD_TO_SIGMA = 1.4826
 POOLED = "*"
 POOLED_SAMPLE = 500     # entities the pooled profile is fitted on, at most
@@ -38,20 +40,31 @@ class SeasonalProfile:
     def n_slots(self) -> int:
         return 168 if self.weekday else 24
 
-    def fit(self, series: Mapping[str | None, pd.DataFrame]) -> "SeasonalProfile":
-        frames = [f for f in series.values() if len(f)]
-        if not frames:
-            raise ValueError("no training data")
+    def fit(self, series: Mapping[str | None, pd.DataFrame], *, chunk: int | None = None) -> "SeasonalProfile":
+        """Fit the pooled profile and each entity's; `series` may build its frames on
+        demand (core.chunks.LazyFrames): they are read `chunk` entities at a time."""
         self.medians, self.scales = {}, {}
-        # The pooled profile (for entities never seen) from at most POOLED_SAMPLE entities,
-        # evenly spread: exact up to that many, bounded memory past it.
-        step = max(1, -(-len(frames) // POOLED_SAMPLE))
-        self._fit_key(POOLED, pd.concat([f[self.features] for f in frames[::step]]))
+        self.fit_pooled(series)
         if len(series) > 1:
-            entities = [(str(e), f) for e, f in series.items() if e is not None and len(f)]
-            for i in range(0, len(entities), CHUNK):
-                self._fit_many(entities[i:i + CHUNK])
+            for part in in_chunks(series, chunk):
+                self.fit_entities(part)
         return self
+
+    def fit_pooled(self, series: Mapping[str | None, pd.DataFrame]) -> None:
+        """The pooled profile (for entities never seen) from at most POOLED_SAMPLE entities,
+        evenly spread: exact up to that many, bounded memory past it."""
+        keys = [e for e in series if length_of(series, e)]
+        if not keys:
+            raise ValueError("no training data")
+        step = max(1, -(-len(keys) // POOLED_SAMPLE))
+        sample = frames_of(series, keys[::step])
+        self._fit_key(POOLED, pd.concat([sample[e][self.features] for e in keys[::step]]))
+
+    def fit_entities(self, frames: Mapping[str | None, pd.DataFrame]) -> None:
+        """Each entity's own profile (independent of the other entities fitted with it)."""
+        entities = [(str(e), f) for e, f in frames.items() if e is not None and len(f)]
+        for i in range(0, len(entities), CHUNK):
+            self._fit_many(entities[i:i + CHUNK])
 
     def _fit_many(self, entities: list[tuple[str, pd.DataFrame]]) -> None:
         """_fit_key of many entities at once where their frames share one index."""

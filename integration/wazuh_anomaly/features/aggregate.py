@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pandas as pd
 
+from ..core.chunks import CHUNK, LazyFrames
 from ..core.config import Condition, Scenario
 # The one filter language's compiler and field access (core/filters.py), shared with the real-time path.
 from ..core.filters import any_of_slow as _any_of_slow
@@ -101,6 +102,9 @@ class FeatureAggregator:
         self._gate = _groups_gate(groups)
         # (entity, bucket) -> accumulators, only for buckets that saw a matching alert.
         self._cells: dict[tuple[str | None, int], list[Any]] = {}
+        # After compact(): entity -> (bucket numbers, their finished feature values), the
+        # cells of the chosen entities in arrays (a few bytes a value instead of objects).
+        self._compact: dict[str | None, tuple[np.ndarray, np.ndarray]] | None = None
         self.entity_volume: dict[str | None, int] = defaultdict(int)
         # feature -> entity key -> value -> number of earlier buckets it was seen in
         self.vocabulary = vocabulary or {}
@@ -223,9 +227,74 @@ class FeatureAggregator:
         return ranked if top is None else ranked[:top]
 
     def release(self) -> None:
-        """Forget the accumulated cells once their frames are built (training holds the
-        frames of every entity; the cells of 800,000 alerts are hundreds of MiB more)."""
+        """Forget the accumulated cells (and their compact arrays)."""
         self._cells = {}
+        self._compact = None
+
+    def compact(self, top: int | None = None) -> list[str | None]:
+        """Turn the cells of the entities frames() would choose into two arrays each (bucket
+        numbers, finished feature values; rare values judged in time order, as frames()
+        does) and forget every cell: the cells of millions of alerts are objects of
+        hundreds of bytes each, the arrays 8 bytes a value. Returns those entities, busiest
+        first; frame(), frames() and series() then read the arrays."""
+        if top is None and self.scenario.entity is not None:
+            top = self.scenario.entity.top
+        chosen = self.entities(top)
+        buckets_of: dict[str | None, list[int]] = {e: [] for e in chosen}
+        for entity, bucket in self._cells:
+            buckets = buckets_of.get(entity)
+            if buckets is not None:
+                buckets.append(bucket)
+        cells = self._cells
+        compact: dict[str | None, tuple[np.ndarray, np.ndarray]] = dict(self._compact or {})
+        for entity in chosen:
+            buckets = sorted(buckets_of.pop(entity))
+            # Popped as they are copied: memory does not grow while the arrays fill.
+            compact[entity] = self._finals(entity, [(b, cells.pop((entity, b))) for b in buckets])
+        self._cells = {}
+        self._compact = compact
+        return chosen
+
+    def _finals(self, entity: str | None, cells: list[tuple[int, list]]) -> tuple[np.ndarray, np.ndarray]:
+        """(bucket numbers, finished values) of an entity's cells; records its rare-value
+        vocabulary after them, as _frame_of does."""
+        rare = [i for i, a in enumerate(self._aggs) if a.uses_vocabulary]
+        if rare:
+            cells = sorted(cells, key=lambda bc: bc[0])
+        values = np.zeros((len(cells), len(self.features)), dtype=float)
+        seen = {i: dict(self.vocabulary.get(self.features[i].name, {}).get(_vocab_key(entity), {})) for i in rare}
+        for row, (bucket, cell) in enumerate(cells):
+            values[row] = [a.final(acc) for a, acc in zip(self._aggs, cell)]
+            # Rare values: seen in at most max_seen earlier buckets of this entity, in time order.
+            for i in rare:
+                counts, limit = seen[i], self.features[i].max_seen
+                values[row, i] = float(sum(1 for v in cell[i] if counts.get(v, 0) <= limit))
+                for v in cell[i]:
+                    counts[v] = counts.get(v, 0) + 1
+        for i in rare:
+            self._vocabulary_after.setdefault(self.features[i].name, {})[_vocab_key(entity)] = _capped(seen[i])
+        return np.fromiter((b for b, _ in cells), dtype=np.int64, count=len(cells)), values
+
+    def series(self, entities: list[str | None], start: float | None = None, *, chunk: int = CHUNK) -> LazyFrames:
+        """The frames of these entities (compacted) from `start` on (aligned; default the
+        range's start), as a mapping that builds them only when asked, a chunk at a time."""
+        if self._compact is None:
+            self.compact()
+        offset = 0 if start is None else max(0, min(self.n_buckets, int((start - self.start) // self.step)))
+        index = self.index()[offset:]
+        columns = [f.name for f in self.features]
+        compact = self._compact
+        empty = (np.zeros(0, dtype=np.int64), np.zeros((0, len(columns))))
+
+        def build(entities: list) -> dict:
+            out = {}
+            for entity in entities:
+                buckets, finals = compact.get(entity, empty)
+                values = np.zeros((self.n_buckets, len(columns)), dtype=float)
+                values[buckets] = finals
+                out[entity] = pd.DataFrame(values[offset:], index=index, columns=columns)
+            return out
+        return LazyFrames(entities, build, lambda entity: len(index), lambda entity: index, chunk_size=chunk)
 
     def last_seen(self) -> dict[str | None, float]:
         """Each entity's last bucket (its start, epoch seconds) with an alert a feature counted."""
@@ -233,6 +302,9 @@ class FeatureAggregator:
         for entity, bucket in self._cells:
             if bucket > last.get(entity, -1):
                 last[entity] = bucket
+        for entity, (buckets, _) in (self._compact or {}).items():
+            if len(buckets) and int(buckets.max()) > last.get(entity, -1):
+                last[entity] = int(buckets.max())
         return {e: self.start + b * self.step for e, b in last.items()}
 
     def recent_entities(self, since: float) -> set[str | None]:
@@ -241,6 +313,8 @@ class FeatureAggregator:
 
     def frame(self, entity: str | None = None) -> pd.DataFrame:
         """The bucket x feature frame of one entity (or of the whole stream)."""
+        if self._compact is not None and entity in self._compact:
+            return self.series([entity])[entity]
         return self._frame_of(entity, [(bucket, cell) for (cell_entity, bucket), cell in self._cells.items()
                                        if cell_entity == entity])
 
@@ -292,6 +366,8 @@ class FeatureAggregator:
         if top is None and self.scenario.entity is not None:
             top = self.scenario.entity.top
         chosen = self.entities(top)
+        if self._compact is not None and all(e in self._compact for e in chosen):
+            return dict(self.series(chosen).items())
         by_entity: dict[str | None, list[tuple[int, list]]] = {e: [] for e in chosen}
         for (entity, bucket), cell in self._cells.items():
             cells = by_entity.get(entity)
