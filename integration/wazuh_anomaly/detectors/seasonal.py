@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 
 from ..core import progress
-from ..core.chunks import frames_of, in_chunks, index_of, length_of, ordered
+from ..core.chunks import in_chunks, index_of, length_of, ordered
 from ..core.config import Scenario, SeasonalSpec
 from ..core.registry import DETECTORS
 from ..core.trust import read_trusted
 from .base import ScoreFrame, Series
-from .profile import POOLED, POOLED_SAMPLE, SeasonalProfile
+from .profile import POOLED, SeasonalProfile
 
 # A seasonal threshold never drops below this many robust deviations, however quiet
 # the training data was.
@@ -94,10 +94,7 @@ class SeasonalDetector:
             rest = [e for e in keys if present[e] - {fold}]
             rests.append(set(rest))
             profile = SeasonalProfile(self.features, weekday=self.spec.weekday, min_scale=self.spec.min_scale)
-            step = max(1, -(-len(rest) // POOLED_SAMPLE))
-            sample = frames_of(series, rest[::step])
-            profile.fit_pooled({e: sample[e][fold_of[e] != fold] for e in rest[::step]})
-            del sample
+            profile.fit_pooled(ordered(series, rest), rows=lambda e, fold=fold: fold_of[e] != fold)
             pooled.append((profile.medians[POOLED], profile.scales[POOLED], len(rest) > 1))
         with progress.steps("scoring entities", len(keys)) as scoring:
             for part in in_chunks(ordered(series, keys), chunk):
