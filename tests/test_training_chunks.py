@@ -227,3 +227,23 @@ def test_a_tally_of_scores_gives_numpys_quantiles_and_median_and_the_same_calibr
     sorted_ = np.sort(finite)
     u = float(np.quantile(sorted_, 0.9))
     assert tally.above(u).tobytes() == sorted_[sorted_ > u].tobytes()
+
+
+def test_training_shows_its_progress_on_a_terminal_one_chunk_of_entities_at_a_time(monkeypatch):
+    import io
+
+    from wazuh_anomaly.core import progress
+
+    s = _seasonal_scenario()
+    agg = _aggregator(s, 120, 8)
+    chosen = agg.compact()
+    screen = io.StringIO()
+    monkeypatch.setattr(progress, "REDRAW_SECONDS", 0.0)
+    progress.show_on(screen)
+    try:
+        ModelBundle.train(s, agg.series(chosen, chunk=50), trained_from=agg.start, trained_to=agg.end, now=agg.end)
+    finally:
+        progress.show_on(None)
+    shown = screen.getvalue()
+    for done in ("50/120", "100/120", "120/120"):
+        assert f"scoring entities {done}" in shown, shown[-500:]

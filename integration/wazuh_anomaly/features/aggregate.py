@@ -7,6 +7,7 @@ split it at bucket boundaries gives the same frame.
 """
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections import defaultdict
@@ -54,6 +55,11 @@ _CALL = "call"     # an aggregation without an inline operation: its add() is ca
 
 def _vocab_key(entity: str | None) -> str:
     return "" if entity is None else "=" + entity
+
+
+def _entity_order(entity: str | None) -> tuple[bool, str]:
+    """How compact() orders entities: None first, then by name."""
+    return (entity is not None, entity or "")
 
 
 def _capped(counts: dict[str, int]) -> dict[str, int]:
@@ -104,7 +110,7 @@ class FeatureAggregator:
         self._cells: dict[tuple[str | None, int], list[Any]] = {}
         # After compact(): entity -> (bucket numbers, their finished feature values), the
         # cells of the chosen entities in arrays (a few bytes a value instead of objects).
-        self._compact: dict[str | None, tuple[np.ndarray, np.ndarray]] | None = None
+        self._compact: tuple[list, np.ndarray, np.ndarray, np.ndarray] | None = None
         self.entity_volume: dict[str | None, int] = defaultdict(int)
         # feature -> entity key -> value -> number of earlier buckets it was seen in
         self.vocabulary = vocabulary or {}
@@ -232,48 +238,61 @@ class FeatureAggregator:
         self._compact = None
 
     def compact(self, top: int | None = None) -> list[str | None]:
-        """Turn the cells of the entities frames() would choose into two arrays each (bucket
-        numbers, finished feature values; rare values judged in time order, as frames()
-        does) and forget every cell: the cells of millions of alerts are objects of
-        hundreds of bytes each, the arrays 8 bytes a value. Returns those entities, busiest
-        first; frame(), frames() and series() then read the arrays."""
+        """Turn the cells of the entities frames() would choose into a few arrays (bucket
+        numbers and finished feature values, entity after entity; rare values judged in
+        time order, as frames() does) and forget every cell. The cells of millions of
+        alerts are objects of about 230 bytes each, scattered over the interpreter's
+        memory; the arrays are 8 bytes a value, and no small object is made while the
+        cells are let go, so their memory goes back to the system. Returns those
+        entities, busiest first; frame(), frames() and series() then read the arrays."""
         if top is None and self.scenario.entity is not None:
             top = self.scenario.entity.top
         chosen = self.entities(top)
-        buckets_of: dict[str | None, list[int]] = {e: [] for e in chosen}
-        for entity, bucket in self._cells:
-            buckets = buckets_of.get(entity)
-            if buckets is not None:
-                buckets.append(bucket)
+        wanted = set(chosen)
         cells = self._cells
-        compact: dict[str | None, tuple[np.ndarray, np.ndarray]] = dict(self._compact or {})
-        for entity in chosen:
-            buckets = sorted(buckets_of.pop(entity))
-            # Popped as they are copied: memory does not grow while the arrays fill.
-            compact[entity] = self._finals(entity, [(b, cells.pop((entity, b))) for b in buckets])
+        keys = [k for k in cells if k[0] in wanted]
+        try:
+            keys.sort()                       # entity, then bucket: each entity's cells in time order
+        except TypeError:                     # None beside names (no entity and entities): None first
+            keys.sort(key=lambda k: (k[0] is not None, k[0] or "", k[1]))
+        names = sorted(wanted, key=_entity_order)
+        offsets = np.zeros(len(names) + 1, dtype=np.int64)
+        buckets = np.empty(len(keys), dtype=np.int64)
+        values = np.empty((len(keys), len(self.features)), dtype=float)
+        aggs = self._aggs
+        rare = [i for i, a in enumerate(aggs) if a.uses_vocabulary]
+        at = 0
+        for n, entity in enumerate(names):
+            seen = {i: dict(self.vocabulary.get(self.features[i].name, {}).get(_vocab_key(entity), {})) for i in rare}
+            while at < len(keys) and keys[at][0] == entity:
+                key = keys[at]
+                cell = cells[key]
+                buckets[at] = key[1]
+                values[at] = [a.final(acc) for a, acc in zip(aggs, cell)]
+                # Rare values: seen in at most max_seen earlier buckets of this entity, in time order.
+                for i in rare:
+                    counts, limit = seen[i], self.features[i].max_seen
+                    values[at, i] = float(sum(1 for v in cell[i] if counts.get(v, 0) <= limit))
+                    for v in cell[i]:
+                        counts[v] = counts.get(v, 0) + 1
+                at += 1
+            offsets[n + 1] = at
+            for i in rare:
+                self._vocabulary_after.setdefault(self.features[i].name, {})[_vocab_key(entity)] = _capped(seen[i])
+        del keys, cells
         self._cells = {}
-        self._compact = compact
+        self._compact = (names, offsets, buckets, values)
         return chosen
 
-    def _finals(self, entity: str | None, cells: list[tuple[int, list]]) -> tuple[np.ndarray, np.ndarray]:
-        """(bucket numbers, finished values) of an entity's cells; records its rare-value
-        vocabulary after them, as _frame_of does."""
-        rare = [i for i, a in enumerate(self._aggs) if a.uses_vocabulary]
-        if rare:
-            cells = sorted(cells, key=lambda bc: bc[0])
-        values = np.zeros((len(cells), len(self.features)), dtype=float)
-        seen = {i: dict(self.vocabulary.get(self.features[i].name, {}).get(_vocab_key(entity), {})) for i in rare}
-        for row, (bucket, cell) in enumerate(cells):
-            values[row] = [a.final(acc) for a, acc in zip(self._aggs, cell)]
-            # Rare values: seen in at most max_seen earlier buckets of this entity, in time order.
-            for i in rare:
-                counts, limit = seen[i], self.features[i].max_seen
-                values[row, i] = float(sum(1 for v in cell[i] if counts.get(v, 0) <= limit))
-                for v in cell[i]:
-                    counts[v] = counts.get(v, 0) + 1
-        for i in rare:
-            self._vocabulary_after.setdefault(self.features[i].name, {})[_vocab_key(entity)] = _capped(seen[i])
-        return np.fromiter((b for b, _ in cells), dtype=np.int64, count=len(cells)), values
+    def _compacted(self, entity: str | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """(bucket numbers, finished values) of a compacted entity; None if it is not."""
+        if self._compact is None:
+            return None
+        names, offsets, buckets, values = self._compact
+        i = bisect.bisect_left(names, _entity_order(entity), key=_entity_order)
+        if i >= len(names) or names[i] != entity:
+            return None
+        return buckets[offsets[i]:offsets[i + 1]], values[offsets[i]:offsets[i + 1]]
 
     def series(self, entities: list[str | None], start: float | None = None, *, chunk: int = CHUNK) -> LazyFrames:
         """The frames of these entities (compacted) from `start` on (aligned; default the
@@ -283,13 +302,12 @@ class FeatureAggregator:
         offset = 0 if start is None else max(0, min(self.n_buckets, int((start - self.start) // self.step)))
         index = self.index()[offset:]
         columns = [f.name for f in self.features]
-        compact = self._compact
         empty = (np.zeros(0, dtype=np.int64), np.zeros((0, len(columns))))
 
         def build(entities: list) -> dict:
             out = {}
             for entity in entities:
-                buckets, finals = compact.get(entity, empty)
+                buckets, finals = self._compacted(entity) or empty
                 values = np.zeros((self.n_buckets, len(columns)), dtype=float)
                 values[buckets] = finals
                 out[entity] = pd.DataFrame(values[offset:], index=index, columns=columns)
@@ -302,9 +320,11 @@ class FeatureAggregator:
         for entity, bucket in self._cells:
             if bucket > last.get(entity, -1):
                 last[entity] = bucket
-        for entity, (buckets, _) in (self._compact or {}).items():
-            if len(buckets) and int(buckets.max()) > last.get(entity, -1):
-                last[entity] = int(buckets.max())
+        if self._compact is not None:
+            names, offsets, buckets, _ = self._compact
+            for n, entity in enumerate(names):
+                if offsets[n + 1] > offsets[n] and int(buckets[offsets[n + 1] - 1]) > last.get(entity, -1):
+                    last[entity] = int(buckets[offsets[n + 1] - 1])
         return {e: self.start + b * self.step for e, b in last.items()}
 
     def recent_entities(self, since: float) -> set[str | None]:
@@ -313,7 +333,7 @@ class FeatureAggregator:
 
     def frame(self, entity: str | None = None) -> pd.DataFrame:
         """The bucket x feature frame of one entity (or of the whole stream)."""
-        if self._compact is not None and entity in self._compact:
+        if self._compacted(entity) is not None:
             return self.series([entity])[entity]
         return self._frame_of(entity, [(bucket, cell) for (cell_entity, bucket), cell in self._cells.items()
                                        if cell_entity == entity])
@@ -366,7 +386,7 @@ class FeatureAggregator:
         if top is None and self.scenario.entity is not None:
             top = self.scenario.entity.top
         chosen = self.entities(top)
-        if self._compact is not None and all(e in self._compact for e in chosen):
+        if self._compact is not None and all(self._compacted(e) is not None for e in chosen):
             return dict(self.series(chosen).items())
         by_entity: dict[str | None, list[tuple[int, list]]] = {e: [] for e in chosen}
         for (entity, bucket), cell in self._cells.items():

@@ -21,14 +21,16 @@ from .runreport import RunReport, ScenarioReport, fmt_hours, fmt_time
 
 log = logging.getLogger("wazuh_anomaly")
 RARE_WARMUP_SECONDS = 86400
+CHUNK_BUCKETS = 3 * 288     # the buckets of a full training chunk of CHUNK entities
 
 
 class Training:
     """The training half of the Runner (ops/runner.py), which provides config, now,
     state_dir, _read, _health and _end_of_complete_buckets."""
 
-    # Entities whose frames are built, fitted and scored at once while training.
-    training_chunk = CHUNK
+    # Entities whose frames are built, fitted and scored at once while training (None:
+    # chunk_entities(), CHUNK entities of 3 days of 5-minute buckets or as many values).
+    training_chunk: int | None = None
     def _train(self, scenarios: list[Scenario], report: RunReport, start: float | None = None,
                end: float | None = None, *, explicit: bool = False) -> dict[str, ModelBundle]:
         """Train the given scenarios from one pass over their history."""
@@ -83,7 +85,8 @@ class Training:
         # forgotten: no profile, no model, no context or vocabulary in the state.
         recent = (agg.recent_entities(s_end - s.entity.forget_after_days * 86400)
                   if s.entity is not None else None)
-        series, vocabulary, fit_from = self._training_series(s, agg, s_start, s_end, recent, self.training_chunk)
+        series, vocabulary, fit_from = self._training_series(
+            s, agg, s_start, s_end, recent, self.training_chunk or chunk_entities(agg.n_buckets))
         try:
             bundle, series = self._fit(s, series, vocabulary, s_start, fit_from, s_end)
         except (ValueError, RuntimeError, WazuhAnomalyError) as exc:
@@ -155,6 +158,13 @@ class Training:
         bundle.meta["exclusions"] = sorted({x.why for x in exclusions})
         bundle.save(self.config.models_dir, keep=self.config.run.keep_models)
         return bundle, series
+
+
+def chunk_entities(buckets: int) -> int:
+    """Entities per training chunk: CHUNK of them over 3 days of 5-minute buckets (what
+    scoring holds at once), fewer over a longer lookback so a chunk's arrays stay as
+    small (14 days of 5-minute buckets: 107 entities, about 17 MB a copy of 5 features)."""
+    return max(1, min(CHUNK, CHUNK * CHUNK_BUCKETS // max(buckets, 1)))
 
 
 def forget(state: ScenarioState, recent: set) -> None:
