@@ -8,7 +8,7 @@ import logging
 
 import pandas as pd
 
-from ..core import progress
+from ..core import progress, timeparse
 from ..core.errors import ConfigError, WazuhAnomalyError
 from ..core.config import Scenario
 from ..core.state import ScenarioState
@@ -122,6 +122,7 @@ class Training:
         vocabulary after them. The aggregator's cells become compact arrays (the only
         copy of the data held from here on)."""
         chosen = agg.compact()
+        timeparse.clear_caches()     # so the memory of the cells just let go returns to the system
         if recent is not None:
             chosen = [e for e in chosen if e in recent]
         fit_from = s_start
