@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pandas as pd
 
+from ..core import progress
 from ..core.chunks import CHUNK, LazyFrames
 from ..core.config import Condition, Scenario
 # The one filter language's compiler and field access (core/filters.py), shared with the real-time path.
@@ -259,30 +260,38 @@ class FeatureAggregator:
         offsets = np.zeros(len(names) + 1, dtype=np.int64)
         buckets = np.empty(len(keys), dtype=np.int64)
         values = np.empty((len(keys), len(self.features)), dtype=float)
-        aggs = self._aggs
-        rare = [i for i, a in enumerate(aggs) if a.uses_vocabulary]
+        rare = [i for i, a in enumerate(self._aggs) if a.uses_vocabulary]
         at = 0
-        for n, entity in enumerate(names):
-            seen = {i: dict(self.vocabulary.get(self.features[i].name, {}).get(_vocab_key(entity), {})) for i in rare}
-            while at < len(keys) and keys[at][0] == entity:
-                key = keys[at]
-                cell = cells[key]
-                buckets[at] = key[1]
-                values[at] = [a.final(acc) for a, acc in zip(aggs, cell)]
-                # Rare values: seen in at most max_seen earlier buckets of this entity, in time order.
-                for i in rare:
-                    counts, limit = seen[i], self.features[i].max_seen
-                    values[at, i] = float(sum(1 for v in cell[i] if counts.get(v, 0) <= limit))
-                    for v in cell[i]:
-                        counts[v] = counts.get(v, 0) + 1
-                at += 1
-            offsets[n + 1] = at
-            for i in rare:
-                self._vocabulary_after.setdefault(self.features[i].name, {})[_vocab_key(entity)] = _capped(seen[i])
+        with progress.steps("compacting entities", len(names)) as compacting:
+            for n, entity in enumerate(names):
+                compacting.step()
+                at = self._compact_one(entity, keys, at, cells, buckets, values, rare)
+                offsets[n + 1] = at
         del keys, cells
         self._cells = {}
         self._compact = (names, offsets, buckets, values)
         return chosen
+
+    def _compact_one(self, entity: str | None, keys: list, at: int, cells: dict, buckets: np.ndarray,
+                     values: np.ndarray, rare: list[int]) -> int:
+        """Copy one entity's cells (keys[at:], in time order) into the arrays; the next position.
+        Rare values: seen in at most max_seen earlier buckets of this entity, in time order."""
+        aggs = self._aggs
+        seen = {i: dict(self.vocabulary.get(self.features[i].name, {}).get(_vocab_key(entity), {})) for i in rare}
+        while at < len(keys) and keys[at][0] == entity:
+            key = keys[at]
+            cell = cells[key]
+            buckets[at] = key[1]
+            values[at] = [a.final(acc) for a, acc in zip(aggs, cell)]
+            for i in rare:
+                counts, limit = seen[i], self.features[i].max_seen
+                values[at, i] = float(sum(1 for v in cell[i] if counts.get(v, 0) <= limit))
+                for v in cell[i]:
+                    counts[v] = counts.get(v, 0) + 1
+            at += 1
+        for i in rare:
+            self._vocabulary_after.setdefault(self.features[i].name, {})[_vocab_key(entity)] = _capped(seen[i])
+        return at
 
     def _compacted(self, entity: str | None) -> tuple[np.ndarray, np.ndarray] | None:
         """(bucket numbers, finished values) of a compacted entity; None if it is not."""
