@@ -13,6 +13,13 @@ from exec to exit with its peak RSS:
 4. a mid-day 5-minute `run` at 12:05 (+ grace): one bucket,
 
 and the anomaly lines written on this benign data (every one of them a false alarm).
+
+Training memory at a full lookback (`--days 15 --train-only`): 15 generated days, so the
+training range (days 1-14) fills the default 14-day lookback; only step 1 runs. With
+`--baseline DIR` (a checkout of older code, e.g. a `git worktree` of main) the same
+sandbox is trained by that code as well (its state and models wiped before each
+training), both with peak RSS, and `same_models` says whether the two trainings saved
+the same model (the files minus the version, the times and the library versions).
 Each step is capped by --timeout: a step that does not finish is recorded as
 "did not finish in X s" and the later steps of that N are skipped.
 
@@ -45,7 +52,7 @@ import measure
 
 DAY = 86400
 FIRST_DAY = datetime(2024, 1, 1, tzinfo=timezone.utc)  # a Monday
-DAYS = 4
+DAYS = 4                      # generated days (--days): the last is today, the others are trained
 SCENARIO = "alert_volume"
 TOTAL_PER_DAY = 5000          # `total`: alerts a day over all agents (20,000 in 4 days)
 PER_AGENT_PER_DAY = 20        # `per-agent`: alerts a day for each agent
@@ -55,6 +62,7 @@ KINDS = ((3, ["syslog", "sshd"], 0.70), (5, ["syslog", "pam"], 0.18), (7, ["osse
 TARGET_RUN_SECONDS = 30.0
 TARGET_RUN_MIB = 1536.0
 TARGET_TRAIN_SECONDS = 1800.0
+TARGET_TRAIN_MIB = 1.5e9 / (1024 * 1024)   # training at 10,000 agents, 14-day lookback: <= 1.5 GB
 REPORT = re.compile(r"(\d+) series|(\d+) buckets scored")
 
 
@@ -64,8 +72,8 @@ def iso(moment: datetime) -> str:
 
 # --------------------------------------------------------------------------- data
 
-def alert_lines(agents: int, per_agent_per_day: float, seed: int):
-    """Yield (day index, alerts.json line) for DAYS days, in time order per day."""
+def alert_lines(agents: int, per_agent_per_day: float, seed: int, days: int = DAYS):
+    """Yield (day index, alerts.json line) for `days` days, in time order per day."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -78,7 +86,7 @@ def alert_lines(agents: int, per_agent_per_day: float, seed: int):
     daily /= daily.sum()
     kinds = np.array([k[2] for k in KINDS])
     serial = 0
-    for day in range(DAYS):
+    for day in range(days):
         counts = rng.poisson(rates)
         agent_of = np.repeat(np.arange(agents), counts)
         minute = rng.choice(1440, size=len(agent_of), p=daily)
@@ -99,25 +107,28 @@ def alert_lines(agents: int, per_agent_per_day: float, seed: int):
             yield day, json.dumps(alert, separators=(",", ":"))
 
 
-def write_tree(prefix: Path, agents: int, per_agent_per_day: float, seed: int) -> int:
-    """logs/alerts of the prefix: days 1-2 compressed, day 3 plain, day 4 alerts.json."""
+def write_tree(prefix: Path, agents: int, per_agent_per_day: float, seed: int, days: int = DAYS) -> int:
+    """logs/alerts of the prefix: the older days compressed, yesterday plain, the last
+    day alerts.json. A finished day's file is closed at once (at most two open)."""
     alerts_dir = prefix / "logs" / "alerts"
     files, written = {}, 0
     try:
-        for day, line in alert_lines(agents, per_agent_per_day, seed):
+        for day, line in alert_lines(agents, per_agent_per_day, seed, days):
             f = files.get(day)
             if f is None:
+                for done in [d for d in files if d < day]:
+                    files.pop(done).close()
                 moment = FIRST_DAY + timedelta(days=day)
                 folder = alerts_dir / str(moment.year) / moment.strftime("%b")
                 folder.mkdir(parents=True, exist_ok=True)
                 name = folder / f"ossec-alerts-{moment.day:02d}.json"
-                f = files[day] = gzip.open(str(name) + ".gz", "wt") if day < DAYS - 2 else open(name, "w")
+                f = files[day] = gzip.open(str(name) + ".gz", "wt", compresslevel=1) if day < days - 2 else open(name, "w")
             f.write(line + "\n")
             written += 1
     finally:
         for f in files.values():
             f.close()
-    last = FIRST_DAY + timedelta(days=DAYS - 1)
+    last = FIRST_DAY + timedelta(days=days - 1)
     os.link(alerts_dir / str(last.year) / last.strftime("%b") / f"ossec-alerts-{last.day:02d}.json",
             alerts_dir / "alerts.json")
     return written
@@ -140,7 +151,8 @@ def prepare(prefix: Path, agents: int, per_agent_per_day: float, args) -> dict:
     (prefix / "logs" / "anomaly").mkdir(parents=True)
     started = time.perf_counter()
     generated = measure.run_measured([sys.executable, str(Path(__file__).resolve()), "--worker-generate",
-                                      str(prefix), str(agents), repr(per_agent_per_day), str(args.seed)],
+                                      str(prefix), str(agents), repr(per_agent_per_day), str(args.seed),
+                                      str(args.days)],
                                      env=measure.python_env())
     if generated.returncode != 0:
         raise SystemExit(f"generating the alerts failed:\n{generated.stderr[-4000:]}")
@@ -185,6 +197,56 @@ def anomaly_lines(prefix: Path) -> int:
         return sum(1 for line in f if '"scenario"' in line)
 
 
+def _train_step(prefix: Path, args) -> list[str]:
+    last = FIRST_DAY + timedelta(days=args.days - 1)
+    return ["train", "--from", iso(FIRST_DAY), "--to", iso(last - timedelta(minutes=5)), "--now", iso(last)]
+
+
+def _model_files(prefix: Path) -> dict[str, object]:
+    """The saved model of the scenario, file by file, without what differs between two
+    trainings of the same data by design (wall times, library versions)."""
+    models = prefix / "var" / "anomaly" / "models" / SCENARIO
+    current = models / (models / "current").read_text(encoding="utf-8").strip()
+    files: dict[str, object] = {}
+    for path in sorted(current.iterdir()):
+        if path.name == "meta.json":
+            meta = json.loads(path.read_text(encoding="utf-8"))
+            for key in ("fit", "library_versions", "wazuh_anomaly"):
+                meta.pop(key, None)
+            files[path.name] = meta
+        else:
+            files[path.name] = path.read_bytes()
+    return files
+
+
+def measure_baseline(prefix: Path, args, env: dict, row: dict) -> None:
+    """Train the same sandbox with the code of args.baseline, then again with this code,
+    each from an empty state; whether both saved the same model."""
+    var = prefix / "var" / "anomaly"
+    base_env = dict(env)
+    base_env["PYTHONPATH"] = str(args.baseline / "integration")
+    cli = [sys.executable, "-m", "wazuh_anomaly.cli", "--prefix", str(prefix)]
+    models = {}
+    for name, environment in (("baseline_train", base_env), ("train", env)):
+        shutil.rmtree(var, ignore_errors=True)
+        print(f"  {name}", flush=True)
+        result = run_capped(cli + _train_step(prefix, args), args.timeout, environment)
+        row[name] = result
+        if not result["finished"]:
+            print(f"    {result.get('note') or result.get('stderr', '')[-500:]}", flush=True)
+            return
+        found = REPORT.search("\n".join(result["report"]))
+        if found:
+            result["series"] = int(found.group(1) or found.group(2))
+        print(f"    {result['wall_seconds']:.1f} s, {result['peak_rss_mib']:.0f} MiB", flush=True)
+        models[name] = _model_files(prefix)
+    row["same_models"] = models["baseline_train"] == models["train"]
+    if not row["same_models"]:
+        row["models_differ_in"] = sorted(k for k in set(models["train"]) | set(models["baseline_train"])
+                                         if models["train"].get(k) != models["baseline_train"].get(k))
+    row["train_peak_ratio"] = round(row["train"]["peak_rss_mib"] / row["baseline_train"]["peak_rss_mib"], 3)
+
+
 def measure_one(agents: int, spread: str, args, root: Path, env: dict) -> dict:
     per_agent = args.total_per_day / agents if spread == "total" else args.per_agent_per_day
     prefix = root / f"{spread}-{agents}"
@@ -192,14 +254,19 @@ def measure_one(agents: int, spread: str, args, root: Path, env: dict) -> dict:
     row: dict = {"agents": agents, "spread": spread, "alerts_per_agent_per_day": per_agent}
     row.update(prepare(prefix, agents, per_agent, args))
     cli = [sys.executable, "-m", "wazuh_anomaly.cli", "--prefix", str(prefix)]
-    last = FIRST_DAY + timedelta(days=DAYS - 1)
+    last = FIRST_DAY + timedelta(days=args.days - 1)
     grace = 120
     steps = [
-        ("train", ["train", "--from", iso(FIRST_DAY), "--to", iso(last - timedelta(minutes=5)), "--now", iso(last)]),
+        ("train", _train_step(prefix, args)),
         ("first_run", ["run", "--now", iso(last + timedelta(seconds=grace))]),
         ("catchup_run", ["run", "--now", iso(last + timedelta(hours=12, seconds=grace))]),
         ("five_minute_run", ["run", "--now", iso(last + timedelta(hours=12, minutes=5, seconds=grace))]),
     ]
+    if args.baseline is not None:
+        measure_baseline(prefix, args, env, row)
+        steps = steps[1:] if not args.train_only and row.get("train", {}).get("finished") else []
+    elif args.train_only:
+        steps = steps[:1]
     for name, step in steps:
         print(f"  {name}", flush=True)
         result = run_capped(cli + step, args.timeout, env)
@@ -245,11 +312,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--keep", action="store_true", help="keep the sandbox prefixes (printed)")
     parser.add_argument("--scenarios", type=Path, default=measure.SCENARIOS_DIR)
     parser.add_argument("--out", type=Path, default=measure.RESULTS / "scale.json")
-    parser.add_argument("--worker-generate", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--days", type=int, default=DAYS,
+                        help=f"days generated, the last one today's (default {DAYS}); 15 fills the 14-day lookback")
+    parser.add_argument("--train-only", action="store_true", help="only the training step (training memory)")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="a checkout of older code: train each sandbox with it too (before/after, same data)")
+    parser.add_argument("--worker-generate", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker_generate:
-        prefix, agents, per_agent, seed = args.worker_generate
-        print(write_tree(Path(prefix), int(agents), float(per_agent), int(seed)))
+        prefix, agents, per_agent, seed, days = args.worker_generate
+        print(write_tree(Path(prefix), int(agents), float(per_agent), int(seed), int(days)))
         return {}
     if args.entity_top not in ("n", "all", "shipped"):
         args.entity_top = int(args.entity_top)
@@ -270,18 +342,28 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             print(f"sandboxes kept in {root}")
     ten_k = [r for r in rows if r["agents"] >= 10000 and r.get("five_minute_run", {}).get("finished")]
+    trained_10k = [r for r in rows if r["agents"] >= 10000 and r.get("train", {}).get("finished")]
     results = {"benchmark": "scale", "quick": args.quick, "label": args.label, "scenario": SCENARIO,
-               "days": DAYS, "train_days": DAYS - 1, "mvad_epochs": args.mvad_epochs, "timeout_seconds": args.timeout,
+               "days": args.days, "train_days": args.days - 1, "train_only": args.train_only,
+               "baseline": str(args.baseline) if args.baseline else None, "mvad_epochs": args.mvad_epochs, "timeout_seconds": args.timeout,
                "entity_top": args.entity_top, "rows": rows,
                "targets": {"five_minute_run_seconds": TARGET_RUN_SECONDS, "five_minute_run_mib": TARGET_RUN_MIB,
-                           "train_seconds": TARGET_TRAIN_SECONDS},
+                           "train_seconds": TARGET_TRAIN_SECONDS, "train_mib": TARGET_TRAIN_MIB},
+               "train_meets_memory_target_at_10000": (all(r["train"]["peak_rss_mib"] <= TARGET_TRAIN_MIB
+                                                          for r in trained_10k) if trained_10k else None),
                "meets_targets_at_10000": (all(r["five_minute_run"]["wall_seconds"] <= TARGET_RUN_SECONDS
                                               and r["five_minute_run"]["peak_rss_mib"] <= TARGET_RUN_MIB
                                               and r["train"]["wall_seconds"] <= TARGET_TRAIN_SECONDS for r in ten_k)
                                           if ten_k else None)}
     measure.write_results(args.out, results)
+    if args.baseline is not None:
+        measure.print_table(
+            f"training memory: {SCENARIO}, {args.days - 1} days trained, baseline {args.baseline}",
+            ["spread", "agents", "alerts", "before: train", "after: train", "peak ratio", "same model"],
+            [[r["spread"], r["agents"], r["alerts"], cell(r, "baseline_train"), cell(r, "train"),
+              r.get("train_peak_ratio", "-"), r.get("same_models", "-")] for r in rows])
     measure.print_table(
-        f"scale: {SCENARIO}, {DAYS} days ({DAYS - 1} trained), MVAD {args.mvad_epochs} epochs, entity.top {args.entity_top}",
+        f"scale: {SCENARIO}, {args.days} days ({args.days - 1} trained), MVAD {args.mvad_epochs} epochs, entity.top {args.entity_top}",
         ["spread", "agents", "alerts", "train", "first run", "catch-up 12 h", "5-minute run", "anomaly lines"],
         [[r["spread"], r["agents"], r["alerts"], cell(r, "train"), cell(r, "first_run"), cell(r, "catchup_run"),
           cell(r, "five_minute_run"), r["anomaly_lines"]] for r in rows])

@@ -20,6 +20,7 @@ import pandas as pd
 
 from . import jsonio as fastjson
 from . import fileio
+from .chunks import frames_of, in_chunks
 from .errors import LockBusy
 from .fileio import atomic_write, set_aside_damaged
 
@@ -121,9 +122,13 @@ class ScenarioState:
 
     def remember(self, frames: dict[str | None, pd.DataFrame], rows: int, keep: int) -> None:
         """Keep the last `rows` buckets of the busiest `keep` entities that had any activity."""
-        ranked = sorted(frames.items(), key=lambda kv: -float(kv[1].tail(rows).to_numpy().sum()))
-        self.context = {self.entity_key(e): np.round(f.tail(rows).to_numpy(dtype=float), 6).tolist()
-                        for e, f in ranked[:keep] if rows and f.tail(rows).to_numpy().any()}
+        # One chunk of frames at a time (training's frames are built on demand): the
+        # ranking needs one number per entity, the context only the busiest frames.
+        busy = {e: -float(f.tail(rows).to_numpy().sum()) for part in in_chunks(frames) for e, f in part.items()}
+        ranked = sorted(busy, key=busy.__getitem__)[:keep]
+        top = frames_of(frames, ranked)
+        self.context = {self.entity_key(e): np.round(top[e].tail(rows).to_numpy(dtype=float), 6).tolist()
+                        for e in ranked if rows and top[e].tail(rows).to_numpy().any()}
 
     def to_json(self) -> dict:
         return {"name": self.name, "watermark": self.watermark, "context": self.context,

@@ -82,6 +82,14 @@ def _tail(tail: str) -> float | None:
     return value - offset if tail[0] == "+" else value + offset
 
 
+def clear_caches() -> None:
+    """Forget the cached minutes and tails (they fill again as timestamps come). After a
+    long read: entries added all along it are scattered over the interpreter's memory
+    and would keep the memory of everything else read there from going back to the system."""
+    _minutes.clear()
+    _tails.clear()
+
+
 def _cached_minute(head):
     text = head.decode("ascii", "replace") if isinstance(head, bytes) else head
     base = minute_epoch(text)

@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core import progress
+from ..core.chunks import in_chunks, index_of, length_of, ordered
 from ..core.config import Scenario, SeasonalSpec
 from ..core.registry import DETECTORS
 from ..core.trust import read_trusted
 from .base import ScoreFrame, Series
-from .profile import SeasonalProfile
+from .profile import POOLED, SeasonalProfile
 
 # A seasonal threshold never drops below this many robust deviations, however quiet
 # the training data was.
@@ -54,26 +56,61 @@ class SeasonalDetector:
         return self
 
     def calibration_scores(self, series: Series, folds: int = CALIBRATION_FOLDS) -> dict:
-        """Out-of-sample training scores, per entity: the days are split into `folds`
+        """Out-of-sample training scores, per entity (calibration_chunks, all of them)."""
+        out: dict = {}
+        for part in self.calibration_chunks(series, folds):
+            out.update(part)
+        return out
+
+    def calibration_chunks(self, series: Series, folds: int = CALIBRATION_FOLDS, *, chunk: int | None = None):
+        """Out-of-sample training scores, per entity, yielded `chunk` entities at a time
+        (only one chunk's frames are built at once): the days are split into `folds`
         groups, and each group is scored by a profile fitted on the others. Scores of the
         very buckets a profile was fitted on are tighter than any later day's (its
         medians and scales were chosen to fit them), and a tail calibrated on them would
-        alert more often than it promises."""
-        days = {e: (f.index.asi8 // (86400 * 10**9)) % folds for e, f in series.items() if len(f)}
-        if len({d for arr in days.values() for d in np.unique(arr).tolist()}) < folds:
-            return {e: self.score(f, e)["score"].to_numpy() for e, f in series.items() if len(f)}
-        out = {e: np.zeros(len(series[e])) for e in days}
+        alert more often than it promises. What a fold's profile shares across entities
+        (the pooled profile, from at most POOLED_SAMPLE of them) is fitted first; each
+        entity's own profile depends on its frame alone, so chunks give the same scores."""
+        keys = [e for e in series if length_of(series, e)]
+        fold_of = {}             # entity -> each bucket's fold, computed once per distinct index
+        present = {}             # entity -> the folds its buckets fall in
+        by_index: dict[int, tuple[pd.Index, np.ndarray, frozenset]] = {}
+        for e in keys:
+            index = index_of(series, e)
+            known = by_index.get(id(index))
+            if known is None or known[0] is not index:
+                days = (index.asi8 // (86400 * 10**9)) % folds
+                known = by_index[id(index)] = (index, days, frozenset(np.unique(days).tolist()))
+            fold_of[e], present[e] = known[1], known[2]
+        if len(frozenset().union(*present.values()) if present else ()) < folds:
+            with progress.steps("scoring entities", len(keys)) as scoring:
+                for part in in_chunks(ordered(series, keys), chunk):
+                    scoring.step(by=len(part))
+                    yield {e: self.score(f, e)["score"].to_numpy() for e, f in part.items()}
+            return
+        # Per fold: who has buckets outside it (its "rest"), and the pooled profile of those.
+        rests, pooled = [], []
         for fold in range(folds):
-            rest = {e: series[e][days[e] != fold] for e in days}
-            rest = {e: f for e, f in rest.items() if len(f)}
-            profile = SeasonalProfile(self.features, weekday=self.spec.weekday, min_scale=self.spec.min_scale).fit(rest)
-            for e in days:
-                held = days[e] == fold
-                if held.any():
-                    frame = series[e][held]
-                    key = e if e in rest else None   # an entity seen only in this fold: the pooled profile
-                    out[e][held] = self._scores(profile.deviation(frame, key))
-        return out
+            rest = [e for e in keys if present[e] - {fold}]
+            rests.append(set(rest))
+            profile = SeasonalProfile(self.features, weekday=self.spec.weekday, min_scale=self.spec.min_scale)
+            profile.fit_pooled(ordered(series, rest), rows=lambda e, fold=fold: fold_of[e] != fold)
+            pooled.append((profile.medians[POOLED], profile.scales[POOLED], len(rest) > 1))
+        with progress.steps("scoring entities", len(keys)) as scoring:
+            for part in in_chunks(ordered(series, keys), chunk):
+                scoring.step(by=len(part))
+                out = {e: np.zeros(len(f)) for e, f in part.items()}
+                for fold in range(folds):
+                    profile = SeasonalProfile(self.features, weekday=self.spec.weekday, min_scale=self.spec.min_scale)
+                    profile.medians[POOLED], profile.scales[POOLED], per_entity = pooled[fold]
+                    if per_entity:
+                        profile.fit_entities({e: f[fold_of[e] != fold] for e, f in part.items() if e in rests[fold]})
+                    for e, frame in part.items():
+                        held = fold_of[e] == fold
+                        if held.any():
+                            key = e if e in rests[fold] else None   # seen only in this fold: the pooled profile
+                            out[e][held] = self._scores(profile.deviation(frame[held], key))
+                yield out
 
     def _scores(self, z: np.ndarray) -> np.ndarray:
         z = np.maximum(z, 0.0) if self.spec.direction == "up" else np.abs(z)

@@ -7,6 +7,7 @@ split it at bucket boundaries gives the same frame.
 """
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections import defaultdict
@@ -15,6 +16,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pandas as pd
 
+from ..core import progress
+from ..core.chunks import CHUNK, LazyFrames
 from ..core.config import Condition, Scenario
 # The one filter language's compiler and field access (core/filters.py), shared with the real-time path.
 from ..core.filters import any_of_slow as _any_of_slow
@@ -53,6 +56,11 @@ _CALL = "call"     # an aggregation without an inline operation: its add() is ca
 
 def _vocab_key(entity: str | None) -> str:
     return "" if entity is None else "=" + entity
+
+
+def _entity_order(entity: str | None) -> tuple[bool, str]:
+    """How compact() orders entities: None first, then by name."""
+    return (entity is not None, entity or "")
 
 
 def _capped(counts: dict[str, int]) -> dict[str, int]:
@@ -101,6 +109,9 @@ class FeatureAggregator:
         self._gate = _groups_gate(groups)
         # (entity, bucket) -> accumulators, only for buckets that saw a matching alert.
         self._cells: dict[tuple[str | None, int], list[Any]] = {}
+        # After compact(): entity -> (bucket numbers, their finished feature values), the
+        # cells of the chosen entities in arrays (a few bytes a value instead of objects).
+        self._compact: tuple[list, np.ndarray, np.ndarray, np.ndarray] | None = None
         self.entity_volume: dict[str | None, int] = defaultdict(int)
         # feature -> entity key -> value -> number of earlier buckets it was seen in
         self.vocabulary = vocabulary or {}
@@ -223,9 +234,94 @@ class FeatureAggregator:
         return ranked if top is None else ranked[:top]
 
     def release(self) -> None:
-        """Forget the accumulated cells once their frames are built (training holds the
-        frames of every entity; the cells of 800,000 alerts are hundreds of MiB more)."""
+        """Forget the accumulated cells (and their compact arrays)."""
         self._cells = {}
+        self._compact = None
+
+    def compact(self, top: int | None = None) -> list[str | None]:
+        """Turn the cells of the entities frames() would choose into a few arrays (bucket
+        numbers and finished feature values, entity after entity; rare values judged in
+        time order, as frames() does) and forget every cell. The cells of millions of
+        alerts are objects of about 230 bytes each, scattered over the interpreter's
+        memory; the arrays are 8 bytes a value, and no small object is made while the
+        cells are let go, so their memory goes back to the system. Returns those
+        entities, busiest first; frame(), frames() and series() then read the arrays."""
+        if top is None and self.scenario.entity is not None:
+            top = self.scenario.entity.top
+        chosen = self.entities(top)
+        wanted = set(chosen)
+        cells = self._cells
+        keys = [k for k in cells if k[0] in wanted]
+        try:
+            keys.sort()                       # entity, then bucket: each entity's cells in time order
+        except TypeError:                     # None beside names (no entity and entities): None first
+            keys.sort(key=lambda k: (k[0] is not None, k[0] or "", k[1]))
+        names = sorted(wanted, key=_entity_order)
+        offsets = np.zeros(len(names) + 1, dtype=np.int64)
+        buckets = np.empty(len(keys), dtype=np.int64)
+        values = np.empty((len(keys), len(self.features)), dtype=float)
+        rare = [i for i, a in enumerate(self._aggs) if a.uses_vocabulary]
+        at = 0
+        with progress.steps("compacting entities", len(names)) as compacting:
+            for n, entity in enumerate(names):
+                compacting.step()
+                at = self._compact_one(entity, keys, at, cells, buckets, values, rare)
+                offsets[n + 1] = at
+        del keys, cells
+        self._cells = {}
+        self._compact = (names, offsets, buckets, values)
+        return chosen
+
+    def _compact_one(self, entity: str | None, keys: list, at: int, cells: dict, buckets: np.ndarray,
+                     values: np.ndarray, rare: list[int]) -> int:
+        """Copy one entity's cells (keys[at:], in time order) into the arrays; the next position.
+        Rare values: seen in at most max_seen earlier buckets of this entity, in time order."""
+        aggs = self._aggs
+        seen = {i: dict(self.vocabulary.get(self.features[i].name, {}).get(_vocab_key(entity), {})) for i in rare}
+        while at < len(keys) and keys[at][0] == entity:
+            key = keys[at]
+            cell = cells[key]
+            buckets[at] = key[1]
+            values[at] = [a.final(acc) for a, acc in zip(aggs, cell)]
+            for i in rare:
+                counts, limit = seen[i], self.features[i].max_seen
+                values[at, i] = float(sum(1 for v in cell[i] if counts.get(v, 0) <= limit))
+                for v in cell[i]:
+                    counts[v] = counts.get(v, 0) + 1
+            at += 1
+        for i in rare:
+            self._vocabulary_after.setdefault(self.features[i].name, {})[_vocab_key(entity)] = _capped(seen[i])
+        return at
+
+    def _compacted(self, entity: str | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """(bucket numbers, finished values) of a compacted entity; None if it is not."""
+        if self._compact is None:
+            return None
+        names, offsets, buckets, values = self._compact
+        i = bisect.bisect_left(names, _entity_order(entity), key=_entity_order)
+        if i >= len(names) or names[i] != entity:
+            return None
+        return buckets[offsets[i]:offsets[i + 1]], values[offsets[i]:offsets[i + 1]]
+
+    def series(self, entities: list[str | None], start: float | None = None, *, chunk: int = CHUNK) -> LazyFrames:
+        """The frames of these entities (compacted) from `start` on (aligned; default the
+        range's start), as a mapping that builds them only when asked, a chunk at a time."""
+        if self._compact is None:
+            self.compact()
+        offset = 0 if start is None else max(0, min(self.n_buckets, int((start - self.start) // self.step)))
+        index = self.index()[offset:]
+        columns = [f.name for f in self.features]
+        empty = (np.zeros(0, dtype=np.int64), np.zeros((0, len(columns))))
+
+        def build(entities: list) -> dict:
+            out = {}
+            for entity in entities:
+                buckets, finals = self._compacted(entity) or empty
+                values = np.zeros((self.n_buckets, len(columns)), dtype=float)
+                values[buckets] = finals
+                out[entity] = pd.DataFrame(values[offset:], index=index, columns=columns)
+            return out
+        return LazyFrames(entities, build, lambda entity: len(index), lambda entity: index, chunk_size=chunk)
 
     def last_seen(self) -> dict[str | None, float]:
         """Each entity's last bucket (its start, epoch seconds) with an alert a feature counted."""
@@ -233,6 +329,11 @@ class FeatureAggregator:
         for entity, bucket in self._cells:
             if bucket > last.get(entity, -1):
                 last[entity] = bucket
+        if self._compact is not None:
+            names, offsets, buckets, _ = self._compact
+            for n, entity in enumerate(names):
+                if offsets[n + 1] > offsets[n] and int(buckets[offsets[n + 1] - 1]) > last.get(entity, -1):
+                    last[entity] = int(buckets[offsets[n + 1] - 1])
         return {e: self.start + b * self.step for e, b in last.items()}
 
     def recent_entities(self, since: float) -> set[str | None]:
@@ -241,6 +342,8 @@ class FeatureAggregator:
 
     def frame(self, entity: str | None = None) -> pd.DataFrame:
         """The bucket x feature frame of one entity (or of the whole stream)."""
+        if self._compacted(entity) is not None:
+            return self.series([entity])[entity]
         return self._frame_of(entity, [(bucket, cell) for (cell_entity, bucket), cell in self._cells.items()
                                        if cell_entity == entity])
 
@@ -292,6 +395,8 @@ class FeatureAggregator:
         if top is None and self.scenario.entity is not None:
             top = self.scenario.entity.top
         chosen = self.entities(top)
+        if self._compact is not None and all(self._compacted(e) is not None for e in chosen):
+            return dict(self.series(chosen).items())
         by_entity: dict[str | None, list[tuple[int, list]]] = {e: [] for e in chosen}
         for (entity, bucket), cell in self._cells.items():
             cells = by_entity.get(entity)

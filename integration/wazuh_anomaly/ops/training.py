@@ -8,10 +8,11 @@ import logging
 
 import pandas as pd
 
-from ..core import progress
+from ..core import progress, timeparse
 from ..core.errors import ConfigError, WazuhAnomalyError
 from ..core.config import Scenario
 from ..core.state import ScenarioState
+from ..core.chunks import CHUNK, materialize
 from ..features.aggregate import FeatureAggregator, align_down
 from ..pipeline.flow import Reading
 from ..pipeline.models import ModelBundle, context_entities
@@ -20,12 +21,16 @@ from .runreport import RunReport, ScenarioReport, fmt_hours, fmt_time
 
 log = logging.getLogger("wazuh_anomaly")
 RARE_WARMUP_SECONDS = 86400
+CHUNK_BUCKETS = 3 * 288     # the buckets of a full training chunk of CHUNK entities
 
 
 class Training:
     """The training half of the Runner (ops/runner.py), which provides config, now,
     state_dir, _read, _health and _end_of_complete_buckets."""
 
+    # Entities whose frames are built, fitted and scored at once while training (None:
+    # chunk_entities(), CHUNK entities of 3 days of 5-minute buckets or as many values).
+    training_chunk: int | None = None
     def _train(self, scenarios: list[Scenario], report: RunReport, start: float | None = None,
                end: float | None = None, *, explicit: bool = False) -> dict[str, ModelBundle]:
         """Train the given scenarios from one pass over their history."""
@@ -41,6 +46,7 @@ class Training:
             for s in scenarios:
                 training.step(s.name)
                 bundle = self._train_one(s, report, ranges[s.name], aggregators[s.name], reading, explicit)
+                aggregators[s.name].release()     # its data, before the next scenario's frames
                 if bundle is not None:
                     trained[s.name] = bundle
         return trained
@@ -79,8 +85,8 @@ class Training:
         # forgotten: no profile, no model, no context or vocabulary in the state.
         recent = (agg.recent_entities(s_end - s.entity.forget_after_days * 86400)
                   if s.entity is not None else None)
-        series, vocabulary, fit_from = self._training_series(s, agg, s_start, s_end, recent)
-        agg.release()
+        series, vocabulary, fit_from = self._training_series(
+            s, agg, s_start, s_end, recent, self.training_chunk or chunk_entities(agg.n_buckets))
         try:
             bundle, series = self._fit(s, series, vocabulary, s_start, fit_from, s_end)
         except (ValueError, RuntimeError, WazuhAnomalyError) as exc:
@@ -110,25 +116,30 @@ class Training:
 
     @staticmethod
     def _training_series(s: Scenario, agg: FeatureAggregator, s_start: float, s_end: float,
-                         recent: set | None = None):
+                         recent: set | None = None, chunk: int = CHUNK):
         """The frames a scenario learns from (of the `recent` entities only, when given),
-        and the rare-value vocabulary after them."""
-        frames = agg.frames()
+        built on demand a chunk of `chunk` entities at a time, and the rare-value
+        vocabulary after them. The aggregator's cells become compact arrays (the only
+        copy of the data held from here on)."""
+        chosen = agg.compact()
+        timeparse.clear_caches()     # so the memory of the cells just let go returns to the system
         if recent is not None:
-            frames = {e: f for e, f in frames.items() if e in recent}
-        if not frames:
-            # Nothing matched in the whole history: learn that zero is normal, so the
-            # first activity ever is reported instead of waiting for a model forever.
-            frames = {None: agg.frame(None)}
-            log.info("%s: no alert matched its features in the training range; training on zeros", s.name)
+            chosen = [e for e in chosen if e in recent]
         fit_from = s_start
         if s.has_rare_features:
             # Everything is "rare" while the vocabulary is young: the first day only
             # builds it, and the detectors learn from the buckets after that.
             fit_from = s_start + min(RARE_WARMUP_SECONDS, (s_end - s_start) / 3)
             fit_from = align_down(fit_from, s.bucket_seconds)
-        cut = pd.Timestamp(fit_from, unit="s", tz="UTC")
-        series = {e: f if not len(f) or f.index[0] >= cut else f[f.index >= cut] for e, f in frames.items()}
+        if not chosen:
+            # Nothing matched in the whole history: learn that zero is normal, so the
+            # first activity ever is reported instead of waiting for a model forever.
+            frames = {None: agg.frame(None)}
+            log.info("%s: no alert matched its features in the training range; training on zeros", s.name)
+            cut = pd.Timestamp(fit_from, unit="s", tz="UTC")
+            series = {e: f if not len(f) or f.index[0] >= cut else f[f.index >= cut] for e, f in frames.items()}
+        else:
+            series = agg.series(chosen, start=max(fit_from, agg.start), chunk=chunk)
         return series, agg.vocabulary_after(recent), fit_from
 
     def _fit(self, s: Scenario, series: dict, vocabulary: dict, s_start: float, fit_from: float,
@@ -136,6 +147,10 @@ class Training:
         """Fit, calibrate and save; returns the model and the series it learned from."""
         # Suppressed periods and false positives are not normal: left out (lifecycle.py).
         exclusions = lifecycle.training_exclusions(self.config, s, fit_from, s_end)
+        if exclusions:
+            # Excluded buckets are replaced from a profile of every kept bucket: with
+            # suppressions or false positives in the range the frames are held at once.
+            series = materialize(series)
         series, excluded = lifecycle.exclude_from_training(s, series, exclusions)
         bundle = ModelBundle.train(s, series, trained_from=s_start, trained_to=s_end,
                                    device=self.config.run.device, threads=self.config.run.threads, now=self.now)
@@ -144,6 +159,13 @@ class Training:
         bundle.meta["exclusions"] = sorted({x.why for x in exclusions})
         bundle.save(self.config.models_dir, keep=self.config.run.keep_models)
         return bundle, series
+
+
+def chunk_entities(buckets: int) -> int:
+    """Entities per training chunk: CHUNK of them over 3 days of 5-minute buckets (what
+    scoring holds at once), fewer over a longer lookback so a chunk's arrays stay as
+    small (14 days of 5-minute buckets: 107 entities, about 17 MB a copy of 5 features)."""
+    return max(1, min(CHUNK, CHUNK * CHUNK_BUCKETS // max(buckets, 1)))
 
 
 def forget(state: ScenarioState, recent: set) -> None:

@@ -25,10 +25,11 @@ import pandas as pd
 
 from .. import __version__
 from ..core import progress
+from ..core.chunks import frames_of, in_chunks, length_of, materialize, ordered
 from ..features.calendar import calendar_names, with_calendar
 from ..core.config import Scenario
 from ..detectors import Calibration, SeasonalProfile, detector_class, library_versions
-from ..detectors.base import alert_probability, severity_for, title_of, worth_raising
+from ..detectors.base import ScoreTally, alert_probability, severity_for, title_of, worth_raising
 from ..core.errors import ModelError
 from ..core.findings import Anomaly, FeatureContribution, iso
 from .scores import score_quantiles as quantiles_of
@@ -57,7 +58,7 @@ def detailed_entities(scenario: Scenario, series: dict[str | None, pd.DataFrame]
     covers every entity)."""
     if scenario.entity is None or not any(every_entity(n) for n in scenario.detectors):
         return None
-    volume = {e: float(np.nansum(f.to_numpy(dtype=float))) for e, f in series.items()}
+    volume = {e: float(np.nansum(f.to_numpy(dtype=float))) for part in in_chunks(series) for e, f in part.items()}
     ranked = sorted(series, key=lambda e: (-volume[e], "" if e is None else e))
     return ranked[:scenario.entity.mvad_top]
 
@@ -101,7 +102,7 @@ def training_scores(detector, inputs: dict[str | None, pd.DataFrame], *, chunk: 
 def _constant(series: dict[str | None, pd.DataFrame]) -> bool:
     """Every value of every frame the same (one frame at a time: never all of them joined)."""
     first = None
-    for frame in series.values():
+    for frame in (f for part in in_chunks(series) for f in part.values()):
         values = frame.to_numpy(dtype=float)
         if not values.size:
             continue
@@ -122,8 +123,8 @@ def _iso(epoch: float) -> str:
 
 def data_hash(series: dict[str | None, pd.DataFrame]) -> str:
     digest = hashlib.sha256()
-    for entity in sorted(series, key=lambda e: "" if e is None else e):
-        frame = series[entity]
+    order = sorted(series, key=lambda e: "" if e is None else e)
+    for entity, frame in ((e, f) for part in in_chunks(ordered(series, order)) for e, f in part.items()):
         digest.update(repr(entity).encode())
         digest.update(np.ascontiguousarray(frame.index.asi8).tobytes())
         digest.update(np.ascontiguousarray(frame.to_numpy(dtype=float)).tobytes())
@@ -174,7 +175,12 @@ class ModelBundle:
               now: float | None = None) -> "ModelBundle":
         """Fit every detector of the scenario and calibrate it on its own training scores."""
         features = scenario.feature_names
-        series = {e: f if list(f.columns) == features else f[features] for e, f in series.items() if len(f)}
+        if isinstance(series, dict):
+            series = {e: f if list(f.columns) == features else f[features] for e, f in series.items() if len(f)}
+        else:
+            # Frames built on demand (core.chunks.LazyFrames, with the scenario's columns):
+            # only a chunk of entities is held at a time, never every entity's frame.
+            series = ordered(series, [e for e in series if length_of(series, e)])
         if not series:
             raise ValueError("no training data")
         profile = SeasonalProfile(features, weekday=scenario.seasonal.weekday,
@@ -199,12 +205,14 @@ class ModelBundle:
                 own = series
                 if detailed is not None and not getattr(cls_, "every_entity", False):
                     # A costly detector models the busiest entities; the others have the cheap ones.
-                    own = {e: series[e] for e in detailed}
+                    own = frames_of(series, detailed)
                     if not own:
                         skipped[name] = "entity.mvad_top is 0"
                         continue
                     if len(own) < len(series):
                         detector_entities[name] = [e for e in own if e is not None]
+                if not hasattr(cls_, "calibration_chunks"):
+                    own = materialize(own)     # a detector that learns from every frame at once
                 fitting.step(name)
                 # Only a detector that asks for them sees the opt-in calendar columns.
                 calendared = getattr(cls_, "uses_calendar", False)
@@ -213,29 +221,35 @@ class ModelBundle:
                 inputs = {e: with_calendar(f, scenario) for e, f in own.items()} if calendared else own
                 started = time.monotonic()
                 detector.fit(inputs)
-                if hasattr(detector, "calibration_scores"):
+                if hasattr(detector, "calibration_chunks"):
                     # Out-of-sample scores where the detector can give them cheaply: in-sample
                     # scores are tighter than any later day's, and the tail would promise too little.
-                    with progress.steps("scoring held-out days", 1) as scoring:
-                        scoring.step()
-                        per_entity = detector.calibration_scores(inputs)
+                    parts = detector.calibration_chunks(inputs)
+                elif hasattr(detector, "calibration_scores"):
+                    parts = iter([detector.calibration_scores(inputs)])
                 else:
-                    per_entity = training_scores(detector, inputs)
+                    parts = iter([training_scores(detector, inputs)])
                 floor = getattr(detector, "threshold_floor", None)
-                pooled_scores = np.concatenate([s for s in per_entity.values() if len(s)])
+                # Every series' scores go into one tally (what the pooled tail needs of
+                # them), a chunk of entities at a time.
+                pooled_scores = ScoreTally()
+                own_tails: dict[str, Calibration] = {}
+                for per_entity in parts:
+                    for entity, scores in per_entity.items():
+                        pooled_scores.add(scores)
+                        # Entities with weeks of history get a tail of their own: a noisy
+                        # firewall must not hide a quiet server.
+                        if entity is not None and len(scores) >= ENTITY_TAIL_SCORES:
+                            own_tails[entity] = Calibration.from_scores(scores, floor=floor)
                 score_quantiles[name] = quantiles_of(pooled_scores)   # the yardstick of the drift check
-                cals = {POOLED: Calibration.from_scores(pooled_scores, floor=floor)}
-                # Entities with weeks of history get a tail of their own: a noisy firewall
-                # must not hide a quiet server.
-                for entity, scores in per_entity.items():
-                    if entity is not None and len(scores) >= ENTITY_TAIL_SCORES:
-                        cals[entity] = Calibration.from_scores(scores, floor=floor)
+                cals = {POOLED: Calibration.from_scores(pooled_scores, floor=floor), **own_tails}
                 detectors[name] = detector
                 calibrations[name] = cals
                 details[name] = {"fit_seconds": round(time.monotonic() - started, 3),
                                  "training": getattr(detector, "training_", {})}
         now = time.time() if now is None else now
-        version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + data_hash(series)[:8]
+        digest = data_hash(series)
+        version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + digest[:8]
         meta = {
             "format": FORMAT, "scenario": scenario.name, "version": version, "features": features,
             "bucket_minutes": scenario.bucket_minutes,
@@ -246,7 +260,7 @@ class ModelBundle:
             "trained_at": _iso(now), "trained_at_epoch": now,
             "trained_from": _iso(trained_from), "trained_from_epoch": trained_from,
             "trained_to": _iso(trained_to), "trained_to_epoch": trained_to,
-            "buckets": int(sum(len(f) for f in series.values())), "data_hash": data_hash(series),
+            "buckets": int(sum(length_of(series, e) for e in series)), "data_hash": digest,
             "calibration": {d: {k: c.to_json() for k, c in cals.items()} for d, cals in calibrations.items()},
             "calendar": calendar, "score_quantiles": score_quantiles,
             "fit": details, "library_versions": library_versions(), "wazuh_anomaly": __version__,

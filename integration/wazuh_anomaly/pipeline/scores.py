@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..core.state import atomic_write_json, damaged, read_json
+from ..detectors.base import ScoreTally
 
 if TYPE_CHECKING:
     from .models import ModelBundle
@@ -18,7 +19,9 @@ if TYPE_CHECKING:
 SCORE_QUANTILES = np.linspace(0.0, 1.0, 101)
 
 
-def score_quantiles(scores: np.ndarray) -> list[float]:
+def score_quantiles(scores: np.ndarray | ScoreTally) -> list[float]:
+    if isinstance(scores, ScoreTally):
+        return np.round(scores.quantile(SCORE_QUANTILES), 9).tolist() if scores.n else []
     scores = np.asarray(scores, dtype=float)
     scores = scores[np.isfinite(scores)]
     return np.round(np.quantile(scores, SCORE_QUANTILES), 9).tolist() if scores.size else []
