@@ -145,3 +145,32 @@ def mixed_lines(seed: int, count: int, *, repeated: float = 0.3, bad: float = 0.
         else:
             lines.append(json.dumps(r).encode())
     return lines
+
+
+def crash_then_resume(src, out, state, crash: str, check_delivery=None) -> None:
+    """Run the normaliser over `src` in a child killed inside its next delivery: after
+    appending it (`after_the_append`), before (`before_the_append`), or after another
+    writer appended to the same output first (`after_another_writer_appended`); then run it
+    again in this process, as a restart would. `check_delivery(data)` sees the delivery."""
+    import multiprocessing
+    import os
+
+    from wazuh_anomaly.netflow.settings import NetflowSettings
+    from wazuh_anomaly.netflow.stream import FileOutput, normalize_file
+
+    class Crashing(FileOutput):
+        def __call__(self, data: bytes) -> None:
+            if check_delivery is not None:
+                check_delivery(data)
+            if crash == "after_another_writer_appended":   # e.g. an nfacctd normaliser on the same file
+                super().__call__(b'{"other": "writer"}\n')
+            if crash != "before_the_append":
+                super().__call__(data)
+            os._exit(3)                                     # killed before the state save
+
+    child = multiprocessing.get_context("fork").Process(
+        target=lambda: normalize_file(src, Crashing(out), NetflowSettings(), state_file=state))
+    child.start()
+    child.join()
+    assert child.exitcode == 3
+    normalize_file(src, FileOutput(out), NetflowSettings(), state_file=state)

@@ -210,8 +210,7 @@ def test_scan_probes_older_than_the_window_do_not_count():
 
 @pytest.mark.parametrize("crash", ["after_the_append", "before_the_append", "after_another_writer_appended"])
 def test_a_crash_between_append_and_state_save_neither_repeats_nor_loses_a_batch(tmp_path, crash):
-    import multiprocessing
-
+    from netflow_mixed import crash_then_resume
     from wazuh_anomaly.netflow.stream import FileOutput
 
     src, out = tmp_path / "flows.json", tmp_path / "out.json"
@@ -221,20 +220,7 @@ def test_a_crash_between_append_and_state_save_neither_repeats_nor_loses_a_batch
     with src.open("a") as fh:                                  # the batch the crash interrupts
         fh.write("".join(json.dumps(dict(PMACCTD_LINE, port_src=p)) + "\n" for p in range(2000, 2010)))
 
-    class Crashing(FileOutput):
-        def __call__(self, data: bytes) -> None:
-            if crash == "after_another_writer_appended":   # e.g. an nfacctd normaliser on the same file
-                super().__call__(b'{"other": "writer"}\n')
-            if crash != "before_the_append":
-                super().__call__(data)
-            os._exit(3)                                     # killed before the state save
-
-    child = multiprocessing.get_context("fork").Process(
-        target=lambda: normalize_file(src, Crashing(out), NetflowSettings(), state_file=state))
-    child.start()
-    child.join()
-    assert child.exitcode == 3
-    normalize_file(src, FileOutput(out), NetflowSettings(), state_file=state)
+    crash_then_resume(src, out, state, crash)
     ports = [json.loads(line).get("source", {}).get("port") for line in out.read_text().splitlines()]
     assert sorted(p for p in ports if p) == list(range(1000, 1010)) + list(range(2000, 2010))
 

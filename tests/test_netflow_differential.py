@@ -18,7 +18,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from netflow_mixed import mixed_lines
+from netflow_mixed import crash_then_resume, mixed_lines
 from wazuh_anomaly.netflow import stream
 from wazuh_anomaly.netflow.settings import NetflowSettings
 from wazuh_anomaly.netflow.stream import FileOutput, FlowPipeline, normalize_file, state_file_for
@@ -105,21 +105,10 @@ def test_a_crash_around_a_delivery_of_megabytes_neither_repeats_nor_loses_it(tmp
     with src.open("ab") as fh:                                   # the delivery the crash interrupts: ~3 MB
         fh.write(b"\n".join(lines[3000:]) + b"\n")
 
-    class Crashing(FileOutput):
-        def __call__(self, data: bytes) -> None:
-            assert len(data) > 4 * FileOutput.EDGE_BYTES
-            if crash == "after_another_writer_appended":
-                super().__call__(b'{"other": "writer"}\n')
-            if crash != "before_the_append":
-                super().__call__(data)
-            os._exit(3)
+    def big(data: bytes) -> None:
+        assert len(data) > 4 * FileOutput.EDGE_BYTES
 
-    child = multiprocessing.get_context("fork").Process(
-        target=lambda: normalize_file(src, Crashing(out), NetflowSettings(), state_file=state))
-    child.start()
-    child.join()
-    assert child.exitcode == 3
-    normalize_file(src, FileOutput(out), NetflowSettings(), state_file=state)
+    crash_then_resume(src, out, state, crash, big)
     written = [line for line in out.read_bytes().splitlines() if line != b'{"other": "writer"}']
     expected, _ = _one_run(tmp_path, src.read_bytes(), "cold")
     assert written == expected.splitlines()
