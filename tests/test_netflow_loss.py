@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from wazuh_anomaly.cli.app import main
+from wazuh_anomaly.core.follow import Follower
 from wazuh_anomaly.netflow.normalize import BadRecord, Normalizer
 from wazuh_anomaly.netflow.settings import NetflowSettings
 from wazuh_anomaly.netflow.stream import FileOutput, follow, normalize_file, state_file_for
@@ -331,3 +332,52 @@ def test_a_truncation_without_a_copy_while_following_is_counted_and_raised_at_on
     assert result["stats"].lost_in_rotation == 1
     assert [check for check, _ in health] == ["source_unreadable"]
     assert f"{src} was rotated" in health[0][1] and "delaycompress" in health[0][1]
+
+
+@pytest.mark.parametrize("rotations", [2, 3])
+def test_a_follower_asleep_through_several_copytruncates_reads_every_copy_even_compressed(tmp_path, rotations):
+    """Real logrotate (copytruncate, delaycompress, compress) several times between two
+    polls: the first copy is compressed by then, the newer ones too but the last; every
+    record is in a file, so every record is read, once, and no loss is claimed."""
+    src = tmp_path / "flows.json"
+    src.write_bytes(b"".join(record(i) for i in range(10)))
+    follower = Follower(src)
+    got = [line for batch in follower.batches() for _, line in batch]
+    seq = 10
+    for _ in range(rotations):
+        with src.open("ab") as fh:
+            fh.write(b"".join(record(i) for i in range(seq, seq + 5)))
+        seq += 5
+        logrotate(tmp_path, src, "copytruncate")
+        time.sleep(0.02)         # the copies' modification times tell which is newer
+    with src.open("ab") as fh:
+        fh.write(b"".join(record(i) for i in range(seq, seq + 3)))
+    seq += 3
+    got += [line for batch in follower.batches() for _, line in batch]
+    follower.close()
+    assert [json.loads(line)["bytes"] - 1 for line in got] == list(range(seq))
+    assert follower.losses == []
+    assert (tmp_path / "flows.json.2.gz").exists() and (tmp_path / "flows.json.1").exists()
+
+
+@pytest.mark.parametrize("rotations", [2, 3])
+def test_a_cron_run_after_several_copytruncates_reads_every_copy_even_compressed(tmp_path, rotations):
+    """The same between two runs from cron: the rest of the first copy is read from its
+    .gz, the newer copies whole, oldest first, then the file."""
+    src, out = tmp_path / "flows.json", tmp_path / "out.json"
+    state = state_file_for(tmp_path / "state", src)
+    src.write_bytes(b"".join(record(i) for i in range(10)))
+    runs = [normalize_file(src, FileOutput(out), NetflowSettings(), state_file=state)]
+    seq = 10
+    for _ in range(rotations):
+        with src.open("ab") as fh:
+            fh.write(b"".join(record(i) for i in range(seq, seq + 5)))
+        seq += 5
+        logrotate(tmp_path, src, "copytruncate")
+        time.sleep(0.02)
+    with src.open("ab") as fh:
+        fh.write(record(seq))
+    seq += 1
+    runs.append(normalize_file(src, FileOutput(out), NetflowSettings(), state_file=state))
+    assert seqs_of(out) == list(range(seq))
+    assert [r.lost_in_rotation for r in runs] == [0, 0]
