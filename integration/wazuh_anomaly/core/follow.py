@@ -20,7 +20,10 @@ line handed out: nothing is read twice, nothing is skipped.
   may not have reopened yet), then the new file from its start.
 - **Rotation by copytruncate**: the file shrinks (or its first bytes change); what was
   written between our last read and the copy is read from the copy (the newest file
-  beside it with the same first bytes), then the file again from its start.
+  beside it with the same first bytes; its `.gz` when logrotate compressed it since),
+  then every copy made after it whole, oldest first (copied and truncated more than once
+  between two looks), then the file again from its start. What the writer wrote between
+  logrotate's copy and its truncation is in no file: no reader can count it.
 - **While stopped**: a saved position names the file by identity (st_dev:st_ino) and a
   fingerprint of its first bytes (so a reused inode is not taken for the old file). If
   the file there is another one, the old one is looked for among the candidates (by
@@ -46,8 +49,9 @@ from typing import Callable, Iterable, Iterator
 
 from .fileio import open_file
 
-__all__ = ["FileReader", "Follower", "GzipStream", "LineReader", "Run", "StreamReader", "find_rotated",
-           "fingerprint_length", "head_fingerprint", "same_file", "valid_mark", "HEAD_BYTES", "MAX_LINE_BYTES"]
+__all__ = ["FileReader", "Follower", "GzipFileReader", "GzipStream", "LineReader", "Run", "StreamReader",
+           "compressed", "find_rotated", "fingerprint_length", "gzip_head", "head_fingerprint", "same_file",
+           "valid_mark", "HEAD_BYTES", "MAX_LINE_BYTES"]
 
 HEAD_BYTES = 1024              # a file is known by its first bytes (a reused inode, a rewrite)
 MAX_LINE_BYTES = 65536         # default limit of one input line
