@@ -334,22 +334,24 @@ def test_a_truncation_without_a_copy_while_following_is_counted_and_raised_at_on
     assert f"{src} was rotated" in health[0][1] and "delaycompress" in health[0][1]
 
 
+@pytest.mark.parametrize("style", ["copytruncate", "create"])
 @pytest.mark.parametrize("rotations", [2, 3])
-def test_a_follower_asleep_through_several_copytruncates_reads_every_copy_even_compressed(tmp_path, rotations):
-    """Real logrotate (copytruncate, delaycompress, compress) several times between two
-    polls: the first copy is compressed by then, the newer ones too but the last; every
-    record is in a file, so every record is read, once, and no loss is claimed."""
+def test_a_follower_asleep_through_several_rotations_reads_every_file_even_compressed(tmp_path, rotations, style):
+    """Real logrotate (delaycompress, compress) several times between two polls: the file
+    we were reading is compressed by then (or still open, when renamed), the newer ones
+    too but the last; every record is in a file, so every record is read, once, and no
+    loss is claimed."""
     src = tmp_path / "flows.json"
     src.write_bytes(b"".join(record(i) for i in range(10)))
-    follower = Follower(src)
+    follower = Follower(src, grace_seconds=0.0)
     got = [line for batch in follower.batches() for _, line in batch]
     seq = 10
     for _ in range(rotations):
         with src.open("ab") as fh:
             fh.write(b"".join(record(i) for i in range(seq, seq + 5)))
         seq += 5
-        logrotate(tmp_path, src, "copytruncate")
-        time.sleep(0.02)         # the copies' modification times tell which is newer
+        logrotate(tmp_path, src, style)
+        time.sleep(0.02)         # the rotated files' modification times tell which is newer
     with src.open("ab") as fh:
         fh.write(b"".join(record(i) for i in range(seq, seq + 3)))
     seq += 3

@@ -17,7 +17,9 @@ line handed out: nothing is read twice, nothing is skipped.
 
 - **Rotation by rename** (Wazuh's own, logrotate's `create`): the renamed file is read to
   its end through the descriptor still open, and a while longer (`grace_seconds`: a writer
-  may not have reopened yet), then the new file from its start.
+  may not have reopened yet), then any file renamed after it (rotated more than once
+  between two looks: modified since we last looked, read whole, oldest first), then the
+  new file from its start.
 - **Rotation by copytruncate**: the file shrinks (or its first bytes change); what was
   written between our last read and the copy is read from the copy (the newest file
   beside it with the same first bytes; its `.gz` when logrotate compressed it since),
@@ -42,7 +44,6 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import sys
 import time
 import zlib
 from typing import Callable, Iterable, Iterator
@@ -60,14 +61,6 @@ BATCH_LINES = 4096
 _COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".lock", ".sum")
 
 Batch = list  # [(where, line bytes or None for an over-long line)]
-
-# The clock the kernel stamps file modification times with (coarser than time.time_ns(),
-# which can be a few milliseconds ahead of it): "modified after we looked" compares like with like.
-_FILE_CLOCK = getattr(time, "CLOCK_REALTIME_COARSE", 5 if sys.platform.startswith("linux") else time.CLOCK_REALTIME)
-
-
-def _file_clock_ns() -> int:
-    return time.clock_gettime_ns(_FILE_CLOCK)
 
 
 def head_fingerprint(fd: int, length: int) -> str:
@@ -546,7 +539,9 @@ class Follower:
         self.rotations = 0
         self.torn_at_rotation = 0           # unterminated last lines of rotated files, never completed
         self.waiting = False                # the file does not exist (yet)
-        self._clean_ns = 0                  # when the current file was last seen not rotated (wall clock)
+        # the current file's modification time when last seen not rotated: a rotated file
+        # modified after it was rotated since (the file system's clock, never ours)
+        self._clean_ns = 0
         self._open_current()                # from now on the file is held: a rotation before the first poll loses nothing
         self.from_end = False               # a file that appears later is new: read from its start
 
@@ -618,9 +613,9 @@ class Follower:
             self._queue_newer(candidates, st, current, st.st_mtime_ns)
 
     def _queue_newer(self, candidates: list, found: os.stat_result | None, current: str, since_ns: int) -> None:
-        """The rotated files modified after `since_ns` (neither `found` nor the current file),
-        oldest first. A compressed file whose uncompressed twin is there too (logrotate
-        compressing it right now) is left to the twin."""
+        """The rotated files modified after `since_ns` (neither `found`, the current file nor
+        one being read), oldest first. A compressed file whose uncompressed twin is there
+        too (logrotate compressing it right now) or is being read is left to the twin."""
         queued = {identity(os.fstat(r.reader.fd)) for r in self.retired}
         skip = queued | {current} | ({identity(found)} if found is not None else set())
         later, plain = [], []
@@ -642,7 +637,8 @@ class Follower:
             except (OSError, ValueError):
                 continue
             if compressed(path):
-                if self._has_twin(fd, plain):
+                held = [r.reader.fd for r in self.retired] + ([self.current.fd] if self.current is not None else [])
+                if self._has_twin(fd, plain, held):
                     os.close(fd)
                     continue
                 st = os.fstat(fd)           # its time is set to its twin's before the twin is removed
@@ -655,9 +651,12 @@ class Follower:
         for _, path, fd in sorted(opened, key=lambda o: o[:2]):
             self.retired.append(_Retired(self._rotated_reader(fd, path, 0, 0, None), 0.0, True))
 
-    def _has_twin(self, fd: int, plain: list) -> bool:
-        """Whether the gzip file at `fd` is (so far) the compression of one of the uncompressed `plain` files."""
+    def _has_twin(self, fd: int, plain: list, held: list) -> bool:
+        """Whether the gzip file at `fd` is (so far) the compression of one of the uncompressed
+        `plain` files or of a file open at one of the `held` descriptors."""
         head = gzip_head(fd, self.head_bytes)
+        if any(os.pread(other, self.head_bytes, 0).startswith(head) for other in held):
+            return True
         for path in plain:
             try:
                 twin = self.opener(path)
@@ -671,7 +670,6 @@ class Follower:
         return False
 
     def _open_current(self) -> bool:
-        opened_ns = _file_clock_ns()
         try:
             fd = self.opener(self.path)
         except FileNotFoundError:
@@ -698,7 +696,7 @@ class Follower:
             cut = tail.rfind(b"\n")
             offset = offset - len(tail) + cut + 1 if cut >= 0 else (0 if offset <= CHUNK_BYTES else offset)
         self.current = self._reader(fd, self.path, offset, line)
-        self._clean_ns = opened_ns              # rotated files modified after this are newer than the current file
+        self._clean_ns = st.st_mtime_ns
         if offset and saved is not None:
             self.current.head = saved["head"]     # a copytruncate before the first read is still noticed
         return True
@@ -737,7 +735,6 @@ class Follower:
     def _check_rotation(self) -> bool:
         """Notices a rotation of the current file; True when there is new reading to do."""
         reader = self.current
-        checked_ns = _file_clock_ns()
         try:
             now = os.stat(self.path)
         except FileNotFoundError:
@@ -751,6 +748,11 @@ class Follower:
             self.rotations += 1
             self.retired.append(_Retired(reader, time.monotonic() + self.grace_seconds, False))
             self.current = self._reader(fd, self.path, 0, 0)
+            new = os.fstat(fd)
+            if self._clean_ns:
+                # renamed more than once since we last looked: the files in between are read whole
+                self._queue_newer(list(self.candidates()), None, identity(new), self._clean_ns)
+            self._clean_ns = new.st_mtime_ns
             return True
         if mine.st_size < reader.read_to or reader.head_changed():
             self.rotations += 1
@@ -761,9 +763,9 @@ class Follower:
                 # since, if the file was rotated again); copies made since are read whole
                 self._recover({"id": "", "offset": old.offset, "line": old.line, "head": old.head},
                               "copied and truncated", identity(mine), self._clean_ns)
-            self._clean_ns = checked_ns
+            self._clean_ns = mine.st_mtime_ns
             return True
-        self._clean_ns = checked_ns
+        self._clean_ns = mine.st_mtime_ns
         return False
 
     def close(self) -> None:
