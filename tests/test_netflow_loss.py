@@ -383,3 +383,31 @@ def test_a_cron_run_after_several_copytruncates_reads_every_copy_even_compressed
     runs.append(normalize_file(src, FileOutput(out), NetflowSettings(), state_file=state))
     assert seqs_of(out) == list(range(seq))
     assert [r.lost_in_rotation for r in runs] == [0, 0]
+
+
+def test_a_restart_while_reading_a_compressed_copy_resumes_inside_it(tmp_path):
+    """Stopped after a few lines of a copy read from its .gz: the saved position names the
+    .gz, and the next follower goes on from the next line of it, then the newer copy."""
+    src = tmp_path / "flows.json"
+    src.write_bytes(b"".join(record(i) for i in range(10)))
+    follower = Follower(src)
+    got = [line for batch in follower.batches() for _, line in batch]
+    seq = 10
+    for _ in range(2):
+        with src.open("ab") as fh:
+            fh.write(b"".join(record(i) for i in range(seq, seq + 5)))
+        seq += 5
+        logrotate(tmp_path, src, "copytruncate")
+        time.sleep(0.02)
+    batches = follower.batches(2)
+    got += [line for _, line in next(batches)]          # two lines of the .gz, then stopped
+    saved = json.loads(json.dumps(follower.position()))
+    batches.close()
+    follower.close()
+    assert any(mark["id"] == "{0.st_dev}:{0.st_ino}".format(os.stat(tmp_path / "flows.json.2.gz"))
+               for mark in saved["rotated"])
+    follower = Follower(src, position=saved)
+    got += [line for batch in follower.batches() for _, line in batch]
+    follower.close()
+    assert [json.loads(line)["bytes"] - 1 for line in got] == list(range(seq))
+    assert follower.losses == []
