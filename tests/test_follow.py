@@ -220,7 +220,7 @@ def test_a_rotated_file_that_is_gone_is_one_sentence_not_a_silent_gap(tmp_path):
     second = Follower(f, position=saved)
     assert poll(second) == [b"3"]
     assert len(second.losses) == 1
-    assert "no uncompressed rotated file holds what was written to it after byte 4 (line 2)" in second.losses[0]
+    assert "no rotated file holds what was written to it after byte 4 (line 2)" in second.losses[0]
     second.close()
 
 

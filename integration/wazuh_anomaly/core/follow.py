@@ -17,10 +17,15 @@ line handed out: nothing is read twice, nothing is skipped.
 
 - **Rotation by rename** (Wazuh's own, logrotate's `create`): the renamed file is read to
   its end through the descriptor still open, and a while longer (`grace_seconds`: a writer
-  may not have reopened yet), then the new file from its start.
+  may not have reopened yet), then any file renamed after it (rotated more than once
+  between two looks: modified since we last looked, read whole, oldest first), then the
+  new file from its start.
 - **Rotation by copytruncate**: the file shrinks (or its first bytes change); what was
   written between our last read and the copy is read from the copy (the newest file
-  beside it with the same first bytes), then the file again from its start.
+  beside it with the same first bytes; its `.gz` when logrotate compressed it since),
+  then every copy made after it whole, oldest first (copied and truncated more than once
+  between two looks), then the file again from its start. What the writer wrote between
+  logrotate's copy and its truncation is in no file: no reader can count it.
 - **While stopped**: a saved position names the file by identity (st_dev:st_ino) and a
   fingerprint of its first bytes (so a reused inode is not taken for the old file). If
   the file there is another one, the old one is looked for among the candidates (by
@@ -45,8 +50,9 @@ from typing import Callable, Iterable, Iterator
 
 from .fileio import open_file
 
-__all__ = ["FileReader", "Follower", "GzipStream", "LineReader", "Run", "StreamReader", "find_rotated",
-           "fingerprint_length", "head_fingerprint", "same_file", "valid_mark", "HEAD_BYTES", "MAX_LINE_BYTES"]
+__all__ = ["FileReader", "Follower", "GzipFileReader", "GzipStream", "LineReader", "Run", "StreamReader",
+           "compressed", "find_rotated", "fingerprint_length", "gzip_head", "head_fingerprint", "same_file",
+           "valid_mark", "HEAD_BYTES", "MAX_LINE_BYTES"]
 
 HEAD_BYTES = 1024              # a file is known by its first bytes (a reused inode, a rewrite)
 MAX_LINE_BYTES = 65536         # default limit of one input line
@@ -370,13 +376,72 @@ class FileReader(LineReader):
             yield run.pairs()
 
 
+class GzipFileReader(StreamReader):
+    """Lines of a gzip-compressed rotated file from an offset into its uncompressed bytes
+    (those before it are decompressed and dropped): the rest of a copy that logrotate
+    compressed before the follower had read it. `failed` says why it stopped early (a
+    damaged or cut file): the lines before the damage are handed out, the rest is lost."""
+
+    def __init__(self, fd: int, path, offset: int, line: int, *, max_line_bytes: int = MAX_LINE_BYTES,
+                 chunk_bytes: int = CHUNK_BYTES, head: str | None = None):
+        os.lseek(fd, 0, os.SEEK_SET)
+        super().__init__(GzipStream(fd), path, max_line_bytes=max_line_bytes, chunk_bytes=chunk_bytes)
+        self.fd, self.offset, self.line = fd, offset, line
+        self.head = head
+        self._skip = offset
+        self.failed: str | None = None
+
+    def _read(self, at: int) -> bytes | None:
+        try:
+            while self._skip:
+                dropped = self.stream.read(min(self._skip, self.chunk_bytes))
+                if not dropped:
+                    self._skip = 0
+                    return b""          # shorter than the offset: nothing of it is left to read
+                self._skip -= len(dropped)
+            return self.stream.read(self.chunk_bytes)
+        except (EOFError, zlib.error, OSError) as exc:
+            self.failed = f"{exc}"
+            return None
+
+    def mark(self) -> dict:
+        return {"id": identity(os.fstat(self.fd)), "offset": self.offset, "line": self.line,
+                "head": self.head if self.head is not None else _fingerprint(b"")}
+
+    def batches(self, batch_lines: int = BATCH_LINES) -> Iterator[Batch]:
+        for run in self.runs(batch_lines):
+            yield run.pairs()
+
+
+def gzip_head(fd: int, length: int) -> bytes:
+    """The first `length` uncompressed bytes of the gzip file open at `fd` (fewer if it is
+    shorter, cut or still being written); the descriptor is left at the start again."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    stream, out = GzipStream(fd), b""
+    try:
+        while len(out) < length:
+            data = stream.read(length - len(out))
+            if not data:
+                break
+            out += data
+    except (EOFError, zlib.error, OSError):
+        pass
+    os.lseek(fd, 0, os.SEEK_SET)
+    return out[:length]
+
+
+def compressed(path) -> bool:
+    """A rotated file logrotate compressed (gzip: the only compression read here)."""
+    return os.fspath(path).endswith(".gz")
+
+
 def _fingerprint(head: bytes) -> str:
     return f"{len(head)}:{hashlib.blake2b(head, digest_size=8).hexdigest()}"
 
 
 def siblings(path) -> list:
     """Where logrotate puts a rotated file: beside it, named after it (flows.json.1,
-    alerts.json-20261203); compressed ones are left out (they cannot be read from an offset)."""
+    alerts.json-20261203, flows.json.2.gz); compressed ones other than gzip are left out."""
     directory = os.path.dirname(os.fspath(path)) or "."
     base = os.path.basename(os.fspath(path))
     try:
@@ -384,13 +449,14 @@ def siblings(path) -> list:
     except OSError:
         return []
     return [os.path.join(directory, n) for n in names
-            if n != base and n.startswith(base) and not n.endswith(_COMPRESSED)]
+            if n != base and n.startswith(base) and (n.endswith(".gz") or not n.endswith(_COMPRESSED))]
 
 
 def find_rotated(candidates: Iterable, ident: str | None, head: str | None, offset: int):
     """The rotated file holding the rest of what we were reading: the same file renamed
-    (the same identity) or its copy (copytruncate: the same first bytes, the newest such).
-    None when no uncompressed one is among `candidates`."""
+    (the same identity) or its copy (copytruncate: the same first bytes, the newest such;
+    an uncompressed one first, else one logrotate compressed since). None when none of
+    `candidates` is."""
     copies = []
     for path in candidates:
         try:
@@ -401,16 +467,25 @@ def find_rotated(candidates: Iterable, ident: str | None, head: str | None, offs
             continue
         if ident is not None and identity(st) == ident:
             return path
-        if head and offset > 0 and st.st_size >= fingerprint_length(head, st.st_size) > 0:
+        if not head or offset <= 0 or fingerprint_length(head, 1 << 62) <= 0:
+            continue
+        if compressed(path):
+            copies.append((0, st.st_mtime_ns, os.fspath(path)))
+        elif st.st_size >= fingerprint_length(head, st.st_size) > 0:
             # a copy may end before `offset`: what was written between the copy and the truncate is lost
-            copies.append((st.st_mtime_ns, os.fspath(path)))
-    for _, path in sorted(copies, reverse=True):
+            copies.append((1, st.st_mtime_ns, os.fspath(path)))
+    length = fingerprint_length(head, 1 << 62) if head else -1
+    for _, _, path in sorted(copies, reverse=True):
         try:
             fd = open_file(path)
         except (OSError, ValueError):
             continue
         try:
-            if head_fingerprint(fd, fingerprint_length(head, os.fstat(fd).st_size)) == head:
+            if compressed(path):
+                first = gzip_head(fd, length)
+                if len(first) == length and _fingerprint(first) == head:
+                    return path
+            elif head_fingerprint(fd, fingerprint_length(head, os.fstat(fd).st_size)) == head:
                 return path
         finally:
             os.close(fd)
@@ -464,6 +539,9 @@ class Follower:
         self.rotations = 0
         self.torn_at_rotation = 0           # unterminated last lines of rotated files, never completed
         self.waiting = False                # the file does not exist (yet)
+        # the current file's modification time when last seen not rotated: a rotated file
+        # modified after it was rotated since (the file system's clock, never ours)
+        self._clean_ns = 0
         self._open_current()                # from now on the file is held: a rotation before the first poll loses nothing
         self.from_end = False               # a file that appears later is new: read from its start
 
@@ -487,14 +565,23 @@ class Follower:
         return FileReader(fd, path, offset, line, max_line_bytes=self.max_line_bytes, head_bytes=self.head_bytes,
                           chunk_bytes=self.chunk_bytes)
 
+    def _rotated_reader(self, fd: int, path, offset: int, line: int, head: str | None) -> LineReader:
+        if compressed(path):
+            return GzipFileReader(fd, path, offset, line, max_line_bytes=self.max_line_bytes,
+                                  chunk_bytes=self.chunk_bytes, head=head)
+        reader = self._reader(fd, path, offset, line)
+        reader.head = head
+        return reader
+
     def _lost(self, sentence: str) -> None:
         self.losses.append(sentence)
 
-    def _recover(self, mark: dict, why: str, current: str | None = None) -> None:
+    def _recover(self, mark: dict, why: str, current: str | None = None, since_ns: int | None = None) -> None:
         """Queue the rest of a file we were reading that is no longer at `path`; with
-        `current` (the identity of the file now at `path`, after a stop), also every
-        rotated file newer than that one, whole and oldest first: rotated more than once
-        while the reader was stopped, they hold lines it never saw."""
+        `current` (the identity of the file now at `path`), also every rotated file newer
+        than that one (or, when it is gone, modified after `since_ns`), whole and oldest
+        first: rotated more than once since the reader last looked (stopped, or asleep
+        through two copytruncates), they hold lines it never saw."""
         if mark["offset"] <= 0 and not mark["id"]:
             return
         # at offset 0 the first bytes say nothing yet: only the same file (by identity) will do
@@ -502,11 +589,13 @@ class Follower:
         found = find_rotated(candidates, mark["id"] or None, mark["head"] if mark["offset"] > 0 else None,
                              mark["offset"])
         if found is None:
-            if mark["offset"] == 0:
-                return          # nothing had been read from it: nothing known to be missing
-            self._lost(f"{self.path} was rotated ({why}) and no uncompressed rotated file holds what was written to it after "
-                       f"byte {mark['offset']} (line {mark['line']}): those lines, if any, were not read; keep the "
-                       f"newest rotated file uncompressed (logrotate's delaycompress) until it has been read")
+            if mark["offset"] > 0:      # at 0 nothing had been read from it: nothing known to be missing
+                self._lost(f"{self.path} was rotated ({why}) and no rotated file holds what was written to it after "
+                           f"byte {mark['offset']} (line {mark['line']}): those lines, if any, were not read; keep "
+                           f"the newest rotated files until they have been read (logrotate's rotate count; "
+                           f"compressed only with gzip, best with delaycompress)")
+            if current is not None and since_ns:
+                self._queue_newer(candidates, None, current, since_ns)
             return
         try:
             fd = self.opener(found)
@@ -515,37 +604,70 @@ class Follower:
                        f"byte {mark['offset']} (line {mark['line']}) were not read")
             return
         st = os.fstat(fd)
-        if mark["offset"] > st.st_size and identity(st) == mark["id"]:
+        if mark["offset"] > st.st_size and identity(st) == mark["id"] and not compressed(found):
             os.close(fd)
         else:
-            reader = self._reader(fd, found, mark["offset"], mark["line"])
-            reader.head = mark["head"]
-            self.retired.append(_Retired(reader, 0.0, True))
+            self.retired.append(_Retired(self._rotated_reader(fd, found, mark["offset"], mark["line"], mark["head"]),
+                                         0.0, True))
         if current is not None:
-            self._queue_newer(candidates, found, current)
+            self._queue_newer(candidates, st, current, st.st_mtime_ns)
 
-    def _queue_newer(self, candidates: list, found, current: str) -> None:
-        """The rotated files modified after `found` (neither it nor the current file), oldest first."""
-        try:
-            since = os.stat(found)
-        except OSError:
-            return
+    def _queue_newer(self, candidates: list, found: os.stat_result | None, current: str, since_ns: int) -> None:
+        """The rotated files modified after `since_ns` (neither `found`, the current file nor
+        one being read), oldest first. A compressed file whose uncompressed twin is there
+        too (logrotate compressing it right now) or is being read is left to the twin."""
         queued = {identity(os.fstat(r.reader.fd)) for r in self.retired}
-        later = []
+        skip = queued | {current} | ({identity(found)} if found is not None else set())
+        later, plain = [], []
         for path in candidates:
             try:
                 st = os.lstat(path)
             except OSError:
                 continue
-            if stat.S_ISREG(st.st_mode) and st.st_mtime_ns > since.st_mtime_ns \
-                    and identity(st) not in (identity(since), current) and identity(st) not in queued:
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            if not compressed(path):
+                plain.append(path)
+            if st.st_mtime_ns > since_ns and identity(st) not in skip:
                 later.append((st.st_mtime_ns, os.fspath(path)))
-        for _, path in sorted(later):
+        opened = []
+        for _, path in later:
             try:
                 fd = self.opener(path)
             except (OSError, ValueError):
                 continue
-            self.retired.append(_Retired(self._reader(fd, path, 0, 0), 0.0, True))
+            if compressed(path):
+                held = [r.reader.fd for r in self.retired] + ([self.current.fd] if self.current is not None else [])
+                if self._has_twin(fd, plain, held):
+                    os.close(fd)
+                    continue
+                st = os.fstat(fd)           # its time is set to its twin's before the twin is removed
+                if st.st_mtime_ns <= since_ns:
+                    os.close(fd)
+                    continue
+                opened.append((st.st_mtime_ns, path, fd))
+            else:
+                opened.append((os.fstat(fd).st_mtime_ns, path, fd))
+        for _, path, fd in sorted(opened, key=lambda o: o[:2]):
+            self.retired.append(_Retired(self._rotated_reader(fd, path, 0, 0, None), 0.0, True))
+
+    def _has_twin(self, fd: int, plain: list, held: list) -> bool:
+        """Whether the gzip file at `fd` is (so far) the compression of one of the uncompressed
+        `plain` files or of a file open at one of the `held` descriptors."""
+        head = gzip_head(fd, self.head_bytes)
+        if any(os.pread(other, self.head_bytes, 0).startswith(head) for other in held):
+            return True
+        for path in plain:
+            try:
+                twin = self.opener(path)
+            except (OSError, ValueError):
+                continue
+            try:
+                if os.pread(twin, self.head_bytes, 0).startswith(head):
+                    return True
+            finally:
+                os.close(twin)
+        return False
 
     def _open_current(self) -> bool:
         try:
@@ -574,6 +696,7 @@ class Follower:
             cut = tail.rfind(b"\n")
             offset = offset - len(tail) + cut + 1 if cut >= 0 else (0 if offset <= CHUNK_BYTES else offset)
         self.current = self._reader(fd, self.path, offset, line)
+        self._clean_ns = st.st_mtime_ns
         if offset and saved is not None:
             self.current.head = saved["head"]     # a copytruncate before the first read is still noticed
         return True
@@ -601,7 +724,10 @@ class Follower:
                 entry.until = time.monotonic() + self.grace_seconds
                 yield batch
             if entry.once or now > entry.until:
-                if entry.reader.pending or entry.reader.skipping:
+                if getattr(entry.reader, "failed", None):
+                    self._lost(f"{self.path} was rotated to {entry.reader.path}, which is damaged "
+                               f"({entry.reader.failed}): the lines after line {entry.reader.line} were not read")
+                elif entry.reader.pending or entry.reader.skipping:
                     self.torn_at_rotation += 1
                 self.retired.remove(entry)
                 os.close(entry.reader.fd)
@@ -622,15 +748,24 @@ class Follower:
             self.rotations += 1
             self.retired.append(_Retired(reader, time.monotonic() + self.grace_seconds, False))
             self.current = self._reader(fd, self.path, 0, 0)
+            new = os.fstat(fd)
+            if self._clean_ns:
+                # renamed more than once since we last looked: the files in between are read whole
+                self._queue_newer(list(self.candidates()), None, identity(new), self._clean_ns)
+            self._clean_ns = new.st_mtime_ns
             return True
         if mine.st_size < reader.read_to or reader.head_changed():
             self.rotations += 1
             old = reader
             self.current = self._reader(reader.fd, self.path, 0, 0)
             if old.offset > 0 and old.head is not None:
-                # what was written between our last read and the copy is in the copy
-                self._recover({"id": "", "offset": old.offset, "line": old.line, "head": old.head}, "copied and truncated")
+                # what was written between our last read and the copy is in the copy (compressed
+                # since, if the file was rotated again); copies made since are read whole
+                self._recover({"id": "", "offset": old.offset, "line": old.line, "head": old.head},
+                              "copied and truncated", identity(mine), self._clean_ns)
+            self._clean_ns = mine.st_mtime_ns
             return True
+        self._clean_ns = mine.st_mtime_ns
         return False
 
     def close(self) -> None:
