@@ -29,6 +29,15 @@ def append(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
+def read_and_stop(path: Path) -> dict:
+    """Read `path` to its end with a new Follower and stop it: the position it saved."""
+    first = Follower(path)
+    poll(first)
+    saved = first.position()
+    first.close()
+    return saved
+
+
 def copytruncate(path: Path, to: Path) -> None:
     shutil.copy2(path, to)
     with open(path, "r+b") as fh:
@@ -123,10 +132,7 @@ def test_a_restart_resumes_after_the_last_line_handed_out(tmp_path):
 def test_a_rename_while_stopped_is_found_by_identity_and_its_rest_read_first(tmp_path):
     f = tmp_path / "alerts.json"
     f.write_bytes(b"1\n2\n")
-    first = Follower(f)
-    poll(first)
-    saved = first.position()
-    first.close()
+    saved = read_and_stop(f)
     append(f, b"3\n")
     os.rename(f, tmp_path / "alerts.json.1")
     f.write_bytes(b"4\n")
@@ -142,10 +148,7 @@ def test_a_rotation_into_another_folder_is_found_among_the_given_candidates(tmp_
     dated = tmp_path / "2026" / "Dec"
     dated.mkdir(parents=True)
     f.write_bytes(b"1\n")
-    first = Follower(f)
-    poll(first)
-    saved = first.position()
-    first.close()
+    saved = read_and_stop(f)
     append(f, b"2\n")
     os.rename(f, dated / "ossec-alerts-02.json")
     f.write_bytes(b"3\n")
@@ -157,10 +160,7 @@ def test_a_rotation_into_another_folder_is_found_among_the_given_candidates(tmp_
 def test_a_copytruncate_while_stopped_is_found_by_the_first_bytes(tmp_path):
     f = tmp_path / "alerts.json"
     f.write_bytes(b"alpha\nbeta\n")
-    first = Follower(f)
-    poll(first)
-    saved = first.position()
-    first.close()
+    saved = read_and_stop(f)
     append(f, b"gamma\n")
     copytruncate(f, tmp_path / "alerts.json.1")
     append(f, b"delta\n")
@@ -172,10 +172,7 @@ def test_a_copytruncate_while_stopped_is_found_by_the_first_bytes(tmp_path):
 def test_two_copytruncates_while_stopped_read_the_rest_of_the_first_copy_and_the_second_whole(tmp_path):
     f = tmp_path / "alerts.json"
     f.write_bytes(b"a-1\na-2\n")
-    first = Follower(f)
-    poll(first)
-    saved = first.position()
-    first.close()
+    saved = read_and_stop(f)
     append(f, b"a-3\n")
     copytruncate(f, tmp_path / "alerts.json.1")
     os.utime(tmp_path / "alerts.json.1", ns=(10**18, 10**18))          # rotated first ...
@@ -191,10 +188,7 @@ def test_two_copytruncates_while_stopped_read_the_rest_of_the_first_copy_and_the
 def test_two_renames_while_stopped_read_the_middle_file_whole_and_the_current_once(tmp_path):
     f = tmp_path / "alerts.json"
     f.write_bytes(b"a-1\n")
-    first = Follower(f)
-    poll(first)
-    saved = first.position()
-    first.close()
+    saved = read_and_stop(f)
     append(f, b"a-2\n")
     os.rename(f, tmp_path / "alerts.json.2")
     os.utime(tmp_path / "alerts.json.2", ns=(10**18, 10**18))
@@ -211,10 +205,7 @@ def test_two_renames_while_stopped_read_the_middle_file_whole_and_the_current_on
 def test_a_rotated_file_that_is_gone_is_one_sentence_not_a_silent_gap(tmp_path):
     f = tmp_path / "alerts.json"
     f.write_bytes(b"1\n2\n")
-    first = Follower(f)
-    poll(first)
-    saved = first.position()
-    first.close()
+    saved = read_and_stop(f)
     os.unlink(f)
     f.write_bytes(b"3\n")
     second = Follower(f, position=saved)
@@ -227,10 +218,7 @@ def test_a_rotated_file_that_is_gone_is_one_sentence_not_a_silent_gap(tmp_path):
 def test_a_reused_inode_with_other_first_bytes_is_read_from_its_start(tmp_path):
     f = tmp_path / "alerts.json"
     f.write_bytes(b"old-1\nold-2\n")
-    first = Follower(f)
-    poll(first)
-    saved = first.position()
-    first.close()
+    saved = read_and_stop(f)
     with open(f, "r+b") as fh:                  # the same inode, rewritten longer
         fh.write(b"new-1\nnew-2\nnew-3\n")
     second = Follower(f, position=saved)

@@ -452,19 +452,24 @@ def siblings(path) -> list:
             if n != base and n.startswith(base) and (n.endswith(".gz") or not n.endswith(_COMPRESSED))]
 
 
+def _regular_files(candidates: Iterable) -> Iterator[tuple]:
+    """(path, lstat) of each candidate that is a regular file now (a link or a vanished name is not)."""
+    for path in candidates:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            yield path, st
+
+
 def find_rotated(candidates: Iterable, ident: str | None, head: str | None, offset: int):
     """The rotated file holding the rest of what we were reading: the same file renamed
     (the same identity) or its copy (copytruncate: the same first bytes, the newest such;
     an uncompressed one first, else one logrotate compressed since). None when none of
     `candidates` is."""
     copies = []
-    for path in candidates:
-        try:
-            st = os.lstat(path)
-        except OSError:
-            continue
-        if not stat.S_ISREG(st.st_mode):
-            continue
+    for path, st in _regular_files(candidates):
         if ident is not None and identity(st) == ident:
             return path
         if not head or offset <= 0 or fingerprint_length(head, 1 << 62) <= 0:
@@ -619,13 +624,7 @@ class Follower:
         queued = {identity(os.fstat(r.reader.fd)) for r in self.retired}
         skip = queued | {current} | ({identity(found)} if found is not None else set())
         later, plain = [], []
-        for path in candidates:
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            if not stat.S_ISREG(st.st_mode):
-                continue
+        for path, st in _regular_files(candidates):
             if not compressed(path):
                 plain.append(path)
             if st.st_mtime_ns > since_ns and identity(st) not in skip:
