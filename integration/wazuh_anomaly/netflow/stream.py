@@ -33,6 +33,11 @@ from .detect import FlowDetector
 from .normalize import PRIVATE, BadRecord, Normalizer
 from .settings import NetflowSettings
 
+try:        # the compiled fast path (setup.py; optional: without it the Python code below runs)
+    from . import _flowfast
+except ImportError:
+    _flowfast = None
+
 log = logging.getLogger("wazuh_anomaly")
 BATCH_LINES = 4096
 MAX_LINE_BYTES = 65536        # an input line from pmacct
@@ -87,13 +92,29 @@ class NormalizeStats:
         return text
 
 
-class FlowPipeline:
-    """Normaliser + detector over raw lines; returns the output bytes of a batch."""
+def compiled_available() -> bool:
+    """Whether the compiled fast path was built (see setup.py and docs/netflow.md)."""
+    return _flowfast is not None
 
-    def __init__(self, settings: NetflowSettings, detector_state: dict | None = None, *, detect: bool = True):
+
+class FlowPipeline:
+    """Normaliser + detector over raw lines; returns the output bytes of a batch.
+
+    With the compiled fast path (`_flowfast`, built by setup.py when a C compiler is there)
+    the batch loop runs in C for the records it knows; every other line, and everything
+    without it, runs `python_collect`. Both write the same bytes and keep one state."""
+
+    def __init__(self, settings: NetflowSettings, detector_state: dict | None = None, *, detect: bool = True,
+                 compiled: bool = True):
         self.normalizer = Normalizer(settings)
         self.detector = FlowDetector(settings, detector_state) if detect else None
         self.stats = NormalizeStats()
+        self._engine = _flowfast.Engine(self, MAX_EVENT_BYTES) if compiled and _flowfast is not None else None
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the compiled fast path runs this pipeline's batches."""
+        return self._engine is not None
 
     def event(self, record) -> dict:
         """One parsed record -> the normalised, tagged event (private keys removed)."""
@@ -113,7 +134,20 @@ class FlowPipeline:
         return b"\n".join(out)
 
     def collect(self, lines: Iterable[tuple[str, bytes]], out: list[bytes]) -> None:
-        """Appends the output line (without its newline) of each good record to `out`."""
+        """Appends the output of each good record to `out`: bytes objects of one or more
+        lines joined by newlines (none at the end)."""
+        if self._engine is not None:
+            self._engine.collect(lines if isinstance(lines, list) else list(lines), out)
+        else:
+            self.python_collect(lines, out)
+
+    def too_long(self, where) -> None:
+        """Skips a record whose event would be longer than logcollector takes."""
+        self.stats.skip(where, f"the flow event would be longer than the {MAX_EVENT_BYTES} bytes a line may take",
+                        f"whose flow event would be longer than {MAX_EVENT_BYTES:,} bytes")
+
+    def python_collect(self, lines: Iterable[tuple[str, bytes]], out: list[bytes]) -> None:
+        """The Python path of `collect`: one output line per bytes object."""
         stats = self.stats
         before = len(out)
         loads, dumps = orjson.loads, orjson.dumps
@@ -148,8 +182,7 @@ class FlowPipeline:
                            "whose flow event cannot be written as JSON")
                 continue
             if len(data) > MAX_EVENT_BYTES:   # every field is bounded; this only guards logcollector's limit
-                stats.skip(where, f"the flow event would be longer than the {MAX_EVENT_BYTES} bytes a line may take",
-                           f"whose flow event would be longer than {MAX_EVENT_BYTES:,} bytes")
+                self.too_long(where)
                 continue
             tags = event["anomaly"]["tags"]
             if tags:
