@@ -137,7 +137,7 @@ class FlowPipeline:
         """Appends the output of each good record to `out`: bytes objects of one or more
         lines joined by newlines (none at the end)."""
         if self._engine is not None:
-            self._engine.collect(lines if isinstance(lines, list) else list(lines), out)
+            self._engine.collect(self, lines if isinstance(lines, list) else list(lines), out)
         else:
             self.python_collect(lines, out)
 
@@ -518,15 +518,16 @@ def _joined(out: list[bytes]) -> bytes:
 
 
 def normalize_file(input_path: Path, output: Callable[[bytes], None], settings: NetflowSettings, *,
-                   state_file: Path | None = None, from_start: bool = False) -> NormalizeStats:
-    """One pass: everything after the saved offset (all of it with from_start)."""
+                   state_file: Path | None = None, from_start: bool = False, compiled: bool = True) -> NormalizeStats:
+    """One pass: everything after the saved offset (all of it with from_start). `compiled`:
+    the compiled fast path when it was built (False: the Python path alone; same output)."""
     with _only_reader(state_file, input_path):
-        return _normalize_file(input_path, output, settings, state_file, from_start)
+        return _normalize_file(input_path, output, settings, state_file, from_start, compiled)
 
 
-def _normalize_file(input_path, output, settings, state_file, from_start) -> NormalizeStats:
+def _normalize_file(input_path, output, settings, state_file, from_start, compiled) -> NormalizeStats:
     resume = _Resume(input_path, state_file, output)
-    pipeline = FlowPipeline(settings, None if from_start else resume.detector)
+    pipeline = FlowPipeline(settings, None if from_start else resume.detector, compiled=compiled)
     follower = _follower(input_path, None if from_start else resume.position, 0.0)
     try:
         if follower.waiting:
@@ -545,18 +546,19 @@ HEALTH_EVERY_SECONDS = 300.0   # skipped records are raised at most this often w
 def follow(input_path: Path, output: Callable[[bytes], None], settings: NetflowSettings, *,
            state_file: Path | None, poll_seconds: float = 1.0, stop: Callable[[], bool] = lambda: False,
            idle_exit_seconds: float | None = None,
-           health: Callable[[str, str], None] | None = None) -> NormalizeStats:
+           health: Callable[[str, str], None] | None = None, compiled: bool = True) -> NormalizeStats:
     """Follows a growing file until `stop()`; survives rotation (rename or copytruncate):
     the old file is read to its end, then the new one from its start. `health(check,
     sentence)` hears of every loss at once and of skipped records now and then."""
     with _only_reader(state_file, input_path):
         return _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_exit_seconds,
-                       health or (lambda check, sentence: None))
+                       health or (lambda check, sentence: None), compiled)
 
 
-def _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_exit_seconds, health) -> NormalizeStats:
+def _follow(input_path, output, settings, state_file, poll_seconds, stop, idle_exit_seconds, health,
+            compiled) -> NormalizeStats:
     resume = _Resume(input_path, state_file, output)
-    pipeline = FlowPipeline(settings, resume.detector)
+    pipeline = FlowPipeline(settings, resume.detector, compiled=compiled)
     stats = pipeline.stats
     follower = _follower(input_path, resume.position, ROTATED_GRACE_SECONDS)
     idle_since = time.monotonic()

@@ -1,12 +1,13 @@
 /* wazuh_anomaly.netflow._flowfast: the batch loop of stream.FlowPipeline.collect in C.
  *
- * Engine(pipeline).collect(batch, out) does what FlowPipeline.python_collect does: each
+ * Engine(pipeline).collect(pipeline, batch, out) does what FlowPipeline.python_collect does: each
  * (where, line) of the batch parsed (orjson.loads), normalised, observed by the detector
  * and serialised, the output appended to `out`, the counts added to pipeline.stats. A line
  * the compiled path does not handle for certain (not JSON, not a dict, a shape or value
  * the fast normaliser declines) goes to the pipeline's Python path, one line at a time, so
  * the output and every skip reason are the Python code's. `out` receives bytes objects
  * that hold one or more output lines joined by "\n" (never a trailing newline).
+ * The engine keeps no reference to the pipeline (which holds the engine): no cycle.
  */
 #include "flowfast.h"
 #include <string.h>
@@ -19,11 +20,11 @@ static const char *const TAG_NAMES[FF_TAG_COUNT] = {
 
 typedef struct {
     PyObject_HEAD
-    PyObject *pipeline;         /* stream.FlowPipeline */
     PyObject *loads;            /* orjson.loads */
     PyObject *decode_error;     /* orjson.JSONDecodeError */
-    PyObject *python_line;      /* pipeline.python_collect: the Python path for one line */
-    PyObject *too_long;         /* pipeline.too_long(where): the skip of an over-long event */
+    PyObject *python_line;      /* pipeline.python_collect, during collect(): the Python path for one line */
+    PyObject *too_long;         /* pipeline.too_long(where), during collect(): the skip of an over-long event */
+    int ready;
     FFNormalizer *normalizer;
     FFDetector *detector;       /* NULL: detections off */
     Py_ssize_t max_event_bytes;
@@ -32,11 +33,8 @@ typedef struct {
 
 static void Engine_dealloc(Engine *self)
 {
-    Py_XDECREF(self->pipeline);
     Py_XDECREF(self->loads);
     Py_XDECREF(self->decode_error);
-    Py_XDECREF(self->python_line);
-    Py_XDECREF(self->too_long);
     for (int i = 0; i < FF_TAG_COUNT; i++)
         Py_XDECREF(self->tag_names[i]);
     if (self->normalizer)
@@ -53,13 +51,12 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"pipeline", "max_event_bytes", NULL};
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "On", kwlist, &pipeline, &max_event_bytes))
         return -1;
-    if (self->pipeline != NULL) {
+    if (self->ready) {
         PyErr_SetString(PyExc_RuntimeError, "Engine is initialised once");
         return -1;
     }
+    self->ready = 1;
     self->max_event_bytes = max_event_bytes;
-    Py_INCREF(pipeline);
-    self->pipeline = pipeline;
     PyObject *orjson = PyImport_ImportModule("orjson");
     if (orjson == NULL)
         return -1;
@@ -67,10 +64,6 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kwds)
     self->decode_error = PyObject_GetAttrString(orjson, "JSONDecodeError");
     Py_DECREF(orjson);
     if (self->loads == NULL || self->decode_error == NULL)
-        return -1;
-    self->python_line = PyObject_GetAttrString(pipeline, "python_collect");
-    self->too_long = PyObject_GetAttrString(pipeline, "too_long");
-    if (self->python_line == NULL || self->too_long == NULL)
         return -1;
     for (int i = 0; i < FF_TAG_COUNT; i++) {
         self->tag_names[i] = PyUnicode_InternFromString(TAG_NAMES[i]);
@@ -177,9 +170,10 @@ static int write_tail(Engine *self, FFBuf *buf, const FFRec *rec, const FFTags *
 }
 
 /* Adds this call's counts to pipeline.stats (records, tagged, tags). */
-static int add_counts(Engine *self, Py_ssize_t records, Py_ssize_t tagged, const Py_ssize_t *per_tag)
+static int add_counts(Engine *self, PyObject *pipeline, Py_ssize_t records, Py_ssize_t tagged,
+                      const Py_ssize_t *per_tag)
 {
-    PyObject *stats = PyObject_GetAttrString(self->pipeline, "stats");
+    PyObject *stats = PyObject_GetAttrString(pipeline, "stats");
     if (stats == NULL)
         return -1;
     int rc = -1;
@@ -233,12 +227,23 @@ done:
 
 static PyObject *Engine_collect(Engine *self, PyObject *args)
 {
-    PyObject *batch, *out;
-    if (!PyArg_ParseTuple(args, "OO!", &batch, &PyList_Type, &out))
+    PyObject *pipeline, *batch, *out;
+    if (!PyArg_ParseTuple(args, "OOO!", &pipeline, &batch, &PyList_Type, &out))
         return NULL;
+    if (!self->ready) {
+        PyErr_SetString(PyExc_RuntimeError, "Engine was not initialised");
+        return NULL;
+    }
     PyObject *seq = PySequence_Fast(batch, "the batch must be a sequence of (where, line)");
     if (seq == NULL)
         return NULL;
+    self->python_line = PyObject_GetAttrString(pipeline, "python_collect");
+    self->too_long = self->python_line ? PyObject_GetAttrString(pipeline, "too_long") : NULL;
+    if (self->too_long == NULL) {
+        Py_CLEAR(self->python_line);
+        Py_DECREF(seq);
+        return NULL;
+    }
     FFBuf buf = {NULL, 0, 0};
     Py_ssize_t records = 0, tagged = 0, per_tag[FF_TAG_COUNT] = {0};
     int failed = 0;
@@ -307,6 +312,8 @@ static PyObject *Engine_collect(Engine *self, PyObject *args)
             failed = 1;
     }
     Py_DECREF(seq);
+    Py_CLEAR(self->python_line);
+    Py_CLEAR(self->too_long);
     if (!failed)
         failed = flush(&buf, out) < 0;
     PyMem_Free(buf.data);
@@ -314,18 +321,18 @@ static PyObject *Engine_collect(Engine *self, PyObject *args)
         /* the counts of what was written still count */
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
-        add_counts(self, records, tagged, per_tag);
+        add_counts(self, pipeline, records, tagged, per_tag);
         PyErr_Restore(type, value, tb);
         return NULL;
     }
-    if (add_counts(self, records, tagged, per_tag) < 0)
+    if (add_counts(self, pipeline, records, tagged, per_tag) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
 
 static PyMethodDef Engine_methods[] = {
     {"collect", (PyCFunction)Engine_collect, METH_VARARGS,
-     "collect(batch, out): the output of each good record of the batch appended to `out`."},
+     "collect(pipeline, batch, out): the output of each good record of the batch appended to `out`."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,0 +1,170 @@
+"""The compiled fast path of `netflow normalize` (wazuh_anomaly.netflow._flowfast, built by
+setup.py) writes exactly what the Python path writes: the same event bytes, the same
+detection state, the same counts and skip reasons, whatever mix of good and bad lines,
+collectors and timestamp kinds, in one run or resumed in pieces; and it holds no memory
+per record. CI builds it (.ci/run); without it these tests fail, they never skip."""
+from __future__ import annotations
+
+import dataclasses
+import gc
+import tracemalloc
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from netflow_mixed import mixed_lines
+from wazuh_anomaly.netflow import _flowfast, stream
+from wazuh_anomaly.netflow.settings import NetflowSettings
+from wazuh_anomaly.netflow.stream import FileOutput, FlowPipeline, normalize_file, state_file_for
+
+
+def _run(tmp_path, data: bytes, name: str, *, compiled: bool, settings: NetflowSettings | None = None):
+    here = tmp_path / name          # the same file name in each: the skip summary names it
+    here.mkdir()
+    src, out = here / "flows.json", here / "out.json"
+    src.write_bytes(data)
+    state = state_file_for(here / "state", src)
+    stats = normalize_file(src, FileOutput(out), settings or NetflowSettings(), state_file=state, compiled=compiled)
+    saved = orjson.loads(state.read_bytes())
+    return out.read_bytes(), saved["detector"], stats
+
+
+def _same(a, b) -> None:
+    def first(stats) -> dict:          # file:line of each reason's first skip, without the folder
+        return {reason: where.rsplit("/", 1)[-1] for reason, where in stats.first.items()}
+    assert (a.records, a.tagged, a.skipped, a.reasons, first(a), a.tags) == \
+        (b.records, b.tagged, b.skipped, b.reasons, first(b), b.tags)
+
+
+def test_the_compiled_path_is_built_and_runs_the_pipeline():
+    assert stream.compiled_available()
+    assert FlowPipeline(NetflowSettings()).compiled
+    assert not FlowPipeline(NetflowSettings(), compiled=False).compiled
+
+
+@pytest.mark.parametrize("seed", [1, 3, 11])
+def test_the_compiled_path_writes_what_the_python_path_writes_on_every_kind_of_line(tmp_path, seed):
+    data = b"\n".join(mixed_lines(seed, 6000)) + b"\n"
+    fast, fast_state, fast_stats = _run(tmp_path, data, "fast", compiled=True)
+    slow, slow_state, slow_stats = _run(tmp_path, data, "slow", compiled=False)
+    assert fast == slow
+    assert fast_state == slow_state
+    _same(fast_stats, slow_stats)
+    assert len(fast_stats.tags) >= 8 and fast_stats.skipped > 100      # the mix exercises (nearly) everything
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 100_000), repeated=st.floats(0, 0.95), bad=st.floats(0, 0.3),
+       max_tracked=st.sampled_from([3, 20, 100_000]), scan_ports=st.integers(2, 30))
+def test_any_mix_and_any_thresholds_give_the_same_bytes_state_and_counts(tmp_path_factory, seed, repeated, bad,
+                                                                        max_tracked, scan_ports):
+    """Tiny windows (evictions on almost every flow) and thresholds reached early."""
+    tmp_path = tmp_path_factory.mktemp("ff")
+    base = NetflowSettings()
+    chosen = dataclasses.replace(base, thresholds=dataclasses.replace(
+        base.thresholds, max_tracked=max_tracked, port_scan_ports=scan_ports, brute_force_connections=3,
+        high_outbound_bytes=50_000, dos_packets=500))
+    data = b"\n".join(mixed_lines(seed, 1000, repeated=repeated, bad=bad)) + b"\n"
+    fast, fast_state, fast_stats = _run(tmp_path, data, "fast", compiled=True, settings=chosen)
+    slow, slow_state, slow_stats = _run(tmp_path, data, "slow", compiled=False, settings=chosen)
+    assert fast == slow
+    assert fast_state == slow_state
+    _same(fast_stats, slow_stats)
+
+
+def test_a_run_resumed_by_the_compiled_path_continues_the_python_path_exactly(tmp_path):
+    """The state one path saved is the state the other reads: switching paths (a manager
+    where the extension was built later) changes nothing."""
+    lines = mixed_lines(5, 5000)
+    src, out = tmp_path / "flows.json", tmp_path / "out.json"
+    state = state_file_for(tmp_path / "state", src)
+    src.write_bytes(b"")
+    for i, part in enumerate([lines[:1200], lines[1200:2500], lines[2500:4100], lines[4100:]]):
+        with src.open("ab") as fh:
+            fh.write(b"\n".join(part) + b"\n")
+        normalize_file(src, FileOutput(out), NetflowSettings(), state_file=state, compiled=i % 2 == 0)
+    alone, alone_state, _ = _run(tmp_path, src.read_bytes(), "alone", compiled=False)
+    assert out.read_bytes() == alone
+    assert orjson.loads(state.read_bytes())["detector"] == alone_state
+
+
+def test_an_event_longer_than_logcollector_takes_is_skipped_by_both_paths_alike(tmp_path, monkeypatch):
+    monkeypatch.setattr(stream, "MAX_EVENT_BYTES", 420)      # real events are far shorter than the limit
+    data = b"\n".join(mixed_lines(2, 3000, bad=0.0)) + b"\n"
+    fast, _, fast_stats = _run(tmp_path, data, "fast", compiled=True)
+    slow, _, slow_stats = _run(tmp_path, data, "slow", compiled=False)
+    assert fast == slow
+    _same(fast_stats, slow_stats)
+    assert fast_stats.reasons.get("whose flow event would be longer than 420 bytes", 0) > 100
+    assert 0 < fast_stats.records < 3000
+
+
+def test_the_output_of_a_batch_is_whole_lines_in_order_whatever_goes_to_the_python_path():
+    """Lines the compiled path hands to the Python path (bad ones, unusual shapes) keep their
+    place among the others; the pieces appended to `out` never end with a newline."""
+    lines = mixed_lines(9, 3000, bad=0.25)
+    where = [(f"x:{i}", line) for i, line in enumerate(lines)]
+    fast, slow = FlowPipeline(NetflowSettings()), FlowPipeline(NetflowSettings(), compiled=False)
+    pieces: list[bytes] = []
+    fast.collect(where, pieces)
+    single: list[bytes] = []
+    slow.collect(where, single)
+    assert all(p and not p.endswith(b"\n") for p in pieces)
+    assert b"\n".join(pieces) == b"\n".join(single)
+    assert fast.stats.records == slow.stats.records == len(single)
+    assert len(pieces) < len(single) / 3          # most lines were the compiled path's, in runs
+
+
+def test_the_compiled_path_holds_no_memory_per_record():
+    """Nor per pipeline: the engine the pipeline holds does not hold the pipeline."""
+    lines = mixed_lines(4, 4000, bad=0.0)      # no skips: the test's log capture would keep their records
+    batch = [(f"x:{i}", line) for i, line in enumerate(lines)]
+
+    def one_run() -> None:
+        pipeline = FlowPipeline(NetflowSettings())
+        out: list[bytes] = []
+        for i in range(0, len(batch), 512):
+            pipeline.collect(batch[i:i + 512], out)
+
+    one_run()                                   # caches, interned names
+    gc.collect()
+    tracemalloc.start()
+    try:
+        one_run()
+        gc.collect()
+        first, _ = tracemalloc.get_traced_memory()
+        for _ in range(4):
+            one_run()
+        gc.collect()
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # a leak of one small object per record would be 4 x 4,000 x >= 32 bytes = 512 kB
+    assert after - first < 64 * 1024, f"{after - first} bytes kept over 4 runs of {len(lines)} records"
+
+
+def test_the_bench_records_go_through_the_compiled_path_and_match(tmp_path):
+    """The records bench/bench_netflow.py times (real pmacct records and every scenario,
+    both kinds of timestamps): the compiled path writes the Python path's bytes."""
+    import sys
+    sys.path.insert(0, str(stream.Path(__file__).resolve().parents[1] / "bench"))
+    import bench_netflow
+    source = tmp_path / "flows.json"
+    bench_netflow.build_input(source, 20_000, None)
+    for kind in bench_netflow.TIMES:
+        timed = tmp_path / f"flows-{kind}.json"
+        bench_netflow.timed_input(source, timed, kind)
+        data = timed.read_bytes()
+        fast, fast_state, fast_stats = _run(tmp_path, data, f"fast-{kind}", compiled=True)
+        slow, slow_state, slow_stats = _run(tmp_path, data, f"slow-{kind}", compiled=False)
+        assert fast == slow and fast_state == slow_state
+        _same(fast_stats, slow_stats)
+        assert fast_stats.records == 20_000 and fast_stats.tagged > 1000
+
+
+def test_the_engine_refuses_a_second_initialisation():
+    pipeline = FlowPipeline(NetflowSettings())
+    engine = _flowfast.Engine(pipeline, 1000)
+    with pytest.raises(RuntimeError):
+        engine.__init__(pipeline, 1000)
