@@ -25,7 +25,10 @@ records to a bin), each through
   timing;
 - bare_loads: `json.loads` of each line and nothing else;
 
-and the ratio of the two printed per kind of time (target >= 0.6).
+and the ratio of the two printed per kind of time (target >= 0.6). `file_with_detections`
+runs the compiled fast path (wazuh_anomaly.netflow._flowfast; build it with
+`python setup.py build_ext --inplace`: the bench says when it is missing);
+`file_with_detections_python` the same command on the Python code alone, for comparison.
 
 Target: at least 50,000 records/s for `normalize` on one core. Rates are records per CPU
 second of the worker (one core's work; the shared machine makes wall time wait for a
@@ -101,20 +104,22 @@ def _vary(ip: str, rng: random.Random) -> str:
 
 
 def worker(kind: str, input_path: Path) -> dict:
-    if kind == "file_with_detections":     # what `wazuh-anomaly netflow normalize` runs: file in, file out, state
+    if kind.startswith("file_with_detections"):     # what `wazuh-anomaly netflow normalize` runs: file in, file out, state
         from wazuh_anomaly.netflow.settings import NetflowSettings
-        from wazuh_anomaly.netflow.stream import FileOutput, normalize_file, state_file_for
+        from wazuh_anomaly.netflow.stream import FileOutput, compiled_available, normalize_file, state_file_for
+        compiled = kind == "file_with_detections"
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "netflow.json"
             started, cpu = time.perf_counter(), time.process_time()
             stats = normalize_file(input_path, FileOutput(out), NetflowSettings(),
-                                   state_file=state_file_for(Path(tmp) / "state", input_path))
+                                   state_file=state_file_for(Path(tmp) / "state", input_path), compiled=compiled)
             seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
         assert stats.skipped == 0, stats.describe()
         assert stats.tagged, "no detection fired: the run would not measure the detections' work"
         return {"records": stats.records, "seconds": seconds, "cpu_seconds": cpu_seconds,
                 "records_per_second": stats.records / cpu_seconds, "records_per_wall_second": stats.records / seconds,
-                "peak_rss_mib": measure.peak_rss_mib(), "tags": stats.tags}
+                "peak_rss_mib": measure.peak_rss_mib(), "tags": stats.tags,
+                "compiled": compiled and compiled_available()}
     lines = input_path.read_bytes().splitlines()
     if kind == "bare_loads":                # the floor: json.loads of each line, nothing else
         started, cpu = time.perf_counter(), time.process_time()
@@ -163,7 +168,8 @@ def main() -> int:
         args.records, args.repeats = 20_000, 1
     kinds = ("normalize", "with_detections", "naive")
     runs: dict[str, list[dict]] = {k: [] for k in kinds}
-    timed_runs = {times: {"file_with_detections": [], "bare_loads": []} for times in TIMES}
+    full_kinds = ("file_with_detections", "file_with_detections_python", "bare_loads")
+    timed_runs = {times: {kind: [] for kind in full_kinds} for times in TIMES}
     env = measure.python_env()
     with tempfile.TemporaryDirectory() as tmp:
         input_path = Path(tmp) / "flows.json"
@@ -179,7 +185,7 @@ def main() -> int:
                                             env=env, cwd=str(measure.REPO))
                 runs[kind].append(done.json_line())
             for times in TIMES:
-                for kind in ("file_with_detections", "bare_loads"):
+                for kind in full_kinds:
                     done = measure.run_measured([sys.executable, __file__, "--worker", kind, "--input",
                                                  str(timed[times])], env=env, cwd=str(measure.REPO))
                     timed_runs[times][kind].append(done.json_line())
@@ -195,11 +201,19 @@ def main() -> int:
     detections = {}
     for times in TIMES:
         full, bare = timed_runs[times]["file_with_detections"], timed_runs[times]["bare_loads"]
+        python = timed_runs[times]["file_with_detections_python"]
         ratio = measure.median([f["records_per_second"] / b["records_per_second"] for f, b in zip(full, bare)])
+        python_ratio = measure.median([f["records_per_second"] / b["records_per_second"] for f, b in zip(python, bare)])
+        assert full[0]["tags"] == python[0]["tags"], "the compiled and the Python path tagged differently"
         detections[times] = {
+            "compiled": all(f["compiled"] for f in full),
             "file_with_detections_records_per_second": measure.median([f["records_per_second"] for f in full]),
+            "python_file_with_detections_records_per_second": measure.median([f["records_per_second"] for f in python]),
             "bare_json_loads_records_per_second": measure.median([b["records_per_second"] for b in bare]),
             "ratio_to_bare_json_loads": ratio, "meets_ratio_target": ratio >= TARGET_RATIO_TO_BARE_LOADS,
+            "python_ratio_to_bare_json_loads": python_ratio,
+            "compiled_speedup": measure.median([f["records_per_second"] / p["records_per_second"]
+                                                for f, p in zip(full, python)]),
             "tags": full[0]["tags"],
             "peak_rss_mib": max(f["peak_rss_mib"] for f in full)}
     results = {
@@ -222,9 +236,12 @@ def main() -> int:
     for times in TIMES:
         d = detections[times]
         print(f"{times} timestamps: `netflow normalize` with every detection (file in, file out, state saved per "
-              f"delivery) {d['file_with_detections_records_per_second']:,.0f} records/CPU s, bare json.loads loop "
+              f"delivery) {d['file_with_detections_records_per_second']:,.0f} records/CPU s"
+              f"{'' if d['compiled'] else ' (WITHOUT the compiled fast path: it is not built)'}, bare json.loads loop "
               f"{d['bare_json_loads_records_per_second']:,.0f}: {d['ratio_to_bare_json_loads']:.2f}x "
-              f"(target {TARGET_RATIO_TO_BARE_LOADS}x {'met' if d['meets_ratio_target'] else 'NOT met'})")
+              f"(target {TARGET_RATIO_TO_BARE_LOADS}x {'met' if d['meets_ratio_target'] else 'NOT met'}); "
+              f"the Python path alone {d['python_file_with_detections_records_per_second']:,.0f} records/CPU s, "
+              f"{d['python_ratio_to_bare_json_loads']:.2f}x (compiled: {d['compiled_speedup']:.1f}x faster)")
     print(f"wrote {path}")
     return 0
 

@@ -52,7 +52,7 @@ def _settings(args):
 def cmd_normalize(args: argparse.Namespace) -> int:
     from ..core.errors import WazuhAnomalyError
     from ..netflow.settings import default_output_file
-    from ..netflow.stream import FileOutput, follow, normalize_file, state_file_for
+    from ..netflow.stream import FileOutput, compiled_available, follow, normalize_file, state_file_for
     layout, settings = _settings(args)
     source = args.input or settings.input_file
     if not source:
@@ -68,6 +68,8 @@ def cmd_normalize(args: argparse.Namespace) -> int:
     else:
         output = FileOutput(Path(target))
         state_file = state_file_for(layout.state_dir, input_path)
+    log.info("normalising with %s", "the compiled fast path" if compiled_available() else
+             "the Python code (the compiled fast path was not built: see docs/netflow.md, Speed)")
     if args.follow:
         stopping = []
         for sig in (signal.SIGTERM, signal.SIGINT):
