@@ -7,7 +7,7 @@ writes the same events (docs/netflow.md, "Speed").
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension(
-    "wazuh_anomaly.netflow._flowfast",
+    "wazuh_anomaly.netflow.flowfast",
     sources=[f"integration/wazuh_anomaly/netflow/csrc/{name}.c" for name in ("module", "buf", "normalize", "detect")],
     depends=["integration/wazuh_anomaly/netflow/csrc/flowfast.h"],
     extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],

@@ -26,7 +26,7 @@ records to a bin), each through
 - bare_loads: `json.loads` of each line and nothing else;
 
 and the ratio of the two printed per kind of time (target >= 0.6). `file_with_detections`
-runs the compiled fast path (wazuh_anomaly.netflow._flowfast; build it with
+runs the compiled fast path (wazuh_anomaly.netflow.flowfast; build it with
 `python setup.py build_ext --inplace`: the bench says when it is missing);
 `file_with_detections_python` the same command on the Python code alone, for comparison.
 

@@ -135,7 +135,7 @@ EOF
     [ -x "$venv/bin/wazuh-anomaly" ] || die "pip did not create $venv/bin/wazuh-anomaly; check that $REPO is the wazuh-anomaly source tree."
     # The NetFlow normaliser's compiled fast path is optional (setup.py): pip builds it when
     # a C compiler and the Python headers are there. Without it the Python code runs.
-    if "$vpy" -c 'import wazuh_anomaly.netflow._flowfast' >/dev/null 2>&1; then
+    if "$vpy" -c 'import wazuh_anomaly.netflow.flowfast' >/dev/null 2>&1; then
         say "the NetFlow normaliser's compiled fast path is built"
     else
         say "note: the NetFlow normaliser's compiled fast path was not built (no C compiler or Python headers); \

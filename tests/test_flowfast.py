@@ -1,4 +1,4 @@
-"""The compiled fast path of `netflow normalize` (wazuh_anomaly.netflow._flowfast, built by
+"""The compiled fast path of `netflow normalize` (wazuh_anomaly.netflow.flowfast, built by
 setup.py) writes exactly what the Python path writes: the same event bytes, the same
 detection state, the same counts and skip reasons, whatever mix of good and bad lines,
 collectors and timestamp kinds, in one run or resumed in pieces; and it holds no memory
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from netflow_mixed import mixed_lines
-from wazuh_anomaly.netflow import _flowfast, stream
+from wazuh_anomaly.netflow import flowfast, stream
 from wazuh_anomaly.netflow.settings import NetflowSettings
 from wazuh_anomaly.netflow.stream import FileOutput, FlowPipeline, normalize_file, state_file_for
 
@@ -165,6 +165,6 @@ def test_the_bench_records_go_through_the_compiled_path_and_match(tmp_path):
 
 def test_the_engine_refuses_a_second_initialisation():
     pipeline = FlowPipeline(NetflowSettings())
-    engine = _flowfast.Engine(pipeline, 1000)
+    engine = flowfast.Engine(pipeline, 1000)
     with pytest.raises(RuntimeError):
         engine.__init__(pipeline, 1000)

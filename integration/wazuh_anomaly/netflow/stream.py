@@ -34,9 +34,9 @@ from .normalize import PRIVATE, BadRecord, Normalizer
 from .settings import NetflowSettings
 
 try:        # the compiled fast path (setup.py; optional: without it the Python code below runs)
-    from . import _flowfast
+    from . import flowfast
 except ImportError:
-    _flowfast = None
+    flowfast = None
 
 log = logging.getLogger("wazuh_anomaly")
 BATCH_LINES = 4096
@@ -94,13 +94,13 @@ class NormalizeStats:
 
 def compiled_available() -> bool:
     """Whether the compiled fast path was built (see setup.py and docs/netflow.md)."""
-    return _flowfast is not None
+    return flowfast is not None
 
 
 class FlowPipeline:
     """Normaliser + detector over raw lines; returns the output bytes of a batch.
 
-    With the compiled fast path (`_flowfast`, built by setup.py when a C compiler is there)
+    With the compiled fast path (`flowfast`, built by setup.py when a C compiler is there)
     the batch loop runs in C for the records it knows; every other line, and everything
     without it, runs `python_collect`. Both write the same bytes and keep one state."""
 
@@ -109,7 +109,7 @@ class FlowPipeline:
         self.normalizer = Normalizer(settings)
         self.detector = FlowDetector(settings, detector_state) if detect else None
         self.stats = NormalizeStats()
-        self._engine = _flowfast.Engine(self, MAX_EVENT_BYTES) if compiled and _flowfast is not None else None
+        self._engine = flowfast.Engine(self, MAX_EVENT_BYTES) if compiled and flowfast is not None else None
 
     @property
     def compiled(self) -> bool:

@@ -1,4 +1,4 @@
-/* The NetFlow normaliser's compiled fast path (module wazuh_anomaly.netflow._flowfast).
+/* The NetFlow normaliser's compiled fast path (module wazuh_anomaly.netflow.flowfast).
  *
  * It does for the common, well-formed pmacct record exactly what the Python code does
  * (normalize.Normalizer.normalize, detect.FlowDetector.observe, orjson.dumps of the

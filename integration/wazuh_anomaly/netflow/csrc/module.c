@@ -1,4 +1,4 @@
-/* wazuh_anomaly.netflow._flowfast: the batch loop of stream.FlowPipeline.collect in C.
+/* wazuh_anomaly.netflow.flowfast: the batch loop of stream.FlowPipeline.collect in C.
  *
  * Engine(pipeline).collect(pipeline, batch, out) does what FlowPipeline.python_collect does: each
  * (where, line) of the batch parsed (orjson.loads), normalised, observed by the detector
@@ -338,7 +338,7 @@ static PyMethodDef Engine_methods[] = {
 
 static PyTypeObject EngineType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "wazuh_anomaly.netflow._flowfast.Engine",
+    .tp_name = "wazuh_anomaly.netflow.flowfast.Engine",
     .tp_basicsize = sizeof(Engine),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Engine(pipeline, max_event_bytes): FlowPipeline's batch loop, compiled.",
@@ -492,11 +492,11 @@ static PyMethodDef module_methods[] = {
 };
 
 static struct PyModuleDef flowfast_module = {
-    PyModuleDef_HEAD_INIT, "_flowfast",
+    PyModuleDef_HEAD_INIT, "flowfast",
     "The NetFlow normaliser's compiled fast path (see csrc/flowfast.h).", -1, module_methods,
 };
 
-PyMODINIT_FUNC PyInit__flowfast(void)
+PyMODINIT_FUNC PyInit_flowfast(void)
 {
     if (PyType_Ready(&EngineType) < 0)
         return NULL;
