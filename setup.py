@@ -2,7 +2,7 @@
 
 The extension is optional: without a C compiler and the Python headers, pip installs the
 package without it and `wazuh-anomaly netflow normalize` runs the Python code, which
-writes the same events (docs/netflow.md, "Speed").
+writes the same events (docs/netflow.md, "Throughput").
 """
 from setuptools import Extension, setup
 

@@ -69,7 +69,7 @@ def cmd_normalize(args: argparse.Namespace) -> int:
         output = FileOutput(Path(target))
         state_file = state_file_for(layout.state_dir, input_path)
     log.info("normalising with %s", "the compiled fast path" if compiled_available() else
-             "the Python code (the compiled fast path was not built: see docs/netflow.md, Speed)")
+             "the Python code (the compiled fast path was not built: see docs/netflow.md, Throughput)")
     if args.follow:
         stopping = []
         for sig in (signal.SIGTERM, signal.SIGINT):
