@@ -703,6 +703,12 @@ class Follower:
     def batches(self, batch_lines: int = BATCH_LINES) -> Iterator[Batch]:
         """Every batch available now (rotated files first); `position()` after each batch
         covers exactly the batches handed out so far."""
+        for run in self.runs(batch_lines):
+            yield run.pairs()
+
+    def runs(self, batch_lines: int = BATCH_LINES) -> Iterator[Run]:
+        """`batches` as `Run`s: the lines without a place formatted for each (`run.where(i)`
+        names one when it is needed)."""
         if self.current is None and not self._open_current():
             # no file: still finish what was rotated away
             yield from self._drain_retired(batch_lines)
@@ -714,14 +720,14 @@ class Follower:
             if not self._check_rotation():
                 break
             yield from self._drain_retired(batch_lines)
-        yield from self.current.batches(batch_lines)
+        yield from self.current.runs(batch_lines)
 
-    def _drain_retired(self, batch_lines: int) -> Iterator[Batch]:
+    def _drain_retired(self, batch_lines: int) -> Iterator[Run]:
         now = time.monotonic()
         for entry in list(self.retired):
-            for batch in entry.reader.batches(batch_lines):
+            for run in entry.reader.runs(batch_lines):
                 entry.until = time.monotonic() + self.grace_seconds
-                yield batch
+                yield run
             if entry.once or now > entry.until:
                 if getattr(entry.reader, "failed", None):
                     self._lost(f"{self.path} was rotated to {entry.reader.path}, which is damaged "

@@ -141,6 +141,13 @@ class FlowPipeline:
         else:
             self.python_collect(lines, out)
 
+    def collect_run(self, run, out: list[bytes]) -> None:
+        """`collect` for a core.follow.Run: its lines, each place named only when needed."""
+        if run.lines is None or self._engine is None:
+            self.collect(run.pairs(), out)
+        else:
+            self._engine.collect(self, run.lines, out, run.where)
+
     def too_long(self, where) -> None:
         """Skips a record whose event would be longer than logcollector takes."""
         self.stats.skip(where, f"the flow event would be longer than the {MAX_EVENT_BYTES} bytes a line may take",
@@ -496,12 +503,13 @@ def _deliveries(follower: Follower, pipeline: FlowPipeline) -> Iterator[bytes]:
     lines = size = 0
     since = time.monotonic()
     stats = pipeline.stats
-    collect = pipeline.collect
-    for batch in follower.batches():
-        read = sum([len(line) + 1 for _, line in batch if line is not None])
+    collect = pipeline.collect_run
+    for run in follower.runs():
+        count = len(run.lines) if run.lines is not None else 1
+        read = sum(map(len, run.lines)) + count if run.lines is not None else 0
         stats.bytes_read += read
-        collect(batch, out)
-        lines += len(batch)
+        collect(run, out)
+        lines += count
         size += read           # an event is about as long as its record: this bounds the output held
         if lines >= DELIVERY_LINES or size >= DELIVERY_BYTES or time.monotonic() - since >= DELIVERY_SECONDS:
             yield _joined(out)

@@ -106,15 +106,39 @@ static int flush(FFBuf *buf, PyObject *out)
     return rc;
 }
 
+/* The place of line i: `where(i)` when the batch is bare lines, else the pair's first item. */
+static PyObject *place(PyObject *where, Py_ssize_t i, PyObject *item)
+{
+    if (where == NULL)
+        return Py_NewRef(PyTuple_GET_ITEM(item, 0));
+    PyObject *index = PyLong_FromSsize_t(i);
+    if (index == NULL)
+        return NULL;
+    PyObject *text = PyObject_CallOneArg(where, index);
+    Py_DECREF(index);
+    return text;
+}
+
 /* The Python path for one line (after what was gathered so far, to keep the order). */
-static int python_line(Engine *self, PyObject *item, FFBuf *buf, PyObject *out)
+static int python_line(Engine *self, PyObject *where, Py_ssize_t i, PyObject *item, FFBuf *buf, PyObject *out)
 {
     if (flush(buf, out) < 0)
         return -1;
     PyObject *one = PyList_New(1);
     if (one == NULL)
         return -1;
-    Py_INCREF(item);
+    if (where != NULL) {            /* a bare line: the pair Python's path takes */
+        PyObject *text = place(where, i, item);
+        PyObject *pair = text ? PyTuple_Pack(2, text, item) : NULL;
+        Py_XDECREF(text);
+        if (pair == NULL) {
+            Py_DECREF(one);
+            return -1;
+        }
+        item = pair;
+    } else {
+        Py_INCREF(item);
+    }
     PyList_SET_ITEM(one, 0, item);
     PyObject *r = PyObject_CallFunctionObjArgs(self->python_line, one, out, NULL);
     Py_DECREF(one);
@@ -227,9 +251,11 @@ done:
 
 static PyObject *Engine_collect(Engine *self, PyObject *args)
 {
-    PyObject *pipeline, *batch, *out;
-    if (!PyArg_ParseTuple(args, "OOO!", &pipeline, &batch, &PyList_Type, &out))
+    PyObject *pipeline, *batch, *out, *where = Py_None;
+    if (!PyArg_ParseTuple(args, "OOO!|O", &pipeline, &batch, &PyList_Type, &out, &where))
         return NULL;
+    if (where == Py_None)
+        where = NULL;
     if (!self->ready) {
         PyErr_SetString(PyExc_RuntimeError, "Engine was not initialised");
         return NULL;
@@ -251,9 +277,10 @@ static PyObject *Engine_collect(Engine *self, PyObject *args)
     PyObject **items = PySequence_Fast_ITEMS(seq);
     for (Py_ssize_t i = 0; i < n && !failed; i++) {
         PyObject *item = items[i];
-        PyObject *line;
-        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 || !PyBytes_Check(line = PyTuple_GET_ITEM(item, 1))) {
-            failed = python_line(self, item, &buf, out) < 0;      /* None: an over-long line */
+        PyObject *line = item;
+        if (where != NULL ? !PyBytes_Check(item) :
+                !PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 || !PyBytes_Check(line = PyTuple_GET_ITEM(item, 1))) {
+            failed = python_line(self, where, i, item, &buf, out) < 0;      /* None: an over-long line */
             continue;
         }
         if (blank(PyBytes_AS_STRING(line), PyBytes_GET_SIZE(line)))
@@ -265,7 +292,7 @@ static PyObject *Engine_collect(Engine *self, PyObject *args)
                 break;
             }
             PyErr_Clear();
-            failed = python_line(self, item, &buf, out) < 0;
+            failed = python_line(self, where, i, item, &buf, out) < 0;
             continue;
         }
         FFRec rec;
@@ -279,7 +306,7 @@ static PyObject *Engine_collect(Engine *self, PyObject *args)
             if (rc < 0)
                 failed = 1;
             else
-                failed = python_line(self, item, &buf, out) < 0;
+                failed = python_line(self, where, i, item, &buf, out) < 0;
             continue;
         }
         FFTags tags = {0, -1, 0};
@@ -294,7 +321,9 @@ static PyObject *Engine_collect(Engine *self, PyObject *args)
         if (buf.len - start > self->max_event_bytes) {
             /* every field is bounded: only logcollector's limit guards this (as in Python) */
             buf.len = start;
-            PyObject *r = PyObject_CallOneArg(self->too_long, PyTuple_GET_ITEM(item, 0));
+            PyObject *text = place(where, i, item);
+            PyObject *r = text ? PyObject_CallOneArg(self->too_long, text) : NULL;
+            Py_XDECREF(text);
             if (r == NULL)
                 failed = 1;
             Py_XDECREF(r);
@@ -332,7 +361,8 @@ static PyObject *Engine_collect(Engine *self, PyObject *args)
 
 static PyMethodDef Engine_methods[] = {
     {"collect", (PyCFunction)Engine_collect, METH_VARARGS,
-     "collect(pipeline, batch, out): the output of each good record of the batch appended to `out`."},
+     "collect(pipeline, batch, out[, where]): the output of each good record of the batch appended to `out`;\n"
+     "the batch is (where, line) pairs, or bare lines when `where(i)` names line i."},
     {NULL, NULL, 0, NULL},
 };
 
