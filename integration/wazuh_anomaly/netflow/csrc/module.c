@@ -28,6 +28,7 @@ typedef struct {
     FFNormalizer *normalizer;
     FFDetector *detector;       /* NULL: detections off */
     Py_ssize_t max_event_bytes;
+    FFBuf buf;                  /* the output being gathered; its memory is kept from call to call */
     PyObject *tag_names[FF_TAG_COUNT];
 } Engine;
 
@@ -41,6 +42,7 @@ static void Engine_dealloc(Engine *self)
         ffn_free(self->normalizer);
     if (self->detector)
         ffd_free(self->detector);
+    PyMem_Free(self->buf.data);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -48,6 +50,7 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kwds)
 {
     PyObject *pipeline;
     Py_ssize_t max_event_bytes;
+    FFBuf buf;                  /* the output being gathered; its memory is kept from call to call */
     static char *kwlist[] = {"pipeline", "max_event_bytes", NULL};
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "On", kwlist, &pipeline, &max_event_bytes))
         return -1;
@@ -270,8 +273,13 @@ static PyObject *Engine_collect(Engine *self, PyObject *args)
         Py_DECREF(seq);
         return NULL;
     }
-    FFBuf buf = {NULL, 0, 0};
+    FFBuf buf = self->buf;      /* a local copy (the loop is hot); given back below */
+    buf.len = 0;
     Py_ssize_t records = 0, tagged = 0, per_tag[FF_TAG_COUNT] = {0};
+    /* The loop makes no reference cycles, only short-lived records that reference counting
+     * frees; the collector would walk the detection windows (millions of objects) every
+     * few hundred records for nothing. It runs again once the batch is done. */
+    int collecting = PyGC_Disable();
     int failed = 0;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **items = PySequence_Fast_ITEMS(seq);
@@ -345,7 +353,15 @@ static PyObject *Engine_collect(Engine *self, PyObject *args)
     Py_CLEAR(self->too_long);
     if (!failed)
         failed = flush(&buf, out) < 0;
-    PyMem_Free(buf.data);
+    if (collecting)
+        PyGC_Enable();
+    if (buf.cap > (Py_ssize_t)64 << 20) {      /* an unusually large batch: not kept */
+        PyMem_Free(buf.data);
+        buf.data = NULL;
+        buf.cap = 0;
+    }
+    buf.len = 0;
+    self->buf = buf;
     if (failed) {
         /* the counts of what was written still count */
         PyObject *type, *value, *tb;
