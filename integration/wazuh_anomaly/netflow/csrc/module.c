@@ -50,7 +50,6 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kwds)
 {
     PyObject *pipeline;
     Py_ssize_t max_event_bytes;
-    FFBuf buf;                  /* the output being gathered; its memory is kept from call to call */
     static char *kwlist[] = {"pipeline", "max_event_bytes", NULL};
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "On", kwlist, &pipeline, &max_event_bytes))
         return -1;
