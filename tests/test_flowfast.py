@@ -113,9 +113,10 @@ def test_the_output_of_a_batch_is_whole_lines_in_order_whatever_goes_to_the_pyth
     assert all(p and not p.endswith(b"\n") for p in pieces)
     assert b"\n".join(pieces) == b"\n".join(single)
     assert fast.stats.records == slow.stats.records == len(single)
-    assert len(pieces) < len(single) / 3          # most lines were the compiled path's, in runs
+    assert sum(p.count(b"\n") + 1 for p in pieces if b"\n" in p) > len(single) / 3   # runs of compiled lines
 
 
+@pytest.mark.filterwarnings("ignore")
 def test_the_compiled_path_holds_no_memory_per_record():
     """Nor per pipeline: the engine the pipeline holds does not hold the pipeline."""
     lines = mixed_lines(4, 4000, bad=0.0)      # no skips: the test's log capture would keep their records

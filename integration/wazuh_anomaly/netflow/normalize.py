@@ -9,7 +9,7 @@ functions on dicts; a record that cannot be a flow raises `BadRecord` with the r
 from __future__ import annotations
 
 import ipaddress
-from datetime import datetime
+from datetime import datetime, timezone
 
 from ..core.eventtext import MAX_IP, MAX_NAME, MAX_SHORT, clip, has_control
 from ..core.timeparse import minute_epoch
@@ -172,7 +172,7 @@ class Clock:
             raise BadRecord(f"{key} {epoch!r} is not a time after 1970")
         whole = int(epoch)
         frac = epoch - whole
-        text = datetime.utcfromtimestamp(whole).strftime("%Y-%m-%dT%H:%M:%S")
+        text = datetime.fromtimestamp(whole, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
         if frac:
             text += f"{frac:.6f}"[1:].rstrip("0")
         return epoch, text + "Z"
