@@ -169,3 +169,18 @@ def test_the_engine_refuses_a_second_initialisation():
     engine = flowfast.Engine(pipeline, 1000)
     with pytest.raises(RuntimeError):
         engine.__init__(pipeline, 1000)
+
+
+def test_the_command_says_which_path_normalises(tmp_path):
+    import os
+    import subprocess
+    import sys
+    src = tmp_path / "flows.json"
+    src.write_bytes(b"\n".join(mixed_lines(1, 50, bad=0.0)) + b"\n")
+    env = dict(os.environ, PYTHONPATH=str(stream.Path(stream.__file__).resolve().parents[2]))
+    done = subprocess.run([sys.executable, "-m", "wazuh_anomaly.cli", "--prefix", str(tmp_path / "ossec"), "-v",
+                           "netflow", "normalize", str(src), "--output", "-"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "normalising with the compiled fast path" in done.stderr
+    assert len(done.stdout.splitlines()) == 50
