@@ -97,6 +97,8 @@ def times(draw, start: datetime):
     forger could write (placeholders, zones, epochs, impossible dates, 60 and 61 seconds)."""
     at = start + timedelta(microseconds=draw(st.integers(0, 10 ** 9)))
     if draw(st.integers(0, 9)):
+        if draw(st.integers(0, 9)) == 0:    # the first minute of 1970: the epoch is the seconds, every bit shows
+            at = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=draw(st.integers(10 ** 6, 6 * 10 ** 7)))
         return _time_text(at, draw(st.sampled_from([0, 0, 6, 6, 1, 3, 9, 10])), draw(st.sampled_from(" " * 5 + "T")))
     return draw(st.sampled_from([
         "0000-00-00 00:00:00", "1970-01-01 00:00:00", "1970-01-01 00:00:00.000000", "1970-01-01T00:00:00",
@@ -238,6 +240,10 @@ COMMON = [
      "packets": 1, "bytes": 1, "timestamp_start": "9999-12-31 23:59:59.999999", "timestamp_end": None},
     {"ip_src": "10.0.0.5", "ip_dst": "10.0.0.6", "ip_proto": "tcp", "timestamp_start": "0001-01-01 00:00:00.5",
      "timestamp_end": "9999-12-31 23:59:60.999999"},
+    # the first minute of 1970 (not the placeholder): float("12.002942") is not 12 + 0.002942
+    {"peer_ip_src": "10.0.0.1", "ip_src": "10.0.0.5", "ip_dst": "10.0.0.6", "ip_proto": 17, "port_src": 1,
+     "port_dst": 2, "packets": 1, "bytes": 1, "timestamp_start": "1970-01-01 00:00:01.003691",
+     "timestamp_end": "1970-01-01 00:00:12.002942"},
 ]
 
 
