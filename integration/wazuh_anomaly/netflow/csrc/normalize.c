@@ -84,7 +84,8 @@ struct FFNormalizer {
     /* end - start -> round(seconds, 3), keyed by the bits of the double */
     unsigned long long duration_keys[DURATIONS];
     double duration_values[DURATIONS];
-    unsigned char duration_used[DURATIONS];
+    char duration_texts[DURATIONS][32];     /* the value as JSON (ffbuf_json_float) */
+    unsigned char duration_lens[DURATIONS]; /* 0: slot empty */
 };
 
 /* ---- making and freeing ---- */
@@ -500,15 +501,18 @@ static int parse_time(FFNormalizer *n, const char *s, Py_ssize_t len, double *ep
     return 0;
 }
 
-/* round(seconds, 3), as the Python code computes it (float.__round__), cached. */
-static int rounded(FFNormalizer *n, double seconds, double *out)
+/* round(seconds, 3), as the Python code computes it (float.__round__), and its JSON text,
+ * cached. 0, 1: decline (a value orjson would not write as Python's repr), -1: error. */
+static int duration_of(FFNormalizer *n, double seconds, double *value, const char **text, Py_ssize_t *len)
 {
     unsigned long long bits;
     memcpy(&bits, &seconds, sizeof bits);
     unsigned long long h = bits * 0x9E3779B97F4A7C15ULL;
     unsigned slot = (unsigned)(h >> 54) & (DURATIONS - 1);
-    if (n->duration_used[slot] && n->duration_keys[slot] == bits) {
-        *out = n->duration_values[slot];
+    if (n->duration_lens[slot] && n->duration_keys[slot] == bits) {
+        *value = n->duration_values[slot];
+        *text = n->duration_texts[slot];
+        *len = n->duration_lens[slot];
         return 0;
     }
     PyObject *f = PyFloat_FromDouble(seconds);
@@ -524,11 +528,28 @@ static int rounded(FFNormalizer *n, double seconds, double *out)
         PyErr_SetString(PyExc_TypeError, "round() of a float is not a float");
         return -1;
     }
-    *out = PyFloat_AS_DOUBLE(r);
+    double v = PyFloat_AS_DOUBLE(r);
     Py_DECREF(r);
+    /* orjson writes these as Python's repr does (no exponent, and not "1e-05") */
+    if (!(v == 0.0 || (v >= 0.001 && v < 1e15)))
+        return 1;
+    FFBuf b = {NULL, 0, 0};
+    if (ffbuf_json_float(&b, v) < 0) {
+        PyMem_Free(b.data);
+        return -1;
+    }
+    if (b.len < 1 || b.len > 31) {
+        PyMem_Free(b.data);
+        return 1;
+    }
     n->duration_keys[slot] = bits;
-    n->duration_values[slot] = *out;
-    n->duration_used[slot] = 1;
+    n->duration_values[slot] = v;
+    memcpy(n->duration_texts[slot], b.data, (size_t)b.len);
+    n->duration_lens[slot] = (unsigned char)b.len;
+    PyMem_Free(b.data);
+    *value = v;
+    *text = n->duration_texts[slot];
+    *len = n->duration_lens[slot];
     return 0;
 }
 
@@ -761,6 +782,8 @@ int ffn_normalize(FFNormalizer *n, PyObject *record, FFRec *rec, FFBuf *out)
             goto decline;
     }
     double start, end = 0.0, duration = 0.0;
+    const char *duration_text = NULL;
+    Py_ssize_t duration_len = 0;
     if (parse_time(n, start_text, start_len, &start) < 0)
         goto decline;
     int has_end = 0;
@@ -771,10 +794,10 @@ int ffn_normalize(FFNormalizer *n, PyObject *record, FFRec *rec, FFBuf *out)
         if (t > 0) {
             if (parse_time(n, end_text, end_len, &end) < 0 || end < start)
                 goto decline;
-            if (rounded(n, end - start, &duration) < 0)
+            int d = duration_of(n, end - start, &duration, &duration_text, &duration_len);
+            if (d < 0)
                 goto fail;
-            /* orjson writes these as Python's repr does (no exponent, no "1e-05") */
-            if (!(duration == 0.0 || (duration >= 0.001 && duration < 1e15)))
+            if (d > 0)
                 goto decline;
             has_end = 1;
         }
@@ -827,7 +850,7 @@ int ffn_normalize(FFNormalizer *n, PyObject *record, FFRec *rec, FFBuf *out)
         goto fail;
     if (has_end) {
         if (PUT(",\"end\":") < 0 || put_time(out, end_text, end_len) < 0 || PUT(",\"duration\":") < 0 ||
-            ffbuf_json_float(out, duration) < 0)
+            ffbuf_put(out, duration_text, duration_len) < 0)
             goto fail;
     }
     if (PUT(",\"type\":\"connection\",\"category\":\"network\"},\"source\":{\"ip\":") < 0 ||
