@@ -53,8 +53,11 @@ typedef struct {
     Py_ssize_t len;
 } Service;
 
+#define KEY_SLOTS 64
+
 struct FFNormalizer {
-    PyObject *keys[K_COUNT];
+    PyObject *key_objects[KEY_SLOTS];   /* held: the key objects seen, by address */
+    int key_indexes[KEY_SLOTS];         /* their K_*, or -1 */
     PyObject *scopes;           /* normalizer.addresses.cache: text -> EXTERNAL / INTERNAL / LOCAL */
     PyObject *scope;            /* normalizer.addresses.scope */
     PyObject *protocols;        /* normalizer._protocols */
@@ -74,6 +77,7 @@ struct FFNormalizer {
     int n_services;
     long flag_bits[MAX_TCP_FLAGS];
     char flag_names[MAX_TCP_FLAGS][16];
+    Py_ssize_t flag_lens[MAX_TCP_FLAGS];
     int n_flags;
     ProtoClass classes[PROTO_CLASSES];
     int next_class;
@@ -105,8 +109,8 @@ void ffn_free(FFNormalizer *n)
 {
     if (n == NULL)
         return;
-    for (int i = 0; i < K_COUNT; i++)
-        Py_XDECREF(n->keys[i]);
+    for (int i = 0; i < KEY_SLOTS; i++)
+        Py_XDECREF(n->key_objects[i]);
     Py_XDECREF(n->scopes);
     Py_XDECREF(n->scope);
     Py_XDECREF(n->protocols);
@@ -236,6 +240,7 @@ static int read_tables(FFNormalizer *n, PyObject *module)
         n->flag_bits[i] = bit;
         memcpy(n->flag_names[i], name, (size_t)len);
         n->flag_names[i][len] = '\0';
+        n->flag_lens[i] = len;
         n->n_flags = (int)i + 1;
     }
     if ((v = attr(module, "EXTERNAL")) == NULL || exact_long(v, &external) < 0)
@@ -282,11 +287,6 @@ FFNormalizer *ffn_new(PyObject *normalizer)
         return NULL;
     }
     PyObject *addresses = NULL, *module = NULL, *name = NULL;
-    for (int i = 0; i < K_COUNT; i++) {
-        n->keys[i] = PyUnicode_InternFromString(KEY_NAMES[i]);
-        if (n->keys[i] == NULL)
-            goto fail;
-    }
     addresses = attr(normalizer, "addresses");
     if (addresses == NULL)
         goto fail;
@@ -338,15 +338,34 @@ fail:
 
 /* ---- the pieces of one record ---- */
 
-/* A value of the record: borrowed, NULL when missing (*err set on a lookup error). */
-static PyObject *get(PyObject *record, PyObject *key, int *err)
+/* Which field a key of the record is: K_*, -1 another key, -2 not a str (decline: a key
+ * of another type could equal a field's name). orjson gives the same key objects again
+ * and again (its key cache): they are remembered by address (held, so never reused). */
+static int key_index(FFNormalizer *n, PyObject *key)
 {
-    PyObject *v = PyDict_GetItemWithError(record, key);
-    if (v == NULL && PyErr_Occurred()) {
+    unsigned slot = (unsigned)(((uintptr_t)key >> 4) ^ ((uintptr_t)key >> 10)) & (KEY_SLOTS - 1);
+    if (n->key_objects[slot] == key)
+        return n->key_indexes[slot];
+    if (!PyUnicode_CheckExact(key))
+        return -2;
+    Py_ssize_t len;
+    const char *text = PyUnicode_AsUTF8AndSize(key, &len);
+    if (text == NULL) {
         PyErr_Clear();
-        *err = 1;
+        return -2;
     }
-    return v;
+    int index = -1;
+    for (int i = 0; i < K_COUNT; i++) {
+        if ((size_t)len == strlen(KEY_NAMES[i]) && memcmp(text, KEY_NAMES[i], (size_t)len) == 0) {
+            index = i;
+            break;
+        }
+    }
+    Py_XDECREF(n->key_objects[slot]);
+    Py_INCREF(key);
+    n->key_objects[slot] = key;
+    n->key_indexes[slot] = index;
+    return index;
 }
 
 /* A port: 0-65535, -1 for None or missing; -2: decline. */
@@ -690,14 +709,30 @@ static int writable(PyObject *text)
     return 1;
 }
 
-#define PUT(lit) ffbuf_put(out, lit, (Py_ssize_t)sizeof(lit) - 1)
-
-static int put_time(FFBuf *out, const char *s, Py_ssize_t len)
+/* Writes into room reserved before (ffbuf_reserve). */
+static inline void raw(FFBuf *b, const char *s, Py_ssize_t len)
 {
-    /* value[:10] + "T" + value[11:] + "Z", quoted (ASCII digits and separators only) */
-    if (ffbuf_reserve(out, len + 4) < 0)
-        return -1;
-    char *o = out->data + out->len;
+    memcpy(b->data + b->len, s, (size_t)len);
+    b->len += len;
+}
+
+#define RAW(lit) raw(out, lit, (Py_ssize_t)sizeof(lit) - 1)
+
+static inline void raw_uint(FFBuf *b, unsigned long long v)
+{
+    char tmp[20];
+    int i = 20;
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    raw(b, tmp + i, 20 - i);
+}
+
+/* value[:10] + "T" + value[11:] + "Z", quoted (checked: ASCII digits and separators only) */
+static inline void raw_time(FFBuf *b, const char *s, Py_ssize_t len)
+{
+    char *o = b->data + b->len;
     *o++ = '"';
     memcpy(o, s, 10);
     o += 10;
@@ -706,22 +741,31 @@ static int put_time(FFBuf *out, const char *s, Py_ssize_t len)
     o += len - 11;
     *o++ = 'Z';
     *o++ = '"';
-    out->len = o - out->data;
-    return 0;
+    b->len = o - b->data;
 }
 
 int ffn_normalize(FFNormalizer *n, PyObject *record, FFRec *rec, FFBuf *out)
 {
-    PyObject *const *keys = n->keys;
     PyObject *exporter = NULL;
     Py_ssize_t start_at = out->len;
     int err = 0;
     if (!PyDict_CheckExact(record))
         return 0;
+    /* the fields of the record, in one pass (what record.get(key) gives: NULL when missing) */
+    PyObject *vals[K_COUNT] = {NULL};
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(record, &pos, &key, &value)) {
+        int k = key_index(n, key);
+        if (k == -2)
+            return 0;
+        if (k >= 0)
+            vals[k] = value;
+    }
 
     /* addresses */
-    PyObject *src = get(record, keys[K_IP_SRC], &err);
-    PyObject *dst = get(record, keys[K_IP_DST], &err);
+    PyObject *src = vals[K_IP_SRC];
+    PyObject *dst = vals[K_IP_DST];
     if (err || src == NULL || dst == NULL || !PyUnicode_CheckExact(src) || !PyUnicode_CheckExact(dst))
         return 0;
     long src_scope = scope_of(n, src);
@@ -732,9 +776,9 @@ int ffn_normalize(FFNormalizer *n, PyObject *record, FFRec *rec, FFBuf *out)
         return 0;
 
     /* protocol */
-    PyObject *proto_value = get(record, keys[K_IP_PROTO], &err);
+    PyObject *proto_value = vals[K_IP_PROTO];
     if (proto_value == NULL && !err)
-        proto_value = get(record, keys[K_PROTO], &err);
+        proto_value = vals[K_PROTO];
     if (err || proto_value == NULL)       /* missing: "" -> BadRecord in Python */
         return 0;
     PyObject *protocol = protocol_of(n, proto_value);
@@ -745,20 +789,20 @@ int ffn_normalize(FFNormalizer *n, PyObject *record, FFRec *rec, FFBuf *out)
         goto decline;
 
     /* ports and counts */
-    long sport = port_of(get(record, keys[K_PORT_SRC], &err));
-    long dport = port_of(get(record, keys[K_PORT_DST], &err));
+    long sport = port_of(vals[K_PORT_SRC]);
+    long dport = port_of(vals[K_PORT_DST]);
     if (err || sport < -1 || dport < -1)
         goto decline;
     unsigned long long bytes, packets;
-    if (count_of(get(record, keys[K_BYTES], &err), &bytes) < 0 ||
-        count_of(get(record, keys[K_PACKETS], &err), &packets) < 0 || err)
+    if (count_of(vals[K_BYTES], &bytes) < 0 ||
+        count_of(vals[K_PACKETS], &packets) < 0 || err)
         goto decline;
     if (packets <= ~0ULL / n->max_packet_bytes && bytes > packets * n->max_packet_bytes)
         goto decline;
 
     /* dialect */
-    PyObject *peer = get(record, keys[K_PEER], &err);
-    PyObject *start_value = get(record, keys[K_TS_START], &err);
+    PyObject *peer = vals[K_PEER];
+    PyObject *start_value = vals[K_TS_START];
     if (err)
         goto decline;
     int nfacctd = peer != NULL || start_value != NULL;
@@ -775,9 +819,9 @@ int ffn_normalize(FFNormalizer *n, PyObject *record, FFRec *rec, FFBuf *out)
         goto decline;
     if (t == 0) {
         timestamp_start = 0;
-        t = time_value(get(record, keys[K_STAMP_INSERTED], &err), &start_text, &start_len);
+        t = time_value(vals[K_STAMP_INSERTED], &start_text, &start_len);
         if (t == 0 && !err)
-            t = time_value(get(record, keys[K_STAMP_UPDATED], &err), &start_text, &start_len);
+            t = time_value(vals[K_STAMP_UPDATED], &start_text, &start_len);
         if (t <= 0 || err)      /* no usable time: BadRecord */
             goto decline;
     }
@@ -788,7 +832,7 @@ int ffn_normalize(FFNormalizer *n, PyObject *record, FFRec *rec, FFBuf *out)
         goto decline;
     int has_end = 0;
     if (timestamp_start) {
-        t = time_value(get(record, keys[K_TS_END], &err), &end_text, &end_len);
+        t = time_value(vals[K_TS_END], &end_text, &end_len);
         if (t < 0 || err)
             goto decline;
         if (t > 0) {
@@ -806,7 +850,7 @@ int ffn_normalize(FFNormalizer *n, PyObject *record, FFRec *rec, FFBuf *out)
     /* TCP flags */
     long flags = 0;
     if (rec->is_tcp && !rec->is_icmp) {
-        PyObject *value = get(record, keys[K_TCP_FLAGS], &err);
+        PyObject *value = vals[K_TCP_FLAGS];
         if (err)
             goto decline;
         if (value != NULL && value != Py_None) {
@@ -846,56 +890,79 @@ int ffn_normalize(FFNormalizer *n, PyObject *record, FFRec *rec, FFBuf *out)
     const Service *service = NULL;
     if (!rec->is_icmp && dport >= 0 && rec->is_port_protocol)
         service = service_of(n, dport);
-    if (PUT("{\"netflow\":\"true\",\"event\":{\"start\":") < 0 || put_time(out, start_text, start_len) < 0)
-        goto fail;
-    if (has_end) {
-        if (PUT(",\"end\":") < 0 || put_time(out, end_text, end_len) < 0 || PUT(",\"duration\":") < 0 ||
-            ffbuf_put(out, duration_text, duration_len) < 0)
-            goto fail;
+    /* one reservation for the whole event: every write below fits (strings at 6 bytes a byte) */
+    Py_ssize_t src_len, dst_len, proto_len, exporter_len = 0;
+    if (PyUnicode_AsUTF8AndSize(src, &src_len) == NULL || PyUnicode_AsUTF8AndSize(dst, &dst_len) == NULL ||
+        PyUnicode_AsUTF8AndSize(protocol, &proto_len) == NULL ||
+        (exporter != NULL && PyUnicode_AsUTF8AndSize(exporter, &exporter_len) == NULL)) {
+        PyErr_Clear();
+        goto decline;
     }
-    if (PUT(",\"type\":\"connection\",\"category\":\"network\"},\"source\":{\"ip\":") < 0 ||
-        ffbuf_json_str(out, src) < 0)
+    Py_ssize_t need = 512 + start_len + end_len + duration_len + 6 * (src_len + dst_len + proto_len + exporter_len) +
+                      n->direction_len[direction] + (service ? service->len : 0) + 16 * n->n_flags;
+    if (ffbuf_reserve(out, need) < 0)
         goto fail;
-    if (!rec->is_icmp && sport >= 0 && (PUT(",\"port\":") < 0 || ffbuf_json_int(out, sport) < 0))
+    RAW("{\"netflow\":\"true\",\"event\":{\"start\":");
+    raw_time(out, start_text, start_len);
+    if (has_end) {
+        RAW(",\"end\":");
+        raw_time(out, end_text, end_len);
+        RAW(",\"duration\":");
+        raw(out, duration_text, duration_len);
+    }
+    RAW(",\"type\":\"connection\",\"category\":\"network\"},\"source\":{\"ip\":");
+    if (ffbuf_json_str(out, src) < 0)
         goto fail;
-    if (PUT("},\"destination\":{\"ip\":") < 0 || ffbuf_json_str(out, dst) < 0)
+    if (!rec->is_icmp && sport >= 0) {
+        RAW(",\"port\":");
+        raw_uint(out, (unsigned long long)sport);
+    }
+    RAW("},\"destination\":{\"ip\":");
+    if (ffbuf_json_str(out, dst) < 0)
         goto fail;
-    if (!rec->is_icmp && dport >= 0 && (PUT(",\"port\":") < 0 || ffbuf_json_int(out, dport) < 0))
+    if (!rec->is_icmp && dport >= 0) {
+        RAW(",\"port\":");
+        raw_uint(out, (unsigned long long)dport);
+    }
+    RAW("},\"flow\":{\"protocol\":");
+    if (ffbuf_json_str(out, protocol) < 0)
         goto fail;
-    if (PUT("},\"flow\":{\"protocol\":") < 0 || ffbuf_json_str(out, protocol) < 0 ||
-        ffbuf_put(out, n->directions[direction], n->direction_len[direction]) < 0)
-        goto fail;
+    raw(out, n->directions[direction], n->direction_len[direction]);
     if (icmp_fields) {
-        if (PUT(",\"icmp_type\":") < 0 || ffbuf_json_int(out, code >> 8) < 0 || PUT(",\"icmp_code\":") < 0 ||
-            ffbuf_json_int(out, code & 0xFF) < 0)
-            goto fail;
+        RAW(",\"icmp_type\":");
+        raw_uint(out, (unsigned long long)(code >> 8));
+        RAW(",\"icmp_code\":");
+        raw_uint(out, (unsigned long long)(code & 0xFF));
     } else if (flags) {
-        if (PUT(",\"tcp_flags\":\"") < 0)
-            goto fail;
+        RAW(",\"tcp_flags\":\"");
         int first = 1;
         for (int i = 0; i < n->n_flags; i++) {
             if (!(flags & n->flag_bits[i]))
                 continue;
-            if ((!first && PUT(",") < 0) || ffbuf_puts(out, n->flag_names[i]) < 0)
-                goto fail;
+            if (!first)
+                RAW(",");
+            raw(out, n->flag_names[i], n->flag_lens[i]);
             first = 0;
         }
-        if (PUT("\"") < 0)
-            goto fail;
+        RAW("\"");
     }
-    if (PUT("},\"network\":{\"bytes\":") < 0 || ffbuf_json_uint(out, bytes) < 0 || PUT(",\"packets\":") < 0 ||
-        ffbuf_json_uint(out, packets) < 0 || PUT("}") < 0)
-        goto fail;
-    if (service != NULL && ffbuf_put(out, service->fragment, service->len) < 0)
-        goto fail;
+    RAW("},\"network\":{\"bytes\":");
+    raw_uint(out, bytes);
+    RAW(",\"packets\":");
+    raw_uint(out, packets);
+    RAW("}");
+    if (service != NULL)
+        raw(out, service->fragment, service->len);
     if (exporter != NULL) {
-        if (PUT(",\"observer\":{\"collector\":\"nfacctd\",\"exporter\":") < 0 || ffbuf_json_str(out, exporter) < 0 ||
-            PUT("},") < 0)
+        RAW(",\"observer\":{\"collector\":\"nfacctd\",\"exporter\":");
+        if (ffbuf_json_str(out, exporter) < 0)
             goto fail;
+        RAW("},");
         Py_CLEAR(exporter);
-    } else if (nfacctd ? PUT(",\"observer\":{\"collector\":\"nfacctd\"},") < 0
-                       : PUT(",\"observer\":{\"collector\":\"pmacctd\"},") < 0) {
-        goto fail;
+    } else if (nfacctd) {
+        RAW(",\"observer\":{\"collector\":\"nfacctd\"},");
+    } else {
+        RAW(",\"observer\":{\"collector\":\"pmacctd\"},");
     }
 
     /* the private tuple */
