@@ -333,3 +333,24 @@ def test_the_bench_records_are_nearly_all_taken_and_give_the_python_events(tmp_p
         pair.check(orjson.loads(line))
     assert pair.rejected == 0
     assert pair.taken >= 0.99 * 12_000, (pair.taken, pair.declined)
+
+
+# ---- the compiled normaliser in the batch loop: its own caches warm, line after line ----
+
+def _pipeline_output(lines: list[bytes], compiled: bool) -> tuple[bytes, tuple]:
+    from wazuh_anomaly.netflow.stream import FlowPipeline
+    pipeline = FlowPipeline(SETTINGS[1], detect=False, compiled=compiled)
+    assert pipeline.compiled == compiled
+    written = b"".join(pipeline.process([(f"x:{i}", line) for i, line in enumerate(lines[at:at + 500], at)])
+                       for at in range(0, len(lines), 500))
+    stats = pipeline.stats
+    return written, (stats.records, stats.skipped, dict(stats.reasons))
+
+
+@pytest.mark.parametrize("seed", [2, 11])
+def test_the_batch_loop_without_detections_writes_what_the_python_path_writes(seed):
+    lines = mixed_lines(seed, 5000)
+    lines = lines + lines            # again: from the caches the first pass filled (times, durations, keys)
+    compiled, python = _pipeline_output(lines, True), _pipeline_output(lines, False)
+    assert compiled == python
+    assert compiled[1][0] > 8000
