@@ -267,8 +267,9 @@ REJECTED = [
     (0, {"stamp_inserted": "2023-02-29 10:00:00", "stamp_updated": None}),
     (0, {"stamp_inserted": "2026-03-22 22:47:61", "stamp_updated": None}),
     (0, {"stamp_inserted": "0000-00-00 00:00:00", "stamp_updated": ""}),
-    (5, {"timestamp_end": "2026-03-02 09:59:59.999999"}), (5, {"timestamp_start": "2026-03-02 10:00:60.9999999999"}),
-    (5, {"timestamp_start": "2026-03-02 10:00:00.5x"}), (5, {"timestamp_start": "2026-03-02 10:00:0x.5", "timestamp_end": None}),
+    (5, {"timestamp_end": "2026-03-02 09:59:59.999999"}), (5, {"timestamp_start": "2026-03-02 10:00:61.0"}),
+    (0, {"stamp_inserted": "2026-03-22 22:47:00.5x"}), (0, {"stamp_inserted": "2026-03-22 22:47:0x.5"}),
+    (0, {"stamp_inserted": "2026-03-22 22:47:1:"}), (0, {"tcp_flags": "1b"}),
 ]
 
 
