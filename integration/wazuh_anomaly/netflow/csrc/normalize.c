@@ -407,12 +407,13 @@ static int count_of(PyObject *v, unsigned long long *count)
     return 0;
 }
 
-static int is_digit(char c)
+static inline int is_digit(char c)
 {
-    return c >= '0' && c <= '9';
+    return (unsigned char)(c - '0') <= 9;
 }
 
 static const char *const PLACEHOLDERS[2] = {"0000-00-00", "1970-01-01 00:00:00"};
+static const size_t PLACEHOLDER_LENS[2] = {10, 19};
 
 /* What normalize does with a time value when choosing the start key:
  * 0 not set (missing, None, "", a placeholder), 1 a str to parse, -1 decline. */
@@ -430,7 +431,7 @@ static int time_value(PyObject *v, const char **text, Py_ssize_t *len)
     if (*len == 0)
         return 0;
     for (int i = 0; i < 2; i++) {
-        size_t p = strlen(PLACEHOLDERS[i]);
+        size_t p = PLACEHOLDER_LENS[i];
         if ((size_t)*len >= p && memcmp(s, PLACEHOLDERS[i], p) == 0)
             return 0;
     }
@@ -475,12 +476,12 @@ static int parse_time(FFNormalizer *n, const char *s, Py_ssize_t len, double *ep
 {
     if (len != 19 && (len < 21 || len > 29 || s[19] != '.'))
         return -1;
-    static const char shape[] = "dddd-dd-dd dd:dd:dd";
-    for (int i = 0; i < 19; i++) {
-        char want = shape[i];
-        if (want == 'd' ? !is_digit(s[i]) : (i == 10 ? (s[i] != ' ' && s[i] != 'T') : s[i] != want))
-            return -1;
-    }
+    /* "dddd-dd-dd dd:dd:dd" ('T' or ' ' at 10), checked without a branch a character */
+    if (!(is_digit(s[0]) & is_digit(s[1]) & is_digit(s[2]) & is_digit(s[3]) & (s[4] == '-') & is_digit(s[5]) &
+          is_digit(s[6]) & (s[7] == '-') & is_digit(s[8]) & is_digit(s[9]) & ((s[10] == ' ') | (s[10] == 'T')) &
+          is_digit(s[11]) & is_digit(s[12]) & (s[13] == ':') & is_digit(s[14]) & is_digit(s[15]) & (s[16] == ':') &
+          is_digit(s[17]) & is_digit(s[18])))
+        return -1;
     unsigned long long fraction = 0;
     int digits = 0;
     for (Py_ssize_t i = 20; i < len; i++) {
