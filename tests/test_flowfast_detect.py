@@ -27,7 +27,8 @@ from wazuh_anomaly.netflow.normalize import PRIVATE, BadRecord, Normalizer
 from wazuh_anomaly.netflow.settings import NetflowSettings, Thresholds
 
 DIRECTIONS = ("internal_to_internal", "internal_to_external", "external_to_internal", "external_to_external")
-ADDRESSES = ("10.0.0.1", "10.0.0.2", "192.168.1.5", "8.8.8.8", "203.0.113.9", "224.0.0.251", "fe80::1", "2001:db8::7")
+ADDRESSES = ("10.0.0.1", "10.0.0.2", "192.168.1.5", "8.8.8.8", "203.0.113.9", "224.0.0.251", "fe80::1", "2001:db8::7",
+             "hôte")     # not an address the normaliser passes, but a key is the f-string of any text
 PORTS = (22, 53, 80, 123, 443, 445, 853, 902, 1023, 1024, 3389, 4444, 5000, 8080, 40000, 60000)
 FLAGS = (0, 0x02, 0x12, 0x10, 0x18, 0x1A, 0x04, 0x14, 0x01, 0x11, 0x03, 0x06, 0x29, 0x1B)
 BASE = 1772445600.0
@@ -47,6 +48,14 @@ def compiled_observe(detector: FlowDetector, private: tuple):
     return tags, repeat, escalated
 
 
+def outcome(observe, detector: FlowDetector, private: tuple):
+    """The result, or the kind of exception (a state file Python cannot use: the same error)."""
+    try:
+        return observe(detector, private)
+    except (TypeError, ValueError, OverflowError, IndexError) as exc:
+        return type(exc)
+
+
 def state(detector: FlowDetector) -> tuple[str, str]:
     """repr: key order and int/float types count (and sums beyond 2^64, which orjson cannot write)."""
     return repr(detector.to_json()), repr(detector._verdicts)
@@ -63,8 +72,8 @@ def assert_same_run(netflow_settings: NetflowSettings, flows: list[tuple], saved
     python, compiled = twins(netflow_settings, saved)
     results = []
     for i, private in enumerate(flows):
-        want = python_observe(python, private)
-        got = compiled_observe(compiled, private)
+        want = outcome(python_observe, python, private)
+        got = outcome(compiled_observe, compiled, private)
         assert got == want, (i, private)
         results.append(want)
         if i % every == 0 or i == len(flows) - 1:
@@ -175,12 +184,47 @@ def test_a_state_file_with_ints_for_times_and_floats_for_counts_is_handled_as_py
         "dns": {"10.0.0.2": [(1 << 64) + 1, 3, [[BASE, (1 << 64) + 1, 3]]]},
         "dos": {"8.8.8.8": [10, 1, [[int(BASE), 10, 1]]]},
         "scan_repeat": {"10.0.0.1": [int(BASE) - 50, BASE]},
-        "sessions": {"10.0.0.1:None>8.8.8.8:443/tcp": int(BASE)},
+        "sessions": {"10.0.0.1:None>8.8.8.8:443/tcp": int(BASE), "10.0.0.1:40000>8.8.8.8:80/tcp": 1 << 60},
         "beacons": {"10.0.0.1>8.8.8.8:tcp/443": [1, [[int(BASE), 2], [BASE + 60, 1.0]], int(BASE)],
                     "10.0.0.1>8.8.8.8:tcp/80": [0, [int(BASE), BASE + 10], BASE + 10]},
     }
-    assert_same_run(NetflowSettings(thresholds=Thresholds(max_tracked=50, port_scan_ports=3, port_scan_hosts=2)),
-                    flows, state_file)
+    targeted = []
+    for i in range(40):      # the saved beacons, scans and sessions, both kinds of time (each key flips kind)
+        binned = i % 3 != 0
+        ts = BASE + 60.0 * (i // 2) if binned else BASE + 7.5 * i
+        targeted.append((ts, (0, 0x02, 0x12)[i % 3], False, False, 60.0 if binned else 0.0, "10.0.0.1", "8.8.8.8",
+                         None if i % 4 == 0 else 40000, (443, 80)[i % 2], "tcp", "internal_to_external", 1 + i % 3,
+                         60, None, None))
+    assert_same_run(NetflowSettings(thresholds=Thresholds(max_tracked=50, port_scan_ports=3, port_scan_hosts=2,
+                                                          beaconing_min_connections=3)),
+                    targeted + flows, state_file)
+
+
+def unusual(detector: FlowDetector) -> FlowDetector:
+    detector.lateral = frozenset({22.0, 3389, "x"})       # a port 22.0 == 22: asked of the set itself
+    detector.beacon_intervals = 1 << 50                   # beyond what the C series holds: FlowDetector.observe
+    return detector
+
+
+@settings(max_examples=40, deadline=None)
+@given(tiny_settings(), st.lists(flow(), max_size=30))
+def test_a_detector_changed_beyond_what_the_compiled_code_mirrors_observes_through_python(netflow_settings, flows):
+    python, compiled = (unusual(d) for d in twins(netflow_settings))
+    for i, private in enumerate(flows):
+        assert compiled_observe(compiled, private) == python_observe(python, private), (i, private)
+        assert state(compiled) == state(python)
+
+
+@settings(max_examples=40, deadline=None)
+@given(tiny_settings(), st.lists(flow(), max_size=30))
+def test_port_sets_with_other_numbers_are_asked_as_python_asks_them(netflow_settings, flows):
+    python, compiled = twins(netflow_settings)
+    for d in (python, compiled):
+        d.lateral = frozenset({22.0, 3389, "x"})
+        d.usual_out = frozenset({443.0, True, 1 << 70})
+    for i, private in enumerate(flows):
+        assert compiled_observe(compiled, private) == python_observe(python, private), (i, private)
+        assert state(compiled) == state(python)
 
 
 # ---- beacons long enough for every verdict path ----

@@ -355,12 +355,19 @@ static PyObject *key_of(Piece *p, int k)
     return r;
 }
 
+/* f"{port}" (str(None) for a missing one); `buf` holds 24 bytes */
 static const char *port_digits(long port, char *buf)
 {
     if (port < 0)
         return "None";
-    snprintf(buf, 24, "%ld", port);
-    return buf;
+    char *w = buf + 23;
+    *w = '\0';
+    unsigned long v = (unsigned long)port;
+    do {
+        *--w = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return w;
 }
 
 /* ---- calls into the Python code (rare paths) ---- */
