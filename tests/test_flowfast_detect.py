@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import random
 import sys
 from pathlib import Path
@@ -84,7 +85,7 @@ def assert_same_run(netflow_settings: NetflowSettings, flows: list[tuple], saved
 # ---- hypothesis: few addresses and ports, tiny windows and thresholds ----
 
 @st.composite
-def flow(draw, kinds=("exact", "binned")):
+def flow(draw, kinds=("exact", "binned"), sports=PORTS, dports=PORTS, flags=FLAGS):
     kind = draw(st.sampled_from(kinds))
     if kind == "binned":
         ts = BASE + 60.0 * draw(st.integers(0, 40))
@@ -101,9 +102,9 @@ def flow(draw, kinds=("exact", "binned")):
         flags, sport, dport = 0, None, None
         icmp_type = draw(st.sampled_from((None, 0, 3, 8, 128, 129)))
     else:
-        flags = draw(st.sampled_from(FLAGS)) if protocol == "tcp" else 0
-        sport = draw(st.one_of(st.none(), st.sampled_from(PORTS)))
-        dport = draw(st.one_of(st.none(), st.sampled_from(PORTS)))
+        flags = draw(st.sampled_from(flags)) if protocol == "tcp" else 0
+        sport = draw(st.one_of(st.none(), st.sampled_from(sports)))
+        dport = draw(st.one_of(st.none(), st.sampled_from(dports)))
         icmp_type = None
     return (ts, flags, draw(st.booleans()), draw(st.booleans()), res, draw(st.sampled_from(ADDRESSES)),
             draw(st.sampled_from(ADDRESSES)), sport, dport, protocol, draw(st.sampled_from(DIRECTIONS)),
@@ -215,8 +216,8 @@ def test_a_detector_changed_beyond_what_the_compiled_code_mirrors_observes_throu
         assert state(compiled) == state(python)
 
 
-@settings(max_examples=40, deadline=None)
-@given(tiny_settings(), st.lists(flow(), max_size=30))
+@settings(max_examples=60, deadline=None)
+@given(tiny_settings(), st.lists(flow(dports=(22, 443, 3389, 8080)), min_size=5, max_size=30))
 def test_port_sets_with_other_numbers_are_asked_as_python_asks_them(netflow_settings, flows):
     python, compiled = twins(netflow_settings)
     for d in (python, compiled):
@@ -225,6 +226,14 @@ def test_port_sets_with_other_numbers_are_asked_as_python_asks_them(netflow_sett
     for i, private in enumerate(flows):
         assert compiled_observe(compiled, private) == python_observe(python, private), (i, private)
         assert state(compiled) == state(python)
+
+
+@FAST
+@given(tiny_settings(), st.lists(flow(sports=(22, 80, 443, 1023, 1024, 8080), dports=(22, 80, 1024, 40000, 60000),
+                                      flags=(0x04, 0x14, 0x06, 0x0C, 0x04, 0x14, 0x02, 0x12)), min_size=3, max_size=40))
+def test_server_replies_and_closed_port_resets_are_handled_as_python_does(netflow_settings, flows):
+    """From a service port to a client port: never a connection; a bare RST is the client's probe."""
+    assert_same_run(netflow_settings, flows)
 
 
 # ---- beacons long enough for every verdict path ----
@@ -268,6 +277,79 @@ def test_binned_beacons_dense_enough_for_the_counts_per_block_get_the_python_ver
     results = assert_same_run(NetflowSettings(), flows, every=97)
     assert any("possible_beaconing" in tags for tags, _, _ in results)
     assert not all("possible_beaconing" in tags for tags, _, _ in results)
+
+
+@pytest.mark.parametrize("binned", [False, True], ids=["exact", "binned"])
+def test_beacon_verdicts_near_the_jitter_limit_are_the_python_verdicts(binned):
+    """Periodic clients with every spread around beaconing_max_jitter (sparse and dense
+    bins), so that a verdict computed slightly differently would differ somewhere."""
+    rng = random.Random(13)
+    flows = []
+    for client in range(60):
+        src, period = f"10.0.1.{client}", rng.choice((60.0, 120.0, 180.0, 300.0, 600.0))
+        jitter = period * rng.uniform(0.0, 0.6)
+        at = BASE
+        for _ in range(40):
+            at += period + rng.uniform(-jitter, jitter)
+            ts = (at // 60) * 60.0 if binned else at
+            flows.append((ts, 0x02, False, False, 60.0 if binned else 0.0, src, "203.0.113.9", 40000, 8443, "tcp",
+                          "internal_to_external", 3, 180, None, None))
+    for client in range(30):                 # dense: openings every bin, counts varying a little or a lot
+        src, spread = f"10.0.2.{client}", rng.choice((0, 1, 2, 3, 4, 6))
+        for minute in range(200):
+            for _ in range(max(0, 10 + rng.randint(-spread, spread))):
+                ts = BASE + 60.0 * minute + (0.0 if binned else rng.uniform(0, 59))
+                flows.append((ts, 0x02, False, False, 60.0 if binned else 0.0, src, "203.0.113.9", 40000, 8443,
+                              "tcp", "internal_to_external", 3, 180, None, None))
+    flows.sort(key=lambda f: f[0])
+    results = assert_same_run(NetflowSettings(), flows, every=499)
+    tagged = sum("possible_beaconing" in tags for tags, _, _ in results)
+    assert 0 < tagged < len(results)
+
+
+def _other_float_sum(values: list[float]) -> float:
+    """sum() as the other Python versions add floats (3.12 compensates, 3.11 does not)."""
+    if sys.version_info >= (3, 12):
+        total = 0.0
+        for v in values:
+            total += v
+        return total
+    total, c = 0.0, 0.0
+    for v in values:
+        t = total + v
+        c += (total - t) + v if abs(total) >= abs(v) else (v - t) + total
+        total = t
+    return total + c if c and math.isfinite(c) else total
+
+
+def test_the_spread_of_intervals_is_summed_as_this_python_sums_floats():
+    """A beacon whose verdict turns on the last bit of sum(): exact times whose squared
+    deviations this Python's sum() and the other versions' sum() add up differently, and a
+    jitter limit between the two."""
+    rng = random.Random(21)
+    n = 16
+    for _ in range(100_000):
+        times = [BASE + i * 60.0 + rng.uniform(-6, 6) for i in range(n + 1)]
+        mean = (times[-1] - times[0]) / n
+        squares = [(b - a - mean) ** 2 for a, b in zip(times, times[1:])]
+        this, other = math.sqrt(sum(squares) / (n - 1)), math.sqrt(_other_float_sum(squares) / (n - 1))
+        if this == other:
+            continue
+        jitter = this / mean          # the jitter limit that makes the two verdicts differ, if there is one
+        for _ in range(8):
+            if (this <= jitter * mean) != (other <= jitter * mean):
+                break
+            jitter = math.nextafter(jitter, math.inf if this > other else -math.inf)
+        if (this <= jitter * mean) != (other <= jitter * mean):
+            break
+    else:
+        pytest.fail("no series found whose verdict turns on how sum() adds floats")
+    flows = [(ts, 0x02, False, False, 0.0, "10.0.0.1", "203.0.113.9", 40000, 8443, "tcp", "internal_to_external", 3,
+              180, 0.5, None) for ts in times]
+    netflow_settings = NetflowSettings(thresholds=Thresholds(beaconing_min_connections=n + 1,
+                                                             beaconing_max_jitter=jitter))
+    results = assert_same_run(netflow_settings, flows)
+    assert ("possible_beaconing" in results[-1][0]) == (this <= jitter * mean)
 
 
 def test_full_windows_evict_as_python_does():
