@@ -406,6 +406,18 @@ static PyObject *call_object(PyObject *obj, const char *method, PyObject *const 
 
 /* ---- the windows ---- */
 
+typedef struct {
+    const FFRec *rec;
+    PyObject *ts;       /* the flow's time as a float object, made when first stored (one per flow) */
+} Flow;
+
+static PyObject *ts_of(Flow *f)
+{
+    if (f->ts == NULL)
+        f->ts = PyFloat_FromDouble(f->rec->ts);
+    return f->ts;
+}
+
 /* _Seen.add: 1, 0, or -1 */
 static int seen_add(Win *w, PyObject *key, PyObject *member, PyObject *ts_obj, double ts, const Thresh *threshold)
 {
@@ -458,16 +470,19 @@ static int seen_add(Win *w, PyObject *key, PyObject *member, PyObject *ts_obj, d
 }
 
 /* _Sum.add: a new reference to the key's entry, or NULL */
-static PyObject *sum_add(Win *w, PyObject *key, PyObject *ts_obj, double ts, unsigned long long amount)
+static PyObject *sum_add(Win *w, PyObject *key, Flow *f, unsigned long long amount)
 {
+    double ts = f->rec->ts;
     PyObject *entry = PyDict_GetItemWithError(w->data, key);
     PyObject *items;
     if (entry == NULL) {
         if (PyErr_Occurred())
             return NULL;
-        PyObject *a = PyLong_FromUnsignedLongLong(amount);
-        if (a == NULL)
+        PyObject *a = PyLong_FromUnsignedLongLong(amount), *ts_obj = a ? ts_of(f) : NULL;
+        if (ts_obj == NULL) {
+            Py_XDECREF(a);
             return NULL;
+        }
         if (PyDict_GET_SIZE(w->data) >= w->limit) {
             PyObject *args[3] = {key, ts_obj, a};
             PyObject *r = call_object(w->obj, "add", args, 3);    /* _evict */
@@ -487,9 +502,11 @@ static PyObject *sum_add(Win *w, PyObject *key, PyObject *ts_obj, double ts, uns
         PyList_GET_SIZE(PyList_GET_ITEM(items, PyList_GET_SIZE(items) - 1)) < 3 ||
         !PyList_Check(PyList_GET_ITEM(items, 0)) || PyList_GET_SIZE(PyList_GET_ITEM(items, 0)) < 1) {
         PyObject *a = PyLong_FromUnsignedLongLong(amount);       /* not the shape to_json writes */
-        if (a == NULL)
+        if (a == NULL || ts_of(f) == NULL) {
+            Py_XDECREF(a);
             return NULL;
-        PyObject *args[3] = {key, ts_obj, a};
+        }
+        PyObject *args[3] = {key, f->ts, a};
         PyObject *r = call_object(w->obj, "add", args, 3);
         Py_DECREF(a);
         return r;
@@ -509,7 +526,7 @@ static PyObject *sum_add(Win *w, PyObject *key, PyObject *ts_obj, double ts, uns
         if (fresh)
             return entry;
     } else {
-        PyObject *bucket = Py_BuildValue("[OKi]", ts_obj, amount, 1);
+        PyObject *bucket = ts_of(f) ? Py_BuildValue("[OKi]", f->ts, amount, 1) : NULL;
         if (bucket == NULL)
             goto fail;
         int rc = PyList_Append(items, bucket);
@@ -625,11 +642,6 @@ static Py_ssize_t recent_add(Win *w, PyObject *key, PyObject *ts_obj, double ts)
 
 /* ---- the detector's own steps ---- */
 
-typedef struct {
-    const FFRec *rec;
-    PyObject *ts;       /* the flow's time as a float object (one per flow, as in Python) */
-    PyObject *sport, *dport;
-} Flow;
 
 static PyObject *port_obj(long port)
 {
@@ -642,6 +654,8 @@ static int opening(FFDetector *d, Flow *f)
     const FFRec *r = f->rec;
     if (r->flags)
         return (r->flags & SYN) != 0;
+    if (ts_of(f) == NULL)
+        return -1;
     char sp[24], dp[24];
     Piece p[9] = {P_STR(r->src), P_TXT(":"), P_TXT(port_digits(r->sport, sp)), P_TXT(">"), P_STR(r->dst),
                   P_TXT(":"), P_TXT(port_digits(r->dport, dp)), P_TXT("/"), P_STR(r->protocol)};
@@ -871,6 +885,8 @@ static int newest_time(PyObject *entry, Flow *f)
 static int beaconing(FFDetector *d, PyObject *key, Flow *f)
 {
     double ts = f->rec->ts;
+    if (ts_of(f) == NULL)
+        return -1;
     long binned = f->rec->res ? 1 : 0;
     PyObject *entry = PyDict_GetItemWithError(d->beacons, key);
     if (entry == NULL && PyErr_Occurred())
@@ -1415,13 +1431,10 @@ int ffd_observe(FFDetector *d, const FFRec *r, FFTags *out)
         return 0;
     }
     int has_ports = dport >= 0 && r->is_port_protocol;
-    Flow f = {r, NULL, NULL, NULL};
+    Flow f = {r, NULL};
     int result = -1, rc;
     PyObject *key = NULL, *entry = NULL;
     char dp[24];
-    f.ts = PyFloat_FromDouble(ts);
-    if (f.ts == NULL)
-        return -1;
 
     /* port scan: many ports of one host, or one port (or ICMP) across many hosts, by probes */
     if (!r->dst_local) {
@@ -1440,7 +1453,7 @@ int ffd_observe(FFDetector *d, const FFRec *r, FFTags *out)
                 Piece p[3] = {P_STR(r->src), P_TXT(">"), P_STR(r->dst)};
                 PyObject *member = port_text(dport);
                 key = member ? key_of(p, 3) : NULL;
-                scanned = key ? seen_add(&d->scan_ports, key, member, f.ts, ts, &d->port_scan_ports) : -1;
+                scanned = key && ts_of(&f) ? seen_add(&d->scan_ports, key, member, f.ts, ts, &d->port_scan_ports) : -1;
                 Py_XDECREF(member);
                 Py_CLEAR(key);
                 if (scanned < 0)
@@ -1454,7 +1467,7 @@ int ffd_observe(FFDetector *d, const FFRec *r, FFTags *out)
                 Piece p[3] = {P_STR(r->src), P_TXT(">"), P_STR(r->protocol)};
                 key = key_of(p, 3);
             }
-            if (key == NULL)
+            if (key == NULL || ts_of(&f) == NULL)
                 goto done;
             rc = seen_add(&d->scan_hosts, key, r->dst, f.ts, ts, &d->port_scan_hosts);
             Py_CLEAR(key);
@@ -1473,7 +1486,7 @@ int ffd_observe(FFDetector *d, const FFRec *r, FFTags *out)
 
     int opened = -1;        /* None */
     if (r->direction == FF_INT_EXT) {
-        entry = sum_add(&d->outbound, r->src, f.ts, ts, r->bytes);
+        entry = sum_add(&d->outbound, r->src, &f, r->bytes);
         if (entry == NULL)
             goto done;
         rc = ge_thresh(PyList_GET_ITEM(entry, 0), &d->high_outbound_bytes);
@@ -1523,7 +1536,7 @@ int ffd_observe(FFDetector *d, const FFRec *r, FFTags *out)
         if (rc < 0)
             goto done;
         if (rc) {
-            entry = sum_add(&d->dns, r->src, f.ts, ts, r->bytes);
+            entry = sum_add(&d->dns, r->src, &f, r->bytes);
             if (entry == NULL)
                 goto done;
             if (PyList_GET_SIZE(entry) != 3) {
@@ -1558,7 +1571,7 @@ int ffd_observe(FFDetector *d, const FFRec *r, FFTags *out)
     }
 
     /* the packets to one destination */
-    entry = sum_add(&d->dos, r->dst, f.ts, ts, r->packets);
+    entry = sum_add(&d->dos, r->dst, &f, r->packets);
     if (entry == NULL)
         goto done;
     rc = ge_thresh(PyList_GET_ITEM(entry, 0), &d->dos_packets);
@@ -1587,7 +1600,7 @@ int ffd_observe(FFDetector *d, const FFRec *r, FFTags *out)
             if (attempt) {
                 Piece p[5] = {P_STR(r->src), P_TXT(">"), P_STR(r->dst), P_TXT(":"), P_TXT(port_digits(dport, dp))};
                 key = key_of(p, 5);
-                Py_ssize_t count = key ? recent_add(&d->brute, key, f.ts, ts) : -1;
+                Py_ssize_t count = key && ts_of(&f) ? recent_add(&d->brute, key, f.ts, ts) : -1;
                 Py_CLEAR(key);
                 if (count < 0)
                     goto done;
@@ -1600,6 +1613,6 @@ int ffd_observe(FFDetector *d, const FFRec *r, FFTags *out)
 done:
     Py_XDECREF(key);
     Py_XDECREF(entry);
-    Py_DECREF(f.ts);
+    Py_XDECREF(f.ts);
     return result;
 }
