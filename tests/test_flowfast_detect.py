@@ -1,7 +1,7 @@
 """The compiled detector (csrc/detect.c) does exactly what FlowDetector.observe does.
 
 Twin detectors (same settings, same starting state) see the same flows, one through the
-Python `observe(event)`, the other through the compiled one (`_flowfast.observe_only`,
+Python `observe(event)`, the other through the compiled one (`flowfast.observe_only`,
 which runs csrc/detect.c on the flow's private tuple): every flow gets the same tags,
 port-scan repeat and escalation, and the state (`to_json()`, serialised: key order and
 int/float types included, and the beacon verdict memo) is the same after every flow.
@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import REPO, need_shared_data
 from netflow_mixed import mixed_lines
-from wazuh_anomaly.netflow import _flowfast
+from wazuh_anomaly.netflow import flowfast
 from wazuh_anomaly.netflow.detect import FlowDetector
 from wazuh_anomaly.netflow.normalize import PRIVATE, BadRecord, Normalizer
 from wazuh_anomaly.netflow.settings import NetflowSettings, Thresholds
@@ -45,7 +45,7 @@ def python_observe(detector: FlowDetector, private: tuple):
 
 
 def compiled_observe(detector: FlowDetector, private: tuple):
-    tags, repeat, escalated = _flowfast.observe_only(detector, private)
+    tags, repeat, escalated = flowfast.observe_only(detector, private)
     return tags, repeat, escalated
 
 

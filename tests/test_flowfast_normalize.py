@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import REPO, SHARED_DATA, need_shared_data
 from netflow_mixed import mixed_lines
-from wazuh_anomaly.netflow import _flowfast   # built by setup.py (CI builds it): no silent skip
+from wazuh_anomaly.netflow import flowfast   # built by setup.py (CI builds it): no silent skip
 from wazuh_anomaly.netflow.normalize import PRIVATE, Normalizer, public_view
 from wazuh_anomaly.netflow.settings import NetflowSettings
 
@@ -52,7 +52,7 @@ class Pair:
             want = self.reference.normalize(record)
         except Exception:   # noqa: BLE001 - BadRecord, or what a record of an unforeseen type raises
             want = None
-        got = _flowfast.normalize_only(self.compiled, record) if type(record) is dict else None
+        got = flowfast.normalize_only(self.compiled, record) if type(record) is dict else None
         if want is None:
             assert got is None, f"the compiled path took a record the Python code rejects: {record!r}"
             self.rejected += 1
@@ -199,8 +199,8 @@ def test_what_is_not_a_dict_or_lacks_a_field_is_declined():
     assert pair.taken == 1
     for key in ("ip_src", "ip_dst", "ip_proto", "stamp_inserted"):
         pair.check({k: v for k, v in good.items() if k != key})
-    assert _flowfast.normalize_only(pair.compiled, [good]) is None
-    assert _flowfast.normalize_only(pair.compiled, "10.0.0.5") is None
+    assert flowfast.normalize_only(pair.compiled, [good]) is None
+    assert flowfast.normalize_only(pair.compiled, "10.0.0.5") is None
     assert (pair.taken, pair.rejected) == (1, 4)
 
 
