@@ -184,3 +184,39 @@ def test_the_command_says_which_path_normalises(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "normalising with the compiled fast path" in done.stderr
     assert len(done.stdout.splitlines()) == 50
+
+
+_MUTATIONS = st.lists(st.tuples(st.sampled_from(["flip", "insert", "delete", "cut"]), st.integers(0, 10_000),
+                                st.binary(min_size=1, max_size=4)), min_size=1, max_size=6)
+
+
+def _mutate(line: bytes, edits) -> bytes:
+    for kind, at, data in edits:
+        at %= len(line) + 1
+        if kind == "flip" and at < len(line):
+            line = line[:at] + bytes([line[at] ^ data[0]]) + line[at + 1:]
+        elif kind == "insert":
+            line = line[:at] + data + line[at:]
+        elif kind == "delete":
+            line = line[:at] + line[at + len(data):]
+        elif kind == "cut":
+            line = line[:at]
+    return line.replace(b"\n", b" ")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 100_000), edits=st.lists(st.tuples(st.integers(0, 399), _MUTATIONS), max_size=40))
+def test_hostile_bytes_give_the_same_bytes_state_and_counts_on_both_paths(tmp_path_factory, seed, edits):
+    """Lines damaged anywhere (flipped, inserted, deleted bytes, cut short; invalid UTF-8,
+    NULs, stray quotes and escapes) are taken or skipped alike, and never stop the rest."""
+    tmp_path = tmp_path_factory.mktemp("ff")
+    lines = mixed_lines(seed, 400, bad=0.05)
+    for index, one in edits:
+        lines[index % len(lines)] = _mutate(lines[index % len(lines)], one)
+    data = b"\n".join(lines) + b"\n"
+    fast, fast_state, fast_stats = _run(tmp_path, data, "fast", compiled=True)
+    slow, slow_state, slow_stats = _run(tmp_path, data, "slow", compiled=False)
+    assert fast == slow
+    assert fast_state == slow_state
+    _same(fast_stats, slow_stats)
+    assert fast_stats.records + fast_stats.skipped == sum(1 for one in lines if one.strip())
