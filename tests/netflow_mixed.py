@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from wazuh_anomaly.netflow import generate
 
@@ -174,3 +176,22 @@ def crash_then_resume(src, out, state, crash: str, check_delivery=None) -> None:
     child.join()
     assert child.exitcode == 3
     normalize_file(src, FileOutput(out), NetflowSettings(), state_file=state)
+
+
+def bench_inputs(folder: Path, records: int, kinds=("distinct", "repeated")) -> dict[str, Path]:
+    """The records bench/bench_netflow.py times (the shared data's real pmacct records and
+    every generated scenario, addresses and ports varied), written to `folder` once per kind
+    of time it rewrites them to: {kind: file}."""
+    bench = str(Path(__file__).resolve().parents[1] / "bench")
+    sys.path.insert(0, bench)
+    try:
+        import bench_netflow
+    finally:
+        sys.path.remove(bench)
+    source = folder / "bench-source.json"
+    bench_netflow.build_input(source, records, None)
+    timed = {}
+    for kind in kinds:
+        timed[kind] = folder / f"bench-{kind}.json"
+        bench_netflow.timed_input(source, timed[kind], kind)
+    return timed

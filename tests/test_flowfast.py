@@ -13,7 +13,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from netflow_mixed import mixed_lines
+from netflow_mixed import bench_inputs, mixed_lines
 from wazuh_anomaly.netflow import flowfast, stream
 from wazuh_anomaly.netflow.settings import NetflowSettings
 from wazuh_anomaly.netflow.stream import FileOutput, FlowPipeline, normalize_file, state_file_for
@@ -148,14 +148,7 @@ def test_the_compiled_path_holds_no_memory_per_record():
 def test_the_bench_records_go_through_the_compiled_path_and_match(tmp_path):
     """The records bench/bench_netflow.py times (real pmacct records and every scenario,
     both kinds of timestamps): the compiled path writes the Python path's bytes."""
-    import sys
-    sys.path.insert(0, str(stream.Path(__file__).resolve().parents[1] / "bench"))
-    import bench_netflow
-    source = tmp_path / "flows.json"
-    bench_netflow.build_input(source, 20_000, None)
-    for kind in bench_netflow.TIMES:
-        timed = tmp_path / f"flows-{kind}.json"
-        bench_netflow.timed_input(source, timed, kind)
+    for kind, timed in bench_inputs(tmp_path, 20_000).items():
         data = timed.read_bytes()
         fast, fast_state, fast_stats = _run(tmp_path, data, f"fast-{kind}", compiled=True)
         slow, slow_state, slow_stats = _run(tmp_path, data, f"slow-{kind}", compiled=False)

@@ -20,8 +20,8 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import REPO, need_shared_data
-from netflow_mixed import mixed_lines
+from conftest import need_shared_data
+from netflow_mixed import bench_inputs, mixed_lines
 from wazuh_anomaly.netflow import flowfast
 from wazuh_anomaly.netflow.detect import FlowDetector
 from wazuh_anomaly.netflow.normalize import PRIVATE, BadRecord, Normalizer
@@ -395,14 +395,7 @@ def test_netflow_mixed_lines_get_the_python_tags_and_state(seed):
 @pytest.mark.parametrize("kind", ["distinct", "repeated"])
 def test_the_bench_records_get_the_python_tags_and_state(kind, tmp_path):
     need_shared_data("pmacct")
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        import bench_netflow
-    finally:
-        sys.path.remove(str(REPO / "bench"))
-    source, timed = tmp_path / "source.json", tmp_path / "timed.json"
-    bench_netflow.build_input(source, 12_000, None)
-    bench_netflow.timed_input(source, timed, kind)
+    timed = bench_inputs(tmp_path, 12_000, (kind,))[kind]
     flows = privates(Path(timed).read_bytes().splitlines())
     assert len(flows) == 12_000
     results = assert_same_run(NetflowSettings(), flows, every=500)

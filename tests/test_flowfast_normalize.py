@@ -12,15 +12,14 @@ pmacct records of the shared data; the bench's records, which the compiled path 
 nearly all of (it is the common path, not an exception)."""
 from __future__ import annotations
 
-import sys
 from datetime import datetime, timedelta, timezone
 
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import REPO, SHARED_DATA, need_shared_data
-from netflow_mixed import mixed_lines
+from conftest import need_shared_data
+from netflow_mixed import bench_inputs, mixed_lines
 from wazuh_anomaly.netflow import flowfast   # built by setup.py (CI builds it): no silent skip
 from wazuh_anomaly.netflow.normalize import PRIVATE, Normalizer, public_view
 from wazuh_anomaly.netflow.settings import NetflowSettings
@@ -321,14 +320,7 @@ def test_the_real_pmacct_records_are_all_taken_and_give_the_python_events(name):
 @pytest.mark.parametrize("kind", ["distinct", "repeated"])
 def test_the_bench_records_are_nearly_all_taken_and_give_the_python_events(tmp_path, kind):
     need_shared_data("pmacct")
-    sys.path.insert(0, str(REPO / "bench"))
-    try:
-        import bench_netflow
-    finally:
-        sys.path.remove(str(REPO / "bench"))
-    source, timed = tmp_path / "flows.json", tmp_path / f"flows-{kind}.json"
-    bench_netflow.build_input(source, 12_000, SHARED_DATA)
-    bench_netflow.timed_input(source, timed, kind)
+    timed = bench_inputs(tmp_path, 12_000, (kind,))[kind]
     pair = Pair(NetflowSettings())
     for line in timed.read_bytes().splitlines():
         pair.check(orjson.loads(line))
