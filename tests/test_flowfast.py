@@ -40,6 +40,7 @@ def _same(a, b) -> None:
 def test_the_compiled_path_is_built_and_runs_the_pipeline():
     assert stream.compiled_available()
     assert FlowPipeline(NetflowSettings()).compiled
+    assert flowfast.mirrored(FlowPipeline(NetflowSettings()).detector)     # the shipped settings: C observes
     assert not FlowPipeline(NetflowSettings(), compiled=False).compiled
 
 
@@ -65,6 +66,7 @@ def test_any_mix_and_any_thresholds_give_the_same_bytes_state_and_counts(tmp_pat
     chosen = dataclasses.replace(base, thresholds=dataclasses.replace(
         base.thresholds, max_tracked=max_tracked, port_scan_ports=scan_ports, brute_force_connections=3,
         high_outbound_bytes=50_000, dos_packets=500))
+    assert flowfast.mirrored(FlowPipeline(chosen).detector)
     data = b"\n".join(mixed_lines(seed, 1000, repeated=repeated, bad=bad)) + b"\n"
     fast, fast_state, fast_stats = _run(tmp_path, data, "fast", compiled=True, settings=chosen)
     slow, slow_state, slow_stats = _run(tmp_path, data, "slow", compiled=False, settings=chosen)

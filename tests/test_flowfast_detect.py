@@ -71,6 +71,7 @@ def assert_same_run(netflow_settings: NetflowSettings, flows: list[tuple], saved
     """Python and compiled detectors agree on every flow, and their states after every
     `every` flows and at the end; returns the Python results."""
     python, compiled = twins(netflow_settings, saved)
+    assert flowfast.mirrored(compiled), "the C detector would hand every flow to Python: nothing here tests it"
     results = []
     for i, private in enumerate(flows):
         want = outcome(python_observe, python, private)
@@ -164,6 +165,7 @@ def test_a_state_saved_by_the_python_detector_is_continued_the_same(netflow_sett
 def test_python_and_compiled_observing_one_detector_in_turn_give_what_python_alone_gives(netflow_settings, flows,
                                                                                             rng):
     alone, mixed = twins(netflow_settings)
+    assert flowfast.mirrored(mixed)
     for i, private in enumerate(flows):
         want = python_observe(alone, private)
         got = compiled_observe(mixed, private) if rng.random() < 0.5 else python_observe(mixed, private)
@@ -211,6 +213,7 @@ def unusual(detector: FlowDetector) -> FlowDetector:
 @given(tiny_settings(), st.lists(flow(), max_size=30))
 def test_a_detector_changed_beyond_what_the_compiled_code_mirrors_observes_through_python(netflow_settings, flows):
     python, compiled = (unusual(d) for d in twins(netflow_settings))
+    assert not flowfast.mirrored(compiled)
     for i, private in enumerate(flows):
         assert compiled_observe(compiled, private) == python_observe(python, private), (i, private)
         assert state(compiled) == state(python)
@@ -223,6 +226,7 @@ def test_port_sets_with_other_numbers_are_asked_as_python_asks_them(netflow_sett
     for d in (python, compiled):
         d.lateral = frozenset({22.0, 3389, "x"})
         d.usual_out = frozenset({443.0, True, 1 << 70})
+    assert flowfast.mirrored(compiled)          # asked of the sets themselves, the rest in C
     for i, private in enumerate(flows):
         assert compiled_observe(compiled, private) == python_observe(python, private), (i, private)
         assert state(compiled) == state(python)

@@ -1401,6 +1401,11 @@ fail:
 
 /* ---- observe ---- */
 
+int ffd_mirrored(const FFDetector *d)
+{
+    return !d->python_only;
+}
+
 int ffd_observe(FFDetector *d, const FFRec *r, FFTags *out)
 {
     if (d->python_only)

@@ -101,5 +101,8 @@ void ffd_free(FFDetector *d);
 /* Exactly FlowDetector.observe(event) for the event `rec` describes. 0, or -1 with an
  * exception set (the caller stops: the state may be half-updated, as in Python). */
 int ffd_observe(FFDetector *d, const FFRec *rec, FFTags *out);
+/* 1 when this file's code observes the detector's flows itself, 0 when it hands each
+ * one to FlowDetector.observe (settings or windows it does not mirror). */
+int ffd_mirrored(const FFDetector *d);
 
 #endif

@@ -530,9 +530,22 @@ static PyObject *observe_only(PyObject *module, PyObject *args)
     return Py_BuildValue("(NNO)", names, repeat, tags.escalated ? Py_True : Py_False);
 }
 
+/* mirrored(detector) -> bool: whether the compiled detector observes this
+ * FlowDetector's flows itself (False: each through FlowDetector.observe). */
+static PyObject *mirrored(PyObject *module, PyObject *detector)
+{
+    FFDetector *d = ffd_new(detector);
+    if (d == NULL)
+        return NULL;
+    int yes = ffd_mirrored(d);
+    ffd_free(d);
+    return PyBool_FromLong(yes);
+}
+
 static PyMethodDef module_methods[] = {
     {"normalize_only", normalize_only, METH_VARARGS, "The compiled normaliser alone (tests)."},
     {"observe_only", observe_only, METH_VARARGS, "The compiled detector alone (tests)."},
+    {"mirrored", mirrored, METH_O, "Whether the compiled detector observes this detector itself (tests)."},
     {NULL, NULL, 0, NULL},
 };
 
