@@ -215,3 +215,38 @@ def test_hostile_bytes_give_the_same_bytes_state_and_counts_on_both_paths(tmp_pa
     assert fast_state == slow_state
     _same(fast_stats, slow_stats)
     assert fast_stats.records + fast_stats.skipped == sum(1 for one in lines if one.strip())
+
+
+_EXTREME = (1e308, -1e308, 1.7e308, (1 << 64) - 1, -(1 << 63), 0, 0.0, 1e-300, 5e15, 2.5, 1772445600.0)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.large_base_example, HealthCheck.too_slow])
+@given(seed=st.integers(0, 100_000), rng=st.randoms(use_true_random=False))
+def test_a_hand_edited_state_that_trips_a_detection_skips_those_records_alike_and_never_stops_the_rest(seed, rng):
+    """A state file in the saved shapes with odd numbers in it (huge, negative, float
+    counts: it loads) makes some flows raise in the detections: the Python path skips
+    those records with a sentence and goes on; the compiled path must do the same."""
+    lines = mixed_lines(seed, 300, bad=0.0)
+    warm = FlowPipeline(NetflowSettings(), compiled=False)
+    warm.collect([("warm", line) for line in lines[:200]], [])
+
+    def odd(value):
+        if isinstance(value, dict):
+            return {k: odd(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [odd(v) for v in value]
+        return rng.choice(_EXTREME) if type(value) in (int, float) and rng.random() < 0.3 else value
+
+    saved = orjson.loads(orjson.dumps(warm.detector.to_json()))
+    edited = {name: value if name in ("version", "beacons") else odd(value) for name, value in saved.items()}
+    edited["beacons"] = {k: [b[0], odd(b[1]), odd(b[2])] for k, b in saved.get("beacons", {}).items()}
+    results = []
+    for compiled in (True, False):
+        pipeline = FlowPipeline(NetflowSettings(), orjson.loads(orjson.dumps(edited)), compiled=compiled)
+        out: list[bytes] = []
+        pipeline.collect([(f"flows.json:{i}", line) for i, line in enumerate(lines[200:])], out)
+        stats = pipeline.stats
+        results.append((b"\n".join(out), repr(pipeline.detector.to_json()), stats.records, stats.skipped,
+                        stats.reasons, stats.first, stats.tags))
+    assert results[0] == results[1]
+    assert results[0][2] + results[0][3] == sum(1 for line in lines[200:] if line.strip())

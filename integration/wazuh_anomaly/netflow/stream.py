@@ -41,6 +41,9 @@ except ImportError:
 log = logging.getLogger("wazuh_anomaly")
 BATCH_LINES = 4096
 MAX_LINE_BYTES = 65536        # an input line from pmacct
+# What normalising or observing one record may raise on a value no check foresaw: that
+# record is skipped (FlowPipeline.unexpected), on the compiled path too (flowfast.Engine).
+UNEXPECTED = (TypeError, ValueError, OverflowError, KeyError, AttributeError)
 MAX_LOGGED_BAD = 20          # bad lines logged one by one; beyond, only counted
 
 
@@ -153,6 +156,12 @@ class FlowPipeline:
         self.stats.skip(where, f"the flow event would be longer than the {MAX_EVENT_BYTES} bytes a line may take",
                         f"whose flow event would be longer than {MAX_EVENT_BYTES:,} bytes")
 
+    def unexpected(self, where, exc: Exception) -> None:
+        """Skips a record that met a value of a type no check foresaw (in the record or in a
+        hand-edited state file): this line only, never the collector."""
+        self.stats.skip(where, f"a field of an unexpected type ({type(exc).__name__}: {str(exc)[:80]})",
+                        "with a field of an unexpected type")
+
     def python_collect(self, lines: Iterable[tuple[str, bytes]], out: list[bytes]) -> None:
         """The Python path of `collect`: one output line per bytes object."""
         stats = self.stats
@@ -177,10 +186,8 @@ class FlowPipeline:
             except BadRecord as exc:
                 stats.skip(where, str(exc), exc.kind)
                 continue
-            except (TypeError, ValueError, OverflowError, KeyError, AttributeError) as exc:
-                # a value of a type no check foresaw: this line only, never the collector
-                stats.skip(where, f"a field of an unexpected type ({type(exc).__name__}: {str(exc)[:80]})",
-                           "with a field of an unexpected type")
+            except UNEXPECTED as exc:
+                self.unexpected(where, exc)
                 continue
             try:
                 data = dumps(event)

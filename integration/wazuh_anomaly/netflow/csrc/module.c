@@ -24,6 +24,9 @@ typedef struct {
     PyObject *decode_error;     /* orjson.JSONDecodeError */
     PyObject *python_line;      /* pipeline.python_collect, during collect(): the Python path for one line */
     PyObject *too_long;         /* pipeline.too_long(where), during collect(): the skip of an over-long event */
+    PyObject *unexpected;       /* pipeline.unexpected(where, exc), during collect(): the skip of a record
+                                 * whose observation raised one of stream.UNEXPECTED */
+    PyObject *unexpected_kinds; /* stream.UNEXPECTED */
     int ready;
     FFNormalizer *normalizer;
     FFDetector *detector;       /* NULL: detections off */
@@ -36,6 +39,7 @@ static void Engine_dealloc(Engine *self)
 {
     Py_XDECREF(self->loads);
     Py_XDECREF(self->decode_error);
+    Py_XDECREF(self->unexpected_kinds);
     for (int i = 0; i < FF_TAG_COUNT; i++)
         Py_XDECREF(self->tag_names[i]);
     if (self->normalizer)
@@ -66,6 +70,13 @@ static int Engine_init(Engine *self, PyObject *args, PyObject *kwds)
     self->decode_error = PyObject_GetAttrString(orjson, "JSONDecodeError");
     Py_DECREF(orjson);
     if (self->loads == NULL || self->decode_error == NULL)
+        return -1;
+    PyObject *stream = PyImport_ImportModule("wazuh_anomaly.netflow.stream");
+    if (stream == NULL)
+        return -1;
+    self->unexpected_kinds = PyObject_GetAttrString(stream, "UNEXPECTED");
+    Py_DECREF(stream);
+    if (self->unexpected_kinds == NULL)
         return -1;
     for (int i = 0; i < FF_TAG_COUNT; i++) {
         self->tag_names[i] = PyUnicode_InternFromString(TAG_NAMES[i]);
@@ -144,6 +155,24 @@ static int python_line(Engine *self, PyObject *where, Py_ssize_t i, PyObject *it
     PyList_SET_ITEM(one, 0, item);
     PyObject *r = PyObject_CallFunctionObjArgs(self->python_line, one, out, NULL);
     Py_DECREF(one);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* pipeline.unexpected(where, exc) for the exception being raised, which it clears. */
+static int skip_unexpected(Engine *self, PyObject *where, Py_ssize_t i, PyObject *item)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    PyObject *text = place(where, i, item);
+    PyObject *r = text && value ? PyObject_CallFunctionObjArgs(self->unexpected, text, value, NULL) : NULL;
+    Py_XDECREF(text);
+    Py_XDECREF(value);
     if (r == NULL)
         return -1;
     Py_DECREF(r);
@@ -267,8 +296,10 @@ static PyObject *Engine_collect(Engine *self, PyObject *args)
         return NULL;
     self->python_line = PyObject_GetAttrString(pipeline, "python_collect");
     self->too_long = self->python_line ? PyObject_GetAttrString(pipeline, "too_long") : NULL;
-    if (self->too_long == NULL) {
+    self->unexpected = self->too_long ? PyObject_GetAttrString(pipeline, "unexpected") : NULL;
+    if (self->unexpected == NULL) {
         Py_CLEAR(self->python_line);
+        Py_CLEAR(self->too_long);
         Py_DECREF(seq);
         return NULL;
     }
@@ -317,9 +348,19 @@ static PyObject *Engine_collect(Engine *self, PyObject *args)
             continue;
         }
         FFTags tags = {0, -1, 0};
-        if (self->detector != NULL && ffd_observe(self->detector, &rec, &tags) < 0)
-            failed = 1;
-        else if (write_tail(self, &buf, &rec, &tags) < 0)
+        if (self->detector != NULL && ffd_observe(self->detector, &rec, &tags) < 0) {
+            ff_rec_clear(&rec);
+            Py_DECREF(record);
+            buf.len = start;
+            if (!PyErr_ExceptionMatches(self->unexpected_kinds)) {
+                failed = 1;
+                break;
+            }
+            /* as the Python path: this record skipped (the windows as far as it got), the rest go on */
+            failed = skip_unexpected(self, where, i, item) < 0;
+            continue;
+        }
+        if (write_tail(self, &buf, &rec, &tags) < 0)
             failed = 1;
         ff_rec_clear(&rec);
         Py_DECREF(record);
@@ -350,6 +391,7 @@ static PyObject *Engine_collect(Engine *self, PyObject *args)
     Py_DECREF(seq);
     Py_CLEAR(self->python_line);
     Py_CLEAR(self->too_long);
+    Py_CLEAR(self->unexpected);
     if (!failed)
         failed = flush(&buf, out) < 0;
     if (collecting)
